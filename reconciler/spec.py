@@ -1,0 +1,251 @@
+"""The TOML schema of one server file and of ``gateway.toml``.
+
+Pure data: no I/O happens here. Every model is frozen and forbids unknown keys, so a
+typo in a file is an error that names the key rather than a silently ignored setting.
+The few value types (`Duration`, `ServerName`, `PortSpec`) are defined once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"500ms"``, ``"10s"``, ``"5m"``, ``"1h"`` -> seconds. Bare numbers are refused:
+    a reader of the file should never have to guess the unit."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'{value!r} is not a duration: write it with a unit, like "500ms", "10s" or "5m"')
+    match = _DURATION_RE.match(value)
+    if not match:
+        raise ValueError(f'{value!r} is not a duration: write it with a unit, like "500ms", "10s" or "5m"')
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of `parse_duration` for values it produced (used when writing TOML back)."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid server name: use 1-63 lowercase letters, digits and '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _check_port(value: Any) -> Any:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f'{value!r} is not a port: use a number 1-65535 or "auto"')
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{value} is not a port (1-65535)")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ServerName = Annotated[str, AfterValidator(_check_name)]
+PortSpec = Annotated[Union[int, Literal["auto"]], BeforeValidator(_check_port)]
+SignalName = Literal["TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2", "BREAK"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class _HealthBase(_Model):
+    interval: Duration = 10.0
+    timeout: Duration = 2.0
+    failures: int = Field(3, ge=1, le=100)
+    start_period: Duration = 30.0
+
+
+class HttpHealth(_HealthBase):
+    type: Literal["http"]
+    path: str = "/"
+
+    @field_validator("path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with '/'")
+        return value
+
+
+class TcpHealth(_HealthBase):
+    type: Literal["tcp"]
+
+
+class CommandHealth(_HealthBase):
+    type: Literal["command"]
+    command: list[str] = Field(min_length=1)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return shlex.split(value) if isinstance(value, str) else value
+
+
+class NoHealth(_Model):
+    type: Literal["none"]
+
+
+HealthSpec = Annotated[Union[HttpHealth, TcpHealth, CommandHealth, NoHealth], Field(discriminator="type")]
+
+
+class RestartSpec(_Model):
+    policy: Literal["always", "on-failure", "never"] = "always"
+    backoff_start: Duration = 1.0
+    backoff_max: Duration = 300.0
+    backoff_reset: Duration = 60.0
+    alert_after: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _cap_not_below_start(self) -> RestartSpec:
+        if self.backoff_max < self.backoff_start:
+            raise ValueError("backoff_max must be at least backoff_start")
+        return self
+
+
+class StopSpec(_Model):
+    signal: SignalName = "TERM"
+    timeout: Duration = 10.0
+
+
+class DomainSpec(_Model):
+    hostname: str = Field(min_length=1)
+    path: str | None = None
+    service: str | None = None
+    origin: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerSpec(_Model):
+    """One server, as written in ``gateway.d/NAME.toml`` (the name is the file stem)."""
+
+    name: ServerName
+    command: list[str] = Field(min_length=1)
+    shell: bool = False
+    port: PortSpec | None = None
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    depends_on: list[ServerName] = Field(default_factory=list)
+    health: HealthSpec | None = None
+    restart: RestartSpec = Field(default_factory=RestartSpec)
+    stop: StopSpec = Field(default_factory=StopSpec)
+    domain: DomainSpec | None = None
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parts = shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command: {exc}") from None
+            return parts
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                    raise ValueError(f"env.{key}: {item!r} must be a string or a number")
+                out[key] = str(item)
+            return out
+        return value
+
+    @model_validator(mode="after")
+    def _not_own_dependency(self) -> ServerSpec:
+        if self.name in self.depends_on:
+            raise ValueError(f"depends_on: {self.name} cannot depend on itself")
+        return self
+
+    def effective_health(self) -> HttpHealth | TcpHealth | CommandHealth | NoHealth:
+        """The health check in force: the declared one, else tcp when there is a port."""
+        if self.health is not None:
+            return self.health
+        if self.port is not None:
+            return TcpHealth(type="tcp")
+        return NoHealth(type="none")
+
+    def runtime_hash(self) -> str:
+        """A digest of the fields that need a restart when they change.
+
+        description, group, tags, health, restart and domain settings apply to a running
+        process without restarting it."""
+        runtime = self.model_dump(include={"command", "shell", "port", "cwd", "env"}, mode="json")
+        text = json.dumps(runtime, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class DatabaseSettings(_Model):
+    dsn: str | None = None
+
+
+class WebSettings(_Model):
+    listen: str = "127.0.0.1:8765"
+
+
+class PortsSettings(_Model):
+    range: tuple[int, int] = (20000, 29999)
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _parse_range(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lo, sep, hi = value.partition("-")
+            if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+                raise ValueError(f'{value!r} is not a port range: write it like "20000-29999"')
+            return (int(lo), int(hi))
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortsSettings:
+        lo, hi = self.range
+        if not (1 <= lo <= hi <= 65535):
+            raise ValueError(f"{lo}-{hi} is not a port range within 1-65535")
+        return self
+
+
+class GatewayFile(_Model):
+    """``gateway.d/gateway.toml``: global settings. Sections that later features own
+    (tunnel, notify, sync) are kept as tables until their schema lands."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    ports: PortsSettings = Field(default_factory=PortsSettings)
+    tunnel: dict[str, Any] = Field(default_factory=dict)
+    notify: dict[str, Any] = Field(default_factory=dict)
+    sync: dict[str, Any] = Field(default_factory=dict)
