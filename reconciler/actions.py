@@ -1,0 +1,71 @@
+"""What the planner asks for. Each action is frozen and carries its `Reason`, which
+becomes the `why` of the event row the action produces. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.spec import ServerSpec
+from reconciler.state import Phase
+
+
+class Reason(StrEnum):
+    CREATE = "new server"
+    CHANGE = "settings changed"
+    DELETE = "file removed"
+    DISABLE = "disabled in its file"
+    OPERATOR_STOP = "stopped by operator"
+    OPERATOR_START = "started by operator"
+    OPERATOR_RESTART = "restarted by operator"
+    CRASH = "the process exited"
+    RETRY = "retrying after backoff"
+    HEALTHY = "health check passed"
+    UNHEALTHY = "health check failing"
+    START_TIMEOUT = "never became healthy"
+    NO_RESTART = "restart policy says no"
+    DEPENDENCY = "waiting for a dependency"
+    SHUTDOWN = "gateway stopping"
+
+
+@dataclass(frozen=True)
+class Start:
+    name: str
+    spec: ServerSpec
+    port: int | None
+    reason: Reason
+    detail: str = ""
+    failures: int | None = None  # new consecutive-failure count, when the start follows an exit
+
+
+@dataclass(frozen=True)
+class Stop:
+    name: str
+    reason: Reason
+    signal: str
+    timeout: float
+    then: Phase = Phase.STOPPED  # EXITED when the stop is a failure (unhealthy) so backoff applies
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A pure bookkeeping transition: no process is touched."""
+
+    name: str
+    to: Phase
+    reason: Reason
+    detail: str = ""
+    next_try_at: float | None = None
+    failures: int | None = None
+
+
+@dataclass(frozen=True)
+class Forget:
+    """The server's file is gone and its process is stopped: drop what is kept about it."""
+
+    name: str
+    reason: Reason = Reason.DELETE
+
+
+Action = Start | Stop | Mark | Forget

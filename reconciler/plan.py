@@ -1,0 +1,198 @@
+"""`plan(desired, observed, now) -> Plan`: the one place decisions are made.
+
+Pure and total: no I/O, no clock, no randomness. Level based: it looks at what is and
+what should be, never at what happened, so planning again after the actions were applied
+yields nothing new. `requeue_after` says when to look again if nothing else wakes the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from reconciler.actions import Action, Forget, Mark, Reason, Start, Stop
+from reconciler.backoff import Backoff
+from reconciler.ports import NoFreePort, choose_port
+from reconciler.spec import ServerSpec
+from reconciler.state import Desired, Observed, Phase, ServerState
+
+P = Phase
+# How a start after a stop is explained, from why it had stopped.
+_RESTART_REASON = {
+    Reason.OPERATOR_STOP: Reason.OPERATOR_START,
+    Reason.OPERATOR_RESTART: Reason.OPERATOR_RESTART,
+    Reason.CHANGE: Reason.CHANGE,
+    Reason.DISABLE: Reason.CHANGE,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    requeue_after: float | None = None
+    waiting: Mapping[str, str] = field(default_factory=dict)  # name -> why it is not started yet
+
+
+def plan(desired: Desired, observed: Observed, now: float) -> Plan:
+    actions: list[Action] = []
+    wakes: list[float] = []
+    waiting: dict[str, str] = {}
+    for name in sorted(set(desired.specs) | set(observed.servers)):
+        spec = desired.specs.get(name)
+        state = observed.servers.get(name, ServerState(name))
+        acts, wake, wait = _plan_one(name, spec, state, desired, observed, now)
+        actions.extend(acts)
+        if wake is not None:
+            wakes.append(wake)
+        if wait:
+            waiting[name] = wait
+    requeue = max(0.0, min(wakes) - now) if wakes else None
+    return Plan(tuple(actions), requeue, waiting)
+
+
+def _why_not_running(name: str, spec: ServerSpec | None, desired: Desired) -> Reason | None:
+    if spec is None:
+        return Reason.DELETE
+    if not spec.enabled:
+        return Reason.DISABLE
+    if name in desired.stopped_by_operator:
+        return Reason.OPERATOR_STOP
+    return None
+
+
+_Result = tuple[list[Action], float | None, str]
+
+
+def _plan_one(
+    name: str, spec: ServerSpec | None, state: ServerState, desired: Desired, observed: Observed, now: float
+) -> _Result:
+    if state.phase is P.STOPPING:
+        return [], None, ""  # the stop finishes on its own and wakes the loop
+    why_not = _why_not_running(name, spec, desired)
+    if state.phase in (P.STARTING, P.RUNNING):
+        return _plan_alive(state, spec, why_not, now)
+    if state.phase is P.EXITED:
+        return _plan_exited(state, spec, why_not, desired, observed, now)
+    return _plan_idle(name, state, spec, why_not, desired, observed, now)
+
+
+def _stop(spec: ServerSpec | None, name: str, reason: Reason, then: Phase = P.STOPPED, detail: str = "") -> Stop:
+    signal, timeout = (spec.stop.signal, spec.stop.timeout) if spec else ("TERM", 10.0)
+    return Stop(name, reason, signal, timeout, then, detail)
+
+
+def _plan_alive(state: ServerState, spec: ServerSpec | None, why_not: Reason | None, now: float) -> _Result:
+    name = state.name
+    if why_not is not None or spec is None:
+        return [_stop(spec, name, why_not or Reason.DELETE)], None, ""
+    if state.spec_hash != spec.runtime_hash():
+        return [_stop(spec, name, Reason.CHANGE)], None, ""
+    if state.restart_requested:
+        return [_stop(spec, name, Reason.OPERATOR_RESTART)], None, ""
+    health = spec.effective_health()
+    if state.phase is P.STARTING:
+        if state.healthy_since is not None:
+            return [Mark(name, P.RUNNING, Reason.HEALTHY)], None, ""
+        started = state.started_at if state.started_at is not None else now
+        deadline = started + getattr(health, "start_period", 0.0)
+        if now >= deadline:
+            detail = f"not healthy {_secs(deadline - started)} after start"
+            if state.health_error:
+                detail += f": {state.health_error}"
+            return [_stop(spec, name, Reason.START_TIMEOUT, P.EXITED, detail)], None, ""
+        return [], deadline, ""
+    threshold = getattr(health, "failures", None)
+    if threshold is not None and state.health_failures >= threshold:
+        detail = f"{state.health_failures} checks failed in a row"
+        if state.health_error:
+            detail += f": {state.health_error}"
+        return [_stop(spec, name, Reason.UNHEALTHY, P.EXITED, detail)], None, ""
+    return [], None, ""
+
+
+def _plan_exited(
+    state: ServerState,
+    spec: ServerSpec | None,
+    why_not: Reason | None,
+    desired: Desired,
+    observed: Observed,
+    now: float,
+) -> _Result:
+    name = state.name
+    if why_not is not None or spec is None:
+        return [Mark(name, P.STOPPED, why_not or Reason.DELETE)], None, ""
+    backoff = Backoff.of(spec.restart)
+    ended = state.exited_at if state.exited_at is not None else now
+    failures = backoff.failures_after_exit(state.failures, state.healthy_since, ended)
+    policy = spec.restart.policy
+    if policy == "never" or (policy == "on-failure" and state.exit_ok):
+        return [Mark(name, P.STOPPED, Reason.NO_RESTART, f"policy {policy}", failures=failures)], None, ""
+    delay = backoff.delay(failures)
+    if delay == 0:
+        blocked = _blocked_by(spec, observed)
+        if not blocked:
+            return _start(spec, Reason.CRASH, desired, observed, failures=failures)
+    retry_at = ended + delay
+    detail = f"failure {failures} in a row; next try in {_secs(max(0.0, retry_at - now))}"
+    return [Mark(name, P.BACKOFF, Reason.CRASH, detail, next_try_at=retry_at, failures=failures)], None, ""
+
+
+def _plan_idle(
+    name: str,
+    state: ServerState,
+    spec: ServerSpec | None,
+    why_not: Reason | None,
+    desired: Desired,
+    observed: Observed,
+    now: float,
+) -> _Result:
+    if why_not is not None or spec is None:
+        if spec is None and name in observed.servers:
+            if state.phase is P.STOPPED:
+                return [Forget(name)], None, ""
+            return [Mark(name, P.STOPPED, Reason.DELETE)], None, ""
+        if state.phase is not P.STOPPED:
+            return [Mark(name, P.STOPPED, why_not or Reason.DELETE)], None, ""
+        return [], None, ""
+    if state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None and state.next_try_at > now:
+        return [], state.next_try_at, ""
+    blocked = _blocked_by(spec, observed)
+    if blocked:
+        return [], None, f"waiting for {', '.join(blocked)} to be running"
+    if state.phase in (P.BACKOFF, P.ERROR):
+        reason = Reason.RETRY
+    elif name not in observed.servers:
+        reason = Reason.CREATE
+    else:
+        reason = _RESTART_REASON.get(Reason(state.reason), Reason.CREATE) if _is_reason(state.reason) else Reason.CREATE
+    return _start(spec, reason, desired, observed)
+
+
+def _start(
+    spec: ServerSpec, reason: Reason, desired: Desired, observed: Observed, failures: int | None = None
+) -> _Result:
+    try:
+        port = choose_port(spec.name, desired.specs, observed.ports, observed.busy_ports, desired.port_range)
+    except NoFreePort as exc:
+        state = observed.servers.get(spec.name, ServerState(spec.name))
+        if state.phase is P.ERROR and state.reason == str(exc):
+            return [], None, ""
+        return [Mark(spec.name, P.ERROR, Reason.RETRY, str(exc))], None, ""
+    return [Start(spec.name, spec, port, reason, failures=failures)], None, ""
+
+
+def _blocked_by(spec: ServerSpec, observed: Observed) -> list[str]:
+    blocked = []
+    for dep in spec.depends_on:
+        dep_state = observed.servers.get(dep)
+        if dep_state is None or dep_state.phase is not P.RUNNING:
+            blocked.append(dep)
+    return blocked
+
+
+def _is_reason(text: str) -> bool:
+    return text in Reason._value2member_map_
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"

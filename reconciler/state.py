@@ -1,0 +1,93 @@
+"""Plain frozen data the planner reads: the phase state machine, one server's observed
+state, and the two inputs of `plan` (`Desired`, `Observed`).
+
+No I/O happens here. Times are `time.monotonic()` seconds, passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Mapping
+
+from reconciler.spec import ServerSpec
+
+
+class Phase(StrEnum):
+    STOPPED = "stopped"  # not running, and not meant to be right now
+    STARTING = "starting"  # spawned; the first health check has not passed yet
+    RUNNING = "running"  # spawned and healthy
+    STOPPING = "stopping"  # a stop signal was sent; waiting for the whole tree to go
+    EXITED = "exited"  # the process ended; the planner decides what comes next
+    BACKOFF = "backoff"  # waiting until `next_try_at` to start again
+    ERROR = "error"  # could not start (spawn failed, port held); retried with backoff
+
+
+P = Phase
+# Which transitions exist. Every one of them is recorded as an event row.
+ALLOWED: Mapping[Phase, frozenset[Phase]] = {
+    P.STOPPED: frozenset({P.STARTING, P.ERROR, P.RUNNING}),  # RUNNING: adopted after a gateway restart
+    P.STARTING: frozenset({P.RUNNING, P.STOPPING, P.EXITED}),
+    P.RUNNING: frozenset({P.STOPPING, P.EXITED}),
+    P.STOPPING: frozenset({P.STOPPED, P.EXITED}),
+    P.EXITED: frozenset({P.STARTING, P.BACKOFF, P.STOPPED, P.ERROR}),
+    P.BACKOFF: frozenset({P.STARTING, P.STOPPED, P.ERROR}),
+    P.ERROR: frozenset({P.STARTING, P.STOPPED, P.ERROR, P.BACKOFF}),
+}
+ALIVE = frozenset({P.STARTING, P.RUNNING, P.STOPPING})
+
+
+class IllegalTransition(Exception):
+    def __init__(self, name: str, source: Phase, target: Phase) -> None:
+        super().__init__(f"{name}: {source} -> {target} is not a transition the state machine allows")
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the gateway knows about one server's process right now."""
+
+    name: str
+    phase: Phase = Phase.STOPPED
+    reason: str = ""  # why it is in this phase, in words
+    pid: int | None = None
+    create_time: float | None = None  # psutil create time, to tell a reused pid apart
+    port: int | None = None
+    spec_hash: str | None = None  # ServerSpec.runtime_hash() of the running process
+    started_at: float | None = None
+    healthy_since: float | None = None
+    health_failures: int = 0  # consecutive failed checks
+    health_error: str | None = None
+    last_latency_ms: float | None = None
+    exited_at: float | None = None
+    last_exit: str | None = None  # "exited with code 1"
+    exit_ok: bool = False  # the last exit was a clean one (code 0)
+    failures: int = 0  # consecutive failed runs, reset after a stable one
+    restarts: int = 0
+    next_try_at: float | None = None
+    after_stop: Phase = Phase.STOPPED  # what a completed stop leads to (EXITED when it was a failure)
+    restart_requested: bool = False  # an operator asked for a restart
+
+    def advance(self, target: Phase, reason: str, **changes: object) -> ServerState:
+        """The one transition function: checks `ALLOWED`, returns the new state."""
+        if target not in ALLOWED[self.phase] and not (target == self.phase and target == P.ERROR):
+            raise IllegalTransition(self.name, self.phase, target)
+        return dataclasses.replace(self, phase=target, reason=reason, **changes)  # type: ignore[arg-type]
+
+    def update(self, **changes: object) -> ServerState:
+        """Change fields without changing the phase (no event)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Desired:
+    specs: Mapping[str, ServerSpec]
+    stopped_by_operator: frozenset[str] = frozenset()
+    port_range: tuple[int, int] = (20000, 29999)
+
+
+@dataclass(frozen=True)
+class Observed:
+    servers: Mapping[str, ServerState]
+    ports: Mapping[str, int] = field(default_factory=dict)  # sticky auto ports
+    busy_ports: frozenset[int] = frozenset()  # held by something that is not ours

@@ -1,0 +1,273 @@
+"""plan(desired, observed, now): tables of situations -> actions, and properties. No I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.actions import Forget, Mark, Reason, Start, Stop
+from reconciler.backoff import Backoff
+from reconciler.plan import plan
+from reconciler.spec import ServerSpec
+from reconciler.state import Desired, Observed, Phase, ServerState
+
+P = Phase
+NOW = 1000.0
+
+
+def spec(name: str = "web", **kw: object) -> ServerSpec:
+    data: dict[str, object] = {"name": name, "command": ["python", "-m", "http.server", "{port}"], "port": 8080}
+    data.update(kw)
+    return ServerSpec.model_validate(data)
+
+
+def running(s: ServerSpec, **kw: object) -> ServerState:
+    base = ServerState(s.name, P.RUNNING, pid=42, create_time=1.0, port=8080, spec_hash=s.runtime_hash(),
+                       started_at=NOW - 100, healthy_since=NOW - 99)
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def run_plan(specs: list[ServerSpec], states: list[ServerState], stopped: frozenset[str] = frozenset(),
+             ports: dict[str, int] | None = None, busy: frozenset[int] = frozenset(), now: float = NOW):
+    desired = Desired({s.name: s for s in specs}, stopped, (20000, 20010))
+    observed = Observed({s.name: s for s in states}, ports or {}, busy)
+    return plan(desired, observed, now)
+
+
+def test_new_server_is_started_with_its_port():
+    s = spec()
+    p = run_plan([s], [])
+    assert p.actions == (Start("web", s, 8080, Reason.CREATE),)
+
+
+def test_auto_port_is_sticky_and_skips_taken_and_busy_ports():
+    a, b = spec("a", port="auto"), spec("b", port=20000)
+    assert run_plan([a, b], [], ports={"a": 20005}).actions[0] == Start("a", a, 20005, Reason.CREATE)
+    # no sticky port: the first one not fixed by b and not busy
+    first = run_plan([a, b], [], busy=frozenset({20001})).actions[0]
+    assert isinstance(first, Start) and first.port == 20002
+    # the sticky port is busy (held by a foreign program): another one
+    moved = run_plan([a, b], [], ports={"a": 20005}, busy=frozenset({20005})).actions[0]
+    assert isinstance(moved, Start) and moved.port == 20001
+
+
+def test_no_free_port_is_an_error_not_a_crash():
+    a = spec("a", port="auto")
+    p = run_plan([a], [], busy=frozenset(range(20000, 20011)))
+    assert p.actions == (Mark("a", P.ERROR, Reason.RETRY, "no free port left in 20000-20010"),)
+
+
+def test_steady_state_does_nothing():
+    s = spec()
+    assert run_plan([s], [running(s)]).actions == ()
+
+
+@pytest.mark.parametrize(
+    "change, restarts",
+    [
+        ({"port": 9090}, True),
+        ({"command": ["python", "app.py"]}, True),
+        ({"env": {"A": "1"}}, True),
+        ({"cwd": "sub"}, True),
+        ({"description": "new words"}, False),
+        ({"tags": ["x"]}, False),
+        ({"group": "g"}, False),
+        ({"health": {"type": "http", "path": "/h"}}, False),
+    ],
+)
+def test_only_runtime_fields_restart(change: dict[str, object], restarts: bool):
+    old = spec()
+    new = spec(**change)
+    p = run_plan([new], [running(old)])
+    if restarts:
+        assert p.actions == (Stop("web", Reason.CHANGE, "TERM", 10.0),)
+    else:
+        assert p.actions == ()
+
+
+@pytest.mark.parametrize(
+    "specs, stopped, reason",
+    [([], frozenset(), Reason.DELETE), ([spec(enabled=False)], frozenset(), Reason.DISABLE),
+     ([spec()], frozenset({"web"}), Reason.OPERATOR_STOP)],
+)
+def test_running_server_that_should_not_run_is_stopped(specs, stopped, reason):
+    s = spec(stop={"signal": "INT", "timeout": "3s"})
+    p = run_plan(specs, [running(s)], stopped=stopped)
+    assert len(p.actions) == 1 and isinstance(p.actions[0], Stop)
+    assert p.actions[0].reason == reason
+
+
+def test_deleted_and_stopped_server_is_forgotten():
+    assert run_plan([], [ServerState("web", P.STOPPED)]).actions == (Forget("web"),)
+
+
+def test_stopping_server_is_left_alone():
+    s = spec()
+    assert run_plan([], [running(s, phase=P.STOPPING)]).actions == ()
+
+
+def test_first_crash_after_a_stable_run_restarts_at_once():
+    s = spec()
+    st_ = running(s, phase=P.EXITED, pid=None, exited_at=NOW, healthy_since=NOW - 120, failures=3)
+    p = run_plan([s], [st_])
+    assert p.actions == (Start("web", s, 8080, Reason.CRASH, failures=1),)
+
+
+def test_repeated_crashes_back_off_and_requeue():
+    s = spec()
+    st_ = running(s, phase=P.EXITED, pid=None, exited_at=NOW, healthy_since=NOW - 2, failures=2)
+    p = run_plan([s], [st_])
+    (mark,) = p.actions
+    assert isinstance(mark, Mark) and mark.to is P.BACKOFF and mark.failures == 3
+    assert mark.next_try_at == NOW + 2.0  # start 1s, doubled once
+    # while waiting: nothing, but wake up at the right time
+    waiting = dataclasses.replace(st_, phase=P.BACKOFF, next_try_at=NOW + 2.0, failures=3)
+    p2 = run_plan([s], [waiting], now=NOW + 0.5)
+    assert p2.actions == () and p2.requeue_after == pytest.approx(1.5)
+    p3 = run_plan([s], [waiting], now=NOW + 2.0)
+    assert p3.actions == (Start("web", s, 8080, Reason.RETRY),)
+
+
+@pytest.mark.parametrize("policy, exit_ok, restarts", [
+    ("never", False, False), ("never", True, False), ("on-failure", True, False), ("on-failure", False, True),
+    ("always", True, True),
+])
+def test_restart_policy(policy: str, exit_ok: bool, restarts: bool):
+    s = spec(restart={"policy": policy})
+    st_ = running(s, phase=P.EXITED, pid=None, exited_at=NOW, exit_ok=exit_ok)
+    (action,) = run_plan([s], [st_]).actions
+    assert isinstance(action, Start) == restarts
+    if not restarts:
+        assert action == Mark("web", P.STOPPED, Reason.NO_RESTART, f"policy {policy}", failures=1)
+
+
+def test_starting_becomes_running_once_healthy():
+    s = spec()
+    st_ = running(s, phase=P.STARTING, healthy_since=NOW)
+    assert run_plan([s], [st_]).actions == (Mark("web", P.RUNNING, Reason.HEALTHY),)
+
+
+def test_never_healthy_within_start_period_is_a_failure():
+    s = spec(health={"type": "tcp", "start_period": "5s"})
+    st_ = running(s, phase=P.STARTING, healthy_since=None, started_at=NOW - 5, health_error="connection refused")
+    (stop,) = run_plan([s], [st_]).actions
+    assert isinstance(stop, Stop) and stop.reason is Reason.START_TIMEOUT and stop.then is P.EXITED
+    assert stop.detail == "not healthy 5.0s after start: connection refused"
+    early = run_plan([s], [dataclasses.replace(st_, started_at=NOW - 1)])
+    assert early.actions == () and early.requeue_after == pytest.approx(4.0)
+
+
+def test_unhealthy_running_server_is_restarted_through_backoff():
+    s = spec(health={"type": "http", "failures": 3})
+    assert run_plan([s], [running(s, health_failures=2)]).actions == ()
+    (stop,) = run_plan([s], [running(s, health_failures=3, health_error="HTTP 503")]).actions
+    assert isinstance(stop, Stop) and stop.reason is Reason.UNHEALTHY and stop.then is P.EXITED
+
+
+def test_operator_restart_and_start_after_operator_stop():
+    s = spec()
+    (stop,) = run_plan([s], [running(s, restart_requested=True)]).actions
+    assert stop == Stop("web", Reason.OPERATOR_RESTART, "TERM", 10.0)
+    stopped = ServerState("web", P.STOPPED, reason=str(Reason.OPERATOR_STOP))
+    assert run_plan([s], [stopped]).actions == (Start("web", s, 8080, Reason.OPERATOR_START),)
+
+
+def test_dependencies_order_starts():
+    db, app = spec("db", port=5000), spec("app", port=5001, depends_on=["db"])
+    p = run_plan([db, app], [])
+    assert [a.name for a in p.actions] == ["db"] and p.waiting == {"app": "waiting for db to be running"}
+    p2 = run_plan([db, app], [running(db, port=5000)])
+    assert [a.name for a in p2.actions] == ["app"]
+
+
+def test_backoff_numbers():
+    b = Backoff(start=1, cap=10, reset=60)
+    assert [b.delay(n) for n in range(1, 8)] == [0, 1, 2, 4, 8, 10, 10]
+    assert b.failures_after_exit(4, healthy_since=0, ended_at=60) == 1
+    assert b.failures_after_exit(4, healthy_since=0, ended_at=59) == 5
+    assert b.failures_after_exit(4, healthy_since=None, ended_at=1000) == 5
+
+
+# --- properties ---------------------------------------------------------------------------
+
+names = st.sampled_from(["a", "b", "c", "d"])
+phases = st.sampled_from(list(Phase))
+
+
+@st.composite
+def situations(draw):
+    specs = {}
+    for n in draw(st.sets(names)):
+        specs[n] = spec(n, port=draw(st.sampled_from([None, "auto", 7000 + ord(n)])),
+                        enabled=draw(st.booleans()),
+                        restart={"policy": draw(st.sampled_from(["always", "on-failure", "never"]))})
+    states = {}
+    for n in draw(st.sets(names)):
+        s = specs.get(n) or spec(n)
+        states[n] = ServerState(
+            n, draw(phases), pid=1, port=7000, spec_hash=draw(st.sampled_from([s.runtime_hash(), "old"])),
+            started_at=NOW - draw(st.floats(0, 100)), healthy_since=draw(st.sampled_from([None, NOW - 50])),
+            exited_at=NOW - 1, failures=draw(st.integers(0, 6)), next_try_at=draw(st.sampled_from([None, NOW + 3])),
+            health_failures=draw(st.integers(0, 4)),
+        )
+    stopped = frozenset(draw(st.sets(names)))
+    return Desired(specs, stopped, (20000, 20100)), Observed(states)
+
+
+@settings(max_examples=300, deadline=None)
+@given(situations())
+def test_plan_is_deterministic_and_transitions_are_legal(situation):
+    desired, observed = situation
+    first, second = plan(desired, observed, NOW), plan(desired, observed, NOW)
+    assert first == second
+    for action in first.actions:
+        state = observed.servers.get(action.name, ServerState(action.name))
+        target = {Start: P.STARTING, Stop: P.STOPPING}.get(type(action)) or getattr(action, "to", None)
+        if target is not None:
+            state.advance(target, "check")  # raises IllegalTransition if the planner asked for one
+        assert len([a for a in first.actions if a.name == action.name]) == 1  # one action per server per pass
+
+
+def _apply(observed: Observed, actions) -> Observed:
+    """What a perfect world does with the actions at once: starts succeed and pass their health
+    check, stops complete."""
+    servers = dict(observed.servers)
+    for a in actions:
+        old = servers.get(a.name, ServerState(a.name))
+        if isinstance(a, Start):
+            servers[a.name] = old.advance(P.STARTING, a.reason, spec_hash=a.spec.runtime_hash(), port=a.port,
+                                          started_at=NOW, healthy_since=NOW, health_failures=0,
+                                          restart_requested=False, next_try_at=None)
+        elif isinstance(a, Stop):
+            servers[a.name] = old.advance(P.STOPPING, a.reason).advance(a.then, a.reason, exited_at=NOW,
+                                                                        healthy_since=None)
+        elif isinstance(a, Mark):
+            servers[a.name] = old.advance(a.to, a.reason, next_try_at=a.next_try_at)
+        elif isinstance(a, Forget):
+            servers.pop(a.name)
+    return Observed(servers, observed.ports, observed.busy_ports)
+
+
+@settings(max_examples=300, deadline=None)
+@given(situations())
+def test_plan_converges_when_actions_succeed(situation):
+    desired, observed = situation
+    for _ in range(6):
+        p = plan(desired, observed, NOW)
+        if not p.actions:
+            break
+        observed = _apply(observed, p.actions)
+    else:
+        pytest.fail(f"no fixed point: still planning {p.actions}")
+    for name, s in desired.specs.items():
+        state = observed.servers.get(name)
+        wanted = s.enabled and name not in desired.stopped_by_operator
+        if wanted and state is not None and state.phase is P.RUNNING:
+            assert state.spec_hash == s.runtime_hash()
+        if not wanted:
+            assert state is None or state.phase not in (P.STARTING, P.RUNNING)
+    assert set(observed.servers) <= set(desired.specs) | {
+        n for n, s in observed.servers.items() if s.phase is not P.STOPPED}
