@@ -1,0 +1,257 @@
+"""The Store: the loop's writes (as JSON-shaped ops) and the reads the loop and the page need.
+
+An op is a plain dict with an "op" key, e.g. {"op": "state_delete", "name": "blog"}; see `KINDS`.
+Every write is idempotent (events by id, samples by (server, at), the rest are upserts), so a
+batch replayed from the journal after a lost commit acknowledgement lands exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, LiteralString
+
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from reconciler.store.db import Pool, migrate, open_pool
+
+Op = dict[str, Any]
+Statement = tuple[LiteralString, dict[str, Any]]
+CONNECT_TIMEOUT = 3.0  # seconds to wait for a pooled connection (an outage is noticed this fast)
+
+
+class OpError(ValueError):
+    """An op that can never be written (unknown kind, missing or malformed field)."""
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_EVENT = (
+    "INSERT INTO events (id, seq, at, server, kind, from_phase, to_phase, reason, actor, detail)"
+    " VALUES (%(id)s, %(seq)s, %(at)s, %(server)s, %(kind)s, %(from_phase)s, %(to_phase)s,"
+    " %(reason)s, %(actor)s, %(detail)s) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _event(op: Op) -> list[Statement]:
+    params = {k: op.get(k) for k in ("server", "kind", "from_phase", "to_phase")}
+    params.update(id=uuid.UUID(str(op["id"])), seq=int(op["seq"]), at=_ts(op["at"]),
+                  detail=Jsonb(op.get("detail") or {}), reason=op.get("reason") or "",
+                  actor=op.get("actor") or "gateway")
+    return [(_EVENT, params)]
+
+
+_STATE = (
+    "INSERT INTO state (name, pid, create_time, port, phase, spec_hash, started_at, restarts, updated_at)"
+    " VALUES (%(name)s, %(pid)s, %(create_time)s, %(port)s, %(phase)s, %(spec_hash)s, %(started_at)s,"
+    " %(restarts)s, %(at)s) ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,"
+    " create_time = EXCLUDED.create_time, port = EXCLUDED.port, phase = EXCLUDED.phase,"
+    " spec_hash = EXCLUDED.spec_hash, started_at = EXCLUDED.started_at,"
+    " restarts = EXCLUDED.restarts, updated_at = EXCLUDED.updated_at"
+)
+
+
+def _state(op: Op) -> list[Statement]:
+    row = op["row"]
+    params = {k: row.get(k) for k in ("pid", "create_time", "port", "spec_hash")}
+    params.update(name=row["name"], phase=row["phase"], started_at=_ts(row.get("started_at")),
+                  restarts=int(row.get("restarts") or 0), at=_ts(op.get("at")) or datetime.now(UTC))
+    return [(_STATE, params)]
+
+
+def _state_delete(op: Op) -> list[Statement]:
+    return [("DELETE FROM state WHERE name = %(name)s", {"name": op["name"]})]
+
+
+_INTENT = (
+    "INSERT INTO intents (name, intent, actor, at) VALUES (%(name)s, %(intent)s, %(actor)s, %(at)s)"
+    " ON CONFLICT (name) DO UPDATE SET intent = EXCLUDED.intent, actor = EXCLUDED.actor, at = EXCLUDED.at"
+)
+
+
+def _intent(op: Op) -> list[Statement]:
+    if op.get("intent") is None:  # cleared: back to what the files say
+        return [("DELETE FROM intents WHERE name = %(name)s", {"name": op["name"]})]
+    actor = op.get("actor") or "gateway"
+    return [(_INTENT, {"name": op["name"], "intent": op["intent"], "actor": actor, "at": _ts(op["at"])})]
+
+
+_SERVER = (
+    "INSERT INTO servers (name, spec, runtime_hash, applied_at, deleted_at)"
+    " VALUES (%(name)s, %(spec)s, %(hash)s, %(at)s, NULL) ON CONFLICT (name) DO UPDATE SET"
+    " spec = EXCLUDED.spec, runtime_hash = EXCLUDED.runtime_hash, applied_at = EXCLUDED.applied_at,"
+    " deleted_at = NULL"
+)
+
+
+def _server(op: Op) -> list[Statement]:
+    spec = Jsonb(dict(op["spec"]))
+    params = {"name": op["name"], "spec": spec, "hash": op.get("runtime_hash"), "at": _ts(op["at"])}
+    return [(_SERVER, params)]
+
+
+def _server_delete(op: Op) -> list[Statement]:
+    return [("UPDATE servers SET deleted_at = %(at)s WHERE name = %(name)s AND deleted_at IS NULL",
+             {"name": op["name"], "at": _ts(op["at"])})]
+
+
+_PORT = (
+    "INSERT INTO ports (name, port, assigned_at) VALUES (%(name)s, %(port)s, %(at)s)"
+    " ON CONFLICT (name) DO UPDATE SET port = EXCLUDED.port, assigned_at = EXCLUDED.assigned_at"
+)
+
+
+def _port(op: Op) -> list[Statement]:
+    name, port = op["name"], op.get("port")
+    if port is None:
+        return [("DELETE FROM ports WHERE name = %(name)s", {"name": name})]
+    params = {"name": name, "port": int(port), "at": _ts(op["at"])}
+    # a port belongs to one server: whoever held it before lets go
+    return [("DELETE FROM ports WHERE port = %(port)s AND name <> %(name)s", params), (_PORT, params)]
+
+
+_HEALTH = (
+    "INSERT INTO health_samples (at, server, ok, latency_ms, error)"
+    " VALUES (%(at)s, %(server)s, %(ok)s, %(latency_ms)s, %(error)s) ON CONFLICT DO NOTHING"
+)
+
+
+def _health(op: Op) -> list[Statement]:
+    return [(_HEALTH, {"at": _ts(op["at"]), "server": op["server"], "ok": bool(op["ok"]),
+                       "latency_ms": op.get("latency_ms"), "error": op.get("error")})]
+
+
+_RESOURCE = (
+    "INSERT INTO resource_samples (at, server, cpu_percent, rss_bytes)"
+    " VALUES (%(at)s, %(server)s, %(cpu)s, %(rss)s) ON CONFLICT DO NOTHING"
+)
+
+
+def _resource(op: Op) -> list[Statement]:
+    return [(_RESOURCE, {"at": _ts(op["at"]), "server": op["server"], "cpu": op.get("cpu_percent"),
+                         "rss": op.get("rss_bytes")})]
+
+
+_REVISION = (
+    "INSERT INTO config_revisions (at, path, sha256, ok, error)"
+    " VALUES (%(at)s, %(path)s, %(sha256)s, %(ok)s, %(error)s) ON CONFLICT DO NOTHING"
+)
+
+
+def _config_revision(op: Op) -> list[Statement]:
+    return [(_REVISION, {"at": _ts(op["at"]), "path": op["path"], "sha256": op.get("sha256"),
+                         "ok": bool(op["ok"]), "error": op.get("error")})]
+
+
+WRITERS: dict[str, Callable[[Op], list[Statement]]] = {
+    "event": _event, "state": _state, "state_delete": _state_delete, "intent": _intent, "server": _server,
+    "server_delete": _server_delete, "port": _port, "health": _health, "resource": _resource,
+    "config_revision": _config_revision,
+}
+KINDS = frozenset(WRITERS)
+
+
+def statements(op: Op) -> list[Statement]:
+    """The SQL for one op; raises OpError when the op is malformed (before any I/O)."""
+    try:
+        return WRITERS[op["op"]](op)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise OpError(f"cannot write {op!r}: {type(exc).__name__}: {exc}") from None
+
+
+_FILTERS = {"server": sql.SQL("server = %(server)s"), "since": sql.SQL("at >= %(since)s"),
+            "kind": sql.SQL("kind = %(kind)s")}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+class Store:
+    """Reads and writes over a pool whose connections work in the gateway's schema."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, schema: str = "gateway", *, timeout: float = 10.0) -> Store:
+        """Open the pool and migrate the schema."""
+        pool = await open_pool(dsn, schema, timeout=timeout)
+        try:
+            async with pool.connection() as conn:
+                await migrate(conn, schema)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def apply(self, ops: list[Op]) -> None:
+        """Write the ops in order, in one transaction (pipelined: one round trip)."""
+        stmts = [stmt for op in ops for stmt in statements(op)]
+        if not stmts:
+            return
+        async with (
+            self.pool.connection(timeout=CONNECT_TIMEOUT) as conn,
+            conn.transaction(),
+            conn.pipeline(),
+        ):
+            for query, params in stmts:
+                await conn.execute(query, params)
+
+    async def _rows(
+        self, query: LiteralString | sql.Composed, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    async def load_states(self) -> dict[str, dict[str, Any]]:
+        rows = await self._rows("SELECT name, pid, create_time, port, phase, spec_hash, started_at, restarts,"
+                                " updated_at FROM state ORDER BY name")
+        return {row["name"]: row for row in rows}
+
+    async def load_intents(self) -> dict[str, str]:
+        rows = await self._rows("SELECT name, intent FROM intents ORDER BY name")
+        return {r["name"]: r["intent"] for r in rows}
+
+    async def load_ports(self) -> dict[str, int]:
+        return {r["name"]: r["port"] for r in await self._rows("SELECT name, port FROM ports ORDER BY name")}
+
+    async def list_events(
+        self,
+        server: str | None = None,
+        since: datetime | None = None,
+        kind: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` matching events, oldest first, with JSON-friendly values."""
+        params: dict[str, Any] = {"server": server, "since": _ts(since), "kind": kind, "limit": max(0, limit)}
+        where = [sql.SQL("TRUE")] + [_FILTERS[k] for k in _FILTERS if params[k] is not None]
+        query = sql.SQL(
+            "SELECT id, seq, at, server, kind, from_phase, to_phase, reason, actor, detail FROM events"
+            " WHERE {} ORDER BY at DESC, seq DESC LIMIT %(limit)s"
+        ).format(sql.SQL(" AND ").join(where))
+        rows = await self._rows(query, params)
+        return [{k: _json(v) for k, v in row.items()} for row in reversed(rows)]
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - "is the database there?" has a yes/no answer
+            return False

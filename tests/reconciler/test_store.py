@@ -1,0 +1,162 @@
+"""The Store against a real PostgreSQL: migrations, every op kind written and read back, event queries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from reconciler.store import KINDS, Op, OpError, Store
+from reconciler.store.db import MigrationError, migrate, migrations, open_pool
+from tests.fix_db import T0, VERSIONS, drop_schema, event, rows
+
+
+async def test_migrate_is_idempotent(pg_dsn: str, schema_name: str, store: Store) -> None:
+    before = await rows(store, VERSIONS)
+    assert [r[:2] for r in before] == [(m.version, m.name) for m in migrations()]
+    assert before[0][:2] == (1, "init")
+    async with store.pool.connection() as conn:
+        assert await migrate(conn, schema_name) == []
+    assert await rows(store, VERSIONS) == before
+    again = await Store.connect(pg_dsn, schema_name)
+    await again.close()
+    assert await rows(store, VERSIONS) == before
+
+
+async def test_concurrent_migrations_take_turns(pg_dsn: str, schema_name: str) -> None:
+    try:
+        stores = await asyncio.gather(*(Store.connect(pg_dsn, schema_name) for _ in range(4)))
+        assert len(await rows(stores[0], "SELECT version FROM schema_version")) == len(migrations())
+        for st in stores:
+            await st.close()
+    finally:
+        await drop_schema(pg_dsn, schema_name)
+
+
+def test_migration_files_must_be_numbered_once(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    (tmp_path / "0001_b.sql").write_text("SELECT 1")
+    with pytest.raises(MigrationError, match=r"version 1 is also 0001_a\.sql"):
+        migrations(tmp_path)
+    (tmp_path / "0001_b.sql").rename(tmp_path / "two.sql")
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
+        migrations(tmp_path)
+
+
+async def test_tables_live_in_the_schema(store: Store, schema_name: str) -> None:
+    tables = {r[0] for r in await rows(store, f"SELECT table_name FROM information_schema.tables"
+                                                f" WHERE table_schema = '{schema_name}'")}
+    assert {"servers", "state", "events", "intents", "ports", "health_samples", "resource_samples",
+            "config_revisions", "users", "sessions", "schema_version"} <= tables
+
+
+async def test_every_op_kind_round_trips(store: Store) -> None:
+    spec = {"command": ["python", "-m", "http.server", "{port}"], "port": "auto"}
+    state = {"name": "blog", "pid": 4242, "create_time": 1764000000.25, "port": 8080, "phase": "running",
+             "spec_hash": "abc", "started_at": T0.isoformat(), "restarts": 2}
+    ev = event(1)
+    at = T0.isoformat()
+    ops: list[Op] = [
+        ev,
+        {"op": "server", "name": "blog", "spec": spec, "runtime_hash": "h1", "at": at},
+        {"op": "server", "name": "gone", "spec": spec, "runtime_hash": "h2", "at": at},
+        {"op": "server_delete", "name": "gone", "at": at},
+        {"op": "state", "row": state, "at": at},
+        {"op": "state", "row": {**state, "name": "old", "phase": "stopped", "pid": None}, "at": at},
+        {"op": "state_delete", "name": "old"},
+        {"op": "intent", "name": "blog", "intent": "stop", "actor": "alice", "at": at},
+        {"op": "intent", "name": "api", "intent": "stop", "actor": "alice", "at": at},
+        {"op": "intent", "name": "api", "intent": None, "actor": "alice", "at": at},
+        {"op": "port", "name": "blog", "port": 9001, "at": at},
+        {"op": "port", "name": "api", "port": 9002, "at": at},
+        {"op": "port", "name": "api", "port": 9001, "at": at},  # blog's old port moved to api: blog loses it
+        {"op": "health", "server": "blog", "ok": False, "latency_ms": 12.5, "error": "refused", "at": at},
+        {"op": "resource", "server": "blog", "cpu_percent": 1.5, "rss_bytes": 2**33, "at": at},
+        {"op": "config_revision", "path": "gateway.d/blog.toml", "sha256": "00ff", "ok": True, "error": None,
+         "at": at},
+    ]
+    assert {op["op"] for op in ops} == KINDS
+    ops = json.loads(json.dumps(ops))  # ops are plain JSON: what the journal stores
+    await store.apply(ops)
+    await store.apply(ops)  # every write is idempotent
+
+    states = await store.load_states()
+    assert set(states) == {"blog"}
+    row = states["blog"]
+    got_state = (row["pid"], row["create_time"], row["port"], row["phase"], row["restarts"])
+    assert got_state == (4242, 1764000000.25, 8080, "running", 2)
+    assert row["started_at"] == T0
+    assert await store.load_intents() == {"blog": "stop"}
+    assert await store.load_ports() == {"api": 9001}
+    servers = await rows(store, "SELECT name, spec, runtime_hash, deleted_at IS NOT NULL FROM servers"
+                                " ORDER BY name")
+    assert servers == [("blog", spec, "h1", False), ("gone", spec, "h2", True)]
+    events = await store.list_events()
+    assert len(events) == 1
+    got = events[0]
+    assert datetime.fromisoformat(got.pop("at")) == datetime.fromisoformat(ev["at"])
+    assert got == {k: v for k, v in ev.items() if k not in ("op", "at")}
+    assert await rows(store, "SELECT ok, latency_ms, error FROM health_samples") == [(False, 12.5, "refused")]
+    assert await rows(store, "SELECT cpu_percent, rss_bytes FROM resource_samples") == [(1.5, 2**33)]
+    revisions = await rows(store, "SELECT path, sha256, ok FROM config_revisions")
+    assert revisions == [("gateway.d/blog.toml", "00ff", True)]
+
+    await store.apply([{"op": "server", "name": "gone", "spec": spec, "runtime_hash": "h3", "at": at}])
+    assert await rows(store, "SELECT deleted_at FROM servers WHERE name = 'gone'") == [(None,)]  # back again
+
+
+async def test_malformed_ops_fail_before_any_write(store: Store) -> None:
+    for bad in ({"op": "nope"}, {"op": "event", "id": "not-a-uuid", "seq": 1, "at": T0.isoformat()},
+                {"op": "state", "row": {"pid": 1}}, {"op": "port", "name": "x", "port": "eighty"}):
+        with pytest.raises(OpError):
+            await store.apply([event(1), bad])
+    assert await store.list_events() == []
+
+
+async def test_database_rejects_a_bad_intent(store: Store) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await store.apply([event(1), {"op": "intent", "name": "x", "intent": "pause", "at": T0.isoformat()}])
+    assert await store.list_events() == []  # one transaction: nothing landed
+
+
+async def test_list_events_filters_and_order(store: Store) -> None:
+    ops = [event(i, server="blog" if i % 2 else "api", kind="transition" if i % 3 else "config_error")
+           for i in range(1, 13)]
+    ops.append(event(13, server=None, kind="gateway_started"))
+    await store.apply(list(reversed(ops)))  # insertion order does not matter
+
+    everything = await store.list_events()
+    assert [e["seq"] for e in everything] == list(range(1, 14))  # oldest first
+    assert all(isinstance(e["id"], str) and isinstance(e["at"], str) for e in everything)
+    json.dumps(everything)  # JSON-friendly
+    assert [e["seq"] for e in await store.list_events(server="blog")] == [1, 3, 5, 7, 9, 11]
+    assert [e["seq"] for e in await store.list_events(kind="config_error")] == [3, 6, 9, 12]
+    assert [e["seq"] for e in await store.list_events(server="api", kind="config_error")] == [6, 12]
+    assert [e["seq"] for e in await store.list_events(since=T0 + timedelta(seconds=10))] == [10, 11, 12, 13]
+    naive = (T0 + timedelta(seconds=12)).replace(tzinfo=None)  # naive times are UTC
+    assert [e["seq"] for e in await store.list_events(since=naive)] == [12, 13]
+    assert [e["seq"] for e in await store.list_events(limit=3)] == [11, 12, 13]  # the newest, oldest first
+    assert [e["seq"] for e in await store.list_events(server="blog", limit=2)] == [9, 11]
+    assert await store.list_events(server="nobody") == []
+
+
+async def test_ping(store: Store) -> None:
+    assert await store.ping() is True
+
+
+async def test_connect_fails_clearly_when_nothing_listens(tmp_path: Path) -> None:
+    from psycopg_pool import PoolTimeout
+
+    with pytest.raises(PoolTimeout):
+        await open_pool(f"host={tmp_path} port=1 dbname=x connect_timeout=1", "x", timeout=1.0)
+
+
+async def test_search_path_is_the_schema(store: Store, schema_name: str) -> None:
+    async with store.pool.connection() as conn:
+        cur = await conn.execute(sql.SQL("SELECT current_schema()"))
+        assert (await cur.fetchone()) == (schema_name,)
