@@ -1,0 +1,214 @@
+"""Health probes (http / tcp / command) that never raise: every outcome, including every
+failure, is a `HealthResult` whose error says in words what went wrong. Also the small
+port facts the loop needs: does a port answer, is it free, and who holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shlex
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import httpx
+import psutil
+
+from reconciler.platform import current
+from reconciler.spec import CommandHealth, HttpHealth, NoHealth, TcpHealth
+
+Health = HttpHealth | TcpHealth | CommandHealth | NoHealth
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    ok: bool
+    latency_ms: float | None
+    error: str | None
+
+
+_OK_NO_CHECK = HealthResult(True, None, None)
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+async def probe(
+    health: Health, port: int | None, *, host: str = "127.0.0.1",
+    env: dict[str, str] | None = None, cwd: str | None = None,
+) -> HealthResult:
+    """Run one check. `env` and `cwd` apply to command checks ({port} and PORT are filled in)."""
+    try:
+        if isinstance(health, NoHealth):
+            return _OK_NO_CHECK
+        if isinstance(health, CommandHealth):
+            return await _command(health, port, env, cwd)
+        if port is None:
+            return HealthResult(False, None, f"no port to check ({health.type} health check)")
+        if isinstance(health, HttpHealth):
+            return await _http(health, host, port)
+        return await _tcp(health, host, port)
+    except Exception as exc:  # the contract is "never raise": report it as a failed check
+        return HealthResult(False, None, f"health check failed unexpectedly: {exc!r}")
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) == errno.ECONNREFUSED:
+            return True
+        if "connection refused" in str(seen).lower() or "actively refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
+    global _ssl_context
+    if _ssl_context is None:  # made once: building one per client costs ~15 ms
+        _ssl_context = ssl.create_default_context()
+    url = f"http://{host}:{port}{health.path}"
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(health.timeout):
+            async with httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, timeout=health.timeout, verify=_ssl_context,
+            ) as client:
+                response = await client.get(url, headers={"User-Agent": "omen-gateway health check"})
+    except (TimeoutError, httpx.TimeoutException):
+        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+    except httpx.ConnectError as exc:
+        if _refused(exc):
+            return HealthResult(False, None, f"connection refused on {host}:{port}")
+        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc}")
+    except httpx.HTTPError as exc:
+        return HealthResult(False, None, f"no valid HTTP answer from {url}: {exc or type(exc).__name__}")
+    latency = _ms(started)
+    if response.status_code >= 400:
+        return HealthResult(False, latency, f"HTTP {response.status_code} from {url}")
+    return HealthResult(True, latency, None)
+
+
+async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(health.timeout):
+            _, writer = await asyncio.open_connection(host, port)
+            latency = _ms(started)
+            writer.close()
+            await writer.wait_closed()
+    except TimeoutError:
+        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+    except ConnectionRefusedError:
+        return HealthResult(False, None, f"connection refused on {host}:{port}")
+    except OSError as exc:
+        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+    return HealthResult(True, latency, None)
+
+
+async def _command(health: CommandHealth, port: int | None, env: dict[str, str] | None,
+                   cwd: str | None) -> HealthResult:
+    argv = [part.replace("{port}", str(port)) for part in health.command] if port else list(health.command)
+    full_env = dict(os.environ if env is None else env)
+    if port is not None:
+        full_env.setdefault("PORT", str(port))
+    platform = current()
+    started = time.perf_counter()
+    # Output goes to a file, not a pipe: a grandchild that keeps a pipe open cannot hang us.
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=full_env, cwd=cwd,
+                **platform.spawn_kwargs(),
+            )
+        except FileNotFoundError:
+            where = (f"working folder {cwd} does not exist" if cwd and not os.path.isdir(cwd)
+                     else "no such file or directory")
+            return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {where}")
+        except OSError as exc:
+            return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {exc.strerror or exc}")
+        try:
+            async with asyncio.timeout(health.timeout):
+                code = await proc.wait()
+            latency = _ms(started)
+        except TimeoutError:
+            code = None
+        finally:
+            # The check's whole process group goes, also when it exited but left children
+            # behind, or when this probe is cancelled.
+            await asyncio.to_thread(_kill_tree, proc.pid)
+        if code is None:
+            await proc.wait()
+            return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+        if code == 0:
+            return HealthResult(True, latency, None)
+        out.seek(0)
+        lines = out.read()[-2000:].decode(errors="replace").strip().splitlines()
+        said = f": {lines[-1].strip()}" if lines else ""
+        return HealthResult(False, latency, f"{shlex.join(argv)} exited with code {code}{said}")
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        root = psutil.Process(pid)
+        known = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        known = []  # exited already: the group may still have members
+    current().kill_tree(pid, known)
+
+
+async def port_answers(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    """Something accepts TCP connections on host:port (within `timeout` seconds)."""
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            await writer.wait_closed()
+        return True
+    except (OSError, TimeoutError):
+        return False
+
+
+def port_holder(port: int) -> tuple[int, str] | None:
+    """(pid, process name) of the process listening on `port`, or None when nobody is, or
+    the listener belongs to a process we may not inspect (another user's). Blocking: a
+    psutil sweep, call it from a thread in the daemon."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            try:
+                return conn.pid, psutil.Process(conn.pid).name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return conn.pid, "unknown"
+    return None
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """A server could bind `port` now, on `host` and on all interfaces (a listener on either
+    one blocks the other). Binds like a server would, with SO_REUSEADDR where that is normal."""
+    for address in dict.fromkeys((host, "0.0.0.0")):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            if current().reuse_address:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+__all__ = ["HealthResult", "probe", "port_answers", "port_holder", "port_is_free"]

@@ -1,0 +1,98 @@
+"""Everything that differs between operating systems, behind one small interface.
+
+`current()` is the single place in the codebase that asks which OS it is on; the rest of
+the gateway calls the returned `Platform` and never looks at ``sys.platform`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import psutil
+
+
+class Platform(Protocol):
+    """How to start, signal, wait for and kill a process tree on one OS."""
+
+    name: str
+    reuse_address: bool  # set SO_REUSEADDR when testing whether a port is free (POSIX servers do)
+
+    def spawn_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for `asyncio.create_subprocess_exec`: a new process group."""
+        ...
+
+    def shell_argv(self, command: str) -> list[str]:
+        """The argv that runs `command` through the system shell."""
+        ...
+
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
+        """Ask the process group led by `pid` to stop (a spec signal name: TERM, INT, ..., BREAK).
+        `known` descendants that left the group are asked too where the OS allows it."""
+        ...
+
+    def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+        """Kill `pid`, its group and every still-running process in `known`, at once; return
+        the processes that were running and got killed. Blocking (a psutil sweep)."""
+        ...
+
+    async def wait_exit(self, pid: int) -> None:
+        """Return when `pid` (not necessarily our child) has exited."""
+        ...
+
+
+def alive(proc: psutil.Process) -> bool:
+    """The process still runs: same pid *and* create time, and not a zombie."""
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _wait_blocking(pid: int) -> None:
+    try:
+        proc = psutil.Process(pid)
+        while alive(proc):
+            try:
+                proc.wait(timeout=1.0)  # returns early when it exits; the loop catches zombies
+            except psutil.TimeoutExpired:
+                continue
+    except psutil.NoSuchProcess:
+        pass
+
+
+async def wait_in_thread(pid: int) -> None:
+    """Portable fallback for `wait_exit`: psutil's wait in a daemon thread, so a process that
+    never exits does not hold up the event loop's shutdown (as `asyncio.to_thread` would)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        _wait_blocking(pid)
+        try:
+            loop.call_soon_threadsafe(finish)
+        except RuntimeError:  # the loop was closed meanwhile: nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, name=f"wait-exit-{pid}", daemon=True).start()
+    await done
+
+
+@functools.cache
+def current() -> Platform:
+    """The platform this process runs on."""
+    if sys.platform == "win32":
+        from reconciler.platform.windows import WindowsPlatform
+
+        return WindowsPlatform()
+    from reconciler.platform.posix import PosixPlatform
+
+    return PosixPlatform()

@@ -1,0 +1,149 @@
+"""Linux and macOS: each child leads its own session and process group, so one
+``killpg`` reaches the whole tree (except descendants that called ``setsid``, which are
+signalled one by one from a snapshot of the tree)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import psutil
+
+from reconciler.platform import alive, wait_in_thread
+
+# A spec's stop signal -> the POSIX signal. BREAK is the Windows graceful stop; here it means TERM.
+SIGNALS: dict[str, signal.Signals] = {
+    "TERM": signal.SIGTERM,
+    "INT": signal.SIGINT,
+    "HUP": signal.SIGHUP,
+    "QUIT": signal.SIGQUIT,
+    "KILL": signal.SIGKILL,
+    "USR1": signal.SIGUSR1,
+    "USR2": signal.SIGUSR2,
+    "BREAK": signal.SIGTERM,
+}
+
+
+def to_signal(signal_name: str) -> signal.Signals:
+    try:
+        return SIGNALS[signal_name.upper().removeprefix("SIG")]
+    except KeyError:
+        raise ValueError(f"{signal_name!r} is not a stop signal (one of {', '.join(SIGNALS)})") from None
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _signal_group_or_pid(pid: int, sig: int) -> None:
+    """killpg when `pid` leads its group (our children always do), else kill just the pid:
+    an adopted process that shares a group with others must not take them down with it."""
+    try:
+        if _leads_group(pid):
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _outside_group(pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for proc in known:
+        try:
+            if proc.pid != pid and alive(proc) and os.getpgid(proc.pid) != pid:
+                out.append(proc)
+        except ProcessLookupError:
+            pass
+    return out
+
+
+class PosixPlatform:
+    name = "posix"
+    reuse_address = True
+
+    def spawn_kwargs(self) -> dict[str, Any]:
+        return {"start_new_session": True}
+
+    def shell_argv(self, command: str) -> list[str]:
+        return ["/bin/sh", "-c", command]
+
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
+        sig = to_signal(signal_name)
+        escaped = _outside_group(pid, known)  # before signalling: afterwards they may be gone
+        _signal_group_or_pid(pid, sig)
+        for proc in escaped:
+            _signal_group_or_pid(proc.pid, sig)
+
+    def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+        targets = {proc.pid: proc for proc in known if alive(proc)}
+        group = _group_is_ours(pid, known)
+        if group:
+            for proc in psutil.process_iter():  # members seen nowhere else (orphans of the group)
+                if proc.pid not in targets and _pgid(proc) == pid and alive(proc):
+                    targets[proc.pid] = proc
+            try:
+                os.killpg(pid, signal.SIGKILL)  # one atomic call: no member can fork away first
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in targets.values():
+            try:
+                proc.kill()  # psutil checks the create time first: a reused pid is left alone
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return list(targets.values())
+
+    async def wait_exit(self, pid: int) -> None:
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            await wait_in_thread(pid)
+            return
+        try:
+            fd = pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        except OSError:  # kernel older than 5.3, or a sandbox that forbids it
+            await wait_in_thread(pid)
+            return
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def on_readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        try:
+            loop.add_reader(fd, on_readable)
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+        finally:
+            os.close(fd)
+
+
+def _group_is_ours(pid: int, known: Sequence[psutil.Process]) -> bool:
+    """May we killpg(pid)? Yes while the root runs (same create time) and leads its group,
+    or is a zombie, or is gone: a group id stays reserved while members remain, so a group
+    `pid` then can only be the root's. No when `pid` now belongs to another process."""
+    root = next((proc for proc in known if proc.pid == pid), None)
+    try:
+        now = psutil.Process(pid)
+        if root is not None and now != root:
+            return False
+        return now.status() == psutil.STATUS_ZOMBIE or _leads_group(pid)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _pgid(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except (ProcessLookupError, PermissionError):
+        return None

@@ -1,0 +1,96 @@
+"""Windows: each child starts in a new process group with no console window; a graceful
+stop is CTRL_BREAK_EVENT to that group, and a kill takes the whole tree with psutil.
+
+This module imports on any OS (Windows-only names are looked up lazily with getattr) so
+its pure parts are contract-tested on Linux too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import psutil
+
+from reconciler.platform import alive, wait_in_thread
+
+# Win32 process creation flags (winbase.h); the subprocess module only has them on Windows.
+CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
+CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+CTRL_BREAK_EVENT = 1  # wincon.h; signal.CTRL_BREAK_EVENT on Windows
+
+StopMethod = Literal["break", "kill"]
+
+# A spec's stop signal -> what Windows can do. Console control events are the only graceful
+# stop a console program can receive; CTRL_C cannot be sent to a new process group (Windows
+# disables it there), so everything but KILL becomes CTRL_BREAK (Python raises
+# KeyboardInterrupt or runs its SIGBREAK handler). The stop timeout still ends in a tree kill.
+STOP_METHODS: dict[str, StopMethod] = {
+    "TERM": "break",
+    "INT": "break",
+    "BREAK": "break",
+    "HUP": "break",
+    "QUIT": "break",
+    "USR1": "break",
+    "USR2": "break",
+    "KILL": "kill",
+}
+
+
+def stop_method(signal_name: str) -> StopMethod:
+    try:
+        return STOP_METHODS[signal_name.upper().removeprefix("SIG")]
+    except KeyError:
+        raise ValueError(f"{signal_name!r} is not a stop signal (one of {', '.join(STOP_METHODS)})") from None
+
+
+class WindowsPlatform:
+    name = "windows"
+    reuse_address = False  # on Windows SO_REUSEADDR lets a second socket steal a bound port
+
+    def spawn_kwargs(self) -> dict[str, Any]:
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+
+    def shell_argv(self, command: str) -> list[str]:
+        return [os.environ.get("COMSPEC") or "cmd.exe", "/d", "/s", "/c", command]
+
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
+        # `known` is not signalled one by one: a console event sent to a pid that does not
+        # lead a process group can reach every process on our console, the gateway included.
+        if stop_method(signal_name) == "kill":
+            self.kill_tree(pid, known)
+            return
+        try:
+            os.kill(pid, getattr(signal, "CTRL_BREAK_EVENT", CTRL_BREAK_EVENT))
+        except OSError:
+            pass  # already gone, or not attached to a console: the timeout escalates to a kill
+
+    def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+        procs: list[psutil.Process] = []
+        # Prefer the caller's snapshot of the root: it carries the create time, so a pid that
+        # was reused after the root exited is never killed.
+        root = next((proc for proc in known if proc.pid == pid), None)
+        try:
+            root = root or psutil.Process(pid)
+            procs = root.children(recursive=True) if alive(root) else []
+        except psutil.NoSuchProcess:
+            root = None
+        seen = {proc.pid for proc in procs}
+        procs += [proc for proc in known if proc.pid not in seen and proc.pid != pid]
+        if root is not None:
+            procs.append(root)  # descendants first, so none is orphaned mid-way and missed
+        killed: list[psutil.Process] = []
+        for proc in procs:
+            if alive(proc):
+                try:
+                    proc.kill()  # TerminateProcess; psutil checks the create time first
+                    killed.append(proc)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+        return killed
+
+    async def wait_exit(self, pid: int) -> None:
+        await wait_in_thread(pid)

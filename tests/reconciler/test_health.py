@@ -1,0 +1,204 @@
+"""Health probes and port facts against real sockets and real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from reconciler.children import Child
+from reconciler.health import HealthResult, port_answers, port_holder, port_is_free, probe
+from reconciler.spec import CommandHealth, HttpHealth, NoHealth, TcpHealth
+from tests.fix_children import Reaper, program
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(**fields: Any) -> HttpHealth:
+    return HttpHealth.model_validate({"type": "http", **fields})
+
+
+def tcp(**fields: Any) -> TcpHealth:
+    return TcpHealth.model_validate({"type": "tcp", **fields})
+
+
+def command(argv: list[str], **fields: Any) -> CommandHealth:
+    return CommandHealth.model_validate({"type": "command", "command": argv, **fields})
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A socket listening on a free port that never accepts: connections complete (the
+    kernel queues them) but no byte is ever answered."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock
+    sock.close()
+
+
+async def _echo(tmp_path: Path, **env: str) -> AsyncIterator[tuple[Child, int]]:
+    port = free_port()
+    child = await Child.spawn(program("http_echo", port), env={**os.environ, **env},
+                              log_path=tmp_path / "echo.log")
+    deadline = time.monotonic() + 10
+    while not await port_answers(port):
+        assert time.monotonic() < deadline, (tmp_path / "echo.log").read_text()
+        await asyncio.sleep(0.005)
+    yield child, port
+    await child.stop("TERM", 5)
+
+
+@pytest.fixture
+async def echo(tmp_path: Path, reap: Reaper) -> AsyncIterator[tuple[Child, int]]:
+    async for pair in _echo(tmp_path):
+        yield pair
+
+
+@pytest.fixture
+async def echo_503(tmp_path: Path, reap: Reaper) -> AsyncIterator[tuple[Child, int]]:
+    async for pair in _echo(tmp_path, HTTP_ECHO_STATUS="503"):
+        yield pair
+
+
+# --- http ---------------------------------------------------------------------------------
+async def test_http_ok(echo: tuple[Child, int]) -> None:
+    result = await probe(http(path="/health"), echo[1])
+    assert result.ok and result.error is None
+    assert result.latency_ms is not None and 0 < result.latency_ms < 2000
+
+
+async def test_http_redirect_is_ok_and_not_followed(echo: tuple[Child, int]) -> None:
+    assert (await probe(http(path="/redirect"), echo[1])).ok
+
+
+async def test_http_ignores_proxy_settings(echo: tuple[Child, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert (await probe(http(path="/health"), echo[1])).ok
+
+
+async def test_http_503(echo_503: tuple[Child, int]) -> None:
+    port = echo_503[1]
+    result = await probe(http(path="/health"), port)
+    assert not result.ok and result.latency_ms is not None
+    assert result.error == f"HTTP 503 from http://127.0.0.1:{port}/health"
+
+
+async def test_http_refused() -> None:
+    port = free_port()
+    assert await probe(http(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}")
+
+
+async def test_http_timeout(listener: socket.socket) -> None:
+    started = time.monotonic()
+    result = await probe(http(timeout="300ms"), listener.getsockname()[1])
+    assert result == HealthResult(False, None, "timed out after 0.3s")
+    assert 0.25 < time.monotonic() - started < 1.5
+
+
+async def test_http_without_a_port() -> None:
+    result = await probe(http(), None)
+    assert not result.ok and result.error == "no port to check (http health check)"
+
+
+# --- tcp ----------------------------------------------------------------------------------
+async def test_tcp_ok(listener: socket.socket) -> None:
+    result = await probe(tcp(), listener.getsockname()[1])
+    assert result.ok and result.latency_ms is not None
+
+
+async def test_tcp_refused() -> None:
+    port = free_port()
+    assert await probe(tcp(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}")
+
+
+async def test_port_answers(listener: socket.socket) -> None:
+    assert await port_answers(listener.getsockname()[1])
+    assert not await port_answers(free_port())
+
+
+# --- command ------------------------------------------------------------------------------
+async def test_command_ok_gets_port_in_argv_and_env(tmp_path: Path, reap: Reaper) -> None:
+    check = ("import os, sys; "
+             "ok = os.environ['PORT'] == sys.argv[1] == '1234' and os.getcwd() == sys.argv[2]; "
+             "sys.exit(0 if ok else 7)")
+    argv = [sys.executable, "-c", check, "{port}", str(tmp_path)]
+    result = await probe(command(argv), 1234, cwd=str(tmp_path))
+    assert result.ok and result.error is None and result.latency_ms is not None
+
+
+async def test_command_failure_says_code_and_last_line(reap: Reaper) -> None:
+    code = "import sys; print('checking'); print('database unreachable', file=sys.stderr); sys.exit(2)"
+    result = await probe(command([sys.executable, "-c", code]), None)
+    assert not result.ok
+    assert result.error is not None and result.error.endswith("exited with code 2: database unreachable")
+
+
+async def test_command_timeout_kills_the_check(reap: Reaper) -> None:
+    started = time.monotonic()
+    result = await probe(command(program("ignore_sigterm"), timeout="300ms"), None)
+    assert result == HealthResult(False, None, "timed out after 0.3s")
+    assert time.monotonic() - started < 2.0
+    # `reap` fails the test at teardown if the check is still running
+
+
+async def test_command_that_exits_leaves_nothing_behind(tmp_path: Path, reap: Reaper) -> None:
+    code = (f"import subprocess, sys; subprocess.Popen({program('ignore_sigterm')!r}); "
+            "print('started'); sys.exit(1)")
+    result = await probe(command([sys.executable, "-c", code]), None)
+    assert result.error is not None and result.error.endswith("exited with code 1: started")
+    # `reap` fails the test at teardown if the orphaned grandchild is still running
+
+
+async def test_command_timeout_with_a_grandchild(tmp_path: Path, reap: Reaper) -> None:
+    pidfile = tmp_path / "pids.json"
+    result = await probe(command(program("spawn_grandchild", pidfile), timeout="1s"), None)
+    assert result.error == "timed out after 1s"
+    assert pidfile.exists()  # the grandchildren had started; reap checks they are gone
+
+
+async def test_command_missing() -> None:
+    result = await probe(command(["no-such-check-x1"]), None)
+    error = "cannot run health command 'no-such-check-x1': no such file or directory"
+    assert result == HealthResult(False, None, error)
+
+
+async def test_none_is_ok() -> None:
+    assert await probe(NoHealth(type="none"), None) == HealthResult(True, None, None)
+
+
+# --- port facts ---------------------------------------------------------------------------
+def test_port_holder_names_the_listener(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    assert port_holder(port) == (os.getpid(), psutil.Process().name())
+    assert port_holder(free_port()) is None
+
+
+def test_port_is_free() -> None:
+    port = free_port()
+    assert port_is_free(port)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        assert not port_is_free(port)
+    assert port_is_free(port)
+    with socket.socket() as sock:  # a listener on all interfaces blocks 127.0.0.1 too
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        sock.listen()
+        assert not port_is_free(port)

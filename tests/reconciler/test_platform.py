@@ -1,0 +1,168 @@
+"""The platform layer: the Windows contract's pure parts (checked on any OS) and POSIX
+process-group signalling on real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import get_args
+
+import psutil
+import pytest
+
+from reconciler import platform as platform_pkg
+from reconciler.platform import current, wait_in_thread
+from reconciler.platform.windows import (
+    CREATE_NEW_PROCESS_GROUP,
+    CREATE_NO_WINDOW,
+    WindowsPlatform,
+    stop_method,
+)
+from reconciler.spec import SignalName
+from tests.fix_children import Reaper, gone, program
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+
+
+# --- selection ----------------------------------------------------------------------------
+def test_current_is_chosen_once() -> None:
+    assert current() is current()
+    assert current().name == ("windows" if sys.platform == "win32" else "posix")
+
+
+def test_only_the_platform_package_asks_which_os_it_is_on() -> None:
+    root = os.path.dirname(os.path.dirname(platform_pkg.__file__))
+    askers = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as source:
+                    if "sys.platform" in source.read():
+                        askers.append(os.path.relpath(path, root))
+    assert askers == [os.path.join("platform", "__init__.py")]
+
+
+# --- the Windows contract, checked here -----------------------------------------------------
+def test_windows_spawn_flags() -> None:
+    assert CREATE_NEW_PROCESS_GROUP == 0x00000200 and CREATE_NO_WINDOW == 0x08000000
+    assert WindowsPlatform().spawn_kwargs() == {"creationflags": 0x08000200}
+
+
+def test_windows_shell_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMSPEC", r"C:\Windows\system32\cmd.exe")
+    assert WindowsPlatform().shell_argv("echo hi & exit 3") == [
+        r"C:\Windows\system32\cmd.exe", "/d", "/s", "/c", "echo hi & exit 3"]
+    monkeypatch.delenv("COMSPEC")
+    assert WindowsPlatform().shell_argv("dir")[0] == "cmd.exe"
+
+
+def test_windows_stop_signal_table_covers_every_spec_signal() -> None:
+    table = {name: stop_method(name) for name in get_args(SignalName)}
+    assert table == {"TERM": "break", "INT": "break", "HUP": "break", "QUIT": "break", "KILL": "kill",
+                     "USR1": "break", "USR2": "break", "BREAK": "break"}
+    assert stop_method("SIGTERM") == "break"
+    with pytest.raises(ValueError, match="'STOP' is not a stop signal"):
+        stop_method("STOP")
+
+
+def test_windows_does_not_bind_with_reuse_address() -> None:
+    assert WindowsPlatform.reuse_address is False
+
+
+# --- POSIX --------------------------------------------------------------------------------
+@posix_only
+def test_posix_signal_table_covers_every_spec_signal() -> None:
+    from reconciler.platform.posix import PosixPlatform, to_signal
+
+    assert {name: to_signal(name) for name in get_args(SignalName)} == {
+        "TERM": signal.SIGTERM, "INT": signal.SIGINT, "HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT,
+        "KILL": signal.SIGKILL, "USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2, "BREAK": signal.SIGTERM,
+    }
+    assert PosixPlatform().spawn_kwargs() == {"start_new_session": True}
+    assert PosixPlatform().shell_argv("echo $HOME") == ["/bin/sh", "-c", "echo $HOME"]
+
+
+def _group_with_member() -> tuple[subprocess.Popen[bytes], int]:
+    """A group leader (own session) running a Python that starts one more process in its group."""
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "print(p.pid, flush=True); time.sleep(60)")
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    assert leader.stdout is not None
+    member = int(leader.stdout.readline())
+    leader.stdout.close()
+    return leader, member
+
+
+async def _until_gone(*pids: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {[pid for pid in pids if not gone(pid)]}"
+        await asyncio.sleep(0.01)
+
+
+@posix_only
+async def test_posix_send_stop_signals_the_whole_group(reap: Reaper) -> None:
+    leader, member = _group_with_member()
+    assert os.getpgid(member) == leader.pid
+    current().send_stop(leader.pid, "TERM")
+    assert leader.wait(5) == -signal.SIGTERM
+    await _until_gone(member)
+
+
+@posix_only
+async def test_posix_break_means_term(reap: Reaper) -> None:
+    leader, member = _group_with_member()
+    current().send_stop(leader.pid, "BREAK")
+    assert leader.wait(5) == -signal.SIGTERM
+    await _until_gone(member)
+
+
+@posix_only
+async def test_posix_send_stop_reaches_known_processes_outside_the_group(reap: Reaper) -> None:
+    leader, member = _group_with_member()
+    escaped = subprocess.Popen(program("ticker", 1), stdout=subprocess.DEVNULL, start_new_session=True)
+    current().send_stop(leader.pid, "TERM", [psutil.Process(escaped.pid)])
+    assert leader.wait(5) == -signal.SIGTERM and escaped.wait(5) == -signal.SIGTERM
+    await _until_gone(member)
+
+
+@posix_only
+async def test_posix_send_stop_to_a_process_that_does_not_lead_a_group_spares_the_group(reap: Reaper) -> None:
+    # It shares *our* group: a killpg would stop this test run.
+    proc = subprocess.Popen(program("ticker", 1), stdout=subprocess.DEVNULL)
+    assert os.getpgid(proc.pid) == os.getpgid(0)
+    current().send_stop(proc.pid, "TERM")
+    assert proc.wait(5) == -signal.SIGTERM
+
+
+@posix_only
+async def test_posix_kill_tree_reaches_the_group_after_its_leader_is_gone(reap: Reaper) -> None:
+    leader, member = _group_with_member()
+    root = psutil.Process(leader.pid)
+    leader.kill()
+    leader.wait()  # the leader is reaped: only the orphaned member is left in the group
+    killed = current().kill_tree(leader.pid, [root])
+    assert [proc.pid for proc in killed] == [member]
+    await _until_gone(member)
+
+
+async def test_wait_exit_returns_when_the_process_exits(reap: Reaper) -> None:
+    proc = subprocess.Popen(program("crash_after", 0, 0.3), stdout=subprocess.DEVNULL)
+    started = time.monotonic()
+    await asyncio.wait_for(current().wait_exit(proc.pid), 5)
+    waited = time.monotonic() - started
+    assert 0.2 < waited < 3
+    proc.wait()
+    await asyncio.wait_for(current().wait_exit(proc.pid), 1)  # already gone: at once
+
+
+async def test_wait_in_thread_fallback(reap: Reaper) -> None:
+    proc = subprocess.Popen(program("crash_after", 0, 0.2), stdout=subprocess.DEVNULL)
+    await asyncio.wait_for(wait_in_thread(proc.pid), 5)
+    proc.wait()
