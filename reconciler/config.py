@@ -1,0 +1,399 @@
+"""Load the ``gateway.d`` folder into validated specs, with errors a person can act on.
+
+Reading files is the only I/O here; everything else (line lookup, the last-good rule,
+port and dependency checks across files) is plain data work. An error names the file,
+the line and column where one is known, the key and the reason, like a compiler:
+
+    gateway.d/blog.toml:4:8: port: 70000 is not a port (1-65535)
+
+A file that fails keeps its last good version in force (``LoadResult.stale``), so a
+half-written file from an editor or ``git pull`` never stops a running server.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import tomli_w
+from pydantic import BaseModel, ValidationError
+
+from reconciler.spec import (
+    NAME_PATTERN,
+    CommandHealth,
+    DomainSpec,
+    GatewayFile,
+    HttpHealth,
+    RestartSpec,
+    ServerSpec,
+    StopSpec,
+    TcpHealth,
+    format_duration,
+)
+
+GATEWAY_FILE = "gateway.toml"
+_NAME_RE = re.compile(NAME_PATTERN)
+_IGNORED_SUFFIXES = ("~", ".tmp", ".swp")
+_TOML_POS_RE = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+_TOML_EOF_RE = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    path: str
+    line: int | None
+    column: int | None
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What the folder says now. ``specs`` includes last-good versions of broken files;
+    ``stale`` names those; ``files`` maps each server name to the file it came from."""
+
+    specs: dict[str, ServerSpec] = field(default_factory=dict)
+    errors: tuple[ConfigError, ...] = ()
+    settings: GatewayFile = field(default_factory=GatewayFile)
+    files: dict[str, str] = field(default_factory=dict)
+    stale: frozenset[str] = frozenset()
+
+
+def is_server_file(path: Path) -> bool:
+    """Every ``*.toml`` except gateway.toml, editor temp files and hidden files."""
+    name = path.name
+    if not name.endswith(".toml") or name == GATEWAY_FILE:
+        return False
+    if name.startswith((".", "_")) or name.endswith(_IGNORED_SUFFIXES):
+        return False
+    return True
+
+
+# --- one file ---------------------------------------------------------------------------
+def parse_toml(path: Path, text: str) -> dict[str, Any] | ConfigError:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POS_RE.match(message)
+        if match:
+            return ConfigError(str(path), int(match["line"]), int(match["col"]), None,
+                               f"TOML syntax: {match['msg']}")
+        match = _TOML_EOF_RE.match(message)
+        if match:
+            return ConfigError(str(path), text.count("\n") + 1, None, None, f"TOML syntax: {match['msg']}")
+        return ConfigError(str(path), None, None, None, f"TOML syntax: {message}")
+
+
+def read_text(path: Path) -> str | ConfigError:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return ConfigError(str(path), None, None, None, f"not UTF-8 text (byte {exc.start})")
+    except OSError as exc:
+        return ConfigError(str(path), None, None, None, f"cannot read: {exc.strerror or exc}")
+
+
+def load_file(path: Path) -> ServerSpec | list[ConfigError]:
+    """One server file -> its spec, or every error in it."""
+    name = path.stem
+    if not _NAME_RE.match(name):
+        return [ConfigError(str(path), None, None, None,
+                            f"{name!r} is not a valid server name (the file name is the name): use 1-63 "
+                            "lowercase letters, digits and '-', starting with a letter or digit")]
+    text = read_text(path)
+    if isinstance(text, ConfigError):
+        return [text]
+    data = parse_toml(path, text)
+    if isinstance(data, ConfigError):
+        return [data]
+    if "name" in data and data["name"] != name:
+        return [ConfigError(str(path), _Lines(text).find(("name",)), None, "name",
+                            f"{data['name']!r} differs from the file name; the name of a server is its "
+                            f"file name ({name}), so remove this key or rename the file")]
+    data = {**data, "name": name}
+    try:
+        return ServerSpec.model_validate(data)
+    except ValidationError as exc:
+        return _errors_from(path, text, data, exc, ServerSpec)
+
+
+def load_gateway_file(path: Path) -> GatewayFile | ConfigError:
+    text = read_text(path)
+    if isinstance(text, ConfigError):
+        return text
+    data = parse_toml(path, text)
+    if isinstance(data, ConfigError):
+        return data
+    try:
+        return GatewayFile.model_validate(data)
+    except ValidationError as exc:
+        return _errors_from(path, text, data, exc, GatewayFile)[0]
+
+
+# --- the folder --------------------------------------------------------------------------
+def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
+    """Every server file in ``folder``; broken files fall back to ``previous``."""
+    folder = Path(folder)
+    errors: list[ConfigError] = []
+    settings = previous.settings if previous else GatewayFile()
+    gateway_path = folder / GATEWAY_FILE
+    if gateway_path.is_file():
+        loaded = load_gateway_file(gateway_path)
+        if isinstance(loaded, ConfigError):
+            errors.append(loaded)
+        else:
+            settings = loaded
+    else:
+        settings = GatewayFile()
+
+    fresh: dict[str, ServerSpec] = {}
+    files: dict[str, str] = {}
+    broken: set[str] = set()
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_server_file(p)) if folder.is_dir() else []
+    for path in paths:
+        result = load_file(path)
+        files[path.stem] = str(path)
+        if isinstance(result, ServerSpec):
+            fresh[result.name] = result
+        else:
+            errors.extend(result)
+            broken.add(path.stem)
+
+    old = previous.specs if previous else {}
+    specs = dict(fresh)
+    stale = set()
+    for name in broken:
+        if name in old:
+            specs[name] = old[name]
+            stale.add(name)
+
+    _drop_port_clashes(specs, fresh, old, files, errors, stale)
+    _drop_bad_dependencies(specs, files, errors, stale, old)
+    return LoadResult(specs=dict(sorted(specs.items())), errors=tuple(errors), settings=settings,
+                      files=files, stale=frozenset(stale))
+
+
+def _drop_port_clashes(specs: dict[str, ServerSpec], fresh: Mapping[str, ServerSpec],
+                       old: Mapping[str, ServerSpec], files: Mapping[str, str],
+                       errors: list[ConfigError], stale: set[str]) -> None:
+    """Two servers with one fixed port: the one that held it before keeps it (else the
+    first by name); the other gets an error naming both, and its last good version."""
+    def held_before(name: str) -> bool:
+        return name in old and old[name].port == specs[name].port
+
+    by_port: dict[int, list[str]] = {}
+    for name, spec in specs.items():
+        if isinstance(spec.port, int) and spec.enabled:
+            by_port.setdefault(spec.port, []).append(name)
+    for port, names in by_port.items():
+        if len(names) < 2:
+            continue
+        holder = sorted(names, key=lambda n: (not held_before(n), n))[0]
+        for name in names:
+            if name == holder:
+                continue
+            path = files[name]
+            line = _line_of(path, ("port",))
+            errors.append(ConfigError(path, line, None, "port",
+                                      f"{port} is already used by {holder} ({files[holder]}); "
+                                      "pick another port or \"auto\""))
+            fallback = old.get(name)
+            if fallback is not None and fallback.port != port:
+                specs[name] = fallback
+                stale.add(name)
+            else:
+                del specs[name]
+                stale.discard(name)
+
+
+def _drop_bad_dependencies(specs: dict[str, ServerSpec], files: Mapping[str, str],
+                           errors: list[ConfigError], stale: set[str],
+                           old: Mapping[str, ServerSpec]) -> None:
+    for name in sorted(specs):
+        unknown = [d for d in specs[name].depends_on if d not in specs]
+        if unknown:
+            path = files.get(name, name)
+            errors.append(ConfigError(path, _line_of(path, ("depends_on",)), None, "depends_on",
+                                      f"unknown server {', '.join(map(repr, unknown))}"
+                                      f" (known: {', '.join(sorted(specs)) or 'none'})"))
+    for cycle in find_cycles({n: s.depends_on for n, s in specs.items()}):
+        text = " -> ".join([*cycle, cycle[0]])
+        for name in cycle:
+            path = files.get(name, name)
+            errors.append(ConfigError(path, _line_of(path, ("depends_on",)), None, "depends_on",
+                                      f"dependency cycle {text}"))
+        for name in cycle:
+            specs.pop(name, None)
+            stale.discard(name)
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Each dependency cycle once, starting at its smallest name."""
+    cycles: list[list[str]] = []
+    seen: set[tuple[str, ...]] = set()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):]
+                start = cycle.index(min(cycle))
+                cycle = cycle[start:] + cycle[:start]
+                if tuple(cycle) not in seen:
+                    seen.add(tuple(cycle))
+                    cycles.append(cycle)
+            elif state.get(nxt) is None:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+# --- pydantic errors -> file positions --------------------------------------------------------
+_KNOWN_KEYS: dict[str, list[str]] = {
+    "": list(ServerSpec.model_fields),
+    "health": sorted({*HttpHealth.model_fields, *TcpHealth.model_fields, *CommandHealth.model_fields}),
+    "restart": list(RestartSpec.model_fields),
+    "stop": list(StopSpec.model_fields),
+    "domain": list(DomainSpec.model_fields),
+}
+
+
+def _errors_from(path: Path, text: str, data: Mapping[str, Any], exc: ValidationError,
+                 model: type[BaseModel]) -> list[ConfigError]:
+    lines = _Lines(text)
+    out: list[ConfigError] = []
+    for err in exc.errors(include_url=False):
+        keys = _data_path(data, err["loc"])
+        key = ".".join(str(k) for k in keys) or None
+        line = lines.find(keys)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+            known = _KNOWN_KEYS.get(".".join(str(k) for k in keys[:-1]), []) if model is ServerSpec else []
+            if not known and model is GatewayFile and len(keys) > 1:
+                sub = GatewayFile.model_fields.get(str(keys[0]))
+                ann = getattr(sub, "annotation", None) if sub else None
+                known = list(getattr(ann, "model_fields", {}))
+            elif not known and model is GatewayFile:
+                known = list(GatewayFile.model_fields)
+            close = difflib.get_close_matches(str(keys[-1]), [k for k in known if k != "name"], n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        elif kind == "missing":
+            message = "is required"
+            line = None
+        else:
+            message = _clean(err["msg"])
+        out.append(ConfigError(str(path), line, None, key, message))
+    return out
+
+
+def _clean(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:
+    """The loc pydantic reports, minus the union-tag steps that are not in the file
+    (``health.http.path`` -> ``health.path``)."""
+    keys: list[Any] = []
+    node = data
+    for step in loc:
+        if isinstance(node, dict):
+            if step in node:
+                keys.append(step)
+                node = node[step]
+            elif isinstance(step, str) and node.get("type") == step:
+                continue
+            else:
+                keys.append(step)
+                node = None
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            keys.append(step)
+            node = node[step]
+        else:
+            keys.append(step)
+            node = None
+    return keys
+
+
+class _Lines:
+    """Where each key is written: ``[table]`` headers, ``key = value`` and dotted keys,
+    and inline tables one level deep. Good enough for pointing at a line."""
+
+    _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\s*(#.*)?$")
+    _ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-\".]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.where: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        for number, raw in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(raw)
+            if header and not raw.lstrip().startswith("[["):
+                table = tuple(p.strip().strip('"') for p in header.group(1).split("."))
+                self.where.setdefault(table, number)
+                continue
+            assign = self._ASSIGN.match(raw)
+            if assign:
+                key = table + tuple(p.strip().strip('"') for p in assign.group(1).split("."))
+                self.where.setdefault(key, number)
+                for inner in re.finditer(r"[{,]\s*([A-Za-z0-9_\-]+)\s*=", raw):
+                    self.where.setdefault(key + (inner.group(1),), number)
+
+    def find(self, keys: Iterable[Any]) -> int | None:
+        path = tuple(str(k) for k in keys if not isinstance(k, int))
+        while path:
+            if path in self.where:
+                return self.where[path]
+            path = path[:-1]
+        return None
+
+
+def _line_of(path: str, keys: tuple[str, ...]) -> int | None:
+    text = read_text(Path(path))
+    return None if isinstance(text, ConfigError) else _Lines(text).find(keys)
+
+
+# --- writing -------------------------------------------------------------------------------
+_DURATION_KEYS = {"interval", "timeout", "start_period", "backoff_start", "backoff_max", "backoff_reset"}
+
+
+def spec_to_toml(spec: ServerSpec) -> str:
+    """The TOML text of a spec, without defaults and without the name (the file stem)."""
+    data = spec.model_dump(mode="json", exclude_defaults=True, exclude={"name"})
+    if spec.health is not None:
+        data["health"] = spec.health.model_dump(mode="json", exclude_defaults=True)
+        data["health"]["type"] = spec.health.type
+    return tomli_w.dumps(_format_durations(data))
+
+
+def _format_durations(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: (format_duration(v) if k in _DURATION_KEYS and isinstance(v, (int, float))
+                    else _format_durations(v)) for k, v in data.items()}
+    return data

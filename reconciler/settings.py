@@ -1,0 +1,73 @@
+"""Where things are and which database to use, resolved in one fixed order:
+command-line argument -> GATEWAY_* environment variable -> gateway.toml -> default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from reconciler.config import GATEWAY_FILE, ConfigError, load_gateway_file
+from reconciler.spec import GatewayFile
+
+DEFAULT_LISTEN = "127.0.0.1:8765"
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_dir: Path
+    data_dir: Path
+    dsn: str | None  # None: the embedded PostgreSQL in data_dir
+    listen: str
+    schema: str = "gateway"  # the PostgreSQL schema holding the tables (tests use one each)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not port.isdigit():
+            raise SettingsError(f"listen: {self.listen!r} is not HOST:PORT")
+        return host, int(port)
+
+
+def default_config_dir(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("GATEWAY_CONFIG") or "gateway.d").resolve()
+
+
+def default_data_dir(arg: str | None) -> Path:
+    raw = arg or os.environ.get("GATEWAY_HOME")
+    if raw:
+        return Path(raw).expanduser().resolve()
+    return Path(platformdirs.user_data_dir("omen-gateway", appauthor=False))
+
+
+def read_gateway_file(config_dir: Path) -> GatewayFile:
+    """gateway.toml, or defaults when absent. A broken one is a loud error at start-up
+    (the loader reports it in words; here the daemon only needs dsn and listen)."""
+    path = config_dir / GATEWAY_FILE
+    if not path.exists():
+        return GatewayFile()
+    loaded = load_gateway_file(path)
+    if isinstance(loaded, ConfigError):
+        raise SettingsError(str(loaded))
+    return loaded
+
+
+def resolve(
+    config: str | None = None, data_dir: str | None = None, dsn: str | None = None, listen: str | None = None
+) -> Settings:
+    config_dir = default_config_dir(config)
+    file = read_gateway_file(config_dir) if config_dir.is_dir() else GatewayFile()
+    return Settings(
+        config_dir=config_dir,
+        data_dir=default_data_dir(data_dir),
+        dsn=dsn or os.environ.get("GATEWAY_DSN") or file.database.dsn,
+        listen=listen or os.environ.get("GATEWAY_LISTEN") or file.web.listen or DEFAULT_LISTEN,
+        schema=os.environ.get("GATEWAY_DB_SCHEMA") or "gateway",
+    )
