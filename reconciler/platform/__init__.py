@@ -86,10 +86,13 @@ async def wait_in_thread(pid: int) -> None:
     await done
 
 
+IS_WINDOWS = sys.platform == "win32"
+
+
 @functools.cache
 def current() -> Platform:
     """The platform this process runs on."""
-    if sys.platform == "win32":
+    if IS_WINDOWS:
         from reconciler.platform.windows import WindowsPlatform
 
         return WindowsPlatform()

@@ -15,7 +15,6 @@ import shlex
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -26,6 +25,8 @@ import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+from reconciler.platform import IS_WINDOWS
 
 with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
     warnings.simplefilter("ignore")
@@ -51,7 +52,7 @@ class EmbeddedPostgres:
         self.pgdata = self.data_dir / "postgres"
         self.log_path = self.data_dir / "postgres.log"
         self.password_path = self.data_dir / "postgres.password"
-        self.windows = sys.platform == "win32" if windows is None else windows
+        self.windows = IS_WINDOWS if windows is None else windows
         self.bin_dir = bin_dir
         as_root = not self.windows and hasattr(os, "geteuid") and os.geteuid() == 0
         self.system_user: str | None = SYSTEM_USER if as_root else None

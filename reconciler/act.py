@@ -1,0 +1,151 @@
+"""Carry out the planner's actions: one small coroutine per action type.
+
+Starting is quick and done inline; stopping runs in the background (a stop can take the
+whole `stop.timeout`) and wakes the loop when the process tree is gone."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from reconciler import observe
+from reconciler.actions import Action, Forget, Mark, Reason, Start, Stop
+from reconciler.backoff import Backoff
+from reconciler.children import Child, SpawnError
+from reconciler.health import port_holder, port_is_free
+from reconciler.runtime import Runtime
+from reconciler.spec import ServerSpec
+from reconciler.state import Phase
+
+P = Phase
+
+
+async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
+    if isinstance(action, Start):
+        await _start(rt, action, actor)
+    elif isinstance(action, Stop):
+        _stop(rt, action, actor)
+    elif isinstance(action, Mark):
+        changes: dict[str, object] = {}
+        if action.next_try_at is not None or action.to in (P.STOPPED, P.STARTING):
+            changes["next_try_at"] = action.next_try_at
+        if action.failures is not None:
+            changes["failures"] = action.failures
+        if action.to is P.RUNNING:
+            changes["health_failures"] = 0
+        rt.set_phase(action.name, action.to, action.reason, actor=actor, detail=action.detail, **changes)
+    elif isinstance(action, Forget):
+        rt.forget(action.name)
+
+
+def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
+    """The argv with `{port}` filled in; a bare `python`/`python3` means this Python."""
+    fill = (lambda text: text.replace("{port}", str(port))) if port is not None else (lambda text: text)
+    argv = [fill(part) for part in spec.command]
+    if not spec.shell and argv and argv[0] in ("python", "python3", "python.exe"):
+        argv[0] = sys.executable
+    return argv
+
+
+def child_env(spec: ServerSpec, port: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(spec.env)
+    if port is not None:
+        env["PORT"] = str(port)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def child_cwd(rt: Runtime, spec: ServerSpec) -> str:
+    """A relative `cwd` is relative to the config folder, which is also the default."""
+    if spec.cwd is None:
+        return str(rt.config_dir)
+    path = Path(spec.cwd).expanduser()
+    return str(path if path.is_absolute() else rt.config_dir / path)
+
+
+def log_path(rt: Runtime, name: str) -> Path:
+    return rt.data_dir / "logs" / f"{name}.log"
+
+
+async def _start(rt: Runtime, action: Start, actor: str) -> None:
+    name, spec, port = action.name, action.spec, action.port
+    old = rt.state(name)
+    failures = action.failures if action.failures is not None else old.failures
+    now = time.monotonic()
+    if port is not None and not port_is_free(port):
+        holder = port_holder(port)
+        who = f"pid {holder[0]} ({holder[1]})" if holder else "another program"
+        if spec.port == "auto":
+            rt.busy_ports.add(port)  # pick another one on the next pass
+        _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now)
+        return
+    try:
+        child = await Child.spawn(
+            command_argv(spec, port),
+            shell=spec.shell,
+            cwd=child_cwd(rt, spec),
+            env=child_env(spec, port),
+            log_path=log_path(rt, name),
+        )
+    except SpawnError as exc:
+        _failed(rt, name, spec, failures, str(exc), actor, now)
+        return
+    if spec.port == "auto" and port is not None and rt.ports.get(name) != port:
+        rt.ports[name] = port
+        rt.put({"op": "port", "name": name, "port": port})
+    health_none = spec.effective_health().type == "none"
+    first_start = old.started_at is None and old.restarts == 0 and old.phase is P.STOPPED
+    rt.children[name] = child
+    rt.set_phase(
+        name, P.STARTING, action.reason, actor=actor, detail=action.detail or f"pid {child.pid}",
+        pid=child.pid, create_time=child.create_time, port=port, spec_hash=spec.runtime_hash(),
+        started_at=now, healthy_since=now if health_none else None, health_failures=0, health_error=None,
+        next_try_at=None, failures=failures, restarts=old.restarts + (0 if first_start else 1),
+        restart_requested=False, after_stop=P.STOPPED,
+    )
+    observe.watch_child(rt, name, child, spec)
+
+
+def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, actor: str, now: float) -> None:
+    failures += 1
+    delay = max(Backoff.of(spec.restart).delay(failures), spec.restart.backoff_start)
+    rt.set_phase(
+        name, P.ERROR, Reason.RETRY, actor=actor, detail=f"{why}; next try in {delay:.0f}s",
+        next_try_at=now + delay, failures=failures, pid=None, create_time=None,
+    )
+    rt.event("error", name, why, detail={"failures": failures})
+
+
+def _stop(rt: Runtime, action: Stop, actor: str) -> None:
+    name = action.name
+    child = rt.children.get(name)
+    rt.set_phase(name, P.STOPPING, action.reason, actor=actor, detail=action.detail, after_stop=action.then)
+    rt.spawn_task(_finish_stop(rt, name, child, action, actor))
+
+
+async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop, actor: str) -> None:
+    import asyncio
+
+    if child is None:
+        rt.set_phase(name, action.then, action.reason, actor=actor, pid=None, create_time=None)
+        return
+    result = await child.stop(action.signal, action.timeout)
+    if result.escalated:
+        rt.event(
+            "escalated", name,
+            f"did not stop within {action.timeout:g}s of SIG{action.signal}; killed the process tree",
+            actor=actor, detail={"leftovers_killed": result.leftovers_killed},
+        )
+    await asyncio.sleep(0)
+    if rt.children.get(name) is child:
+        del rt.children[name]
+    if rt.state(name).phase is not P.STOPPING:
+        return
+    now = time.monotonic()
+    rt.set_phase(
+        name, action.then, action.reason, actor=actor, detail=result.exit.describe(),
+        pid=None, create_time=None, exited_at=now, last_exit=result.exit.describe(), exit_ok=False,
+    )

@@ -1,0 +1,197 @@
+"""`gateway` / `python -m reconciler`: parse, call, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from reconciler import __version__
+from reconciler.client import ApiError, Client, NotRunning
+from reconciler.settings import SettingsError, default_data_dir, resolve
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="DIR", help="the server folder (default: $GATEWAY_CONFIG or ./gateway.d)")
+    common.add_argument("--data-dir", metavar="DIR", help="database, logs and token (default: $GATEWAY_HOME or "
+                        "the user's data folder)")
+    parser = argparse.ArgumentParser(prog="gateway", description="Run a handful of servers from one folder.")
+    parser.add_argument("--version", action="version", version=f"omen-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="run the gateway (loop + page)")
+    run.add_argument("--listen", metavar="HOST:PORT", help="where the page and API listen (default 127.0.0.1:8765)")
+    run.add_argument("--keep-servers", action="store_true", help="leave servers running when the gateway stops")
+    run.add_argument("-v", "--verbose", action="store_true")
+    st = sub.add_parser("status", parents=[common], help="show every server")
+    st.add_argument("--json", action="store_true")
+    for verb in ("start", "stop", "restart"):
+        p = sub.add_parser(verb, parents=[common], help=f"{verb} servers")
+        p.add_argument("names", nargs="*", metavar="NAME")
+        p.add_argument("--group", metavar="G")
+        p.add_argument("--all", action="store_true")
+        p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for the outcome")
+        p.add_argument("--json", action="store_true")
+    lg = sub.add_parser("logs", parents=[common], help="print a server's log")
+    lg.add_argument("name")
+    lg.add_argument("-n", "--lines", type=int, default=50)
+    lg.add_argument("-f", "--follow", action="store_true")
+    ck = sub.add_parser("check", parents=[common], help="validate a server folder offline")
+    ck.add_argument("dir", nargs="?")
+    ev = sub.add_parser("events", parents=[common], help="show recorded transitions")
+    ev.add_argument("name", nargs="?")
+    ev.add_argument("--since", metavar="ISO-TIME")
+    ev.add_argument("--kind")
+    ev.add_argument("--limit", type=int, default=50)
+    ev.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except (NotRunning, SettingsError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 3
+    except ApiError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reconciler.daemon import Daemon
+
+    settings = resolve(args.config, args.data_dir, listen=args.listen)
+    if not settings.config_dir.is_dir():
+        print(f"gateway: config folder {settings.config_dir} does not exist", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(settings.data_dir / "gateway.log", args.verbose)
+    daemon = Daemon(settings, keep_servers=args.keep_servers)
+    asyncio.run(daemon.serve())
+    return 1 if daemon.crashed else 0
+
+
+def _setup_logging(path: Path, verbose: bool) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(fmt)
+    to_err = logging.StreamHandler()
+    to_err.setFormatter(fmt)
+    to_err.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.addHandler(to_file)
+    root.addHandler(to_err)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(default_data_dir(args.data_dir))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data = _client(args).status()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    gw = data["gateway"]
+    db = gw["database"] + ("" if gw["database_ok"] else
+                           f" - UNREACHABLE since {gw['database_unreachable_since']}, {gw['pending_writes']} writes pending")
+    print(f"database: {db}")
+    for err in gw["config_errors"]:
+        print(f"config error: {err}")
+    rows = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "WHY")]
+    for s in data["servers"]:
+        rows.append((s["name"], s["status"], str(s["pid"] or "-"), str(s["port"] or "-"), _duration(s["uptime_s"]),
+                     str(s["restarts"]), s["last_exit"] or "-", s["reason"] or "-"))
+    _table(rows)
+    return 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    if not (args.names or args.group or args.all):
+        print(f"gateway {args.command}: name a server, or use --group G or --all", file=sys.stderr)
+        return 2
+    data = _client(args).control(args.command, args.names, args.group, args.all, 0 if args.no_wait else 60)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    failed = 0
+    for s in data["servers"]:
+        print(f"{s['name']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else ""))
+        ok = s["phase"] == "stopped" if args.command == "stop" else s["phase"] in ("running", "starting")
+        failed += 0 if ok or args.no_wait else 1
+    return 1 if failed else 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    path = default_data_dir(args.data_dir) / "logs" / f"{args.name}.log"
+    if not path.exists():
+        print(f"gateway logs: no log for {args.name!r} at {path}", file=sys.stderr)
+        return 1
+    with path.open("rb") as fh:
+        lines = fh.read().splitlines()[-args.lines:] if args.lines > 0 else []
+        for line in lines:
+            sys.stdout.write(line.decode("utf-8", "replace") + "\n")
+        sys.stdout.flush()
+        while args.follow:
+            chunk = fh.read()
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            else:
+                time.sleep(0.25)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from reconciler.config import load_dir
+
+    folder = Path(args.dir or args.config or "gateway.d")
+    if not folder.is_dir():
+        print(f"gateway check: {folder} is not a folder", file=sys.stderr)
+        return 2
+    result = load_dir(folder)
+    for err in result.errors:
+        print(err)
+    print(f"{len(result.specs)} servers ok, {len(result.errors)} errors in {folder}")
+    return 1 if result.errors else 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    rows = _client(args).events(server=args.name, since=args.since, kind=args.kind, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for e in rows:
+        move = f"{e['from_phase'] or '-'} -> {e['to_phase'] or '-'}" if e.get("to_phase") else e["kind"]
+        print(f"{e['at'][:19]}  {e['server'] or 'gateway':<16} {move:<22} {e['reason']}  [{e['actor']}]")
+    return 0
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60}m" if s >= 3600 \
+        else f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+
+
+COMMANDS = {
+    "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control,
+    "logs": cmd_logs, "check": cmd_check, "events": cmd_events,
+}

@@ -1,0 +1,185 @@
+"""`gateway run`: the database, the sink, the reconciler, the watcher and the web server,
+all on one event loop; and a clean shutdown in the reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import uvicorn
+
+from reconciler.loop import Reconciler
+from reconciler.runtime import Runtime
+from reconciler.settings import Settings
+from reconciler.store import Store
+from reconciler.store.embedded import EmbeddedPostgres
+from reconciler.store.sink import Sink
+from reconciler.watch import watch_folder
+
+log = logging.getLogger("gateway")
+TOKEN_FILE = "api-token"
+URL_FILE = "gateway.url"
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.chmod(0o700)
+    except OSError:  # pragma: no cover - e.g. a folder owned by another user
+        pass
+
+
+def read_or_create_token(data_dir: Path) -> str:
+    """The local API token: a file only this user can read."""
+    path = data_dir / TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    keep_servers: bool = False
+    rt: Runtime = field(init=False)
+    reconciler: Reconciler = field(init=False)
+    sink: Sink = field(init=False)
+    store: Store | None = None
+    pg: EmbeddedPostgres | None = None
+    db_label: str = ""
+    token: str = ""
+    url: str = ""
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    crashed: str | None = None
+
+    async def open_database(self) -> str:
+        dsn = self.settings.dsn
+        if dsn is None:
+            self.pg = EmbeddedPostgres(self.settings.data_dir)
+            dsn = await asyncio.to_thread(self.pg.start)
+            self.db_label = f"embedded PostgreSQL at {self.pg.pgdata}"
+        else:
+            self.db_label = f"PostgreSQL from DSN ({_dsn_host(dsn)})"
+        self.store = await Store.connect(dsn, schema=self.settings.schema)
+        return dsn
+
+    async def serve(self) -> None:
+        settings = self.settings
+        ensure_private_dir(settings.data_dir)
+        self.token = read_or_create_token(settings.data_dir)
+        await self.open_database()
+        assert self.store is not None
+        rows, intents, ports = (
+            await self.store.load_states(), await self.store.load_intents(), await self.store.load_ports()
+        )
+        self.sink = Sink(self.store, settings.data_dir / "journal.jsonl")
+        self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
+        self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
+        self.rt.ports.update(ports)
+        self.reconciler = Reconciler(self.rt, settings.config_dir)
+        sink_task = asyncio.create_task(self.sink.run())
+        adopted = await self.reconciler.start(rows)
+        server, sock = self._web_server()
+        self.url = _url_of(sock)
+        (settings.data_dir / URL_FILE).write_text(self.url + "\n")
+        result = self.reconciler.result
+        assert result is not None
+        self.rt.event("gateway_started", None, f"{len(result.specs)} servers, {len(adopted)} adopted")
+        print(f"omen-gateway: page at {self.url}/", flush=True)
+        print(f"omen-gateway: database: {self.db_label}", flush=True)
+        print(f"omen-gateway: {len(result.specs)} servers in {settings.config_dir}"
+              f" ({len(result.errors)} config errors, {len(adopted)} adopted)", flush=True)
+        for err in result.errors:
+            print(f"  {err}", flush=True)
+        self._install_signals()
+        tasks = [
+            asyncio.create_task(self.reconciler.run(), name="reconciler"),
+            asyncio.create_task(watch_folder(settings.config_dir, self.reconciler.mark_config_dirty,
+                                             self.stop_event), name="watcher"),
+            asyncio.create_task(server.serve(sockets=[sock]), name="web"),
+        ]
+        stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopper}:
+            # A core task ended on its own: a bug. Leave the servers running (the next start
+            # adopts them), say why loudly, and exit non-zero so autostart restarts us.
+            self.crashed = repr(task.exception() if not task.cancelled() else "cancelled")
+            log.critical("the %s task ended: %s; stopping, servers keep running", task.get_name(), self.crashed)
+            self.keep_servers = True
+        stopper.cancel()
+        print("omen-gateway: stopping" + (" (servers keep running)" if self.keep_servers else ""), flush=True)
+        server.should_exit = True
+        await self.reconciler.shutdown(self.keep_servers)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*list(self.rt.tasks), return_exceptions=True)
+        self.rt.event("gateway_stopped", None, "clean stop")
+        await self.sink.close()
+        sink_task.cancel()
+        await asyncio.gather(sink_task, return_exceptions=True)
+        await self.store.close()
+        (settings.data_dir / URL_FILE).unlink(missing_ok=True)
+        if self.pg is not None:
+            await asyncio.to_thread(self.pg.stop)
+
+    def request_stop(self, keep_servers: bool | None = None) -> None:
+        if keep_servers is not None:
+            self.keep_servers = keep_servers
+        self.stop_event.set()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self.request_stop))
+
+    def _web_server(self) -> tuple[uvicorn.Server, socket.socket]:
+        from webview.app import create_app
+
+        host, port = self.settings.host_port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, lifespan="off")
+        return _WebServer(config), sock
+
+
+class _WebServer(uvicorn.Server):
+    """uvicorn on our loop; the daemon owns the signal handlers, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _dsn_host(dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts: dict[str, Any] = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - only for a label; the connection reports real errors
+        return "?"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"

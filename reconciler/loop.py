@@ -1,0 +1,173 @@
+"""The reconciler: wake on a file change, a child exit, a health result, an operator
+command or the resync tick; then load -> plan -> act until nothing is left to do.
+
+One timer (the plan's `requeue_after`), one wake event; wake sources only mark work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from reconciler import observe
+from reconciler.act import act
+from reconciler.actions import Reason, Stop
+from reconciler.config import LoadResult, load_dir
+from reconciler.plan import Plan, plan
+from reconciler.runtime import Runtime
+from reconciler.state import ALIVE, Desired, Observed, Phase
+
+log = logging.getLogger("gateway")
+P = Phase
+RESYNC_TICK = 30.0  # seconds: the safety net; everything else wakes the loop directly
+
+
+class Reconciler:
+    def __init__(self, rt: Runtime, config_dir: Path, tick: float = RESYNC_TICK) -> None:
+        self.rt = rt
+        self.config_dir = config_dir
+        self.tick = tick
+        self.result: LoadResult | None = None
+        self.config_dirty = True
+        self.shown_errors: frozenset[str] = frozenset()
+        self.closing = False
+        self.last_plan = Plan()
+        self.passes = 0  # completed reconcile passes: commands wait for one after them
+
+    # --- inputs -----------------------------------------------------------------------
+    def mark_config_dirty(self) -> None:
+        self.config_dirty = True
+        self.rt.wake.set()
+
+    async def load_config(self) -> LoadResult:
+        previous = self.result
+        result = await asyncio.to_thread(load_dir, self.config_dir, previous)
+        self.result = result
+        self.config_dirty = False
+        self._record_config(previous, result)
+        return result
+
+    def _record_config(self, previous: LoadResult | None, result: LoadResult) -> None:
+        old_specs = previous.specs if previous else {}
+        for name, spec in result.specs.items():
+            if old_specs.get(name) != spec:
+                self.rt.put({"op": "server", "name": name, "spec": spec.model_dump(mode="json"),
+                             "runtime_hash": spec.runtime_hash()})
+        errors = frozenset(str(e) for e in result.errors)
+        for err in result.errors:
+            if str(err) not in self.shown_errors:
+                name = Path(err.path).stem
+                self.rt.event("config_error", name, str(err), actor="config",
+                              detail={"path": err.path, "line": err.line, "column": err.column,
+                                      "key": err.key, "message": err.message})
+        for text in self.shown_errors - errors:
+            self.rt.event("config_fixed", None, f"resolved: {text}", actor="config")
+        self.shown_errors = errors
+
+    def desired(self) -> Desired:
+        assert self.result is not None
+        stopped = frozenset(n for n, i in self.rt.intents.items() if i == "stop")
+        return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range))  # type: ignore[arg-type]
+
+    def observed(self) -> Observed:
+        return Observed(dict(self.rt.states), dict(self.rt.ports), frozenset(self.rt.busy_ports))
+
+    # --- the loop -----------------------------------------------------------------------
+    async def start(self, rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Adopt what a previous gateway left running, then load the folder."""
+        await self.load_config()
+        assert self.result is not None
+        return observe.adopt(self.rt, rows, self.result.specs)
+
+    async def run(self) -> None:
+        while not self.closing:
+            self.rt.wake.clear()
+            if self.config_dirty:
+                await self.load_config()
+            p = await self.reconcile()
+            self.passes += 1
+            self.rt.announce()
+            timeout = self.tick if p.requeue_after is None else min(self.tick, p.requeue_after + 0.001)
+            try:
+                await asyncio.wait_for(self.rt.wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def reconcile(self) -> Plan:
+        """Plan and act until the plan is empty (bounded, in case of a planner bug)."""
+        for _ in range(8):
+            p = plan(self.desired(), self.observed(), time.monotonic())
+            self._show_waiting(p)
+            self.last_plan = p
+            if not p.actions:
+                return p
+            for action in p.actions:
+                await act(self.rt, action)
+        log.error("the plan did not settle after 8 passes: %s", p.actions)
+        return p
+
+    def _show_waiting(self, p: Plan) -> None:
+        for name, why in p.waiting.items():
+            if self.rt.state(name).reason != why:
+                self.rt.update(name, reason=why)
+
+    # --- operator commands ----------------------------------------------------------------
+    def select(self, names: Iterable[str] = (), group: str | None = None, everything: bool = False) -> list[str]:
+        specs = self.result.specs if self.result else {}
+        if everything:
+            return sorted(specs)
+        if group is not None:
+            return sorted(n for n, s in specs.items() if s.group == group)
+        return list(names)
+
+    def control(self, verb: str, names: list[str], actor: str) -> None:
+        """Record an operator intent (kept in PostgreSQL) and wake the loop."""
+        rt = self.rt
+        for name in names:
+            if verb == "stop":
+                rt.intents[name] = "stop"
+                rt.put({"op": "intent", "name": name, "intent": "stop", "actor": actor})
+            else:
+                if rt.intents.pop(name, None) is not None:
+                    rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})
+                state = rt.state(name)
+                if verb == "restart" and state.phase in ALIVE:
+                    rt.update(name, restart_requested=True)
+                if state.phase in (P.BACKOFF, P.ERROR):
+                    rt.update(name, next_try_at=None)  # an operator start means now
+            rt.event("intent", name, f"{verb} requested", actor=actor)
+        rt.notify()
+
+    # --- shutdown -------------------------------------------------------------------------
+    async def shutdown(self, keep_servers: bool = False, timeout_cap: float | None = None) -> None:
+        """Stop every server (dependents first), or leave them running for adoption."""
+        self.closing = True
+        self.rt.wake.set()
+        if keep_servers:
+            self.rt.event("gateway_stopping", None, "leaving servers running for the next gateway")
+            return
+        specs = self.result.specs if self.result else {}
+        for layer in _stop_layers(specs, [n for n, s in self.rt.states.items() if s.phase in ALIVE]):
+            for name in layer:
+                state = self.rt.state(name)
+                if state.phase in (P.STARTING, P.RUNNING):
+                    spec = specs.get(name)
+                    signal, timeout = (spec.stop.signal, spec.stop.timeout) if spec else ("TERM", 10.0)
+                    if timeout_cap is not None:
+                        timeout = min(timeout, timeout_cap)
+                    await act(self.rt, Stop(name, Reason.SHUTDOWN, signal, timeout))
+            await self.rt.wait_until(lambda: all(self.rt.state(n).phase not in ALIVE for n in layer), 60.0)
+
+
+def _stop_layers(specs: Mapping[str, Any], alive: list[str]) -> list[list[str]]:
+    """Group names so that a server is stopped before anything it depends on."""
+    remaining = set(alive)
+    layers: list[list[str]] = []
+    while remaining:
+        needed = {d for n in remaining if n in specs for d in specs[n].depends_on}
+        layer = sorted(n for n in remaining if n not in needed) or sorted(remaining)
+        layers.append(layer)
+        remaining -= set(layer)
+    return layers

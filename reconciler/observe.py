@@ -1,0 +1,106 @@
+"""Facts about the world, fed back into the runtime: a child's exit (its own wait, not
+polling), its health checks, and which recorded processes can be adopted at start."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Mapping
+
+from reconciler.children import Child
+from reconciler.health import probe
+from reconciler.runtime import Runtime
+from reconciler.spec import ServerSpec
+from reconciler.state import Phase
+
+P = Phase
+FAST_PROBE = 0.05  # seconds between checks while a server is starting
+FAST_FOR = 2.0  # ... for this long, then
+SLOW_PROBE = 0.5  # until it is healthy or its start period is over
+
+
+def watch_child(rt: Runtime, name: str, child: Child, spec: ServerSpec) -> None:
+    rt.spawn_task(asyncio.ensure_future(_wait_exit(rt, name, child)))
+    if spec.effective_health().type != "none":
+        rt.spawn_task(asyncio.ensure_future(_health_loop(rt, name, child, spec)))
+
+
+async def _wait_exit(rt: Runtime, name: str, child: Child) -> None:
+    status = await child.wait()
+    if rt.children.get(name) is not child:
+        return  # replaced or being stopped: the stop records the outcome
+    state = rt.state(name)
+    if state.phase not in (P.STARTING, P.RUNNING):
+        return
+    del rt.children[name]
+    rt.set_phase(
+        name, P.EXITED, "the process exited", detail=status.describe(),
+        pid=None, create_time=None, exited_at=time.monotonic(), last_exit=status.describe(),
+        exit_ok=status.code == 0,
+    )
+
+
+async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -> None:
+    health = spec.effective_health()
+    started = time.monotonic()
+    while rt.children.get(name) is child:
+        state = rt.state(name)
+        if state.phase not in (P.STARTING, P.RUNNING):
+            return
+        result = await probe(health, state.port, env=None, cwd=None)
+        if rt.children.get(name) is not child:
+            return
+        now = time.monotonic()
+        if state.phase is P.RUNNING:
+            rt.put({"op": "health", "server": name, "ok": result.ok, "latency_ms": result.latency_ms,
+                    "error": result.error})
+        if result.ok:
+            if state.healthy_since is None:
+                rt.update(name, healthy_since=now, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
+                rt.notify()
+            elif state.health_failures:
+                rt.update(name, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
+            else:
+                rt.update(name, last_latency_ms=result.latency_ms)
+        elif state.phase is P.RUNNING:
+            rt.update(name, health_failures=state.health_failures + 1, health_error=result.error)
+            rt.event("health_failed", name, result.error or "check failed",
+                     detail={"failures": state.health_failures + 1})
+            rt.notify()
+        else:
+            rt.update(name, health_error=result.error)
+        if state.phase is P.STARTING and rt.state(name).healthy_since is None:
+            pause = FAST_PROBE if now - started < FAST_FOR else SLOW_PROBE
+        else:
+            pause = health.interval  # type: ignore[union-attr]
+        await asyncio.sleep(pause)
+
+
+def adopt(rt: Runtime, rows: Mapping[str, Mapping[str, Any]], specs: Mapping[str, ServerSpec]) -> list[str]:
+    """Take over children a previous gateway left running: same pid, same create time.
+
+    A pid that was reused by an unrelated process is neither adopted nor touched."""
+    adopted = []
+    for name, row in rows.items():
+        pid, ctime = row.get("pid"), row.get("create_time")
+        if not pid or ctime is None or row.get("phase") not in ("starting", "running", "stopping"):
+            continue
+        child = Child.adopt(int(pid), float(ctime))
+        if child is None:
+            rt.event("not_adopted", name, f"recorded pid {pid} is gone or now belongs to another program")
+            continue
+        spec = specs.get(name)
+        now = time.monotonic()
+        rt.children[name] = child
+        rt.states[name] = rt.state(name).update(restarts=int(row.get("restarts") or 0))
+        rt.set_phase(
+            name, P.RUNNING, "adopted after a gateway restart", detail=f"pid {pid}",
+            pid=child.pid, create_time=child.create_time, port=row.get("port"), spec_hash=row.get("spec_hash"),
+            started_at=now, healthy_since=now,
+        )
+        if spec is not None:
+            watch_child(rt, name, child, spec)
+        else:
+            rt.spawn_task(asyncio.ensure_future(_wait_exit(rt, name, child)))
+        adopted.append(name)
+    return adopted

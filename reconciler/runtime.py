@@ -1,0 +1,171 @@
+"""The loop's live bookkeeping: each server's `ServerState`, its `Child`, and the one
+place a phase changes (`set_phase`), which is also the one place an event is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Coroutine
+
+from reconciler.children import Child
+from reconciler.state import Phase, ServerState
+
+log = logging.getLogger("gateway")
+_seq = itertools.count(time.time_ns())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_wall(mono: float | None) -> str | None:
+    """A monotonic timestamp as an ISO wall-clock time (for rows and JSON)."""
+    if mono is None:
+        return None
+    return datetime.fromtimestamp(time.time() - (time.monotonic() - mono), timezone.utc).isoformat()
+
+
+class Runtime:
+    def __init__(self, data_dir: Path, config_dir: Path, put: Callable[[dict[str, Any]], None]) -> None:
+        self.data_dir = data_dir
+        self.config_dir = config_dir
+        self.put = put  # Sink.put: never blocks
+        self.states: dict[str, ServerState] = {}
+        self.children: dict[str, Child] = {}
+        self.ports: dict[str, int] = {}
+        self.busy_ports: set[int] = set()
+        self.intents: dict[str, str] = {}
+        self.wake = asyncio.Event()
+        self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # --- recording -------------------------------------------------------------------
+    def event(
+        self,
+        kind: str,
+        server: str | None,
+        reason: str,
+        *,
+        actor: str = "gateway",
+        source: Phase | None = None,
+        target: Phase | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.put(
+            {
+                "op": "event",
+                "id": str(uuid.uuid4()),
+                "seq": next(_seq),
+                "at": utcnow().isoformat(),
+                "server": server,
+                "kind": kind,
+                "from_phase": str(source) if source else None,
+                "to_phase": str(target) if target else None,
+                "reason": reason,
+                "actor": actor,
+                "detail": detail or {},
+            }
+        )
+        level = logging.WARNING if kind in ("config_error", "escalated", "error") else logging.INFO
+        log.log(level, "%s: %s%s", server or "gateway", f"{source} -> {target}: " if target else "", reason)
+
+    def state(self, name: str) -> ServerState:
+        return self.states.get(name) or ServerState(name)
+
+    def set_phase(
+        self, name: str, target: Phase, reason: str, *, actor: str = "gateway", detail: str = "", **changes: Any
+    ) -> ServerState:
+        old = self.state(name)
+        new = old.advance(target, f"{reason}: {detail}" if detail and target in _SHOW_DETAIL else reason, **changes)
+        self.states[name] = new
+        self.event(
+            "transition", name, reason, actor=actor, source=old.phase, target=target,
+            detail={"detail": detail} if detail else None,
+        )
+        self.save(name)
+        self.notify()
+        return new
+
+    def update(self, name: str, **changes: Any) -> ServerState:
+        new = self.state(name).update(**changes)
+        self.states[name] = new
+        return new
+
+    def save(self, name: str) -> None:
+        st = self.states.get(name)
+        if st is None:
+            self.put({"op": "state_delete", "name": name})
+            return
+        row = {
+            "name": name,
+            "pid": st.pid,
+            "create_time": st.create_time,
+            "port": st.port,
+            "phase": str(st.phase),
+            "spec_hash": st.spec_hash,
+            "started_at": to_wall(st.started_at),
+            "restarts": st.restarts,
+        }
+        self.put({"op": "state", "row": row})
+
+    def forget(self, name: str) -> None:
+        self.states.pop(name, None)
+        self.children.pop(name, None)
+        self.ports.pop(name, None)
+        self.put({"op": "state_delete", "name": name})
+        self.put({"op": "server_delete", "name": name})
+        self.event("forgotten", name, "file removed; history kept")
+        self.notify()
+
+    # --- waking ------------------------------------------------------------------------
+    def notify(self) -> None:
+        """Something changed: wake the loop and anyone waiting for a phase."""
+        self.wake.set()
+        self.announce()
+
+    def announce(self) -> None:
+        """Wake only the waiters (`wait_until`), not the loop."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `done()` holds (checked after every change), or the timeout."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                return done()
+        return True
+
+    def spawn_task(self, work: Coroutine[Any, Any, Any] | asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """Run `work` in the background; keep a reference (asyncio only keeps weak ones)
+        and log a failure instead of losing it."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self.tasks.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def snapshot(self, name: str) -> dict[str, Any]:
+        st = self.state(name)
+        out = asdict(st)
+        out["phase"] = str(st.phase)
+        out["after_stop"] = str(st.after_stop)
+        return out
+
+
+_SHOW_DETAIL = {Phase.ERROR, Phase.BACKOFF, Phase.EXITED, Phase.STOPPED}

@@ -1,0 +1,136 @@
+"""A real gateway daemon (`python -m reconciler run`) as a child of the test, on a fresh
+config folder, data folder and database schema. Stopped at teardown; its servers are
+checked to be gone (by pid, never by name)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+import psycopg
+import pytest
+
+from reconciler.client import Client
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Gateway:
+    def __init__(self, config_dir: Path, data_dir: Path, dsn: str, schema: str) -> None:
+        self.config_dir, self.data_dir, self.dsn, self.schema = config_dir, data_dir, dsn, schema
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.seen_pids: set[int] = set()
+        self.output = data_dir.parent / f"{data_dir.name}-stdout.log"
+
+    # --- life ---------------------------------------------------------------------------
+    def start(self, *extra: str, wait: float = 30.0) -> None:
+        (self.data_dir / "gateway.url").unlink(missing_ok=True)
+        env = dict(os.environ, GATEWAY_DSN=self.dsn, GATEWAY_DB_SCHEMA=self.schema)
+        with self.output.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "reconciler", "run", "--config", str(self.config_dir),
+                 "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *extra],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + wait
+        while not (self.data_dir / "gateway.url").exists():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{self.output.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gateway did not start in {wait}s:\n{self.output.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.remember_pids()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.remember_pids()
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    # --- reading ------------------------------------------------------------------------
+    @property
+    def client(self) -> Client:
+        return Client(self.data_dir)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        servers = {s["name"]: s for s in self.client.status()["servers"]}
+        self.seen_pids.update(s["pid"] for s in servers.values() if s["pid"])
+        return servers
+
+    def wait_for(self, check: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 15.0,
+                 what: str = "") -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            servers = self.status()
+            if check(servers):
+                return servers
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what or check}: {servers}")
+            time.sleep(0.05)
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 15.0) -> dict[str, Any]:
+        return self.wait_for(lambda s: name in s and s[name]["phase"] == phase, timeout, f"{name} {phase}")[name]
+
+    def remember_pids(self) -> None:
+        if self.proc is not None:
+            try:
+                self.seen_pids.update(p.pid for p in psutil.Process(self.proc.pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.config_dir / f"{name}.toml"
+        tmp = self.config_dir / f".{name}.toml.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    def events(self, server: str | None = None) -> list[dict[str, Any]]:
+        with psycopg.connect(self.dsn, options=f"-c search_path={self.schema}") as conn:
+            cur = conn.execute(
+                "SELECT server, kind, from_phase, to_phase, reason, actor, detail FROM events"
+                " WHERE (%s::text IS NULL OR server = %s) ORDER BY seq", (server, server))
+            cols = [c.name for c in cur.description or []]
+            return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
+    config = tmp_path / "gateway.d"
+    config.mkdir()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    gw = Gateway(config, tmp_path / "data", pg_dsn, schema)
+    try:
+        yield gw
+    finally:
+        if gw.proc is not None:
+            gw.stop()
+        leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
+                     psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        for pid in leftovers:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                os.kill(pid, signal.SIGKILL)
+        _drop_schema(pg_dsn, schema)
+        assert not leftovers, f"processes left behind: {leftovers}"

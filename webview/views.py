@@ -1,0 +1,79 @@
+"""View models: the live runtime and the loaded config as plain dicts, for the JSON API,
+`gateway status` and the templates alike. Nothing here has methods a template could call."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from reconciler.runtime import to_wall
+from reconciler.state import Phase
+
+if TYPE_CHECKING:
+    from reconciler.daemon import Daemon
+
+P = Phase
+
+
+def status_word(daemon: Daemon, name: str) -> str:
+    """The phase as a person reads it: 'stopped by operator', 'backoff: next try in 12s'."""
+    state = daemon.rt.state(name)
+    now = time.monotonic()
+    if state.phase is P.STOPPED and daemon.rt.intents.get(name) == "stop":
+        return "stopped by operator"
+    if state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None:
+        return f"{state.phase}: next try in {max(0.0, state.next_try_at - now):.0f}s"
+    return str(state.phase)
+
+
+def server_view(daemon: Daemon, name: str) -> dict[str, Any]:
+    rt = daemon.rt
+    result = daemon.reconciler.result
+    spec = result.specs.get(name) if result else None
+    state = rt.state(name)
+    now = time.monotonic()
+    alive = state.phase in (P.STARTING, P.RUNNING, P.STOPPING)
+    return {
+        "name": name,
+        "phase": str(state.phase),
+        "status": status_word(daemon, name),
+        "reason": state.reason,
+        "pid": state.pid if alive else None,
+        "port": state.port if alive else (spec.port if spec and isinstance(spec.port, int) else rt.ports.get(name)),
+        "uptime_s": round(now - state.started_at, 1) if alive and state.started_at is not None else None,
+        "started_at": to_wall(state.started_at) if alive else None,
+        "restarts": state.restarts,
+        "failures": state.failures,
+        "last_exit": state.last_exit,
+        "next_try_in_s": round(max(0.0, state.next_try_at - now), 1) if state.next_try_at else None,
+        "health_error": state.health_error,
+        "latency_ms": state.last_latency_ms,
+        "stopped_by_operator": rt.intents.get(name) == "stop",
+        "description": spec.description if spec else "",
+        "group": spec.group if spec else None,
+        "tags": list(spec.tags) if spec else [],
+        "enabled": spec.enabled if spec else False,
+        "config_stale": bool(result and name in result.stale),
+        "in_config": spec is not None,
+    }
+
+
+def gateway_view(daemon: Daemon) -> dict[str, Any]:
+    result = daemon.reconciler.result
+    sink = daemon.sink
+    since = sink.unreachable_since
+    return {
+        "url": daemon.url,
+        "config_dir": str(daemon.settings.config_dir),
+        "data_dir": str(daemon.settings.data_dir),
+        "database": daemon.db_label,
+        "database_ok": sink.db_ok,
+        "database_unreachable_since": since.isoformat() if since else None,
+        "pending_writes": sink.pending,
+        "config_errors": [str(e) for e in result.errors] if result else [],
+    }
+
+
+def status_view(daemon: Daemon) -> dict[str, Any]:
+    names = sorted(set(daemon.reconciler.result.specs if daemon.reconciler.result else ()) | set(daemon.rt.states))
+    return {"gateway": gateway_view(daemon), "servers": [server_view(daemon, n) for n in names]}
