@@ -222,21 +222,54 @@ def _drop_port_clashes(specs: dict[str, ServerSpec], fresh: Mapping[str, ServerS
 def _drop_bad_dependencies(specs: dict[str, ServerSpec], files: Mapping[str, str],
                            errors: list[ConfigError], stale: set[str],
                            old: Mapping[str, ServerSpec]) -> None:
+    """Unknown dependencies and cycles are errors on the files that name them; those
+    servers keep their last good version (or are left out when they have none)."""
+    rejected: set[str] = set()
     for name in sorted(specs):
-        unknown = [d for d in specs[name].depends_on if d not in specs]
+        missing = [d for d in specs[name].depends_on if d not in specs]
+        unknown = [d for d in missing if d not in files]
+        broken = [d for d in missing if d in files]
+        path = files.get(name, name)
         if unknown:
-            path = files.get(name, name)
+            known = ", ".join(sorted(set(files) - {name})) or "none"
             errors.append(ConfigError(path, _line_of(path, ("depends_on",)), None, "depends_on",
-                                      f"unknown server {', '.join(map(repr, unknown))}"
-                                      f" (known: {', '.join(sorted(specs)) or 'none'})"))
+                                      f"unknown server {', '.join(map(repr, unknown))} (known: {known})"))
+        if broken:
+            errors.append(ConfigError(path, _line_of(path, ("depends_on",)), None, "depends_on",
+                                      f"{', '.join(map(repr, broken))} is left out because of its own "
+                                      "errors, so this server cannot start either"))
+        if missing:
+            rejected.add(name)
     for cycle in find_cycles({n: s.depends_on for n, s in specs.items()}):
         text = " -> ".join([*cycle, cycle[0]])
         for name in cycle:
             path = files.get(name, name)
             errors.append(ConfigError(path, _line_of(path, ("depends_on",)), None, "depends_on",
                                       f"dependency cycle {text}"))
-        for name in cycle:
-            specs.pop(name, None)
+        rejected.update(cycle)
+    for name in rejected:
+        fallback = old.get(name)
+        if fallback is not None and fallback != specs[name]:
+            specs[name] = fallback
+            stale.add(name)
+        else:
+            del specs[name]
+            stale.discard(name)
+    # a fallback may itself name a server that is gone now, or close a cycle: leave those out
+    for _ in range(len(specs)):
+        bad = {n for n, s in specs.items() if any(d not in specs for d in s.depends_on)}
+        bad |= {n for cycle in find_cycles({n: s.depends_on for n, s in specs.items()}) for n in cycle}
+        if not bad:
+            break
+        for name in sorted(bad):
+            missing = [d for d in specs[name].depends_on if d not in specs]
+            if missing:
+                path = files.get(name, name)
+                errors.append(ConfigError(path, _line_of(path, ("depends_on",)), None, "depends_on",
+                                          f"{', '.join(map(repr, missing))} is left out because of its own "
+                                          "errors, so this server cannot start either"))
+        for name in bad:
+            del specs[name]
             stale.discard(name)
 
 

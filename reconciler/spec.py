@@ -181,7 +181,7 @@ class ServerSpec(_Model):
             out = {}
             for key, item in value.items():
                 if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-                    raise ValueError(f"env.{key}: {item!r} must be a string or a number")
+                    raise ValueError(f"{key} = {item!r}: must be a string or a number")
                 out[key] = str(item)
             return out
         return value
