@@ -21,6 +21,7 @@ class Reason(StrEnum):
     CRASH = "the process exited"
     RETRY = "retrying after backoff"
     HEALTHY = "health check passed"
+    UP = "started (no health check)"
     UNHEALTHY = "health check failing"
     START_TIMEOUT = "never became healthy"
     NO_RESTART = "restart policy says no"

@@ -126,7 +126,8 @@ def _control(args: argparse.Namespace) -> int:
         return 0
     failed = 0
     for s in data["servers"]:
-        print(f"{s['name']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else ""))
+        why = s["reason"] or ""
+        print(f"{s['name']}: {why if why.startswith(s['status']) else s['status'] + (f' ({why})' if why else '')}")
         ok = s["phase"] == "stopped" if args.command == "stop" else s["phase"] in ("running", "starting")
         failed += 0 if ok or args.no_wait else 1
     return 1 if failed else 0

@@ -92,7 +92,7 @@ def _plan_alive(state: ServerState, spec: ServerSpec | None, why_not: Reason | N
     health = spec.effective_health()
     if state.phase is P.STARTING:
         if state.healthy_since is not None:
-            return [Mark(name, P.RUNNING, Reason.HEALTHY)], None, ""
+            return [Mark(name, P.RUNNING, Reason.UP if health.type == "none" else Reason.HEALTHY)], None, ""
         started = state.started_at if state.started_at is not None else now
         deadline = started + getattr(health, "start_period", 0.0)
         if now >= deadline:
