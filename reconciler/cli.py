@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--kind")
     ev.add_argument("--limit", type=int, default=50)
     ev.add_argument("--json", action="store_true")
+    us = sub.add_parser("user", help="manage who may sign in to the page")
+    ua = us.add_subparsers(dest="user_command", required=True).add_parser(
+        "add", parents=[common], help="add a user, or set a new password for one")
+    ua.add_argument("name")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     return parser
 
 
@@ -192,7 +197,28 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from reconciler.settings import resolve
+    from webview.useradd import UserError, add_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            print("gateway user add: the passwords differ", file=sys.stderr)
+            return 2
+    try:
+        print(add_user(resolve(args.config, args.data_dir), args.name, password))
+    except UserError as exc:
+        print(f"gateway user add: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control,
-    "logs": cmd_logs, "check": cmd_check, "events": cmd_events,
+    "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user,
 }

@@ -13,14 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from reconciler.state import ALIVE, Phase
+from webview import users
+from webview.control import ControlError
+from webview.control import control as shared_control
 from webview.views import server_view, status_view
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
-
-VERBS = ("start", "stop", "restart")
-SETTLED = {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.ERROR}
 
 
 def _daemon(request: Request) -> Daemon:
@@ -52,37 +51,13 @@ async def control(request: Request) -> JSONResponse:
     except ValueError:
         return _error(400, "the body must be JSON")
     verb = body.get("verb")
-    if verb not in VERBS:
-        return _error(400, f"verb must be one of {', '.join(VERBS)}")
-    rec = daemon.reconciler
-    names = rec.select(body.get("names") or [], body.get("group"), bool(body.get("all")))
-    known = set(rec.result.specs if rec.result else ()) | set(daemon.rt.states)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        return _error(404, f"no server named {', '.join(unknown)}")
-    if not names:
-        return _error(404, "no server matches" + (f" group {body['group']!r}" if body.get("group") else ""))
-    actor = f"operator:{body.get('actor') or 'cli'}"
-    before = {n: daemon.rt.state(n).started_at for n in names}
-    rec.control(verb, names, actor)
-    after_pass = rec.passes + 1  # the loop has seen the command once it completes one more pass
-    wait = min(float(body.get("wait", 0) or 0), 120.0)
-    if wait > 0:
-        await daemon.rt.wait_until(
-            lambda: rec.passes > after_pass and all(_settled(daemon, n, verb, before[n]) for n in names), wait)
+    try:
+        names = await shared_control(
+            daemon, str(verb), body.get("names") or [], body.get("group"), bool(body.get("all")),
+            actor=f"operator:{body.get('actor') or 'cli'}", wait=float(body.get("wait", 0) or 0))
+    except ControlError as exc:
+        return _error(exc.status, str(exc))
     return JSONResponse({"verb": verb, "servers": [server_view(daemon, n) for n in names]})
-
-
-def _settled(daemon: Daemon, name: str, verb: str, started_before: float | None) -> bool:
-    state = daemon.rt.state(name)
-    if verb == "stop":
-        return state.phase not in ALIVE
-    if verb == "restart" and state.started_at == started_before and state.phase in ALIVE:
-        return False
-    spec = daemon.reconciler.result.specs.get(name) if daemon.reconciler.result else None
-    if spec is None or not spec.enabled:
-        return state.phase not in ALIVE
-    return state.phase in SETTLED and not state.restart_requested
 
 
 async def events(request: Request) -> JSONResponse:
@@ -109,7 +84,22 @@ async def events(request: Request) -> JSONResponse:
     return JSONResponse({"events": rows})
 
 
+async def add_user(request: Request) -> JSONResponse:
+    """`gateway user add`: only with the local API token (a file only this user can read)."""
+    if not token_ok(request):
+        return _error(401, "missing or wrong API token")
+    daemon = _daemon(request)
+    body = await request.json()
+    assert daemon.store is not None
+    try:
+        created = await users.set_user(daemon.store, str(body.get("name", "")), str(body.get("password", "")))
+    except users.UserError as exc:
+        return _error(400, str(exc))
+    return JSONResponse({"name": body["name"], "created": created})
+
+
 routes = [
+    Route("/api/users", add_user, methods=["POST"]),
     Route("/api/status", status),
     Route("/api/control", control, methods=["POST"]),
     Route("/api/events", events),

@@ -1,26 +1,48 @@
-"""`create_app(daemon) -> Starlette`: the routes of the local API (and, later, the page)."""
+"""`create_app(daemon) -> Starlette`: the page, its live stream, the JSON API and /metrics,
+behind the security headers; sessions and CSRF checks live in webview.security."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
-from webview import api
+from webview import api, pages, stream
+from webview.host import HostProbe
+from webview.render import HERE, render
+from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
 
+LOGIN_FAILURES_PER_IP = (10, 300.0)  # failures, seconds
+LOGIN_FAILURES_PER_USER = (5, 300.0)
 
-async def root(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("omen-gateway is running. The status page arrives with the web page issue; "
-                             "meanwhile use `gateway status`.\n")
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
+    return render(request, "error.html", status=exc.status_code, code=exc.status_code, message=exc.detail)
 
 
 def create_app(daemon: Daemon) -> Starlette:
-    app = Starlette(routes=[Route("/", root), *api.routes])
+    app = Starlette(
+        routes=[*pages.routes, *stream.routes, *api.routes, Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.daemon = daemon
+    app.state.secret = read_or_create_secret(daemon.settings.data_dir)
+    app.state.host = HostProbe(daemon.settings.data_dir)
+    app.state.access = None
+    app.state.limit_ip = RateLimit(*LOGIN_FAILURES_PER_IP)
+    app.state.limit_user = RateLimit(*LOGIN_FAILURES_PER_USER)
     return app

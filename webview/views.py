@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
@@ -26,7 +26,7 @@ def status_word(daemon: Daemon, name: str) -> str:
     return str(state.phase)
 
 
-def server_view(daemon: Daemon, name: str) -> dict[str, Any]:
+def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
     rt = daemon.rt
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
@@ -55,7 +55,16 @@ def server_view(daemon: Daemon, name: str) -> dict[str, Any]:
         "enabled": spec.enabled if spec else False,
         "config_stale": bool(result and name in result.stale),
         "in_config": spec is not None,
+        "domain": spec.domain.hostname if spec and spec.domain else None,
+        "cpu_percent": _usage(usage, state.pid, alive, 0),
+        "rss_bytes": _usage(usage, state.pid, alive, 1),
     }
+
+
+def _usage(usage: Mapping[int, tuple[float, int]] | None, pid: int | None, alive: bool, index: int) -> Any:
+    if usage is None or pid is None or not alive or pid not in usage:
+        return None
+    return usage[pid][index]
 
 
 def gateway_view(daemon: Daemon) -> dict[str, Any]:
@@ -74,6 +83,9 @@ def gateway_view(daemon: Daemon) -> dict[str, Any]:
     }
 
 
-def status_view(daemon: Daemon) -> dict[str, Any]:
-    names = sorted(set(daemon.reconciler.result.specs if daemon.reconciler.result else ()) | set(daemon.rt.states))
-    return {"gateway": gateway_view(daemon), "servers": [server_view(daemon, n) for n in names]}
+def server_names(daemon: Daemon) -> list[str]:
+    return sorted(set(daemon.reconciler.result.specs if daemon.reconciler.result else ()) | set(daemon.rt.states))
+
+
+def status_view(daemon: Daemon, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
+    return {"gateway": gateway_view(daemon), "servers": [server_view(daemon, n, usage) for n in server_names(daemon)]}

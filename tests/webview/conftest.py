@@ -1,0 +1,88 @@
+"""One real gateway per test module (a daemon subprocess, real PostgreSQL, real child
+servers), a user made with `gateway user add`, and signed-in httpx clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from tests.fix_gateway import REPO, Gateway, _drop_schema
+
+USER, PASSWORD = "ada", "correct horse battery"
+HTTP = 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\nport = "auto"\n'
+CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+def cli(gw: Gateway, *args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args, "--config", str(gw.config_dir),
+                           "--data-dir", str(gw.data_dir)], cwd=REPO, input=stdin, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def url_of(gw: Gateway) -> str:
+    return (gw.data_dir / "gateway.url").read_text().strip()
+
+
+def signed_in(gw: Gateway, user: str = USER, password: str = PASSWORD) -> httpx.Client:
+    """An httpx client holding a session cookie, with `.csrf` set from the overview page."""
+    http = httpx.Client(base_url=url_of(gw), trust_env=False, timeout=30, headers={"sec-fetch-site": "same-origin"})
+    r = http.post("/login", data={"username": user, "password": password, "next": "/"})
+    assert r.status_code == 303, r.text
+    page = http.get("/")
+    assert page.status_code == 200
+    http.csrf = CSRF_RE.search(page.text).group(1)  # type: ignore[attr-defined]
+    return http
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gateway]:
+    base = tmp_path_factory.mktemp("web")
+    config = base / "gateway.d"
+    config.mkdir()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    gw = Gateway(config, base / "data", pg_dsn, schema)
+    gw.write("alpha", HTTP + 'description = "first demo"\ngroup = "web"\ntags = ["demo"]\n')
+    gw.write("beta", HTTP + 'group = "web"\n')
+    gw.start()
+    try:
+        done = cli(gw, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
+        assert done.returncode == 0, done.stderr
+        gw.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in ("alpha", "beta")), 20)
+        yield gw
+    finally:
+        if gw.proc is not None:
+            gw.stop()
+        leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
+                     psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        for pid in leftovers:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                os.kill(pid, signal.SIGKILL)
+        _drop_schema(pg_dsn, schema)
+        assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture
+def http(web: Gateway) -> Iterator[httpx.Client]:
+    client = signed_in(web)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def artifacts() -> Path:
+    path = REPO / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path

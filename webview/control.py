@@ -1,0 +1,62 @@
+"""Start / stop / restart from any front end (the CLI's API, the page): record the operator's
+intent through the reconciler, then wait until the loop has acted on it and the servers settled."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reconciler.state import ALIVE, Phase
+
+if TYPE_CHECKING:
+    from reconciler.daemon import Daemon
+
+VERBS = ("start", "stop", "restart")
+SETTLED = {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.ERROR}
+MAX_WAIT = 120.0
+
+
+class ControlError(Exception):
+    """A control request naming nothing, or something unknown. `status` is the HTTP code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def known_names(daemon: Daemon) -> set[str]:
+    rec = daemon.reconciler
+    return set(rec.result.specs if rec.result else ()) | set(daemon.rt.states)
+
+
+async def control(daemon: Daemon, verb: str, names: list[str], group: str | None, everything: bool,
+                  actor: str, wait: float) -> list[str]:
+    """Apply `verb` to the selected servers; return their names once settled (or `wait` s)."""
+    if verb not in VERBS:
+        raise ControlError(400, f"verb must be one of {', '.join(VERBS)}")
+    rec = daemon.reconciler
+    selected = rec.select(names, group, everything)
+    unknown = [n for n in selected if n not in known_names(daemon)]
+    if unknown:
+        raise ControlError(404, f"no server named {', '.join(unknown)}")
+    if not selected:
+        raise ControlError(404, "no server matches" + (f" group {group!r}" if group else ""))
+    before = {n: daemon.rt.state(n).started_at for n in selected}
+    rec.control(verb, selected, actor)
+    after_pass = rec.passes + 1  # the loop has seen the command once it completes one more pass
+    wait = min(wait, MAX_WAIT)
+    if wait > 0:
+        await daemon.rt.wait_until(
+            lambda: rec.passes > after_pass and all(settled(daemon, n, verb, before[n]) for n in selected), wait)
+    return selected
+
+
+def settled(daemon: Daemon, name: str, verb: str, started_before: float | None) -> bool:
+    state = daemon.rt.state(name)
+    if verb == "stop":
+        return state.phase not in ALIVE
+    if verb == "restart" and state.started_at == started_before and state.phase in ALIVE:
+        return False
+    spec = daemon.reconciler.result.specs.get(name) if daemon.reconciler.result else None
+    if spec is None or not spec.enabled:
+        return state.phase not in ALIVE
+    return state.phase in SETTLED and not state.restart_requested

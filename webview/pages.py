@@ -1,0 +1,230 @@
+"""The pages: overview, server detail (settings, events, log tail), control buttons, events,
+sign-in and sign-out. Routes build plain view models; templates only show them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from reconciler.config import spec_to_toml
+from reconciler.spec import NAME_PATTERN
+from webview import users
+from webview.control import ControlError, control
+from webview.render import daemon_of, login_required, redirect, render
+from webview.security import COOKIE, client_ip, current_user, guard_post, is_https
+from webview.views import gateway_view, server_names, server_view
+
+NAME_RE = re.compile(NAME_PATTERN)
+CONTROL_WAIT = 20.0  # seconds a button waits for the outcome before answering "still working"
+LOG_BYTES = 256 * 1024
+PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+async def overview_model(request: Request) -> dict[str, Any]:
+    daemon = daemon_of(request)
+    probe = request.app.state.host
+    names = server_names(daemon)
+    await probe.refresh([p for n in names if (p := daemon.rt.state(n).pid)])
+    servers = [server_view(daemon, n, probe.usage) for n in names]
+    group, tag = request.query_params.get("group") or None, request.query_params.get("tag") or None
+    shown = [s for s in servers if (group is None or s["group"] == group) and (tag is None or tag in s["tags"])]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in shown:
+        groups[s["group"] or ""].append(s)
+    return {
+        "gateway": gateway_view(daemon), "host": probe.host, "groups": sorted(groups.items()),
+        "all_groups": sorted({s["group"] for s in servers if s["group"]}),
+        "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
+        "counts": {"total": len(servers), "running": sum(s["phase"] == "running" for s in servers)},
+    }
+
+
+@login_required
+async def overview(request: Request) -> Response:
+    return render(request, "overview.html", **await overview_model(request))
+
+
+def known(request: Request, name: str) -> str:
+    daemon = daemon_of(request)
+    result = daemon.reconciler.result
+    if not NAME_RE.match(name) or (name not in daemon.rt.states and not (result and name in result.specs)):
+        raise HTTPException(404, f"no server named {name!r}")
+    return name
+
+
+def log_tail(path: Path, query: str = "", lines: int = 200) -> list[str]:
+    """The last `lines` lines of a log (those containing `query`, case-insensitive)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - LOG_BYTES))
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    rows = text.splitlines()[1:] if size > LOG_BYTES else text.splitlines()
+    if query:
+        rows = [r for r in rows if query.lower() in r.lower()]
+    return rows[-lines:]
+
+
+async def detail_model(request: Request, name: str) -> dict[str, Any]:
+    daemon = daemon_of(request)
+    probe = request.app.state.host
+    state = daemon.rt.state(name)
+    await probe.refresh([state.pid] if state.pid else [])
+    result = daemon.reconciler.result
+    spec = result.specs.get(name) if result else None
+    query = request.query_params.get("q", "")
+    log = await asyncio.to_thread(log_tail, daemon.settings.data_dir / "logs" / f"{name}.log", query)
+    events: list[dict[str, Any]] = []
+    events_error = None
+    if daemon.store is not None:
+        try:
+            events = list(reversed(await daemon.store.list_events(server=name, limit=50)))
+        except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
+            events_error = f"the database is unreachable: {exc}"
+    errors = [str(e) for e in (result.errors if result else ()) if Path(e.path).stem == name]
+    return {
+        "s": server_view(daemon, name, probe.usage), "settings": spec_to_toml(spec) if spec else "",
+        "file": result.files.get(name) if result else None, "events": events, "events_error": events_error,
+        "log": log, "q": query, "config_errors": errors,
+    }
+
+
+@login_required
+async def detail(request: Request) -> Response:
+    name = known(request, request.path_params["name"])
+    return render(request, "server.html", **await detail_model(request, name))
+
+
+@login_required
+async def log_part(request: Request) -> Response:
+    name = known(request, request.path_params["name"])
+    path = daemon_of(request).settings.data_dir / "logs" / f"{name}.log"
+    rows = await asyncio.to_thread(log_tail, path, request.query_params.get("q", ""))
+    return JSONResponse({"lines": rows})
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+async def control_post(request: Request) -> Response:
+    """The Start / Stop / Restart buttons, for one server, a group or all."""
+    user, form = await guard_post(request)
+    name = request.path_params.get("name")
+    names = [known(request, name)] if name else [str(n) for n in form.getlist("name")]
+    group = str(form.get("group") or "") or None
+    verb = str(form.get("verb", ""))
+    back = str(form.get("back") or "/")
+    back = back if back.startswith("/") and not back.startswith("//") else "/"
+    try:
+        done = await control(daemon_of(request), verb, names, group, form.get("all") == "1",
+                             actor=f"operator:web:{user}", wait=CONTROL_WAIT)
+    except ControlError as exc:
+        if wants_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return redirect(request, back, f"Could not {verb}: {exc}")
+    views = [server_view(daemon_of(request), n) for n in done]
+    message = "; ".join(f"{s['name']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else "")
+                        for s in views)
+    if wants_json(request):
+        return JSONResponse({"verb": verb, "message": message, "servers": views})
+    return redirect(request, back, message)
+
+
+@login_required
+async def events_page(request: Request) -> Response:
+    daemon = daemon_of(request)
+    q = request.query_params
+    server, kind, period = q.get("server") or None, q.get("kind") or None, q.get("period") or "24h"
+    since = datetime.now(UTC) - PERIODS[period] if period in PERIODS else None
+    rows: list[dict[str, Any]] = []
+    error = None
+    assert daemon.store is not None
+    try:
+        rows = list(reversed(await daemon.store.list_events(server=server, kind=kind, since=since, limit=500)))
+    except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
+        error = f"the database is unreachable: {exc}"
+    return render(request, "events.html", events=rows, error=error, server=server, kind=kind, period=period,
+                  servers=server_names(daemon), periods=[*PERIODS, "all"],
+                  kinds=["transition", "intent", "config_error", "config_fixed", "forgotten", "gateway_started",
+                         "gateway_stopped"])
+
+
+# --- signing in and out --------------------------------------------------------------------
+def _next(raw: str | None) -> str:
+    target = unquote(raw or "/")
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+async def login_page(request: Request) -> Response:
+    if await current_user(request) is not None:
+        return RedirectResponse(_next(request.query_params.get("next")), status_code=303)
+    store = daemon_of(request).store
+    no_users = store is not None and await users.count_users(store) == 0
+    return render(request, "login.html", next=_next(request.query_params.get("next")), no_users=no_users)
+
+
+async def login_post(request: Request) -> Response:
+    from webview.security import same_site
+
+    if not same_site(request):
+        raise HTTPException(403, "this request came from another site")
+    form = await request.form()
+    name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    target = _next(str(form.get("next", "/")))
+    per_ip, per_user = request.app.state.limit_ip, request.app.state.limit_user
+    ip = client_ip(request)
+    wait = max(per_ip.retry_after(ip), per_user.retry_after(name.lower()))
+    if wait > 0:
+        return render(request, "login.html", status=429, next=target, username=name,
+                      error=f"Too many failed attempts. Try again in {wait:.0f} s.")
+    store = daemon_of(request).store
+    assert store is not None
+    if not name or not await users.verify(store, name, password):
+        per_ip.fail(ip)
+        per_user.fail(name.lower())
+        return render(request, "login.html", status=401, next=target, username=name,
+                      error="Wrong user name or password.")
+    per_user.clear(name.lower())
+    token = await users.new_session(store, name)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, max_age=int(users.SESSION_TTL.total_seconds()), path="/", httponly=True,
+                        samesite="lax", secure=is_https(request))
+    return response
+
+
+async def logout_post(request: Request) -> Response:
+    await guard_post(request)
+    token = request.cookies.get(COOKIE)
+    store = daemon_of(request).store
+    if token and store is not None:
+        await users.end_session(store, token)
+    response = redirect(request, "/login", "Signed out.")
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+routes = [
+    Route("/", overview),
+    Route("/servers/{name}", detail),
+    Route("/servers/{name}/log", log_part),
+    Route("/servers/{name}/control", control_post, methods=["POST"]),
+    Route("/control", control_post, methods=["POST"]),
+    Route("/events", events_page),
+    Route("/login", login_page),
+    Route("/login", login_post, methods=["POST"]),
+    Route("/logout", logout_post, methods=["POST"]),
+]

@@ -1,0 +1,86 @@
+"""Templates and the small helpers every page shares: render with the signed-in user and the
+CSRF token, one-shot flash messages, and the sign-in requirement for GET pages."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import quote, unquote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from webview.security import current_user, is_https
+
+if TYPE_CHECKING:
+    from reconciler.daemon import Daemon
+
+HERE = Path(__file__).resolve().parent
+FLASH = "gw_flash"
+env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                  trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+
+
+def _mb(value: Any) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f} MB"
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
+
+
+env.filters["mb"] = _mb
+env.filters["duration"] = _duration
+
+
+def daemon_of(request: Request) -> Daemon:
+    return request.app.state.daemon  # type: ignore[no-any-return]
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    flash = unquote(request.cookies.get(FLASH, "")) or None
+    context.setdefault("flash", flash)
+    html = env.get_template(template).render(
+        user=getattr(request.state, "user", None), csrf=getattr(request.state, "csrf", ""), path=request.url.path,
+        **context)
+    response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+    if flash:
+        response.delete_cookie(FLASH, path="/")
+    return response
+
+
+def fragment(template: str, **context: Any) -> str:
+    return env.get_template(template).render(**context)
+
+
+def redirect(request: Request, to: str, message: str | None = None) -> RedirectResponse:
+    response = RedirectResponse(to, status_code=303)
+    if message:
+        response.set_cookie(FLASH, quote(message)[:900], max_age=60, path="/", httponly=True, samesite="lax",
+                            secure=is_https(request))
+    return response
+
+
+Page = Callable[[Request], Awaitable[Response]]
+
+
+def login_required(page: Page) -> Page:
+    """GET pages: a visitor who is not signed in goes to the sign-in page, then back."""
+
+    @functools.wraps(page)
+    async def wrapper(request: Request) -> Response:
+        if await current_user(request) is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        return await page(request)
+
+    return wrapper

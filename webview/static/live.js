@@ -1,0 +1,74 @@
+// Live updates without a build step: server-sent status rows, buttons that answer at once,
+// a following log. Without JavaScript every form still works by a normal POST and reload.
+"use strict";
+(function () {
+  const note = document.getElementById("live-note");
+  function say(text, bad) {
+    if (!note) return;
+    note.textContent = text;
+    note.hidden = false;
+    note.classList.toggle("error", !!bad);
+  }
+
+  // Buttons: POST in the background, show "working" at once, then the outcome in words.
+  document.addEventListener("submit", async function (ev) {
+    const form = ev.target;
+    if (!form.matches("form[data-control]")) return;
+    ev.preventDefault();
+    const body = new FormData(form, ev.submitter);
+    const verb = body.get("verb");
+    const card = form.closest(".card");
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach(function (b) { b.disabled = true; });
+    if (card) {
+      card.classList.add("pending");
+      const badge = card.querySelector("[data-status]");
+      if (badge) badge.textContent = verb === "stop" ? "stopping…" : verb === "start" ? "starting…" : "restarting…";
+    }
+    say((verb || "working") + "…");
+    try {
+      const r = await fetch(form.action, { method: "POST", body: body, headers: { "Accept": "application/json" } });
+      const data = await r.json();
+      say(r.ok ? data.message : "Error: " + data.error, !r.ok);
+    } catch (e) {
+      say("The gateway did not answer: " + e, true);
+    } finally {
+      buttons.forEach(function (b) { b.disabled = false; });
+      if (card) card.classList.remove("pending");
+    }
+  });
+
+  // Status rows: the server sends each changed card as HTML; swap it in by id.
+  if (document.querySelector(".card[data-name]") || document.getElementById("servers")) {
+    const hint = document.querySelector("[data-live-hint]");
+    const source = new EventSource("/stream?back=" + encodeURIComponent(location.pathname));
+    source.addEventListener("server", function (ev) {
+      const tpl = document.createElement("template");
+      tpl.innerHTML = ev.data.trim();
+      const fresh = tpl.content.firstElementChild;
+      if (!fresh) return;
+      const old = document.getElementById(fresh.id);
+      if (old) old.replaceWith(fresh);
+      else if (document.getElementById("servers") && hint) hint.textContent = "New server " + fresh.dataset.name + ": reload to see it.";
+    });
+    source.addEventListener("open", function () { if (hint) hint.textContent = "Live: changes appear by themselves."; });
+    source.addEventListener("error", function () { if (hint) hint.textContent = "Live updates paused; retrying…"; });
+  }
+
+  // Log: follow while the page is open.
+  const log = document.getElementById("log");
+  if (log) {
+    const url = "/servers/" + encodeURIComponent(log.dataset.log) + "/log?q=" + encodeURIComponent(log.dataset.q || "");
+    setInterval(async function () {
+      if (document.hidden) return;
+      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      try {
+        const r = await fetch(url, { headers: { "Accept": "application/json" } });
+        if (!r.ok) return;
+        const data = await r.json();
+        log.textContent = data.lines.join("\n") + (data.lines.length ? "\n" : "");
+        if (atEnd) log.scrollTop = log.scrollHeight;
+      } catch (e) { /* the next tick tries again */ }
+    }, 2000);
+  }
+})();

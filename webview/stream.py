@@ -1,0 +1,65 @@
+"""`GET /stream`: server-sent events. Each time a server's status changes, the new card
+(the same `_server_row.html` the page renders) is sent as an `event: server` message; the
+page swaps it in by id. A comment every 15 s keeps proxies from closing an idle stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from webview.render import daemon_of, fragment
+from webview.security import current_user
+from webview.views import server_names, server_view
+
+KEEPALIVE = 15.0
+COALESCE = 0.05  # seconds: changes this close together go out as one batch
+VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at")
+
+
+def sse(event: str, data: str) -> str:
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in data.splitlines()) + "\n"
+
+
+def _key(view: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple((k, str(v)) for k, v in view.items() if k not in VOLATILE)
+
+
+async def stream(request: Request) -> StreamingResponse:
+    if await current_user(request) is None:
+        raise HTTPException(401, "sign in first")
+    daemon = daemon_of(request)
+    probe = request.app.state.host
+    csrf = request.state.csrf
+    back = request.query_params.get("back", "/")
+    back = back if back.startswith("/") and not back.startswith("//") else "/"
+
+    async def events() -> AsyncIterator[str]:
+        sent: dict[str, tuple[Any, ...]] = {}
+        yield "retry: 3000\n: connected\n\n"
+        while not daemon.stop_event.is_set():
+            changed = daemon.rt.changed
+            out = []
+            for name in server_names(daemon):
+                view = server_view(daemon, name, probe.usage)
+                key = _key(view)
+                if sent.get(name) != key:
+                    sent[name] = key
+                    out.append(sse("server", fragment("_server_row.html", s=view, csrf=csrf, back=back)))
+            if out:
+                yield "".join(out)
+            try:
+                await asyncio.wait_for(changed.wait(), KEEPALIVE)
+                await asyncio.sleep(COALESCE)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+
+routes = [Route("/stream", stream)]

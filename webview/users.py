@@ -1,0 +1,128 @@
+"""Users and sessions in PostgreSQL (the `users` and `sessions` tables of migration 0001).
+
+Passwords are hashed with argon2id (argon2-cffi's defaults, RFC 9106 low-memory profile).
+A session cookie holds a random token; the table keeps only its SHA-256, so a leaked
+database backup holds no usable session."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from psycopg.rows import dict_row
+
+from reconciler.store import Store
+from reconciler.store.queries import CONNECT_TIMEOUT
+
+USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+SESSION_TTL = timedelta(days=7)
+REFRESH_AFTER = timedelta(hours=1)  # extend a used session at most this often
+MIN_PASSWORD = 8
+_hasher = PasswordHasher()  # argon2id
+# verified against when the user does not exist, so both answers take as long
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+class UserError(ValueError):
+    """A user name or password that cannot be accepted, in words."""
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    token_hash: str
+    expires_at: datetime
+
+
+def check_name(name: str) -> str:
+    if not USER_RE.match(name):
+        raise UserError(f"{name!r} is not a user name: use letters, digits and . _ @ + - (up to 128)")
+    return name
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password is too short: use at least {MIN_PASSWORD} characters")
+    return password
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _rows(store: Store, query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with store.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def set_user(store: Store, name: str, password: str) -> bool:
+    """Create the user, or set a new password; True when the user is new. Setting a new
+    password ends the user's sessions."""
+    check_name(name)
+    hashed = await asyncio.to_thread(_hasher.hash, check_password(password))
+    async with store.pool.connection(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO users (name, password_hash) VALUES (%(n)s, %(h)s) ON CONFLICT (name)"
+            " DO UPDATE SET password_hash = EXCLUDED.password_hash RETURNING (xmax = 0) AS created",
+            {"n": name, "h": hashed})
+        row = await cur.fetchone()
+        created = bool(row and row[0])
+        if not created:
+            await conn.execute("DELETE FROM sessions WHERE user_name = %(n)s", {"n": name})
+    return created
+
+
+async def count_users(store: Store) -> int:
+    rows = await _rows(store, "SELECT count(*) AS n FROM users", {})
+    return int(rows[0]["n"])
+
+
+async def verify(store: Store, name: str, password: str) -> bool:
+    """The password is this user's. Takes one argon2 verification either way."""
+    rows = await _rows(store, "SELECT password_hash FROM users WHERE name = %(n)s", {"n": name})
+    stored = rows[0]["password_hash"] if rows else _DUMMY_HASH
+    try:
+        ok = await asyncio.to_thread(_hasher.verify, stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    if ok and rows and _hasher.check_needs_rehash(stored):
+        await _rows(store, "UPDATE users SET password_hash = %(h)s WHERE name = %(n)s",
+                    {"h": await asyncio.to_thread(_hasher.hash, password), "n": name})
+    return ok and bool(rows)
+
+
+async def new_session(store: Store, user: str) -> str:
+    """A fresh session for `user`; returns the cookie token (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    await _rows(store, "DELETE FROM sessions WHERE expires_at < now()", {})
+    await _rows(store, "INSERT INTO sessions (id, user_name, expires_at) VALUES (%(id)s, %(u)s, %(e)s)",
+                {"id": token_hash(token), "u": user, "e": datetime.now(UTC) + SESSION_TTL})
+    return token
+
+
+async def find_session(store: Store, token: str) -> Session | None:
+    """The live session for a cookie token, extended when it is in use (sliding expiry)."""
+    rows = await _rows(store, "SELECT user_name, expires_at FROM sessions WHERE id = %(id)s"
+                       " AND expires_at > now()", {"id": token_hash(token)})
+    if not rows:
+        return None
+    expires = rows[0]["expires_at"]
+    now = datetime.now(UTC)
+    if expires - now < SESSION_TTL - REFRESH_AFTER:
+        expires = now + SESSION_TTL
+        await _rows(store, "UPDATE sessions SET expires_at = %(e)s WHERE id = %(id)s",
+                    {"e": expires, "id": token_hash(token)})
+    return Session(rows[0]["user_name"], token_hash(token), expires)
+
+
+async def end_session(store: Store, token: str) -> None:
+    await _rows(store, "DELETE FROM sessions WHERE id = %(id)s", {"id": token_hash(token)})
