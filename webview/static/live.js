@@ -72,3 +72,18 @@
     }, 2000);
   }
 })();
+
+// "Check port" without leaving the form.
+document.addEventListener("click", async function (ev) {
+  const button = ev.target.closest && ev.target.closest("[data-check-port]");
+  if (!button) return;
+  ev.preventDefault();
+  const form = button.form;
+  const out = document.getElementById("port-note");
+  out.textContent = "Checking…";
+  const q = new URLSearchParams({ port: form.querySelector("[data-port]").value, name: form.elements.name.value });
+  try {
+    const r = await fetch("/check-port?" + q, { headers: { "Accept": "application/json" } });
+    out.textContent = (await r.json()).message;
+  } catch (e) { out.textContent = "Could not check: " + e; }
+});

@@ -1,0 +1,277 @@
+"""Add / edit / delete a server from the page. The form becomes TOML: the existing file is read
+with tomllib, the form's keys are merged in (keys the form does not know are kept), the result
+is validated with `ServerSpec` like the loader does, and written atomically (temp + rename).
+The watcher applies it like any edit; the page then waits briefly to show the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+import tomli_w
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.health import port_holder, port_is_free
+from reconciler.spec import ServerSpec
+from webview.pages import NAME_RE, known
+from webview.render import daemon_of, login_required, redirect, render
+from webview.security import current_user, guard_post
+
+FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
+          "health_command", "domain")
+HEALTH_TYPES = ("", "http", "tcp", "command", "none")
+APPLY_WAIT = 5.0  # seconds to wait for the watcher to pick the file up
+
+
+class FormError(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def server_path(config_dir: Path, name: str) -> Path:
+    """gateway.d/NAME.toml for a valid name, never a path outside the folder."""
+    if not NAME_RE.match(name):
+        raise FormError({"name": "use 1-63 lowercase letters, digits and '-', starting with a letter or digit"})
+    path = (config_dir / f"{name}.toml").resolve()
+    if path.parent != config_dir.resolve():
+        raise FormError({"name": "that name points outside the server folder"})
+    return path
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FormError({"": f"{path.name} cannot be read as TOML ({exc}); fix it in an editor first"}) from None
+
+
+def form_values(data: Mapping[str, Any], name: str = "") -> dict[str, str]:
+    """An existing file's data as the form's text fields."""
+    command = data.get("command", "")
+    health = data.get("health") or {}
+    hc = health.get("command", "")
+    return {
+        "name": name, "description": str(data.get("description", "")),
+        "command": shlex.join(command) if isinstance(command, list) else str(command),
+        "cwd": str(data.get("cwd", "")), "port": str(data.get("port", "")),
+        "env": "\n".join(f"{k}={v}" for k, v in (data.get("env") or {}).items()),
+        "group": str(data.get("group", "")), "tags": ", ".join(data.get("tags") or []),
+        "health_type": str(health.get("type", "")), "health_path": str(health.get("path", "")),
+        "health_command": shlex.join(hc) if isinstance(hc, list) else str(hc),
+        "domain": str((data.get("domain") or {}).get("hostname", "")),
+    }
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    if value in ("", None, [], {}):
+        data.pop(key, None)
+    else:
+        data[key] = value
+
+
+def merge(data: Mapping[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
+    """The file's data with the form's fields applied; other keys untouched."""
+    out = {k: v for k, v in data.items() if k != "name"}
+    errors: dict[str, str] = {}
+    try:
+        out["command"] = shlex.split(form.get("command", ""))
+    except ValueError as exc:
+        errors["command"] = f"cannot split the command: {exc}"
+    _set(out, "description", form.get("description", "").strip())
+    _set(out, "cwd", form.get("cwd", "").strip())
+    port = form.get("port", "").strip()
+    _set(out, "port", int(port) if port.isdigit() else port)
+    env: dict[str, str] = {}
+    for number, line in enumerate(form.get("env", "").splitlines(), start=1):
+        if line.strip():
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                errors["env"] = f"line {number}: write KEY=value"
+            env[key.strip()] = value.strip()
+    _set(out, "env", env)
+    _set(out, "group", form.get("group", "").strip())
+    _set(out, "tags", [t.strip() for t in form.get("tags", "").split(",") if t.strip()])
+    kind = form.get("health_type", "")
+    if kind not in HEALTH_TYPES:
+        errors["health_type"] = "choose one of the listed checks"
+    elif not kind:
+        out.pop("health", None)
+    else:
+        old = dict(out.get("health") or {})
+        health = {k: v for k, v in old.items() if k in ("interval", "timeout", "failures", "start_period")} \
+            if kind != "none" else {}
+        health["type"] = kind
+        if kind == "http":
+            _set(health, "path", form.get("health_path", "").strip() or "/")
+        if kind == "command":
+            try:
+                health["command"] = shlex.split(form.get("health_command", ""))
+            except ValueError as exc:
+                errors["health_command"] = f"cannot split the command: {exc}"
+        out["health"] = health
+    hostname = form.get("domain", "").strip()
+    if hostname:
+        out["domain"] = {**(out.get("domain") or {}), "hostname": hostname}
+    else:
+        out.pop("domain", None)
+    if errors:
+        raise FormError(errors)
+    return out
+
+
+_FIELD_OF = {"health": "health_type", "domain": "domain"}
+
+
+def validate(name: str, data: Mapping[str, Any], others: Mapping[str, ServerSpec]) -> ServerSpec:
+    try:
+        spec = ServerSpec.model_validate({**data, "name": name})
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            field = _FIELD_OF.get(loc[0], loc[0]) if loc else ""
+            if loc[:1] == ["health"] and loc[-1] == "path":
+                field = "health_path"
+            if loc[:1] == ["health"] and "command" in loc:
+                field = "health_command"
+            message = err["msg"].removeprefix("Value error, ")
+            errors.setdefault(field if field in FIELDS else "", message if field in FIELDS else
+                              f"{'.'.join(loc)}: {message}")
+        raise FormError(errors) from None
+    if isinstance(spec.port, int):
+        for other, o in others.items():
+            if other != name and o.port == spec.port:
+                raise FormError({"port": f"port {spec.port} is already {other}'s"})
+    return spec
+
+
+def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")  # a dot file: the watcher ignores it
+    with tmp.open("wb") as fh:
+        tomli_w.dump(dict(data), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+async def _wait_applied(request: Request, check: Any) -> bool:
+    daemon = daemon_of(request)
+    return await daemon.rt.wait_until(lambda: check(daemon.reconciler.result.specs), APPLY_WAIT)
+
+
+def _page(request: Request, values: dict[str, str], errors: dict[str, str], adding: bool, status: int = 200,
+          note: str | None = None) -> Response:
+    return render(request, "form.html", status=status, v=values, errors=errors, adding=adding,
+                  health_types=HEALTH_TYPES, note=note)
+
+
+@login_required
+async def new_form(request: Request) -> Response:
+    return _page(request, form_values({"port": "auto"}), {}, adding=True)
+
+
+@login_required
+async def edit_form(request: Request) -> Response:
+    name = known(request, request.path_params["name"])
+    path = server_path(daemon_of(request).settings.config_dir, name)
+    try:
+        values = form_values(read_file(path), name)
+    except FormError as exc:
+        return _page(request, form_values({}, name), exc.errors, adding=False, status=409)
+    return _page(request, values, {}, adding=False)
+
+
+async def save(request: Request) -> Response:
+    user, raw = await guard_post(request)
+    form = {k: str(raw.get(k, "")) for k in FIELDS}
+    adding = "name" not in request.path_params
+    name = (form["name"].strip() if adding else request.path_params["name"])
+    form["name"] = name
+    daemon = daemon_of(request)
+    if raw.get("action") == "check-port":
+        return _page(request, form, {}, adding, note=await port_message(request, form["port"], name))
+    try:
+        path = server_path(daemon.settings.config_dir, name)
+        if adding and path.exists():
+            raise FormError({"name": f"there is already a server named {name}"})
+        if not adding and not path.exists():
+            raise HTTPException(404, f"no server file for {name}")
+        data = merge(read_file(path), form)
+        specs = daemon.reconciler.result.specs if daemon.reconciler.result else {}
+        spec = validate(name, data, specs)
+    except FormError as exc:
+        return _page(request, form, exc.errors, adding, status=422)
+    await asyncio.to_thread(write_atomic, path, data)
+    daemon.rt.event("config_written", name, f"{'added' if adding else 'edited'} from the page",
+                    actor=f"operator:web:{user}")
+    applied = await _wait_applied(request, lambda specs: specs.get(name) == spec)
+    message = f"{name} {'added' if adding else 'saved'}" + ("" if applied else "; waiting for the gateway to load it")
+    return redirect(request, f"/servers/{name}" if applied else "/", message)
+
+
+@login_required
+async def delete_form(request: Request) -> Response:
+    name = known(request, request.path_params["name"])
+    return render(request, "delete.html", name=name)
+
+
+async def delete(request: Request) -> Response:
+    user, _ = await guard_post(request)
+    name = request.path_params["name"]
+    daemon = daemon_of(request)
+    try:
+        path = server_path(daemon.settings.config_dir, name)
+    except FormError:
+        raise HTTPException(404, f"no server named {name!r}") from None
+    if not path.exists():
+        raise HTTPException(404, f"no server file for {name}")
+    await asyncio.to_thread(path.unlink)
+    daemon.rt.event("config_written", name, "file deleted from the page", actor=f"operator:web:{user}")
+    gone = await _wait_applied(request, lambda specs: name not in specs)
+    return redirect(request, "/", f"{name} deleted" + ("; it is stopping" if gone else ""))
+
+
+async def port_message(request: Request, raw: str, name: str = "") -> str:
+    raw = raw.strip()
+    if raw in ("", "auto"):
+        return "The gateway picks a free port from its range."
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        return f"{raw!r} is not a port (1-65535)."
+    port = int(raw)
+    free = await asyncio.to_thread(port_is_free, port)
+    if free:
+        return f"Port {port} is free."
+    holder = await asyncio.to_thread(port_holder, port)
+    own = daemon_of(request).rt.state(name).pid if name else None
+    if holder and holder[0] == own:
+        return f"Port {port} is held by {name} itself (pid {holder[0]})."
+    return f"Port {port} is in use" + (f" by pid {holder[0]} ({holder[1]})." if holder else ".")
+
+
+async def check_port(request: Request) -> Response:
+    if await current_user(request) is None:
+        raise HTTPException(401, "sign in first")
+    message = await port_message(request, request.query_params.get("port", ""), request.query_params.get("name", ""))
+    return JSONResponse({"message": message, "free": message.endswith("is free.")})
+
+
+routes = [
+    Route("/new", new_form),
+    Route("/new", save, methods=["POST"]),
+    Route("/servers/{name}/edit", edit_form),
+    Route("/servers/{name}/edit", save, methods=["POST"]),
+    Route("/servers/{name}/delete", delete_form),
+    Route("/servers/{name}/delete", delete, methods=["POST"]),
+    Route("/check-port", check_port),
+]
