@@ -16,7 +16,7 @@ from starlette.routing import Route
 from webview import users
 from webview.control import ControlError
 from webview.control import control as shared_control
-from webview.views import server_view, status_view
+from webview.views import server_names, server_view, status_view
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
@@ -98,7 +98,47 @@ async def add_user(request: Request) -> JSONResponse:
     return JSONResponse({"name": body["name"], "created": created})
 
 
+async def _page_or_token(request: Request) -> bool:
+    from webview.security import current_user
+
+    return token_ok(request) or await current_user(request) is not None
+
+
+async def servers(request: Request) -> JSONResponse:
+    """Everything the overview shows (token or a signed-in session)."""
+    if not await _page_or_token(request):
+        return _error(401, "send the API token or sign in")
+    daemon = _daemon(request)
+    probe = request.app.state.host
+    await probe.refresh([p for n in server_names(daemon) if (p := daemon.rt.state(n).pid)])
+    view = status_view(daemon, probe.usage)
+    return JSONResponse({**view["gateway"], "host": probe.host, "servers": view["servers"]})
+
+
+async def server(request: Request) -> JSONResponse:
+    """Everything the detail page shows, less the log (token or a signed-in session)."""
+    if not await _page_or_token(request):
+        return _error(401, "send the API token or sign in")
+    daemon = _daemon(request)
+    name = request.path_params["name"]
+    result = daemon.reconciler.result
+    spec = result.specs.get(name) if result else None
+    if spec is None and name not in daemon.rt.states:
+        return _error(404, f"no server named {name!r}")
+    probe = request.app.state.host
+    assert daemon.store is not None
+    try:
+        recent = await daemon.store.list_events(server=name, limit=50)
+    except Exception as exc:  # noqa: BLE001 - the database is down: say so
+        return _error(503, f"the database is unreachable: {exc}")
+    return JSONResponse({**server_view(daemon, name, probe.usage),
+                         "spec": spec.model_dump(mode="json") if spec else None,
+                         "file": result.files.get(name) if result else None, "events": recent})
+
+
 routes = [
+    Route("/api/servers", servers),
+    Route("/api/servers/{name}", server),
     Route("/api/users", add_user, methods=["POST"]),
     Route("/api/status", status),
     Route("/api/control", control, methods=["POST"]),

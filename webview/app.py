@@ -10,10 +10,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from webview import api, forms, pages, stream
+from webview.metrics import metrics
 from webview.host import HostProbe
 from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
@@ -35,7 +36,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(daemon: Daemon) -> Starlette:
     app = Starlette(
-        routes=[*pages.routes, *forms.routes, *stream.routes, *api.routes, Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
+        routes=[*pages.routes, *forms.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: http_error},
     )
