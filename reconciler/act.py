@@ -36,6 +36,8 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
         if action.to is P.RUNNING:
             changes["health_failures"] = 0
         rt.set_phase(action.name, action.to, action.reason, actor=actor, detail=action.detail, **changes)
+        if action.escalate:
+            _escalate(rt, action.name, action.failures)
     elif isinstance(action, Forget):
         rt.forget(action.name)
 
@@ -70,8 +72,16 @@ def log_path(rt: Runtime, name: str) -> Path:
     return rt.data_dir / "logs" / f"{name}.log"
 
 
+def _escalate(rt: Runtime, name: str, failures: int | None) -> None:
+    """Automatic recovery is not working: say so once per run of failures (alerts hook here)."""
+    rt.event("escalated", name, f"{failures} failures in a row; still retrying with backoff",
+             detail={"failures": failures})
+
+
 async def _start(rt: Runtime, action: Start, actor: str) -> None:
     name, spec, port = action.name, action.spec, action.port
+    if action.escalate:
+        _escalate(rt, name, action.failures)
     old = rt.state(name)
     failures = action.failures if action.failures is not None else old.failures
     now = time.monotonic()
@@ -117,6 +127,8 @@ def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, a
         next_try_at=now + delay, failures=failures, pid=None, create_time=None,
     )
     rt.event("error", name, why, detail={"failures": failures})
+    if failures == spec.restart.alert_after:
+        _escalate(rt, name, failures)
 
 
 def _stop(rt: Runtime, action: Stop, actor: str) -> None:
@@ -135,7 +147,7 @@ async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop
     result = await child.stop(action.signal, action.timeout)
     if result.escalated:
         rt.event(
-            "escalated", name,
+            "stop_escalated", name,
             f"did not stop within {action.timeout:g}s of SIG{action.signal}; killed the process tree",
             actor=actor, detail={"leftovers_killed": result.leftovers_killed},
         )

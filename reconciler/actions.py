@@ -37,6 +37,7 @@ class Start:
     reason: Reason
     detail: str = ""
     failures: int | None = None  # new consecutive-failure count, when the start follows an exit
+    escalate: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Mark:
     detail: str = ""
     next_try_at: float | None = None
     failures: int | None = None
+    escalate: bool = False  # this failure reached `restart.alert_after`: record "escalated"
 
 
 @dataclass(frozen=True)

@@ -113,12 +113,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"database: {db}")
     for err in gw["config_errors"]:
         print(f"config error: {err}")
-    rows = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "LAST EXIT", "WHY")]
+    host = gw.get("host") or {}
+    if host:
+        print("host: " + _host_line(host))
+    rows = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "LATENCY", "UP 24H/7D/30D",
+             "CPU", "MEM", "LAST EXIT", "WHY")]
     for s in data["servers"]:
+        up = s.get("uptime_pct") or {}
         rows.append((s["name"], s["status"], str(s["pid"] or "-"), str(s["port"] or "-"), _duration(s["uptime_s"]),
-                     str(s["restarts"]), s["last_exit"] or "-", s["reason"] or "-"))
+                     str(s["restarts"]), s.get("health") or "-",
+                     "-" if s["latency_ms"] is None else f"{s['latency_ms']:.1f}ms",
+                     "/".join(_pct(up.get(k)) for k in ("24h", "7d", "30d")),
+                     "-" if s.get("cpu_percent") is None else f"{s['cpu_percent']:.1f}%",
+                     _mb(s.get("rss_bytes")), s["last_exit"] or "-", s["reason"] or "-"))
     _table(rows)
     return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%" if value < 100 else "100%"
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1_048_576:.0f}MB"
+
+
+def _host_line(host: dict[str, Any]) -> str:
+    parts = [f"cpu {host.get('cpu_percent', 0):.0f}%", f"memory {host.get('mem_percent', 0):.0f}%",
+             f"disk {host.get('disk_percent', 0):.0f}% used"]
+    if host.get("battery_percent") is not None:
+        parts.append(f"battery {host['battery_percent']:.0f}%" + (" on AC" if host.get("on_ac") else " on battery"))
+    internet = host.get("internet_ok")
+    parts.append("internet " + ("not checked" if internet is None else "ok" if internet else "UNREACHABLE"))
+    return ", ".join(parts)
 
 
 def _control(args: argparse.Namespace) -> int:

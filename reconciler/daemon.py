@@ -17,8 +17,11 @@ from typing import Any, Iterator
 import uvicorn
 
 from reconciler.loop import Reconciler
+from reconciler.platform import current
 from reconciler.runtime import Runtime
+from reconciler.sampler import rollup_forever, sample_forever
 from reconciler.settings import Settings
+from reconciler.spec import HostSettings
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
@@ -109,7 +112,11 @@ class Daemon:
             asyncio.create_task(watch_folder(settings.config_dir, self.reconciler.mark_config_dirty,
                                              self.stop_event), name="watcher"),
             asyncio.create_task(server.serve(sockets=[sock]), name="web"),
+            asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
+            asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
         ]
+        if self.pg is not None:
+            tasks.append(asyncio.create_task(self._supervise_database(), name="database"))
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopper}:
@@ -134,6 +141,33 @@ class Daemon:
         (settings.data_dir / URL_FILE).unlink(missing_ok=True)
         if self.pg is not None:
             await asyncio.to_thread(self.pg.stop)
+
+    async def _supervise_database(self) -> None:
+        """The embedded PostgreSQL is a child like any other: when it exits, start it again
+        (events wait in the sink's queue and journal meanwhile)."""
+        assert self.pg is not None
+        failures = 0
+        while True:
+            pid = await asyncio.to_thread(lambda: self.pg.pid if self.pg else None)
+            if pid is not None:
+                await current().wait_exit(pid)
+                self.rt.event("database_exited", None, f"the embedded PostgreSQL (pid {pid}) exited; starting it again")
+            try:
+                await asyncio.to_thread(self.pg.start)
+            except Exception as exc:  # noqa: BLE001 - keep trying, with backoff, and say why
+                failures += 1
+                delay = min(60.0, 2.0 ** failures)
+                log.error("the embedded PostgreSQL did not start (try %d, next in %.0fs): %s", failures, delay, exc)
+                await asyncio.sleep(delay)
+                continue
+            if pid is not None or failures:
+                self.rt.event("database_restarted", None, "the embedded PostgreSQL runs again")
+            failures = 0
+
+    def _sampling(self) -> tuple[float, str]:
+        result = self.reconciler.result
+        host = result.settings.host if result else HostSettings()
+        return host.sample_every, os.environ.get("GATEWAY_INTERNET_CHECK") or host.internet_check
 
     def request_stop(self, keep_servers: bool | None = None) -> None:
         if keep_servers is not None:

@@ -131,10 +131,12 @@ def _plan_exited(
     if delay == 0:
         blocked = _blocked_by(spec, observed)
         if not blocked:
-            return _start(spec, Reason.CRASH, desired, observed, failures=failures)
+            return _start(spec, Reason.CRASH, desired, observed, failures=failures,
+                          escalate=failures == spec.restart.alert_after)
     retry_at = ended + delay
     detail = f"failure {failures} in a row; next try in {_secs(max(0.0, retry_at - now))}"
-    return [Mark(name, P.BACKOFF, Reason.CRASH, detail, next_try_at=retry_at, failures=failures)], None, ""
+    return [Mark(name, P.BACKOFF, Reason.CRASH, detail, next_try_at=retry_at, failures=failures,
+                 escalate=failures == spec.restart.alert_after)], None, ""
 
 
 def _plan_idle(
@@ -169,7 +171,8 @@ def _plan_idle(
 
 
 def _start(
-    spec: ServerSpec, reason: Reason, desired: Desired, observed: Observed, failures: int | None = None
+    spec: ServerSpec, reason: Reason, desired: Desired, observed: Observed, failures: int | None = None,
+    escalate: bool = False,
 ) -> _Result:
     try:
         port = choose_port(spec.name, desired.specs, observed.ports, observed.busy_ports, desired.port_range)
@@ -178,7 +181,7 @@ def _start(
         if state.phase is P.ERROR and state.reason == str(exc):
             return [], None, ""
         return [Mark(spec.name, P.ERROR, Reason.RETRY, str(exc))], None, ""
-    return [Start(spec.name, spec, port, reason, failures=failures)], None, ""
+    return [Start(spec.name, spec, port, reason, failures=failures, escalate=escalate)], None, ""
 
 
 def _blocked_by(spec: ServerSpec, observed: Observed) -> list[str]:

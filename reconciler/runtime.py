@@ -41,6 +41,9 @@ class Runtime:
         self.ports: dict[str, int] = {}
         self.busy_ports: set[int] = set()
         self.intents: dict[str, str] = {}
+        self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
+        self.host: dict[str, Any] = {}  # latest host figures
+        self.uptime: dict[str, dict[str, float | None]] = {}  # % of passed checks: 24h, 7d, 30d
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -72,7 +75,7 @@ class Runtime:
                 "detail": detail or {},
             }
         )
-        level = logging.WARNING if kind in ("config_error", "escalated", "error") else logging.INFO
+        level = logging.WARNING if kind in ("config_error", "escalated", "stop_escalated", "error") else logging.INFO
         log.log(level, "%s: %s%s", server or "gateway", f"{source} -> {target}: " if target else "", reason)
 
     def state(self, name: str) -> ServerState:

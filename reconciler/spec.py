@@ -239,6 +239,24 @@ class PortsSettings(_Model):
         return self
 
 
+class HostSettings(_Model):
+    """Host figures sampled with the servers'. `internet_check` is a host:port that a TCP
+    connect should reach when the internet is up ("off" to not check)."""
+
+    internet_check: str = "1.1.1.1:443"
+    sample_every: Duration = 5.0
+
+    @field_validator("internet_check")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value == "off":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f'{value!r} must be host:port, like "1.1.1.1:443", or "off"')
+        return value
+
+
 class GatewayFile(_Model):
     """``gateway.d/gateway.toml``: global settings. Sections that later features own
     (tunnel, notify, sync) are kept as tables until their schema lands."""
@@ -246,6 +264,7 @@ class GatewayFile(_Model):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     ports: PortsSettings = Field(default_factory=PortsSettings)
+    host: HostSettings = Field(default_factory=HostSettings)
     tunnel: dict[str, Any] = Field(default_factory=dict)
     notify: dict[str, Any] = Field(default_factory=dict)
     sync: dict[str, Any] = Field(default_factory=dict)

@@ -5,6 +5,7 @@ checked to be gone (by pid, never by name)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -32,7 +33,10 @@ class Gateway:
     # --- life ---------------------------------------------------------------------------
     def start(self, *extra: str, wait: float = 30.0) -> None:
         (self.data_dir / "gateway.url").unlink(missing_ok=True)
-        env = dict(os.environ, GATEWAY_DSN=self.dsn, GATEWAY_DB_SCHEMA=self.schema)
+        env = dict(os.environ, GATEWAY_DB_SCHEMA=self.schema, GATEWAY_INTERNET_CHECK="off")
+        env.pop("GATEWAY_DSN", None)
+        if self.dsn:  # else: the gateway's own embedded PostgreSQL in its data folder
+            env["GATEWAY_DSN"] = self.dsn
         with self.output.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "reconciler", "run", "--config", str(self.config_dir),
@@ -101,12 +105,23 @@ class Gateway:
         return path
 
     def events(self, server: str | None = None) -> list[dict[str, Any]]:
-        with psycopg.connect(self.dsn, options=f"-c search_path={self.schema}") as conn:
+        if self.proc is not None and self.proc.poll() is None:
+            self.client.events(limit=1)  # the API flushes the gateway's queue before it reads
+        with psycopg.connect(self.read_dsn(), options=f"-c search_path={self.schema}") as conn:
             cur = conn.execute(
-                "SELECT server, kind, from_phase, to_phase, reason, actor, detail FROM events"
+                "SELECT server, kind, from_phase, to_phase, reason, actor, detail, at, seq FROM events"
                 " WHERE (%s::text IS NULL OR server = %s) ORDER BY seq", (server, server))
             cols = [c.name for c in cur.description or []]
             return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+    def read_dsn(self) -> str:
+        """The DSN to read rows with: the test's, or the gateway's embedded server's."""
+        if self.dsn:
+            return self.dsn
+        from reconciler.store.embedded import EmbeddedPostgres
+
+        return EmbeddedPostgres(self.data_dir).start()  # adopts the running one
 
 
 def _drop_schema(dsn: str, schema: str) -> None:
@@ -118,6 +133,9 @@ def _drop_schema(dsn: str, schema: str) -> None:
 def gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
     config = tmp_path / "gateway.d"
     config.mkdir()
+    # a port range of its own, away from other programs' (and Linux's ephemeral 32768+)
+    low = random.randrange(10000, 32000 - 400, 400)
+    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
     schema = f"t_{uuid.uuid4().hex[:12]}"
     gw = Gateway(config, tmp_path / "data", pg_dsn, schema)
     try:
@@ -133,4 +151,8 @@ def gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
             except OSError:
                 os.kill(pid, signal.SIGKILL)
         _drop_schema(pg_dsn, schema)
+        if (gw.data_dir / "postgres").exists():  # a test ran the gateway with its own database
+            from reconciler.store.embedded import EmbeddedPostgres
+
+            EmbeddedPostgres(gw.data_dir).stop()
         assert not leftovers, f"processes left behind: {leftovers}"

@@ -151,10 +151,22 @@ def _config_revision(op: Op) -> list[Statement]:
                          "ok": bool(op["ok"]), "error": op.get("error")})]
 
 
+_HOST_COLUMNS = ("cpu_percent", "mem_percent", "disk_percent", "disk_free_bytes", "battery_percent", "on_ac",
+                 "internet_ok")
+_HOST = (
+    "INSERT INTO host_samples (at, " + ", ".join(_HOST_COLUMNS) + ") VALUES (%(at)s, "
+    + ", ".join(f"%({c})s" for c in _HOST_COLUMNS) + ") ON CONFLICT DO NOTHING"
+)
+
+
+def _host(op: Op) -> list[Statement]:
+    return [(_HOST, {"at": _ts(op["at"]), **{c: op.get(c) for c in _HOST_COLUMNS}})]  # type: ignore[arg-type]
+
+
 WRITERS: dict[str, Callable[[Op], list[Statement]]] = {
     "event": _event, "state": _state, "state_delete": _state_delete, "intent": _intent, "server": _server,
     "server_delete": _server_delete, "port": _port, "health": _health, "resource": _resource,
-    "config_revision": _config_revision,
+    "config_revision": _config_revision, "host": _host,
 }
 KINDS = frozenset(WRITERS)
 
@@ -166,6 +178,46 @@ def statements(op: Op) -> list[Statement]:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise OpError(f"cannot write {op!r}: {type(exc).__name__}: {exc}") from None
 
+
+RAW_KEEP_HOURS = 48
+HOURLY_KEEP_DAYS = 400
+_ROLLUP: tuple[LiteralString, ...] = (
+    "INSERT INTO health_hourly (server, hour, checks, ok, latency_avg, latency_max)"
+    " SELECT server, date_trunc('hour', at), count(*), count(*) FILTER (WHERE ok), avg(latency_ms),"
+    " max(latency_ms) FROM health_samples WHERE at >= date_trunc('hour', now() - interval '1 hour')"
+    " GROUP BY 1, 2 ON CONFLICT (server, hour) DO UPDATE SET checks = EXCLUDED.checks, ok = EXCLUDED.ok,"
+    " latency_avg = EXCLUDED.latency_avg, latency_max = EXCLUDED.latency_max",
+    "INSERT INTO resource_hourly (server, hour, samples, cpu_avg, cpu_max, rss_avg, rss_max)"
+    " SELECT server, date_trunc('hour', at), count(*), avg(cpu_percent), max(cpu_percent), avg(rss_bytes),"
+    " max(rss_bytes) FROM resource_samples WHERE at >= date_trunc('hour', now() - interval '1 hour')"
+    " GROUP BY 1, 2 ON CONFLICT (server, hour) DO UPDATE SET samples = EXCLUDED.samples,"
+    " cpu_avg = EXCLUDED.cpu_avg, cpu_max = EXCLUDED.cpu_max, rss_avg = EXCLUDED.rss_avg,"
+    " rss_max = EXCLUDED.rss_max",
+    "DELETE FROM health_samples WHERE at < now() - %(raw)s::interval",
+    "DELETE FROM resource_samples WHERE at < now() - %(raw)s::interval",
+    "DELETE FROM host_samples WHERE at < now() - %(raw)s::interval",
+    "DELETE FROM health_hourly WHERE hour < now() - %(hourly)s::interval",
+    "DELETE FROM resource_hourly WHERE hour < now() - %(hourly)s::interval",
+)
+_UPTIME: LiteralString = (
+    "SELECT server,"
+    " 100.0 * sum(ok) FILTER (WHERE hour >= now() - interval '24 hours')"
+    "   / nullif(sum(checks) FILTER (WHERE hour >= now() - interval '24 hours'), 0) AS \"24h\","
+    " 100.0 * sum(ok) FILTER (WHERE hour >= now() - interval '7 days')"
+    "   / nullif(sum(checks) FILTER (WHERE hour >= now() - interval '7 days'), 0) AS \"7d\","
+    " 100.0 * sum(ok) / nullif(sum(checks), 0) AS \"30d\""
+    " FROM health_hourly WHERE hour >= now() - interval '30 days' GROUP BY server"
+)
+_SERIES: dict[tuple[str, bool], LiteralString] = {
+    ("health", False): "SELECT at, ok, latency_ms FROM health_samples WHERE server = %(server)s"
+                       " AND at >= %(since)s ORDER BY at",
+    ("resource", False): "SELECT at, cpu_percent, rss_bytes FROM resource_samples WHERE server = %(server)s"
+                         " AND at >= %(since)s ORDER BY at",
+    ("health", True): "SELECT hour AS at, checks, ok, latency_avg AS latency_ms, latency_max FROM health_hourly"
+                      " WHERE server = %(server)s AND hour >= %(since)s ORDER BY hour",
+    ("resource", True): "SELECT hour AS at, cpu_avg AS cpu_percent, cpu_max, rss_avg AS rss_bytes, rss_max"
+                        " FROM resource_hourly WHERE server = %(server)s AND hour >= %(since)s ORDER BY hour",
+}
 
 _FILTERS = {"server": sql.SQL("server = %(server)s"), "since": sql.SQL("at >= %(since)s"),
             "kind": sql.SQL("kind = %(kind)s")}
@@ -247,6 +299,27 @@ class Store:
         ).format(sql.SQL(" AND ").join(where))
         rows = await self._rows(query, params)
         return [{k: _json(v) for k, v in row.items()} for row in reversed(rows)]
+
+    async def rollup(self, raw_hours: int = RAW_KEEP_HOURS, hourly_days: int = HOURLY_KEEP_DAYS) -> None:
+        """Fold the last two hours of raw samples into the hourly tables (idempotent: the
+        current hour is recomputed each time), then drop what is past its retention."""
+        async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
+            for query in _ROLLUP:
+                await conn.execute(query, {"raw": f"{raw_hours} hours", "hourly": f"{hourly_days} days"})
+
+    async def uptime(self) -> dict[str, dict[str, float | None]]:
+        """Per server: the share of passed health checks over 24 h, 7 d and 30 d (0-100)."""
+        rows = await self._rows(_UPTIME)
+        return {r["server"]: {k: (None if r[k] is None else round(float(r[k]), 3)) for k in ("24h", "7d", "30d")}
+                for r in rows}
+
+    async def series(self, server: str, since: datetime, hourly: bool) -> dict[str, list[dict[str, Any]]]:
+        """Chart points for one server: raw samples (48 h), or hourly rollups for long ranges."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for kind in ("health", "resource"):
+            rows = await self._rows(_SERIES[(kind, hourly)], {"server": server, "since": since})
+            out[kind] = [{k: _json(v) for k, v in row.items()} for row in rows]
+        return out
 
     async def ping(self) -> bool:
         try:

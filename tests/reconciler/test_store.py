@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -79,6 +79,8 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
         {"op": "resource", "server": "blog", "cpu_percent": 1.5, "rss_bytes": 2**33, "at": at},
         {"op": "config_revision", "path": "gateway.d/blog.toml", "sha256": "00ff", "ok": True, "error": None,
          "at": at},
+        {"op": "host", "cpu_percent": 12.5, "mem_percent": 40.0, "disk_percent": 70.0, "disk_free_bytes": 2**35,
+         "battery_percent": 55.0, "on_ac": False, "internet_ok": True, "at": at},
     ]
     assert {op["op"] for op in ops} == KINDS
     ops = json.loads(json.dumps(ops))  # ops are plain JSON: what the journal stores
@@ -105,6 +107,8 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
     assert await rows(store, "SELECT cpu_percent, rss_bytes FROM resource_samples") == [(1.5, 2**33)]
     revisions = await rows(store, "SELECT path, sha256, ok FROM config_revisions")
     assert revisions == [("gateway.d/blog.toml", "00ff", True)]
+    assert await rows(store, "SELECT cpu_percent, disk_free_bytes, battery_percent, on_ac, internet_ok"
+                             " FROM host_samples") == [(12.5, 2**35, 55.0, False, True)]
 
     await store.apply([{"op": "server", "name": "gone", "spec": spec, "runtime_hash": "h3", "at": at}])
     assert await rows(store, "SELECT deleted_at FROM servers WHERE name = 'gone'") == [(None,)]  # back again
@@ -160,3 +164,28 @@ async def test_search_path_is_the_schema(store: Store, schema_name: str) -> None
     async with store.pool.connection() as conn:
         cur = await conn.execute(sql.SQL("SELECT current_schema()"))
         assert (await cur.fetchone()) == (schema_name,)
+
+
+async def test_rollup_keeps_hourly_figures_and_drops_old_raw_samples(store: Store) -> None:
+    now = datetime.now(UTC)
+    ops: list[Op] = []
+    for minutes in range(0, 50, 10):  # five checks in the last hour, one failed
+        at = (now - timedelta(minutes=minutes)).isoformat()
+        ops.append({"op": "health", "server": "web", "ok": minutes != 20, "latency_ms": 10.0 + minutes, "at": at})
+        ops.append({"op": "resource", "server": "web", "cpu_percent": 2.0, "rss_bytes": 1000, "at": at})
+    old = (now - timedelta(hours=72)).isoformat()  # past the raw retention
+    ops.append({"op": "health", "server": "web", "ok": True, "latency_ms": 1.0, "at": old})
+    await store.apply(ops)
+    await store.rollup()
+    await store.rollup()  # idempotent: the recent hours are recomputed, not added twice
+    checks = await rows(store, "SELECT sum(checks), sum(ok) FROM health_hourly")
+    assert checks == [(5, 4)]
+    assert await rows(store, "SELECT count(*) FROM health_samples") == [(5,)]
+    assert await rows(store, "SELECT sum(samples), max(rss_max) FROM resource_hourly") == [(5, 1000)]
+    up = await store.uptime()
+    assert up == {"web": {"24h": 80.0, "7d": 80.0, "30d": 80.0}}
+    series = await store.series("web", now - timedelta(hours=1, minutes=1), hourly=False)
+    assert [p["ok"] for p in series["health"]] == [True, True, False, True, True]
+    assert len(series["resource"]) == 5
+    hourly = await store.series("web", now - timedelta(days=7), hourly=True)
+    assert sum(p["checks"] for p in hourly["health"]) == 5

@@ -1,0 +1,132 @@
+"""Figures over time: each server's process-tree CPU and memory, the host's CPU, memory,
+disk, battery and internet reachability, every few seconds; and the hourly rollup that
+keeps a year of history small. Samples go through the sink like events (never blocking
+the loop); the latest figures stay in memory for `status`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from reconciler.platform import alive
+from reconciler.state import Phase
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from reconciler.runtime import Runtime
+    from reconciler.store import Store
+
+log = logging.getLogger("gateway")
+ROLLUP_EVERY = 60.0  # seconds
+DOWN = frozenset({Phase.BACKOFF, Phase.ERROR, Phase.EXITED})
+
+
+class TreeMeter:
+    """CPU % and RSS of whole process trees. psutil's cpu_percent is a delta since the
+    previous call on the same Process object, so the objects are kept between samples."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, psutil.Process] = {}
+
+    def measure(self, roots: dict[str, int]) -> dict[str, dict[str, float | int]]:
+        seen: dict[int, psutil.Process] = {}
+        out: dict[str, dict[str, float | int]] = {}
+        for name, pid in roots.items():
+            cpu, rss = 0.0, 0
+            try:
+                root = self.procs.get(pid) or psutil.Process(pid)
+                tree = [root, *root.children(recursive=True)]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for proc in tree:
+                proc = self.procs.get(proc.pid, proc)
+                try:
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                seen[proc.pid] = proc
+            out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
+        self.procs = {pid: p for pid, p in seen.items() if alive(p)}
+        return out
+
+
+def host_figures(data_dir: Path) -> dict[str, Any]:
+    mem = psutil.virtual_memory()
+    disk = psutil.disk_usage(str(data_dir))
+    figures: dict[str, Any] = {
+        "cpu_percent": psutil.cpu_percent(None),
+        "mem_percent": mem.percent,
+        "disk_percent": disk.percent,
+        "disk_free_bytes": disk.free,
+        "battery_percent": None,
+        "on_ac": None,
+    }
+    try:
+        battery = psutil.sensors_battery()
+    except (AttributeError, NotImplementedError, OSError):  # no battery API here
+        battery = None
+    if battery is not None:
+        figures["battery_percent"] = round(battery.percent, 1)
+        figures["on_ac"] = bool(battery.power_plugged) if battery.power_plugged is not None else None
+    return figures
+
+
+async def internet_reachable(target: str, timeout: float = 2.0) -> bool | None:
+    """A TCP connect to `target` (host:port); None when the check is off."""
+    if target == "off":
+        return None
+    host, _, port = target.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return True
+
+
+async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
+    """`settings()` -> (every seconds, internet target), read each round so edits apply."""
+    meter = TreeMeter()
+    while True:
+        every, target = settings()
+        try:
+            roots = {name: child.pid for name, child in rt.children.items()}
+            figures = await asyncio.to_thread(meter.measure, roots)
+            host = await asyncio.to_thread(host_figures, data_dir)
+            host["internet_ok"] = await internet_reachable(target)
+        except (OSError, psutil.Error) as exc:  # a figure we cannot read is skipped, not fatal
+            log.warning("sampling failed: %s", exc)
+        else:
+            rt.resources = figures
+            rt.host = host
+            for name, fig in figures.items():
+                rt.put({"op": "resource", "server": name, **fig})
+            for name, state in rt.states.items():
+                # down when it should be up: counts against availability (checks only run
+                # while a process is up, so without this a crash loop would look 100% up)
+                if state.phase in DOWN:
+                    rt.put({"op": "health", "server": name, "ok": False, "latency_ms": None,
+                            "error": f"{state.phase}: {state.reason}"})
+            rt.put({"op": "host", **host})
+        await asyncio.sleep(every)
+
+
+async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY) -> None:
+    """Hourly rollups and retention, and the uptime figures `status` shows."""
+    await asyncio.sleep(min(every, 5.0))  # a first figure soon after start
+    while True:
+        try:
+            await store.rollup()
+            rt.uptime = await store.uptime()
+        except Exception as exc:  # noqa: BLE001 - the database may be away; the next round retries
+            log.debug("rollup skipped: %s", exc)
+        await asyncio.sleep(every)
