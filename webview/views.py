@@ -56,14 +56,33 @@ def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]
         "config_stale": bool(result and name in result.stale),
         "in_config": spec is not None,
         "domain": spec.domain.hostname if spec and spec.domain else None,
-        "cpu_percent": _usage(usage, state.pid, alive, 0),
-        "rss_bytes": _usage(usage, state.pid, alive, 1),
+        "cpu_percent": _usage(usage, state.pid, alive, 0, rt.resources.get(name, {}).get("cpu_percent")),
+        "rss_bytes": _usage(usage, state.pid, alive, 1, rt.resources.get(name, {}).get("rss_bytes")),
+        "health": _health_word(state.phase, spec, state.health_failures, state.health_error),
+        "uptime_pct": rt.uptime.get(name, {"24h": None, "7d": None, "30d": None}),
     }
 
 
-def _usage(usage: Mapping[int, tuple[float, int]] | None, pid: int | None, alive: bool, index: int) -> Any:
-    if usage is None or pid is None or not alive or pid not in usage:
+def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> str:
+    """'ok', 'failing (2 of 3): <error>', 'no check', or '-' when not running."""
+    if spec is None or phase not in (P.STARTING, P.RUNNING):
+        return "-"
+    health = spec.effective_health()
+    if health.type == "none":
+        return "no check"
+    if phase is P.STARTING:
+        return "starting" + (f": {error}" if error else "")
+    if failures:
+        return f"failing ({failures} of {health.failures})" + (f": {error}" if error else "")
+    return "ok"
+
+
+def _usage(usage: Mapping[int, tuple[float, int]] | None, pid: int | None, alive: bool, index: int,
+           sampled: Any = None) -> Any:
+    if pid is None or not alive:
         return None
+    if usage is None or pid not in usage:
+        return sampled  # the sampler's latest figure for the whole tree
     return usage[pid][index]
 
 
@@ -80,6 +99,7 @@ def gateway_view(daemon: Daemon) -> dict[str, Any]:
         "database_unreachable_since": since.isoformat() if since else None,
         "pending_writes": sink.pending,
         "config_errors": [str(e) for e in result.errors] if result else [],
+        "host": dict(daemon.rt.host),
     }
 
 
