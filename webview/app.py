@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from webview import api, forms, pages, stream
 from webview.metrics import metrics
+from webview.access import Access, AccessGuard
 from webview.host import HostProbe
 from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
@@ -35,15 +36,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(daemon: Daemon) -> Starlette:
+    result = daemon.reconciler.result
+    access = Access.from_settings(result.settings.web if result else None)
     app = Starlette(
         routes=[*pages.routes, *forms.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders), Middleware(AccessGuard, access=access, token=lambda: daemon.token)],
         exception_handlers={HTTPException: http_error},
     )
     app.state.daemon = daemon
     app.state.secret = read_or_create_secret(daemon.settings.data_dir)
     app.state.host = HostProbe(daemon.settings.data_dir)
-    app.state.access = None
+    app.state.access = access
     app.state.limit_ip = RateLimit(*LOGIN_FAILURES_PER_IP)
     app.state.limit_user = RateLimit(*LOGIN_FAILURES_PER_USER)
     return app

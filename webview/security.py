@@ -103,9 +103,8 @@ async def current_user(request: Request) -> str | None:
         return request.state.user  # type: ignore[no-any-return]
     user: str | None = None
     key = ""
-    access = request.app.state.access
-    if access is not None:
-        user = await access.identity(request)  # raises 403 when the Access token is missing/bad
+    if request.app.state.access is not None:
+        user = request.scope.get("state", {}).get("access_user")  # AccessGuard checked the token
         key = f"access:{user}" if user else ""
     if user is None:
         token = request.cookies.get(COOKIE)
