@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from reconciler.platform import alive
 from reconciler.state import Phase
 
 if TYPE_CHECKING:
@@ -33,25 +32,30 @@ class TreeMeter:
         self.procs: dict[int, psutil.Process] = {}
 
     def measure(self, roots: dict[str, int]) -> dict[str, dict[str, float | int]]:
+        if not roots:
+            self.procs = {}
+            return {}
+        # one pass over the process table for every tree (psutil's children() would scan it
+        # once per server)
+        kids: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            kids.setdefault(proc.info["ppid"], []).append(proc.pid)
         seen: dict[int, psutil.Process] = {}
         out: dict[str, dict[str, float | int]] = {}
-        for name, pid in roots.items():
-            cpu, rss = 0.0, 0
-            try:
-                root = self.procs.get(pid) or psutil.Process(pid)
-                tree = [root, *root.children(recursive=True)]
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            for proc in tree:
-                proc = self.procs.get(proc.pid, proc)
+        for name, root in roots.items():
+            cpu, rss, todo = 0.0, 0, [root]
+            while todo:
+                pid = todo.pop()
+                todo.extend(kids.get(pid, ()))
                 try:
+                    proc = self.procs.get(pid) or psutil.Process(pid)
                     cpu += proc.cpu_percent(None)
                     rss += proc.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-                seen[proc.pid] = proc
+                seen[pid] = proc
             out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
-        self.procs = {pid: p for pid, p in seen.items() if alive(p)}
+        self.procs = seen
         return out
 
 
