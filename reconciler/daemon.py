@@ -132,6 +132,8 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for task in list(self.rt.tasks):  # health loops and exit waits: nothing to finish
+            task.cancel()
         await asyncio.gather(*list(self.rt.tasks), return_exceptions=True)
         self.rt.event("gateway_stopped", None, "clean stop")
         await self.sink.close()
