@@ -244,7 +244,7 @@ class HostSettings(_Model):
     connect should reach when the internet is up ("off" to not check)."""
 
     internet_check: str = "1.1.1.1:443"
-    sample_every: Duration = 5.0
+    sample_every: Duration = 10.0
 
     @field_validator("internet_check")
     @classmethod

@@ -179,7 +179,7 @@ def statements(op: Op) -> list[Statement]:
         raise OpError(f"cannot write {op!r}: {type(exc).__name__}: {exc}") from None
 
 
-RAW_KEEP_HOURS = 48
+RAW_KEEP_HOURS = 26  # the 24 h chart, and a margin
 HOURLY_KEEP_DAYS = 400
 _ROLLUP: tuple[LiteralString, ...] = (
     "INSERT INTO health_hourly (server, hour, checks, ok, latency_avg, latency_max)"
