@@ -282,6 +282,8 @@ class Manager:
 class Gateway(Manager):
     name = "gateway"
 
+    src: Path = REPO  # where `python -m reconciler` is run from (a git snapshot, or the work tree)
+
     def __init__(self, work: Path, dsn: str | None) -> None:
         super().__init__(work)
         self.config = work / "gateway.d"
@@ -289,6 +291,8 @@ class Gateway(Manager):
         self.config.mkdir()
         self.env = dict(os.environ)
         self.env.pop("GATEWAY_DSN", None)
+        if self.src != REPO:
+            self.env["PYTHONPATH"] = str(self.src)
         self.schema: str | None = None
         if dsn:
             self.schema = f"bench_vs_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
@@ -306,7 +310,7 @@ class Gateway(Manager):
             empty.mkdir()
             t0 = time.perf_counter()
             proc = popen([PY, "-m", "reconciler", "run", "--config", str(empty), "--data-dir", str(self.data),
-                          "--listen", "127.0.0.1:0"], "gateway (initdb)", cwd=REPO, env=self.env,
+                          "--listen", "127.0.0.1:0"], "gateway (initdb)", cwd=self.src, env=self.env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_until(lambda: (self.data / "gateway.url").exists(), 120, 0.01, "gateway initdb")
             self.initdb_s = time.perf_counter() - t0
@@ -325,7 +329,7 @@ class Gateway(Manager):
         (self.data / "gateway.url").unlink(missing_ok=True)  # a stale one after kill -9
         self.log = open(self.work / "gateway.out", "ab")
         self.proc = popen([PY, "-m", "reconciler", "run", "--config", str(self.config), "--data-dir",
-                           str(self.data), "--listen", "127.0.0.1:0"], "gateway daemon", cwd=REPO, env=self.env,
+                           str(self.data), "--listen", "127.0.0.1:0"], "gateway daemon", cwd=self.src, env=self.env,
                           stdout=self.log, stderr=subprocess.STDOUT)
 
     def ready(self) -> None:
@@ -568,6 +572,26 @@ class Pm2(Manager):
             self.pm2("kill", check=False)
 
 
+def gateway_source(rev: str, root: Path) -> str:
+    """Run the gateway from `rev` (exported with git archive) or, for "worktree", from the
+    checkout as it is now; returns a label for the report."""
+    if rev == "worktree":
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "reconciler", "webview"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+        return f"work tree at {head}" + (" with uncommitted changes" if dirty else "")
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = root / "gateway-src"
+    dest.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", sha, "reconciler", "webview"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    Gateway.src = dest
+    return f"commit {sha}"
+
+
 def make(peer: str, work: Path, dsn: str | None) -> Manager:
     return Gateway(work, dsn) if peer == "gateway" else Supervisord(work) if peer == "supervisord" else Pm2(work)
 
@@ -693,6 +717,21 @@ def measure_one(peer: str, n: int, args: argparse.Namespace, root: Path) -> dict
     return r
 
 
+def measure_bare(n: int) -> float:
+    """The floor for a cold start: N children spawned directly (no manager), until all answer."""
+    ports = free_ports(n)
+    t0 = time.perf_counter()
+    procs = [popen([PY, str(CHILD), str(p)], "bare child", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for p in ports]
+    took = wait_all_answer(ports, 120) - t0
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.wait()
+        REG.groups.discard(proc.pid)
+    return took
+
+
 def _count(items: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for it in items:
@@ -800,7 +839,8 @@ def ratio(g: Any, p: Any) -> str:
     return f"{g / p:.2f}"
 
 
-def table(results: dict[int, dict[str, dict[str, Any]]], stub: dict[str, dict[str, Any]]) -> str:
+def table(results: dict[int, dict[str, dict[str, Any]]], stub: dict[str, dict[str, Any]],
+          bare: dict[int, float]) -> str:
     lines = ["| N | figure | gateway | supervisord | pm2 | gw/supervisord | gw/pm2 | target |",
              "|---|---|---|---|---|---|---|---|"]
     rows = [
@@ -819,6 +859,9 @@ def table(results: dict[int, dict[str, dict[str, Any]]], stub: dict[str, dict[st
             vals = [res.get(p, {}).get(key) for p in PEER_NAMES]
             lines.append(f"| {n} | {label} | " + " | ".join(fmt(v, digits=digits) for v in vals)
                          + f" | {ratio(vals[0], vals[1])} | {ratio(vals[0], vals[2])} | {target(n)} |")
+        if n in bare:
+            lines.append(f"| {n} | the floor for cold start: the N children spawned at once by hand, no manager (s) | "
+                         f"{bare[n]:.2f} | {bare[n]:.2f} | {bare[n]:.2f} | | | |")
         g = res.get("gateway", {})
         if "embedded postgres rss_mb" in g:
             lines.append(f"| {n} | embedded PostgreSQL beside the gateway: RSS (MB) / CPU over idle (s) | "
@@ -852,6 +895,10 @@ def write_readme(section: str) -> None:
     path.write_text(text)
 
 
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[20, 100], help="numbers of servers (default 20 100)")
@@ -861,6 +908,9 @@ def main() -> None:
     ap.add_argument("--peers", nargs="+", default=list(PEER_NAMES), choices=PEER_NAMES)
     ap.add_argument("--dsn", default=os.environ.get("GATEWAY_DSN"),
                     help="PostgreSQL for the gateway (a fresh schema per run, dropped after); default: embedded")
+    ap.add_argument("--gateway-rev", default="HEAD",
+                    help="git revision of the gateway to run (exported to a temp folder), or 'worktree' for the "
+                         "checkout as it is (default HEAD)")
     ap.add_argument("--no-readme", action="store_true", help="do not write bench/README.md")
     args = ap.parse_args()
     if args.quick:
@@ -868,6 +918,7 @@ def main() -> None:
     args.idle = args.idle if args.idle is not None else (10.0 if args.quick else 30.0)
     args.adds = 1 if args.quick else 3
 
+    signal.signal(signal.SIGTERM, _interrupt)  # end like Ctrl-C: clean up what we started
     versions = ensure_peers()
     py_v = platform.python_version()
     db = f"PostgreSQL from a DSN ({args.dsn.split('@')[-1]}), fresh schema" if args.dsn else \
@@ -877,12 +928,17 @@ def main() -> None:
           flush=True)
     pm2_rtt = None
     root = Path(tempfile.mkdtemp(prefix="gw-vs-peers-"))
+    gw_src = gateway_source(args.gateway_rev, root)
+    print(f"gateway code: {gw_src}", flush=True)
     results: dict[int, dict[str, dict[str, Any]]] = {}
     stub: dict[str, dict[str, Any]] = {}
+    bare: dict[int, float] = {}
     leftovers: list[str] = []
     try:
         for n in args.n:
             results[n] = {}
+            bare[n] = measure_bare(n)
+            print(f"  {'no manager':<12} N={n:<3} cold start (N bare Popen) {bare[n]:5.2f} s", flush=True)
             for peer in args.peers:
                 results[n][peer] = measure_one(peer, n, args, root)
         for peer in args.peers:
@@ -910,7 +966,7 @@ def main() -> None:
                 pass
         shutil.rmtree(root, ignore_errors=True)
     print()
-    tbl = table(results, stub)
+    tbl = table(results, stub, bare)
     print(tbl)
     if pm2_rtt is not None:
         print(f"\npm2 CLI round trip (`pm2 jlist`, idle daemon): {pm2_rtt:.0f} ms — part of every pm2 figure driven by its CLI")
@@ -921,7 +977,7 @@ def main() -> None:
         gw = results.get(max(results), {}).get("gateway", {}) if results else {}
         notes = [f"- {_dt.date.today().isoformat()}, {os.cpu_count()} cores, Python {py_v}, supervisord "
                  f"{versions['supervisord']}, pm2 {versions['pm2']} (node {versions['node']}), "
-                 f"omen-gateway {versions['gateway']}; gateway database: {db}.",
+                 f"omen-gateway {versions['gateway']} ({gw_src}); gateway database: {db}.",
                  f"- Command: `{cmd.strip()}` (idle window {args.idle:g} s, {args.adds} add(s), "
                  f"{args.settle:g} s watched after a daemon restart).",
                  "- The child is `bench/tiny_http.py` for all three, run by the same interpreter. supervisord and "
