@@ -7,7 +7,7 @@ yields nothing new. `requeue_after` says when to look again if nothing else wake
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from reconciler.actions import Action, Forget, Mark, Reason, Start, Stop
@@ -42,6 +42,9 @@ def plan(desired: Desired, observed: Observed, now: float) -> Plan:
         state = observed.servers.get(name, ServerState(name))
         acts, wake, wait = _plan_one(name, spec, state, desired, observed, now)
         actions.extend(acts)
+        for act in acts:  # a port handed out in this pass is taken for the servers after it
+            if isinstance(act, Start) and act.port is not None and act.spec.port == "auto":
+                observed = replace(observed, ports={**observed.ports, name: act.port})
         if wake is not None:
             wakes.append(wake)
         if wait:

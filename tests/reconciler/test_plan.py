@@ -54,6 +54,14 @@ def test_auto_port_is_sticky_and_skips_taken_and_busy_ports():
     assert isinstance(moved, Start) and moved.port == 20001
 
 
+def test_auto_ports_handed_out_in_one_pass_are_distinct():
+    # a batch of new files (git pull): every server gets its own port in the same plan
+    specs = [spec(f"s{i}", port="auto") for i in range(5)]
+    starts = run_plan(specs, [], ports={"s3": 20000}).actions
+    ports = {a.name: a.port for a in starts if isinstance(a, Start)}
+    assert ports["s3"] == 20000 and len(set(ports.values())) == 5
+
+
 def test_no_free_port_is_an_error_not_a_crash():
     a = spec("a", port="auto")
     p = run_plan([a], [], busy=frozenset(range(20000, 20011)))
