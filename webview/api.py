@@ -16,7 +16,7 @@ from starlette.routing import Route
 from webview import users
 from webview.control import ControlError
 from webview.control import control as shared_control
-from webview.views import server_names, server_view, status_view
+from webview.views import server_view, status_view
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
@@ -109,10 +109,8 @@ async def servers(request: Request) -> JSONResponse:
     if not await _page_or_token(request):
         return _error(401, "send the API token or sign in")
     daemon = _daemon(request)
-    probe = request.app.state.host
-    await probe.refresh([p for n in server_names(daemon) if (p := daemon.rt.state(n).pid)])
-    view = status_view(daemon, probe.usage)
-    return JSONResponse({**view["gateway"], "host": probe.host, "servers": view["servers"]})
+    view = status_view(daemon)
+    return JSONResponse({**view["gateway"], "servers": view["servers"]})
 
 
 async def server(request: Request) -> JSONResponse:
@@ -125,13 +123,12 @@ async def server(request: Request) -> JSONResponse:
     spec = result.specs.get(name) if result else None
     if spec is None and name not in daemon.rt.states:
         return _error(404, f"no server named {name!r}")
-    probe = request.app.state.host
     assert daemon.store is not None
     try:
         recent = await daemon.store.list_events(server=name, limit=50)
     except Exception as exc:  # noqa: BLE001 - the database is down: say so
         return _error(503, f"the database is unreachable: {exc}")
-    return JSONResponse({**server_view(daemon, name, probe.usage),
+    return JSONResponse({**server_view(daemon, name),
                          "spec": spec.model_dump(mode="json") if spec else None,
                          "file": result.files.get(name) if result else None, "events": recent})
 

@@ -16,7 +16,6 @@ from starlette.staticfiles import StaticFiles
 from webview import api, forms, pages, stream
 from webview.metrics import metrics
 from webview.access import Access, AccessGuard
-from webview.host import HostProbe
 from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
 
@@ -45,7 +44,6 @@ def create_app(daemon: Daemon) -> Starlette:
     )
     app.state.daemon = daemon
     app.state.secret = read_or_create_secret(daemon.settings.data_dir)
-    app.state.host = HostProbe(daemon.settings.data_dir)
     app.state.access = access
     app.state.limit_ip = RateLimit(*LOGIN_FAILURES_PER_IP)
     app.state.limit_user = RateLimit(*LOGIN_FAILURES_PER_USER)

@@ -55,8 +55,5 @@ async def metrics(request: Request) -> PlainTextResponse:
     if not token_ok(request) and await current_user(request) is None:
         raise HTTPException(401, "send the API token (Authorization: Bearer) or sign in")
     daemon = daemon_of(request)
-    probe = request.app.state.host
-    names = server_names(daemon)
-    await probe.refresh([p for n in names if (p := daemon.rt.state(n).pid)])
-    text = render_metrics(gateway_view(daemon), [server_view(daemon, n, probe.usage) for n in names])
+    text = render_metrics(gateway_view(daemon), [server_view(daemon, n) for n in server_names(daemon)])
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -32,17 +32,14 @@ PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta
 
 async def overview_model(request: Request) -> dict[str, Any]:
     daemon = daemon_of(request)
-    probe = request.app.state.host
-    names = server_names(daemon)
-    await probe.refresh([p for n in names if (p := daemon.rt.state(n).pid)])
-    servers = [server_view(daemon, n, probe.usage) for n in names]
+    servers = [server_view(daemon, n) for n in server_names(daemon)]
     group, tag = request.query_params.get("group") or None, request.query_params.get("tag") or None
     shown = [s for s in servers if (group is None or s["group"] == group) and (tag is None or tag in s["tags"])]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in shown:
         groups[s["group"] or ""].append(s)
     return {
-        "gateway": gateway_view(daemon), "host": probe.host, "groups": sorted(groups.items()),
+        "gateway": gateway_view(daemon), "host": daemon.rt.host, "groups": sorted(groups.items()),
         "all_groups": sorted({s["group"] for s in servers if s["group"]}),
         "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
         "counts": {"total": len(servers), "running": sum(s["phase"] == "running" for s in servers)},
@@ -80,9 +77,6 @@ def log_tail(path: Path, query: str = "", lines: int = 200) -> list[str]:
 
 async def detail_model(request: Request, name: str) -> dict[str, Any]:
     daemon = daemon_of(request)
-    probe = request.app.state.host
-    state = daemon.rt.state(name)
-    await probe.refresh([state.pid] if state.pid else [])
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
     query = request.query_params.get("q", "")
@@ -96,7 +90,7 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
             events_error = f"the database is unreachable: {exc}"
     errors = [str(e) for e in (result.errors if result else ()) if Path(e.path).stem == name]
     return {
-        "s": server_view(daemon, name, probe.usage), "settings": spec_to_toml(spec) if spec else "",
+        "s": server_view(daemon, name), "settings": spec_to_toml(spec) if spec else "",
         "file": result.files.get(name) if result else None, "events": events, "events_error": events_error,
         "log": log, "q": query, "config_errors": errors,
     }

@@ -38,7 +38,14 @@ def _duration(seconds: Any) -> str:
     return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
 
 
+def _ms(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
 env.filters["mb"] = _mb
+env.filters["ms"] = _ms
 env.filters["duration"] = _duration
 
 

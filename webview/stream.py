@@ -33,7 +33,6 @@ async def stream(request: Request) -> StreamingResponse:
     if await current_user(request) is None:
         raise HTTPException(401, "sign in first")
     daemon = daemon_of(request)
-    probe = request.app.state.host
     csrf = request.state.csrf
     back = request.query_params.get("back", "/")
     back = back if back.startswith("/") and not back.startswith("//") else "/"
@@ -45,7 +44,7 @@ async def stream(request: Request) -> StreamingResponse:
             changed = daemon.rt.changed
             out = []
             for name in server_names(daemon):
-                view = server_view(daemon, name, probe.usage)
+                view = server_view(daemon, name)
                 key = _key(view)
                 if sent.get(name) != key:
                     sent[name] = key

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ MIN_PASSWORD = 8
 _hasher = PasswordHasher()  # argon2id
 # verified against when the user does not exist, so both answers take as long
 _DUMMY_HASH = _hasher.hash("not a real password")
+CACHE_FOR = 5.0  # seconds a looked-up session is trusted without asking PostgreSQL again
+_cache: dict[str, tuple[Session, float]] = {}  # token hash -> (session, when looked up)
 
 
 class UserError(ValueError):
@@ -78,6 +81,8 @@ async def set_user(store: Store, name: str, password: str) -> bool:
         created = bool(row and row[0])
         if not created:
             await conn.execute("DELETE FROM sessions WHERE user_name = %(n)s", {"n": name})
+            for key in [k for k, (sess, _) in _cache.items() if sess.user == name]:
+                _cache.pop(key, None)
     return created
 
 
@@ -110,19 +115,29 @@ async def new_session(store: Store, user: str) -> str:
 
 
 async def find_session(store: Store, token: str) -> Session | None:
-    """The live session for a cookie token, extended when it is in use (sliding expiry)."""
+    """The live session for a cookie token, extended when it is in use (sliding expiry).
+    Looked up in PostgreSQL at most every CACHE_FOR seconds per session."""
+    key = token_hash(token)
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[1] < CACHE_FOR and cached[0].expires_at > datetime.now(UTC):
+        return cached[0]
     rows = await _rows(store, "SELECT user_name, expires_at FROM sessions WHERE id = %(id)s"
-                       " AND expires_at > now()", {"id": token_hash(token)})
+                       " AND expires_at > now()", {"id": key})
     if not rows:
+        _cache.pop(key, None)
         return None
     expires = rows[0]["expires_at"]
     now = datetime.now(UTC)
     if expires - now < SESSION_TTL - REFRESH_AFTER:
         expires = now + SESSION_TTL
-        await _rows(store, "UPDATE sessions SET expires_at = %(e)s WHERE id = %(id)s",
-                    {"e": expires, "id": token_hash(token)})
-    return Session(rows[0]["user_name"], token_hash(token), expires)
+        await _rows(store, "UPDATE sessions SET expires_at = %(e)s WHERE id = %(id)s", {"e": expires, "id": key})
+    session = Session(rows[0]["user_name"], key, expires)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (session, time.monotonic())
+    return session
 
 
 async def end_session(store: Store, token: str) -> None:
+    _cache.pop(token_hash(token), None)
     await _rows(store, "DELETE FROM sessions WHERE id = %(id)s", {"id": token_hash(token)})
