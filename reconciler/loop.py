@@ -45,6 +45,7 @@ class Reconciler:
         previous = self.result
         result = await asyncio.to_thread(load_dir, self.config_dir, previous)
         self.result = result
+        self.rt.specs = result.specs
         self.config_dirty = False
         self._record_config(previous, result)
         return result

@@ -41,14 +41,20 @@ async def _wait_exit(rt: Runtime, name: str, child: Child) -> None:
 
 
 async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -> None:
-    health = spec.effective_health()
     started = time.monotonic()
     while rt.children.get(name) is child:
+        # the file may have changed the check since the start (that needs no restart)
+        health = (rt.specs.get(name) or spec).effective_health()
+        if health.type == "none":
+            rt.update(name, healthy_since=rt.state(name).healthy_since or time.monotonic())
+            rt.notify()
+            return
         state = rt.state(name)
         if state.phase not in (P.STARTING, P.RUNNING):
             return
         result = await probe(health, state.port, env=None, cwd=None)
-        if rt.children.get(name) is not child:
+        state = rt.state(name)  # as it is now: the probe took time
+        if rt.children.get(name) is not child or state.phase not in (P.STARTING, P.RUNNING):
             return
         now = time.monotonic()
         if state.phase is P.RUNNING:

@@ -41,6 +41,7 @@ class Runtime:
         self.ports: dict[str, int] = {}
         self.busy_ports: set[int] = set()
         self.intents: dict[str, str] = {}
+        self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
         self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
         self.host: dict[str, Any] = {}  # latest host figures
         self.uptime: dict[str, dict[str, float | None]] = {}  # % of passed checks: 24h, 7d, 30d
