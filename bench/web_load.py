@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -118,6 +119,20 @@ async def sse_clients(url: str, cookies: dict[str, str], clients: int, seconds: 
     return idle, busy, received
 
 
+def run_wrk(url: str, cookies: dict[str, str], clients: int, seconds: float, path: str) -> None:
+    """wrk (Debian's package) as the load generator: far less client CPU than Python's."""
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-H", f"Cookie: {cookie}",
+                          url + path], capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    print(f"GET {path} x{clients} clients (wrk): {rate.group(1) if rate else '?'} req/s;"
+          f" p50 {p50.group(1) if p50 else '?'}, p99 {p99.group(1) if p99 else '?'}"
+          + (f"; {bad.group(1)} non-2xx" if bad else ""))
+
+
 def report(name: str, latencies: list[float], seconds: float) -> None:
     q = statistics.quantiles(latencies, n=100)
     print(f"{name}: {len(latencies)} requests in {seconds:.0f} s = {len(latencies) / seconds:.0f} req/s;"
@@ -131,6 +146,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sse-clients", type=int, default=50)
     ap.add_argument("--sse-seconds", type=float, default=10)
+    ap.add_argument("--python-client", action="store_true", help="use httpx even when wrk is installed")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="web-load-") as tmp:
         proc, data = start_gateway(Path(tmp), args.servers)
@@ -140,12 +156,18 @@ def main() -> None:
             wait_running(url, cookies, args.servers)
             print(f"{args.servers} servers running; {os.cpu_count()} CPUs; client and gateway on one machine")
             for path in ("/", "/api/servers"):
-                lat = asyncio.run(load(url, cookies, args.clients, args.seconds, path))
-                report(f"GET {path} x{args.clients} clients", lat, args.seconds)
+                if shutil.which("wrk") and not args.python_client:
+                    run_wrk(url, cookies, args.clients, args.seconds, path)
+                else:
+                    lat = asyncio.run(load(url, cookies, args.clients, args.seconds, path))
+                    report(f"GET {path} x{args.clients} clients (httpx)", lat, args.seconds)
             gw = psutil.Process(proc.pid)
             idle, busy, n = asyncio.run(sse_clients(url, cookies, args.sse_clients, args.sse_seconds, gw, csrf))
             print(f"SSE x{args.sse_clients}: gateway CPU {idle:.1f} % idle, {busy:.1f} % with a restart every"
                   f" second ({n} messages received)")
+        except BaseException:
+            print("the gateway's output, last lines:\n" + "".join((Path(tmp) / "out.log").read_text().splitlines(True)[-80:]))
+            raise
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

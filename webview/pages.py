@@ -167,7 +167,10 @@ async def login_page(request: Request) -> Response:
     if await current_user(request) is not None:
         return RedirectResponse(_next(request.query_params.get("next")), status_code=303)
     store = daemon_of(request).store
-    no_users = store is not None and await users.count_users(store) == 0
+    try:
+        no_users = store is not None and await users.count_users(store) == 0
+    except Exception:  # noqa: BLE001 - the database is down; the sign-in attempt will say so
+        no_users = False
     return render(request, "login.html", next=_next(request.query_params.get("next")), no_users=no_users)
 
 
@@ -187,7 +190,12 @@ async def login_post(request: Request) -> Response:
                       error=f"Too many failed attempts. Try again in {wait:.0f} s.")
     store = daemon_of(request).store
     assert store is not None
-    if not name or not await users.verify(store, name, password):
+    try:
+        ok = bool(name) and await users.verify(store, name, password)
+    except Exception as exc:  # noqa: BLE001 - PostgreSQL is away: say so, count nothing against the user
+        return render(request, "login.html", status=503, next=target, username=name,
+                      error=f"The database is unreachable, so nobody can sign in right now ({exc}).")
+    if not ok:
         per_ip.fail(ip)
         per_user.fail(name.lower())
         return render(request, "login.html", status=401, next=target, username=name,

@@ -110,7 +110,10 @@ async def current_user(request: Request) -> str | None:
         token = request.cookies.get(COOKIE)
         store = _daemon(request).store
         if token and store is not None:
-            session = await users.find_session(store, token)
+            try:
+                session = await users.find_session(store, token)
+            except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout, OperationalError: say so
+                raise HTTPException(503, f"the database is unreachable, so your sign-in cannot be checked: {exc}") from None
             if session is not None:
                 user, key = session.user, session.token_hash
     request.state.user = user

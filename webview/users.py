@@ -31,6 +31,7 @@ _hasher = PasswordHasher()  # argon2id
 _DUMMY_HASH = _hasher.hash("not a real password")
 CACHE_FOR = 5.0  # seconds a looked-up session is trusted without asking PostgreSQL again
 _cache: dict[str, tuple[Session, float]] = {}  # token hash -> (session, when looked up)
+_inflight: dict[str, asyncio.Future[Session | None]] = {}
 
 
 class UserError(ValueError):
@@ -121,6 +122,25 @@ async def find_session(store: Store, token: str) -> Session | None:
     cached = _cache.get(key)
     if cached is not None and time.monotonic() - cached[1] < CACHE_FOR and cached[0].expires_at > datetime.now(UTC):
         return cached[0]
+    pending = _inflight.get(key)
+    if pending is not None:  # the same session asked for many times at once: one query
+        return await asyncio.shield(pending)
+    task = asyncio.ensure_future(_lookup(store, key))
+    _inflight[key] = task
+    try:
+        return await asyncio.shield(task)
+    except Exception:
+        if cached is not None and cached[0].expires_at > datetime.now(UTC):
+            return cached[0]  # PostgreSQL is away: a session seen recently stays good until it expires
+        raise
+    finally:
+        if task.done():
+            _inflight.pop(key, None)
+        else:
+            task.add_done_callback(lambda _: _inflight.pop(key, None))
+
+
+async def _lookup(store: Store, key: str) -> Session | None:
     rows = await _rows(store, "SELECT user_name, expires_at FROM sessions WHERE id = %(id)s"
                        " AND expires_at > now()", {"id": key})
     if not rows:
