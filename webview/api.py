@@ -6,11 +6,12 @@ folder only the user can read."""
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webview import users
@@ -109,8 +110,15 @@ async def servers(request: Request) -> JSONResponse:
     if not await _page_or_token(request):
         return _error(401, "send the API token or sign in")
     daemon = _daemon(request)
-    view = status_view(daemon)
-    return JSONResponse({**view["gateway"], "servers": view["servers"]})
+    changed, second = daemon.rt.changed, int(time.monotonic())
+    if _servers_json[0] is not changed or _servers_json[1] != second:  # once per change and second
+        view = status_view(daemon)
+        body = JSONResponse({**view["gateway"], "servers": view["servers"]}).body
+        _servers_json[:] = [changed, second, body]
+    return Response(_servers_json[2], media_type="application/json")
+
+
+_servers_json: list[Any] = [None, 0, b""]
 
 
 async def server(request: Request) -> JSONResponse:

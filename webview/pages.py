@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -20,7 +22,7 @@ from reconciler.config import spec_to_toml
 from reconciler.spec import NAME_PATTERN
 from webview import users
 from webview.control import ControlError, control
-from webview.render import daemon_of, login_required, redirect, render
+from webview.render import daemon_of, fragment, login_required, redirect, render
 from webview.security import COOKIE, client_ip, current_user, guard_post, is_https
 from webview.views import gateway_view, server_names, server_view
 
@@ -46,9 +48,31 @@ async def overview_model(request: Request) -> dict[str, Any]:
     }
 
 
+CSRF_SLOT = "csrf-slot-5f0c2a"  # in the cached cards; replaced by each visitor's own token
+_cards: dict[tuple[str | None, str | None], tuple[Any, int, dict[str, Any], str]] = {}
+
+
+async def overview_cached(request: Request) -> tuple[dict[str, Any], str]:
+    """The overview's model and its cards' HTML, rendered at most once per state change and
+    second (uptimes tick), whoever asks: 100 cards take milliseconds to render."""
+    daemon = daemon_of(request)
+    key = (request.query_params.get("group") or None, request.query_params.get("tag") or None)
+    changed, second = daemon.rt.changed, int(time.monotonic())
+    hit = _cards.get(key)
+    if hit is not None and hit[0] is changed and hit[1] == second:
+        return hit[2], hit[3]
+    model = await overview_model(request)
+    html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT)
+    if len(_cards) > 100:
+        _cards.clear()
+    _cards[key] = (changed, second, model, html)
+    return model, html
+
+
 @login_required
 async def overview(request: Request) -> Response:
-    return render(request, "overview.html", **await overview_model(request))
+    model, cards = await overview_cached(request)
+    return render(request, "overview.html", **model, cards=Markup(cards.replace(CSRF_SLOT, request.state.csrf)))
 
 
 def known(request: Request, name: str) -> str:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from webview.pages import CSRF_SLOT
 from webview.render import daemon_of, fragment
 from webview.security import current_user
 from webview.views import server_names, server_view
@@ -23,6 +24,20 @@ VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at
 
 def sse(event: str, data: str) -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in data.splitlines()) + "\n"
+
+
+_rendered: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}  # (name, back) -> (key, html)
+
+
+def card(view: dict[str, Any], key: tuple[Any, ...], back: str) -> str:
+    """One card's HTML, rendered once per change however many streams send it."""
+    slot = (view["name"], back)
+    hit = _rendered.get(slot)
+    if hit is None or hit[0] != key:
+        if len(_rendered) > 5000:
+            _rendered.clear()
+        hit = _rendered[slot] = (key, fragment("_server_row.html", s=view, csrf=CSRF_SLOT, back=back))
+    return hit[1]
 
 
 def _key(view: dict[str, Any]) -> tuple[Any, ...]:
@@ -48,7 +63,7 @@ async def stream(request: Request) -> StreamingResponse:
                 key = _key(view)
                 if sent.get(name) != key:
                     sent[name] = key
-                    out.append(sse("server", fragment("_server_row.html", s=view, csrf=csrf, back=back)))
+                    out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
             if out:
                 yield "".join(out)
             try:
