@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from reconciler.config import spec_to_toml
 from reconciler.spec import NAME_PATTERN
-from webview import users
+from webview import charts, users
 from webview.control import ControlError, control
 from webview.render import daemon_of, fragment, login_required, redirect, render
 from webview.security import COOKIE, client_ip, current_user, guard_post, is_https
@@ -113,7 +113,19 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
             events_error = f"the database is unreachable: {exc}"
     errors = [str(e) for e in (result.errors if result else ()) if Path(e.path).stem == name]
+    span = request.query_params.get("range", "1h")
+    span = span if span in charts.RANGES else "1h"
+    until = datetime.now(UTC)
+    since = until - charts.RANGES[span][0]
+    graphs: list[dict[str, Any]] = []
+    if daemon.store is not None and events_error is None:
+        try:
+            series = await daemon.store.series(name, since, charts.RANGES[span][1])
+            graphs = charts.server_charts(series, since, until)
+        except Exception as exc:  # noqa: BLE001 - the database is down: the page says so above
+            events_error = f"the database is unreachable: {exc}"
     return {
+        "charts": graphs, "range": span, "ranges": list(charts.RANGES),
         "s": server_view(daemon, name), "settings": spec_to_toml(spec) if spec else "",
         "file": result.files.get(name) if result else None, "events": events, "events_error": events_error,
         "log": log, "q": query, "config_errors": errors,
