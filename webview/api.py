@@ -90,7 +90,10 @@ async def add_user(request: Request) -> JSONResponse:
     if not token_ok(request):
         return _error(401, "missing or wrong API token")
     daemon = _daemon(request)
-    body = await request.json()
+    try:
+        body: dict[str, Any] = await request.json()
+    except ValueError:
+        return _error(400, "the body must be JSON")
     assert daemon.store is not None
     try:
         created = await users.set_user(daemon.store, str(body.get("name", "")), str(body.get("password", "")))

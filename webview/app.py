@@ -14,8 +14,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from webview import api, forms, pages, stream
-from webview.metrics import metrics
 from webview.access import Access, AccessGuard
+from webview.metrics import metrics
 from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
 

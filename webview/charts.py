@@ -3,8 +3,9 @@ No I/O; gaps (missing samples, failed checks) break the line."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 WIDTH, HEIGHT, PAD = 600, 120, 4
 RANGES = {"1h": (timedelta(hours=1), False), "24h": (timedelta(hours=24), False), "7d": (timedelta(days=7), True)}

@@ -9,8 +9,9 @@ import asyncio
 import os
 import shlex
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import tomli_w
 from pydantic import ValidationError

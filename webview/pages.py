@@ -23,7 +23,7 @@ from reconciler.spec import NAME_PATTERN
 from webview import charts, users
 from webview.control import ControlError, control
 from webview.render import daemon_of, fragment, login_required, redirect, render
-from webview.security import COOKIE, client_ip, current_user, guard_post, is_https
+from webview.security import COOKIE, client_ip, current_user, guard_post, is_https, same_site
 from webview.views import gateway_view, server_names, server_view
 
 NAME_RE = re.compile(NAME_PATTERN)
@@ -211,8 +211,6 @@ async def login_page(request: Request) -> Response:
 
 
 async def login_post(request: Request) -> Response:
-    from webview.security import same_site
-
     if not same_site(request):
         raise HTTPException(403, "this request came from another site")
     form = await request.form()

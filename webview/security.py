@@ -12,8 +12,9 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 COOKIE = "gw_session"
 SECRET_FILE = "web-secret"
 HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"),
+    (b"content-security-policy", (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                  b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self';"
+                                  b" object-src 'none'")),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -152,9 +154,6 @@ async def guard_post(request: Request) -> tuple[str, FormData]:
     if not given or not hmac.compare_digest(given, request.state.csrf):
         raise HTTPException(403, "the form expired or did not come from this page: reload and try again")
     return user, form
-
-
-Handler = Callable[[Request], Awaitable[Any]]
 
 
 class RateLimit:

@@ -5,7 +5,8 @@ page swaps it in by id. A comment every 15 s keeps proxies from closing an idle 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request

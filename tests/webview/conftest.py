@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import psutil
@@ -26,7 +26,7 @@ CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 def cli(gw: Gateway, *args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "reconciler", *args, "--config", str(gw.config_dir),
                            "--data-dir", str(gw.data_dir)], cwd=REPO, input=stdin, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **(env or {})})
+                          timeout=60, env={**os.environ, **(env or {})}, check=False)
 
 
 def url_of(gw: Gateway) -> str:

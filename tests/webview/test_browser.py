@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
