@@ -40,6 +40,14 @@ class Platform(Protocol):
         the processes that were running and got killed. Blocking (a psutil sweep)."""
         ...
 
+    def prepare_event_loop(self) -> None:
+        """Once, in the daemon, before the first child is started."""
+        ...
+
+    def group_alive(self, pid: int) -> bool:
+        """Might a process of the group `pid` led still run? (True when unsure.)"""
+        ...
+
     async def wait_exit(self, pid: int) -> None:
         """Return when `pid` (not necessarily our child) has exited."""
         ...

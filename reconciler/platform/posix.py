@@ -5,6 +5,7 @@ signalled one by one from a snapshot of the tree)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import os
 import signal
 from collections.abc import Sequence
@@ -98,6 +99,28 @@ class PosixPlatform:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return list(targets.values())
+
+    def prepare_event_loop(self) -> None:
+        """Python 3.11's asyncio waits for each child in a thread of its own; a pidfd per
+        child in the event loop does the same with no thread (3.12+ does this by itself)."""
+        if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:  # kernel older than 5.3, or a sandbox that forbids it
+            return
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.get_event_loop_policy().set_child_watcher(watcher)  # type: ignore[attr-defined]
+
+    def group_alive(self, pid: int) -> bool:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     async def wait_exit(self, pid: int) -> None:
         pidfd_open = getattr(os, "pidfd_open", None)

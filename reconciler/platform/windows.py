@@ -92,5 +92,11 @@ class WindowsPlatform:
                     pass
         return killed
 
+    def prepare_event_loop(self) -> None:
+        pass  # the proactor loop waits on process handles without threads
+
+    def group_alive(self, pid: int) -> bool:
+        return True  # no cheap group probe here: always sweep the tree (kill_tree)
+
     async def wait_exit(self, pid: int) -> None:
         await wait_in_thread(pid)
