@@ -80,6 +80,7 @@ class Daemon:
 
     async def serve(self) -> None:
         settings = self.settings
+        current().prepare_event_loop()
         ensure_private_dir(settings.data_dir)
         self.token = read_or_create_token(settings.data_dir)
         await self.open_database()
