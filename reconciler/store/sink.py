@@ -27,6 +27,8 @@ from reconciler.store.queries import KINDS, Op, OpError, Store
 
 log = logging.getLogger("gateway.sink")
 BATCH = 500
+SAMPLES = frozenset({"health", "resource", "host"})
+SAMPLE_LINGER = 1.0  # seconds samples may wait to share a transaction; anything else goes at once
 BACKOFF_START, BACKOFF_CAP = 0.2, 5.0
 APPLY_TIMEOUT = 30.0
 # the database is away (PoolTimeout is an OperationalError); anything else is the op's fault
@@ -121,6 +123,8 @@ class Sink:
         self._progress = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
         self._closed = False
+        self._urgent = False  # something other than a sample is queued: write without lingering
+        self._queued_since: float | None = None  # when the queue last became non-empty
 
     @property
     def journal_path(self) -> Path:
@@ -134,6 +138,10 @@ class Sink:
         if "at" not in op:  # when it happened, not when it was written
             op = {**op, "at": datetime.now(UTC).isoformat()}
         self._accepted += 1
+        if not self._queue:
+            self._queued_since = time.monotonic()
+        if op["op"] not in SAMPLES:
+            self._urgent = True
         self._queue.append(op)
         if self._closed or (len(self._queue) > self.max_queue and time.monotonic() >= self._spill_retry_at):
             self._spill(sync=self._closed)
@@ -155,6 +163,9 @@ class Sink:
         """Wait until everything put so far is in the database; False on timeout."""
         target, loop = self._accepted, asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self._written < target:
+            self._urgent = True  # someone waits: no lingering
+            self._wake.set()
         while self._written < target:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -186,6 +197,11 @@ class Sink:
         delay, retry_at = BACKOFF_START, 0.0
         while not self._closed:
             self._wake.clear()
+            linger = self._linger()
+            if linger > 0 and not self._spilling and self._db_ok:
+                with contextlib.suppress(TimeoutError):  # samples only: let a few more join them
+                    await asyncio.wait_for(self._wake.wait(), linger)
+                continue
             if (self._spilling or self._queue) and loop.time() >= retry_at:
                 try:
                     await self._write_some()
@@ -195,6 +211,8 @@ class Sink:
                 else:
                     self._mark_up()
                     delay, retry_at = BACKOFF_START, 0.0
+                    if not self._queue:
+                        self._urgent, self._queued_since = False, None
                     continue
             if not self._db_ok and self._queue:  # down: new ops go to the journal too
                 self._spill()
@@ -203,6 +221,12 @@ class Sink:
             wait = max(0.0, retry_at - loop.time()) if (self._spilling or self._queue) else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _linger(self) -> float:
+        """Seconds to hold back a queue of samples only (0: write now)."""
+        if self._urgent or not self._queue or self._queued_since is None or self._closed:
+            return 0.0
+        return max(0.0, SAMPLE_LINGER - (time.monotonic() - self._queued_since))
 
     async def _write_some(self) -> None:
         if self._store is None:

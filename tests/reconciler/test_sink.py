@@ -219,3 +219,17 @@ async def test_an_unwritable_journal_keeps_ops_in_memory(store: Store, tmp_path:
     async with running(sink):
         assert await sink.flush(30)
     assert await seqs_in_write_order(store) == list(range(1, 26))
+
+
+async def test_samples_wait_to_share_a_transaction_but_events_do_not(store: Store, tmp_path: Path) -> None:
+    sink = Sink(store, tmp_path / "journal.jsonl")
+    async with running(sink):
+        for i in range(3):
+            sink.put({"op": "health", "server": "web", "ok": True, "latency_ms": float(i),
+                      "at": f"2026-11-24T10:00:0{i}+00:00"})
+        await asyncio.sleep(0.3)
+        assert sink.pending == 3  # held back (up to SAMPLE_LINGER)
+        sink.put(event(1))  # an event goes at once, and takes the samples with it
+        await eventually(lambda: sink.pending == 0, timeout=0.5)
+    assert await rows(store, "SELECT count(*) FROM health_samples") == [(3,)]
+    assert await seqs_in_write_order(store) == [1]
