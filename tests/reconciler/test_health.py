@@ -202,3 +202,18 @@ def test_port_is_free() -> None:
         sock.bind(("0.0.0.0", port))
         sock.listen()
         assert not port_is_free(port)
+
+
+async def test_http_answer_that_is_not_http() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        result = await probe(http(path="/h"), port)
+    assert not result.ok
+    assert result.error == f"no valid HTTP answer from http://127.0.0.1:{port}/h: 'SSH-2.0-OpenSSH_9.2'"
