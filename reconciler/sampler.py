@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway")
 ROLLUP_EVERY = 60.0  # seconds
+RESCAN_NEVER = 1e9
 DOWN = frozenset({Phase.BACKOFF, Phase.ERROR, Phase.EXITED})
 
 
@@ -28,18 +30,27 @@ class TreeMeter:
     """CPU % and RSS of whole process trees. psutil's cpu_percent is a delta since the
     previous call on the same Process object, so the objects are kept between samples."""
 
+    RESCAN_EVERY = 60.0  # seconds between full scans of the process table when no root changed
+
     def __init__(self) -> None:
         self.procs: dict[int, psutil.Process] = {}
+        self.kids: dict[int, list[int]] = {}
+        self.scanned_at = -RESCAN_NEVER
 
     def measure(self, roots: dict[str, int]) -> dict[str, dict[str, float | int]]:
         if not roots:
             self.procs = {}
             return {}
-        # one pass over the process table for every tree (psutil's children() would scan it
-        # once per server)
-        kids: dict[int, list[int]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            kids.setdefault(proc.info["ppid"], []).append(proc.pid)
+        # One pass over the process table for every tree (psutil's children() would scan it
+        # once per server), and only now and then: reading /proc/*/stat for every process on
+        # the machine is most of a sample's cost. A new or restarted server triggers a scan.
+        now = time.monotonic()
+        if now - self.scanned_at > self.RESCAN_EVERY or any(pid not in self.procs for pid in roots.values()):
+            self.kids = {}
+            for proc in psutil.process_iter(["ppid"]):
+                self.kids.setdefault(proc.info["ppid"], []).append(proc.pid)
+            self.scanned_at = now
+        kids = self.kids
         seen: dict[int, psutil.Process] = {}
         out: dict[str, dict[str, float | int]] = {}
         for name, root in roots.items():
