@@ -99,13 +99,23 @@ class Reconciler:
     async def reconcile(self) -> Plan:
         """Plan and act until the plan is empty (bounded, in case of a planner bug)."""
         for _ in range(8):
-            p = plan(self.desired(), self.observed(), time.monotonic())
+            observed = self.observed()
+            p = plan(self.desired(), observed, time.monotonic())
             self._show_waiting(p)
             self.last_plan = p
             if not p.actions:
                 return p
             for action in p.actions:
-                await act(self.rt, action)
+                # acting awaits (a spawn), and meanwhile a child may exit or pass its check:
+                # an action planned on a phase that has changed since is planned again
+                planned_on = observed.servers.get(action.name)
+                if self.rt.state(action.name).phase is not (planned_on.phase if planned_on else P.STOPPED):
+                    break
+                try:
+                    await act(self.rt, action)
+                except Exception as exc:  # a bug must not stop the supervision of every server
+                    log.exception("acting on %s failed", action)
+                    self.rt.event("internal_error", action.name, f"{type(action).__name__} failed: {exc!r}")
         log.error("the plan did not settle after 8 passes: %s", p.actions)
         return p
 

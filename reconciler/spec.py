@@ -216,6 +216,8 @@ class DatabaseSettings(_Model):
 
 class WebSettings(_Model):
     listen: str = "127.0.0.1:8765"
+    access_team: str | None = None  # Cloudflare Access: the team name (<team>.cloudflareaccess.com)
+    access_aud: str | None = None  # ... and the application's audience tag
 
 
 class PortsSettings(_Model):

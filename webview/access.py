@@ -3,7 +3,7 @@ carry a valid `Cf-Access-Jwt-Assertion` (RS256, signed by a key from the team's 
 cached; audience, issuer and expiry checked), and the Access identity is the user.
 
 Configured by `GATEWAY_ACCESS_TEAM` and `GATEWAY_ACCESS_AUD` (and, for tests, a certs URL in
-`GATEWAY_ACCESS_CERTS_URL`), or `[web] access_team` / `access_aud` once gateway.toml knows them.
+`GATEWAY_ACCESS_CERTS_URL`), or `[web] access_team` / `access_aud` in gateway.toml.
 Requests with the local API token (the CLI on this machine) and /static need no Access token."""
 
 from __future__ import annotations
