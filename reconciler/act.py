@@ -114,7 +114,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
         pid=child.pid, create_time=child.create_time, port=port, spec_hash=spec.runtime_hash(),
         started_at=now, healthy_since=now if health_none else None, health_failures=0, health_error=None,
         next_try_at=None, failures=failures, restarts=old.restarts + (0 if first_start else 1),
-        restart_requested=False, after_stop=P.STOPPED,
+        restart_requested=False, kill_requested=False, after_stop=P.STOPPED,
     )
     observe.watch_child(rt, name, child, spec)
 

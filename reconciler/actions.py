@@ -18,6 +18,7 @@ class Reason(StrEnum):
     OPERATOR_STOP = "stopped by operator"
     OPERATOR_START = "started by operator"
     OPERATOR_RESTART = "restarted by operator"
+    OPERATOR_KILL = "force-killed by operator"
     CRASH = "the process exited"
     RETRY = "retrying after backoff"
     HEALTHY = "health check passed"

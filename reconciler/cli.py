@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true")
     st = sub.add_parser("status", parents=[common], help="show every server")
     st.add_argument("--json", action="store_true")
-    for verb in ("start", "stop", "restart"):
-        p = sub.add_parser(verb, parents=[common], help=f"{verb} servers")
+    for verb in ("start", "stop", "restart", "kill"):
+        p = sub.add_parser(verb, parents=[common], help="force-kill servers (no graceful stop)" if verb == "kill"
+                           else f"{verb} servers")
         p.add_argument("names", nargs="*", metavar="NAME")
         p.add_argument("--group", metavar="G")
         p.add_argument("--all", action="store_true")
@@ -160,7 +161,7 @@ def _control(args: argparse.Namespace) -> int:
     for s in data["servers"]:
         why = s["reason"] or ""
         print(f"{s['name']}: {why if why.startswith(s['status']) else s['status'] + (f' ({why})' if why else '')}")
-        ok = s["phase"] == "stopped" if args.command == "stop" else s["phase"] in ("running", "starting")
+        ok = s["phase"] == "stopped" if args.command in ("stop", "kill") else s["phase"] in ("running", "starting")
         failed += 0 if ok or args.no_wait else 1
     return 1 if failed else 0
 
@@ -246,6 +247,6 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control,
+    "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control, "kill": _control,
     "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user,
 }

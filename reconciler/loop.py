@@ -137,9 +137,14 @@ class Reconciler:
         """Record an operator intent (kept in PostgreSQL) and wake the loop."""
         rt = self.rt
         for name in names:
-            if verb == "stop":
+            if verb in ("stop", "kill"):
                 rt.intents[name] = "stop"
                 rt.put({"op": "intent", "name": name, "intent": "stop", "actor": actor})
+                if verb == "kill":
+                    rt.update(name, kill_requested=True)
+                    child = rt.children.get(name)
+                    if child is not None and rt.state(name).phase is P.STOPPING:
+                        child.kill()  # a graceful stop is under way: end it now
             else:
                 if rt.intents.pop(name, None) is not None:
                     rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})

@@ -20,6 +20,7 @@ P = Phase
 # How a start after a stop is explained, from why it had stopped.
 _RESTART_REASON = {
     Reason.OPERATOR_STOP: Reason.OPERATOR_START,
+    Reason.OPERATOR_KILL: Reason.OPERATOR_START,
     Reason.OPERATOR_RESTART: Reason.OPERATOR_RESTART,
     Reason.CHANGE: Reason.CHANGE,
     Reason.DISABLE: Reason.CHANGE,
@@ -86,6 +87,8 @@ def _stop(spec: ServerSpec | None, name: str, reason: Reason, then: Phase = P.ST
 
 def _plan_alive(state: ServerState, spec: ServerSpec | None, why_not: Reason | None, now: float) -> _Result:
     name = state.name
+    if why_not is Reason.OPERATOR_STOP and state.kill_requested:
+        return [Stop(name, Reason.OPERATOR_KILL, "KILL", 0.0)], None, ""
     if why_not is not None or spec is None:
         return [_stop(spec, name, why_not or Reason.DELETE)], None, ""
     if state.spec_hash != spec.runtime_hash():

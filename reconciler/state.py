@@ -67,6 +67,7 @@ class ServerState:
     next_try_at: float | None = None
     after_stop: Phase = Phase.STOPPED  # what a completed stop leads to (EXITED when it was a failure)
     restart_requested: bool = False  # an operator asked for a restart
+    kill_requested: bool = False  # an operator asked for a force kill (no graceful signal, no wait)
 
     def advance(self, target: Phase, reason: str, **changes: object) -> ServerState:
         """The one transition function: checks `ALLOWED`, returns the new state."""

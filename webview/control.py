@@ -10,7 +10,7 @@ from reconciler.state import ALIVE, Phase
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
 
-VERBS = ("start", "stop", "restart")
+VERBS = ("start", "stop", "restart", "kill")
 SETTLED = {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.ERROR}
 MAX_WAIT = 120.0
 
@@ -52,7 +52,7 @@ async def control(daemon: Daemon, verb: str, names: list[str], group: str | None
 
 def settled(daemon: Daemon, name: str, verb: str, started_before: float | None) -> bool:
     state = daemon.rt.state(name)
-    if verb == "stop":
+    if verb in ("stop", "kill"):
         return state.phase not in ALIVE
     if verb == "restart" and state.started_at == started_before and state.phase in ALIVE:
         return False

@@ -260,3 +260,24 @@ def test_control_needs_a_target(tmp_path: Path, verb: str):
     result = subprocess.run([sys.executable, "-m", "reconciler", verb, "--data-dir", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "name a server, or use --group G or --all" in result.stderr
+
+
+def test_force_kill_skips_the_graceful_stop(gateway: Gateway, tmp_path: Path):
+    program = tmp_path / "stubborn.py"
+    program.write_text(STUBBORN)
+    marker = tmp_path / "grandchild.pid"
+    gateway.write("stubborn", f'command = ["python", "{program}", "{marker}"]\n[stop]\ntimeout = "5s"\n')
+    gateway.start()
+    pid = gateway.wait_phase("stubborn", "running")["pid"]
+    wait_until(marker.exists, what="grandchild started")
+    grandchild = int(marker.read_text())
+    started = time.monotonic()
+    result = cli(gateway, "kill", "stubborn")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 3.0  # not the 5 s stop timeout (the CLI itself takes ~0.5 s)
+    assert gone(pid) and gone(grandchild)
+    s = gateway.status()["stubborn"]
+    assert s["status"] == "stopped by operator"
+    stop = [e for e in gateway.events("stubborn") if e["to_phase"] == "stopping"]
+    assert stop[-1]["reason"] == "force-killed by operator"
+    assert cli(gateway, "start", "stubborn").returncode == 0  # and it can be started again
