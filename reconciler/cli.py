@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.handlers
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from reconciler import __version__
 from reconciler.client import ApiError, Client, NotRunning
+from reconciler.ops import cli as ops_cli
 from reconciler.settings import SettingsError, default_data_dir, resolve
 
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("name")
     lg.add_argument("-n", "--lines", type=int, default=50)
     lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("--grep", metavar="REGEX", help="only the lines matching REGEX")
     ck = sub.add_parser("check", parents=[common], help="validate a server folder offline")
     ck.add_argument("dir", nargs="?")
     ev = sub.add_parser("events", parents=[common], help="show recorded transitions")
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "add", parents=[common], help="add a user, or set a new password for one")
     ua.add_argument("name")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    ops_cli.add_parsers(sub, common)
     return parser
 
 
@@ -88,7 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _setup_logging(path: Path, verbose: bool) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    to_file = logging.FileHandler(path, encoding="utf-8")
+    from reconciler.ops.logs import LogSettings
+
+    rot = LogSettings.from_env()
+    to_file = logging.handlers.RotatingFileHandler(path, maxBytes=rot.max_bytes, backupCount=rot.keep,
+                                                   encoding="utf-8")
     to_file.setFormatter(fmt)
     to_err = logging.StreamHandler()
     to_err.setFormatter(fmt)
@@ -167,23 +174,9 @@ def _control(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    path = default_data_dir(args.data_dir) / "logs" / f"{args.name}.log"
-    if not path.exists():
-        print(f"gateway logs: no log for {args.name!r} at {path}", file=sys.stderr)
-        return 1
-    with path.open("rb") as fh:
-        lines = fh.read().splitlines()[-args.lines:] if args.lines > 0 else []
-        for line in lines:
-            sys.stdout.write(line.decode("utf-8", "replace") + "\n")
-        sys.stdout.flush()
-        while args.follow:
-            chunk = fh.read()
-            if chunk:
-                sys.stdout.write(chunk.decode("utf-8", "replace"))
-                sys.stdout.flush()
-            else:
-                time.sleep(0.25)
-    return 0
+    from reconciler.ops.logs import cmd_logs as logs
+
+    return logs(args, default_data_dir(args.data_dir))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -248,5 +241,5 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control, "kill": _control,
-    "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user,
+    "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user, **ops_cli.COMMANDS,
 }

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import uvicorn
 
 from reconciler.loop import Reconciler
+from reconciler.ops.tasks import ops_tasks
 from reconciler.platform import current
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
@@ -115,6 +116,7 @@ class Daemon:
             asyncio.create_task(server.serve(sockets=[sock]), name="web"),
             asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
             asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
+            *ops_tasks(self),
         ]
         if self.pg is not None:
             tasks.append(asyncio.create_task(self._supervise_database(), name="database"))
