@@ -1,0 +1,271 @@
+"""`gateway backup FILE` / `gateway restore FILE`: one archive (.zip, else .tar.gz) with
+
+- ``manifest.json``: format, gateway version, time, schema version, rows per table, files;
+- ``config/...``: the gateway.d folder (without .git);
+- ``db/TABLE.csv``: every table of the gateway's schema, ``COPY ... TO STDOUT (FORMAT csv,
+  HEADER)``: plain CSV with column names, readable by any PostgreSQL and by people.
+
+Restore migrates the target schema first (so an older backup fits a newer gateway), then
+replaces every table's rows in one transaction (tables others reference first, sequences
+moved past the restored ids) and writes the config files back; a started gateway then
+reconciles from both. Blocking code: the CLI calls it directly, the daemon in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from reconciler import __version__
+from reconciler.store.db import migrate
+
+FORMAT = 1
+SKIP_DIRS = {".git", "__pycache__"}
+
+
+class BackupError(Exception):
+    """The archive cannot be written or restored; the message says why."""
+
+
+@dataclass(frozen=True)
+class Restored:
+    tables: dict[str, int]
+    files: list[str]
+
+
+# --- reading the database ----------------------------------------------------------------
+def _tables(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """The schema's tables, each after the tables it references (so loading in this order
+    satisfies foreign keys)."""
+    names = [r[0] for r in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE'"
+        " ORDER BY table_name", (schema,))]
+    refs: dict[str, set[str]] = {n: set() for n in names}
+    for child, parent in conn.execute(
+            "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c"
+            " JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = %s", (schema,)):
+        child, parent = child.rsplit(".", 1)[-1].strip('"'), parent.rsplit(".", 1)[-1].strip('"')
+        if child in refs and parent != child:
+            refs[child].add(parent)
+    ordered: list[str] = []
+    while refs:
+        ready = sorted(n for n, deps in refs.items() if not deps - set(ordered))
+        if not ready:  # a cycle: keep the rest alphabetical
+            ready = sorted(refs)
+        ordered += ready
+        for n in ready:
+            refs.pop(n)
+    return ordered
+
+
+def _copy_out(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[bytes, int]:
+    buf = io.BytesIO()
+    query = sql.SQL("COPY {}.{} TO STDOUT (FORMAT csv, HEADER true)").format(
+        sql.Identifier(schema), sql.Identifier(table))
+    with conn.cursor().copy(query) as copy:
+        for block in copy:
+            buf.write(block)
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(table))).fetchone()
+    return buf.getvalue(), int(rows[0]) if rows else 0
+
+
+def _config_files(config_dir: Path) -> Iterator[tuple[str, Path]]:
+    if not config_dir.is_dir():
+        return
+    for path in sorted(config_dir.rglob("*")):
+        rel = path.relative_to(config_dir)
+        if path.is_file() and not SKIP_DIRS & set(rel.parts):
+            yield rel.as_posix(), path
+
+
+# --- writing an archive ----------------------------------------------------------------
+class _Archive:
+    """Write members to a .zip or a .tar.gz, chosen by the file name."""
+
+    def __init__(self, path: Path) -> None:
+        self.zip = path.name.endswith(".zip")
+        self._z = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) if self.zip else None
+        self._t = None if self.zip else tarfile.open(path, "w:gz")  # noqa: SIM115 - closed by close()
+
+    def add(self, name: str, data: bytes) -> None:
+        if self._z is not None:
+            self._z.writestr(name, data)
+        else:
+            assert self._t is not None
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), int(datetime.now().timestamp()), 0o600
+            self._t.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        (self._z or self._t).close()  # type: ignore[union-attr]
+
+
+def backup(dsn: str, schema: str, config_dir: Path, out: Path) -> dict[str, Any]:
+    """Write the archive to `out` (atomically: a temp file renamed); return the manifest."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{'.zip' if out.name.endswith('.zip') else ''}")
+    archive = _Archive(tmp)
+    try:
+        counts: dict[str, int] = {}
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
+            tables = _tables(conn, schema)
+            if not tables:
+                raise BackupError(f"the database has no gateway tables in schema {schema!r}")
+            for table in tables:
+                data, counts[table] = _copy_out(conn, schema, table)
+                archive.add(f"db/{table}.csv", data)
+            version = conn.execute(sql.SQL("SELECT max(version) FROM {}.schema_version").format(
+                sql.Identifier(schema))).fetchone()
+        files = []
+        for rel, path in _config_files(config_dir):
+            archive.add(f"config/{rel}", path.read_bytes())
+            files.append(rel)
+        manifest = {
+            "format": FORMAT, "gateway_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "schema": schema, "schema_version": version[0] if version else None,
+            "tables": counts, "table_order": tables, "config_files": files,
+        }
+        archive.add("manifest.json", json.dumps(manifest, indent=2).encode())
+        archive.close()
+        tmp.replace(out)
+    except BaseException:
+        archive.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+# --- reading an archive ----------------------------------------------------------------
+def read_archive(path: Path) -> dict[str, bytes]:
+    path = Path(path)
+    if not path.is_file():
+        raise BackupError(f"{path}: no such file")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return {n: z.read(n) for n in z.namelist() if not n.endswith("/")}
+        with tarfile.open(path, "r:*") as t:
+            return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
+        raise BackupError(f"{path}: not a gateway backup ({exc})") from None
+
+
+def manifest_of(members: dict[str, bytes]) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads(members["manifest.json"])
+    except (KeyError, ValueError):
+        raise BackupError("not a gateway backup: manifest.json is missing or unreadable") from None
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"backup format {manifest.get('format')!r} is not supported (this gateway reads {FORMAT})")
+    return manifest
+
+
+def existing_rows(dsn: str, schema: str) -> int:
+    """Rows the target already holds (0: an empty or missing schema); schema_version excluded."""
+    with psycopg.connect(dsn) as conn:
+        total = 0
+        for table in _tables(conn, schema):
+            if table != "schema_version":
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(table))).fetchone()
+                total += int(row[0]) if row else 0
+        return total
+
+
+async def _migrate(dsn: str, schema: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await migrate(conn, schema)
+        cur = await conn.execute(sql.SQL("SELECT max(version) FROM {}.schema_version").format(sql.Identifier(schema)))
+        row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+
+def restore(archive: Path, dsn: str, schema: str, config_dir: Path | None) -> Restored:
+    """Replace the schema's rows with the archive's, and write its config files into
+    `config_dir` (None: leave the folder alone). Files not in the archive are kept."""
+    members = read_archive(archive)
+    manifest = manifest_of(members)
+    with ThreadPoolExecutor(1) as pool:  # its own event loop, also when called from one
+        current = pool.submit(asyncio.run, _migrate(dsn, schema)).result()
+    if (manifest.get("schema_version") or 0) > current:
+        raise BackupError(f"the backup's schema version {manifest['schema_version']} is newer than this "
+                          f"gateway's ({current}): restore it with a newer gateway")
+    counts: dict[str, int] = {}
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        tables = [t for t in _tables(conn, schema) if t != "schema_version"]
+        if tables:
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
+        for table in tables:
+            data = members.get(f"db/{table}.csv")
+            if data is None:
+                continue  # a table newer than the backup: left empty
+            header = data.split(b"\n", 1)[0].decode()  # the names, so a column order change fits
+            columns = next(csv.reader([header]), [])
+            query = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
+                sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+            with conn.cursor().copy(query) as copy:
+                copy.write(data)
+            counts[table] = manifest["tables"].get(table, 0)
+            _move_sequences(conn, schema, table)
+    files = []
+    if config_dir is not None:
+        for name, data in members.items():
+            if name.startswith("config/"):
+                rel = Path(name[len("config/"):])
+                if rel.is_absolute() or ".." in rel.parts:
+                    raise BackupError(f"the archive holds an unsafe path: {name}")
+                target = config_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.restore.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
+                files.append(rel.as_posix())
+    return Restored(counts, sorted(files))
+
+
+def _move_sequences(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    for (column,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+            " AND column_default LIKE 'nextval(%%'", (schema, table)).fetchall():
+        conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, %s), coalesce(max({}), 0) + 1, false)"
+                             " FROM {}.{}").format(sql.Identifier(column), sql.Identifier(schema),
+                                                   sql.Identifier(table)),
+                     (f"{sql.Identifier(schema).as_string(conn)}.{sql.Identifier(table).as_string(conn)}", column))
+
+
+# --- the database the CLI works on ------------------------------------------------------
+@contextlib.contextmanager
+def database(settings: Any) -> Iterator[str]:
+    """The gateway's DSN: from the settings, else its embedded PostgreSQL (started for the
+    command when the gateway is not running, and stopped again afterwards)."""
+    if settings.dsn:
+        yield settings.dsn
+        return
+    from reconciler.store.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_dir)
+    was_running = pg.is_running()
+    dsn = pg.start()
+    try:
+        yield dsn
+    finally:
+        if not was_running:
+            pg.stop()
