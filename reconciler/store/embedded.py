@@ -110,6 +110,21 @@ class EmbeddedPostgres:
             with contextlib.suppress(OSError):
                 socket_dir.rmdir()
 
+    def tcp_port(self) -> int:
+        """Windows has no socket file: listen on 127.0.0.1, on the same port as last time when
+        it is free (so a restarted server keeps the DSN the gateway's pool holds), else a new one."""
+        port_file = self.data_dir / "postgres.port"
+        try:
+            port = int(port_file.read_text().strip())
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", port))
+            return port
+        except (OSError, ValueError):
+            port = _free_port()
+            with contextlib.suppress(OSError):
+                port_file.write_text(f"{port}\n")
+            return port
+
     def is_running(self) -> bool:
         return self._postmaster() is not None
 
@@ -133,7 +148,7 @@ class EmbeddedPostgres:
         socket_dir = None if self.windows else self._socket_dir()
         if socket_dir is not None:
             _clear_stale_lock(socket_dir / f".s.PGSQL.{SOCKET_PORT}")
-        port = _free_port() if self.windows else SOCKET_PORT
+        port = self.tcp_port() if self.windows else SOCKET_PORT
         try:
             self._run(self.start_argv(socket_dir, port), TIMEOUT + 10)
         except _FAILED as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -166,3 +167,15 @@ def test_posix_options_quote_the_socket_dir(tmp_path: Path) -> None:
     options = pg.start_argv(Path("/tmp/with space"), 5432)[-1]
     assert shlex.split(options) == [
         "-c", "listen_addresses=", "-c", "unix_socket_directories=/tmp/with space", "-p", "5432"]
+
+
+def test_windows_port_is_kept_while_free(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path, windows=True)
+    first = pg.tcp_port()
+    assert (tmp_path / "postgres.port").read_text().strip() == str(first)
+    assert pg.tcp_port() == first  # free: the same port again
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", first))
+        holder.listen(1)
+        other = pg.tcp_port()
+    assert other != first and (tmp_path / "postgres.port").read_text().strip() == str(other)
