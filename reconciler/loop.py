@@ -18,6 +18,7 @@ from reconciler.config import LoadResult, load_dir
 from reconciler.plan import Plan, plan
 from reconciler.runtime import Runtime
 from reconciler.state import ALIVE, Desired, Observed, Phase
+from reconciler.tunnel import with_tunnel
 
 log = logging.getLogger("gateway")
 P = Phase
@@ -44,6 +45,7 @@ class Reconciler:
     async def load_config(self) -> LoadResult:
         previous = self.result
         result = await asyncio.to_thread(load_dir, self.config_dir, previous)
+        result = await with_tunnel(self, result)  # + the cloudflared connector when [tunnel] is set
         self.result = result
         self.rt.specs = result.specs
         self.config_dirty = False

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
+from reconciler.tunnel.status import public_url, tunnel_view
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
@@ -56,6 +57,7 @@ def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]
         "config_stale": bool(result and name in result.stale),
         "in_config": spec is not None,
         "domain": spec.domain.hostname if spec and spec.domain else None,
+        "public_url": public_url(spec),  # https://HOSTNAME (Cloudflare's certificate)
         "cpu_percent": _usage(usage, state.pid, alive, 0, rt.resources.get(name, {}).get("cpu_percent")),
         "rss_bytes": _usage(usage, state.pid, alive, 1, rt.resources.get(name, {}).get("rss_bytes")),
         "health": _health_word(state.phase, spec, state.health_failures, state.health_error),
@@ -100,6 +102,7 @@ def gateway_view(daemon: Daemon) -> dict[str, Any]:
         "pending_writes": sink.pending,
         "config_errors": [str(e) for e in result.errors] if result else [],
         "host": dict(daemon.rt.host),
+        "tunnel": tunnel_view(daemon.rt),
     }
 
 

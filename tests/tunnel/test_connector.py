@@ -1,0 +1,132 @@
+"""The tunnel connector supervised like any server, through a real daemon (the `gateway`
+fixture), real PostgreSQL and a real child process: `tests/tunnel/fake_cloudflared.py`, which
+stands in for cloudflared and its edge connection (no cloudflared and no internet here). It
+reads the config the gateway wrote and serves /ready on the metrics address the gateway gave it.
+
+Config changes restart the connector (restart, not a two-connector handover)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+from tests.fix_gateway import Gateway
+
+HERE = Path(__file__).resolve().parent
+TUNNEL_ID = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
+
+
+def fake_cloudflared(folder: Path) -> Path:
+    """An executable `cloudflared` (the fake, run by this Python)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "cloudflared"
+    exe.write_text(f"#!{sys.executable}\n" + (HERE / "fake_cloudflared.py").read_text())
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return exe
+
+
+def with_tunnel(gw: Gateway, exe: Path | None, extra: str = "") -> Path:
+    """Add a [tunnel] table to the fixture's gateway.toml; returns where config.yml goes."""
+    creds = gw.config_dir.parent / "creds.json"
+    creds.write_text('{"AccountTag":"a","TunnelSecret":"c2VjcmV0","TunnelID":"%s"}' % TUNNEL_ID)
+    config_yml = gw.config_dir.parent / "tunnel" / "config.yml"
+    text = (gw.config_dir / "gateway.toml").read_text()
+    text += (f'\n[tunnel]\nid = "{TUNNEL_ID}"\ncredentials_file = "{creds}"\nconfig_file = "{config_yml}"\n'
+             f'check_interval = "200ms"\nrestart_after = "1s"\nstart_period = "5s"\n{extra}')
+    if exe is not None:
+        text += f'cloudflared = "{exe}"\n'
+    (gw.config_dir / "gateway.toml").write_text(text)
+    return config_yml
+
+
+def starts(config_yml: Path) -> list[str]:
+    path = config_yml.with_name(config_yml.name + ".starts")
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def wait(check, timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        time.sleep(0.05)
+
+
+def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gateway):
+    exe = fake_cloudflared(gateway.config_dir.parent / "bin")
+    config_yml = with_tunnel(gateway, exe)
+    gateway.write("blog", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                          'port = "auto"\n[domain]\nhostname = "blog.example.com"\n')
+    gateway.start()
+
+    # running, healthy by /ready, with the blog's auto port routed once it is handed out
+    up = gateway.wait_phase("cloudflared", "running")
+    assert up["port"] and up["health"] == "ok"
+    blog = gateway.wait_phase("blog", "running")
+    wait(lambda: f'"http://127.0.0.1:{blog["port"]}"' in config_yml.read_text(), what="the blog's route")
+    text = config_yml.read_text()
+    assert f'tunnel: "{TUNNEL_ID}"' in text and '- hostname: "blog.example.com"' in text
+    assert text.rstrip().endswith('- service: "http_status:404"')
+    # the new route restarted the connector on the new config: it comes back ready
+    wait(lambda: gateway.client.status()["gateway"]["tunnel"]["state"] == "running", what="tunnel running")
+    assert any(s["public_url"] == "https://blog.example.com" for s in gateway.client.status()["servers"])
+
+    # an ingress change: config.yml rewritten (old one kept as .prev), connector restarted on it
+    wait(lambda: len(starts(config_yml)) >= 1, what="a start")
+    before = len(starts(config_yml))
+    gateway.write("api", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                         'port = "auto"\n[domain]\nhostname = "api.example.com"\npath = "^/v1/.*$"\n')
+    wait(lambda: "api.example.com" in config_yml.read_text(), what="the api route")
+    assert "api.example.com" not in config_yml.with_name("config.yml.prev").read_text()
+    wait(lambda: len(starts(config_yml)) > before and gateway.status()["cloudflared"]["phase"] == "running",
+         what="a restart on the new config")
+    pid, digest = starts(config_yml)[-1].split()
+    assert gateway.status()["cloudflared"]["pid"] == int(pid)
+
+    # a crash: restarted like any server
+    control = config_yml.with_name("config.yml.fake")
+    count = len(starts(config_yml))
+    control.write_text("crash")
+    wait(lambda: gateway.status()["cloudflared"]["pid"] != int(pid), what="the crash noticed")
+    control.unlink()
+    wait(lambda: gateway.status()["cloudflared"]["phase"] == "running" and len(starts(config_yml)) > count,
+         what="running again after the crash")
+
+    # not ready for longer than restart_after (e.g. stuck after the internet came back): restarted
+    count = len(starts(config_yml))
+    control.write_text("not-ready")
+    wait(lambda: gateway.client.status()["gateway"]["tunnel"]["state"] == "offline", timeout=5,
+         what="offline shown")
+    assert "offline since" in gateway.client.status()["gateway"]["tunnel"]["summary"]
+    wait(lambda: len(starts(config_yml)) > count, timeout=15, what="a restart while not ready")
+    control.unlink()
+    gateway.wait_for(lambda s: s["cloudflared"]["phase"] == "running" and s["cloudflared"]["health"] == "ok",
+                     what="ready again")
+    kinds = {(e["to_phase"], e["server"]) for e in gateway.events("cloudflared")}
+    assert ("exited", "cloudflared") in kinds and ("running", "cloudflared") in kinds
+    assert any(e["kind"] == "tunnel_config" for e in gateway.events("cloudflared"))
+
+
+def test_missing_cloudflared_and_invalid_domains(gateway: Gateway):
+    with_tunnel(gateway, None, extra='cloudflared = "/nonexistent/cloudflared"\n')
+    gateway.write("ok", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                        'port = "auto"\n[domain]\nhostname = "ok.example.com"\n')
+    gateway.write("bad", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                         'port = "auto"\n[domain]\nhostname = "bad.example.com:8080"\n')
+    gateway.write("cloudflared", 'command = ["python", "-c", "pass"]\n')
+    gateway.start()
+    servers = gateway.wait_phase("ok", "running")
+    servers = gateway.status()
+    assert "cloudflared" not in servers or servers["cloudflared"]["in_config"] is False
+    assert servers["bad"]["in_config"]  # the server runs; only its route is refused
+    gw = gateway.client.status()["gateway"]
+    assert gw["tunnel"]["state"] == "cloudflared missing"
+    assert "winget install --id Cloudflare.cloudflared" in gw["tunnel"]["summary"]
+    assert "brew install cloudflared" in gw["tunnel"]["summary"]
+    errors = "\n".join(gw["config_errors"])
+    assert "bad.toml:4: domain.hostname: Hostname cannot contain a port" in errors
+    assert "cloudflared.toml: the name 'cloudflared' is reserved" in errors
+    assert os.path.basename(gateway.config_dir / "ok.toml") not in errors
