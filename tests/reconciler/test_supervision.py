@@ -190,3 +190,18 @@ def test_embedded_database_is_restarted_when_it_dies(gateway: Gateway):
     assert gateway.status()["web"]["phase"] == "running"
     assert psutil.pid_exists(pg.pid or 0)
 
+
+
+def test_dependencies_order_starts_and_stops(gateway: Gateway):
+    gateway.write("db", HTTP + 'port = "auto"\n')
+    gateway.write("app", HTTP + 'port = "auto"\ndepends_on = ["db"]\n')
+    gateway.start()
+    gateway.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in ("db", "app")))
+    gateway.stop()
+    events = [e for e in gateway.events() if e["kind"] == "transition"]
+
+    def seq(server: str, to: str) -> int:
+        return next(e["seq"] for e in events if e["server"] == server and e["to_phase"] == to)
+
+    assert seq("db", "running") < seq("app", "starting")  # app waited for db to be healthy
+    assert seq("app", "stopped") < seq("db", "stopping")  # and is stopped before it
