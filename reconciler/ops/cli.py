@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from reconciler.settings import resolve
@@ -18,6 +19,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     rs.add_argument("file")
     rs.add_argument("--yes", action="store_true", help="overwrite existing data without asking")
     rs.add_argument("--no-config", action="store_true", help="restore the database only, not the folder")
+    au = sub.add_parser("autostart", help="start the gateway when you log on")
+    verbs = au.add_subparsers(dest="autostart_command", required=True)
+    for verb in ("install", "remove", "status"):
+        p = verbs.add_parser(verb, parents=[common])
+        p.add_argument("--print", action="store_true", help="write the file but run no system command")
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -72,6 +78,29 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_autostart(args: argparse.Namespace) -> int:
+    from reconciler.ops import autostart as a
+
+    settings = resolve(args.config, args.data_dir)
+    target = a.Target(Path(sys.executable), settings.config_dir, settings.data_dir)
+    activate = not args.print
+    try:
+        if args.autostart_command == "status":
+            print(a.status(target, activate=activate))
+            return 0
+        done = (a.install if args.autostart_command == "install" else a.remove)(target, activate=activate)
+    except (a.AutostartError, OSError) as exc:
+        print(f"gateway autostart: {exc}", file=sys.stderr)
+        return 1
+    verb = "wrote" if args.autostart_command == "install" else "removed"
+    print(f"{verb} {done.path}")
+    for argv in done.commands:
+        print(("ran: " if activate else "to activate, run: ") + " ".join(argv))
+    for note in done.notes:
+        print(note)
+    return 0
+
+
 def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         print(f"gateway restore: {question} (not asked: no terminal; pass --yes)", file=sys.stderr)
@@ -80,5 +109,5 @@ def _confirm(question: str) -> bool:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "backup": cmd_backup, "restore": cmd_restore,
+    "backup": cmd_backup, "restore": cmd_restore, "autostart": cmd_autostart,
 }
