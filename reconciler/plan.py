@@ -74,6 +74,10 @@ def _plan_one(
         return [], None, ""  # the stop finishes on its own and wakes the loop
     why_not = _why_not_running(name, spec, desired)
     if state.phase in (P.STARTING, P.RUNNING):
+        if why_not is not None:
+            dependents = _dependents_going(name, desired, observed)
+            if dependents:
+                return [], None, f"waiting for {', '.join(dependents)} to stop first"
         return _plan_alive(state, spec, why_not, now)
     if state.phase is P.EXITED:
         return _plan_exited(state, spec, why_not, desired, observed, now)
@@ -188,6 +192,21 @@ def _start(
             return [], None, ""
         return [Mark(spec.name, P.ERROR, Reason.RETRY, str(exc))], None, ""
     return [Start(spec.name, spec, port, reason, failures=failures, escalate=escalate)], None, ""
+
+
+def _dependents_going(name: str, desired: Desired, observed: Observed) -> list[str]:
+    """Servers that depend on `name`, still run, and are being stopped too (a group or an
+    --all stop): they go first. A dependent that stays up does not hold the stop back."""
+    going = []
+    for other, st in observed.servers.items():
+        spec = desired.specs.get(other)
+        if other == name or st.phase not in (P.STARTING, P.RUNNING, P.STOPPING):
+            continue
+        if spec is not None and name in spec.depends_on and (
+            st.phase is P.STOPPING or _why_not_running(other, spec, desired) is not None
+        ):
+            going.append(other)
+    return sorted(going)
 
 
 def _blocked_by(spec: ServerSpec, observed: Observed) -> list[str]:

@@ -279,3 +279,14 @@ def test_plan_converges_when_actions_succeed(situation):
             assert state is None or state.phase not in (P.STARTING, P.RUNNING)
     assert set(observed.servers) <= set(desired.specs) | {
         n for n, s in observed.servers.items() if s.phase is not P.STOPPED}
+
+
+def test_a_group_stop_takes_dependents_first():
+    db, app = spec("db"), spec("app", port=8081, depends_on=["db"])
+    states = [running(db), running(app)]
+    both = run_plan([db, app], states, stopped=frozenset({"db", "app"}))
+    assert [(a.name, type(a).__name__) for a in both.actions] == [("app", "Stop")]
+    assert both.waiting == {"db": "waiting for app to stop first"}
+    # only the dependency is stopped: it goes at once, the dependent is not held back by it
+    alone = run_plan([db, app], states, stopped=frozenset({"db"}))
+    assert [(a.name, type(a).__name__) for a in alone.actions] == [("db", "Stop")]
