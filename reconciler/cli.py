@@ -15,6 +15,7 @@ from reconciler import __version__
 from reconciler.client import ApiError, Client, NotRunning
 from reconciler.ops import cli as ops_cli
 from reconciler.settings import SettingsError, default_data_dir, resolve
+from reconciler.tunnel import commands as tunnel_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ua.add_argument("name")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     ops_cli.add_parsers(sub, common)
+    tunnel_cli.register(sub, common)
     return parser
 
 
@@ -242,4 +244,5 @@ def cmd_user(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control, "kill": _control,
     "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user, **ops_cli.COMMANDS,
+    "tunnel": tunnel_cli.cmd_tunnel,
 }

@@ -1,0 +1,139 @@
+"""``gateway tunnel status | render | check | dns``: parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.client import Client, NotRunning
+from reconciler.config import load_dir
+from reconciler.settings import default_data_dir, resolve
+from reconciler.tunnel.connector import TunnelPlan, build
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    tp = sub.add_parser("tunnel", help="Cloudflare Tunnel: status, render, check, dns")
+    tsub = tp.add_subparsers(dest="tunnel_command", required=True)
+    st = tsub.add_parser("status", parents=[common], help="the tunnel's state and routes")
+    st.add_argument("--json", action="store_true")
+    tsub.add_parser("render", parents=[common], help="print the config.yml the gateway would write")
+    tsub.add_parser("check", parents=[common], help="validate [tunnel] and every [domain]; non-zero on errors")
+    tsub.add_parser("dns", parents=[common], help="make each hostname a proxied CNAME to the tunnel")
+
+
+def _live(args: argparse.Namespace) -> dict[str, Any] | None:
+    try:
+        return Client(default_data_dir(args.data_dir)).status()
+    except NotRunning:
+        return None
+
+
+def _plan(args: argparse.Namespace) -> TunnelPlan:
+    settings = resolve(args.config, args.data_dir)
+    live = _live(args)
+    ports = {s["name"]: s["port"] for s in (live or {}).get("servers", []) if s.get("port")}
+    return build(load_dir(settings.config_dir), settings.config_dir, settings.data_dir, ports)
+
+
+def cmd_tunnel(args: argparse.Namespace) -> int:
+    return {"status": _status, "render": _render, "check": _check, "dns": _dns}[args.tunnel_command](args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    live = _live(args)
+    if live is not None and "tunnel" in live["gateway"]:
+        view = live["gateway"]["tunnel"]
+    else:
+        from reconciler.tunnel.status import TLS_NOTE
+
+        plan = _plan(args)
+        view = {"state": "gateway not running" if plan.spec else ("not configured" if plan.settings is None
+                                                                   else "cloudflared missing"),
+                "summary": plan.missing or f"would run {plan.executable} with {plan.config_path}",
+                "routes": [{"hostname": r.hostname, "path": r.path or None, "service": r.service,
+                            "server": r.server} for r in plan.rules[:-1]], "tls": TLS_NOTE}
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    print(f"tunnel: {view['state']}: {view['summary']}")
+    for r in view.get("routes", []):
+        print(f"  https://{r['hostname']}{' path ' + r['path'] if r['path'] else ''} -> {r['service']}"
+              f" ({r['server']})")
+    for name in view.get("waiting_for_port", []):
+        print(f"  {name}: waiting for its port (port = \"auto\" is handed out when it starts)")
+    print(view["tls"])
+    return 0
+
+
+def _report(plan: TunnelPlan) -> None:
+    for err in plan.errors:
+        print(err, file=sys.stderr)
+    for name in plan.pending:
+        print(f"{name}: not routed yet: its port is \"auto\" and the gateway has not handed one out", file=sys.stderr)
+
+
+def _render(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    _report(plan)
+    if plan.settings is None:
+        print(f"gateway tunnel render: {plan.missing}", file=sys.stderr)
+        return 1
+    sys.stdout.write(plan.text or "")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    _report(plan)
+    if plan.settings is None:
+        print(f"gateway tunnel check: {plan.missing}", file=sys.stderr)
+        return 1
+    if plan.missing:
+        print(f"warning: {plan.missing}", file=sys.stderr)
+    print(f"{len(plan.rules) - 1} routes ok, {len(plan.errors)} errors")
+    return 1 if plan.errors else 0
+
+
+def _dns(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    if plan.settings is None:
+        print(f"gateway tunnel dns: {plan.missing}", file=sys.stderr)
+        return 1
+    settings = plan.settings
+    uuid = settings.tunnel_uuid()
+    token = settings.api_token(os.environ)
+    if uuid is None:
+        print("gateway tunnel dns: the tunnel's UUID is unknown: set [tunnel] id to the UUID, or credentials_file "
+              "to the JSON `cloudflared tunnel create` wrote", file=sys.stderr)
+        return 1
+    if token is None:
+        print(f"gateway tunnel dns: no API token: set ${settings.api_token_env} (or [tunnel] api_token_file) to a "
+              "Cloudflare API token with Zone:DNS:Edit", file=sys.stderr)
+        return 1
+    hostnames = [r.hostname for r in plan.rules[:-1]]
+    outcomes = asyncio.run(_sync(args, settings.api_url, token, uuid, hostnames, settings.zone))
+    for o in outcomes:
+        print(o)
+    return 1 if any(o.action in ("conflict", "error") for o in outcomes) else 0
+
+
+async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, hostnames: list[str],
+                zone: str | None) -> list[Any]:
+    from reconciler.store import Store
+    from reconciler.store.embedded import EmbeddedPostgres
+    from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync
+
+    settings = resolve(args.config, args.data_dir)
+    dsn = settings.dsn or await asyncio.to_thread(EmbeddedPostgres(Path(settings.data_dir)).start)
+    store = await Store.connect(dsn, settings.schema)
+    api = CloudflareAPI(api_url, token)
+    try:
+        return await sync(api, Ledger(store.pool), uuid, hostnames, zone)
+    finally:
+        await api.close()
+        await store.close()
