@@ -19,6 +19,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     rs.add_argument("file")
     rs.add_argument("--yes", action="store_true", help="overwrite existing data without asking")
     rs.add_argument("--no-config", action="store_true", help="restore the database only, not the folder")
+    nt = sub.add_parser("notify", help="alerts")
+    nt_test = nt.add_subparsers(dest="notify_command", required=True).add_parser(
+        "test", parents=[common], help="send a test alert to every [notify] url")
+    nt_test.add_argument("--no-record", action="store_true", help="do not record it in PostgreSQL")
     au = sub.add_parser("autostart", help="start the gateway when you log on")
     verbs = au.add_subparsers(dest="autostart_command", required=True)
     for verb in ("install", "remove", "status"):
@@ -101,6 +105,45 @@ def cmd_autostart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from reconciler.ops import notify as n
+    from reconciler.settings import read_gateway_file
+
+    settings = resolve(args.config, args.data_dir)
+    try:
+        conf = n.parse_settings(dict(read_gateway_file(settings.config_dir).notify))
+    except n.NotifySettingsError as exc:
+        print(f"gateway notify: gateway.toml: {exc}", file=sys.stderr)
+        return 2
+    if not conf.urls:
+        print("gateway notify: no urls under [notify] in gateway.toml", file=sys.stderr)
+        return 2
+    alert = n.Alert("test", None, "a test alert from `gateway notify test`: alerts reach you")
+    title, body = "omen-gateway: test alert", n.compose([alert])[1]
+    ok, error = n.deliver(conf.urls, title, body)
+    if not args.no_record:
+        from reconciler.ops.backup import database
+
+        async def record(dsn: str) -> None:
+            from reconciler.store import Store
+
+            store = await Store.connect(dsn, settings.schema)
+            try:
+                await n.recorder(store.pool, lambda: len(conf.urls))(n.Sent(title, body, (alert,), ok, error))
+            finally:
+                await store.close()
+
+        with database(settings) as dsn:
+            asyncio.run(record(dsn))
+    if not ok:
+        print(f"gateway notify: not sent: {error}", file=sys.stderr)
+        return 1
+    print(f"sent to {len(conf.urls)} target{'s' if len(conf.urls) != 1 else ''}")
+    return 0
+
+
 def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         print(f"gateway restore: {question} (not asked: no terminal; pass --yes)", file=sys.stderr)
@@ -109,5 +152,5 @@ def _confirm(question: str) -> bool:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "backup": cmd_backup, "restore": cmd_restore, "autostart": cmd_autostart,
+    "backup": cmd_backup, "restore": cmd_restore, "autostart": cmd_autostart, "notify": cmd_notify,
 }

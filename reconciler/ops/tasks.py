@@ -27,10 +27,13 @@ async def _guarded(name: str, work: Callable[[], Awaitable[None]]) -> None:
 
 
 def ops_tasks(daemon: Any) -> list[asyncio.Task[None]]:
+    from reconciler.ops import notify
     from reconciler.ops.logs import rotate_forever
 
     rt = daemon.rt
+    alerts = notify.start(daemon)
     jobs: dict[str, Callable[[], Awaitable[None]]] = {
         "log-rotation": lambda: rotate_forever(rt),
+        "alerts": alerts.run,
     }
     return [asyncio.create_task(_guarded(name, job), name=name) for name, job in jobs.items()]
