@@ -27,7 +27,7 @@ async def _guarded(name: str, work: Callable[[], Awaitable[None]]) -> None:
 
 
 def ops_tasks(daemon: Any) -> list[asyncio.Task[None]]:
-    from reconciler.ops import notify
+    from reconciler.ops import gitsync, notify
     from reconciler.ops.logs import rotate_forever
 
     rt = daemon.rt
@@ -35,5 +35,7 @@ def ops_tasks(daemon: Any) -> list[asyncio.Task[None]]:
     jobs: dict[str, Callable[[], Awaitable[None]]] = {
         "log-rotation": lambda: rotate_forever(rt),
         "alerts": alerts.run,
+        "git-pull": lambda: gitsync.pull_forever(daemon),
+        "scheduled-backup": lambda: gitsync.backup_forever(daemon),
     }
     return [asyncio.create_task(_guarded(name, job), name=name) for name, job in jobs.items()]

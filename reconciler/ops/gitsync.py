@@ -1,0 +1,176 @@
+"""`[sync]` in gateway.toml: keep the folder up to date from git, and back up on a schedule.
+
+    [sync]
+    git_pull = "5m"        # run `git pull --ff-only` in the folder this often (off when absent)
+    backup_every = "1d"    # write DATA/backups/gateway-YYYYmmdd-HHMMSS.tar.gz this often (off when absent)
+    backup_keep = 7        # keep the newest N scheduled backups
+    backup_dir = "D:/backups"   # instead of DATA/backups
+
+A pull that brings commits changes files like any edit: the watcher sees them and the loop
+reconciles once per batch (a half-written file gets the last-good treatment). Each applied
+commit, and each failed pull, is a row in `sync_commits`; a failure is also an event
+(`sync_failed`, which alerts) and never stops the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from reconciler.spec import parse_duration
+
+log = logging.getLogger("gateway")
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+GIT_TIMEOUT = 120.0
+IDLE_CHECK = 30.0  # seconds between looks at [sync] while a schedule is off
+
+
+class SyncSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    git_pull: Seconds | None = None
+    backup_every: Seconds | None = None
+    backup_keep: int = Field(7, ge=1)
+    backup_dir: str | None = None
+
+
+class SyncSettingsError(ValueError):
+    pass
+
+
+def parse_settings(table: dict[str, Any]) -> SyncSettings:
+    try:
+        return SyncSettings.model_validate(table)
+    except ValidationError as exc:
+        raise SyncSettingsError("; ".join(f"sync.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                          for e in exc.errors())) from None
+
+
+def live_settings(daemon: Any) -> Any:
+    """A function returning the daemon's current `[sync]`, validated (defaults when broken)."""
+    cache: dict[str, Any] = {"table": None, "settings": SyncSettings()}
+
+    def settings() -> SyncSettings:
+        result = daemon.reconciler.result
+        table = dict(result.settings.sync) if result is not None else {}
+        if table != cache["table"]:
+            cache["table"] = table
+            try:
+                cache["settings"] = parse_settings(table)
+            except SyncSettingsError as exc:
+                log.error("gateway.toml: %s (sync is off until fixed)", exc)
+                cache["settings"] = SyncSettings()
+        return cache["settings"]  # type: ignore[no-any-return]
+
+    return settings
+
+
+@dataclass(frozen=True)
+class Pull:
+    ok: bool
+    before: str | None
+    after: str | None
+    error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.ok and self.before != self.after
+
+
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=False,
+                          timeout=GIT_TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+
+
+def head(folder: Path) -> str | None:
+    done = _git(folder, "rev-parse", "HEAD")
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def pull(folder: Path) -> Pull:
+    """`git pull --ff-only` in `folder` (blocking). Never raises for git's own failures."""
+    try:
+        before = head(folder)
+        done = _git(folder, "pull", "--ff-only", "--quiet")
+        after = head(folder)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Pull(False, None, None, f"git pull: {exc}")
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()
+        return Pull(False, before, after, f"git pull --ff-only failed: {why[-1] if why else done.returncode}")
+    return Pull(True, before, after)
+
+
+RECORD = "INSERT INTO sync_commits (commit, previous, ok, error) VALUES (%s, %s, %s, %s)"
+
+
+async def pull_forever(daemon: Any, settings: Any = None) -> None:
+    """The daemon's task: pull on the `git_pull` schedule; record and report the outcome."""
+    settings = settings or live_settings(daemon)
+    rt, folder = daemon.rt, Path(daemon.settings.config_dir)
+    while True:
+        every = settings().git_pull
+        await asyncio.sleep(every if every else IDLE_CHECK)
+        if not every:
+            continue
+        result = await asyncio.to_thread(pull, folder)
+        if result.ok and not result.changed:
+            continue
+        if result.ok:
+            rt.event("sync_pulled", None, f"git pull applied {result.after} (was {result.before})",
+                     detail={"commit": result.after, "previous": result.before})
+            daemon.reconciler.mark_config_dirty()
+        else:
+            rt.event("sync_failed", None, result.error or "git pull failed", detail={"commit": result.after})
+        try:
+            async with daemon.store.pool.connection(timeout=5) as conn:
+                await conn.execute(RECORD, (result.after, result.before, result.ok, result.error))
+        except Exception as exc:  # noqa: BLE001 - the database may be away: the event is queued anyway
+            log.warning("git pull outcome not recorded in PostgreSQL: %s", exc)
+
+
+# --- scheduled backups -------------------------------------------------------------------
+def backup_folder(daemon: Any, conf: SyncSettings) -> Path:
+    return Path(conf.backup_dir).expanduser() if conf.backup_dir else Path(daemon.settings.data_dir) / "backups"
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Delete scheduled backups beyond the newest `keep`; the deleted ones."""
+    found = sorted(folder.glob("gateway-*.tar.gz"))
+    gone = found[:-keep] if len(found) > keep else []
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
+
+
+async def backup_forever(daemon: Any, settings: Any = None) -> None:
+    from reconciler.ops.backup import backup
+
+    settings = settings or live_settings(daemon)
+    while True:
+        every = settings().backup_every
+        await asyncio.sleep(every if every else IDLE_CHECK)
+        conf = settings()
+        if not conf.backup_every:
+            continue
+        folder = backup_folder(daemon, conf)
+        path = folder / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
+            manifest = await asyncio.to_thread(backup, dsn, daemon.settings.schema,
+                                               daemon.settings.config_dir, path)
+            await asyncio.to_thread(prune, folder, conf.backup_keep)
+        except Exception as exc:  # noqa: BLE001 - reported, retried at the next slot
+            daemon.rt.event("backup_failed", None, f"scheduled backup to {path} failed: {exc}")
+            continue
+        daemon.rt.event("backup_written", None, f"{path} ({sum(manifest['tables'].values())} rows)")
