@@ -1,0 +1,111 @@
+"""Boot to service: from `gateway run` to every one of N servers answering HTTP, including the
+embedded PostgreSQL's start. The morning scenario (issue 6, target <= 30 s for 10 servers).
+
+- cold: a fresh data folder (initdb of the embedded PostgreSQL, migrations, first spawns);
+- warm: the same folder again after a clean stop (PostgreSQL data exists but is not running),
+  which is what a laptop's log-on autostart sees.
+
+Prints seconds per round. Not a test: it prints figures.
+
+    python bench/boot_to_service.py --servers 10 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHILD = REPO / "bench" / "tiny_http.py"
+
+
+def free_ports(count: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=0.5) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def boot(config: Path, data: Path, ports: list[int], timeout: float) -> tuple[float, float]:
+    """(seconds until the page's URL file appears, seconds until every server answers)."""
+    env = dict(os.environ, GATEWAY_INTERNET_CHECK="off")
+    env.pop("GATEWAY_DSN", None)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--config", str(config), "--data-dir",
+                             str(data), "--listen", "127.0.0.1:0"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = None
+        waiting = set(ports)
+        while waiting:
+            if proc.poll() is not None:
+                raise SystemExit(f"the gateway exited with {proc.returncode}; see {data / 'gateway.log'}")
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"not every server answered within {timeout}s: {sorted(waiting)}")
+            if page is None and (data / "gateway.url").exists():
+                page = time.monotonic() - started
+            waiting = {p for p in waiting if not answers(p)}
+            time.sleep(0.02)
+        return page or time.monotonic() - started, time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="warm boots after the cold one")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="gw-boot-"))
+    try:
+        config, data = root / "gateway.d", root / "data"
+        config.mkdir()
+        ports = free_ports(args.servers)
+        for i, port in enumerate(ports):
+            (config / f"s{i:02d}.toml").write_text(
+                f'command = ["{sys.executable}", "{CHILD}", "{{port}}"]\nport = {port}\n'
+                '[health]\ntype = "http"\npath = "/"\n')
+        page, ready = boot(config, data, ports, args.timeout)
+        print(f"cold boot (initdb): page up {page:.2f}s, all {args.servers} servers answering {ready:.2f}s")
+        warm = []
+        for n in range(args.rounds):
+            page, ready = boot(config, data, ports, args.timeout)
+            warm.append(ready)
+            print(f"warm boot {n + 1}: page up {page:.2f}s, all {args.servers} servers answering {ready:.2f}s")
+        if warm:
+            print(f"warm boot to service, median of {len(warm)}: {statistics.median(warm):.2f}s (target <= 30s)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
