@@ -18,10 +18,11 @@ import os
 import plistlib
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from reconciler.platform import current
 
 NAME = "omen-gateway"
 LABEL = "io.omen.gateway"
@@ -41,8 +42,11 @@ class Target:
 
 
 def os_kind() -> str:
-    """windows, macos or linux (any other POSIX is treated like Linux)."""
-    return "windows" if os.name == "nt" else "macos" if sys.platform == "darwin" else "linux"
+    """windows, macos or linux (any other POSIX is treated like Linux). Windows comes from the
+    platform module; macOS vs other POSIX systems is not something it tells yet (see the notes)."""
+    if current().name == "windows":
+        return "windows"
+    return "macos" if os.uname().sysname == "Darwin" else "linux"
 
 
 # --- Windows --------------------------------------------------------------------------
