@@ -18,6 +18,7 @@ import uvicorn
 
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
+from reconciler.tunnel.dns_task import dns_forever
 from reconciler.platform import current
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
@@ -117,6 +118,7 @@ class Daemon:
             asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
             asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
             *ops_tasks(self),
+            asyncio.create_task(dns_forever(self), name="dns"),
         ]
         if self.pg is not None:
             tasks.append(asyncio.create_task(self._supervise_database(), name="database"))

@@ -130,3 +130,35 @@ def test_missing_cloudflared_and_invalid_domains(gateway: Gateway):
     assert "bad.toml:4: domain.hostname: Hostname cannot contain a port" in errors
     assert "cloudflared.toml: the name 'cloudflared' is reserved" in errors
     assert os.path.basename(gateway.config_dir / "ok.toml") not in errors
+
+
+def test_dns_routes_follow_the_folder_by_themselves(gateway: Gateway, monkeypatch):
+    """No command: a server with a [domain] gets its proxied CNAME through the (local, fake)
+    Cloudflare API; a later server too; a record the gateway did not create is left alone."""
+    from reconciler.tunnel.dns import target
+    from tests.tunnel.fake_cloudflare import FakeCloudflare
+
+    with FakeCloudflare() as cf:
+        zone = cf.add_zone("example.com")
+        foreign = cf.add_record(zone, "A", "mail.example.com", "192.0.2.1")
+        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", cf.token)  # the daemon inherits the test's env
+        exe = fake_cloudflared(gateway.config_dir.parent / "bin")
+        with_tunnel(gateway, exe, extra=f'api_url = "{cf.url}"\n')
+        gateway.write("blog", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                              'port = "auto"\n[domain]\nhostname = "blog.example.com"\n')
+        gateway.start()
+
+        def cnames() -> dict[str, str]:
+            return {r["name"]: r["content"] for r in list(cf.records.values()) if r["type"] == "CNAME"}
+
+        wait(lambda: "blog.example.com" in cnames(), timeout=20, what="the blog's CNAME")
+        gateway.write("mail", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                              'port = "auto"\n[domain]\nhostname = "mail.example.com"\n')
+        gateway.write("shop", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                              'port = "auto"\n[domain]\nhostname = "shop.example.com"\n')
+        wait(lambda: "shop.example.com" in cnames(), timeout=20, what="the shop's CNAME")
+        assert cnames() == {"blog.example.com": target(TUNNEL_ID), "shop.example.com": target(TUNNEL_ID)}
+        assert cf.records[foreign]["content"] == "192.0.2.1"  # not ours: untouched
+        synced = [e for e in gateway.events("cloudflared") if e["kind"] == "dns_synced"]
+        assert synced and "mail.example.com: conflict" in synced[-1]["reason"]
+        gateway.stop()

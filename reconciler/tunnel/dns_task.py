@@ -1,0 +1,61 @@
+"""Keep DNS in step by itself: whenever the tunnel's hostnames (or its id) change, make each
+one a proxied CNAME to the tunnel (`dns.sync`), and record the outcome as events. Retried
+with backoff on failure; without an API token it says once what is missing and waits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from reconciler.tunnel.connector import RESERVED, plan_of
+
+if TYPE_CHECKING:
+    from reconciler.daemon import Daemon
+
+log = logging.getLogger("gateway")
+CHECK_EVERY = 2.0  # seconds: a cheap look at the last loaded plan
+RETRY_START, RETRY_CAP = 5.0, 300.0
+
+
+async def dns_forever(daemon: Daemon) -> None:
+    from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync
+
+    done: tuple[str, tuple[str, ...]] | None = None  # (tunnel id, hostnames) last synced
+    said_missing: str | None = None
+    retry, retry_at = RETRY_START, 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(CHECK_EVERY)
+        plan = plan_of(daemon.rt)
+        if plan is None or plan.settings is None or daemon.store is None:
+            continue
+        settings = plan.settings
+        uuid, token = settings.tunnel_uuid(), settings.api_token(os.environ)
+        hostnames = tuple(sorted({r.hostname for r in plan.rules[:-1] if r.hostname}))
+        if not hostnames or uuid is None or (uuid, hostnames) == done or loop.time() < retry_at:
+            continue
+        if token is None:
+            why = (f"DNS routes are not managed: no API token (set ${settings.api_token_env} or [tunnel] "
+                   "api_token_file to a Cloudflare API token with Zone:DNS:Edit)")
+            if said_missing != why:
+                daemon.rt.event("dns_unavailable", RESERVED, why, actor="gateway")
+                said_missing = why
+            continue
+        api = CloudflareAPI(settings.api_url, token)
+        try:
+            outcomes = await sync(api, Ledger(daemon.store.pool), uuid, hostnames, settings.zone)
+        except Exception as exc:  # noqa: BLE001 - the API or the database is away: retry later
+            daemon.rt.event("dns_failed", RESERVED, f"DNS sync failed, retrying in {retry:.0f}s: {exc}")
+            retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
+            continue
+        finally:
+            await api.close()
+        bad = [o for o in outcomes if o.action in ("conflict", "error")]
+        daemon.rt.event("dns_synced", RESERVED, "; ".join(str(o) for o in outcomes),
+                        detail={"outcomes": [{"hostname": o.hostname, "action": o.action} for o in outcomes]})
+        if any(o.action == "error" for o in bad):
+            retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
+        else:
+            done, retry = (uuid, hostnames), RETRY_START
