@@ -126,6 +126,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     host = gw.get("host") or {}
     if host:
         print("host: " + _host_line(host))
+    tunnel = gw.get("tunnel") or {}
+    if tunnel.get("state") not in (None, "not configured"):
+        print(f"tunnel: {tunnel['state']}" + (f" - {tunnel['summary']}" if tunnel.get("summary") else ""))
     rows = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "LATENCY", "UP 24H/7D/30D",
              "CPU", "MEM", "LAST EXIT", "WHY")]
     for s in data["servers"]:
