@@ -68,6 +68,8 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
                 rt.update(name, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
             else:
                 rt.update(name, last_latency_ms=result.latency_ms)
+        elif state.phase is P.RUNNING and getattr(health, "needs_internet", False) and rt.host.get("internet_ok") is False:
+            rt.update(name, health_error=f"{result.error} (the internet is unreachable: not counted)")
         elif state.phase is P.RUNNING:
             rt.update(name, health_failures=state.health_failures + 1, health_error=result.error)
             rt.event("health_failed", name, result.error or "check failed",

@@ -83,6 +83,9 @@ class _HealthBase(_Model):
     timeout: Duration = 2.0
     failures: int = Field(3, ge=1, le=100)
     start_period: Duration = 30.0
+    # failed checks do not count while the host's internet check fails (a bot, the tunnel
+    # connector: restarting them cannot bring the internet back)
+    needs_internet: bool = False
 
 
 class HttpHealth(_HealthBase):

@@ -33,7 +33,8 @@ class Gateway:
     # --- life ---------------------------------------------------------------------------
     def start(self, *extra: str, wait: float = 30.0) -> None:
         (self.data_dir / "gateway.url").unlink(missing_ok=True)
-        env = dict(os.environ, GATEWAY_DB_SCHEMA=self.schema, GATEWAY_INTERNET_CHECK="off")
+        env = dict(os.environ, GATEWAY_DB_SCHEMA=self.schema)
+        env.setdefault("GATEWAY_INTERNET_CHECK", "off")  # nothing beyond this machine
         env.pop("GATEWAY_DSN", None)
         if self.dsn:  # else: the gateway's own embedded PostgreSQL in its data folder
             env["GATEWAY_DSN"] = self.dsn

@@ -133,7 +133,8 @@ def connector_spec(settings: TunnelSettings, executable: Path, config_path: Path
         description="Cloudflare Tunnel connector (managed by the gateway from [tunnel] in gateway.toml)",
         group="tunnel",
         health=HttpHealth(type="http", path="/ready", interval=fd(settings.check_interval), timeout="5s",
-                          failures=min(100, settings.health_failures()), start_period=fd(settings.start_period)),
+                          failures=min(100, settings.health_failures()), start_period=fd(settings.start_period),
+                          needs_internet=True),
         restart=RestartSpec(policy="always", backoff_start="2s", backoff_max="1m"),
         stop=StopSpec(signal="TERM", timeout="35s"),  # cloudflared drains for up to --grace-period (30 s)
     )

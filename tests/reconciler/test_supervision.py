@@ -205,3 +205,29 @@ def test_dependencies_order_starts_and_stops(gateway: Gateway):
 
     assert seq("db", "running") < seq("app", "starting")  # app waited for db to be healthy
     assert seq("app", "stopped") < seq("db", "stopping")  # and is stopped before it
+
+
+def test_needs_internet_checks_do_not_count_while_offline(gateway: Gateway, tmp_path: Path, monkeypatch):
+    """The 'internet' is a local port (only 127.0.0.1 is reachable here): closed = offline."""
+    program, flag = tmp_path / "flaky.py", tmp_path / "fail-now"
+    program.write_text(FLAKY)
+    internet = free_port()
+    monkeypatch.setenv("GATEWAY_INTERNET_CHECK", f"127.0.0.1:{internet}")
+    gateway.write("gateway", (gateway.config_dir / "gateway.toml").read_text() + '[host]\nsample_every = "200ms"\n')
+    gateway.write("bot", f'command = ["python", "{program}", "{{port}}", "{flag}"]\nport = "auto"\n'
+                         '[health]\ntype = "http"\npath = "/health"\ninterval = "200ms"\nfailures = 2\n'
+                         'needs_internet = true\n')
+    gateway.start()
+    first = gateway.wait_phase("bot", "running")
+    wait_until(lambda: gateway.client.status()["gateway"]["host"].get("internet_ok") is False, what="offline")
+    flag.touch()
+    wait_until(lambda: "not counted" in (gateway.status()["bot"]["health_error"] or ""), what="failing, offline")
+    time.sleep(1.0)  # five failed checks: none counted
+    assert gateway.status()["bot"]["pid"] == first["pid"]
+    with socket.socket() as up:  # the internet is back: the failures count again
+        up.bind(("127.0.0.1", internet))
+        up.listen(8)
+        again = gateway.wait_for(lambda s: s["bot"]["pid"] not in (None, first["pid"]), timeout=15,
+                                 what="restart once online")
+        flag.unlink()
+    assert again["bot"]["restarts"] >= 1
