@@ -7,6 +7,7 @@
     events = ["down", "back_up", "health", "port_held", "database", "disk", "tunnel", "sync"]
     group = "30s"          # gather what happens in this window into one message
     min_interval = "5m"    # at most one message per interval; the rest waits and is grouped
+    up_for = "10s"         # a server that was down counts as back up after running this long
     health_after = 3       # consecutive failed health checks before "health" alerts
     disk_percent = 90      # "disk" alerts above this use of the data folder's disk
 
@@ -50,6 +51,7 @@ class NotifySettings(BaseModel):
     group: Seconds = 30.0
     min_interval: Seconds = 300.0
     health_after: int = Field(3, ge=1)
+    up_for: Seconds = 10.0  # running this long after being down: "back up"
     disk_percent: float = Field(90.0, gt=0, le=100)
 
 
@@ -88,17 +90,31 @@ class Classifier:
     """Which recorded events are alerts, once per incident."""
 
     health_after: int = 3
+    up_for: float = 10.0  # seconds running before a server that was down counts as back up
     open: set[tuple[str, str | None]] = field(default_factory=set)  # (kind, server) alerted, not yet over
+    recovering: dict[str | None, float] = field(default_factory=dict)  # server -> running since
 
-    def __call__(self, op: dict[str, Any]) -> Alert | None:
+    def due(self, now: float) -> list[Alert]:
+        """The servers that were down and have now stayed up for `up_for`."""
+        out = []
+        for server, since in list(self.recovering.items()):
+            if now - since >= self.up_for:
+                del self.recovering[server]
+                self._close(server)
+                out.append(Alert("back_up", server, f"running again (up for {self.up_for:.0f}s)"))
+        return out
+
+    def __call__(self, op: dict[str, Any], now: float = 0.0) -> Alert | None:
         if op.get("op") != "event":
             return None
         kind, server, reason = op.get("kind"), op.get("server"), op.get("reason") or ""
         detail = op.get("detail") or {}
         if kind == "transition" and op.get("to_phase") == "running":
-            was_down = ("down", server) in self.open or ("port_held", server) in self.open
-            self._close(server)
-            return Alert("back_up", server, "running again") if was_down else None
+            if ("down", server) in self.open or ("port_held", server) in self.open:
+                self.recovering[server] = now  # "back up" once it has stayed up for a while
+            return None
+        if kind == "transition" and server in self.recovering:
+            del self.recovering[server]  # it fell over again: still the same incident
         if kind == "escalated":
             return self._once("down", server, reason)
         if kind == "error" and " is held by " in reason:
@@ -170,12 +186,11 @@ class Dispatcher:
 
     def __init__(self, settings: Callable[[], NotifySettings], record: Record | None = None,
                  watch: Callable[[], list[Alert]] = list, watch_every: float = 10.0) -> None:
-        load_apprise()  # here, on the caller's thread: not first inside a sending thread
         self.settings = settings
         self.record = record
         self.watch = watch  # polled conditions (disk, database) -> alerts
         self.watch_every = watch_every
-        self.classify = Classifier(settings().health_after)
+        self.classify = Classifier(settings().health_after, settings().up_for)
         self.pending: list[Alert] = []
         self.sent: list[Sent] = []
         self.wake = asyncio.Event()
@@ -183,9 +198,12 @@ class Dispatcher:
 
     def observe(self, op: dict[str, Any]) -> None:
         """Called with every op the loop records (on the loop, never blocking)."""
-        alert = self.classify(op)
+        recovering = len(self.classify.recovering)
+        alert = self.classify(op, time.monotonic())
         if alert is not None:
             self.add(alert)
+        elif len(self.classify.recovering) > recovering:
+            self.wake.set()  # re-arm the wait with the short timeout (an empty batch sends nothing)
 
     def add(self, alert: Alert) -> None:
         if alert.kind in self.settings().events:
@@ -193,15 +211,21 @@ class Dispatcher:
             self.wake.set()
 
     async def run(self) -> None:
+        await asyncio.to_thread(load_apprise)  # a slow import: never on the loop
+        watched = time.monotonic()
         while True:
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.watch_every)
+            try:  # a short timeout only while a server is proving it is back up
+                await asyncio.wait_for(self.wake.wait(), 0.25 if self.classify.recovering else self.watch_every)
             except TimeoutError:
-                for alert in self.watch():
+                now = time.monotonic()
+                due = self.classify.due(now)
+                if now - watched >= self.watch_every:
+                    due, watched = [*self.watch(), *due], now
+                for alert in due:
                     self.add(alert)
                 continue
             settings = self.settings()
-            self.classify.health_after = settings.health_after
+            self.classify.health_after, self.classify.up_for = settings.health_after, settings.up_for
             await asyncio.sleep(max(settings.group, self.last_sent + settings.min_interval - time.monotonic()))
             batch, self.pending = self.pending, []
             self.wake.clear()

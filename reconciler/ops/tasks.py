@@ -11,6 +11,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from reconciler.ops import gitsync, notify  # imported with the daemon: no slow import once it serves
+from reconciler.ops.logs import rotate_forever
+
 log = logging.getLogger("gateway")
 RETRY_AFTER = 30.0
 
@@ -27,9 +30,6 @@ async def _guarded(name: str, work: Callable[[], Awaitable[None]]) -> None:
 
 
 def ops_tasks(daemon: Any) -> list[asyncio.Task[None]]:
-    from reconciler.ops import gitsync, notify
-    from reconciler.ops.logs import rotate_forever
-
     rt = daemon.rt
     alerts = notify.start(daemon)
     jobs: dict[str, Callable[[], Awaitable[None]]] = {

@@ -77,8 +77,12 @@ def test_classifier_alerts_once_per_incident() -> None:
     c = Classifier(health_after=2)
     assert c(ev("escalated", reason="5 failures in a row")) == Alert("down", "blog", "5 failures in a row")
     assert c(ev("escalated")) is None  # still the same incident
-    assert c(ev("transition", to_phase="running")) == Alert("back_up", "blog", "running again")
-    assert c(ev("transition", to_phase="running")) is None  # up without having been down: nothing to say
+    assert c(ev("transition", to_phase="running"), now=100.0) is None  # up, but is it stable?
+    assert c(ev("transition", to_phase="exited"), now=101.0) is None  # no: still the same incident
+    assert c.due(200.0) == []
+    assert c(ev("transition", to_phase="running"), now=300.0) is None
+    assert c.due(305.0) == [] and c.due(310.0) == [Alert("back_up", "blog", "running again (up for 10s)")]
+    assert c(ev("transition", to_phase="running"), now=400.0) is None and c.due(500.0) == []  # was not down
     assert c(ev("health_failed", detail={"failures": 1})) is None
     assert c(ev("health_failed", reason="timeout", detail={"failures": 2})).kind == "health"
     assert c(ev("error", reason="port 8080 is held by nginx (pid 4)")).kind == "port_held"
@@ -103,7 +107,7 @@ def test_settings_are_validated_with_words() -> None:
 
 
 async def test_a_flurry_is_one_message_then_rate_limited_and_recorded(receiver: Receiver, store: Store) -> None:
-    settings = NotifySettings(urls=(receiver.url,), group="200ms", min_interval="1s")
+    settings = NotifySettings(urls=(receiver.url,), group="200ms", min_interval="1s", up_for="300ms")
     d = Dispatcher(lambda: settings, recorder(store.pool, lambda: 1))
     task = asyncio.create_task(d.run())
     try:
