@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.daemon import TOKEN_FILE, URL_FILE
+from reconciler.settings import TOKEN_FILE, URL_FILE
 
 
 class NotRunning(Exception):

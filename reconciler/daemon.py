@@ -22,7 +22,7 @@ from reconciler.tunnel.dns_task import dns_forever
 from reconciler.platform import current
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
-from reconciler.settings import Settings
+from reconciler.settings import TOKEN_FILE, URL_FILE, Settings
 from reconciler.spec import HostSettings
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
@@ -30,8 +30,6 @@ from reconciler.store.sink import Sink
 from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
-TOKEN_FILE = "api-token"
-URL_FILE = "gateway.url"
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -99,7 +97,6 @@ class Daemon:
         adopted = await self.reconciler.start(rows)
         server, sock = self._web_server()
         self.url = _url_of(sock)
-        (settings.data_dir / URL_FILE).write_text(self.url + "\n")
         result = self.reconciler.result
         assert result is not None
         self.rt.event("gateway_started", None, f"{len(result.specs)} servers, {len(adopted)} adopted")
@@ -122,6 +119,11 @@ class Daemon:
         ]
         if self.pg is not None:
             tasks.append(asyncio.create_task(self._supervise_database(), name="database"))
+        # Each task takes its first step: the watcher is watching from here on. A file written
+        # between the first load and now would be missed: read the folder once more.
+        await asyncio.sleep(0)
+        self.reconciler.mark_config_dirty()
+        (settings.data_dir / URL_FILE).write_text(self.url + "\n")  # now `gateway ...` may talk to us
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopper}:

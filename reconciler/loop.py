@@ -36,6 +36,7 @@ class Reconciler:
         self.closing = False
         self.last_plan = Plan()
         self.passes = 0  # completed reconcile passes: commands wait for one after them
+        self.loaded_at = 0.0  # when the folder was last read
 
     # --- inputs -----------------------------------------------------------------------
     def mark_config_dirty(self) -> None:
@@ -47,6 +48,7 @@ class Reconciler:
         result = await asyncio.to_thread(load_dir, self.config_dir, previous)
         result = await with_tunnel(self, result)  # + the cloudflared connector when [tunnel] is set
         self.result = result
+        self.loaded_at = time.monotonic()
         self.rt.specs = result.specs
         self.config_dirty = False
         self._record_config(previous, result)
@@ -87,8 +89,8 @@ class Reconciler:
     async def run(self) -> None:
         while not self.closing:
             self.rt.wake.clear()
-            if self.config_dirty:
-                await self.load_config()
+            if self.config_dirty or time.monotonic() - self.loaded_at >= self.tick:
+                await self.load_config()  # the tick re-reads the folder too: a missed file event heals
             p = await self.reconcile()
             self.passes += 1
             self.rt.announce()

@@ -13,6 +13,8 @@ from reconciler.config import GATEWAY_FILE, ConfigError, load_gateway_file
 from reconciler.spec import GatewayFile
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
+TOKEN_FILE = "api-token"  # in the data folder: the local API's bearer token (0600)
+URL_FILE = "gateway.url"  # in the data folder: where the running gateway's API answers
 
 
 class SettingsError(Exception):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from reconciler.platform import current
+from reconciler.platform import SYSTEM
 
 NAME = "omen-gateway"
 LABEL = "io.omen.gateway"
@@ -42,11 +42,8 @@ class Target:
 
 
 def os_kind() -> str:
-    """windows, macos or linux (any other POSIX is treated like Linux). Windows comes from the
-    platform module; macOS vs other POSIX systems is not something it tells yet (see the notes)."""
-    if current().name == "windows":
-        return "windows"
-    return "macos" if os.uname().sysname == "Darwin" else "linux"
+    """windows, macos or linux (any other POSIX is treated like Linux), from the platform module."""
+    return SYSTEM
 
 
 # --- Windows --------------------------------------------------------------------------

@@ -95,6 +95,8 @@ async def wait_in_thread(pid: int) -> None:
 
 
 IS_WINDOWS = sys.platform == "win32"
+# which desktop OS: what starts programs at log-on differs (Task Scheduler, launchd, systemd)
+SYSTEM = "windows" if IS_WINDOWS else "macos" if sys.platform == "darwin" else "linux"
 
 
 @functools.cache
