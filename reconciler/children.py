@@ -139,7 +139,7 @@ class Child:
         log_path = Path(log_path)
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            out = open(log_path, "ab")
+            out = platform.open_log(log_path)
         except OSError as exc:
             raise SpawnError(f"cannot open the log file {log_path}: {exc.strerror or exc}") from None
         with out:

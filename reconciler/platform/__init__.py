@@ -11,7 +11,8 @@ import functools
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 import psutil
 
@@ -42,6 +43,11 @@ class Platform(Protocol):
 
     def prepare_event_loop(self) -> None:
         """Once, in the daemon, before the first child is started."""
+        ...
+
+    def open_log(self, path: Path) -> BinaryIO:
+        """A server's log opened so that every write, the child's included, lands at the end
+        of the file even after the gateway truncated it (log rotation by copy-truncate)."""
         ...
 
     def group_alive(self, pid: int) -> bool:

@@ -9,7 +9,8 @@ import sys
 import os
 import signal
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import psutil
 
@@ -99,6 +100,9 @@ class PosixPlatform:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return list(targets.values())
+
+    def open_log(self, path: Path) -> BinaryIO:
+        return open(path, "ab")  # O_APPEND: the kernel puts every write at the current end
 
     def prepare_event_loop(self) -> None:
         """Python 3.11's asyncio waits for each child in a thread of its own; a pidfd per

@@ -11,7 +11,8 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import psutil
 
@@ -45,6 +46,12 @@ def stop_method(signal_name: str) -> StopMethod:
         return STOP_METHODS[signal_name.upper().removeprefix("SIG")]
     except KeyError:
         raise ValueError(f"{signal_name!r} is not a stop signal (one of {', '.join(STOP_METHODS)})") from None
+
+
+_FILE_APPEND_DATA, _SYNCHRONIZE, _READ_ATTRIBUTES = 0x0004, 0x00100000, 0x0080
+_SHARE_READ, _SHARE_WRITE, _SHARE_DELETE = 0x1, 0x2, 0x4
+_OPEN_ALWAYS, _ATTRIBUTE_NORMAL = 4, 0x80
+_INVALID_HANDLE = (1 << 64) - 1  # INVALID_HANDLE_VALUE as ctypes returns it (HANDLE is unsigned)
 
 
 class WindowsPlatform:
@@ -91,6 +98,27 @@ class WindowsPlatform:
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
         return killed
+
+    def open_log(self, path: Path) -> BinaryIO:
+        """The C runtime's "a" mode appends only for writes through this process's fd; the
+        handle a child inherits would write at its own offset, past the end after a truncate
+        (a hole of NULs). A handle opened with FILE_APPEND_DATA and no FILE_WRITE_DATA makes
+        every write an append, in every process that holds it."""
+        import ctypes
+        import msvcrt
+        from ctypes import wintypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        create = kernel32.CreateFileW
+        create.restype = wintypes.HANDLE
+        create.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, wintypes.LPVOID,
+                           wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]
+        handle = create(str(path), _FILE_APPEND_DATA | _SYNCHRONIZE | _READ_ATTRIBUTES,
+                        _SHARE_READ | _SHARE_WRITE | _SHARE_DELETE, None, _OPEN_ALWAYS, _ATTRIBUTE_NORMAL, None)
+        if handle in (None, _INVALID_HANDLE):
+            raise ctypes.WinError(ctypes.get_last_error())  # type: ignore[attr-defined]
+        fd = msvcrt.open_osfhandle(handle, os.O_APPEND | os.O_WRONLY)  # type: ignore[attr-defined]
+        return os.fdopen(fd, "ab")
 
     def prepare_event_loop(self) -> None:
         pass  # the proactor loop waits on process handles without threads
