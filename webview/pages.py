@@ -183,14 +183,38 @@ async def events_page(request: Request) -> Response:
     rows: list[dict[str, Any]] = []
     error = None
     assert daemon.store is not None
+    alerts: list[dict[str, Any]] = []
+    commit: dict[str, Any] | None = None
     try:
         rows = list(reversed(await daemon.store.list_events(server=server, kind=kind, since=since, limit=500)))
+        alerts = await daemon.store._rows(RECENT_ALERTS)  # noqa: SLF001 - a read-only query of our own
+        commits = await daemon.store._rows(LAST_COMMIT)  # noqa: SLF001
+        commit = commits[0] if commits else None
     except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
         error = f"the database is unreachable: {exc}"
+    notifier = getattr(daemon, "notifier", None)
     return render(request, "events.html", events=rows, error=error, server=server, kind=kind, period=period,
+                  alerts=alerts, commit=commit, can_alert=bool(notifier and notifier.settings().urls),
                   servers=server_names(daemon), periods=[*PERIODS, "all"],
                   kinds=["transition", "intent", "config_error", "config_fixed", "forgotten", "gateway_started",
                          "gateway_stopped"])
+
+
+RECENT_ALERTS = "SELECT at, title, body, ok, error FROM alerts ORDER BY at DESC LIMIT 20"
+LAST_COMMIT = "SELECT at, commit, ok, error FROM sync_commits ORDER BY at DESC LIMIT 1"
+
+
+async def alert_test_post(request: Request) -> Response:
+    """Send a test alert to every [notify] url, now; say whether it reached them."""
+    from reconciler.ops.notify import Alert
+
+    user, _ = await guard_post(request)
+    notifier = getattr(daemon_of(request), "notifier", None)
+    if notifier is None or not notifier.settings().urls:
+        return redirect(request, "/events", "No alert targets: add urls under [notify] in gateway.toml.")
+    alert = Alert("test", None, f"a test alert sent by {user} from the web page: alerts reach you")
+    sent = await notifier.send([alert], notifier.settings())
+    return redirect(request, "/events", "Test alert sent." if sent.ok else f"The test alert failed: {sent.error}")
 
 
 # --- signing in and out --------------------------------------------------------------------
@@ -260,6 +284,7 @@ routes = [
     Route("/servers/{name}/control", control_post, methods=["POST"]),
     Route("/control", control_post, methods=["POST"]),
     Route("/events", events_page),
+    Route("/alerts/test", alert_test_post, methods=["POST"]),
     Route("/login", login_page),
     Route("/login", login_post, methods=["POST"]),
     Route("/logout", logout_post, methods=["POST"]),

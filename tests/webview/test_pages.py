@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 
 import httpx
@@ -127,3 +128,28 @@ def test_group_and_all_buttons(web: Gateway, http: httpx.Client) -> None:
     r = http.post("/control", data={"verb": "stop", "group": "nope", "csrf": http.csrf},  # type: ignore[attr-defined]
                   headers={"accept": "application/json"})
     assert r.status_code == 404 and "no server matches group 'nope'" in r.json()["error"]
+
+
+def test_send_a_test_alert_from_the_events_page(web: Gateway, http: httpx.Client) -> None:
+    from tests.ops.test_notify import Receiver
+
+    receiver = Receiver()
+    toml = web.config_dir / "gateway.toml"
+    try:
+        page = http.get("/events")
+        assert "No alert targets yet" in page.text
+        toml.write_text(f'[notify]\nurls = ["{receiver.url}"]\n')
+        deadline = time.monotonic() + 10
+        while "Send a test alert" not in http.get("/events").text:
+            assert time.monotonic() < deadline, "the page never offered the button"
+            time.sleep(0.1)
+        assert http.post("/alerts/test", data={}).status_code == 403  # no CSRF token
+        r = http.post("/alerts/test", data={"csrf": http.csrf})
+        assert r.status_code == 303
+        got = receiver.wait(1)
+        assert got and "test alert sent by ada from the web page" in got[0][1]["message"]
+        page = http.get("/events")
+        assert "Test alert sent." in page.text and "sent</span>" in page.text
+    finally:
+        toml.unlink(missing_ok=True)
+        receiver.close()
