@@ -123,7 +123,10 @@ class Daemon:
         # between the first load and now would be missed: read the folder once more.
         await asyncio.sleep(0)
         self.reconciler.mark_config_dirty()
-        (settings.data_dir / URL_FILE).write_text(self.url + "\n")  # now `gateway ...` may talk to us
+        url_file = settings.data_dir / URL_FILE  # now `gateway ...` may talk to us; atomically, as
+        partial = url_file.with_name(URL_FILE + ".tmp")  # a reader may look the moment it appears
+        partial.write_text(self.url + "\n")
+        os.replace(partial, url_file)
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopper}:
