@@ -275,7 +275,7 @@ def watcher(rt: Any, sink: Any, settings: Callable[[], NotifySettings]) -> Calla
         if full and not state["disk"]:
             out.append(Alert("disk", None, f"the data folder's disk is {disk:.0f}% full"))
         state["disk"] = full
-        since = sink.unreachable_since() if sink is not None else None
+        since = sink.unreachable_since if sink is not None else None  # a property of Sink
         down = since is not None and (time.time() - since.timestamp()) > DATABASE_AFTER
         if down and not state["db"]:
             out.append(Alert("database", None, f"PostgreSQL unreachable since {since:%H:%M:%S}; events wait "

@@ -167,3 +167,21 @@ def test_the_daemon_alerts_when_a_server_stays_down(gateway: Any, receiver: Rece
     gateway.stop()
     with psycopg.connect(gateway.read_dsn(), options=f"-c search_path={gateway.schema}") as conn:
         assert conn.execute("SELECT kinds, servers, ok FROM alerts").fetchall()[0] == (["down"], ["flaky"], True)
+
+
+async def test_polled_conditions_read_a_real_sink_and_the_host_figures(store: Store, tmp_path: Path) -> None:
+    """The disk and database watch runs against the daemon's real Sink (its outage fields are
+    properties) and the sampler's host figures."""
+    from types import SimpleNamespace
+
+    from reconciler.ops.notify import watcher
+    from reconciler.store.sink import Sink
+
+    sink = Sink(store, tmp_path / "journal.jsonl")
+    rt = SimpleNamespace(host={"disk_percent": 50.0})
+    check = watcher(rt, sink, lambda: NotifySettings(disk_percent=90))
+    assert check() == []  # database up, disk fine
+    rt.host["disk_percent"] = 95.0
+    alerts = check()
+    assert [(a.kind, a.text) for a in alerts] == [("disk", "the data folder's disk is 95% full")]
+    assert check() == []  # once per episode
