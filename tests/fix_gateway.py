@@ -130,6 +130,26 @@ def _drop_schema(dsn: str, schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def finish(gw: Gateway, pg_dsn: str) -> None:
+    """Stop the gateway, kill (by pid) anything of its servers still running, drop its schema
+    and its own embedded database; then fail if something had been left behind."""
+    if gw.proc is not None:
+        gw.stop()
+    leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
+                 psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    for pid in leftovers:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+    _drop_schema(pg_dsn, gw.schema)
+    if (gw.data_dir / "postgres").exists():  # a test ran the gateway with its own database
+        from reconciler.store.embedded import EmbeddedPostgres
+
+        EmbeddedPostgres(gw.data_dir).stop()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
 @pytest.fixture
 def gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
     config = tmp_path / "gateway.d"
@@ -142,18 +162,4 @@ def gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
     try:
         yield gw
     finally:
-        if gw.proc is not None:
-            gw.stop()
-        leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
-                     psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-        for pid in leftovers:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                os.kill(pid, signal.SIGKILL)
-        _drop_schema(pg_dsn, schema)
-        if (gw.data_dir / "postgres").exists():  # a test ran the gateway with its own database
-            from reconciler.store.embedded import EmbeddedPostgres
-
-            EmbeddedPostgres(gw.data_dir).stop()
-        assert not leftovers, f"processes left behind: {leftovers}"
+        finish(gw, pg_dsn)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import uuid
@@ -13,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from tests.fix_gateway import REPO, Gateway, _drop_schema
+from tests.fix_gateway import REPO, Gateway, finish
 
 USER, PASSWORD = "ada", "correct horse battery"
 HTTP = 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\nport = "auto"\n'
@@ -60,17 +58,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gatew
         gw.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in ("alpha", "beta")), 20)
         yield gw
     finally:
-        if gw.proc is not None:
-            gw.stop()
-        leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
-                     psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-        for pid in leftovers:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                os.kill(pid, signal.SIGKILL)
-        _drop_schema(pg_dsn, schema)
-        assert not leftovers, f"processes left behind: {leftovers}"
+        finish(gw, pg_dsn)
 
 
 @pytest.fixture
