@@ -1,3 +1,32 @@
 """Operations around the loop: log rotation and reading, backup and restore, autostart,
 alerts and the git-synced folder. Each module is one idea; the daemon starts their
 background tasks and the CLI calls their entry points."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("gateway")
+
+
+def live_section(daemon: Any, section: str, parse: Callable[[dict[str, Any]], T], default: Callable[[], T],
+                 broken: str) -> Callable[[], T]:
+    """A function returning gateway.toml's `[section]` as last loaded, validated by `parse`
+    (re-parsed only when the table changes); `default()` and one logged error while it is broken."""
+    cache: dict[str, Any] = {"table": None, "value": default()}
+
+    def current() -> T:
+        result = daemon.reconciler.result
+        table = dict(getattr(result.settings, section)) if result is not None else {}
+        if table != cache["table"]:
+            cache["table"] = table
+            try:
+                cache["value"] = parse(table)
+            except ValueError as exc:
+                log.error("gateway.toml: %s (%s)", exc, broken)
+                cache["value"] = default()
+        return cache["value"]  # type: ignore[no-any-return]
+
+    return current

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from reconciler.ops import live_section
 from reconciler.spec import parse_duration
 
 log = logging.getLogger("gateway")
@@ -56,21 +57,7 @@ def parse_settings(table: dict[str, Any]) -> SyncSettings:
 
 def live_settings(daemon: Any) -> Any:
     """A function returning the daemon's current `[sync]`, validated (defaults when broken)."""
-    cache: dict[str, Any] = {"table": None, "settings": SyncSettings()}
-
-    def settings() -> SyncSettings:
-        result = daemon.reconciler.result
-        table = dict(result.settings.sync) if result is not None else {}
-        if table != cache["table"]:
-            cache["table"] = table
-            try:
-                cache["settings"] = parse_settings(table)
-            except SyncSettingsError as exc:
-                log.error("gateway.toml: %s (sync is off until fixed)", exc)
-                cache["settings"] = SyncSettings()
-        return cache["settings"]  # type: ignore[no-any-return]
-
-    return settings
+    return live_section(daemon, "sync", parse_settings, SyncSettings, "sync is off until fixed")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from reconciler.ops import live_section
 from reconciler.spec import parse_duration
 
 log = logging.getLogger("gateway")
@@ -288,19 +289,8 @@ def watcher(rt: Any, sink: Any, settings: Callable[[], NotifySettings]) -> Calla
 
 def start(daemon: Any) -> Dispatcher:
     """Wire a dispatcher into a running daemon: observe its events, read `[notify]` live."""
-    cache: dict[str, Any] = {"table": None, "settings": NotifySettings()}
-
-    def settings() -> NotifySettings:
-        result = daemon.reconciler.result
-        table = dict(result.settings.notify) if result is not None else {}
-        if table != cache["table"]:
-            cache["table"] = table
-            try:
-                cache["settings"] = parse_settings(table)
-            except NotifySettingsError as exc:
-                log.error("gateway.toml: %s (alerts use the defaults and no URLs until fixed)", exc)
-                cache["settings"] = NotifySettings()
-        return cache["settings"]  # type: ignore[no-any-return]
+    settings = live_section(daemon, "notify", parse_settings, NotifySettings,
+                            "alerts use the defaults and no URLs until fixed")
 
     rt = daemon.rt
     dispatcher = Dispatcher(settings, recorder(daemon.store.pool, lambda: len(settings().urls)),
