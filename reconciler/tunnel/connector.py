@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from reconciler.config import ConfigError, LoadResult, _line_of
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
-from reconciler.tunnel import locate
+from reconciler.tunnel import handover, locate
 from reconciler.tunnel.ingress import (
     IngressError,
     Rule,
@@ -231,6 +231,7 @@ async def with_tunnel(rec: Reconciler, result: LoadResult) -> LoadResult:
     """The loop's hook: the loaded folder plus the tunnel connector (when [tunnel] is set)."""
     rt = rec.rt
     plan = await asyncio.to_thread(_apply, result, rec.config_dir, rt.data_dir, dict(rt.ports))
+    plan = handover.hold(rec, plan)  # new routes: a second connector first, then the restart
     previous = _plans.get(rt)
     _plans[rt] = plan
     if plan.written:

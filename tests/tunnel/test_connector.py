@@ -7,11 +7,14 @@ Config changes restart the connector (restart, not a two-connector handover)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from tests.fix_gateway import Gateway
 
@@ -81,10 +84,24 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
                          'port = "auto"\n[domain]\nhostname = "api.example.com"\npath = "^/v1/.*$"\n')
     wait(lambda: "api.example.com" in config_yml.read_text(), what="the api route")
     assert "api.example.com" not in config_yml.with_name("config.yml.prev").read_text()
-    wait(lambda: len(starts(config_yml)) > before and gateway.status()["cloudflared"]["phase"] == "running",
-         what="a restart on the new config")
-    pid, digest = starts(config_yml)[-1].split()
-    assert gateway.status()["cloudflared"]["pid"] == int(pid)
+    # ... without a gap: a second connector serves the new routes while the main one restarts
+    def handover(prefix: str) -> list[dict]:
+        return [e for e in gateway.events("cloudflared") if e["kind"] == "tunnel_handover"
+                and e["reason"].startswith(prefix)]
+
+    wait(lambda: handover("done"), timeout=30, what="the handover done")
+    events = gateway.events("cloudflared")
+    seq = {e["seq"]: e for e in events}
+    ready = handover("the second connector is ready")[-1]["seq"]
+    restart = [s for s, e in seq.items() if e["to_phase"] == "stopping" and e["reason"] == "settings changed"]
+    assert restart and all(ready < s for s in restart[-1:])  # the bridge was ready before the main stopped
+    digest_now = hashlib.sha256(config_yml.read_text().encode()).hexdigest()[:16]
+    main = gateway.status()["cloudflared"]
+    assert main["phase"] == "running" and f"{main['pid']} {digest_now}" in starts(config_yml)
+    bridges = [int(line.split()[0]) for line in starts(config_yml)[before:] if int(line.split()[0]) != main["pid"]]
+    assert bridges and all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
+                           for p in bridges)
+    pid = str(main["pid"])
 
     # a crash: restarted like any server
     control = config_yml.with_name("config.yml.fake")
