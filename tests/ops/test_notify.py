@@ -164,9 +164,13 @@ def test_the_daemon_alerts_when_a_server_stays_down(gateway: Any, receiver: Rece
     gateway.start()
     got = receiver.wait(1, timeout=20)
     assert got and got[0][1]["title"] == "omen-gateway: flaky down", got
-    gateway.stop()
     with psycopg.connect(gateway.read_dsn(), options=f"-c search_path={gateway.schema}") as conn:
-        assert conn.execute("SELECT kinds, servers, ok FROM alerts").fetchall()[0] == (["down"], ["flaky"], True)
+        deadline = time.monotonic() + 10  # delivered first, then recorded (from the sending thread's result)
+        while not (recorded := conn.execute("SELECT kinds, servers, ok FROM alerts").fetchall()):
+            assert time.monotonic() < deadline, "the alert was never recorded"
+            time.sleep(0.05)
+        assert recorded[0] == (["down"], ["flaky"], True)
+    gateway.stop()
 
 
 async def test_polled_conditions_read_a_real_sink_and_the_host_figures(store: Store, tmp_path: Path) -> None:
