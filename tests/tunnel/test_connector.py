@@ -11,7 +11,9 @@ import hashlib
 import os
 import stat
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -43,6 +45,43 @@ def with_tunnel(gw: Gateway, exe: Path | None, extra: str = "") -> Path:
         text += f'cloudflared = "{exe}"\n'
     (gw.config_dir / "gateway.toml").write_text(text)
     return config_yml
+
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ReadinessWatch(threading.Thread):
+    """Polls /ready of every running connector (main and second) every 20 ms: a poll where
+    none is ready is a gap in the tunnel."""
+
+    def __init__(self, config_yml: Path) -> None:
+        super().__init__(daemon=True)
+        self.config_yml, self.polls, self.gaps, self.done = config_yml, 0, 0, threading.Event()
+
+    def ready_somewhere(self) -> bool:
+        for line in starts(self.config_yml):
+            try:
+                proc = psutil.Process(int(line.split()[0]))
+                ports = [c.laddr.port for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for port in ports:
+                try:
+                    with NO_PROXY.open(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                        if r.status == 200:
+                            return True
+                except OSError:
+                    continue
+        return False
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.polls += 1
+            self.gaps += 0 if self.ready_somewhere() else 1
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(5)
 
 
 def starts(config_yml: Path) -> list[str]:
@@ -80,6 +119,8 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     # an ingress change: config.yml rewritten (old one kept as .prev), connector restarted on it
     wait(lambda: len(starts(config_yml)) >= 1, what="a start")
     before = len(starts(config_yml))
+    watch = ReadinessWatch(config_yml)
+    watch.start()
     gateway.write("api", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
                          'port = "auto"\n[domain]\nhostname = "api.example.com"\npath = "^/v1/.*$"\n')
     wait(lambda: "api.example.com" in config_yml.read_text(), what="the api route")
@@ -90,6 +131,8 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
                 and e["reason"].startswith(prefix)]
 
     wait(lambda: handover("done"), timeout=30, what="the handover done")
+    watch.stop()
+    assert watch.polls >= 5 and watch.gaps == 0, f"{watch.gaps} of {watch.polls} polls found no ready connector"
     events = gateway.events("cloudflared")
     seq = {e["seq"]: e for e in events}
     ready = handover("the second connector is ready")[-1]["seq"]
