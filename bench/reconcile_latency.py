@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CHILD = REPO / "bench" / "tiny_http.py"
+from benchlib import CHILD, REPO, free_ports  # bench/ is on sys.path when run as a script
+
 sys.path.insert(0, str(REPO))
 
 from reconciler.client import Client  # noqa: E402
@@ -49,16 +49,6 @@ def wait_answer(port: int, timeout: float = 30.0) -> float:
     return time.perf_counter()
 
 
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def server_file(port: int) -> str:

@@ -47,10 +47,12 @@ from typing import Any, Callable
 
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
+import benchlib  # bench/ is on sys.path when run as a script
+
+REPO = benchlib.REPO
 BENCH = REPO / "bench"
 PEERS = BENCH / ".peers"
-CHILD = BENCH / "tiny_http.py"
+CHILD = benchlib.CHILD
 STUBBORN = BENCH / "stubborn.py"
 PY = sys.executable  # every manager runs the child with this interpreter
 SUP_VENV = PEERS / "supervisor-venv"
@@ -124,14 +126,7 @@ OUR_PORTS: set[int] = set()  # every port handed to a child of this run
 
 
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    ports = benchlib.free_ports(n)
     OUR_PORTS.update(ports)
     return ports
 

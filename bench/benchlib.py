@@ -1,0 +1,22 @@
+"""What the benchmark scripts share (they run as `python bench/NAME.py`, so this folder is
+on sys.path): where things are, and free ports on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHILD = REPO / "bench" / "tiny_http.py"  # the child every benchmark runs, for every peer
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free right now (all bound at once, so no two are the same)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
