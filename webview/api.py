@@ -5,9 +5,11 @@ folder only the user can read."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -37,20 +39,46 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def token_required(handler: Handler) -> Handler:
+    """The route answers 401 unless the request carries the local API token."""
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        if not token_ok(request):
+            return _error(401, "missing or wrong API token")
+        return await handler(request)
+
+    return guarded
+
+
+class BadBody(Exception):
+    pass
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadBody("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadBody("the body must be a JSON object")
+    return body
+
+
+@token_required
 async def status(request: Request) -> JSONResponse:
-    if not token_ok(request):
-        return _error(401, "missing or wrong API token")
     return JSONResponse(status_view(_daemon(request)))
 
 
+@token_required
 async def control(request: Request) -> JSONResponse:
-    if not token_ok(request):
-        return _error(401, "missing or wrong API token")
     daemon = _daemon(request)
     try:
-        body: dict[str, Any] = await request.json()
-    except ValueError:
-        return _error(400, "the body must be JSON")
+        body = await json_body(request)
+    except BadBody as exc:
+        return _error(400, str(exc))
     verb = body.get("verb")
     try:
         names = await shared_control(
@@ -61,9 +89,8 @@ async def control(request: Request) -> JSONResponse:
     return JSONResponse({"verb": verb, "servers": [server_view(daemon, n) for n in names]})
 
 
+@token_required
 async def events(request: Request) -> JSONResponse:
-    if not token_ok(request):
-        return _error(401, "missing or wrong API token")
     daemon = _daemon(request)
     q = request.query_params
     since = None
@@ -85,15 +112,14 @@ async def events(request: Request) -> JSONResponse:
     return JSONResponse({"events": rows})
 
 
+@token_required
 async def add_user(request: Request) -> JSONResponse:
     """`gateway user add`: only with the local API token (a file only this user can read)."""
-    if not token_ok(request):
-        return _error(401, "missing or wrong API token")
     daemon = _daemon(request)
     try:
-        body: dict[str, Any] = await request.json()
-    except ValueError:
-        return _error(400, "the body must be JSON")
+        body = await json_body(request)
+    except BadBody as exc:
+        return _error(400, str(exc))
     assert daemon.store is not None
     try:
         created = await users.set_user(daemon.store, str(body.get("name", "")), str(body.get("password", "")))
