@@ -68,3 +68,16 @@ def test_stream_sends_changed_cards(web: Gateway, http: httpx.Client) -> None:
     r = http.post("/servers/beta/control", data={"verb": "start", "csrf": http.csrf},  # type: ignore[attr-defined]
                   headers={"accept": "application/json"})
     assert r.json()["servers"][0]["phase"] == "running"
+
+
+def test_the_local_api_needs_its_token(web: Gateway) -> None:
+    with httpx.Client(base_url=url_of(web), trust_env=False, timeout=30) as client:
+        for method, path in (("GET", "/api/status"), ("POST", "/api/control"), ("GET", "/api/events"),
+                             ("POST", "/api/users")):
+            assert client.request(method, path).status_code == 401, path
+            wrong = client.request(method, path, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401 and wrong.json() == {"error": "missing or wrong API token"}, path
+        good = token(web)
+        assert client.get("/api/status", headers=good).status_code == 200
+        bad = client.post("/api/control", headers=good, json=["stop"])
+        assert bad.status_code == 400 and bad.json() == {"error": "the body must be a JSON object"}
