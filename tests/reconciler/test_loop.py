@@ -159,15 +159,20 @@ def test_crashed_child_is_restarted_and_answers_again(gateway: Gateway):
     assert exits and exits[0]["detail"]["detail"] == "killed by signal 9 (SIGKILL)"
 
 
-def test_stubborn_tree_is_killed_after_the_stop_timeout(gateway: Gateway, tmp_path: Path):
+def start_stubborn(gateway: Gateway, tmp_path: Path, stop_timeout: str) -> tuple[int, int]:
+    """Run STUBBORN (ignores SIGTERM, forks a grandchild that does too); its pid and the grandchild's."""
     program = tmp_path / "stubborn.py"
     program.write_text(STUBBORN)
     marker = tmp_path / "grandchild.pid"
-    gateway.write("stubborn", f'command = ["python", "{program}", "{marker}"]\n[stop]\ntimeout = "500ms"\n')
+    gateway.write("stubborn", f'command = ["python", "{program}", "{marker}"]\n[stop]\ntimeout = "{stop_timeout}"\n')
     gateway.start()
     pid = gateway.wait_phase("stubborn", "running")["pid"]
     wait_until(marker.exists, what="grandchild started")
-    grandchild = int(marker.read_text())
+    return pid, int(marker.read_text())
+
+
+def test_stubborn_tree_is_killed_after_the_stop_timeout(gateway: Gateway, tmp_path: Path):
+    pid, grandchild = start_stubborn(gateway, tmp_path, "500ms")
     started = time.monotonic()
     result = cli(gateway, "stop", "stubborn")
     took = time.monotonic() - started
@@ -263,14 +268,7 @@ def test_control_needs_a_target(tmp_path: Path, verb: str):
 
 
 def test_force_kill_skips_the_graceful_stop(gateway: Gateway, tmp_path: Path):
-    program = tmp_path / "stubborn.py"
-    program.write_text(STUBBORN)
-    marker = tmp_path / "grandchild.pid"
-    gateway.write("stubborn", f'command = ["python", "{program}", "{marker}"]\n[stop]\ntimeout = "5s"\n')
-    gateway.start()
-    pid = gateway.wait_phase("stubborn", "running")["pid"]
-    wait_until(marker.exists, what="grandchild started")
-    grandchild = int(marker.read_text())
+    pid, grandchild = start_stubborn(gateway, tmp_path, "5s")
     started = time.monotonic()
     result = cli(gateway, "kill", "stubborn")
     assert result.returncode == 0, result.stdout + result.stderr
