@@ -69,6 +69,10 @@ class LoadResult:
     settings: GatewayFile = field(default_factory=GatewayFile)
     files: dict[str, str] = field(default_factory=dict)
     stale: frozenset[str] = frozenset()
+    # path -> (the bytes read, what they gave): a file whose bytes did not change since the
+    # previous load is not parsed and validated again (the 30 s resync re-reads every file)
+    parsed: dict[str, tuple[bytes, ServerSpec | list[ConfigError]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
 
 def is_server_file(path: Path) -> bool:
@@ -97,23 +101,23 @@ def parse_toml(path: Path, text: str) -> dict[str, Any] | ConfigError:
         return ConfigError(str(path), None, None, None, f"TOML syntax: {message}")
 
 
-def read_text(path: Path) -> str | ConfigError:
+def read_text(path: Path, raw: bytes | None = None) -> str | ConfigError:
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return (path.read_bytes() if raw is None else raw).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return ConfigError(str(path), None, None, None, f"not UTF-8 text (byte {exc.start})")
     except OSError as exc:
         return ConfigError(str(path), None, None, None, f"cannot read: {exc.strerror or exc}")
 
 
-def load_file(path: Path) -> ServerSpec | list[ConfigError]:
-    """One server file -> its spec, or every error in it."""
+def load_file(path: Path, raw: bytes | None = None) -> ServerSpec | list[ConfigError]:
+    """One server file (or the bytes already read from it) -> its spec, or every error in it."""
     name = path.stem
     if not _NAME_RE.match(name):
         return [ConfigError(str(path), None, None, None,
                             f"{name!r} is not a valid server name (the file name is the name): use 1-63 "
                             "lowercase letters, digits and '-', starting with a letter or digit")]
-    text = read_text(path)
+    text = read_text(path, raw)
     if isinstance(text, ConfigError):
         return [text]
     data = parse_toml(path, text)
@@ -163,8 +167,17 @@ def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
     files: dict[str, str] = {}
     broken: set[str] = set()
     paths = sorted(p for p in folder.iterdir() if p.is_file() and is_server_file(p)) if folder.is_dir() else []
+    cache = previous.parsed if previous else {}
+    parsed: dict[str, tuple[bytes, ServerSpec | list[ConfigError]]] = {}
     for path in paths:
-        result = load_file(path)
+        try:
+            raw: bytes | None = path.read_bytes()
+        except OSError:
+            raw = None  # load_file says why
+        hit = cache.get(str(path))
+        result = hit[1] if raw is not None and hit is not None and hit[0] == raw else load_file(path, raw)
+        if raw is not None:
+            parsed[str(path)] = (raw, result)
         files[path.stem] = str(path)
         if isinstance(result, ServerSpec):
             fresh[result.name] = result
@@ -183,7 +196,7 @@ def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
     _drop_port_clashes(specs, fresh, old, files, errors, stale)
     _drop_bad_dependencies(specs, files, errors, stale, old)
     return LoadResult(specs=dict(sorted(specs.items())), errors=tuple(errors), settings=settings,
-                      files=files, stale=frozenset(stale))
+                      files=files, stale=frozenset(stale), parsed=parsed)
 
 
 def _drop_port_clashes(specs: dict[str, ServerSpec], fresh: Mapping[str, ServerSpec],

@@ -137,7 +137,7 @@ class Daemon:
             self.keep_servers = True
         stopper.cancel()
         print("omen-gateway: stopping" + (" (servers keep running)" if self.keep_servers else ""), flush=True)
-        server.should_exit = True
+        server.stop()
         await self.reconciler.shutdown(self.keep_servers)
         for task in tasks:
             task.cancel()
@@ -209,11 +209,29 @@ class Daemon:
 
 
 class _WebServer(uvicorn.Server):
-    """uvicorn on our loop; the daemon owns the signal handlers, not uvicorn."""
+    """uvicorn on our loop; the daemon owns the signal handlers, not uvicorn. Its main loop
+    wakes once a second (uvicorn's own wakes ten times a second to look at `should_exit`);
+    `stop()` ends it at once."""
+
+    TICK = 1.0  # the Date header is refreshed on each tick: uvicorn refreshes it once a second too
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._exit.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        while not await self.on_tick(0):  # counter 0: uvicorn's "once a second" work, every tick
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.TICK):
+                    await self._exit.wait()
 
 
 def _url_of(sock: socket.socket) -> str:

@@ -111,19 +111,23 @@ async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
 
 
 async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
+    """Connect and close, on a bare non-blocking socket: a stream reader/writer pair would
+    cost the loop several more turns per check, and 100 servers are checked every 10 s."""
     started = time.perf_counter()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
     try:
         async with asyncio.timeout(health.timeout):
-            _, writer = await asyncio.open_connection(host, port)
-            latency = _ms(started)
-            writer.close()
-            await writer.wait_closed()
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        latency = _ms(started)
     except TimeoutError:
         return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
     except ConnectionRefusedError:
         return HealthResult(False, None, f"connection refused on {host}:{port}")
     except OSError as exc:
         return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+    finally:
+        sock.close()
     return HealthResult(True, latency, None)
 
 

@@ -81,8 +81,15 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             pause = starting_pause
             starting_pause = min(SLOW_PROBE, starting_pause * PROBE_GROWTH)
         else:
-            pause = health.interval  # type: ignore[union-attr]
+            pause = on_the_beat(health.interval)  # type: ignore[union-attr]
         await asyncio.sleep(pause)
+
+
+def on_the_beat(interval: float) -> float:
+    """Seconds until the next multiple of `interval` on the loop's clock. Servers with the same
+    interval are checked in the same turn of the loop: 100 servers every 10 s wake it once per
+    10 s instead of ten times a second, and their samples share one transaction."""
+    return interval - asyncio.get_running_loop().time() % interval
 
 
 def adopt(rt: Runtime, rows: Mapping[str, Mapping[str, Any]], specs: Mapping[str, ServerSpec]) -> list[str]:

@@ -27,19 +27,21 @@ DOWN = frozenset({Phase.BACKOFF, Phase.ERROR, Phase.EXITED})
 
 
 class TreeMeter:
-    """CPU % and RSS of whole process trees. psutil's cpu_percent is a delta since the
-    previous call on the same Process object, so the objects are kept between samples."""
+    """CPU % (of one core) and RSS of whole process trees. CPU % is the delta of each
+    process's CPU time since the previous sample (like psutil's cpu_percent, without its
+    look at the number of CPUs on every call), so the Process objects are kept."""
 
     RESCAN_EVERY = 60.0  # seconds between full scans of the process table when no root changed
 
     def __init__(self) -> None:
         self.procs: dict[int, psutil.Process] = {}
+        self.used: dict[int, tuple[float, float]] = {}  # pid -> (CPU seconds, when) at the last sample
         self.kids: dict[int, list[int]] = {}
         self.scanned_at = -RESCAN_NEVER
 
     def measure(self, roots: dict[str, int]) -> dict[str, dict[str, float | int]]:
         if not roots:
-            self.procs = {}
+            self.procs, self.used = {}, {}
             return {}
         # One pass over the process table for every tree (psutil's children() would scan it
         # once per server), and only now and then: reading /proc/*/stat for every process on
@@ -52,6 +54,7 @@ class TreeMeter:
             self.scanned_at = now
         kids = self.kids
         seen: dict[int, psutil.Process] = {}
+        used: dict[int, tuple[float, float]] = {}
         out: dict[str, dict[str, float | int]] = {}
         for name, root in roots.items():
             cpu, rss, todo = 0.0, 0, [root]
@@ -60,13 +63,17 @@ class TreeMeter:
                 todo.extend(kids.get(pid, ()))
                 try:
                     proc = self.procs.get(pid) or psutil.Process(pid)
-                    cpu += proc.cpu_percent(None)
+                    times = proc.cpu_times()
                     rss += proc.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
                 seen[pid] = proc
+                used[pid] = (times.user + times.system, time.monotonic())
+                before = self.used.get(pid)
+                if before is not None and used[pid][1] > before[1]:
+                    cpu += max(0.0, used[pid][0] - before[0]) / (used[pid][1] - before[1]) * 100
             out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
-        self.procs = seen
+        self.procs, self.used = seen, used
         return out
 
 

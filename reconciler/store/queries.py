@@ -7,6 +7,7 @@ batch replayed from the journal after a lost commit acknowledgement lands exactl
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -260,8 +261,11 @@ class Store:
             conn.transaction(),
             conn.pipeline(),
         ):
-            for query, params in stmts:
-                await conn.execute(query, params)
+            cur = conn.cursor()
+            for query, group in itertools.groupby(stmts, key=lambda stmt: stmt[0]):
+                # a run of the same statement (samples, mostly) goes as one executemany:
+                # one query conversion, prepared on the server after a few runs
+                await cur.executemany(query, [params for _, params in group])
 
     async def _rows(
         self, query: LiteralString | sql.Composed, params: dict[str, Any] | None = None
