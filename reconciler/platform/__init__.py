@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -56,6 +57,11 @@ class Platform(Protocol):
 
     async def wait_exit(self, pid: int) -> None:
         """Return when `pid` (not necessarily our child) has exited."""
+        ...
+
+    def connect_done(self, sock: socket.socket) -> bool:
+        """Has the non-blocking connect on `sock` already finished, one way or the other?
+        (Over loopback it nearly always has by the time connect returns.)"""
         ...
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import os
+import select
 import signal
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -125,6 +127,11 @@ class PosixPlatform:
         except PermissionError:
             return True
         return True
+
+    def connect_done(self, sock: socket.socket) -> bool:
+        poller = select.poll()  # select() would fail on a descriptor above 1023
+        poller.register(sock, select.POLLOUT)
+        return bool(poller.poll(0))
 
     async def wait_exit(self, pid: int) -> None:
         pidfd_open = getattr(os, "pidfd_open", None)

@@ -8,7 +8,9 @@ its pure parts are contract-tested on Linux too.
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,3 +130,7 @@ class WindowsPlatform:
 
     async def wait_exit(self, pid: int) -> None:
         await wait_in_thread(pid)
+
+    def connect_done(self, sock: socket.socket) -> bool:
+        _, done, failed = select.select([], [sock], [sock], 0)  # Winsock reports a refusal in the third set
+        return bool(done or failed)

@@ -127,6 +127,55 @@ async def test_tcp_refused() -> None:
     assert await probe(tcp(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}")
 
 
+@pytest.fixture
+def full_listener() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A listener whose accept queue is full: the kernel drops the next SYN, so a connect
+    stays pending (and is retried by TCP after about a second)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(0)
+    queued: list[socket.socket] = []
+    for _ in range(4):  # more than the queue holds, whatever the kernel rounds 0 up to
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(sock.getsockname())
+        queued.append(client)
+    time.sleep(0.05)
+    yield sock, queued
+    for client in queued:
+        client.close()
+    sock.close()
+
+
+async def test_tcp_pending_connect_times_out(full_listener: tuple[socket.socket, list[socket.socket]]) -> None:
+    """The slow path: a connect that has not finished when connect returns waits on the
+    event loop, up to the timeout."""
+    started = time.monotonic()
+    result = await probe(tcp(timeout="300ms"), full_listener[0].getsockname()[1])
+    assert result == HealthResult(False, None, "timed out after 0.3s")
+    assert 0.25 < time.monotonic() - started < 1.5
+
+
+async def test_tcp_pending_connect_that_finishes_is_ok(full_listener: tuple[socket.socket, list[socket.socket]]) -> None:
+    sock, _ = full_listener
+    sock.setblocking(False)
+
+    async def drain() -> None:  # make room in the queue while the probe waits
+        await asyncio.sleep(0.2)
+        for _ in range(20):
+            try:
+                sock.accept()[0].close()
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+
+    drainer = asyncio.create_task(drain())
+    started = time.monotonic()
+    result = await probe(tcp(timeout="5s"), sock.getsockname()[1])
+    await drainer
+    assert result.ok and result.latency_ms is not None, result
+    assert time.monotonic() - started > 0.15  # it did wait: the SYN was dropped at first
+
+
 async def test_port_answers(listener: socket.socket) -> None:
     assert await port_answers(listener.getsockname()[1])
     assert not await port_answers(free_port())
