@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from reconciler.settings import TOKEN_FILE, URL_FILE
 
 
@@ -30,7 +28,10 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """One short connection per call: a CLI makes one or two calls, and nothing is
-        left open between them."""
+        left open between them. httpx is imported here, not at the top: the daemon imports
+        this module (through the CLI) and never calls it, and httpx brings ~5 MB along."""
+        import httpx
+
         try:
             with httpx.Client(base_url=self.base, headers=self.headers, timeout=self.timeout,
                               trust_env=False) as http:

@@ -7,31 +7,41 @@ database backup holds no usable session."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from psycopg.rows import dict_row
 
 from reconciler.store import Store
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 from reconciler.store.queries import CONNECT_TIMEOUT
 
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 SESSION_TTL = timedelta(days=7)
 REFRESH_AFTER = timedelta(hours=1)  # extend a used session at most this often
 MIN_PASSWORD = 8
-_hasher = PasswordHasher()  # argon2id
-# verified against when the user does not exist, so both answers take as long
-_DUMMY_HASH = _hasher.hash("not a real password")
 CACHE_FOR = 5.0  # seconds a looked-up session is trusted without asking PostgreSQL again
 _cache: dict[str, tuple[Session, float]] = {}  # token hash -> (session, when looked up)
 _inflight: dict[str, asyncio.Future[Session | None]] = {}
+
+
+@functools.cache
+def _argon2() -> tuple[PasswordHasher, str]:
+    """The argon2id hasher, and a hash to verify against when the user does not exist (so
+    both answers take as long). Made on first use, in a worker thread: one hash costs
+    ~0.4 s of CPU and 64 MB for a moment, which a gateway nobody signs in to never pays."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    return hasher, hasher.hash("not a real password")
 
 
 class UserError(ValueError):
@@ -72,7 +82,9 @@ async def set_user(store: Store, name: str, password: str) -> bool:
     """Create the user, or set a new password; True when the user is new. Setting a new
     password ends the user's sessions."""
     check_name(name)
-    hashed = await asyncio.to_thread(_hasher.hash, check_password(password))
+    password = check_password(password)
+    hasher, _ = await asyncio.to_thread(_argon2)
+    hashed = await asyncio.to_thread(hasher.hash, password)
     async with store.pool.connection(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
         cur = await conn.execute(
             "INSERT INTO users (name, password_hash) VALUES (%(n)s, %(h)s) ON CONFLICT (name)"
@@ -95,14 +107,17 @@ async def count_users(store: Store) -> int:
 async def verify(store: Store, name: str, password: str) -> bool:
     """The password is this user's. Takes one argon2 verification either way."""
     rows = await _rows(store, "SELECT password_hash FROM users WHERE name = %(n)s", {"n": name})
-    stored = rows[0]["password_hash"] if rows else _DUMMY_HASH
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+    hasher, dummy = await asyncio.to_thread(_argon2)
+    stored = rows[0]["password_hash"] if rows else dummy
     try:
-        ok = await asyncio.to_thread(_hasher.verify, stored, password)
+        ok = await asyncio.to_thread(hasher.verify, stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-    if ok and rows and _hasher.check_needs_rehash(stored):
+    if ok and rows and hasher.check_needs_rehash(stored):
         await _rows(store, "UPDATE users SET password_hash = %(h)s WHERE name = %(n)s",
-                    {"h": await asyncio.to_thread(_hasher.hash, password), "n": name})
+                    {"h": await asyncio.to_thread(hasher.hash, password), "n": name})
     return ok and bool(rows)
 
 

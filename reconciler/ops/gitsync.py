@@ -140,8 +140,6 @@ def prune(folder: Path, keep: int) -> list[Path]:
 
 
 async def backup_forever(daemon: Any, settings: Any = None) -> None:
-    from reconciler.ops.backup import backup
-
     settings = settings or live_settings(daemon)
     while True:
         every = settings().backup_every
@@ -149,6 +147,8 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
         conf = settings()
         if not conf.backup_every:
             continue
+        from reconciler.ops.backup import backup  # tarfile, csv, zipfile: only once backups are on
+
         folder = backup_folder(daemon, conf)
         path = folder / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
         try:

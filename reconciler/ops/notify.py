@@ -212,7 +212,8 @@ class Dispatcher:
             self.wake.set()
 
     async def run(self) -> None:
-        await asyncio.to_thread(load_apprise)  # a slow import: never on the loop
+        if self.settings().urls:  # a slow import (and ~3 MB): never on the loop, and only when used
+            await asyncio.to_thread(load_apprise)
         watched = time.monotonic()
         while True:
             try:  # a short timeout only while a server is proving it is back up

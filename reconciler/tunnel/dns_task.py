@@ -20,8 +20,6 @@ RETRY_START, RETRY_CAP = 5.0, 300.0
 
 
 async def dns_forever(daemon: Daemon) -> None:
-    from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync
-
     done: tuple[str, tuple[str, ...]] | None = None  # (tunnel id, hostnames) last synced
     said_missing: str | None = None
     retry, retry_at = RETRY_START, 0.0
@@ -43,6 +41,8 @@ async def dns_forever(daemon: Daemon) -> None:
                 daemon.rt.event("dns_unavailable", RESERVED, why, actor="gateway")
                 said_missing = why
             continue
+        from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync  # httpx: only with a tunnel to route
+
         api = CloudflareAPI(settings.api_url, token)
         try:
             outcomes = await sync(api, Ledger(daemon.store.pool), uuid, hostnames, settings.zone)
