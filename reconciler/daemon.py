@@ -4,7 +4,7 @@ all on one event loop; and a clean shutdown in the reverse order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import logging
 import os
 import secrets
@@ -12,32 +12,22 @@ import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
-import uvicorn
+from typing import Any
 
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
-from reconciler.tunnel.dns_task import dns_forever
 from reconciler.platform import current
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
-from reconciler.settings import TOKEN_FILE, URL_FILE, Settings
+from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
 from reconciler.spec import HostSettings
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
+from reconciler.tunnel.dns_task import dns_forever
 from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
-
-
-def ensure_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        path.chmod(0o700)
-    except OSError:  # pragma: no cover - e.g. a folder owned by another user
-        pass
 
 
 def read_or_create_token(data_dir: Path) -> str:
@@ -61,6 +51,7 @@ class Daemon:
     sink: Sink = field(init=False)
     store: Store | None = None
     pg: EmbeddedPostgres | None = None
+    pg_starting: concurrent.futures.Future[str] | None = None  # `pg.start()` begun by the caller
     db_label: str = ""
     token: str = ""
     url: str = ""
@@ -70,8 +61,11 @@ class Daemon:
     async def open_database(self) -> str:
         dsn = self.settings.dsn
         if dsn is None:
-            self.pg = EmbeddedPostgres(self.settings.data_dir)
-            dsn = await asyncio.to_thread(self.pg.start)
+            if self.pg is None or self.pg_starting is None:
+                self.pg = EmbeddedPostgres(self.settings.data_dir)
+                dsn = await asyncio.to_thread(self.pg.start)
+            else:
+                dsn = await asyncio.wrap_future(self.pg_starting)
             self.db_label = f"embedded PostgreSQL at {self.pg.pgdata}"
         else:
             self.db_label = f"PostgreSQL from DSN ({_dsn_host(dsn)})"
@@ -95,26 +89,32 @@ class Daemon:
         self.reconciler = Reconciler(self.rt, settings.config_dir)
         sink_task = asyncio.create_task(self.sink.run())
         adopted = await self.reconciler.start(rows)
-        server, sock = self._web_server()
-        self.url = _url_of(sock)
         result = self.reconciler.result
         assert result is not None
         self.rt.event("gateway_started", None, f"{len(result.specs)} servers, {len(adopted)} adopted")
+        self._install_signals()
+        sock = _listen(*settings.host_port)  # a taken address fails here, before any server starts
+        self.url = _url_of(sock)
+        tasks = ops_tasks(self)  # alerts see every event from the first start on
+        # The servers first: uvicorn and the page are imported and built while they boot.
+        core = asyncio.create_task(self.reconciler.run(), name="reconciler")
+        await self.rt.wait_until(lambda: self.reconciler.passes > 0 or core.done(), 30.0)
+        from webview.server import build
+
+        server = build(self)
         print(f"omen-gateway: page at {self.url}/", flush=True)
         print(f"omen-gateway: database: {self.db_label}", flush=True)
         print(f"omen-gateway: {len(result.specs)} servers in {settings.config_dir}"
               f" ({len(result.errors)} config errors, {len(adopted)} adopted)", flush=True)
         for err in result.errors:
             print(f"  {err}", flush=True)
-        self._install_signals()
-        tasks = [
-            asyncio.create_task(self.reconciler.run(), name="reconciler"),
+        tasks += [
+            core,
             asyncio.create_task(watch_folder(settings.config_dir, self.reconciler.mark_config_dirty,
                                              self.stop_event), name="watcher"),
             asyncio.create_task(server.serve(sockets=[sock]), name="web"),
             asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
             asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
-            *ops_tasks(self),
             asyncio.create_task(dns_forever(self), name="dns"),
         ]
         if self.pg is not None:
@@ -194,44 +194,15 @@ class Daemon:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self.request_stop))
 
-    def _web_server(self) -> tuple[uvicorn.Server, socket.socket]:
-        from webview.app import create_app
 
-        host, port = self.settings.host_port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, lifespan="off")
-        return _WebServer(config), sock
-
-
-class _WebServer(uvicorn.Server):
-    """uvicorn on our loop; the daemon owns the signal handlers, not uvicorn. Its main loop
-    wakes once a second (uvicorn's own wakes ten times a second to look at `should_exit`);
-    `stop()` ends it at once."""
-
-    TICK = 1.0  # the Date header is refreshed on each tick: uvicorn refreshes it once a second too
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._exit = asyncio.Event()
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self._exit.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        while not await self.on_tick(0):  # counter 0: uvicorn's "once a second" work, every tick
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.TICK):
-                    await self._exit.wait()
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
 
 def _url_of(sock: socket.socket) -> str:

@@ -4,6 +4,7 @@ command-line argument -> GATEWAY_* environment variable -> gateway.toml -> defau
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,13 @@ def resolve(
         listen=listen or os.environ.get("GATEWAY_LISTEN") or file.web.listen or DEFAULT_LISTEN,
         schema=os.environ.get("GATEWAY_DB_SCHEMA") or "gateway",
     )
+
+
+def ensure_private_dir(path: Path) -> None:
+    """The data folder: only this user may read or write it. Traversal by others (o+x) is
+    kept when set: the embedded PostgreSQL's system user needs it when we run as root."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.chmod(0o700 | (path.stat().st_mode & stat.S_IXOTH))
+    except OSError:  # pragma: no cover - e.g. a folder owned by another user
+        pass
