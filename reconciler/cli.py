@@ -98,7 +98,9 @@ def _run_daemon(settings: Settings, keep_servers: bool) -> int:
         from reconciler.store.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(settings.data_dir)
-        starting = concurrent.futures.ThreadPoolExecutor(1, "database-start").submit(pg.start)
+        starter = concurrent.futures.ThreadPoolExecutor(1, "database-start")
+        starting = starter.submit(pg.start)
+        starter.shutdown(wait=False)  # its thread ends with the start: no idle thread kept for ever
     from reconciler.daemon import Daemon
 
     daemon = Daemon(settings, keep_servers=keep_servers, pg=pg, pg_starting=starting)

@@ -1,0 +1,94 @@
+"""The gateway alone at rest: N servers of the benchmark child (tcp health checks on, every
+10 s), then the daemon's RSS and CPU over an idle window. Also the yardstick for this machine:
+what a bare Python thread waking every 20 ms (watchfiles' poll step) costs here. Not a test:
+it prints figures, and ends every process it started.
+
+    python bench/gateway_idle.py --servers 100 --idle 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from benchlib import CHILD, REPO, free_ports  # bench/ is on sys.path when run as a script
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+def thread_wake_cost(step: float = 0.02, seconds: float = 10.0) -> float:
+    """% of a core this process spends while one thread sleeps `step` s in a loop."""
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: [time.sleep(step) for _ in iter(stop.is_set, True)], daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    time.sleep(seconds)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    stop.set()
+    thread.join()
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return 100 * used / (time.monotonic() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--servers", type=int, default=100)
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds measured")
+    ap.add_argument("--settle", type=float, default=15.0, help="seconds after every server answers")
+    args = ap.parse_args()
+    print(f"a Python thread waking every 20 ms costs {thread_wake_cost():.2f} % of a core here", flush=True)
+    with tempfile.TemporaryDirectory(prefix="gw-idle-") as tmp:
+        config, data = Path(tmp) / "gateway.d", Path(tmp) / "data"
+        config.mkdir()
+        ports = free_ports(args.servers)
+        for i, port in enumerate(ports):
+            (config / f"s{i:03}.toml").write_text(
+                f'command = ["{Path(sys.executable).as_posix()}", "{CHILD.as_posix()}", "{{port}}"]\nport = {port}\n')
+        env = dict(os.environ, GATEWAY_INTERNET_CHECK="off")
+        env.pop("GATEWAY_DSN", None)
+        with open(Path(tmp) / "gateway.out", "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--config", str(config),
+                                     "--data-dir", str(data), "--listen", "127.0.0.1:0"],
+                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            t0 = time.monotonic()
+            left = set(ports)
+            while left:
+                assert proc.poll() is None, (Path(tmp) / "gateway.out").read_text()
+                assert time.monotonic() - t0 < 120, f"{len(left)} servers never answered"
+                left = {p for p in left if not answers(p)}
+                time.sleep(0.05)
+            time.sleep(args.settle)
+            daemon = psutil.Process(proc.pid)
+            c0, w0 = sum(daemon.cpu_times()[:2]), time.monotonic()
+            time.sleep(args.idle)
+            used, window = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0
+            print(f"gateway, {args.servers} servers: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
+                  f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)  # the gateway stops its servers, then itself
+            proc.wait(120)
+        still = [p for p in ports if answers(p)]
+        assert not still, f"servers still answering after the stop: {still}"
+
+
+if __name__ == "__main__":
+    main()
