@@ -1,5 +1,5 @@
 """What the benchmark scripts share (they run as `python bench/NAME.py`, so this folder is
-on sys.path): where things are, and free ports on 127.0.0.1."""
+on sys.path): where things are, free ports on 127.0.0.1, and whether a port answers."""
 
 from __future__ import annotations
 
@@ -20,3 +20,12 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def answers(port: int, timeout: float = 0.05) -> bool:
+    """Something accepts a TCP connection on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout).close()
+        return True
+    except OSError:
+        return False

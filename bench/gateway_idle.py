@@ -12,7 +12,6 @@ import argparse
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from benchlib import CHILD, REPO, free_ports  # bench/ is on sys.path when run as a script
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False
+from benchlib import CHILD, REPO, answers, free_ports  # bench/ is on sys.path when run as a script
 
 
 def thread_wake_cost(step: float = 0.02, seconds: float = 10.0) -> float:

@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,19 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import CHILD, REPO, free_ports  # bench/ is on sys.path when run as a script
+from benchlib import CHILD, REPO, answers, free_ports  # bench/ is on sys.path when run as a script
 
 sys.path.insert(0, str(REPO))
 
 from reconciler.client import Client  # noqa: E402
-
-
-def answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.05).close()
-        return True
-    except OSError:
-        return False
 
 
 def wait_answer(port: int, timeout: float = 30.0) -> float:

@@ -35,7 +35,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ REPO = benchlib.REPO
 BENCH = REPO / "bench"
 PEERS = BENCH / ".peers"
 CHILD = benchlib.CHILD
+answers = benchlib.answers
 STUBBORN = BENCH / "stubborn.py"
 PY = sys.executable  # every manager runs the child with this interpreter
 SUP_VENV = PEERS / "supervisor-venv"
@@ -114,14 +114,6 @@ def popen(argv: list[str], label: str, **kw: Any) -> subprocess.Popen[bytes]:
 
 
 # --- ports ---------------------------------------------------------------------------------
-def answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.05).close()
-        return True
-    except OSError:
-        return False
-
-
 OUR_PORTS: set[int] = set()  # every port handed to a child of this run
 
 
