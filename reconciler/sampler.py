@@ -29,19 +29,19 @@ DOWN = frozenset({Phase.BACKOFF, Phase.ERROR, Phase.EXITED})
 class TreeMeter:
     """CPU % (of one core) and RSS of whole process trees. CPU % is the delta of each
     process's CPU time since the previous sample (like psutil's cpu_percent, without its
-    look at the number of CPUs on every call), so the Process objects are kept."""
+    look at the number of CPUs on every call), so each Process is kept with its last figure."""
 
     RESCAN_EVERY = 60.0  # seconds between full scans of the process table when no root changed
 
     def __init__(self) -> None:
-        self.procs: dict[int, psutil.Process] = {}
-        self.used: dict[int, tuple[float, float]] = {}  # pid -> (CPU seconds, when) at the last sample
+        # pid -> (its Process, its CPU seconds and when, at the last sample)
+        self.procs: dict[int, tuple[psutil.Process, float, float]] = {}
         self.kids: dict[int, list[int]] = {}
         self.scanned_at = -RESCAN_NEVER
 
     def measure(self, roots: dict[str, int]) -> dict[str, dict[str, float | int]]:
         if not roots:
-            self.procs, self.used = {}, {}
+            self.procs = {}
             return {}
         # One pass over the process table for every tree (psutil's children() would scan it
         # once per server), and only now and then: reading /proc/*/stat for every process on
@@ -53,27 +53,25 @@ class TreeMeter:
                 self.kids.setdefault(proc.info["ppid"], []).append(proc.pid)
             self.scanned_at = now
         kids = self.kids
-        seen: dict[int, psutil.Process] = {}
-        used: dict[int, tuple[float, float]] = {}
+        seen: dict[int, tuple[psutil.Process, float, float]] = {}
         out: dict[str, dict[str, float | int]] = {}
         for name, root in roots.items():
             cpu, rss, todo = 0.0, 0, [root]
             while todo:
                 pid = todo.pop()
                 todo.extend(kids.get(pid, ()))
+                before = self.procs.get(pid)
                 try:
-                    proc = self.procs.get(pid) or psutil.Process(pid)
+                    proc = before[0] if before else psutil.Process(pid)
                     times = proc.cpu_times()
                     rss += proc.memory_info().rss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-                seen[pid] = proc
-                used[pid] = (times.user + times.system, time.monotonic())
-                before = self.used.get(pid)
-                if before is not None and used[pid][1] > before[1]:
-                    cpu += max(0.0, used[pid][0] - before[0]) / (used[pid][1] - before[1]) * 100
+                seen[pid] = (proc, times.user + times.system, time.monotonic())
+                if before is not None and seen[pid][2] > before[2]:
+                    cpu += max(0.0, seen[pid][1] - before[1]) / (seen[pid][2] - before[2]) * 100
             out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
-        self.procs, self.used = seen, used
+        self.procs = seen
         return out
 
 

@@ -103,6 +103,18 @@ def test_last_good_version_stays_in_force(tmp_path: Path):
     assert fourth.specs["web"].port == 8081 and "web" not in fourth.stale
 
 
+def test_unchanged_bytes_are_not_parsed_again(tmp_path: Path):
+    write(tmp_path, "web.toml", 'command = ["x"]\nport = 8080\n')
+    write(tmp_path, "bad.toml", "port = \n")
+    first = load_dir(tmp_path)
+    second = load_dir(tmp_path, first)
+    assert second.specs["web"] is first.specs["web"]  # the same object: not validated again
+    assert [str(e) for e in second.errors] == [str(e) for e in first.errors]
+    write(tmp_path, "web.toml", 'command = ["x"]\nport = 8081\n')  # same length, other bytes
+    third = load_dir(tmp_path, second)
+    assert third.specs["web"] is not second.specs["web"] and third.specs["web"].port == 8081
+
+
 def test_deleted_file_is_forgotten_even_with_a_previous_version(tmp_path: Path):
     path = write(tmp_path, "web.toml", CMD)
     first = load_dir(tmp_path)
