@@ -1,9 +1,12 @@
 """What the benchmark scripts share (they run as `python bench/NAME.py`, so this folder is
-on sys.path): where things are, free ports on 127.0.0.1, and whether a port answers."""
+on sys.path): where things are, free ports on 127.0.0.1, whether a port answers, and how a
+process the benchmark started is ended."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,3 +32,13 @@ def answers(port: int, timeout: float = 0.05) -> bool:
         return True
     except OSError:
         return False
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """SIGTERM (a gateway then stops its servers, then itself); SIGKILL if it is not gone in time."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

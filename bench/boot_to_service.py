@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import CHILD, REPO, free_ports  # bench/ is on sys.path when run as a script
+from benchlib import CHILD, REPO, free_ports, stop_process  # bench/ is on sys.path when run as a script
 
 
 def answers(port: int) -> bool:
@@ -57,12 +56,7 @@ def boot(config: Path, data: Path, ports: list[int], timeout: float) -> tuple[fl
             time.sleep(0.02)
         return page or time.monotonic() - started, time.monotonic() - started
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def main() -> None:

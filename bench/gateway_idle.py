@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from benchlib import CHILD, REPO, answers, free_ports  # bench/ is on sys.path when run as a script
+from benchlib import CHILD, REPO, answers, free_ports, stop_process  # bench/ is on sys.path when run as a script
 
 
 def thread_wake_cost(step: float = 0.02, seconds: float = 10.0) -> float:
@@ -75,8 +74,7 @@ def main() -> None:
             print(f"gateway, {args.servers} servers: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
                   f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
         finally:
-            proc.send_signal(signal.SIGTERM)  # the gateway stops its servers, then itself
-            proc.wait(120)
+            stop_process(proc, 120)
         still = [p for p in ports if answers(p)]
         assert not still, f"servers still answering after the stop: {still}"
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import CHILD, REPO, answers, free_ports  # bench/ is on sys.path when run as a script
+from benchlib import CHILD, REPO, answers, free_ports, stop_process  # bench/ is on sys.path when run as a script
 
 sys.path.insert(0, str(REPO))
 
@@ -142,11 +142,7 @@ def main() -> None:
               f" port edit {1000 * (statistics.median(port_edit) - med):.1f} ms,"
               f" crash {1000 * (statistics.median(crash) - med):.1f} ms")
     finally:
-        gw.send_signal(signal.SIGTERM)
-        try:
-            gw.wait(60)
-        except subprocess.TimeoutExpired:
-            gw.kill()
+        stop_process(gw)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -378,12 +378,7 @@ class Gateway(Manager):
 
     def shutdown(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(90)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            benchlib.stop_process(self.proc, 90)
         if self.schema and self.dsn:
             try:
                 import psycopg

@@ -15,7 +15,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import REPO, stop_process  # bench/ is on sys.path when run as a script
+
 USER, PASSWORD = "bench", "bench password"
 
 
@@ -169,12 +169,7 @@ def main() -> None:
             print("the gateway's output, last lines:\n" + "".join((Path(tmp) / "out.log").read_text().splitlines(True)[-80:]))
             raise
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 120)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, TypeVar
 
+from pydantic import ValidationError
+
 T = TypeVar("T")
 log = logging.getLogger("gateway")
 
@@ -30,3 +32,8 @@ def live_section(daemon: Any, section: str, parse: Callable[[dict[str, Any]], T]
         return cache["value"]  # type: ignore[no-any-return]
 
     return current
+
+
+def section_errors(section: str, exc: ValidationError) -> str:
+    """A `[section]` table's validation errors in the config loader's words: `section.key: message`."""
+    return "; ".join(f"{section}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from reconciler.ops import live_section
+from reconciler.ops import live_section, section_errors
 from reconciler.spec import parse_duration
 
 log = logging.getLogger("gateway")
@@ -51,8 +51,7 @@ def parse_settings(table: dict[str, Any]) -> SyncSettings:
     try:
         return SyncSettings.model_validate(table)
     except ValidationError as exc:
-        raise SyncSettingsError("; ".join(f"sync.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                          for e in exc.errors())) from None
+        raise SyncSettingsError(section_errors("sync", exc)) from None
 
 
 def live_settings(daemon: Any) -> Any:

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from reconciler.ops import live_section
+from reconciler.ops import live_section, section_errors
 from reconciler.spec import parse_duration
 
 log = logging.getLogger("gateway")
@@ -65,8 +65,7 @@ def parse_settings(table: dict[str, Any]) -> NotifySettings:
     try:
         return NotifySettings.model_validate(table)
     except ValidationError as exc:
-        parts = [f"notify.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise NotifySettingsError("; ".join(parts)) from None
+        raise NotifySettingsError(section_errors("notify", exc)) from None
 
 
 @dataclass(frozen=True)
