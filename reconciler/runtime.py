@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from reconciler.children import Child
+from reconciler.events import EventKind
 from reconciler.state import Phase, ServerState
 
 log = logging.getLogger("gateway")
@@ -52,7 +53,7 @@ class Runtime:
     # --- recording -------------------------------------------------------------------
     def event(
         self,
-        kind: str,
+        kind: EventKind,
         server: str | None,
         reason: str,
         *,
@@ -68,7 +69,7 @@ class Runtime:
                 "seq": next(_seq),
                 "at": utcnow().isoformat(),
                 "server": server,
-                "kind": kind,
+                "kind": str(EventKind(kind)),
                 "from_phase": str(source) if source else None,
                 "to_phase": str(target) if target else None,
                 "reason": reason,
@@ -76,7 +77,7 @@ class Runtime:
                 "detail": detail or {},
             }
         )
-        level = logging.WARNING if kind in ("config_error", "escalated", "stop_escalated", "error") else logging.INFO
+        level = logging.WARNING if EventKind(kind).warning else logging.INFO
         log.log(level, "%s: %s%s", server or "gateway", f"{source} -> {target}: " if target else "", reason)
 
     def state(self, name: str) -> ServerState:

@@ -1,0 +1,71 @@
+"""The one vocabulary of recorded events: every `rt.event(...)` names an `EventKind`.
+
+A kind says whether it is a warning (logged as one, listed on the page's warnings) and
+which alert it feeds (`alert`, a name `ops.notify` knows). Listeners match on the kind
+and on the event's structured `detail`, never on the text of its reason. A misspelt kind
+fails at import (`EventKind.TYPO` is an AttributeError), not as a silent dead branch.
+
+Pure data: no I/O here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    # a server's phase changed (from_phase -> to_phase); `detail` may say more
+    TRANSITION = "transition"
+    INTENT = "intent"  # the owner asked for start / stop / restart / kill
+    ERROR = "error"  # a start failed (port held, spawn refused); detail: failures, port, holder_pid
+    ESCALATED = "escalated"  # restart.alert_after failures in a row
+    STOP_ESCALATED = "stop_escalated"  # did not stop within its timeout: the tree was killed
+    HEALTH_FAILED = "health_failed"  # one failed check of a running server; detail: failures
+    NOT_ADOPTED = "not_adopted"  # a recorded process was gone (or reused) at gateway start
+    FORGOTTEN = "forgotten"  # its file was removed and it is stopped
+    INTERNAL_ERROR = "internal_error"  # a bug: an action raised
+    CONFIG_ERROR = "config_error"  # a file does not load; detail: path, line, column, key, message
+    CONFIG_FIXED = "config_fixed"
+    GATEWAY_STARTED = "gateway_started"
+    GATEWAY_STOPPING = "gateway_stopping"
+    GATEWAY_STOPPED = "gateway_stopped"
+    DATABASE_EXITED = "database_exited"
+    DATABASE_RESTARTED = "database_restarted"
+    TUNNEL_CONFIG = "tunnel_config"  # a new config.yml was written
+    TUNNEL_UNAVAILABLE = "tunnel_unavailable"  # [tunnel] is set but cannot run (binary, credentials)
+    TUNNEL_HANDOVER = "tunnel_handover"
+    TUNNEL_OFFLINE = "tunnel_offline"  # the connector is not ready (no edge connection)
+    TUNNEL_ONLINE = "tunnel_online"
+    DNS_SYNCED = "dns_synced"
+    DNS_FAILED = "dns_failed"
+    DNS_UNAVAILABLE = "dns_unavailable"
+    SYNC_PULLED = "sync_pulled"
+    SYNC_FAILED = "sync_failed"
+    BACKUP_WRITTEN = "backup_written"
+    BACKUP_FAILED = "backup_failed"
+    CONFIG_WRITTEN = "config_written"  # the page wrote a file
+
+    @property
+    def warning(self) -> bool:
+        return self in _WARNINGS
+
+    @property
+    def alert(self) -> str | None:
+        """The alert this kind can raise (see `ops.notify.Classifier`), or None."""
+        return _ALERTS.get(self)
+
+
+K = EventKind
+_WARNINGS = frozenset({
+    K.ERROR, K.ESCALATED, K.STOP_ESCALATED, K.HEALTH_FAILED, K.NOT_ADOPTED, K.INTERNAL_ERROR,
+    K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED,
+    K.SYNC_FAILED, K.BACKUP_FAILED,
+})
+_ALERTS: dict[EventKind, str] = {
+    K.ESCALATED: "down",
+    K.ERROR: "port_held",  # only when detail["port"] is set and another program holds it
+    K.HEALTH_FAILED: "health",
+    K.DATABASE_EXITED: "database",
+    K.TUNNEL_OFFLINE: "tunnel",
+    K.SYNC_FAILED: "sync",
+}
