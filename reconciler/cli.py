@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from reconciler import __version__
 from reconciler.client import ApiError, Client, NotRunning
+from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem
 from reconciler.ops import cli as ops_cli
 from reconciler.settings import Settings, SettingsError, default_data_dir, ensure_private_dir, resolve
 from reconciler.tunnel import commands as tunnel_cli
@@ -81,15 +82,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args.config, args.data_dir, listen=args.listen)
-    if not settings.config_dir.is_dir():
-        print(f"gateway: config folder {settings.config_dir} does not exist", file=sys.stderr)
-        return 2
-    ensure_private_dir(settings.data_dir)
-    writer = _setup_logging(settings.data_dir / "gateway.log", args.verbose)
+    try:  # one gateway per data folder: before anything touches it (reconciler/instance.py)
+        lock = InstanceLock(settings.data_dir).acquire()
+    except AlreadyRunning as exc:
+        print(f"gateway run: {exc}", file=sys.stderr)
+        return 4
+    ran = False
     try:
-        return _run_daemon(settings, args.keep_servers)
+        if not settings.config_dir.is_dir():
+            print(f"gateway: config folder {settings.config_dir} does not exist", file=sys.stderr)
+            return 2
+        if problem := listen_problem(*settings.host_port):
+            print(f"gateway run: {problem}", file=sys.stderr)
+            return 2
+        if lock.unclean is not None:
+            print(f"omen-gateway: {lock.unclean.describe()}", flush=True)
+        ensure_private_dir(settings.data_dir)
+        writer = _setup_logging(settings.data_dir / "gateway.log", args.verbose)
+        try:
+            ran = True
+            return _run_daemon(settings, args.keep_servers)
+        finally:
+            writer.stop()  # every record written before we exit
     finally:
-        writer.stop()  # every record written before we exit
+        lock.release(ran)  # not reached when killed: the next start then reports it
 
 
 def _run_daemon(settings: Settings, keep_servers: bool) -> int:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.instance import record_recovery
+from reconciler.events import EventKind
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
 from reconciler.platform import current
@@ -28,6 +30,7 @@ from reconciler.tunnel.dns_task import dns_forever
 from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
+JOURNAL_REPLAY_TIMEOUT = 30.0  # seconds to write the previous run's journal before reading the states
 
 
 def read_or_create_token(data_dir: Path) -> str:
@@ -79,19 +82,25 @@ class Daemon:
         self.token = read_or_create_token(settings.data_dir)
         await self.open_database()
         assert self.store is not None
+        self.sink = Sink(self.store, settings.data_dir / "journal.jsonl")
+        sink_task = asyncio.create_task(self.sink.run())
+        # What the previous run could not write (the database was away when it died) goes in
+        # first: the recorded states, intents and ports are read only after it.
+        if self.sink.pending and not await self.sink.flush(JOURNAL_REPLAY_TIMEOUT):
+            log.warning("the previous run's journal is not written yet (%d ops): starting from what the "
+                        "database holds", self.sink.pending)
         rows, intents, ports = (
             await self.store.load_states(), await self.store.load_intents(), await self.store.load_ports()
         )
-        self.sink = Sink(self.store, settings.data_dir / "journal.jsonl")
         self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
         self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
         self.rt.ports.update(ports)
         self.reconciler = Reconciler(self.rt, settings.config_dir)
-        sink_task = asyncio.create_task(self.sink.run())
         adopted = await self.reconciler.start(rows)
         result = self.reconciler.result
         assert result is not None
-        self.rt.event("gateway_started", None, f"{len(result.specs)} servers, {len(adopted)} adopted")
+        self.rt.event(EventKind.GATEWAY_STARTED, None, f"{len(result.specs)} servers, {len(adopted)} adopted")
+        record_recovery(self.rt, settings.data_dir)  # after a kill or a power cut (reconciler/instance.py)
         self._install_signals()
         sock = _listen(*settings.host_port)  # a taken address fails here, before any server starts
         self.url = _url_of(sock)
@@ -145,7 +154,7 @@ class Daemon:
         for task in list(self.rt.tasks):  # health loops and exit waits: nothing to finish
             task.cancel()
         await asyncio.gather(*list(self.rt.tasks), return_exceptions=True)
-        self.rt.event("gateway_stopped", None, "clean stop")
+        self.rt.event(EventKind.GATEWAY_STOPPED, None, "clean stop")
         await self.sink.close()
         sink_task.cancel()
         await asyncio.gather(sink_task, return_exceptions=True)
@@ -163,7 +172,7 @@ class Daemon:
             pid = await asyncio.to_thread(lambda: self.pg.pid if self.pg else None)
             if pid is not None:
                 await current().wait_exit(pid)
-                self.rt.event("database_exited", None, f"the embedded PostgreSQL (pid {pid}) exited; starting it again")
+                self.rt.event(EventKind.DATABASE_EXITED, None, f"the embedded PostgreSQL (pid {pid}) exited; starting it again")
             try:
                 await asyncio.to_thread(self.pg.start)
             except Exception as exc:  # noqa: BLE001 - keep trying, with backoff, and say why
@@ -173,7 +182,7 @@ class Daemon:
                 await asyncio.sleep(delay)
                 continue
             if pid is not None or failures:
-                self.rt.event("database_restarted", None, "the embedded PostgreSQL runs again")
+                self.rt.event(EventKind.DATABASE_RESTARTED, None, "the embedded PostgreSQL runs again")
             failures = 0
 
     def _sampling(self) -> tuple[float, str]:

@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     CONFIG_ERROR = "config_error"  # a file does not load; detail: path, line, column, key, message
     CONFIG_FIXED = "config_fixed"
     GATEWAY_STARTED = "gateway_started"
+    GATEWAY_RECOVERED = "gateway_recovered"  # this start follows an unclean stop (killed, power lost)
     GATEWAY_STOPPING = "gateway_stopping"
     GATEWAY_STOPPED = "gateway_stopped"
     DATABASE_EXITED = "database_exited"

@@ -11,11 +11,17 @@ import functools
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import psutil
+
+
+# What the OS told the gateway about its session (see `Platform.host_events`):
+# interrupt (Ctrl-C), terminate (SIGTERM: `kill`, systemd stop, logout, shutdown), hangup (the
+# terminal closed), close (the console window closed), logoff, shutdown (Windows' own events).
+HostEvent = Literal["interrupt", "terminate", "hangup", "close", "logoff", "shutdown"]
 
 
 class Platform(Protocol):
@@ -62,6 +68,21 @@ class Platform(Protocol):
     def connect_done(self, sock: socket.socket) -> bool:
         """Has the non-blocking connect on `sock` already finished, one way or the other?
         (Over loopback it nearly always has by the time connect returns.)"""
+        ...
+
+    def try_lock(self, fd: int) -> bool:
+        """Take an exclusive lock on the open file `fd` without waiting; False when another
+        open of the file holds it. The OS drops the lock when the holder dies."""
+        ...
+
+    def suspend_clock(self) -> float:
+        """Seconds on a clock that keeps counting while the host sleeps (`time.monotonic`
+        stops during a suspend on Linux and macOS)."""
+        ...
+
+    def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
+        """Call `on_event` (from any thread) when the terminal closes, the user logs off, the
+        console window is closed or the system shuts down; in the daemon, once."""
         ...
 
 

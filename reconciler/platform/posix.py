@@ -5,18 +5,20 @@ signalled one by one from a snapshot of the tree)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sys
 import os
 import select
 import signal
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import psutil
 
-from reconciler.platform import alive, wait_in_thread
+from reconciler.platform import HostEvent, alive, wait_in_thread
 
 # A spec's stop signal -> the POSIX signal. BREAK is the Windows graceful stop; here it means TERM.
 SIGNALS: dict[str, signal.Signals] = {
@@ -28,6 +30,14 @@ SIGNALS: dict[str, signal.Signals] = {
     "USR1": signal.SIGUSR1,
     "USR2": signal.SIGUSR2,
     "BREAK": signal.SIGTERM,
+}
+
+
+# A clock that counts while the host sleeps: Linux's CLOCK_BOOTTIME; macOS's CLOCK_MONOTONIC
+# does (its CLOCK_UPTIME_RAW, behind time.monotonic, does not); else plain monotonic.
+SUSPEND_CLOCK = getattr(time, "CLOCK_BOOTTIME", None) or time.CLOCK_MONOTONIC
+HOST_SIGNALS: dict[signal.Signals, HostEvent] = {
+    signal.SIGINT: "interrupt", signal.SIGTERM: "terminate", signal.SIGHUP: "hangup",
 }
 
 
@@ -132,6 +142,21 @@ class PosixPlatform:
         poller = select.poll()  # select() would fail on a descriptor above 1023
         poller.register(sock, select.POLLOUT)
         return bool(poller.poll(0))
+
+    def try_lock(self, fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: dropped when the holder dies
+        except BlockingIOError:
+            return False
+        return True
+
+    def suspend_clock(self) -> float:
+        return time.clock_gettime(SUSPEND_CLOCK)
+
+    def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, kind in HOST_SIGNALS.items():
+            loop.add_signal_handler(sig, on_event, kind)
 
     async def wait_exit(self, pid: int) -> None:
         pidfd_open = getattr(os, "pidfd_open", None)

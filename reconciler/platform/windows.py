@@ -12,13 +12,14 @@ import select
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import psutil
 
-from reconciler.platform import alive, wait_in_thread
+from reconciler.platform import HostEvent, alive, wait_in_thread
 
 # Win32 process creation flags (winbase.h); the subprocess module only has them on Windows.
 CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
@@ -48,6 +49,22 @@ def stop_method(signal_name: str) -> StopMethod:
         return STOP_METHODS[signal_name.upper().removeprefix("SIG")]
     except KeyError:
         raise ValueError(f"{signal_name!r} is not a stop signal (one of {', '.join(STOP_METHODS)})") from None
+
+
+# Console control events (wincon.h) -> what they mean to the gateway. After CLOSE and SHUTDOWN
+# Windows ends the process when the handler returns, or after about 5 s (the console's own
+# timeout; WaitToKillServiceTimeout on shutdown): the handler waits for the daemon's stop up to
+# CONSOLE_GRACE, so that what the daemon decided is done first. LOGOFF reaches only processes
+# outside the user's session (a boot task, a service: interactive ones are simply ended), and
+# does not say whose log-off it is: it is reported and handled (TRUE: not ended), never waited on.
+CONSOLE_EVENTS: dict[int, HostEvent] = {0: "interrupt", 1: "interrupt", 2: "close", 5: "logoff", 6: "shutdown"}
+CONSOLE_GRACE = 4.5  # seconds
+LOCK_OFFSET = 1 << 30  # the byte locked: far past the holder's note, which stays readable
+
+
+def console_event(code: int) -> HostEvent | None:
+    """A console control code -> the host event (CTRL_C and CTRL_BREAK are both an interrupt)."""
+    return CONSOLE_EVENTS.get(code)
 
 
 _FILE_APPEND_DATA, _SYNCHRONIZE, _READ_ATTRIBUTES = 0x0004, 0x00100000, 0x0080
@@ -124,6 +141,46 @@ class WindowsPlatform:
 
     def prepare_event_loop(self) -> None:
         pass  # the proactor loop waits on process handles without threads
+
+    def try_lock(self, fd: int) -> bool:
+        import msvcrt
+
+        # Windows locks are mandatory: lock one byte far past the content, so that a second
+        # gateway can still read who holds the lock. Dropped by the OS when the holder dies.
+        os.lseek(fd, LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+
+    def suspend_clock(self) -> float:
+        import ctypes
+
+        # GetTickCount64 counts through sleep and hibernation (QueryUnbiasedInterruptTime does not)
+        return float(ctypes.windll.kernel32.GetTickCount64()) / 1000.0  # type: ignore[attr-defined]
+
+    def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
+        import ctypes
+        from ctypes import wintypes
+
+        stopping = threading.Event()
+
+        def handler(code: int) -> bool:
+            kind = console_event(code)
+            if kind is None:
+                return False
+            on_event(kind)
+            if kind in ("close", "shutdown"):  # returning lets Windows end the process: give the stop its time
+                stopping.wait(CONSOLE_GRACE)
+            return True
+
+        routine = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)(handler)  # type: ignore[attr-defined]
+        self._console_handler = routine  # a ctypes callback must outlive the registration
+        if not ctypes.windll.kernel32.SetConsoleCtrlHandler(routine, True):  # type: ignore[attr-defined]
+            raise ctypes.WinError()  # type: ignore[attr-defined]
 
     def group_alive(self, pid: int) -> bool:
         return True  # no cheap group probe here: always sweep the tree (kill_tree)
