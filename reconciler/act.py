@@ -14,6 +14,7 @@ from reconciler import observe
 from reconciler.actions import Action, Forget, Mark, Reason, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.children import Child, SpawnError
+from reconciler.events import EventKind
 from reconciler.health import port_holder, port_is_free
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
@@ -74,7 +75,7 @@ def log_path(rt: Runtime, name: str) -> Path:
 
 def _escalate(rt: Runtime, name: str, failures: int | None) -> None:
     """Automatic recovery is not working: say so once per run of failures (alerts hook here)."""
-    rt.event("escalated", name, f"{failures} failures in a row; still retrying with backoff",
+    rt.event(EventKind.ESCALATED, name, f"{failures} failures in a row; still retrying with backoff",
              detail={"failures": failures})
 
 
@@ -90,7 +91,9 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
         who = f"pid {holder[0]} ({holder[1]})" if holder else "another program"
         if spec.port == "auto":
             rt.busy_ports.add(port)  # pick another one on the next pass
-        _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now)
+        _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now,
+                {"port": port, "holder_pid": holder[0] if holder else None,
+                 "holder_name": holder[1] if holder else None})
         return
     try:
         child = await Child.spawn(
@@ -102,6 +105,9 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
         )
     except SpawnError as exc:
         _failed(rt, name, spec, failures, str(exc), actor, now)
+        return
+    except Exception as exc:  # noqa: BLE001 - whatever the OS refused: a failed start, with backoff
+        _failed(rt, name, spec, failures, f"cannot start {spec.command[0]!r}: {exc}", actor, now)
         return
     if spec.port == "auto" and port is not None and rt.ports.get(name) != port:
         rt.ports[name] = port
@@ -119,14 +125,15 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     observe.watch_child(rt, name, child, spec)
 
 
-def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, actor: str, now: float) -> None:
+def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, actor: str, now: float,
+            detail: dict[str, object] | None = None) -> None:
     failures += 1
     delay = max(Backoff.of(spec.restart).delay(failures), spec.restart.backoff_start)
     rt.set_phase(
-        name, P.ERROR, Reason.RETRY, actor=actor, detail=f"{why}; next try in {delay:.0f}s",
+        name, P.ERROR, Reason.START_FAILED, actor=actor, detail=f"{why}; next try in {delay:.0f}s",
         next_try_at=now + delay, failures=failures, pid=None, create_time=None,
     )
-    rt.event("error", name, why, detail={"failures": failures})
+    rt.event(EventKind.ERROR, name, why, detail={"failures": failures, **(detail or {})})
     if failures == spec.restart.alert_after:
         _escalate(rt, name, failures)
 
@@ -134,7 +141,9 @@ def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, a
 def _stop(rt: Runtime, action: Stop, actor: str) -> None:
     name = action.name
     child = rt.children.get(name)
-    rt.set_phase(name, P.STOPPING, action.reason, actor=actor, detail=action.detail, after_stop=action.then)
+    changes = {} if action.failures is None else {"failures": action.failures}
+    rt.set_phase(name, P.STOPPING, action.reason, actor=actor, detail=action.detail, after_stop=action.then,
+                 **changes)
     rt.spawn_task(_finish_stop(rt, name, child, action, actor))
 
 
@@ -147,7 +156,7 @@ async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop
     result = await child.stop(action.signal, action.timeout)
     if result.escalated:
         rt.event(
-            "stop_escalated", name,
+            EventKind.STOP_ESCALATED, name,
             f"did not stop within {action.timeout:g}s of SIG{action.signal}; killed the process tree",
             actor=actor, detail={"leftovers_killed": result.leftovers_killed},
         )

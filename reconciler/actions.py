@@ -4,30 +4,9 @@ becomes the `why` of the event row the action produces. No I/O here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-
+from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
-
-
-class Reason(StrEnum):
-    CREATE = "new server"
-    CHANGE = "settings changed"
-    DELETE = "file removed"
-    DISABLE = "disabled in its file"
-    OPERATOR_STOP = "stopped by operator"
-    OPERATOR_START = "started by operator"
-    OPERATOR_RESTART = "restarted by operator"
-    OPERATOR_KILL = "force-killed by operator"
-    CRASH = "the process exited"
-    RETRY = "retrying after backoff"
-    HEALTHY = "health check passed"
-    UP = "started (no health check)"
-    UNHEALTHY = "health check failing"
-    START_TIMEOUT = "never became healthy"
-    NO_RESTART = "restart policy says no"
-    DEPENDENCY = "waiting for a dependency"
-    SHUTDOWN = "gateway stopping"
 
 
 @dataclass(frozen=True)
@@ -49,6 +28,7 @@ class Stop:
     timeout: float
     then: Phase = Phase.STOPPED  # EXITED when the stop is a failure (unhealthy) so backoff applies
     detail: str = ""
+    failures: int | None = None  # the failure count once it has stopped (a stable run clears it)
 
 
 @dataclass(frozen=True)
@@ -73,3 +53,4 @@ class Forget:
 
 
 Action = Start | Stop | Mark | Forget
+__all__ = ["Action", "Forget", "Mark", "Reason", "Start", "Stop"]

@@ -4,11 +4,15 @@ tree kill, or adopted from a previous gateway that left it running.
 
 The gateway holds no pipe to a child, so a child keeps running (and logging) when the
 gateway dies; a later gateway adopts it by pid *and* create time, never by pid alone.
+A child is a plain `subprocess.Popen`, not an asyncio subprocess: asyncio's transport
+kills a still-running process when it is closed or garbage-collected, which would end every
+server on any exit of the gateway (a clean one with --keep-servers, a crash, a bug).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import shlex
@@ -105,7 +109,7 @@ class Child:
         *,
         log_path: Path | None = None,
         adopted: bool = False,
-        proc: asyncio.subprocess.Process | None = None,
+        proc: subprocess.Popen[bytes] | None = None,
         ps: psutil.Process | None = None,
     ) -> None:
         self.pid = pid
@@ -146,8 +150,8 @@ class Child:
             out.write(f"--- gateway: starting {shlex.join(run)} at {_now()} ---\n".encode())
             out.flush()
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *run, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd, env=env,
+                proc = subprocess.Popen(
+                    run, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd, env=env,
                     **platform.spawn_kwargs(),
                 )
             except FileNotFoundError:
@@ -155,7 +159,11 @@ class Child:
             except PermissionError:
                 raise SpawnError(f"cannot start {run[0]!r}: permission denied") from None
             except OSError as exc:
+                if exc.errno == errno.E2BIG:
+                    raise SpawnError(too_big(run, env)) from None
                 raise SpawnError(f"cannot start {run[0]!r}: {(exc.strerror or str(exc)).lower()}") from None
+            except ValueError as exc:  # e.g. "embedded null byte"
+                raise SpawnError(f"cannot start {run[0]!r}: {exc}") from None
         ps: psutil.Process | None
         try:
             ps = psutil.Process(proc.pid)
@@ -193,7 +201,9 @@ class Child:
 
     async def _wait_once(self) -> ExitStatus:
         if self._proc is not None:
-            status = ExitStatus.from_returncode(await self._proc.wait())
+            if self._proc.poll() is None:
+                await current().wait_exit(self.pid)  # readable on exit (a pidfd); reaps nothing
+            status = ExitStatus.from_returncode(self._proc.wait())  # exited: reaped at once
             self._note(f"pid {self.pid} {status.describe()}")
             return status
         if self._ps is not None and alive(self._ps):
@@ -258,6 +268,22 @@ class Child:
         status = await self.wait() if not self.is_alive() else ExitStatus(None, None)
         return StopResult(status, not exited, leftovers, round(time.monotonic() - started, 4), survivors)
 
+    async def end_leftovers(self) -> int:
+        """After the main process ended by itself (a crash, kill -9, out of memory): kill what
+        is left of its tree, its process group and every descendant seen, so no worker keeps
+        serving old code or holding the port. How many processes were ended (usually 0, at the
+        cost of one system call)."""
+        platform = current()
+        seen = [proc for proc in self._known() if proc.pid != self.pid]
+        if not seen and not platform.group_alive(self.pid):
+            return 0
+        killed = [proc for proc in await asyncio.to_thread(platform.kill_tree, self.pid, self._known())
+                  if proc.pid != self.pid]
+        await _wait_gone(killed, GIVE_UP_AFTER)
+        if killed:
+            self._note(f"ended {len(killed)} processes that pid {self.pid} left behind")
+        return len(killed)
+
     def kill(self) -> list[int]:
         """Kill the whole tree now, without waiting; the pids that were killed. Blocking (a
         short psutil sweep)."""
@@ -291,6 +317,19 @@ async def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> bool:
         return False
     waits = asyncio.gather(*(current().wait_exit(proc.pid) for proc in pending))
     return await _within(waits, timeout)
+
+
+def too_big(argv: Sequence[str], env: dict[str, str] | None) -> str:
+    """Why the OS said "argument list too long": the command, or the environment (naming
+    its largest variable)."""
+    argv_size = sum(len(part.encode()) + 1 for part in argv)
+    sizes = {key: len(key.encode()) + len(value.encode()) + 2 for key, value in (env or {}).items()}
+    env_size = sum(sizes.values())
+    if env_size > argv_size:
+        largest = max(sizes, key=lambda key: sizes[key])
+        return (f"the environment is too large for the OS ({env_size} bytes in {len(sizes)} variables; "
+                f"the largest is {largest[:80]!r}, {sizes[largest]} bytes): make it smaller")
+    return f"the command is too long for the OS ({argv_size} bytes): make it shorter"
 
 
 def _same_command(cmdline: list[str], hint: list[str]) -> bool:

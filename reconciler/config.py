@@ -23,7 +23,9 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 
 from reconciler.spec import (
+    MAX_QUOTED,
     NAME_PATTERN,
+    RESERVED_NAMES,
     CommandHealth,
     DomainSpec,
     GatewayFile,
@@ -33,6 +35,7 @@ from reconciler.spec import (
     StopSpec,
     TcpHealth,
     format_duration,
+    quote,
 )
 
 GATEWAY_FILE = "gateway.toml"
@@ -42,6 +45,9 @@ _TOML_POS_RE = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<
 _TOML_EOF_RE = re.compile(r"^(?P<msg>.*?)\s*\(at end of document\)$")
 
 
+MAX_MESSAGE = 400  # characters: an error quotes the user's text, never all of a huge one
+
+
 @dataclass(frozen=True)
 class ConfigError:
     path: str
@@ -49,6 +55,12 @@ class ConfigError:
     column: int | None
     key: str | None
     message: str
+
+    def __post_init__(self) -> None:
+        if self.key is not None and len(self.key) > MAX_QUOTED:
+            object.__setattr__(self, "key", self.key[:MAX_QUOTED] + f"... ({len(self.key)} characters)")
+        if len(self.message) > MAX_MESSAGE:
+            object.__setattr__(self, "message", self.message[:MAX_MESSAGE] + " ... (cut)")
 
     def __str__(self) -> str:
         where = self.path
@@ -111,12 +123,40 @@ def read_text(path: Path, raw: bytes | None = None) -> str | ConfigError:
 
 
 def load_file(path: Path, raw: bytes | None = None) -> ServerSpec | list[ConfigError]:
-    """One server file (or the bytes already read from it) -> its spec, or every error in it."""
+    """One server file (or the bytes already read from it) -> its spec, or every error in it.
+    Never raises: whatever goes wrong reading or checking a file is an error on that file."""
+    try:
+        return _load_file(path, raw)
+    except RecursionError:
+        return [_too_deep(path)]
+    except Exception as exc:  # noqa: BLE001 - a bug in a check must not stop the gateway
+        return [ConfigError(str(path), None, None, None, f"could not be checked ({type(exc).__name__}: {exc})")]
+
+
+def _too_deep(path: Path) -> ConfigError:
+    return ConfigError(str(path), None, None, None,
+                       "nested too deeply (lists or tables inside each other hundreds of times); "
+                       "no setting needs that: remove the nesting")
+
+
+def reserved_name_error(path: Path) -> ConfigError | None:
+    name = path.stem
+    if name not in RESERVED_NAMES:
+        return None
+    what = "the global settings file" if name == "gateway" else "the tunnel connector the gateway runs"
+    return ConfigError(str(path), None, None, None,
+                       f"the name {name!r} is reserved for {what}; rename this file")
+
+
+def _load_file(path: Path, raw: bytes | None) -> ServerSpec | list[ConfigError]:
     name = path.stem
     if not _NAME_RE.match(name):
         return [ConfigError(str(path), None, None, None,
-                            f"{name!r} is not a valid server name (the file name is the name): use 1-63 "
+                            f"{quote(name)} is not a valid server name (the file name is the name): use 1-63 "
                             "lowercase letters, digits and '-', starting with a letter or digit")]
+    reserved = reserved_name_error(path)
+    if reserved is not None:
+        return [reserved]
     text = read_text(path, raw)
     if isinstance(text, ConfigError):
         return [text]
@@ -125,7 +165,7 @@ def load_file(path: Path, raw: bytes | None = None) -> ServerSpec | list[ConfigE
         return [data]
     if "name" in data and data["name"] != name:
         return [ConfigError(str(path), _Lines(text).find(("name",)), None, "name",
-                            f"{data['name']!r} differs from the file name; the name of a server is its "
+                            f"{quote(str(data['name']))} differs from the file name; the name of a server is its "
                             f"file name ({name}), so remove this key or rename the file")]
     data = {**data, "name": name}
     try:
@@ -135,6 +175,15 @@ def load_file(path: Path, raw: bytes | None = None) -> ServerSpec | list[ConfigE
 
 
 def load_gateway_file(path: Path) -> GatewayFile | ConfigError:
+    try:
+        return _load_gateway_file(path)
+    except RecursionError:
+        return _too_deep(path)
+    except Exception as exc:  # noqa: BLE001 - as in load_file
+        return ConfigError(str(path), None, None, None, f"could not be checked ({type(exc).__name__}: {exc})")
+
+
+def _load_gateway_file(path: Path) -> GatewayFile | ConfigError:
     text = read_text(path)
     if isinstance(text, ConfigError):
         return text
@@ -148,8 +197,29 @@ def load_gateway_file(path: Path) -> GatewayFile | ConfigError:
 
 
 # --- the folder --------------------------------------------------------------------------
-def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
-    """Every server file in ``folder``; broken files fall back to ``previous``."""
+def server_paths(folder: Path) -> list[Path]:
+    """The server files of a folder, sorted. A link counts, dangling or looping as it may be
+    (reading it then fails, which is an error on that file), so replacing a running server's
+    file with a broken link keeps that server's last good version instead of stopping it."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        if not is_server_file(path):
+            continue
+        try:
+            if path.is_symlink() or not path.is_dir():
+                out.append(path)
+        except OSError:
+            out.append(path)
+    return sorted(out)
+
+
+def load_dir(folder: Path, previous: LoadResult | None = None,
+             sticky_ports: Mapping[str, int] | None = None) -> LoadResult:
+    """Every server file in ``folder``; broken files fall back to ``previous``.
+    ``sticky_ports`` (name -> the port an automatic-port server was given) lets a fixed port
+    that another server holds already be refused here, naming that server."""
     folder = Path(folder)
     errors: list[ConfigError] = []
     settings = previous.settings if previous else GatewayFile()
@@ -166,7 +236,7 @@ def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
     fresh: dict[str, ServerSpec] = {}
     files: dict[str, str] = {}
     broken: set[str] = set()
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_server_file(p)) if folder.is_dir() else []
+    paths = server_paths(folder)
     cache = previous.parsed if previous else {}
     parsed: dict[str, tuple[bytes, ServerSpec | list[ConfigError]]] = {}
     for path in paths:
@@ -178,6 +248,10 @@ def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
         result = hit[1] if raw is not None and hit is not None and hit[0] == raw else load_file(path, raw)
         if raw is not None:
             parsed[str(path)] = (raw, result)
+        reserved = reserved_name_error(path)
+        if reserved is not None:  # not a server at all: no last good version, no file entry
+            errors.append(reserved)
+            continue
         files[path.stem] = str(path)
         if isinstance(result, ServerSpec):
             fresh[result.name] = result
@@ -193,7 +267,7 @@ def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
             specs[name] = old[name]
             stale.add(name)
 
-    _drop_port_clashes(specs, fresh, old, files, errors, stale)
+    _drop_port_clashes(specs, fresh, old, files, errors, stale, sticky_ports or {})
     _drop_bad_dependencies(specs, files, errors, stale, old)
     return LoadResult(specs=dict(sorted(specs.items())), errors=tuple(errors), settings=settings,
                       files=files, stale=frozenset(stale), parsed=parsed)
@@ -201,16 +275,21 @@ def load_dir(folder: Path, previous: LoadResult | None = None) -> LoadResult:
 
 def _drop_port_clashes(specs: dict[str, ServerSpec], fresh: Mapping[str, ServerSpec],
                        old: Mapping[str, ServerSpec], files: Mapping[str, str],
-                       errors: list[ConfigError], stale: set[str]) -> None:
-    """Two servers with one fixed port: the one that held it before keeps it (else the
-    first by name); the other gets an error naming both, and its last good version."""
+                       errors: list[ConfigError], stale: set[str], sticky: Mapping[str, int]) -> None:
+    """Two servers with one port: the one that held it before keeps it (else the first by
+    name; an automatic port given to a server counts as held); the other gets an error
+    naming both, and its last good version."""
     def held_before(name: str) -> bool:
-        return name in old and old[name].port == specs[name].port
+        return specs[name].port == "auto" or (name in old and old[name].port == specs[name].port)
 
     by_port: dict[int, list[str]] = {}
     for name, spec in specs.items():
         if isinstance(spec.port, int) and spec.enabled:
             by_port.setdefault(spec.port, []).append(name)
+    for name, port in sticky.items():
+        spec = specs.get(name)
+        if spec is not None and spec.port == "auto" and spec.enabled and port in by_port:
+            by_port[port].append(name)
     for port, names in by_port.items():
         if len(names) < 2:
             continue
@@ -220,8 +299,9 @@ def _drop_port_clashes(specs: dict[str, ServerSpec], fresh: Mapping[str, ServerS
                 continue
             path = files[name]
             line = _line_of(path, ("port",))
+            how = " (the port it was given automatically)" if specs[holder].port == "auto" else ""
             errors.append(ConfigError(path, line, None, "port",
-                                      f"{port} is already used by {holder} ({files[holder]}); "
+                                      f"{port} is already used by {holder}{how} ({files[holder]}); "
                                       "pick another port or \"auto\""))
             fallback = old.get(name)
             if fallback is not None and fallback.port != port:

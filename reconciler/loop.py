@@ -15,6 +15,7 @@ from reconciler import observe
 from reconciler.act import act
 from reconciler.actions import Reason, Stop
 from reconciler.config import LoadResult, load_dir
+from reconciler.events import EventKind
 from reconciler.plan import Plan, plan
 from reconciler.runtime import Runtime
 from reconciler.state import ALIVE, Desired, Observed, Phase
@@ -45,12 +46,15 @@ class Reconciler:
 
     async def load_config(self) -> LoadResult:
         previous = self.result
-        result = await asyncio.to_thread(load_dir, self.config_dir, previous)
+        # Cleared before the read: a file saved while the folder is being read marks it
+        # dirty again, and the next pass reads it (clearing after would lose that change).
+        self.config_dirty = False
+        self.loaded_at = time.monotonic()
+        held = {n: p for n, p in self.rt.ports.items() if self.rt.state(n).phase in ALIVE}
+        result = await asyncio.to_thread(load_dir, self.config_dir, previous, held)
         result = await with_tunnel(self, result)  # + the cloudflared connector when [tunnel] is set
         self.result = result
-        self.loaded_at = time.monotonic()
         self.rt.specs = result.specs
-        self.config_dirty = False
         self._record_config(previous, result)
         return result
 
@@ -64,11 +68,11 @@ class Reconciler:
         for err in result.errors:
             if str(err) not in self.shown_errors:
                 name = Path(err.path).stem
-                self.rt.event("config_error", name, str(err), actor="config",
+                self.rt.event(EventKind.CONFIG_ERROR, name, str(err), actor="config",
                               detail={"path": err.path, "line": err.line, "column": err.column,
                                       "key": err.key, "message": err.message})
         for text in self.shown_errors - errors:
-            self.rt.event("config_fixed", None, f"resolved: {text}", actor="config")
+            self.rt.event(EventKind.CONFIG_FIXED, None, f"resolved: {text}", actor="config")
         self.shown_errors = errors
 
     def desired(self) -> Desired:
@@ -119,7 +123,7 @@ class Reconciler:
                     await act(self.rt, action)
                 except Exception as exc:  # a bug must not stop the supervision of every server
                     log.exception("acting on %s failed", action)
-                    self.rt.event("internal_error", action.name, f"{type(action).__name__} failed: {exc!r}")
+                    self.rt.event(EventKind.INTERNAL_ERROR, action.name, f"{type(action).__name__} failed: {exc!r}")
         log.error("the plan did not settle after 8 passes: %s", p.actions)
         return p
 
@@ -157,7 +161,7 @@ class Reconciler:
                     rt.update(name, restart_requested=True)
                 if state.phase in (P.BACKOFF, P.ERROR):
                     rt.update(name, next_try_at=None)  # an operator start means now
-            rt.event("intent", name, f"{verb} requested", actor=actor)
+            rt.event(EventKind.INTENT, name, f"{verb} requested", actor=actor)
         rt.notify()
 
     # --- shutdown -------------------------------------------------------------------------
@@ -166,7 +170,7 @@ class Reconciler:
         self.closing = True
         self.rt.wake.set()
         if keep_servers:
-            self.rt.event("gateway_stopping", None, "leaving servers running for the next gateway")
+            self.rt.event(EventKind.GATEWAY_STOPPING, None, "leaving servers running for the next gateway")
             return
         specs = self.result.specs if self.result else {}
         for layer in _stop_layers(specs, [n for n, s in self.rt.states.items() if s.phase in ALIVE]):

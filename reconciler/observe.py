@@ -8,7 +8,9 @@ import time
 from typing import Any, Mapping
 
 from reconciler.children import Child
+from reconciler.events import EventKind
 from reconciler.health import probe
+from reconciler.reasons import Reason
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -32,9 +34,15 @@ async def _wait_exit(rt: Runtime, name: str, child: Child) -> None:
     state = rt.state(name)
     if state.phase not in (P.STARTING, P.RUNNING):
         return
+    # It ended by itself: whatever it left running (pre-fork workers, a helper) goes before
+    # a restart, or it would keep serving old code or hold the port of the new instance.
+    ended = await child.end_leftovers()
+    if rt.children.get(name) is not child or rt.state(name).phase not in (P.STARTING, P.RUNNING):
+        return
     del rt.children[name]
+    detail = status.describe() + (f"; ended {ended} processes it left running" if ended else "")
     rt.set_phase(
-        name, P.EXITED, "the process exited", detail=status.describe(),
+        name, P.EXITED, Reason.CRASH, detail=detail,
         pid=None, create_time=None, exited_at=time.monotonic(), last_exit=status.describe(),
         exit_ok=status.code == 0,
     )
@@ -72,7 +80,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             rt.update(name, health_error=f"{result.error} (the internet is unreachable: not counted)")
         elif state.phase is P.RUNNING:
             rt.update(name, health_failures=state.health_failures + 1, health_error=result.error)
-            rt.event("health_failed", name, result.error or "check failed",
+            rt.event(EventKind.HEALTH_FAILED, name, result.error or "check failed",
                      detail={"failures": state.health_failures + 1})
             rt.notify()
         else:
@@ -103,16 +111,17 @@ def adopt(rt: Runtime, rows: Mapping[str, Mapping[str, Any]], specs: Mapping[str
             continue
         child = Child.adopt(int(pid), float(ctime))
         if child is None:
-            rt.event("not_adopted", name, f"recorded pid {pid} is gone or now belongs to another program")
+            rt.event(EventKind.NOT_ADOPTED, name, f"recorded pid {pid} is gone or now belongs to another program")
             continue
         spec = specs.get(name)
         now = time.monotonic()
         rt.children[name] = child
         rt.states[name] = rt.state(name).update(restarts=int(row.get("restarts") or 0))
         rt.set_phase(
-            name, P.RUNNING, "adopted after a gateway restart", detail=f"pid {pid}",
+            name, P.RUNNING, Reason.ADOPTED, detail=f"pid {pid}",
             pid=child.pid, create_time=child.create_time, port=row.get("port"), spec_hash=row.get("spec_hash"),
-            started_at=now, healthy_since=now,
+            started_at=now - max(0.0, time.time() - child.create_time),  # its uptime goes on
+            healthy_since=now,
         )
         if spec is not None:
             watch_child(rt, name, child, spec)

@@ -91,14 +91,16 @@ def _stop(spec: ServerSpec | None, name: str, reason: Reason, then: Phase = P.ST
 
 def _plan_alive(state: ServerState, spec: ServerSpec | None, why_not: Reason | None, now: float) -> _Result:
     name = state.name
+    # stops that are not failures: a run that was healthy for `backoff_reset` clears the count
+    failures = _count_after_run(state, spec, now)
     if why_not is Reason.OPERATOR_STOP and state.kill_requested:
-        return [Stop(name, Reason.OPERATOR_KILL, "KILL", 0.0)], None, ""
+        return [Stop(name, Reason.OPERATOR_KILL, "KILL", 0.0, failures=failures)], None, ""
     if why_not is not None or spec is None:
-        return [_stop(spec, name, why_not or Reason.DELETE)], None, ""
+        return [replace(_stop(spec, name, why_not or Reason.DELETE), failures=failures)], None, ""
     if state.spec_hash != spec.runtime_hash():
-        return [_stop(spec, name, Reason.CHANGE)], None, ""
+        return [replace(_stop(spec, name, Reason.CHANGE), failures=failures)], None, ""
     if state.restart_requested:
-        return [_stop(spec, name, Reason.OPERATOR_RESTART)], None, ""
+        return [replace(_stop(spec, name, Reason.OPERATOR_RESTART), failures=failures)], None, ""
     health = spec.effective_health()
     if state.phase is P.STARTING:
         if state.healthy_since is not None:
@@ -141,7 +143,7 @@ def _plan_exited(
     if delay == 0:
         blocked = _blocked_by(spec, observed)
         if not blocked:
-            return _start(spec, Reason.CRASH, desired, observed, failures=failures,
+            return _start(spec, Reason.CRASH, desired, observed, now, failures=failures,
                           escalate=failures == spec.restart.alert_after)
     retry_at = ended + delay
     detail = f"failure {failures} in a row; next try in {_secs(max(0.0, retry_at - now))}"
@@ -173,25 +175,36 @@ def _plan_idle(
         return [], None, f"waiting for {', '.join(blocked)} to be running"
     if state.phase in (P.BACKOFF, P.ERROR):
         reason = Reason.RETRY
-    elif name not in observed.servers:
+    elif name not in observed.servers or state.cause is None:
         reason = Reason.CREATE
     else:
-        reason = _RESTART_REASON.get(Reason(state.reason), Reason.CREATE) if _is_reason(state.reason) else Reason.CREATE
-    return _start(spec, reason, desired, observed)
+        reason = _RESTART_REASON.get(state.cause, Reason.CREATE)
+    return _start(spec, reason, desired, observed, now)
 
 
 def _start(
-    spec: ServerSpec, reason: Reason, desired: Desired, observed: Observed, failures: int | None = None,
-    escalate: bool = False,
+    spec: ServerSpec, reason: Reason, desired: Desired, observed: Observed, now: float,
+    failures: int | None = None, escalate: bool = False,
 ) -> _Result:
     try:
         port = choose_port(spec.name, desired.specs, observed.ports, observed.busy_ports, desired.port_range)
     except NoFreePort as exc:
+        # a failed start like any other: counted, and tried again after the backoff delay
         state = observed.servers.get(spec.name, ServerState(spec.name))
-        if state.phase is P.ERROR and state.reason == str(exc):
-            return [], None, ""
-        return [Mark(spec.name, P.ERROR, Reason.RETRY, str(exc))], None, ""
+        count = failures if failures is not None else state.failures + 1
+        retry_at = now + max(Backoff.of(spec.restart).delay(count), spec.restart.backoff_start)
+        detail = f"{exc}; next try in {_secs(retry_at - now)}"
+        return [Mark(spec.name, P.ERROR, Reason.NO_FREE_PORT, detail, next_try_at=retry_at, failures=count,
+                     escalate=count == spec.restart.alert_after)], retry_at, ""
     return [Start(spec.name, spec, port, reason, failures=failures, escalate=escalate)], None, ""
+
+
+def _count_after_run(state: ServerState, spec: ServerSpec | None, now: float) -> int | None:
+    """The failure count after a run that ends now without failing: cleared when the run
+    was healthy for `backoff_reset` (however it ends), else kept (None: nothing to change)."""
+    if spec is None or not state.failures:
+        return None
+    return 0 if Backoff.of(spec.restart).is_stable(state.healthy_since, now) else None
 
 
 def _dependents_going(name: str, desired: Desired, observed: Observed) -> list[str]:
@@ -216,10 +229,6 @@ def _blocked_by(spec: ServerSpec, observed: Observed) -> list[str]:
         if dep_state is None or dep_state.phase is not P.RUNNING:
             blocked.append(dep)
     return blocked
-
-
-def _is_reason(text: str) -> bool:
-    return text in Reason._value2member_map_
 
 
 def _secs(seconds: float) -> str:

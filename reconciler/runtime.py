@@ -15,6 +15,7 @@ from typing import Any, Callable, Coroutine
 
 from reconciler.children import Child
 from reconciler.events import EventKind
+from reconciler.reasons import Reason
 from reconciler.state import Phase, ServerState
 
 log = logging.getLogger("gateway")
@@ -84,10 +85,13 @@ class Runtime:
         return self.states.get(name) or ServerState(name)
 
     def set_phase(
-        self, name: str, target: Phase, reason: str, *, actor: str = "gateway", detail: str = "", **changes: Any
+        self, name: str, target: Phase, reason: Reason, *, actor: str = "gateway", detail: str = "", **changes: Any
     ) -> ServerState:
+        """The one place a phase changes: the typed `reason` is kept as the state's `cause`
+        (what the planner reads); the text, with the detail, is for people."""
         old = self.state(name)
-        new = old.advance(target, f"{reason}: {detail}" if detail and target in _SHOW_DETAIL else reason, **changes)
+        text = f"{reason}: {detail}" if detail and target in _SHOW_DETAIL else str(reason)
+        new = old.advance(target, text, cause=Reason(reason), **changes)
         self.states[name] = new
         self.event(
             "transition", name, reason, actor=actor, source=old.phase, target=target,

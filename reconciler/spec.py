@@ -24,6 +24,9 @@ from pydantic import (
 )
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Names the gateway itself uses: `gateway.toml` holds the global settings and `cloudflared`
+# is the tunnel connector it runs. No server file, form or API call may take them.
+RESERVED_NAMES = frozenset({"gateway", "cloudflared"})
 _NAME_RE = re.compile(NAME_PATTERN)
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -47,6 +50,23 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
     return f"{round(seconds * 1000)}ms"
+
+
+MAX_QUOTED = 80  # characters of the user's own text an error message quotes
+MAX_LISTED = 5  # problems of one kind listed in one message
+
+
+def quote(text: str, limit: int = MAX_QUOTED) -> str:
+    """`text` for an error message: repr-quoted, and cut (saying so) when it is long, so a
+    1 MB key never travels whole into events, status and the log."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def shown(text: str) -> str:
+    """A key for an error message: as written when short and printable, else `quote`d."""
+    return text if text and len(text) <= MAX_QUOTED and text.isprintable() else quote(text)
 
 
 def _check_name(value: str) -> str:
@@ -177,17 +197,37 @@ class ServerSpec(_Model):
             return parts
         return value
 
+    @field_validator("command")
+    @classmethod
+    def _no_nul_in_command(cls, value: list[str]) -> list[str]:
+        bad = [str(i + 1) for i, part in enumerate(value) if "\0" in part]
+        if bad:
+            raise ValueError(f"part {', '.join(bad)} of the command holds a NUL character (\\0), "
+                             "which no program can be given; remove it")
+        return value
+
     @field_validator("env", mode="before")
     @classmethod
     def _env_values_as_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            out = {}
-            for key, item in value.items():
-                if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-                    raise ValueError(f"{key} = {item!r}: must be a string or a number")
+        """Every entry checked, every bad one named: names the OS refuses (empty, '=' or NUL
+        in them) and values that are not text or hold a NUL."""
+        if not isinstance(value, dict):
+            return value
+        out, bad = {}, []
+        for key, item in value.items():
+            key_text = shown(key)
+            if not key or "=" in key or "\0" in key:
+                bad.append(f"{key_text}: a variable name cannot be empty or hold '=' or a NUL character")
+            elif isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                bad.append(f"{key_text} = {shown(repr(item))}: must be a string or a number")
+            elif isinstance(item, str) and "\0" in item:
+                bad.append(f"{key_text}: the value holds a NUL character (\\0), which the OS refuses")
+            else:
                 out[key] = str(item)
-            return out
-        return value
+        if bad:
+            raise ValueError("; ".join(bad[:MAX_LISTED]) + (
+                f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""))
+        return out
 
     @model_validator(mode="after")
     def _not_own_dependency(self) -> ServerSpec:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Mapping
 
+from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
 
 
@@ -49,7 +50,8 @@ class ServerState:
 
     name: str
     phase: Phase = Phase.STOPPED
-    reason: str = ""  # why it is in this phase, in words
+    reason: str = ""  # why it is in this phase, in words (for people: never decided on)
+    cause: Reason | None = None  # why it is in this phase, typed (what the planner reads)
     pid: int | None = None
     create_time: float | None = None  # psutil create time, to tell a reused pid apart
     port: int | None = None

@@ -29,6 +29,7 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
         self.seen_pids: set[int] = set()
         self.output = data_dir.parent / f"{data_dir.name}-stdout.log"
+        self.allow_problems = False  # a test that provokes a bad exit on purpose sets this
 
     # --- life ---------------------------------------------------------------------------
     def start(self, *extra: str, wait: float = 30.0) -> None:
@@ -130,11 +131,32 @@ def _drop_schema(dsn: str, schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def problems(gw: Gateway, code: int | None) -> list[str]:
+    """What a gateway must never do, whatever the test looked at: exit non-zero on a stop,
+    print a traceback, record an internal error."""
+    found = []
+    if code not in (None, 0):
+        found.append(f"the gateway exited with {code} when asked to stop")
+    text = gw.output.read_text(errors="replace") if gw.output.exists() else ""
+    if "Traceback (most recent call last)" in text:
+        found.append("the gateway printed a traceback")
+    try:
+        internal = [e["reason"] for e in gw.events() if e["kind"] == "internal_error"]
+    except psycopg.Error:  # the test left the database away: what waits in the journal
+        journal = gw.data_dir / "journal.jsonl"
+        lines = journal.read_text(errors="replace").splitlines() if journal.exists() else []
+        internal = [line for line in lines if '"kind":"internal_error"' in line]
+    if internal:
+        found.append(f"the gateway recorded {len(internal)} internal errors: {internal[:3]}")
+    return found
+
+
 def finish(gw: Gateway, pg_dsn: str) -> None:
     """Stop the gateway, kill (by pid) anything of its servers still running, drop its schema
-    and its own embedded database; then fail if something had been left behind."""
-    if gw.proc is not None:
-        gw.stop()
+    and its own embedded database; then fail if something had been left behind, or if the
+    gateway exited badly, printed a traceback or recorded an internal error."""
+    code = gw.stop() if gw.proc is not None else None
+    found = problems(gw, code) if not gw.allow_problems else []
     leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
                  psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     for pid in leftovers:
@@ -148,6 +170,7 @@ def finish(gw: Gateway, pg_dsn: str) -> None:
 
         EmbeddedPostgres(gw.data_dir).stop()
     assert not leftovers, f"processes left behind: {leftovers}"
+    assert not found, "; ".join(found) + f"\n--- gateway output ---\n{gw.output.read_text(errors='replace')[-4000:]}"
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ class Classifier:
             del self.recovering[server]  # it fell over again: still the same incident
         if kind == "escalated":
             return self._once("down", server, reason)
-        if kind == "error" and " is held by " in reason:
+        if kind == "error" and detail.get("port") is not None:  # another program holds its port
             return self._once("port_held", server, reason)
         if kind == "health_failed" and detail.get("failures") == self.health_after:
             return self._once("health", server, f"{self.health_after} checks failed: {reason}")

@@ -65,7 +65,33 @@ def test_auto_ports_handed_out_in_one_pass_are_distinct():
 def test_no_free_port_is_an_error_not_a_crash():
     a = spec("a", port="auto")
     p = run_plan([a], [], busy=frozenset(range(20000, 20011)))
-    assert p.actions == (Mark("a", P.ERROR, Reason.RETRY, "no free port left in 20000-20010"),)
+    assert p.actions == (Mark("a", P.ERROR, Reason.NO_FREE_PORT, "no free port left in 20000-20010; next try in 1.0s",
+                              next_try_at=NOW + 1.0, failures=1),)
+    assert p.requeue_after == 1.0
+
+
+@pytest.mark.parametrize("failures, waits", [(1, 1.0), (2, 1.0), (3, 2.0), (4, 4.0), (12, 300.0)])
+def test_no_free_port_backs_off_like_a_failed_start(failures: int, waits: float):
+    # out of ports: each retry counts as a failed start and waits longer (it used to re-mark
+    # the server on every pass and spin a core, 10,000 events in 18 s)
+    a = spec("a", port="auto")
+    full = frozenset(range(20000, 20011))
+    err = ServerState("a", P.ERROR, failures=failures, next_try_at=NOW - 0.1, cause=Reason.NO_FREE_PORT)
+    (mark,) = run_plan([a], [err], busy=full).actions
+    assert isinstance(mark, Mark) and mark.to is P.ERROR and mark.failures == failures + 1
+    assert mark.next_try_at == NOW + min(300.0, max(1.0, Backoff().delay(failures + 1)))
+    # ... and until then, nothing at all: no action, one timer
+    waiting = dataclasses.replace(err, failures=failures + 1, next_try_at=mark.next_try_at)
+    again = run_plan([a], [waiting], busy=full)
+    assert again.actions == () and again.requeue_after == pytest.approx(mark.next_try_at - NOW)
+    assert waits <= mark.next_try_at - NOW
+
+
+def test_no_free_port_escalates_at_alert_after():
+    a = spec("a", port="auto")
+    err = ServerState("a", P.ERROR, failures=4, next_try_at=NOW - 1, cause=Reason.NO_FREE_PORT)
+    (mark,) = run_plan([a], [err], busy=frozenset(range(20000, 20011))).actions
+    assert isinstance(mark, Mark) and mark.failures == 5 and mark.escalate
 
 
 def test_steady_state_does_nothing():
@@ -179,7 +205,9 @@ def test_operator_restart_and_start_after_operator_stop():
     s = spec()
     (stop,) = run_plan([s], [running(s, restart_requested=True)]).actions
     assert stop == Stop("web", Reason.OPERATOR_RESTART, "TERM", 10.0)
-    stopped = ServerState("web", P.STOPPED, reason=str(Reason.OPERATOR_STOP))
+    # the typed cause decides, not the text (which carries a detail: "stopped by operator: ...")
+    stopped = ServerState("web", P.STOPPED, reason=f"{Reason.OPERATOR_STOP}: killed by signal 15 (SIGTERM)",
+                          cause=Reason.OPERATOR_STOP)
     assert run_plan([s], [stopped]).actions == (Start("web", s, 8080, Reason.OPERATOR_START),)
 
 
@@ -290,3 +318,25 @@ def test_a_group_stop_takes_dependents_first():
     # only the dependency is stopped: it goes at once, the dependent is not held back by it
     alone = run_plan([db, app], states, stopped=frozenset({"db"}))
     assert [(a.name, type(a).__name__) for a in alone.actions] == [("db", "Stop")]
+
+
+@pytest.mark.parametrize("cause, then", [
+    (Reason.OPERATOR_STOP, Reason.OPERATOR_START), (Reason.OPERATOR_KILL, Reason.OPERATOR_START),
+    (Reason.OPERATOR_RESTART, Reason.OPERATOR_RESTART), (Reason.CHANGE, Reason.CHANGE),
+    (Reason.DISABLE, Reason.CHANGE), (None, Reason.CREATE),
+])
+def test_a_start_after_a_stop_is_explained_by_the_typed_cause(cause: Reason | None, then: Reason):
+    s = spec()
+    stopped = ServerState("web", P.STOPPED, reason=f"{cause}: exited with code 0", cause=cause)
+    (start,) = run_plan([s], [stopped]).actions
+    assert isinstance(start, Start) and start.reason is then
+
+
+@pytest.mark.parametrize("healthy_for, failures_after", [(60.0, 0), (120.0, 0), (59.0, None)])
+def test_a_stable_run_ended_by_a_restart_clears_the_failure_count(healthy_for: float, failures_after: int | None):
+    # two crashes, then healthy past backoff_reset, then `gateway restart`: the next crash is
+    # failure 1 again (it was "failure 3 in a row" and a false "down" alert)
+    s = spec()
+    st = running(s, failures=2, healthy_since=NOW - healthy_for, restart_requested=True)
+    (stop,) = run_plan([s], [st]).actions
+    assert stop == Stop("web", Reason.OPERATOR_RESTART, "TERM", 10.0, failures=failures_after)
