@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     TUNNEL_HANDOVER = "tunnel_handover"
     TUNNEL_OFFLINE = "tunnel_offline"  # the connector is not ready (no edge connection)
     TUNNEL_ONLINE = "tunnel_online"
+    TUNNEL_WAITING = "tunnel_waiting"  # offline because the internet is: held back, retried when it is back
     DNS_SYNCED = "dns_synced"
     DNS_FAILED = "dns_failed"
     DNS_UNAVAILABLE = "dns_unavailable"
@@ -60,7 +61,7 @@ K = EventKind
 _WARNINGS = frozenset({
     K.ERROR, K.ESCALATED, K.STOP_ESCALATED, K.HEALTH_FAILED, K.NOT_ADOPTED, K.INTERNAL_ERROR,
     K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED,
-    K.SYNC_FAILED, K.BACKUP_FAILED,
+    K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED,
 })
 _ALERTS: dict[EventKind, str] = {
     K.ESCALATED: "down",
