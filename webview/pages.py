@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,51 +20,16 @@ from reconciler.config import spec_to_toml
 from reconciler.spec import NAME_PATTERN
 from webview import charts, users
 from webview.control import ControlError, control
-from webview.render import daemon_of, fragment, login_required, redirect, render
+from webview.render import daemon_of, login_required, redirect, render
 from webview.security import COOKIE, client_ip, current_user, guard_post, is_https, same_site
-from webview.views import gateway_view, server_names, server_view
+from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
+from webview.views import server_names, server_view
+from webview.words import event_words
 
 NAME_RE = re.compile(NAME_PATTERN)
 CONTROL_WAIT = 20.0  # seconds a button waits for the outcome before answering "still working"
 LOG_BYTES = 256 * 1024
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-
-
-async def overview_model(request: Request) -> dict[str, Any]:
-    daemon = daemon_of(request)
-    servers = [server_view(daemon, n) for n in server_names(daemon)]
-    group, tag = request.query_params.get("group") or None, request.query_params.get("tag") or None
-    shown = [s for s in servers if (group is None or s["group"] == group) and (tag is None or tag in s["tags"])]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in shown:
-        groups[s["group"] or ""].append(s)
-    return {
-        "gateway": gateway_view(daemon), "host": daemon.rt.host, "groups": sorted(groups.items()),
-        "all_groups": sorted({s["group"] for s in servers if s["group"]}),
-        "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
-        "counts": {"total": len(servers), "running": sum(s["phase"] == "running" for s in servers)},
-    }
-
-
-CSRF_SLOT = "csrf-slot-5f0c2a"  # in the cached cards; replaced by each visitor's own token
-_cards: dict[tuple[str | None, str | None], tuple[Any, int, dict[str, Any], str]] = {}
-
-
-async def overview_cached(request: Request) -> tuple[dict[str, Any], str]:
-    """The overview's model and its cards' HTML, rendered at most once per state change and
-    second (uptimes tick), whoever asks: 100 cards take milliseconds to render."""
-    daemon = daemon_of(request)
-    key = (request.query_params.get("group") or None, request.query_params.get("tag") or None)
-    changed, second = daemon.rt.changed, int(time.monotonic())
-    hit = _cards.get(key)
-    if hit is not None and hit[0] is changed and hit[1] == second:
-        return hit[2], hit[3]
-    model = await overview_model(request)
-    html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT)
-    if len(_cards) > 100:
-        _cards.clear()
-    _cards[key] = (changed, second, model, html)
-    return model, html
 
 
 @login_required
@@ -109,10 +72,10 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
     events_error = None
     if daemon.store is not None:
         try:
-            events = list(reversed(await daemon.store.list_events(server=name, limit=50)))
+            events = [{**e, "w": event_words(e)} for e in reversed(await daemon.store.list_events(server=name, limit=50))]
         except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
             events_error = f"the database is unreachable: {exc}"
-    errors = [str(e) for e in (result.errors if result else ()) if Path(e.path).stem == name]
+    errors = [e for e in config_problems(daemon) if e["server"] == name]
     span = request.query_params.get("range", "1h")
     span = span if span in charts.RANGES else "1h"
     until = datetime.now(UTC)
@@ -126,7 +89,7 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
             events_error = f"the database is unreachable: {exc}"
     return {
         "charts": graphs, "range": span, "ranges": list(charts.RANGES),
-        "s": server_view(daemon, name), "settings": spec_to_toml(spec) if spec else "",
+        "s": card_view(daemon, name), "settings": spec_to_toml(spec) if spec else "",
         "file": result.files.get(name) if result else None, "events": events, "events_error": events_error,
         "log": log, "q": query, "config_errors": errors,
     }
@@ -186,7 +149,8 @@ async def events_page(request: Request) -> Response:
     alerts: list[dict[str, Any]] = []
     commit: dict[str, Any] | None = None
     try:
-        rows = list(reversed(await daemon.store.list_events(server=server, kind=kind, since=since, limit=500)))
+        rows = [{**e, "w": event_words(e)} for e in
+                reversed(await daemon.store.list_events(server=server, kind=kind, since=since, limit=500))]
         alerts = await daemon.store._rows(RECENT_ALERTS)  # noqa: SLF001 - a read-only query of our own
         commits = await daemon.store._rows(LAST_COMMIT)  # noqa: SLF001
         commit = commits[0] if commits else None

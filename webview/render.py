@@ -4,6 +4,7 @@ CSRF token, one-shot flash messages, and the sign-in requirement for GET pages."
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from webview.security import current_user, is_https
+from webview.words import duration
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
@@ -28,26 +30,27 @@ def _mb(value: Any) -> str:
     return "-" if value is None else f"{value / 2**20:.0f} MB"
 
 
-def _duration(seconds: Any) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s >= 86400:
-        return f"{s // 86400}d {s % 86400 // 3600}h"
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
-
-
 def _ms(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
+def _clock(value: Any) -> str:
+    """An ISO time (or datetime) on the laptop's clock: '14:02:05' today, else 'Mon 1 Dec 14:02'."""
+    if not value:
+        return "-"
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    local = at.astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%a %-d %b %H:%M")
+
+
 env.filters["mb"] = _mb
+env.filters["clock"] = _clock
 env.filters["ms"] = _ms
-env.filters["duration"] = _duration
+env.filters["duration"] = duration
 
 
 def daemon_of(request: Request) -> Daemon:

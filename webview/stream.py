@@ -1,10 +1,15 @@
-"""`GET /stream`: server-sent events. Each time a server's status changes, the new card
-(the same `_server_row.html` the page renders) is sent as an `event: server` message; the
-page swaps it in by id. A comment every 15 s keeps proxies from closing an idle stream."""
+"""`GET /stream`: server-sent events. Each time a server's card changes, the new card (the
+same `_server_row.html` the page renders) is sent as an `event: server` message; the page
+swaps it in by id. Every few seconds (and after each change) an `event: stats` message
+carries what moves without a state change: the counts ("N of M running", who needs
+attention) and each server's CPU and memory. Uptime and the retry countdown tick in the
+browser from the card's own times. The stats message also keeps proxies from closing an
+idle stream."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,14 +18,16 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from webview.pages import CSRF_SLOT
-from webview.render import daemon_of, fragment
+from webview.overview import CSRF_SLOT, card_view, counts
+from webview.render import _mb, fragment
+from webview.render import daemon_of
 from webview.security import current_user
-from webview.views import server_names, server_view
+from webview.views import server_names
 
-KEEPALIVE = 15.0
+STATS_EVERY = 5.0  # seconds between stats messages when nothing changes
 COALESCE = 0.05  # seconds: changes this close together go out as one batch
-VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at")
+VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at", "latency_ms", "uptime_pct")
+VOLATILE_WORDS = ("wait", "status")
 
 
 def sse(event: str, data: str) -> str:
@@ -42,7 +49,17 @@ def card(view: dict[str, Any], key: tuple[Any, ...], back: str) -> str:
 
 
 def _key(view: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple((k, str(v)) for k, v in view.items() if k not in VOLATILE)
+    words = tuple((k, str(v)) for k, v in view["w"].items() if k not in VOLATILE_WORDS)
+    return tuple((k, str(v)) for k, v in view.items() if k not in VOLATILE and k != "w") + words
+
+
+def stats(cards: list[dict[str, Any]]) -> str:
+    c = counts(cards)
+    return json.dumps({
+        **c, "attention_names": [s["name"] for s in cards if s["w"]["attention"]],
+        "servers": {s["name"]: {"cpu": f"{s['cpu_percent']:.0f} %" if s["cpu_percent"] is not None else "-",
+                                "mem": _mb(s["rss_bytes"])} for s in cards},
+    })
 
 
 async def stream(request: Request) -> StreamingResponse:
@@ -59,19 +76,19 @@ async def stream(request: Request) -> StreamingResponse:
         while not daemon.stop_event.is_set():
             changed = daemon.rt.changed
             out = []
-            for name in server_names(daemon):
-                view = server_view(daemon, name)
+            cards = [card_view(daemon, name) for name in server_names(daemon)]
+            for view in cards:
                 key = _key(view)
-                if sent.get(name) != key:
-                    sent[name] = key
+                if sent.get(view["name"]) != key:
+                    sent[view["name"]] = key
                     out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
-            if out:
-                yield "".join(out)
+            out.append(sse("stats", stats(cards)))
+            yield "".join(out)
             try:
-                await asyncio.wait_for(changed.wait(), KEEPALIVE)
+                await asyncio.wait_for(changed.wait(), STATS_EVERY)
                 await asyncio.sleep(COALESCE)
             except TimeoutError:
-                yield ": keepalive\n\n"
+                pass
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
 from reconciler.tunnel.status import public_url, tunnel_view
+from webview.words import without_countdown
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
@@ -23,7 +24,7 @@ def status_word(daemon: Daemon, name: str) -> str:
     if state.phase is P.STOPPED and daemon.rt.intents.get(name) == "stop":
         return "stopped by operator"
     if state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None:
-        return f"{state.phase}: next try in {max(0.0, state.next_try_at - now):.0f}s"
+        return f"{state.phase}: next try in {max(0.0, state.next_try_at - now):.0f}s"  # the page's count rounds alike
     return str(state.phase)
 
 
@@ -34,19 +35,28 @@ def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]
     state = rt.state(name)
     now = time.monotonic()
     alive = state.phase in (P.STARTING, P.RUNNING, P.STOPPING)
+    health_spec = spec.effective_health() if spec else None
+    port = state.port if alive else (spec.port if spec and isinstance(spec.port, int) else rt.ports.get(name))
     return {
         "name": name,
         "phase": str(state.phase),
         "status": status_word(daemon, name),
-        "reason": state.reason,
+        "reason": without_countdown(state.reason) if state.next_try_at else state.reason,
+        "cause": str(getattr(state, "cause", None) or ""),  # the typed Reason, when the loop records one
         "pid": state.pid if alive else None,
-        "port": state.port if alive else (spec.port if spec and isinstance(spec.port, int) else rt.ports.get(name)),
+        "port": port,
+        "local_url": f"http://127.0.0.1:{port}/" if port else None,
         "uptime_s": round(now - state.started_at, 1) if alive and state.started_at is not None else None,
         "started_at": to_wall(state.started_at) if alive else None,
+        "since_epoch": round(time.time() - (now - state.started_at), 1) if alive and state.started_at else None,
         "restarts": state.restarts,
         "failures": state.failures,
         "last_exit": state.last_exit,
         "next_try_in_s": round(max(0.0, state.next_try_at - now), 1) if state.next_try_at else None,
+        "next_try_at_epoch": round(time.time() + state.next_try_at - now, 1) if state.next_try_at else None,
+        "alert_after": spec.restart.alert_after if spec else 5,
+        "health_failures": state.health_failures,
+        "health_threshold": getattr(health_spec, "failures", None),
         "health_error": state.health_error,
         "latency_ms": state.last_latency_ms,
         "stopped_by_operator": rt.intents.get(name) == "stop",

@@ -51,7 +51,7 @@ def test_stream_sends_changed_cards(web: Gateway, http: httpx.Client) -> None:
             assert r.headers["content-type"].startswith("text/event-stream")
             for line in r.iter_lines():
                 seen.append(line)
-                if "stopped by operator" in line:
+                if "Stopped by you" in line:
                     got_stop.set()
                     return
 

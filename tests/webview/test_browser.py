@@ -61,7 +61,7 @@ def test_phone_and_desktop(web: Gateway, browser: Browser, width: int, height: i
     try:
         sign_in(page, base)
         alpha, beta = page.locator("#srv-alpha"), page.locator("#srv-beta")
-        expect(alpha.locator("[data-status]")).to_have_text("running")
+        expect(alpha.locator("[data-status]")).to_have_text("Running")
         expect(page.locator("[data-live-hint]")).to_contain_text("Live")
         no_horizontal_scroll(page)
         page.screenshot(path=str(artifacts() / f"overview-{width}.png"), full_page=True)
@@ -69,12 +69,12 @@ def test_phone_and_desktop(web: Gateway, browser: Browser, width: int, height: i
         # stop beta: the card changes without a reload (the stream swaps it in)
         page.evaluate("window.__noReload = true")
         beta.get_by_role("button", name="Stop").click()
-        expect(page.locator("#srv-beta [data-status]")).to_have_text("stopped by operator", timeout=15000)
+        expect(page.locator("#srv-beta [data-status]")).to_have_text("Stopped by you", timeout=15000)
         assert page.evaluate("window.__noReload") is True
         assert web.status()["beta"]["phase"] == "stopped"
         page.screenshot(path=str(artifacts() / f"stopped-{width}.png"), full_page=True)
         page.locator("#srv-beta").get_by_role("button", name="Start").click()
-        expect(page.locator("#srv-beta [data-status]")).to_have_text("running", timeout=15000)
+        expect(page.locator("#srv-beta [data-status]")).to_have_text("Running", timeout=15000)
 
         # add a server through the form; its process starts
         name = f"page-{width}"
@@ -89,7 +89,7 @@ def test_phone_and_desktop(web: Gateway, browser: Browser, width: int, height: i
         page.screenshot(path=str(artifacts() / f"form-{width}.png"), full_page=True)
         page.get_by_role("button", name="Add", exact=True).click()
         expect(page).to_have_url(f"{base}/servers/{name}")
-        expect(page.locator(f"#srv-{name} [data-status]")).to_have_text("running", timeout=15000)
+        expect(page.locator(f"#srv-{name} [data-status]")).to_have_text("Running", timeout=15000)
         assert web.status()[name]["port"] == port
         no_horizontal_scroll(page)
         page.screenshot(path=str(artifacts() / f"detail-{width}.png"), full_page=True)
@@ -104,7 +104,7 @@ def test_phone_and_desktop(web: Gateway, browser: Browser, width: int, height: i
         page.get_by_role("button", name="Save").click()
         expect(page).to_have_url(f"{base}/servers/{name}")
         web.wait_for(lambda s: s[name]["port"] == port2 and s[name]["phase"] == "running", what=f"{name} moved")
-        expect(page.locator(f"#srv-{name} [data-status]")).to_have_text("running", timeout=15000)
+        expect(page.locator(f"#srv-{name} [data-status]")).to_have_text("Running", timeout=15000)
 
         # delete it, with the confirmation
         page.get_by_role("link", name="Delete…").click()

@@ -20,7 +20,7 @@ def test_chart_maps_points_and_breaks_at_gaps() -> None:
     assert c["peak"] == 20.0 and c["latest"] == 8.0 and not c["empty"]
     assert len(c["lines"]) == 3  # broken by the failed check and by the long hole
     first = [tuple(map(float, p.split(","))) for p in c["lines"][0].split()]
-    assert first[0][0] == PAD and abs(first[1][1] - (HEIGHT - PAD - 20.0 / 22.0 * (HEIGHT - 2 * PAD))) < 0.06
+    assert first[0][0] == PAD and abs(first[1][1] - (HEIGHT - PAD - 20.0 / 25.0 * (HEIGHT - 2 * PAD))) < 0.06
     assert all(0 <= x <= WIDTH and 0 <= y <= HEIGHT for line in c["lines"] for p in line.split()
                for x, y in [map(float, p.split(","))])
     assert chart([], "v", T0, T0 + timedelta(hours=1), "x", "ms")["empty"]

@@ -57,7 +57,7 @@ def test_overview_and_detail(web: Gateway, http: httpx.Client) -> None:
     assert "first demo" in page and "running" in page
     detail = http.get("/servers/alpha")
     assert detail.status_code == 200
-    assert "Settings as applied" in detail.text and "http.server" in detail.text
+    assert "Its settings, as in force" in detail.text and "http.server" in detail.text
     assert "stopped → starting" in detail.text or "stopped \u2192 starting" in detail.text
     assert http.get("/servers/nope").status_code == 404
     assert http.get("/servers/..%2Fetc").status_code == 404

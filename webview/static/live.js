@@ -51,12 +51,57 @@
       if (old) old.replaceWith(fresh);
       else if (document.getElementById("servers") && hint) hint.textContent = "New server " + fresh.dataset.name + ": reload to see it.";
     });
+    // What moves without a state change: the counts, CPU and memory.
+    source.addEventListener("stats", function (ev) {
+      const d = JSON.parse(ev.data);
+      setText("[data-count-running]", d.running);
+      setText("[data-count-total]", d.total);
+      const att = document.querySelector("[data-count-attention]");
+      if (att) {
+        att.textContent = d.attention ? d.attention + (d.attention === 1 ? " needs" : " need") + " attention: " +
+          d.attention_names.join(", ") : "Nothing needs your attention.";
+        att.classList.toggle("none", !d.attention);
+      }
+      Object.keys(d.servers).forEach(function (name) {
+        const c = document.getElementById("srv-" + name);
+        if (!c) return;
+        const cpu = c.querySelector("[data-cpu]"), mem = c.querySelector("[data-mem]");
+        if (cpu) cpu.textContent = d.servers[name].cpu;
+        if (mem) mem.textContent = d.servers[name].mem;
+      });
+    });
     source.addEventListener("open", function () { if (hint) hint.textContent = "Live: changes appear by themselves."; });
     source.addEventListener("error", function () { if (hint) hint.textContent = "Live updates paused; retrying…"; });
   }
 
-  // Log: follow while the page is open.
+  function setText(sel, value) {
+    document.querySelectorAll(sel).forEach(function (el) { el.textContent = value; });
+  }
+
+  // Times tick here, from the card's own deadlines: one countdown, the same in every place.
+  function dur(s) {
+    s = Math.max(0, Math.floor(s));
+    if (s >= 86400) return Math.floor(s / 86400) + " d " + Math.floor(s % 86400 / 3600) + " h";
+    if (s >= 3600) return Math.floor(s / 3600) + " h " + Math.floor(s % 3600 / 60) + " min";
+    return s >= 60 ? Math.floor(s / 60) + " min" : s + " s";
+  }
+  function wait(s) {
+    s = Math.max(0, Math.round(s));
+    if (s === 0) return "a moment";
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+    return Math.floor(s / 3600) + " h " + Math.floor(s % 3600 / 60) + " min";
+  }
+  function tick() {
+    const now = Date.now() / 1000;
+    document.querySelectorAll("[data-since]").forEach(function (el) { el.textContent = dur(now - parseFloat(el.dataset.since)); });
+    document.querySelectorAll("[data-until]").forEach(function (el) { el.textContent = wait(parseFloat(el.dataset.until) - now); });
+  }
+  setInterval(tick, 1000);
+
+  // Log: opens at the newest line, then follows while the page is open.
   const log = document.getElementById("log");
+  if (log) log.scrollTop = log.scrollHeight;
   if (log) {
     const url = "/servers/" + encodeURIComponent(log.dataset.log) + "/log?q=" + encodeURIComponent(log.dataset.q || "");
     setInterval(async function () {

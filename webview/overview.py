@@ -1,0 +1,111 @@
+"""The overview's model: every server's card (its view plus its plain words), servers that
+need attention first, the counts the live stream keeps current, and config errors named by
+server. Shared by the page and the stream, so both say the same."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from webview.render import daemon_of, fragment
+from webview.views import gateway_view, server_names, server_view
+from webview.words import server_words
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from reconciler.daemon import Daemon
+
+CSRF_SLOT = "csrf-slot-5f0c2a"  # in the cached cards; replaced by each visitor's own token
+TAIL_BYTES = 4096  # the end of a crashing server's log, for its last printed lines
+CRASHING = ("backoff", "exited", "error", "stopped")
+
+
+def tail_lines(path: Path, size: int = TAIL_BYTES) -> list[str]:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            end = fh.tell()
+            fh.seek(max(0, end - size))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    rows = text.splitlines()
+    return rows[1:] if end > size else rows
+
+
+def card_view(daemon: Daemon, name: str) -> dict[str, Any]:
+    """One card: the server's view and `w`, its words (with the last lines it printed when it
+    is down: a small read of its log's end)."""
+    view = server_view(daemon, name)
+    log = tail_lines(daemon.settings.data_dir / "logs" / f"{name}.log") if view["phase"] in CRASHING \
+        and view["last_exit"] else []
+    view["w"] = server_words(view, log)
+    return view
+
+
+def config_problems(daemon: Daemon) -> list[dict[str, Any]]:
+    """Each config error with the server it belongs to and whether its last good version runs."""
+    result = daemon.reconciler.result
+    if result is None:
+        return []
+    out = []
+    for e in result.errors:
+        stem = Path(e.path).stem
+        server = None if Path(e.path).name == "gateway.toml" else stem
+        where = f"line {e.line}" if e.line else ""
+        out.append({
+            "file": Path(e.path).name, "server": server, "where": where, "message": e.message, "key": e.key,
+            "kept": server is not None and server in result.specs, "text": str(e),
+        })
+    return out
+
+
+def counts(cards: list[dict[str, Any]]) -> dict[str, int]:
+    return {"total": len(cards), "running": sum(c["phase"] == "running" for c in cards),
+            "attention": sum(bool(c["w"]["attention"]) for c in cards)}
+
+
+def _order(card: dict[str, Any]) -> tuple[int, str]:
+    return (0 if card["w"]["attention"] else 1, card["name"])
+
+
+async def overview_model(request: Request) -> dict[str, Any]:
+    daemon = daemon_of(request)
+    servers = [card_view(daemon, n) for n in server_names(daemon)]
+    group, tag = request.query_params.get("group") or None, request.query_params.get("tag") or None
+    shown = [s for s in servers if (group is None or s["group"] == group) and (tag is None or tag in s["tags"])]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in sorted(shown, key=_order):
+        groups[s["group"] or ""].append(s)
+    # groups holding a server that needs attention first, then by name
+    ordered = sorted(groups.items(), key=lambda kv: (not any(c["w"]["attention"] for c in kv[1]), kv[0]))
+    return {
+        "gateway": gateway_view(daemon), "host": daemon.rt.host, "groups": ordered,
+        "all_groups": sorted({s["group"] for s in servers if s["group"]}),
+        "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
+        "counts": counts(servers), "problems": config_problems(daemon),
+        "attention": [s["name"] for s in sorted(servers, key=_order) if s["w"]["attention"]],
+    }
+
+
+_cards: dict[tuple[str | None, str | None], tuple[Any, int, dict[str, Any], str]] = {}
+
+
+async def overview_cached(request: Request) -> tuple[dict[str, Any], str]:
+    """The overview's model and its cards' HTML, rendered at most once per state change and
+    second (uptimes tick), whoever asks: 100 cards take milliseconds to render."""
+    daemon = daemon_of(request)
+    key = (request.query_params.get("group") or None, request.query_params.get("tag") or None)
+    changed, second = daemon.rt.changed, int(time.monotonic())
+    hit = _cards.get(key)
+    if hit is not None and hit[0] is changed and hit[1] == second:
+        return hit[2], hit[3]
+    model = await overview_model(request)
+    html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT)
+    if len(_cards) > 100:
+        _cards.clear()
+    _cards[key] = (changed, second, model, html)
+    return model, html
