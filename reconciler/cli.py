@@ -230,10 +230,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"gateway check: {folder} is not a folder", file=sys.stderr)
         return 2
     result = load_dir(folder)
-    for err in result.errors:
+    errors = [*result.errors, *tunnel_cli.domain_errors(result, folder)]  # [tunnel] and every [domain] too
+    for err in errors:
         print(err)
-    print(f"{len(result.specs)} servers ok, {len(result.errors)} errors in {folder}")
-    return 1 if result.errors else 0
+    print(f"{len(result.specs)} servers ok, {len(errors)} errors in {folder}")
+    return 1 if errors else 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.client import Client, NotRunning
-from reconciler.config import load_dir
+from reconciler.config import ConfigError, LoadResult, load_dir
 from reconciler.settings import default_data_dir, resolve
-from reconciler.tunnel.connector import TunnelPlan, build
+from reconciler.tunnel.connector import RESERVED, TunnelPlan, build, routes
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,10 +34,27 @@ def _live(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _plan(args: argparse.Namespace) -> TunnelPlan:
+    return _load(args)[1]
+
+
+def _load(args: argparse.Namespace) -> tuple[LoadResult, TunnelPlan]:
     settings = resolve(args.config, args.data_dir)
     live = _live(args)
     ports = {s["name"]: s["port"] for s in (live or {}).get("servers", []) if s.get("port")}
-    return build(load_dir(settings.config_dir), settings.config_dir, settings.data_dir, ports)
+    result = load_dir(settings.config_dir)
+    return result, build(result, settings.config_dir, settings.data_dir, ports)
+
+
+def domain_errors(result: LoadResult, folder: Path) -> list[ConfigError]:
+    """`gateway check DIR`: the [tunnel] table and every [domain], as the daemon would judge
+    them (with the installed cloudflared's validator when there is one), without writing."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gateway-check-") as scratch:
+        plan = build(result, folder, Path(scratch), {})
+    if plan.settings is not None:
+        return list(plan.errors)
+    return [*plan.errors, *routes(result.specs, result.files, {}, frozenset({RESERVED}))[1]]  # no (good) [tunnel]
 
 
 def cmd_tunnel(args: argparse.Namespace) -> int:
@@ -88,15 +105,18 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    plan = _plan(args)
+    result, plan = _load(args)
+    for err in result.errors:  # a server file that does not load has no route: that is an error here too
+        print(err, file=sys.stderr)
     _report(plan)
     if plan.settings is None:
         print(f"gateway tunnel check: {plan.missing}", file=sys.stderr)
         return 1
     if plan.missing:
         print(f"warning: {plan.missing}", file=sys.stderr)
-    print(f"{len(plan.rules) - 1} routes ok, {len(plan.errors)} errors")
-    return 1 if plan.errors else 0
+    errors = len(result.errors) + len(plan.errors)
+    print(f"{len(plan.rules) - 1} routes ok, {errors} errors")
+    return 1 if errors else 0
 
 
 def _dns(args: argparse.Namespace) -> int:

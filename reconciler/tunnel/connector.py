@@ -7,24 +7,24 @@ the synthesized ``cloudflared`` `ServerSpec`: ``cloudflared tunnel --config FILE
 in the spec's env (``GATEWAY_INGRESS_HASH``), so a changed config changes the spec's runtime
 hash and the loop restarts the connector: a restart, not a two-connector handover.
 
-`with_tunnel` is the loop's one hook: build, write config.yml if it changed, merge.
+When cloudflared is installed, its own validator screens the candidate (`validate`): a rule it
+refuses is left out and named on its server's file. The loop's hook is `hook.with_tunnel`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import os
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Mapping
 
 from reconciler.config import ConfigError, LoadResult, _line_of
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
-from reconciler.tunnel import handover, locate
+from reconciler.tunnel import handover, locate, validate
+from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 from reconciler.tunnel.ingress import (
     IngressError,
     Rule,
@@ -36,12 +36,11 @@ from reconciler.tunnel.ingress import (
     ordered,
     render,
 )
+from reconciler.tunnel.origin import ca_pool_error
 from reconciler.tunnel.settings import TunnelSettings, parse
 
-if TYPE_CHECKING:
-    from reconciler.loop import Reconciler
-
 RESERVED = "cloudflared"  # the synthesized server's name; a user file with it is refused
+STOP_MARGIN = 5.0  # seconds past the grace period before a stop is forced
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,7 @@ class TunnelPlan:
     pending: list[str] = field(default_factory=list)  # servers whose auto port is not known yet
     spec: ServerSpec | None = None
     written: bool = False  # config.yml changed on this load
+    refused: bool = False  # cloudflared refused the candidate as a whole: `text` is the running one
 
 
 def _error(files: Mapping[str, str], name: str, key: str, message: str) -> ConfigError:
@@ -80,10 +80,14 @@ def routes(specs: Mapping[str, ServerSpec], files: Mapping[str, str], ports: Map
                 check_service(dom.service)
             stage = "hostname"
             check_hostname(dom.hostname, 0, 2, dom.path or "")  # port, wildcard; "*" alone is a catch-all
-            check_dns_name(dom.hostname)
+            check_dns_name(dom.hostname, dom.path or "")
+            hostname = ascii_hostname(dom.hostname)  # emitted and compared lower-case ASCII
             stage = "origin"
             check_origin(dom.origin)
-        except IngressError as exc:
+            missing_ca = ca_pool_error(dom.origin, lambda p: Path(p).expanduser().is_file())
+            if missing_ca:
+                raise IngressError(missing_ca)
+        except (IngressError, HostnameError) as exc:
             errors.append(_error(files, name, stage, str(exc)))
             continue
         port = spec.port if isinstance(spec.port, int) else ports.get(name)
@@ -94,10 +98,11 @@ def routes(specs: Mapping[str, ServerSpec], files: Mapping[str, str], ports: Map
         if dom.service is None and port is None:
             pending.append(name)  # port = "auto", not handed out yet: routed on the next load
             continue
-        rule = Rule(dom.hostname, dom.path or "", dom.service or f"http://127.0.0.1:{port}", dom.origin, name)
+        rule = Rule(hostname, dom.path or "", dom.service or f"http://127.0.0.1:{port}", dom.origin, name)
         twin = next((r for r in candidates if (r.hostname, r.path) == (rule.hostname, rule.path)), None)
         if twin is not None:
-            what = rule.hostname + (f" with path {rule.path!r}" if rule.path else "")
+            what = dom.hostname + (f" (that is {hostname})" if hostname != dom.hostname else "")
+            what += f" with path {rule.path!r}" if rule.path else ""
             errors.append(_error(files, name, "hostname", f"{what} is already routed to {twin.server} "
                                  f"({files.get(twin.server or '', twin.server)}); cloudflared would only "
                                  "ever use the first rule"))
@@ -124,10 +129,22 @@ def ingress_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def stop_timeout(settings: TunnelSettings) -> float:
+    """cloudflared drains for up to its --grace-period once connected: wait that, plus a margin."""
+    return settings.grace_period + STOP_MARGIN
+
+
+def run_argv(settings: TunnelSettings, executable: Path, config_path: Path, metrics: str) -> list[str]:
+    """``cloudflared tunnel --config F --metrics ADDR --grace-period G run``: the grace period is
+    always passed, so TUNNEL_GRACE_PERIOD in the environment cannot outlast the stop timeout."""
+    return [str(executable), "tunnel", "--config", str(config_path), "--metrics", metrics,
+            "--grace-period", fd(settings.grace_period), "run"]
+
+
 def connector_spec(settings: TunnelSettings, executable: Path, config_path: Path, text: str) -> ServerSpec:
     return ServerSpec(
         name=RESERVED,
-        command=[str(executable), "tunnel", "--config", str(config_path), "--metrics", "127.0.0.1:{port}", "run"],
+        command=run_argv(settings, executable, config_path, "127.0.0.1:{port}"),
         port=settings.metrics_port,
         env={"GATEWAY_INGRESS_HASH": ingress_hash(text)},
         description="Cloudflare Tunnel connector (managed by the gateway from [tunnel] in gateway.toml)",
@@ -136,13 +153,49 @@ def connector_spec(settings: TunnelSettings, executable: Path, config_path: Path
                           failures=min(100, settings.health_failures()), start_period=fd(settings.start_period),
                           needs_internet=True),
         restart=RestartSpec(policy="always", backoff_start="2s", backoff_max="1m"),
-        stop=StopSpec(signal="TERM", timeout="35s"),  # cloudflared drains for up to --grace-period (30 s)
+        stop=StopSpec(signal="TERM", timeout=fd(stop_timeout(settings))),
     )
 
 
+_KEY_OF = (("invalid regex", "path"), ("invalid address", "service"), ("HTTP status", "service"),
+           ("ostname", "hostname"), ("unmarshal", "origin"), ("not found in type", "origin"),
+           ("access.", "origin"), ("cert pool", "origin"))
+
+
+def _refused_key(message: str) -> str:
+    """Which [domain] key cloudflared's refusal is about (its messages name no key)."""
+    return next((key for words, key in _KEY_OF if words in message), "hostname")
+
+
+def _screened(plan: TunnelPlan, files: Mapping[str, str], gw_path: str) -> TunnelPlan:
+    """The installed cloudflared's own verdict on the candidate: refused rules are left out and
+    named on their server's file; a candidate refused as a whole is not used (the running
+    config.yml, if any, stays)."""
+    settings, executable, config_path = plan.settings, plan.executable, plan.config_path
+    assert settings is not None and executable is not None and config_path is not None
+
+    def text_of(rules: list[Rule]) -> str:
+        return render(settings.id, settings.credentials_file, rules, settings.origin)
+
+    result = validate.screen(text_of, plan.rules, lambda text: validate.run(executable, text, config_path.parent))
+    errors = [*plan.errors, *(_error(files, rule.server or "", _refused_key(msg), f"cloudflared refused this "
+                                     f"route: {msg}") for rule, msg in result.refused)]
+    if result.whole is None:
+        return dataclasses.replace(plan, rules=result.rules, text=text_of(result.rules), errors=errors)
+    errors.append(ConfigError(gw_path, None, None, "tunnel", f"cloudflared refused the new config.yml: "
+                              f"{result.whole}; the previous one stays in force"))
+    try:
+        running = config_path.read_text(encoding="utf-8")
+    except OSError:
+        running = None
+    return dataclasses.replace(plan, text=running, errors=errors, refused=True,
+                               missing=None if running else f"cloudflared refused the config: {result.whole}")
+
+
 def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[str, int],
-          environ: Mapping[str, str] | None = None) -> TunnelPlan:
-    """Everything the tunnel needs from one load of the folder (reads only: credentials, PATH)."""
+          environ: Mapping[str, str] | None = None, screen: bool = True) -> TunnelPlan:
+    """Everything the tunnel needs from one load of the folder (reads: credentials, PATH; and,
+    when cloudflared is installed and `screen`, its validator on the candidate config)."""
     parsed = parse(result.settings.tunnel, config_dir)
     if parsed is None:
         return TunnelPlan(missing="not configured: add a [tunnel] table to gateway.toml")
@@ -159,8 +212,12 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
                                   "connector the gateway runs from [tunnel]; rename this file"))
     if settings.credentials_file and not Path(settings.credentials_file).expanduser().is_file():
         errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "credentials_file")), None,
-                                  "tunnel.credentials_file", f"no such file: {settings.credentials_file} "
-                                  "(`cloudflared tunnel create NAME` writes ~/.cloudflared/UUID.json)"))
+                                  "tunnel.credentials_file", f"Tunnel credentials file "
+                                  f"'{settings.credentials_file}' doesn't exist or is not a file"))
+    missing_ca = ca_pool_error(settings.origin, lambda p: Path(p).expanduser().is_file())
+    if missing_ca:
+        errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "origin", "caPool")), None,
+                                  "tunnel.origin.caPool", missing_ca))
     if isinstance(settings.metrics_port, int):
         holder = next((n for n, s in result.specs.items() if s.port == settings.metrics_port and n != RESERVED), None)
         if holder:
@@ -175,9 +232,13 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
                       errors=errors, pending=pending)
     if executable is None:
         return dataclasses.replace(plan, missing=locate.missing_message(settings.cloudflared))
+    if screen:
+        plan = _screened(plan, result.files, gw_path)
     if any(e.key == "tunnel.metrics_port" for e in errors):
         return dataclasses.replace(plan, missing="the metrics port is taken (see the config errors)")
-    return dataclasses.replace(plan, spec=connector_spec(settings, executable, config_path, text))
+    if plan.text is None:
+        return plan
+    return dataclasses.replace(plan, spec=connector_spec(settings, executable, config_path, plan.text))
 
 
 def write_config(path: Path, text: str) -> bool:
@@ -206,44 +267,3 @@ def merge(result: LoadResult, plan: TunnelPlan) -> LoadResult:
         specs[RESERVED] = plan.spec
     return dataclasses.replace(result, specs=dict(sorted(specs.items())),
                                errors=(*result.errors, *plan.errors))
-
-
-def _apply(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[str, int]) -> TunnelPlan:
-    plan = build(result, config_dir, data_dir, ports)
-    if plan.spec is not None and plan.text is not None and plan.config_path is not None:
-        plan = dataclasses.replace(plan, written=write_config(plan.config_path, plan.text))
-    return plan
-
-
-_plans: weakref.WeakKeyDictionary[Any, TunnelPlan] = weakref.WeakKeyDictionary()
-_retries: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-
-
-def plan_of(rt: Any) -> TunnelPlan | None:
-    """The tunnel plan of the last load (for the page and `gateway status`)."""
-    try:
-        return _plans.get(rt)
-    except TypeError:  # not a Runtime (e.g. a stand-in in a test)
-        return None
-
-
-async def with_tunnel(rec: Reconciler, result: LoadResult) -> LoadResult:
-    """The loop's hook: the loaded folder plus the tunnel connector (when [tunnel] is set)."""
-    rt = rec.rt
-    plan = await asyncio.to_thread(_apply, result, rec.config_dir, rt.data_dir, dict(rt.ports))
-    plan = handover.hold(rec, plan)  # new routes: a second connector first, then the restart
-    previous = _plans.get(rt)
-    _plans[rt] = plan
-    if plan.written:
-        rt.event("tunnel_config", RESERVED, f"wrote {plan.config_path}: {len(plan.rules) - 1} routes",
-                 actor="config", detail={"path": str(plan.config_path), "hash": ingress_hash(plan.text or ""),
-                                         "hostnames": [r.hostname for r in plan.rules[:-1]]})
-    if plan.missing and plan.settings and (previous is None or previous.missing != plan.missing):
-        rt.event("tunnel_unavailable", RESERVED, plan.missing, actor="config")
-    # auto ports are handed out by the first pass after this load: route them on a reload soon
-    # after (for a minute at most, e.g. while such a server is held back by a dependency)
-    tries = _retries.get(rt, 0) + 1 if previous is not None and previous.pending == plan.pending else 0
-    _retries[rt] = tries
-    if plan.pending and tries < 60:
-        asyncio.get_running_loop().call_later(1.0, rec.mark_config_dirty)
-    return merge(result, plan)

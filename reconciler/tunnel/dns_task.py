@@ -9,7 +9,9 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from reconciler.tunnel.connector import RESERVED, plan_of
+from reconciler.events import EventKind
+from reconciler.tunnel.connector import RESERVED
+from reconciler.tunnel.hook import plan_of
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
@@ -38,7 +40,7 @@ async def dns_forever(daemon: Daemon) -> None:
             why = (f"DNS routes are not managed: no API token (set ${settings.api_token_env} or [tunnel] "
                    "api_token_file to a Cloudflare API token with Zone:DNS:Edit)")
             if said_missing != why:
-                daemon.rt.event("dns_unavailable", RESERVED, why, actor="gateway")
+                daemon.rt.event(EventKind.DNS_UNAVAILABLE, RESERVED, why, actor="gateway")
                 said_missing = why
             continue
         from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync  # httpx: only with a tunnel to route
@@ -47,13 +49,13 @@ async def dns_forever(daemon: Daemon) -> None:
         try:
             outcomes = await sync(api, Ledger(daemon.store.pool), uuid, hostnames, settings.zone)
         except Exception as exc:  # noqa: BLE001 - the API or the database is away: retry later
-            daemon.rt.event("dns_failed", RESERVED, f"DNS sync failed, retrying in {retry:.0f}s: {exc}")
+            daemon.rt.event(EventKind.DNS_FAILED, RESERVED, f"DNS sync failed, retrying in {retry:.0f}s: {exc}")
             retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
             continue
         finally:
             await api.close()
         bad = [o for o in outcomes if o.action in ("conflict", "error")]
-        daemon.rt.event("dns_synced", RESERVED, "; ".join(str(o) for o in outcomes),
+        daemon.rt.event(EventKind.DNS_SYNCED, RESERVED, "; ".join(str(o) for o in outcomes),
                         detail={"outcomes": [{"hostname": o.hostname, "action": o.action} for o in outcomes]})
         if any(o.action == "error" for o in bad):
             retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)

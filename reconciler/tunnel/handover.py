@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler.children import Child, SpawnError
+from reconciler.events import EventKind
 from reconciler.health import probe
 from reconciler.spec import HttpHealth
 from reconciler.state import Phase
@@ -82,20 +83,24 @@ def _free_port() -> int:
 
 async def _bridge(rec: Reconciler, handover: Handover, plan: TunnelPlan) -> None:
     rt = rec.rt
+    from reconciler.tunnel.connector import run_argv, stop_timeout
+
+    assert plan.settings is not None and plan.executable is not None and plan.config_path is not None
     port = _free_port()
-    argv = [str(plan.executable), "tunnel", "--config", str(plan.config_path), "--metrics", f"127.0.0.1:{port}", "run"]
+    argv = run_argv(plan.settings, plan.executable, plan.config_path, f"127.0.0.1:{port}")
+    drain = stop_timeout(plan.settings)  # cloudflared drains for up to its grace period
     child: Child | None = None
     try:
         try:
             child = await Child.spawn(argv, env=dict(os.environ), log_path=rt.data_dir / "logs" / "cloudflared-bridge.log")
         except SpawnError as exc:
             return _give_up(rec, handover, f"the second connector did not start: {exc}")
-        rt.event("tunnel_handover", RESERVED, f"new routes: a second connector (pid {child.pid}) starts on them first",
+        rt.event(EventKind.TUNNEL_HANDOVER, RESERVED, f"new routes: a second connector (pid {child.pid}) starts on them first",
                  detail={"bridge_pid": child.pid})
         if not await _ready(child, port):
             return _give_up(rec, handover, f"the second connector was not ready within {READY_WITHIN:g}s")
         handover.ready = True
-        rt.event("tunnel_handover", RESERVED, "the second connector is ready: restarting the main one on the new routes")
+        rt.event(EventKind.TUNNEL_HANDOVER, RESERVED, "the second connector is ready: restarting the main one on the new routes")
         rec.mark_config_dirty()
 
         def swapped() -> bool:
@@ -103,19 +108,19 @@ async def _bridge(rec: Reconciler, handover: Handover, plan: TunnelPlan) -> None
             return st.phase is Phase.RUNNING and st.spec_hash == handover.target
 
         came_back = await rt.wait_until(swapped, SWAP_WITHIN)
-        await child.stop("TERM", 35.0)  # cloudflared drains for up to its grace period
-        rt.event("tunnel_handover", RESERVED, "done: the main connector serves the new routes; the second one stopped"
+        await child.stop("TERM", drain)
+        rt.event(EventKind.TUNNEL_HANDOVER, RESERVED, "done: the main connector serves the new routes; the second one stopped"
                  if came_back else "the main connector did not come back in time; the second one stopped")
         if _handovers.get(rt) is handover:
             del _handovers[rt]
     finally:
         if child is not None and child.is_alive():  # cancelled (gateway stopping, or newer routes)
-            await child.stop("TERM", 5.0)
+            await child.stop("TERM", drain)
 
 
 def _give_up(rec: Reconciler, handover: Handover, why: str) -> None:
     handover.failed = True
-    rec.rt.event("tunnel_handover", RESERVED, f"{why}; restarting the connector instead (a short gap)")
+    rec.rt.event(EventKind.TUNNEL_HANDOVER, RESERVED, f"{why}; restarting the connector instead (a short gap)")
     rec.mark_config_dirty()
 
 

@@ -3,17 +3,22 @@
 The checks and their messages follow cloudflared's own (cloudflare/cloudflared
 ``ingress/ingress.go``: ``validateIngress``, ``validateHostname``; ``config/configuration.go``:
 ``OriginRequestConfig``), so what `check` accepts, ``cloudflared tunnel ingress validate``
-accepts, and an error reads the same in both. Two checks are the gateway's own: no two rules
-with one hostname+path (cloudflared would silently use the first), and the hostname syntax
-``cloudflared tunnel route dns`` requires (``^[*_a-zA-Z0-9][-_.a-zA-Z0-9]*$``).
+accepts, and an error reads the same in both: paths by Go's regexp (`goregex`, RE2), origin
+values by their Go types (`origin`). The gateway's own checks: no two rules with one
+hostname+path (cloudflared would silently use the first; hostnames compared in their
+lower-case ASCII form, `hostnames`), and hostnames that can never work.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
+
+from reconciler.tunnel.goregex import go_regex_error
+from reconciler.tunnel.hostnames import HostnameError, check_works
+from reconciler.tunnel.origin import OriginError
+from reconciler.tunnel.origin import check_origin as _check_origin
 
 CATCH_ALL = "http_status:404"
 NO_RULES = "The config file doesn't contain any ingress rules"
@@ -22,19 +27,6 @@ LAST_NOT_CATCH_ALL = ("The last ingress rule must match all URLs (i.e. it should
 BAD_WILDCARD = ('Hostname patterns can have at most one wildcard character ("*") and it can only be used for '
                 'subdomains, e.g. "*.example.com"')
 HAS_PORT = "Hostname cannot contain a port"
-_DNS_NAME = re.compile(r"^[*_a-zA-Z0-9][-_.a-zA-Z0-9]*$")  # cloudflared subcommands.go hostNameRegex
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
-_GO_DURATION = re.compile(r"^([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$|^0$")
-
-# config.OriginRequestConfig: yaml key -> kind (cloudflared warns about any other key; we refuse it)
-ORIGIN_KEYS: dict[str, str] = {
-    "connectTimeout": "duration", "tlsTimeout": "duration", "tcpKeepAlive": "duration",
-    "noHappyEyeballs": "bool", "keepAliveConnections": "int", "keepAliveTimeout": "duration",
-    "httpHostHeader": "str", "originServerName": "str", "matchSNItoHost": "bool", "caPool": "str",
-    "noTLSVerify": "bool", "disableChunkedEncoding": "bool", "bastionMode": "bool", "proxyAddress": "str",
-    "proxyPort": "int", "proxyType": "str", "ipRules": "list", "http2Origin": "bool", "access": "map",
-}
-
 
 class IngressError(ValueError):
     """One rule (or the whole list) is invalid; the message is cloudflared's."""
@@ -132,70 +124,27 @@ def _has_port(hostname: str) -> bool:
 
 
 def check_path(path: str, index: int) -> None:
-    """The path is a Go RE2 regular expression; Python's `re` compiles it, with Go's words on errors."""
-    unsupported = re.search(r"\(\?[=!]|\(\?<[=!]|\\[1-9]|\(\?P=", path)
-    if unsupported:
-        raise IngressError(f"Rule #{index + 1} has an invalid regex: error parsing regexp: invalid or "
-                           f"unsupported Perl syntax: `{unsupported.group(0)}`")
-    try:
-        re.compile(path)
-    except re.error as exc:
-        raise IngressError(f"Rule #{index + 1} has an invalid regex: error parsing regexp: "
-                           f"{_go_regex_error(exc, path)}") from None
-
-
-def _go_regex_error(exc: re.error, path: str) -> str:
-    msg = exc.msg
-    if msg.startswith("missing ), unterminated subpattern"):
-        return f"missing closing ): `{path}`"
-    if msg.startswith("unbalanced parenthesis"):
-        return f"unexpected ): `{path}`"
-    if msg.startswith("unterminated character set"):
-        return f"missing closing ]: `{path[exc.pos or 0:]}`"
-    if msg.startswith(("nothing to repeat", "multiple repeat")):
-        return f"missing argument to repetition operator: `{path[exc.pos or 0:(exc.pos or 0) + 1]}`"
-    return f"{msg}: `{path}`"
+    """The path is a Go regular expression (RE2 syntax), checked as Go's regexp.Compile does."""
+    error = go_regex_error(path)
+    if error:
+        raise IngressError(f"Rule #{index + 1} has an invalid regex: {error}")
 
 
 def check_origin(origin: Mapping[str, Any]) -> None:
-    """Known keys only, values of the right kind (durations as Go strings: "10s"), and the access rule."""
-    for key, value in origin.items():
-        kind = ORIGIN_KEYS.get(key)
-        if kind is None:
-            raise IngressError(f"field {key} not found in type config.OriginRequestConfig")
-        if kind == "duration" and not (isinstance(value, str) and _GO_DURATION.match(value)):
-            raise IngressError(f"cannot unmarshal {_yaml_kind(value)} `{value}` into time.Duration "
-                               '(write it like "10s")')
-        if kind == "bool" and not isinstance(value, bool):
-            raise IngressError(f"cannot unmarshal {_yaml_kind(value)} `{value}` into bool")
-        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise IngressError(f"cannot unmarshal {_yaml_kind(value)} `{value}` into uint")
-        if kind == "str" and not isinstance(value, str):
-            raise IngressError(f"cannot unmarshal {_yaml_kind(value)} `{value}` into string")
-        if kind == "list" and not isinstance(value, list):
-            raise IngressError(f"cannot unmarshal {_yaml_kind(value)} into []config.IngressIPRule")
-        if kind == "map" and not isinstance(value, dict):
-            raise IngressError(f"cannot unmarshal {_yaml_kind(value)} into config.AccessConfig")
-    access = origin.get("access")
-    if isinstance(access, dict) and access.get("required") and access.get("audTag") and not access.get("teamName"):
-        raise IngressError("access.TeamName cannot be blank when access.audTags are present")
-
-
-def _yaml_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "!!bool"
-    return {int: "!!int", float: "!!float", str: "!!str", list: "!!seq", dict: "!!map"}.get(type(value), "!!str")
-
-
-def check_dns_name(hostname: str) -> None:
-    """The hostname syntax ``cloudflared tunnel route dns`` accepts (after IDNA to ASCII)."""
+    """Known keys only (nested too), each value of its Go type (durations as Go strings: "10s")."""
     try:
-        ascii_name = hostname.encode("idna").decode() if not hostname.isascii() else hostname
-    except UnicodeError:
-        raise IngressError(f"{hostname!r} is not a valid hostname (it cannot be converted to ASCII)") from None
-    if not _DNS_NAME.match(ascii_name) or ".." in ascii_name or ascii_name.endswith("."):
-        raise IngressError(f"{hostname!r} is not a valid hostname: use letters, digits, '-', '_' and '.', "
-                           "optionally starting with '*.' (e.g. blog.example.com)")
+        _check_origin(origin)
+    except OriginError as exc:
+        raise IngressError(str(exc)) from None
+
+
+def check_dns_name(hostname: str, path: str = "") -> None:
+    """A hostname that can work: the syntax ``cloudflared tunnel route dns`` accepts (after
+    UTS-46 to ASCII), labels of at most 63, no ``*example.com``, no ``*`` with a path."""
+    try:
+        check_works(hostname, path)
+    except HostnameError as exc:
+        raise IngressError(str(exc)) from None
 
 
 def check_rule(rule: Rule, index: int, total: int) -> None:
@@ -232,38 +181,27 @@ def ordered(rules: Iterable[Rule]) -> list[Rule]:
 
 
 # --- YAML -------------------------------------------------------------------------------------
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
-
-
-def _emit(value: Any, indent: int) -> list[str]:
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, (dict, list)) and item:
-                lines.append(f"{pad}{key}:")
-                lines.extend(_emit(item, indent + 2))
-            else:
-                text = ("{}" if isinstance(item, dict) else "[]") if isinstance(item, (dict, list)) else _scalar(item)
-                lines.append(f"{pad}{key}: {text}")
-    elif isinstance(value, list):
-        for item in value:
-            body = _emit(item, indent + 2) if isinstance(item, (dict, list)) else [f"{pad}  {_scalar(item)}"]
-            lines.append(f"{pad}- {body[0].lstrip()}")
-            lines.extend(body[1:])
-    return lines
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 def to_yaml(data: Mapping[str, Any], header: str = "") -> str:
-    """Mappings, lists, strings, numbers and booleans: all cloudflared's config needs. Every
-    string is double-quoted (so ``*.example.com`` and ``^/api/.*$`` never need thinking about)."""
+    """PyYAML's safe dump (block style, keys in order). A string stays plain only when it is a
+    simple word YAML reads back as that word; every other string is double-quoted, so
+    ``*.example.com``, ``^/api/.*$``, ``"yes"`` or ``"0o17"`` are never read as something else."""
+    import yaml  # PyYAML: only when a config is rendered
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> Any:
+        style = None if _PLAIN.match(value) else '"'
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
     head = "".join(f"# {line}\n" for line in header.splitlines())
-    return head + "\n".join(_emit(dict(data), 0)) + "\n"
+    body = yaml.dump(dict(data), Dumper=Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True,
+                     width=10_000)
+    return head + body
 
 
 def rule_dict(rule: Rule) -> dict[str, Any]:

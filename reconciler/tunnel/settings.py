@@ -35,6 +35,8 @@ class TunnelSettings(BaseModel):
     check_interval: Duration = 15.0  # how often /ready is asked
     restart_after: Duration = 180.0  # not ready this long (e.g. stuck after the internet came back): restart
     start_period: Duration = 60.0  # time to make the first edge connection
+    grace_period: Duration = 30.0  # cloudflared's --grace-period: how long a stop may drain requests
+    offline_alert_after: Duration = 60.0  # not ready this long with the internet up: "tunnel offline"
     origin: dict[str, Any] = Field(default_factory=dict)  # global originRequest defaults
     zone: str | None = None  # the DNS zone (e.g. example.com); default: found from each hostname
     api_url: str = DEFAULT_API

@@ -5,17 +5,17 @@ offline since ... / stopped."""
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any
 
 from reconciler.runtime import to_wall
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
-from reconciler.tunnel.connector import RESERVED, plan_of
+from reconciler.tunnel.connector import RESERVED
+from reconciler.tunnel import uplink
+from reconciler.tunnel.hook import memory_of, plan_of
 
 TLS_NOTE = ("Cloudflare's edge serves each hostname over https with its own certificate: there are no "
             "certificate files to manage.")
-_offline_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def public_url(spec: ServerSpec | None) -> str | None:
@@ -44,18 +44,22 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
         return {**base, "state": "cloudflared missing" if plan.executable is None else "not started",
                 "summary": plan.missing}
     st = rt.state(RESERVED)
-    now = time.monotonic()
-    if st.phase is Phase.RUNNING and not st.health_failures:
-        _offline_since.pop(rt, None)
+    mem = memory_of(rt)
+    up = mem.uplink if mem else None
+    if st.phase is Phase.RUNNING and not st.health_failures and not st.health_error:
         return {**base, "state": "running", "summary": f"running: {len(plan.rules) - 1} routes, ready"}
-    if st.phase is Phase.STARTING:
-        return {**base, "state": "connecting", "summary": "connecting to Cloudflare's edge"}
-    if st.phase in (Phase.STOPPED, Phase.STOPPING) and rt.intents.get(RESERVED) == "stop":
+    if rt.intents.get(RESERVED) == "stop" and st.phase in (Phase.STOPPED, Phase.STOPPING):
         return {**base, "state": "stopped", "summary": "stopped by operator"}
+    since = to_wall(up.since if up and up.since is not None else (st.exited_at or time.monotonic()))
+    cause = (up.cause if up else None) or uplink.cause_of(rt)
+    details = {"since": since, "cause": cause}
+    if up is not None and (up.held or rt.host.get("internet_ok") is False):
+        return {**base, **details, "state": "waiting for the internet",
+                "summary": "not reachable from outside: this laptop has no internet; cloudflared retries when "
+                           "the internet is back"}
+    if st.phase is Phase.STARTING:
+        return {**base, **details, "state": "connecting", "summary": "connecting to Cloudflare's edge"}
     if st.phase is Phase.STOPPING:
-        return {**base, "state": "restarting", "summary": f"restarting: {st.reason}"}
-    since = _offline_since.setdefault(rt, st.exited_at if st.exited_at is not None and st.phase is not
-                                      Phase.RUNNING else now)
-    why = st.health_error or st.last_exit or st.reason or str(st.phase)
-    return {**base, "state": "offline", "since": to_wall(since),
-            "summary": f"offline since {to_wall(since)}: {why}"}
+        return {**base, **details, "state": "restarting", "summary": f"restarting: {st.reason}"}
+    why = cause or st.health_error or st.last_exit or st.reason or str(st.phase)
+    return {**base, **details, "state": "offline", "summary": f"offline since {since}: {why}"}

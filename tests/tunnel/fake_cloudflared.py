@@ -1,11 +1,21 @@
-"""A stand-in for `cloudflared tunnel --config FILE --metrics HOST:PORT run`, for tests.
+"""A stand-in for cloudflared, for tests: `tunnel --config FILE ingress validate` and
+`tunnel --config FILE --metrics HOST:PORT [--grace-period D] run`.
 
-There is no real cloudflared (and no internet) where the tests run: this program stands in
-for the edge connection. It reads the config file (and exits 1 when it is missing, like
-cloudflared), serves /ready ({"status":200,"readyConnections":1}), /healthcheck and /config
-on the metrics address, and exits 0 on SIGTERM. A file FILE.fake next to the config steers it:
-"not-ready" makes /ready answer 503 with readyConnections 0; "crash" makes it exit 1.
-Each start appends "PID HASH-OF-CONFIG" to FILE.starts.
+There is no real cloudflared (and no internet) where the tests run. Where it matters, this
+behaves like cloudflared 2026.8.2 (see shared/notes/cloudflared-real.md):
+- `ingress validate`: "Validating rules from FILE", then "OK" (exit 0); a refused config:
+  "Validation failed: ..." on stderr, exit 1; an unknown originRequest key: a "Warning: ..."
+  and exit 0 without "OK". Besides the real checks it knows (the YAML, at least one rule, the
+  catch-all last, unknown keys), a file `refuse` next to this executable lists hostnames it
+  refuses ("Rule #N ..."), standing in for what only the real one refuses ("ALL": every file).
+- `run`: the same validation first (exit 1 before the metrics answer); a credentials file
+  that does not exist: exit 1; then metrics on HOST:PORT (/ready, /healthcheck, /config).
+  The edge: when FAKE_CLOUDFLARED_EDGE (host:port) is set and a TCP connect to it fails,
+  /ready is 503 and it exits 1 about 0.7 s after start (the real one's SRV lookup failure).
+  SIGTERM: exit 0 at once when not connected; once connected it drains for its grace period
+  (--grace-period, else TUNNEL_GRACE_PERIOD, else 30s), like the real one with QUIC.
+A file FILE.fake next to the config steers a running one: "not-ready" makes /ready 503;
+"crash" makes it exit 1. Each start appends "PID HASH-OF-CONFIG" to FILE.starts.
 """
 
 from __future__ import annotations
@@ -13,28 +23,103 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
+import socket
 import sys
 import threading
+import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import yaml
 
-def main(argv: list[str]) -> int:
-    if argv[:1] != ["tunnel"] or argv[-1:] != ["run"]:
-        print(f"fake cloudflared: usage: tunnel --config FILE --metrics ADDR run (got {argv})", file=sys.stderr)
-        return 2
-    opts = dict(zip(argv[1:-1:2], argv[2:-1:2]))
-    config = Path(opts["--config"])
-    host, _, port = opts["--metrics"].rpartition(":")
+ORIGIN_KEYS = {"connectTimeout", "tlsTimeout", "tcpKeepAlive", "noHappyEyeballs", "keepAliveConnections",
+               "keepAliveTimeout", "httpHostHeader", "originServerName", "matchSNItoHost", "caPool", "noTLSVerify",
+               "disableChunkedEncoding", "bastionMode", "proxyAddress", "proxyPort", "proxyType", "ipRules",
+               "http2Origin", "access"}
+SRV_ERROR = ("Could not lookup srv records on _v2-origintunneld._tcp.argotunnel.com: lookup "
+             "_v2-origintunneld._tcp.argotunnel.com: network is unreachable")
+
+
+def log(level: str, text: str) -> None:
+    print(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} {level} {text}", file=sys.stderr, flush=True)
+
+
+def refused_hostnames() -> set[str]:
+    path = Path(sys.argv[0]).resolve().with_name("refuse")
     try:
-        text = config.read_text()
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
+def validate(config: Path) -> tuple[bool, str]:
+    """(accepted, message): the message is a refusal or a Warning."""
+    try:
+        data = yaml.safe_load(config.read_text())
     except OSError as exc:
-        print(f"fake cloudflared: cannot read {config}: {exc}", file=sys.stderr)
+        return False, f"error reading {config}: {exc}"
+    except yaml.YAMLError as exc:
+        return False, f"error parsing YAML in config file at {config}: yaml: {exc}"
+    rules = (data or {}).get("ingress") or []
+    if not rules:
+        return False, "Validation failed: The config file doesn't contain any ingress rules"
+    last = rules[-1]
+    if last.get("hostname", "") not in ("", "*") or last.get("path"):
+        return False, ("Validation failed: The last ingress rule must match all URLs (i.e. it should not have a "
+                       "hostname or path filter)")
+    refuse = refused_hostnames()
+    if "ALL" in refuse:
+        return False, "Validation failed: The config file doesn't contain any ingress rules"
+    for i, rule in enumerate(rules, 1):
+        if rule.get("hostname") in refuse:
+            return False, (f"Validation failed: Rule #{i} has an invalid regex: error parsing regexp: invalid "
+                           "escape sequence: `\\C`")
+    for origin in [(data or {}).get("originRequest") or {}, *(r.get("originRequest") or {} for r in rules)]:
+        for key in origin:
+            if key not in ORIGIN_KEYS:
+                return False, ("Warning: unused keys detected in your config file. Here is a list of unused keys:\n"
+                               f"line 1: field {key} not found in type config.OriginRequestConfig")
+    return True, ""
+
+
+def go_seconds(text: str) -> float:
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ns|us|µs|ms|s|m|h)", text))
+
+
+def edge_reachable() -> bool:
+    edge = os.environ.get("FAKE_CLOUDFLARED_EDGE")
+    if not edge:
+        return True
+    host, _, port = edge.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def run(opts: dict[str, str]) -> int:
+    config = Path(opts["--config"])
+    ok, message = validate(config)
+    if not ok or message:
+        print(message, file=sys.stderr)
         return 1
+    text = config.read_text()
+    data = yaml.safe_load(text)
+    creds = data.get("credentials-file")
+    if creds and not Path(creds).expanduser().is_file():
+        print(f"Tunnel credentials file '{creds}' doesn't exist or is not a file", file=sys.stderr)
+        return 1
+    grace = go_seconds(opts.get("--grace-period") or os.environ.get("TUNNEL_GRACE_PERIOD") or "30s")
+    host, _, port = opts["--metrics"].rpartition(":")
     control = config.with_name(config.name + ".fake")
     with open(config.with_name(config.name + ".starts"), "a") as fh:
         fh.write(f"{os.getpid()} {hashlib.sha256(text.encode()).hexdigest()[:16]}\n")
+    connected = edge_reachable()
 
     def mode() -> str:
         try:
@@ -47,7 +132,7 @@ def main(argv: list[str]) -> int:
             if mode() == "crash":
                 os._exit(1)
             if self.path == "/ready":
-                ready = mode() != "not-ready"
+                ready = connected and mode() != "not-ready"
                 code = 200 if ready else 503
                 body = json.dumps({"status": code, "readyConnections": 1 if ready else 0,
                                    "connectorId": f"fake-{os.getpid()}"})
@@ -70,12 +155,38 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"fake cloudflared: serving metrics on {host}:{port} for {config}", flush=True)
+    log("INF", f"Starting metrics server on {host}:{port}/metrics")
+    started = time.monotonic()
     while not stop.wait(0.05):
         if mode() == "crash":
+            log("ERR", "fake crash")
             return 1
+        if not connected and time.monotonic() - started >= 0.7:
+            log("ERR", SRV_ERROR)
+            return 1
+    log("INF", "Initiating graceful shutdown due to signal terminated ...")
+    if connected and mode() != "not-ready":
+        time.sleep(grace)  # waits for in-flight requests up to the grace period
     server.shutdown()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["tunnel"] or argv[1:2] != ["--config"]:
+        print(f"Incorrect Usage: flag provided but not defined (got {argv})", file=sys.stderr)
+        return 0  # like the real one: a usage error exits 0
+    if argv[3:] == ["ingress", "validate"]:
+        print(f"Validating rules from {argv[2]}", flush=True)
+        ok, message = validate(Path(argv[2]))
+        if message:
+            print(message, file=sys.stderr)
+        if ok and not message:
+            print("OK")
+        return 0 if ok else 1
+    if argv[-1:] != ["run"]:
+        print(f"fake cloudflared: usage: tunnel --config FILE --metrics ADDR run (got {argv})", file=sys.stderr)
+        return 2
+    return run(dict(zip(argv[1:-1:2], argv[2:-1:2])))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,26 @@ def test_check_ok_then_bad(folder: Path, capsys: pytest.CaptureFixture[str]):
     assert "2 routes ok, 1 errors" in captured.out
 
 
+def test_check_fails_when_a_server_file_does_not_load(folder: Path, capsys: pytest.CaptureFixture[str]):
+    (folder / "shop.toml").write_text('command = ["x"]\nport = "eighty"\n[domain]\nhostname = "shop.example.com"\n')
+    assert main(["tunnel", "check"]) == 1
+    captured = capsys.readouterr()
+    assert "shop.toml" in captured.err and "2 routes ok, 1 errors" in captured.out
+
+
+def test_gateway_check_finds_domain_and_tunnel_errors(folder: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["check", str(folder)]) == 0
+    capsys.readouterr()
+    (folder / "bad.toml").write_text('command = ["x"]\nport = 8003\n[domain]\nhostname = "*example.com"\n')
+    (folder / "gateway.toml").write_text(f'[tunnel]\nid = "{TUNNEL_ID}"\ncloudflared = "/nonexistent/cloudflared"\n'
+                                         'origin = { connectTimeout = "s" }\n')
+    assert main(["check", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "bad.toml:4: domain.hostname: '*example.com' only ever matches the literal text" in out
+    assert "gateway.toml:4: tunnel.origin: cannot unmarshal !!str `s` into time.Duration" in out
+    assert "3 servers ok, 2 errors" in out
+
+
 def test_status_without_a_gateway(folder: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["tunnel", "status"]) == 0
     out = capsys.readouterr().out

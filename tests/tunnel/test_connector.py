@@ -40,7 +40,7 @@ def with_tunnel(gw: Gateway, exe: Path | None, extra: str = "") -> Path:
     config_yml = gw.config_dir.parent / "tunnel" / "config.yml"
     text = (gw.config_dir / "gateway.toml").read_text()
     text += (f'\n[tunnel]\nid = "{TUNNEL_ID}"\ncredentials_file = "{creds}"\nconfig_file = "{config_yml}"\n'
-             f'check_interval = "200ms"\nrestart_after = "1s"\nstart_period = "5s"\n{extra}')
+             f'check_interval = "200ms"\nrestart_after = "1s"\nstart_period = "5s"\ngrace_period = "1s"\n{extra}')
     if exe is not None:
         text += f'cloudflared = "{exe}"\n'
     (gw.config_dir / "gateway.toml").write_text(text)

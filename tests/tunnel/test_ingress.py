@@ -92,16 +92,25 @@ def test_render_yaml_shape():
         'tunnel: "6ff42ae2-765d-4adf-8112-31c55c1551ef"',
         'credentials-file: "/home/u/.cloudflared/x.json"',
         "ingress:",
-        '  - hostname: "a.example.com"',
-        '    service: "http://127.0.0.1:8000"',
-        '  - hostname: "*.example.com"',
-        '    path: "^/api/.*$"',
-        '    service: "https://127.0.0.1:8443"',
-        "    originRequest:",
-        "      noTLSVerify: true",
-        '      connectTimeout: "10s"',
-        '  - service: "http_status:404"',
+        '- hostname: "a.example.com"',
+        '  service: "http://127.0.0.1:8000"',
+        '- hostname: "*.example.com"',
+        '  path: "^/api/.*$"',
+        '  service: "https://127.0.0.1:8443"',
+        "  originRequest:",
+        "    noTLSVerify: true",
+        '    connectTimeout: "10s"',
+        '- service: "http_status:404"',
     ]
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "null", "true", "0o17", "1e3", "12", "~", "*.x", "a: b", "#x",
+                                   "bücher", "- x", "'q'", '"dq"', "x\nnewline", " lead"])
+def test_yaml_reads_back_every_string_as_that_string(value):
+    import yaml
+
+    text = render("t", None, [Rule("a.example.com", "", OK, {"httpHostHeader": value}, "a"), CATCH])
+    assert yaml.safe_load(text)["ingress"][0]["originRequest"]["httpHostHeader"] == value
 
 
 def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -165,9 +174,10 @@ def test_settings_errors_and_reserved_name(tmp_path):
     plan = build(load_dir(folder), folder, tmp_path / "data", {})
     assert plan.errors[0].key == "tunnel.api_token" and "never put the API token" in plan.errors[0].message
     (folder / "gateway.toml").write_text('[tunnel]\nid = "t"\ncloudflared = "/nonexistent/cloudflared"\n')
-    plan = build(load_dir(folder), folder, tmp_path / "data", {})
+    result = load_dir(folder)
+    plan = build(result, folder, tmp_path / "data", {})
     assert plan.spec is None and "winget install --id Cloudflare.cloudflared" in (plan.missing or "")
-    assert any("reserved" in e.message for e in plan.errors)
+    assert any("reserved" in e.message for e in [*result.errors, *plan.errors])
 
 
 def test_write_config_atomic_only_on_change_keeps_previous(tmp_path):

@@ -1,0 +1,149 @@
+"""Is the tunnel reachable from outside, and why not: what a laptop's owner needs to hear.
+
+Offline, cloudflared exits 1 within a second of starting (it cannot reach the edge), so an
+ordinary supervisor would restart it in a loop and raise "keeps crashing". Here, while the
+host's internet check fails, a connector that exited is held back (the spec goes in
+disabled): no restarts, no escalation, one `TUNNEL_WAITING` event ("waiting for the
+internet"); the moment the check passes again it is let go and starts at once.
+
+With the internet up, a connector that is not ready for `offline_alert_after` is offline:
+one `TUNNEL_OFFLINE` event (the `tunnel` alert), and `TUNNEL_ONLINE` when it is ready again.
+The real cause is kept: cloudflared's exit code and the last error line it printed, and the
+time it really went offline (not the time someone looked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from reconciler.events import EventKind
+from reconciler.runtime import to_wall
+from reconciler.state import Phase
+
+if TYPE_CHECKING:
+    from reconciler.loop import Reconciler
+    from reconciler.tunnel.connector import TunnelPlan
+
+RESERVED = "cloudflared"
+TICK = 1.0  # seconds between looks when nothing changes (the internet check has its own pace)
+_EXITED = (Phase.EXITED, Phase.BACKOFF)
+_ERROR_WORDS = (" ERR ", " FTL ", "error", "Error", "failed", "Failed", "Could not", "cannot", "refused")
+
+
+@dataclass
+class Uplink:
+    held: bool = False  # the connector is held back until the internet is back
+    since: float | None = None  # monotonic: when the tunnel really went offline
+    clock: float | None = None  # monotonic: since when an outage with the internet up counts
+    said: str | None = None  # "waiting" | "offline": what was announced for this outage
+    cause: str | None = None  # exit code and cloudflared's last error line, in one line
+    internet: bool | None = None
+
+
+def hold(up: Uplink, plan: TunnelPlan) -> TunnelPlan:
+    """The plan with the connector held back (disabled) while `up.held`."""
+    if not up.held or plan.spec is None:
+        return plan
+    return dataclasses.replace(plan, spec=plan.spec.model_copy(update={"enabled": False}))
+
+
+def last_error_line(log: Path, limit: int = 64 * 1024) -> str | None:
+    """The last line of cloudflared's log that reads like an error (else its last line)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if any(word in line for word in _ERROR_WORDS):
+            return line[-300:]
+    return lines[-1][-300:] if lines else None
+
+
+def cause_of(rt: Any) -> str | None:
+    st = rt.state(RESERVED)
+    parts = []
+    if st.phase in _EXITED or st.phase is Phase.STOPPED:
+        if st.last_exit:
+            parts.append(st.last_exit)
+    elif st.health_error:
+        parts.append(f"not ready: {st.health_error}")
+    line = last_error_line(rt.data_dir / "logs" / f"{RESERVED}.log")
+    if line:
+        parts.append(f'"{line}"')
+    return " · ".join(parts) or None
+
+
+def is_up(st: Any) -> bool:
+    return st.phase is Phase.RUNNING and not st.health_failures and not st.health_error
+
+
+def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> None:
+    """Look once: hold or let go, and say what changed."""
+    rt = rec.rt
+    if plan is None or plan.settings is None or (plan.spec is None and not up.held):
+        return
+    st = rt.state(RESERVED)
+    internet = rt.host.get("internet_ok")
+    offline = internet is False
+    if is_up(st) or rt.intents.get(RESERVED) == "stop":
+        if up.said is not None and is_up(st):
+            rt.event(EventKind.TUNNEL_ONLINE, RESERVED, f"reachable from outside again (offline since "
+                     f"{_clock(up.since)})", detail={"offline_since": to_wall(up.since)})
+        held, up.held = up.held, False
+        up.since = up.clock = up.said = up.cause = None
+        up.internet = internet
+        if held:
+            rec.mark_config_dirty()
+        return
+    if up.since is None:
+        up.since = st.exited_at if st.phase in _EXITED and st.exited_at is not None else now
+        up.clock = now
+    if not offline and up.internet is False:
+        up.clock = now  # the internet is back: give cloudflared its time before calling it offline
+    up.internet = internet
+    up.cause = cause_of(rt) or up.cause
+    if offline:
+        if up.said != "waiting":
+            up.said = "waiting"
+            rt.event(EventKind.TUNNEL_WAITING, RESERVED, "waiting for the internet: this laptop has no internet, "
+                     "so the tunnel cannot connect; it retries as soon as the internet is back",
+                     detail={"cause": up.cause, "offline_since": to_wall(up.since)})
+        if not up.held and st.phase in _EXITED:
+            up.held = True
+            rec.mark_config_dirty()
+        return
+    if up.held:
+        up.held = False
+        rec.mark_config_dirty()  # the internet is back: start it now, not after a backoff
+        return
+    after = plan.settings.offline_alert_after
+    if up.said != "offline" and up.clock is not None and now - up.clock >= after and st.phase is not Phase.STARTING:
+        up.said = "offline"
+        rt.event(EventKind.TUNNEL_OFFLINE, RESERVED, f"not reachable from outside since {_clock(up.since)}: "
+                 f"{up.cause or st.reason or st.phase}", detail={"cause": up.cause, "offline_since": to_wall(up.since)})
+
+
+def _clock(mono: float | None) -> str:
+    wall = to_wall(mono)
+    return wall[11:19] + " UTC" if wall else "?"
+
+
+async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | None]) -> None:
+    """Look after every change of the runtime (a connector exit), and once a second."""
+    rt = rec.rt
+    while True:
+        changed = rt.changed
+        try:
+            await asyncio.wait_for(changed.wait(), TICK)
+        except TimeoutError:
+            pass
+        step(rec, up, plan(), time.monotonic())
