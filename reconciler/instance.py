@@ -165,3 +165,17 @@ def listen_problem(host: str, port: int) -> str | None:
     who = f"another program (pid {holder[0]}, {holder[1]}) is listening there" if holder else reason.lower()
     return (f"cannot serve the page on {host}:{port}: {who}. Stop that program, or choose another address "
             "with --listen HOST:PORT (or [web] listen in gateway.toml).")
+
+
+def holder(data_dir: Path) -> dict[str, Any] | None:
+    """The note of the gateway holding `data_dir` (pid, started_at), or None when none does.
+    Only looks: a free lock is let go at once and the note is left as it was."""
+    path = data_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        return None if current().try_lock(fd) else _read(fd)
+    finally:
+        os.close(fd)

@@ -1,44 +1,33 @@
-"""`gateway autostart install | remove | status`: start the gateway when the user logs on.
+"""`gateway autostart install | remove | status [--kind K] [--print]`: start the gateway at boot
+(or at log-on), and say truthfully what is in force.
 
-- Windows: a Task Scheduler task from generated XML (`schtasks /Create /XML FILE /TN NAME /F`):
-  at log-on of this user, restart on failure, no time limit, hidden (pythonw.exe: no window).
-- Linux: a systemd user unit (Restart=on-failure, WantedBy=default.target), enabled and
-  started with `systemctl --user`; `loginctl enable-linger USER` makes it start at boot
-  without a log-on (printed as a hint: it needs the user's consent).
-- macOS: a launchd agent plist (RunAtLoad, KeepAlive on a failed exit), `launchctl bootstrap`.
-
-The file contents are pure functions of (python, config, data dir), tested on every OS;
-`install` writes them and runs the OS's command unless `activate=False`.
+The files are in `autostart_files` (pure). Here: writing them, running the OS's commands, and
+`status`, which asks the OS rather than trusting the file: written (and as install would write
+it now?), enabled, will it run at the next boot, is a gateway running on the data folder now
+(its lock, whoever started it). `--print` writes nothing and runs nothing: it shows the file
+and the commands.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-import plistlib
 import shutil
 import subprocess
-from dataclasses import dataclass
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import escape
 
+from reconciler.instance import holder, page_url
+from reconciler.ops.autostart_files import (  # noqa: F401 - re-exported: the public names of autostart
+    AT_BOOT, KINDS, LABEL, NAME, TASK_NS, Target, file_bytes, launchd_plist, schtasks_create_argv, systemd_unit,
+    unit_path, windowless_python, windows_task_xml,
+)
 from reconciler.platform import SYSTEM
 
-NAME = "omen-gateway"
-LABEL = "io.omen.gateway"
 
-
-@dataclass(frozen=True)
-class Target:
-    """What autostart runs: `python -m reconciler run --config C --data-dir D`."""
-
-    python: Path
-    config_dir: Path
-    data_dir: Path
-
-    def argv(self, python: Path | None = None) -> list[str]:
-        return [str(python or self.python), "-m", "reconciler", "run", "--config", str(self.config_dir),
-                "--data-dir", str(self.data_dir)]
+class AutostartError(Exception):
+    pass
 
 
 def os_kind() -> str:
@@ -46,134 +35,53 @@ def os_kind() -> str:
     return SYSTEM
 
 
-# --- Windows --------------------------------------------------------------------------
-def windowless_python(python: Path) -> Path:
-    """pythonw.exe next to python.exe (no console window), when there is one."""
-    candidate = python.with_name(python.name.lower().replace("python", "pythonw", 1))
-    return candidate if python.name.lower().startswith("python") and not python.name.lower().startswith(
-        "pythonw") and candidate.exists() else python
+def default_kind(system: str) -> str:
+    return KINDS[system][0]
 
 
-def windows_task_xml(target: Target, user: str | None = None) -> str:
-    user = user or _windows_user()
-    python = windowless_python(target.python)
-    args = subprocess.list2cmdline(target.argv(python)[1:])
-    return f"""<?xml version="1.0" encoding="UTF-16"?>
-<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
-  <RegistrationInfo>
-    <Description>omen-gateway: runs the servers in {escape(str(target.config_dir))}</Description>
-    <URI>\\{NAME}</URI>
-  </RegistrationInfo>
-  <Triggers>
-    <LogonTrigger>
-      <Enabled>true</Enabled>
-      <UserId>{escape(user)}</UserId>
-    </LogonTrigger>
-  </Triggers>
-  <Principals>
-    <Principal id="Author">
-      <UserId>{escape(user)}</UserId>
-      <LogonType>InteractiveToken</LogonType>
-      <RunLevel>LeastPrivilege</RunLevel>
-    </Principal>
-  </Principals>
-  <Settings>
-    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>
-    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>
-    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>
-    <AllowHardTerminate>true</AllowHardTerminate>
-    <StartWhenAvailable>true</StartWhenAvailable>
-    <RunOnlyIfNetworkAvailable>false</RunOnlyIfNetworkAvailable>
-    <IdleSettings>
-      <StopOnIdleEnd>false</StopOnIdleEnd>
-      <RestartOnIdle>false</RestartOnIdle>
-    </IdleSettings>
-    <AllowStartOnDemand>true</AllowStartOnDemand>
-    <Enabled>true</Enabled>
-    <Hidden>true</Hidden>
-    <RunOnlyIfIdle>false</RunOnlyIfIdle>
-    <WakeToRun>false</WakeToRun>
-    <ExecutionTimeLimit>PT0S</ExecutionTimeLimit>
-    <Priority>7</Priority>
-    <RestartOnFailure>
-      <Interval>PT1M</Interval>
-      <Count>999</Count>
-    </RestartOnFailure>
-  </Settings>
-  <Actions Context="Author">
-    <Exec>
-      <Command>{escape(str(python))}</Command>
-      <Arguments>{escape(args)}</Arguments>
-      <WorkingDirectory>{escape(str(target.data_dir))}</WorkingDirectory>
-    </Exec>
-  </Actions>
-</Task>
-"""
+def check_kind(system: str, kind: str | None) -> str:
+    kind = kind or default_kind(system)
+    if kind not in KINDS[system]:
+        raise AutostartError(f"--kind {kind}: not a kind on {system} (one of {', '.join(KINDS[system])})")
+    return kind
 
 
-def schtasks_create_argv(xml_path: Path) -> list[str]:
-    return ["schtasks", "/Create", "/TN", NAME, "/XML", str(xml_path), "/F"]
+def current_user() -> str:
+    if os_kind() == "windows":
+        domain = os.environ.get("USERDOMAIN")
+        return f"{domain}\\{getpass.getuser()}" if domain else getpass.getuser()
+    return os.environ.get("SUDO_USER") or getpass.getuser()  # under sudo: the user who asked
 
 
-def _windows_user() -> str:
-    domain = os.environ.get("USERDOMAIN")
-    return f"{domain}\\{getpass.getuser()}" if domain else getpass.getuser()
+def linger_hint(user: str | None = None) -> str:
+    return f"to start the gateway at boot before you log in, run once: loginctl enable-linger {user or current_user()}"
 
 
-# --- Linux ----------------------------------------------------------------------------
-def systemd_unit(target: Target) -> str:
-    exec_start = " ".join(_systemd_quote(a) for a in target.argv())
-    return f"""[Unit]
-Description=omen-gateway: runs the servers in {target.config_dir}
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-ExecStart={exec_start}
-WorkingDirectory={_systemd_quote(str(target.data_dir))}
-Restart=on-failure
-RestartSec=5s
-# the gateway stops its servers itself (process groups): let it, then clean up
-KillMode=mixed
-TimeoutStopSec=90s
-
-[Install]
-WantedBy=default.target
-"""
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else ""
 
 
-def _systemd_quote(arg: str) -> str:
-    if arg and not any(c in arg for c in ' \t"\'\\$%;'):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("%", "%%") + '"'
+def commands(kind: str, verb: str, path: Path) -> list[list[str]]:
+    unit = f"{NAME}.service"
+    user = ["--user"] if kind == "user-unit" else []
+    domain = f"gui/{_uid()}" if kind == "agent" else "system"
+    if kind in ("user-unit", "system-unit"):
+        return {"install": [["systemctl", *user, "daemon-reload"], ["systemctl", *user, "enable", "--now", unit]],
+                "remove": [["systemctl", *user, "disable", "--now", unit], ["systemctl", *user, "daemon-reload"]],
+                "enabled": [["systemctl", *user, "is-enabled", unit]],
+                "active": [["systemctl", *user, "is-active", unit]]}[verb]
+    if kind in ("agent", "daemon"):
+        return {"install": [["launchctl", "bootstrap", domain, str(path)]],
+                "remove": [["launchctl", "bootout", domain, str(path)]],
+                "enabled": [["launchctl", "print", f"{domain}/{LABEL}"]],
+                "active": [["launchctl", "print", f"{domain}/{LABEL}"]]}[verb]
+    return {"install": [schtasks_create_argv(path)], "remove": [["schtasks", "/Delete", "/TN", NAME, "/F"]],
+            "enabled": [["schtasks", "/Query", "/TN", NAME, "/XML"]],
+            "active": [["schtasks", "/Query", "/TN", NAME, "/XML"]]}[verb]
 
 
-def linger_hint() -> str:
-    return (f"to start the gateway at boot before you log in, run once: loginctl enable-linger {getpass.getuser()}")
-
-
-# --- macOS ----------------------------------------------------------------------------
-def launchd_plist(target: Target) -> bytes:
-    return plistlib.dumps({
-        "Label": LABEL,
-        "ProgramArguments": target.argv(),
-        "WorkingDirectory": str(target.data_dir),
-        "RunAtLoad": True,
-        "KeepAlive": {"SuccessfulExit": False},  # restart after a crash, not after a clean stop
-        "ProcessType": "Background",
-        "StandardOutPath": str(target.data_dir / "autostart.log"),
-        "StandardErrorPath": str(target.data_dir / "autostart.log"),
-    })
-
-
-# --- install / remove / status ---------------------------------------------------------
-def unit_path(kind: str, home: Path, data_dir: Path) -> Path:
-    if kind == "linux":
-        return home / ".config" / "systemd" / "user" / f"{NAME}.service"
-    if kind == "macos":
-        return home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
-    return data_dir / f"{NAME}-task.xml"
+def needs_root(kind: str) -> bool:
+    return kind in ("system-unit", "daemon")
 
 
 @dataclass(frozen=True)
@@ -181,82 +89,167 @@ class Outcome:
     path: Path
     commands: list[list[str]]  # what was (or, with activate=False, would be) run
     notes: list[str]
+    content: bytes = b""
 
 
-def _commands(kind: str, verb: str, path: Path) -> list[list[str]]:
-    unit = f"{NAME}.service"
-    uid = str(os.getuid()) if hasattr(os, "getuid") else ""
-    table = {
-        ("linux", "install"): [["systemctl", "--user", "daemon-reload"],
-                               ["systemctl", "--user", "enable", "--now", unit]],
-        ("linux", "remove"): [["systemctl", "--user", "disable", "--now", unit],
-                              ["systemctl", "--user", "daemon-reload"]],
-        ("linux", "status"): [["systemctl", "--user", "status", "--no-pager", unit]],
-        ("macos", "install"): [["launchctl", "bootstrap", f"gui/{uid}", str(path)]],
-        ("macos", "remove"): [["launchctl", "bootout", f"gui/{uid}", str(path)]],
-        ("macos", "status"): [["launchctl", "print", f"gui/{uid}/{LABEL}"]],
-        ("windows", "install"): [schtasks_create_argv(path)],
-        ("windows", "remove"): [["schtasks", "/Delete", "/TN", NAME, "/F"]],
-        ("windows", "status"): [["schtasks", "/Query", "/TN", NAME, "/V", "/FO", "LIST"]],
-    }
-    return table[(kind, verb)]
-
-
-class AutostartError(Exception):
-    pass
-
-
-def _run(commands: list[list[str]], check: bool) -> list[str]:
+def _run(argvs: list[list[str]], check: bool) -> list[tuple[int, str]]:
     out = []
-    for argv in commands:
+    for argv in argvs:
         if shutil.which(argv[0]) is None:
             raise AutostartError(f"{argv[0]} is not available here; run by hand: {subprocess.list2cmdline(argv)}")
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-        out.append((done.stdout + done.stderr).strip())
+        out.append((done.returncode, (done.stdout + done.stderr).strip()))
         if check and done.returncode != 0:
-            raise AutostartError(f"{subprocess.list2cmdline(argv)} failed ({done.returncode}): {out[-1]}")
+            raise AutostartError(f"{subprocess.list2cmdline(argv)} failed ({done.returncode}): {out[-1][1]}")
     return out
 
 
-def install(target: Target, *, kind: str | None = None, home: Path | None = None,
-            activate: bool = True) -> Outcome:
-    kind = kind or os_kind()
-    path = unit_path(kind, home or Path.home(), target.data_dir)
+def install(target: Target, *, kind: str | None = None, home: Path | None = None, root: Path = Path("/"),
+            activate: bool = True, write: bool = True, user: str | None = None) -> Outcome:
+    """Write the file and run the OS's commands; `write=False` (--print) does neither."""
+    system = _system_of(kind)
+    kind = check_kind(system, kind)
+    user = user or current_user()
+    path = unit_path(kind, home or Path.home(), target.data_dir, root)
+    content = file_bytes(kind, target, user)
+    argvs = commands(kind, "install", path)
+    notes = [linger_hint(user)] if kind == "user-unit" and not linger_enabled(user) else []
+    if kind == "boot-task":
+        notes.append("run this from an elevated prompt (Run as administrator) once: Windows asks for it to "
+                     "register a task that starts at boot; no password is stored")
+    if not write:
+        return Outcome(path, argvs, notes, content)
+    if needs_root(kind) and hasattr(os, "geteuid") and os.geteuid() != 0 and root == Path("/"):
+        raise AutostartError(f"--kind {kind} writes {path}: run it as root, e.g. sudo {target.python} -m reconciler "
+                             f"autostart install --kind {kind} --config {target.config_dir} --data-dir {target.data_dir}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "windows":
-        path.write_text(windows_task_xml(target), encoding="utf-16")  # schtasks reads UTF-16 XML
-    elif kind == "macos":
-        path.write_bytes(launchd_plist(target))
-    else:
-        path.write_text(systemd_unit(target), encoding="utf-8")
-    commands = _commands(kind, "install", path)
-    notes = [linger_hint()] if kind == "linux" else []
+    path.write_bytes(content)
     if activate:
-        _run(commands, check=True)
-    return Outcome(path, commands, notes)
+        _run(argvs, check=True)
+    return Outcome(path, argvs, notes, content)
 
 
-def remove(target: Target, *, kind: str | None = None, home: Path | None = None, activate: bool = True) -> Outcome:
-    kind = kind or os_kind()
-    path = unit_path(kind, home or Path.home(), target.data_dir)
-    commands = _commands(kind, "remove", path)
+def remove(target: Target, *, kind: str | None = None, home: Path | None = None, root: Path = Path("/"),
+           activate: bool = True, write: bool = True) -> Outcome:
+    kind = check_kind(_system_of(kind), kind)
+    path = unit_path(kind, home or Path.home(), target.data_dir, root)
+    argvs = commands(kind, "remove", path)
+    if not write:
+        return Outcome(path, argvs, [])
     if activate and path.exists():
-        _run(commands[:1], check=False)
+        _run(argvs[:1], check=False)
     path.unlink(missing_ok=True)
-    if activate and kind == "linux":
-        _run(commands[1:], check=False)
-    return Outcome(path, commands, [])
+    if activate and len(argvs) > 1:
+        _run(argvs[1:], check=False)
+    return Outcome(path, argvs, [])
 
 
-def status(target: Target, *, kind: str | None = None, home: Path | None = None, activate: bool = True) -> str:
-    kind = kind or os_kind()
-    path = unit_path(kind, home or Path.home(), target.data_dir)
-    if kind != "windows" and not path.exists():
-        return f"not installed ({path} does not exist)"
-    lines = [f"installed: {path}" if path.exists() else f"task file {path} missing"]
-    if activate:
-        try:
-            lines += _run(_commands(kind, "status", path), check=False)
-        except AutostartError as exc:
-            lines.append(str(exc))
-    return "\n".join(lines)
+def _system_of(kind: str | None) -> str:
+    return next((s for s, kinds in KINDS.items() if kind in kinds), os_kind())
+
+
+# --- status: what is really in force ------------------------------------------------------
+def linger_enabled(user: str, root: Path = Path("/")) -> bool:
+    """systemd-logind keeps this user's manager running from boot (`loginctl enable-linger`)."""
+    return (root / "var" / "lib" / "systemd" / "linger" / user).exists()
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What the registered Windows task says (from `schtasks /Query /XML`)."""
+
+    enabled: bool
+    kind: str  # boot-task / logon-task / other
+
+
+def parse_task_query(xml: str) -> TaskFacts:
+    root = ET.fromstring(xml.split("?>", 1)[1] if xml.lstrip().startswith("<?xml") else xml)
+    ns = {"t": TASK_NS}
+    enabled_el = root.find("t:Settings/t:Enabled", ns)
+    enabled = enabled_el is None or (enabled_el.text or "").strip().lower() == "true"
+    kind = "boot-task" if root.find("t:Triggers/t:BootTrigger", ns) is not None else \
+        "logon-task" if root.find("t:Triggers/t:LogonTrigger", ns) is not None else "other"
+    return TaskFacts(enabled, kind)
+
+
+@dataclass
+class KindStatus:
+    kind: str
+    path: Path
+    written: bool
+    current: bool  # the file is what install would write now
+    enabled: bool | None  # None: the OS could not be asked
+    said: str = ""  # what the OS said, for the details line
+    at_boot: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def next_boot(kind: str, enabled: bool | None, linger: bool | None) -> str:
+    """Will the gateway start at the next boot, in words."""
+    if enabled is None:
+        return "unknown (the system could not be asked)"
+    if not enabled:
+        return "no (written but not enabled)"
+    if kind in AT_BOOT or (kind == "user-unit" and linger):
+        return "yes, before anyone logs on"
+    if kind == "user-unit":
+        return "only once you log in (no linger: run `loginctl enable-linger USER` to start at boot)"
+    return "only once you log on"
+
+
+def probe_kind(kind: str, target: Target, home: Path, root: Path = Path("/"), user: str | None = None,
+               ask: bool = True) -> KindStatus:
+    user = user or current_user()
+    path = unit_path(kind, home, target.data_dir, root)
+    written = path.exists()
+    current = written and path.read_bytes() == file_bytes(kind, target, user)
+    enabled, said = None, "not asked"
+    if ask:
+        enabled, said = _ask_enabled(kind, path)
+    if not written and kind not in ("boot-task", "logon-task"):
+        enabled = False if enabled is None else enabled
+    st = KindStatus(kind, path, written, current, enabled, said)
+    st.at_boot = next_boot(kind, enabled, linger_enabled(user, root) if kind == "user-unit" else None)
+    return st
+
+
+def _ask_enabled(kind: str, path: Path) -> tuple[bool | None, str]:
+    try:
+        code, out = _run(commands(kind, "enabled", path), check=False)[0]
+    except (AutostartError, OSError, subprocess.SubprocessError) as exc:
+        return None, str(exc)
+    if kind in ("user-unit", "system-unit"):
+        word = out.splitlines()[0].strip() if out else ""
+        if word in ("enabled", "enabled-runtime", "linked", "alias", "static", "disabled", "masked", "not-found"):
+            return word.startswith("enabled") or word in ("linked", "alias", "static"), f"is-enabled: {word}"
+        return None, out or f"exit {code}"  # e.g. no user systemd: "Failed to connect to bus"
+    if kind in ("agent", "daemon"):
+        return code == 0, "loaded in launchd" if code == 0 else "not loaded in launchd"
+    if code != 0:
+        return False, "no task registered"
+    facts = parse_task_query(out)
+    if facts.kind != kind:
+        return False, f"the registered task is a {facts.kind}"
+    return facts.enabled, "task enabled" if facts.enabled else "task disabled"
+
+
+def status(target: Target, *, home: Path | None = None, root: Path = Path("/"), ask: bool = True,
+           system: str | None = None, user: str | None = None) -> list[str]:
+    """Lines for `gateway autostart status`: every kind of this OS, and which one is in force."""
+    system = system or os_kind()
+    kinds = [probe_kind(k, target, home or Path.home(), root, user, ask) for k in KINDS[system]]
+    in_force = [k for k in kinds if k.written and k.enabled]
+    lines = [f"autostart in force: {', '.join(k.kind for k in in_force) if in_force else 'none'}"]
+    for k in kinds:
+        lines.append(f"{k.kind}:")
+        lines.append(f"  file: {'written' if k.written else 'not written'} {k.path}" +
+                     ("" if not k.written else " (as install writes it now)" if k.current
+                      else " (differs from what install writes now: install again)"))
+        lines.append(f"  enabled: {'unknown' if k.enabled is None else 'yes' if k.enabled else 'no'} ({k.said})")
+        if k.written:
+            lines.append(f"  at the next boot: {k.at_boot}")
+    note = holder(target.data_dir)
+    url = page_url(target.data_dir)
+    lines.append("gateway running now: " + (f"yes, pid {note.get('pid')}" + (f", page at {url}/" if url else "")
+                                            if note is not None else f"no (data folder {target.data_dir})"))
+    return lines

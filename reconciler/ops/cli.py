@@ -23,11 +23,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     nt_test = nt.add_subparsers(dest="notify_command", required=True).add_parser(
         "test", parents=[common], help="send a test alert to every [notify] url")
     nt_test.add_argument("--no-record", action="store_true", help="do not record it in PostgreSQL")
-    au = sub.add_parser("autostart", help="start the gateway when you log on")
+    au = sub.add_parser("autostart", help="start the gateway at boot (or when you log on)")
     verbs = au.add_subparsers(dest="autostart_command", required=True)
     for verb in ("install", "remove", "status"):
         p = verbs.add_parser(verb, parents=[common])
-        p.add_argument("--print", action="store_true", help="write the file but run no system command")
+        p.add_argument("--print", action="store_true", help="show the file and the commands; write and run nothing")
+        if verb != "status":
+            p.add_argument("--kind", help="windows: boot-task (default: at boot, no log-on) or logon-task; linux: "
+                           "user-unit (default) or system-unit; macos: agent (default) or daemon")
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -87,19 +90,26 @@ def cmd_autostart(args: argparse.Namespace) -> int:
 
     settings = resolve(args.config, args.data_dir)
     target = a.Target(Path(sys.executable), settings.config_dir, settings.data_dir)
-    activate = not args.print
     try:
         if args.autostart_command == "status":
-            print(a.status(target, activate=activate))
+            print("\n".join(a.status(target, ask=not args.print)))
             return 0
-        done = (a.install if args.autostart_command == "install" else a.remove)(target, activate=activate)
+        verb = a.install if args.autostart_command == "install" else a.remove
+        done = verb(target, kind=args.kind, write=not args.print)
     except (a.AutostartError, OSError) as exc:
         print(f"gateway autostart: {exc}", file=sys.stderr)
         return 1
-    verb = "wrote" if args.autostart_command == "install" else "removed"
-    print(f"{verb} {done.path}")
+    if args.print:
+        print(f"# would {'write' if args.autostart_command == 'install' else 'remove'} {done.path}"
+              " (nothing was written)")
+        if done.content:
+            text = done.content.decode("utf-16") if done.content[:2] in (b"\xff\xfe", b"\xfe\xff") else \
+                done.content.decode()
+            print(text.replace("\r\n", "\n").rstrip())
+    else:
+        print(f"{'wrote' if args.autostart_command == 'install' else 'removed'} {done.path}")
     for argv in done.commands:
-        print(("ran: " if activate else "to activate, run: ") + " ".join(argv))
+        print(("# then run: " if args.print else "ran: ") + " ".join(argv))
     for note in done.notes:
         print(note)
     return 0
