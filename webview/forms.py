@@ -6,14 +6,11 @@ The watcher applies it like any edit; the page then waits briefly to show the ou
 from __future__ import annotations
 
 import asyncio
-import os
-import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,8 +18,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.health import port_holder, port_is_free
+from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
+from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
 from webview.pages import NAME_RE, known
+from webview.starters import STARTERS
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import current_user, guard_post
 
@@ -30,6 +30,7 @@ FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags
           "health_command", "domain")
 HEALTH_TYPES = ("", "http", "tcp", "command", "none")
 APPLY_WAIT = 5.0  # seconds to wait for the watcher to pick the file up
+RESERVED = frozenset({"gateway", "cloudflared", "postgres"})  # names the gateway's own files and programs use
 
 
 class FormError(Exception):
@@ -42,18 +43,25 @@ def server_path(config_dir: Path, name: str) -> Path:
     """gateway.d/NAME.toml for a valid name, never a path outside the folder."""
     if not NAME_RE.match(name):
         raise FormError({"name": "use 1-63 lowercase letters, digits and '-', starting with a letter or digit"})
+    if name in RESERVED:
+        raise FormError({"name": f"{name} is a name the gateway uses for itself; pick another"})
     path = (config_dir / f"{name}.toml").resolve()
     if path.parent != config_dir.resolve():
         raise FormError({"name": "that name points outside the server folder"})
     return path
 
 
-def read_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
+def read_text(path: Path) -> str:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    except UnicodeDecodeError as exc:
+        raise FormError({"": f"{path.name} cannot be read as text ({exc}); fix it in an editor first"}) from None
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(read_text(path))
+    except tomllib.TOMLDecodeError as exc:
         raise FormError({"": f"{path.name} cannot be read as TOML ({exc}); fix it in an editor first"}) from None
 
 
@@ -64,12 +72,12 @@ def form_values(data: Mapping[str, Any], name: str = "") -> dict[str, str]:
     hc = health.get("command", "")
     return {
         "name": name, "description": str(data.get("description", "")),
-        "command": shlex.join(command) if isinstance(command, list) else str(command),
+        "command": join_command(command) if isinstance(command, list) else str(command),
         "cwd": str(data.get("cwd", "")), "port": str(data.get("port", "")),
         "env": "\n".join(f"{k}={v}" for k, v in (data.get("env") or {}).items()),
         "group": str(data.get("group", "")), "tags": ", ".join(data.get("tags") or []),
         "health_type": str(health.get("type", "")), "health_path": str(health.get("path", "")),
-        "health_command": shlex.join(hc) if isinstance(hc, list) else str(hc),
+        "health_command": join_command(hc) if isinstance(hc, list) else str(hc),
         "domain": str((data.get("domain") or {}).get("hostname", "")),
     }
 
@@ -81,14 +89,17 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
         data[key] = value
 
 
-def merge(data: Mapping[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
-    """The file's data with the form's fields applied; other keys untouched."""
+def merge(data: Mapping[str, Any], form: Mapping[str, str], errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """The file's data with the form's fields applied; other keys untouched. Problems go
+    into `errors` (all of them, one per field) when given, else raise FormError."""
+    collect = errors is not None
+    errors = errors if errors is not None else {}
     out = {k: v for k, v in data.items() if k != "name"}
-    errors: dict[str, str] = {}
     try:
-        out["command"] = shlex.split(form.get("command", ""))
-    except ValueError as exc:
+        out["command"] = split_command(form.get("command", ""))
+    except CommandError as exc:
         errors["command"] = f"cannot split the command: {exc}"
+        out["command"] = form.get("command", "").split()
     _set(out, "description", form.get("description", "").strip())
     _set(out, "cwd", form.get("cwd", "").strip())
     port = form.get("port", "").strip()
@@ -117,8 +128,8 @@ def merge(data: Mapping[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
             _set(health, "path", form.get("health_path", "").strip() or "/")
         if kind == "command":
             try:
-                health["command"] = shlex.split(form.get("health_command", ""))
-            except ValueError as exc:
+                health["command"] = split_command(form.get("health_command", ""))
+            except CommandError as exc:
                 errors["health_command"] = f"cannot split the command: {exc}"
         out["health"] = health
     hostname = form.get("domain", "").strip()
@@ -126,7 +137,7 @@ def merge(data: Mapping[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
         out["domain"] = {**(out.get("domain") or {}), "hostname": hostname}
     else:
         out.pop("domain", None)
-    if errors:
+    if errors and not collect:
         raise FormError(errors)
     return out
 
@@ -134,11 +145,14 @@ def merge(data: Mapping[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
 _FIELD_OF = {"health": "health_type", "domain": "domain"}
 
 
-def validate(name: str, data: Mapping[str, Any], others: Mapping[str, ServerSpec]) -> ServerSpec:
+def validate(name: str, data: Mapping[str, Any], others: Mapping[str, ServerSpec],
+             errors: dict[str, str] | None = None) -> ServerSpec | None:
+    """The spec the loader would make of `data`; every problem into `errors` (or raised)."""
+    collect = errors is not None
+    errors = errors if errors is not None else {}
     try:
         spec = ServerSpec.model_validate({**data, "name": name})
     except ValidationError as exc:
-        errors: dict[str, str] = {}
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             field = _FIELD_OF.get(loc[0], loc[0]) if loc else ""
@@ -149,21 +163,34 @@ def validate(name: str, data: Mapping[str, Any], others: Mapping[str, ServerSpec
             message = err["msg"].removeprefix("Value error, ")
             errors.setdefault(field if field in FIELDS else "", message if field in FIELDS else
                               f"{'.'.join(loc)}: {message}")
-        raise FormError(errors) from None
+        if not collect:
+            raise FormError(errors) from None
+        return None
     if isinstance(spec.port, int):
         for other, o in others.items():
             if other != name and o.port == spec.port:
-                raise FormError({"port": f"port {spec.port} is already {other}'s"})
+                errors.setdefault("port", f"port {spec.port} is already {other}'s; pick another or choose auto")
+    if errors and not collect:
+        raise FormError(errors)
     return spec
 
 
+def check_world(data: Mapping[str, Any], config_dir: Path, errors: dict[str, str]) -> None:
+    """Before saving: the working folder exists and the program can be found in it."""
+    folder, why = folder_problem(str(data.get("cwd") or ""), config_dir)
+    if why:
+        errors.setdefault("cwd", why)
+    if folder is not None and not data.get("shell") and "command" not in errors:
+        command = data.get("command")
+        argv = command if isinstance(command, list) else split_command(str(command or ""))
+        problem = program_problem(argv, folder, data.get("env") or {})
+        if problem:
+            errors.setdefault("command", problem)
+
+
 def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # a dot file: the watcher ignores it
-    with tmp.open("wb") as fh:
-        tomli_w.dump(dict(data), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """`data` into the file, keeping its comments and the order of the keys that stay."""
+    tomledit.write_atomic(path, tomledit.replace_all(read_text(path), data))
 
 
 async def _wait_applied(request: Request, check: Any) -> bool:
@@ -172,14 +199,19 @@ async def _wait_applied(request: Request, check: Any) -> bool:
 
 
 def _page(request: Request, values: dict[str, str], errors: dict[str, str], adding: bool, status: int = 200,
-          note: str | None = None) -> Response:
+          note: str | None = None, start: str = "") -> Response:
     return render(request, "form.html", status=status, v=values, errors=errors, adding=adding,
-                  health_types=HEALTH_TYPES, note=note)
+                  health_types=HEALTH_TYPES, note=note, starters=STARTERS, start=start,
+                  start_help=STARTERS.get(start, {}).get("help", ""))
 
 
 @login_required
 async def new_form(request: Request) -> Response:
-    return _page(request, form_values({"port": "auto"}), {}, adding=True)
+    start = request.query_params.get("start", "")
+    values = form_values({"port": "auto"})
+    if start in STARTERS:
+        values.update(STARTERS[start]["values"])
+    return _page(request, values, {}, adding=True, start=start if start in STARTERS else "")
 
 
 @login_required
@@ -202,17 +234,29 @@ async def save(request: Request) -> Response:
     daemon = daemon_of(request)
     if raw.get("action") == "check-port":
         return _page(request, form, {}, adding, note=await port_message(request, form["port"], name))
+    errors: dict[str, str] = {}
+    start = str(raw.get("start", ""))
     try:
         path = server_path(daemon.settings.config_dir, name)
-        if adding and path.exists():
-            raise FormError({"name": f"there is already a server named {name}"})
-        if not adding and not path.exists():
-            raise HTTPException(404, f"no server file for {name}")
-        data = merge(read_file(path), form)
-        specs = daemon.reconciler.result.specs if daemon.reconciler.result else {}
-        spec = validate(name, data, specs)
     except FormError as exc:
-        return _page(request, form, exc.errors, adding, status=422)
+        if not adding:
+            raise HTTPException(404, f"no server named {name!r}") from None
+        errors.update(exc.errors)
+        path = None
+    if path is not None and adding and path.exists():
+        errors["name"] = f"there is already a server named {name}; pick another name"
+    if path is not None and not adding and not path.exists():
+        raise HTTPException(404, f"no server file for {name}")
+    try:
+        existing = read_file(path) if path is not None and not adding else {}
+    except FormError as exc:
+        return _page(request, form, exc.errors, adding, status=422, start=start)
+    data = merge(existing, form, errors)
+    specs = daemon.reconciler.result.specs if daemon.reconciler.result else {}
+    spec = validate(name if path is not None else "x", data, specs, errors)
+    await asyncio.to_thread(check_world, data, daemon.settings.config_dir, errors)
+    if errors or spec is None or path is None:
+        return _page(request, form, errors, adding, status=422, start=start)
     await asyncio.to_thread(write_atomic, path, data)
     daemon.rt.event("config_written", name, f"{'added' if adding else 'edited'} from the page",
                     actor=f"operator:web:{user}")
@@ -232,7 +276,7 @@ async def delete(request: Request) -> Response:
     name = request.path_params["name"]
     daemon = daemon_of(request)
     try:
-        path = server_path(daemon.settings.config_dir, name)
+        path = server_path(daemon.settings.config_dir, name)  # never gateway.toml: "gateway" is reserved
     except FormError:
         raise HTTPException(404, f"no server named {name!r}") from None
     if not path.exists():
@@ -254,10 +298,29 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
     if free:
         return f"Port {port} is free."
     holder = await asyncio.to_thread(port_holder, port)
-    own = daemon_of(request).rt.state(name).pid if name else None
-    if holder and holder[0] == own:
-        return f"Port {port} is held by {name} itself (pid {holder[0]})."
-    return f"Port {port} is in use" + (f" by pid {holder[0]} ({holder[1]})." if holder else ".")
+    owner = await asyncio.to_thread(server_holding, daemon_of(request), holder[0]) if holder else None
+    if owner is not None and owner == name:
+        return f"Port {port} is used by {name} itself (this server, pid {holder[0]}): that is fine."
+    if owner is not None:
+        return f"Port {port} is used by your server {owner} (pid {holder[0]}); pick another port or choose auto."
+    return f"Port {port} is in use" + (f" by pid {holder[0]} ({holder[1]})" if holder else "") + \
+        "; pick another port or choose auto."
+
+
+def server_holding(daemon: Any, pid: int) -> str | None:
+    """Which of our servers runs `pid` (itself or as a process it started), or None."""
+    import psutil
+
+    ours = {st.pid: name for name, st in daemon.rt.states.items() if st.pid}
+    try:
+        proc: Any = psutil.Process(pid)
+        chain = [proc, *proc.parents()]
+    except psutil.Error:
+        return ours.get(pid)
+    for p in chain:
+        if p.pid in ours:
+            return ours[p.pid]
+    return None
 
 
 async def check_port(request: Request) -> Response:

@@ -84,12 +84,87 @@ def test_field_errors_and_nothing_written(web: Gateway, http: httpx.Client) -> N
 def test_check_port(web: Gateway, http: httpx.Client) -> None:
     alpha = web.status()["alpha"]
     r = http.get("/check-port", params={"port": alpha["port"], "name": "alpha"})
-    assert r.json()["message"] == f"Port {alpha['port']} is held by alpha itself (pid {alpha['pid']})."
+    assert r.json()["message"].startswith(f"Port {alpha['port']} is used by alpha itself")
     r = http.get("/check-port", params={"port": alpha["port"], "name": "other"})
-    assert f"in use by pid {alpha['pid']}" in r.json()["message"]
+    assert f"used by your server alpha (pid {alpha['pid']})" in r.json()["message"]
     port = free_port()
     assert http.get("/check-port", params={"port": port}).json() == {"message": f"Port {port} is free.", "free": True}
     # without JavaScript: the form's own button answers in the re-rendered form
     r = post(http, "/new", name="eps", command="x", port=str(alpha["port"]), action="check-port")
-    assert r.status_code == 200 and f"in use by pid {alpha['pid']}" in r.text
+    pid = alpha["pid"]
+    assert r.status_code == 200 and f"used by your server alpha (pid {pid})" in r.text
     assert not (web.config_dir / "eps.toml").exists()
+
+
+def test_all_errors_at_once_and_the_world_checked(web: Gateway, http: httpx.Client) -> None:
+    r = post(http, "/new", name="Bad Name", command="no-such-program-xyz --x", port="70000",
+             cwd="no/such/folder", env="NOEQUALS")
+    assert r.status_code == 422
+    for field in ("name", "port", "cwd", "env"):
+        assert f'id="err-{field}"' in r.text, field
+    assert "Fix these 4 things" in r.text
+    r = post(http, "/new", name="zeta", command="no-such-program-xyz --x", port="auto")
+    assert r.status_code == 422 and "no program called no-such-program-xyz was found" in r.text
+    r = post(http, "/new", name="zeta", command="./missing.sh", port="auto")
+    assert r.status_code == 422 and "./missing.sh does not exist" in r.text
+    assert not (web.config_dir / "zeta.toml").exists()
+
+
+def test_windows_paths_and_the_command_as_typed(web: Gateway, http: httpx.Client, tmp_path) -> None:
+    folder = tmp_path / "my site"
+    folder.mkdir()
+    prog = folder / "serve.py"
+    prog.write_text("import http.server, os\nhttp.server.test(port=int(os.environ['PORT']), bind='127.0.0.1')\n")
+    typed = f'python "{prog}" --title C:\\Users\\me\\site {{port}}'
+    r = post(http, "/new", name="win", command=typed, port="auto", cwd=str(folder), env="ROOT=C:\\Users\\me")
+    assert r.status_code == 303, r.text
+    path = web.config_dir / "win.toml"
+    data = tomllib.loads(path.read_text())  # reads back: no "Invalid hex value"
+    assert data["command"] == ["python", str(prog), "--title", "C:\\Users\\me\\site", "{port}"]
+    assert data["env"] == {"ROOT": "C:\\Users\\me"} and "'C:\\Users\\me'" in path.read_text()
+    form = http.get("/servers/win/edit").text
+    assert f'value="python &#34;{prog}&#34; --title C:\\Users\\me\\site {{port}}"' in form  # as typed
+    web.wait_phase("win", "running")
+    assert post(http, "/servers/win/delete").status_code == 303
+
+
+def test_edit_keeps_comments(web: Gateway, http: httpx.Client) -> None:
+    path = web.write("keep", "# my notes about keep\n" + 'command = ["python", "-m", "http.server", "{port}"]  # serve\n'
+                     'port = "auto"\n\n[restart]\n# be patient\npolicy = "always"\n')
+    web.wait_for(lambda s: "keep" in s)
+    r = post(http, "/servers/keep/edit", command="python -m http.server {port}", port="auto", description="kept")
+    assert r.status_code == 303, r.text
+    text = path.read_text()
+    assert "# my notes about keep" in text and "# serve" in text and "# be patient" in text
+    assert tomllib.loads(text)["description"] == "kept"
+    assert post(http, "/servers/keep/delete").status_code == 303
+
+
+def test_reserved_names(web: Gateway, http: httpx.Client) -> None:
+    gateway_toml = web.config_dir / "gateway.toml"
+    gateway_toml.write_text("# global settings\n[ports]\nrange = \"20000-20999\"\n")
+    before = gateway_toml.read_text()
+    r = http.post("/servers/gateway/delete", data={"csrf": http.csrf})  # type: ignore[attr-defined]
+    assert r.status_code == 404 and gateway_toml.read_text() == before
+    for name in ("gateway", "cloudflared"):
+        r = post(http, "/new", name=name, command="python -m http.server {port}", port="auto")
+        assert r.status_code == 422 and "a name the gateway uses for itself" in r.text, name
+    assert gateway_toml.read_text() == before and not (web.config_dir / "cloudflared.toml").exists()
+    assert http.get("/servers/gateway/edit").status_code == 404
+
+
+def test_starting_points(web: Gateway, http: httpx.Client) -> None:
+    for key, command in (("python", "python app.py"), ("node", "node server.js"),
+                         ("static", "python -m http.server {port} --bind 127.0.0.1"),
+                         ("windows", "C:\\path\\to\\program.exe"), ("program", "")):
+        page = http.get("/new", params={"start": key}).text
+        assert f'name="command" value="{command}"' in page, key
+        assert "data-start-help" in page
+
+
+def test_check_port_names_our_servers(web: Gateway, http: httpx.Client) -> None:
+    alpha = web.status()["alpha"]
+    mine = http.get("/check-port", params={"port": alpha["port"], "name": "alpha"}).json()["message"]
+    assert mine == f"Port {alpha['port']} is used by alpha itself (this server, pid {alpha['pid']}): that is fine."
+    other = http.get("/check-port", params={"port": alpha["port"], "name": "new-one"}).json()["message"]
+    assert f"used by your server alpha (pid {alpha['pid']})" in other
