@@ -8,12 +8,12 @@ import concurrent.futures
 import logging
 import os
 import secrets
-import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.hostevents import listen as listen_host_events
 from reconciler.instance import record_recovery
 from reconciler.events import EventKind
 from reconciler.loop import Reconciler
@@ -196,12 +196,8 @@ class Daemon:
         self.stop_event.set()
 
     def _install_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self.request_stop)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
-                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self.request_stop))
+        # Ctrl-C, SIGTERM, SIGHUP, console close, log-off, shutdown: decided and recorded there
+        listen_host_events(self.rt, self.request_stop)
 
 
 def _listen(host: str, port: int) -> socket.socket:
