@@ -38,4 +38,4 @@ def choose_port(
     for port in range(lo, hi + 1):
         if port not in taken and port not in busy:
             return port
-    raise NoFreePort(f"no free port left in {lo}-{hi}")
+    raise NoFreePort(f"every port in {lo}-{hi} is taken")

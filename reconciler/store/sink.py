@@ -143,7 +143,10 @@ class Sink:
         if op["op"] not in SAMPLES:
             self._urgent = True
         self._queue.append(op)
-        if self._closed or (len(self._queue) > self.max_queue and time.monotonic() >= self._spill_retry_at):
+        # While the database is away an op goes to the journal at once: kept in memory until
+        # the next write attempt gives up (seconds), a crash of the gateway would lose it.
+        spill = self._closed or not self._db_ok or len(self._queue) > self.max_queue
+        if self._closed or (spill and time.monotonic() >= self._spill_retry_at):
             self._spill(sync=self._closed)
         self._wake.set()
 
