@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.hostevents import listen as listen_host_events
 from reconciler.instance import record_recovery
+from reconciler.resume import resume_forever
 from reconciler.events import EventKind
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
@@ -125,6 +126,7 @@ class Daemon:
             asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
             asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
             asyncio.create_task(dns_forever(self), name="dns"),
+            asyncio.create_task(resume_forever(self), name="resume"),  # sleep / freeze (reconciler/resume.py)
         ]
         if self.pg is not None:
             tasks.append(asyncio.create_task(self._supervise_database(), name="database"))

@@ -29,6 +29,7 @@ class EventKind(StrEnum):
     GATEWAY_STARTED = "gateway_started"
     GATEWAY_RECOVERED = "gateway_recovered"  # this start follows an unclean stop (killed, power lost)
     HOST_EVENT = "host_event"  # Ctrl-C, SIGTERM, the terminal or console closed, log-off, shutdown; detail: event, stop
+    HOST_RESUMED = "host_resumed"  # the host slept or the gateway was frozen; detail: seconds, slept, settle
     GATEWAY_STOPPING = "gateway_stopping"
     GATEWAY_STOPPED = "gateway_stopped"
     DATABASE_EXITED = "database_exited"

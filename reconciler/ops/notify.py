@@ -93,6 +93,7 @@ class Classifier:
     up_for: float = 10.0  # seconds running before a server that was down counts as back up
     open: set[tuple[str, str | None]] = field(default_factory=set)  # (kind, server) alerted, not yet over
     recovering: dict[str | None, float] = field(default_factory=dict)  # server -> running since
+    quiet_until: float = 0.0  # after a sleep or a freeze: failures while the host wakes up are no alert
 
     def due(self, now: float) -> list[Alert]:
         """The servers that were down and have now stayed up for `up_for`."""
@@ -109,6 +110,11 @@ class Classifier:
             return None
         kind, server, reason = op.get("kind"), op.get("server"), op.get("reason") or ""
         detail = op.get("detail") or {}
+        if kind == "host_resumed":  # reconciler/resume.py: a settling window follows
+            self.quiet_until = now + float(detail.get("settle") or 0.0)
+            return None
+        if now < self.quiet_until and kind in ("escalated", "health_failed", "error", "tunnel_offline"):
+            return None
         if kind == "transition" and op.get("to_phase") == "running":
             if ("down", server) in self.open or ("port_held", server) in self.open:
                 self.recovering[server] = now  # "back up" once it has stayed up for a while

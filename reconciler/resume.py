@@ -1,0 +1,112 @@
+"""Sleep, resume and freezes: notice that the laptop slept (or the gateway was frozen: SIGSTOP,
+a debugger, a VM paused), and keep the gap from looking like an outage.
+
+A timer that wakes every BEAT seconds compares how long it really slept with what it asked for,
+on two clocks: `time.monotonic` (stops during a suspend on Linux and macOS, runs on through a
+freeze) and `platform.suspend_clock` (counts through both: CLOCK_BOOTTIME, GetTickCount64).
+Late by JUMP or more: one `host_resumed` event with how long, then
+
+- every server's count of failed health checks starts again from zero, and the loop runs at once;
+- for SETTLE seconds failed checks are not failures (`settling(rt)`; the network and the disks
+  are waking up) and alerts for servers going down stay quiet (ops.notify's Classifier);
+- the gap has no health samples, so availability (the share of passed checks) is not charged;
+- the cloudflared connector, known to stay down after a hibernation, is restarted if it is not
+  ready TUNNEL_AFTER seconds after the resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.events import EventKind
+from reconciler.platform import current
+
+log = logging.getLogger("gateway")
+BEAT = 5.0  # seconds between two looks (one wake per 5 s: nothing next to the health checks)
+JUMP = 5.0  # this much later than asked: slept or frozen (a busy loop is late by milliseconds)
+SETTLE = 20.0  # seconds after a resume in which failed checks are not counted
+TUNNEL_AFTER = 15.0  # seconds after a resume: cloudflared not ready by then is restarted
+TUNNEL = "cloudflared"
+
+
+@dataclass(frozen=True)
+class Gap:
+    seconds: float  # how much later than asked the timer fired, on the clock that counted most
+    slept: bool  # the suspend clock ran ahead of the monotonic one: the host was suspended
+
+    def describe(self) -> str:
+        what = "the laptop slept" if self.slept else "the laptop slept or the gateway was frozen"
+        return f"{what} for {_words(self.seconds)}; every server is checked again now"
+
+
+def gap(asked: float, monotonic: float, suspend: float, jump: float = JUMP) -> Gap | None:
+    """Pure: the timer asked for `asked` seconds; the two clocks moved `monotonic` and `suspend`."""
+    late = max(monotonic, suspend) - asked
+    if late < jump:
+        return None
+    return Gap(round(late, 1), suspend - monotonic >= jump / 2)
+
+
+def _words(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.1f} h"
+
+
+def settling(rt: Any, now: float | None = None) -> bool:
+    """Just after a resume: a failed check now says nothing about the server."""
+    return float(getattr(rt, "settling_until", 0.0)) > (time.monotonic() if now is None else now)
+
+
+class ResumeWatch:
+    def __init__(self, rt: Any, restart: Any = None, *, beat: float = BEAT, jump: float = JUMP,
+                 settle: float = SETTLE, tunnel_after: float = TUNNEL_AFTER) -> None:
+        self.rt = rt
+        self.restart = restart  # restart(name): an owner-like restart through the reconciler
+        self.beat, self.jump, self.settle, self.tunnel_after = beat, jump, settle, tunnel_after
+        self.resumes = 0
+
+    async def run(self) -> None:
+        clock = current().suspend_clock
+        while True:
+            mono, suspend = time.monotonic(), clock()
+            await asyncio.sleep(self.beat)
+            found = gap(self.beat, time.monotonic() - mono, clock() - suspend, self.jump)
+            if found is not None:
+                try:
+                    self.resumed(found)
+                except Exception:  # never end the watch (the daemon takes an ended task for a crash)
+                    log.exception("handling a resume failed")
+
+    def resumed(self, found: Gap) -> None:
+        rt = self.rt
+        self.resumes += 1
+        rt.settling_until = time.monotonic() + self.settle
+        for name, state in list(rt.states.items()):
+            if state.health_failures or state.health_error:
+                rt.update(name, health_failures=0, health_error=None)
+        rt.event(EventKind.HOST_RESUMED, None, found.describe(),
+                 detail={"seconds": found.seconds, "slept": found.slept, "settle": self.settle})
+        rt.notify()  # the loop looks at everything now
+        if self.restart is not None and TUNNEL in rt.states:
+            rt.spawn_task(self._tunnel_check(self.resumes))
+
+    async def _tunnel_check(self, resume: int) -> None:
+        await asyncio.sleep(self.tunnel_after)
+        state = self.rt.state(TUNNEL)
+        if resume != self.resumes or str(state.phase) != "running":
+            return  # another resume came since (it checks), or the connector is not up to restart
+        if state.health_failures or state.health_error:
+            log.warning("cloudflared is not ready %.0fs after a resume: restarting it", self.tunnel_after)
+            self.restart(TUNNEL)
+
+
+async def resume_forever(daemon: Any) -> None:
+    """The daemon's task: `daemon.rt`, and restarts through `daemon.reconciler`."""
+    def restart(name: str) -> None:
+        daemon.reconciler.control("restart", [name], "resume")
+
+    await ResumeWatch(daemon.rt, restart).run()

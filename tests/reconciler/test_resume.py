@@ -1,0 +1,99 @@
+"""Sleep and freezes: the gap found on two clocks, what a resume resets, the quiet window for
+alerts, and a real freeze (SIGSTOP of the gateway and its server, then SIGCONT): no restart, no
+alert, one `host_resumed` event, no failed check charged to availability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from reconciler.ops.notify import Classifier
+from reconciler.resume import JUMP, Gap, ResumeWatch, gap, settling
+from reconciler.runtime import Runtime
+from reconciler.state import Phase
+from tests.fix_gateway import Gateway
+from tests.ops.test_notify import Receiver, receiver  # noqa: F401 - the fixture
+
+# A freeze well past the detection threshold (JUMP, 5 s) and spanning six 2 s health intervals,
+# more than `failures x interval`: if missed checks were charged, or the first checks after the
+# freeze counted, the server would be restarted. 30 s (the issue's figure) is the bench's default.
+FREEZE = 12.0
+
+
+def test_gap_on_two_clocks() -> None:
+    assert gap(5.0, 5.02, 5.02) is None  # a timer a little late: a busy loop, not a freeze
+    assert gap(5.0, 5.0 + JUMP - 0.1, 5.0 + JUMP - 0.1) is None
+    assert gap(5.0, 35.0, 35.0) == Gap(30.0, slept=False)  # frozen (SIGSTOP), or Windows' sleep
+    assert gap(5.0, 5.0, 65.0) == Gap(60.0, slept=True)  # Linux/macOS suspend: monotonic stood still
+    assert "slept for 60 s" in Gap(60.0, True).describe()
+    assert "2.0 h" in Gap(7200.0, False).describe()
+
+
+async def test_a_resume_resets_failure_counts_and_opens_a_settling_window(tmp_path: Path) -> None:
+    recorded: list[dict[str, Any]] = []
+    rt = Runtime(tmp_path, tmp_path, recorded.append)
+    rt.states["web"] = rt.state("web").advance(Phase.RUNNING, "test").update(health_failures=2, health_error="x")
+    assert not settling(rt)
+    ResumeWatch(rt, settle=20.0).resumed(Gap(30.0, False))
+    assert rt.state("web").health_failures == 0 and rt.state("web").health_error is None
+    assert settling(rt) and not settling(rt, time.monotonic() + 21)
+    [event] = [op for op in recorded if op.get("op") == "event"]
+    assert event["kind"] == "host_resumed" and event["detail"] == {"seconds": 30.0, "slept": False, "settle": 20.0}
+
+
+def test_no_down_alert_while_the_host_settles() -> None:
+    classify = Classifier()
+    resumed = {"op": "event", "kind": "host_resumed", "server": None, "detail": {"settle": 20.0}}
+    down = {"op": "event", "kind": "escalated", "server": "web", "reason": "5 failures"}
+    assert classify(resumed, 100.0) is None
+    assert classify(down, 110.0) is None  # waking up: not news
+    assert classify(dict(down, kind="health_failed", detail={"failures": 3}), 119.0) is None
+    alert = classify(down, 121.0)  # still failing after the window: an alert
+    assert alert is not None and alert.kind == "down"
+
+
+def _samples(gw: Gateway, server: str) -> list[tuple[Any, bool]]:
+    with psycopg.connect(gw.dsn, options=f"-c search_path={gw.schema}") as conn:
+        return conn.execute("SELECT at, ok FROM health_samples WHERE server = %s ORDER BY at", (server,)).fetchall()
+
+
+def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, receiver: Receiver) -> None:
+    toml = gateway.config_dir / "gateway.toml"
+    toml.write_text(toml.read_text() + f'[notify]\nurls = ["{receiver.url}"]\ngroup = "100ms"\nmin_interval = "0s"\n')
+    gateway.write("web", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                  'port = "auto"\n[health]\ntype = "http"\ninterval = "2s"\nfailures = 3\n')
+    gateway.start()
+    before = gateway.wait_phase("web", "running")
+    assert gateway.proc is not None
+    gateway.events()
+    os.killpg(before["pid"], signal.SIGSTOP)
+    os.kill(gateway.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(FREEZE)
+    finally:
+        os.killpg(before["pid"], signal.SIGCONT)
+        os.kill(gateway.proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while not (resumed := [e for e in gateway.events() if e["kind"] == "host_resumed"]):
+        assert time.monotonic() < deadline, "no host_resumed event after the freeze"
+        time.sleep(0.1)
+    assert FREEZE - JUMP - 1 <= resumed[0]["detail"]["seconds"] <= FREEZE + 1
+    # checks after the freeze: wait for three passed ones (they come every 2 s)
+    after = resumed[0]["at"]
+    deadline = time.monotonic() + 20
+    while len([ok for at, ok in _samples(gateway, "web") if at > after]) < 3:
+        assert time.monotonic() < deadline, _samples(gateway, "web")
+        time.sleep(0.1)
+    now = gateway.status()["web"]
+    assert now["pid"] == before["pid"] and now["restarts"] == 0 and now["phase"] == "running"
+    assert all(ok for _, ok in _samples(gateway, "web")), "a failed check was charged to availability"
+    events = gateway.events()
+    assert [e["kind"] for e in events].count("host_resumed") == 1
+    assert not [e for e in events if e["at"] > after and e["server"] == "web"], "the server was touched"
+    assert receiver.got == []
