@@ -16,6 +16,7 @@ from reconciler.spec import GatewayFile
 DEFAULT_LISTEN = "127.0.0.1:8765"
 TOKEN_FILE = "api-token"  # in the data folder: the local API's bearer token (0600)
 URL_FILE = "gateway.url"  # in the data folder: where the running gateway's API answers
+TUNNEL_URL_FILE = "tunnel-door.url"  # in the data folder: the tunnel door's address (cloudflared's origin)
 
 
 class SettingsError(Exception):
@@ -37,6 +38,21 @@ class Settings:
         if not port.isdigit():
             raise SettingsError(f"listen: {self.listen!r} is not HOST:PORT")
         return host, int(port)
+
+    @property
+    def tunnel_host_port(self) -> tuple[str, int]:
+        """The tunnel door: the page's own loopback listener that cloudflared's ingress rule for
+        `[web] hostname` points at. GATEWAY_TUNNEL_LISTEN (HOST:PORT), else 127.0.0.1 and the
+        port after the page's (8766 next to 8765; any free port when the page's is 0). The
+        address actually bound is in the data folder's `tunnel-door.url` while running."""
+        raw = os.environ.get("GATEWAY_TUNNEL_LISTEN")
+        if raw:
+            host, _, port = raw.rpartition(":")
+            if not port.isdigit():
+                raise SettingsError(f"GATEWAY_TUNNEL_LISTEN: {raw!r} is not HOST:PORT")
+            return host.strip("[]") or "127.0.0.1", int(port)
+        port = self.host_port[1]
+        return "127.0.0.1", (port + 1 if 0 < port < 65535 else 0)
 
 
 def default_config_dir(arg: str | None) -> Path:

@@ -4,20 +4,17 @@ cached; audience, issuer and expiry checked), and the Access identity is the use
 
 Configured by `GATEWAY_ACCESS_TEAM` and `GATEWAY_ACCESS_AUD` (and, for tests, a certs URL in
 `GATEWAY_ACCESS_CERTS_URL`), or `[web] access_team` / `access_aud` in gateway.toml.
-Requests with the local API token (the CLI on this machine) and /static need no Access token."""
+webview.auth asks `identity()`: at the tunnel door every request needs a valid token (/static
+excepted); at the local door one is believed when sent."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-HEADER = b"cf-access-jwt-assertion"
 KEYS_TTL = 3600.0  # seconds to trust fetched keys
 REFETCH_GAP = 30.0  # an unknown key id refetches at most this often
 
@@ -91,33 +88,3 @@ class Access:
         if not who:
             raise AccessDenied("the Access token names nobody")
         return str(who)
-
-
-class AccessGuard:
-    """Refuses (403) a request without a valid Access token when Access is configured; puts the
-    identity in scope["state"]["access_user"] for `current_user`."""
-
-    def __init__(self, app: ASGIApp, access: Access | None, token: Any) -> None:
-        self.app, self.access, self.token = app, access, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.access is None or scope["type"] != "http" or scope["path"].startswith("/static/"):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        bearer = headers.get(b"authorization", b"").decode("latin-1")
-        api_token = self.token()
-        if api_token and bearer.lower().startswith("bearer ") and hmac.compare_digest(bearer[7:].strip(), api_token):
-            await self.app(scope, receive, send)
-            return
-        try:
-            user = await self.access.identity(headers.get(HEADER, b"").decode("latin-1") or "-")
-        except AccessDenied as exc:
-            body = f"Cloudflare Access: {exc}\n".encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        scope.setdefault("state", {})["access_user"] = user
-        await self.app(scope, receive, send)

@@ -1,22 +1,19 @@
 """The local JSON API the command line uses: status, control, events.
 
 Every request carries `Authorization: Bearer <token>`, the token being a file in the data
-folder only the user can read."""
+folder only the user can read; it is accepted at the local door only (webview.auth)."""
 
 from __future__ import annotations
 
-import functools
-import hmac
 import time
 from datetime import datetime
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webview import users
+from webview import auth, users
 from webview.control import ControlError
 from webview.control import control as shared_control
 from webview.views import server_view, status_view
@@ -29,28 +26,8 @@ def _daemon(request: Request) -> Daemon:
     return request.app.state.daemon  # type: ignore[no-any-return]
 
 
-def token_ok(request: Request) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), _daemon(request).token)
-
-
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def token_required(handler: Handler) -> Handler:
-    """The route answers 401 unless the request carries the local API token."""
-    @functools.wraps(handler)
-    async def guarded(request: Request) -> Response:
-        if not token_ok(request):
-            return _error(401, "missing or wrong API token")
-        return await handler(request)
-
-    return guarded
 
 
 class BadBody(Exception):
@@ -67,12 +44,12 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-@token_required
+@auth.api
 async def status(request: Request) -> JSONResponse:
     return JSONResponse(status_view(_daemon(request)))
 
 
-@token_required
+@auth.api
 async def control(request: Request) -> JSONResponse:
     daemon = _daemon(request)
     try:
@@ -89,7 +66,7 @@ async def control(request: Request) -> JSONResponse:
     return JSONResponse({"verb": verb, "servers": [server_view(daemon, n) for n in names]})
 
 
-@token_required
+@auth.api
 async def events(request: Request) -> JSONResponse:
     daemon = _daemon(request)
     q = request.query_params
@@ -112,7 +89,7 @@ async def events(request: Request) -> JSONResponse:
     return JSONResponse({"events": rows})
 
 
-@token_required
+@auth.api
 async def add_user(request: Request) -> JSONResponse:
     """`gateway user add`: only with the local API token (a file only this user can read)."""
     daemon = _daemon(request)
@@ -128,16 +105,9 @@ async def add_user(request: Request) -> JSONResponse:
     return JSONResponse({"name": body["name"], "created": created})
 
 
-async def _page_or_token(request: Request) -> bool:
-    from webview.security import current_user
-
-    return token_ok(request) or await current_user(request) is not None
-
-
+@auth.read
 async def servers(request: Request) -> JSONResponse:
     """Everything the overview shows (token or a signed-in session)."""
-    if not await _page_or_token(request):
-        return _error(401, "send the API token or sign in")
     daemon = _daemon(request)
     changed, second = daemon.rt.changed, int(time.monotonic())
     if _servers_json[0] is not changed or _servers_json[1] != second:  # once per change and second
@@ -150,10 +120,9 @@ async def servers(request: Request) -> JSONResponse:
 _servers_json: list[Any] = [None, 0, b""]
 
 
+@auth.read
 async def server(request: Request) -> JSONResponse:
     """Everything the detail page shows, less the log (token or a signed-in session)."""
-    if not await _page_or_token(request):
-        return _error(401, "send the API token or sign in")
     daemon = _daemon(request)
     name = request.path_params["name"]
     result = daemon.reconciler.result

@@ -1,5 +1,6 @@
 """`create_app(daemon) -> Starlette`: the page, its live stream, the JSON API and /metrics,
-behind the security headers; sessions and CSRF checks live in webview.security."""
+behind the security headers, the local door's Host check (webview.doors), the one
+authentication backend (webview.auth) and the CSRF check of every POST."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from webview import api, forms, pages, stream
-from webview.access import Access, AccessGuard
+from webview import account, api, doors, forms, pages, setup, signin, stream
+from webview.access import Access
+from webview.auth import Authenticate, CsrfGuard
 from webview.metrics import metrics
 from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
@@ -34,12 +36,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", status=exc.status_code, code=exc.status_code, message=exc.detail)
 
 
+def _local_names(daemon: Daemon) -> set[str]:
+    result = daemon.reconciler.result
+    return doors.configured_names(result.settings.web if result else None)
+
+
 def create_app(daemon: Daemon) -> Starlette:
     result = daemon.reconciler.result
     access = Access.from_settings(result.settings.web if result else None)
     app = Starlette(
-        routes=[*pages.routes, *forms.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
-        middleware=[Middleware(SecurityHeaders), Middleware(AccessGuard, access=access, token=lambda: daemon.token)],
+        routes=[*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
+        middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
+                    Middleware(Authenticate), Middleware(CsrfGuard)],
         exception_handlers={HTTPException: http_error},
     )
     app.state.daemon = daemon

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from reconciler.state import Phase
-from webview.api import token_ok
+from webview import auth
 from webview.render import daemon_of
-from webview.security import current_user
 from webview.views import gateway_view, server_names, server_view
 
 SERIES = [  # (name, type, help, view key)
@@ -51,9 +49,8 @@ def render_metrics(gateway: dict[str, Any], servers: list[dict[str, Any]]) -> st
     return "\n".join(out) + "\n"
 
 
+@auth.requires(auth.READ, message="send the API token (Authorization: Bearer) or sign in")
 async def metrics(request: Request) -> PlainTextResponse:
-    if not token_ok(request) and await current_user(request) is None:
-        raise HTTPException(401, "send the API token (Authorization: Bearer) or sign in")
     daemon = daemon_of(request)
     text = render_metrics(gateway_view(daemon), [server_view(daemon, n) for n in server_names(daemon)])
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

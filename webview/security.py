@@ -1,32 +1,27 @@
-"""Who is asking, and may they: session cookies, CSRF tokens, login rate limits, security headers.
-
-Every POST goes through `guard_post`: a valid session (401 without), a same-site request and
-the page's CSRF token (403 without). GETs change nothing."""
+"""The page's protections that are not "who is asking" (that is webview.auth): security
+headers, the CSRF key file, sign-in rate limits; and the small names pages use
+(`current_user`, `guard_post`, `client_ip`, `is_https`) over webview.auth and webview.doors."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import os
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webview import users
+from webview.auth import COOKIE, PAGE
+from webview.auth import same_site as _same_site
+from webview.doors import client_ip, is_https
 
-if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
-
-COOKIE = "gw_session"
+__all__ = ["COOKIE", "RateLimit", "SecurityHeaders", "client_ip", "current_user", "guard_post", "is_https",
+           "read_or_create_secret", "same_site"]
 SECRET_FILE = "web-secret"
 HEADERS = [
     (b"content-security-policy", (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -73,87 +68,22 @@ def read_or_create_secret(data_dir: Path) -> bytes:
     return key
 
 
-def _daemon(request: Request) -> Daemon:
-    return request.app.state.daemon  # type: ignore[no-any-return]
-
-
-def _from_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def client_ip(request: Request) -> str:
-    """The browser's address. Behind cloudflared (a local process) every request comes
-    from 127.0.0.1, so a loopback peer's Cf-Connecting-Ip is believed; nobody else's."""
-    peer = request.client.host if request.client else "?"
-    forwarded = request.headers.get("cf-connecting-ip")
-    return forwarded.strip() if forwarded and _from_loopback(request) else peer
-
-
-def is_https(request: Request) -> bool:
-    if request.url.scheme == "https":
-        return True
-    return _from_loopback(request) and request.headers.get("x-forwarded-proto", "").lower() == "https"
-
-
+# --- the names the pages use; the deciding is done by webview.auth ---------------------------
 async def current_user(request: Request) -> str | None:
-    """The signed-in user (cached on the request), or None."""
-    if "user" in request.state._state:
-        return request.state.user  # type: ignore[no-any-return]
-    user: str | None = None
-    key = ""
-    if request.app.state.access is not None:
-        user = request.scope.get("state", {}).get("access_user")  # AccessGuard checked the token
-        key = f"access:{user}" if user else ""
-    if user is None:
-        token = request.cookies.get(COOKIE)
-        store = _daemon(request).store
-        if token and store is not None:
-            try:
-                session = await users.find_session(store, token)
-            except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout, OperationalError: say so
-                raise HTTPException(503, f"the database is unreachable, so your sign-in cannot be checked: {exc}") from None
-            if session is not None:
-                user, key = session.user, session.token_hash
-    request.state.user = user
-    request.state.csrf = _csrf_for(request, key) if user else ""
-    return user
-
-
-def _csrf_for(request: Request, key: str) -> str:
-    secret: bytes = request.app.state.secret
-    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:40]
-
-
-def same_site(request: Request) -> bool:
-    """The request was sent by our own pages: Sec-Fetch-Site when the browser sends it,
-    else an Origin (or Referer) naming this host. A request with neither is refused."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site in ("same-origin", "none")
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin:
-        return False
-    from urllib.parse import urlsplit
-
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    """The signed-in person's name, or None (webview.auth.Authenticate decided)."""
+    return request.state.user if PAGE in request.auth.scopes else None
 
 
 async def guard_post(request: Request) -> tuple[str, FormData]:
-    """(user, form) of an authorised POST, else HTTPException 401 / 403."""
-    user = await current_user(request)
-    if user is None:
+    """(user, form) of a signed-in POST, else 401. Its CSRF token was checked by
+    webview.auth.CsrfGuard before any route ran."""
+    if PAGE not in request.auth.scopes:
         raise HTTPException(401, "sign in first")
-    if not same_site(request):
-        raise HTTPException(403, "this request came from another site")
-    form = await request.form()
-    given = str(form.get("csrf", "")) or request.headers.get("x-csrf-token", "")
-    if not given or not hmac.compare_digest(given, request.state.csrf):
-        raise HTTPException(403, "the form expired or did not come from this page: reload and try again")
-    return user, form
+    return request.user.display_name, await request.form()
+
+
+def same_site(request: Request) -> bool:
+    return _same_site(request.headers)
 
 
 class RateLimit:
@@ -189,3 +119,39 @@ class RateLimit:
 
     def clear(self, key: str) -> None:
         self.hits.pop(key, None)
+
+
+# --- a password given, the second step pending ----------------------------------------------
+PENDING_COOKIE = "gw_pending"
+PENDING_TTL = 300  # seconds to give the second step
+
+
+def sign(secret: bytes, payload: dict[str, object]) -> str:
+    """`payload` as a cookie value only this gateway can have made (HMAC-SHA256)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+    mac = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{body}.{mac}"
+
+
+def unsign(secret: bytes, value: str) -> dict[str, object] | None:
+    """The payload of a value `sign` made and that has not expired (its "exp"), else None."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    body, _, mac = value.rpartition(".")
+    if not body or not hmac.compare_digest(mac, hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:32]):
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or float(payload.get("exp", 0)) < time.time():
+        return None
+    return payload

@@ -1,16 +1,25 @@
-"""uvicorn on the daemon's own event loop, on a socket the daemon bound before it started
-any server (so a taken address fails early). Imported only once the servers are spawned."""
+"""uvicorn on the daemon's own event loop, at two doors (webview.doors): the local one on the
+socket the daemon bound before it started any server (so a taken address fails early), and
+the tunnel's own loopback listener, bound here. Imported only once the servers are spawned."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
+import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
+from reconciler.settings import TUNNEL_URL_FILE
+from webview import doors
 from webview.app import create_app
+
+log = logging.getLogger("gateway")
 
 
 class WebServer(uvicorn.Server):
@@ -39,8 +48,66 @@ class WebServer(uvicorn.Server):
                     await self._exit.wait()
 
 
+class Doors(WebServer):
+    """The local door (this server) and the tunnel door (a second server on the same app),
+    started and stopped together: the daemon sees one server."""
+
+    def __init__(self, config: uvicorn.Config, tunnel: WebServer | None, tunnel_sock: socket.socket | None,
+                 url_file: Any) -> None:
+        super().__init__(config)
+        self.tunnel, self.tunnel_sock, self.url_file = tunnel, tunnel_sock, url_file
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.tunnel is None or self.tunnel_sock is None:
+            await super().serve(sockets=sockets)
+            return
+        partial = self.url_file.with_name(self.url_file.name + ".tmp")
+        partial.write_text(tunnel_url(self.tunnel_sock) + "\n")
+        os.replace(partial, self.url_file)
+        try:
+            await asyncio.gather(super().serve(sockets=sockets), self.tunnel.serve(sockets=[self.tunnel_sock]))
+        finally:
+            self.url_file.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.tunnel is not None:
+            self.tunnel.stop()
+
+
+def tunnel_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind_tunnel_door(host: str, port: int) -> socket.socket:
+    if not ipaddress.ip_address(host).is_loopback:
+        raise OSError(f"the tunnel door must be a loopback address, not {host}")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 def build(daemon: Any) -> WebServer:
-    """The server for the page and the local API; `serve(sockets=[...])` runs it on the
-    socket the daemon bound."""
-    config = uvicorn.Config(create_app(daemon), log_level="warning", access_log=False, lifespan="off")
-    return WebServer(config)
+    """The server for the page and the local API at the local door, with the tunnel door
+    beside it; `serve(sockets=[...])` runs both, the local one on the socket the daemon bound."""
+    app = create_app(daemon)
+    config = uvicorn.Config(doors.Door(app, doors.LOCAL), log_level="warning", access_log=False, lifespan="off")
+    tunnel, sock = None, None
+    try:
+        host, port = daemon.settings.tunnel_host_port
+        sock = _bind_tunnel_door(host, port)
+        tunnel = WebServer(uvicorn.Config(doors.Door(app, doors.TUNNEL), log_level="warning", access_log=False,
+                                          lifespan="off", proxy_headers=False))
+        daemon.tunnel_url = tunnel_url(sock)
+    except (OSError, ValueError) as exc:
+        print(f"omen-gateway: the page cannot be reached through the tunnel: its door did not open ({exc})",
+              flush=True)
+    return Doors(config, tunnel, sock, daemon.settings.data_dir / TUNNEL_URL_FILE)

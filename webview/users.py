@@ -14,15 +14,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from psycopg.rows import dict_row
-
-from reconciler.store import Store
+from reconciler.store import Store, accounts
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
-from reconciler.store.queries import CONNECT_TIMEOUT
 
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 SESSION_TTL = timedelta(days=7)
@@ -53,11 +50,18 @@ class Session:
     user: str
     token_hash: str
     expires_at: datetime
+    second_factor: bool = False
+    door: str = "local"
+
+
+RESERVED = frozenset({"gateway", "cloudflared", "cli"})  # names the gateway uses for itself
 
 
 def check_name(name: str) -> str:
     if not USER_RE.match(name):
         raise UserError(f"{name!r} is not a user name: use letters, digits and . _ @ + - (up to 128)")
+    if name.lower() in RESERVED:
+        raise UserError(f"{name!r} is a name the gateway uses itself: pick another one")
     return name
 
 
@@ -71,62 +75,53 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _rows(store: Store, query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with store.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(query, params)
-        return await cur.fetchall() if cur.description else []
-
-
-async def set_user(store: Store, name: str, password: str) -> bool:
+async def set_user(store: Store, name: str, password: str, *, first: bool = False) -> bool:
     """Create the user, or set a new password; True when the user is new. Setting a new
-    password ends the user's sessions."""
+    password ends the user's sessions. With `first`, only while nobody exists yet (first run):
+    raises UserError when someone does."""
     check_name(name)
     password = check_password(password)
     hasher, _ = await asyncio.to_thread(_argon2)
     hashed = await asyncio.to_thread(hasher.hash, password)
-    async with store.pool.connection(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO users (name, password_hash) VALUES (%(n)s, %(h)s) ON CONFLICT (name)"
-            " DO UPDATE SET password_hash = EXCLUDED.password_hash RETURNING (xmax = 0) AS created",
-            {"n": name, "h": hashed})
-        row = await cur.fetchone()
-        created = bool(row and row[0])
-        if not created:
-            await conn.execute("DELETE FROM sessions WHERE user_name = %(n)s", {"n": name})
-            for key in [k for k, (sess, _) in _cache.items() if sess.user == name]:
-                _cache.pop(key, None)
+    created = await accounts.upsert_user(store, name, hashed, only_if_none=first)
+    if created is None:
+        raise UserError("this gateway already has an owner: sign in instead")
+    if not created:
+        forget_sessions(name)
     return created
 
 
+def forget_sessions(name: str) -> None:
+    for key in [k for k, (sess, _) in _cache.items() if sess.user == name]:
+        _cache.pop(key, None)
+
+
 async def count_users(store: Store) -> int:
-    rows = await _rows(store, "SELECT count(*) AS n FROM users", {})
-    return int(rows[0]["n"])
+    return await accounts.count_users(store)
 
 
 async def verify(store: Store, name: str, password: str) -> bool:
     """The password is this user's. Takes one argon2 verification either way."""
-    rows = await _rows(store, "SELECT password_hash FROM users WHERE name = %(n)s", {"n": name})
+    stored_hash = await accounts.password_hash(store, name)
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     hasher, dummy = await asyncio.to_thread(_argon2)
-    stored = rows[0]["password_hash"] if rows else dummy
+    stored = stored_hash or dummy
     try:
         ok = await asyncio.to_thread(hasher.verify, stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-    if ok and rows and hasher.check_needs_rehash(stored):
-        await _rows(store, "UPDATE users SET password_hash = %(h)s WHERE name = %(n)s",
-                    {"h": await asyncio.to_thread(hasher.hash, password), "n": name})
-    return ok and bool(rows)
+    if ok and stored_hash and hasher.check_needs_rehash(stored):
+        await accounts.set_password_hash(store, name, await asyncio.to_thread(hasher.hash, password))
+    return ok and stored_hash is not None
 
 
-async def new_session(store: Store, user: str) -> str:
-    """A fresh session for `user`; returns the cookie token (only its hash is stored)."""
+async def new_session(store: Store, user: str, second_factor: bool = False, door: str = "local") -> str:
+    """A fresh session for `user`; returns the cookie token (only its hash is stored). It
+    remembers whether a second factor was given and at which door it was made."""
     token = secrets.token_urlsafe(32)
-    await _rows(store, "DELETE FROM sessions WHERE expires_at < now()", {})
-    await _rows(store, "INSERT INTO sessions (id, user_name, expires_at) VALUES (%(id)s, %(u)s, %(e)s)",
-                {"id": token_hash(token), "u": user, "e": datetime.now(UTC) + SESSION_TTL})
+    await accounts.insert_session(store, token_hash(token), user, datetime.now(UTC) + SESSION_TTL,
+                                  second_factor, door)
     return token
 
 
@@ -156,17 +151,16 @@ async def find_session(store: Store, token: str) -> Session | None:
 
 
 async def _lookup(store: Store, key: str) -> Session | None:
-    rows = await _rows(store, "SELECT user_name, expires_at FROM sessions WHERE id = %(id)s"
-                       " AND expires_at > now()", {"id": key})
-    if not rows:
+    row = await accounts.find_session(store, key)
+    if row is None:
         _cache.pop(key, None)
         return None
-    expires = rows[0]["expires_at"]
+    expires = row["expires_at"]
     now = datetime.now(UTC)
     if expires - now < SESSION_TTL - REFRESH_AFTER:
         expires = now + SESSION_TTL
-        await _rows(store, "UPDATE sessions SET expires_at = %(e)s WHERE id = %(id)s", {"e": expires, "id": key})
-    session = Session(rows[0]["user_name"], key, expires)
+        await accounts.extend_session(store, key, expires)
+    session = Session(row["user_name"], key, expires, row["second_factor"], row["door"])
     if len(_cache) > 10_000:
         _cache.clear()
     _cache[key] = (session, time.monotonic())
@@ -175,4 +169,10 @@ async def _lookup(store: Store, key: str) -> Session | None:
 
 async def end_session(store: Store, token: str) -> None:
     _cache.pop(token_hash(token), None)
-    await _rows(store, "DELETE FROM sessions WHERE id = %(id)s", {"id": token_hash(token)})
+    await accounts.delete_session(store, token_hash(token))
+
+
+async def end_all_sessions(store: Store, user: str) -> int:
+    """Sign `user` out everywhere: every browser, every phone."""
+    forget_sessions(user)
+    return await accounts.delete_sessions(store, user)

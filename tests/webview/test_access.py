@@ -63,8 +63,8 @@ def token(key: rsa.RSAPrivateKey, kid: str = "k1", **claims: Any) -> str:
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
 
 
-def test_access_token_required_and_identity_used(gateway: Gateway, certs: Any,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_access_required_at_the_tunnel_door_and_identity_used(gateway: Gateway, certs: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     url, key, hits = certs
     monkeypatch.setenv("GATEWAY_ACCESS_TEAM", TEAM)
     monkeypatch.setenv("GATEWAY_ACCESS_AUD", AUD)
@@ -72,9 +72,11 @@ def test_access_token_required_and_identity_used(gateway: Gateway, certs: Any,
     gateway.write("one", HTTP)
     gateway.start()
     gateway.wait_phase("one", "running")  # the CLI's API token still works
-    with httpx.Client(base_url=url_of(gateway), trust_env=False, headers={"sec-fetch-site": "same-origin"}) as http:
+    tunnel = (gateway.data_dir / "tunnel-door.url").read_text().strip()
+    with httpx.Client(base_url=tunnel, trust_env=False, headers={"sec-fetch-site": "same-origin"}) as http:
         assert http.get("/").status_code == 403
         assert http.get("/login").status_code == 403
+        assert http.get("/setup").status_code == 403
         assert http.get("/static/style.css").status_code == 200
         good = {"cf-access-jwt-assertion": token(key)}
         page = http.get("/", headers=good)
@@ -98,3 +100,11 @@ def test_access_token_required_and_identity_used(gateway: Gateway, certs: Any,
         assert any(e["actor"] == "operator:web:ada@example.com" for e in gateway.events("one"))
         r = http.post("/servers/one/control", data={"verb": "start", "csrf": csrf})  # no Access token
         assert r.status_code == 403
+        r = http.post("/servers/one/control", data={"verb": "start"}, headers=good)  # no CSRF token
+        assert r.status_code == 403
+    # the local door: the laptop's own browser signs in as usual; an Access token is believed when valid
+    with httpx.Client(base_url=url_of(gateway), trust_env=False) as http:
+        r = http.get("/")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+        assert http.get("/", headers={"cf-access-jwt-assertion": "not.a.jwt"}).status_code == 403
+        assert "ada@example.com" in http.get("/", headers={"cf-access-jwt-assertion": token(key)}).text

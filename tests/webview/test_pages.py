@@ -90,34 +90,6 @@ def test_cross_site_and_missing_csrf_are_refused(web: Gateway, http: httpx.Clien
     assert web.status()["alpha"]["phase"] == "running"
 
 
-def test_login_rate_limits_per_user_and_per_ip(web: Gateway) -> None:
-    # behind cloudflared (a loopback peer) the browser's address comes in Cf-Connecting-Ip
-    with httpx.Client(base_url=url_of(web), trust_env=False, headers={"sec-fetch-site": "same-origin"}) as http:
-        codes = [http.post("/login", data={"username": "mallory", "password": f"guess-{i}"},
-                           headers={"cf-connecting-ip": f"198.51.100.{i}"}).status_code for i in range(6)]
-        assert codes == [401] * 5 + [429]
-        r = http.post("/login", data={"username": "mallory", "password": "x"}, headers={"cf-connecting-ip": "1.2.3.4"})
-        assert r.status_code == 429 and "Try again in" in r.text
-        codes = [http.post("/login", data={"username": f"user{i}", "password": "x"},
-                           headers={"cf-connecting-ip": "203.0.113.9"}).status_code for i in range(11)]
-        assert codes == [401] * 10 + [429]
-        # another address is not affected, and the right password still works there
-        r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers={"cf-connecting-ip": "192.0.2.1"})
-        assert r.status_code == 303
-
-
-def test_login_from_another_site_is_refused_and_https_cookie_is_secure(web: Gateway) -> None:
-    with httpx.Client(base_url=url_of(web), trust_env=False) as http:
-        r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers={"sec-fetch-site": "cross-site"})
-        assert r.status_code == 403
-        r = http.post("/login", data={"username": USER, "password": PASSWORD},
-                      headers={"origin": "https://evil.example", "x-forwarded-proto": "https"})
-        assert r.status_code == 403
-        r = http.post("/login", data={"username": USER, "password": PASSWORD},
-                      headers={"sec-fetch-site": "same-origin", "x-forwarded-proto": "https"})
-        assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
-
-
 def test_group_and_all_buttons(web: Gateway, http: httpx.Client) -> None:
     before = web.status()
     r = http.post("/control", data={"verb": "restart", "group": "web", "csrf": http.csrf},  # type: ignore[attr-defined]

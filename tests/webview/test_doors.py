@@ -1,0 +1,139 @@
+"""The three doors cannot be confused: the local listener answers only its own Host names (no
+DNS rebinding) and never believes Cf-Connecting-Ip; the tunnel listener treats everything as
+remote (client address from Cf-Connecting-Ip, no API token, no sign-in without a second
+factor, https cookies); the local API token works at the local door only. Every POST needs
+a session and its CSRF token."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.fix_gateway import Gateway
+from tests.webview.conftest import PASSWORD, USER, signed_in, url_of
+from webview import account, forms, pages, setup, signin
+
+SAME = {"sec-fetch-site": "same-origin"}
+
+
+def tunnel_of(gw: Gateway) -> str:
+    return (gw.data_dir / "tunnel-door.url").read_text().strip()
+
+
+def token(gw: Gateway) -> dict[str, str]:
+    return {"authorization": "Bearer " + (gw.data_dir / "api-token").read_text().strip()}
+
+
+def test_local_door_answers_only_its_own_names(web: Gateway) -> None:
+    port = url_of(web).rsplit(":", 1)[1]
+    with httpx.Client(base_url=url_of(web), trust_env=False) as http:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "localhost", "192.168.1.20:8765"):
+            assert http.get("/login", headers={"host": host}).status_code == 200, host
+        for host in (f"evil.example:{port}", "rebind.attacker.test", "localhost.attacker.test", ""):
+            r = http.get("/login", headers={"host": host})
+            assert r.status_code == 421, host
+            r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers={"host": host, **SAME})
+            assert r.status_code == 421 and "gw_session" not in r.headers.get("set-cookie", ""), host
+
+
+def test_tunnel_door_is_its_own_loopback_port(web: Gateway) -> None:
+    local, tunnel = url_of(web), tunnel_of(web)
+    assert tunnel.startswith("http://127.0.0.1:") and tunnel != local
+    with httpx.Client(base_url=tunnel, trust_env=False) as http:
+        # any Host: cloudflared passes the public name; the API token is not a key here
+        assert http.get("/login", headers={"host": "gateway.example.com"}).status_code == 200
+        assert http.get("/api/status", headers=token(web)).status_code == 401
+        assert http.get("/metrics", headers=token(web)).status_code == 401
+        assert http.get("/setup", follow_redirects=False).status_code == 303
+    with httpx.Client(base_url=local, trust_env=False) as http:
+        assert http.get("/api/status", headers=token(web)).status_code == 200
+
+
+def test_password_alone_does_not_sign_in_through_the_tunnel(web: Gateway) -> None:
+    with httpx.Client(base_url=tunnel_of(web), trust_env=False, headers=SAME) as http:
+        r = http.post("/login", data={"username": USER, "password": PASSWORD, "next": "/"},
+                      headers={"cf-connecting-ip": "198.51.100.77"})
+        assert r.status_code == 403 and "second step" in r.text
+        assert "gw_session" not in r.headers.get("set-cookie", "")
+    # a session made at the local door is not a key at the tunnel door
+    local = signed_in(web)
+    try:
+        cookie = local.cookies["gw_session"]
+        with httpx.Client(base_url=tunnel_of(web), trust_env=False) as http:
+            r = http.get("/", headers={"cookie": f"gw_session={cookie}"})
+            assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    finally:
+        local.close()
+
+
+def test_rate_limits_per_user_and_per_address_through_the_tunnel(web: Gateway) -> None:
+    with httpx.Client(base_url=tunnel_of(web), trust_env=False, headers=SAME) as http:
+        codes = [http.post("/login", data={"username": "mallory", "password": f"guess-{i}"},
+                           headers={"cf-connecting-ip": f"198.51.100.{i}"}).status_code for i in range(6)]
+        assert codes == [401] * 5 + [429]  # the user is locked out, whichever address asks
+        r = http.post("/login", data={"username": "mallory", "password": "x"}, headers={"cf-connecting-ip": "1.2.3.4"})
+        assert r.status_code == 429 and "Try again in" in r.text
+        codes = [http.post("/login", data={"username": f"user{i}", "password": "x"},
+                           headers={"cf-connecting-ip": "203.0.113.9"}).status_code for i in range(11)]
+        assert codes == [401] * 10 + [429]  # one address guessing many names is stopped too
+        # another address is not affected (the owner's password is right: only the second step is missing)
+        r = http.post("/login", data={"username": USER, "password": PASSWORD},
+                      headers={"cf-connecting-ip": "192.0.2.1"})
+        assert r.status_code == 403
+
+
+def test_cross_site_sign_in_is_refused_and_the_local_door_ignores_cf_connecting_ip(gateway: Gateway) -> None:
+    from tests.webview.conftest import cli
+
+    gateway.start()
+    done = cli(gateway, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    with httpx.Client(base_url=url_of(gateway), trust_env=False) as http:
+        r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers={"sec-fetch-site": "cross-site"})
+        assert r.status_code == 403
+        r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers={"origin": "https://evil.example"})
+        assert r.status_code == 403
+        r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers=SAME)
+        assert r.status_code == 303 and "secure" not in r.headers["set-cookie"].lower()  # plain http at the laptop
+    with httpx.Client(base_url=tunnel_of(gateway), trust_env=False) as http:
+        r = http.post("/login", data={"username": "x", "password": "y"}, headers={"sec-fetch-site": "cross-site"})
+        assert r.status_code == 403
+        r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers=SAME)
+        pending = r.headers.get("set-cookie", "")
+        assert r.status_code == 403 and "gw_session" not in pending  # no second factor yet
+    # the local door never believes Cf-Connecting-Ip: one peer, however many addresses it claims
+    with httpx.Client(base_url=url_of(gateway), trust_env=False, headers=SAME) as http:
+        codes = [http.post("/login", data={"username": f"nobody{i}", "password": "x"},
+                           headers={"cf-connecting-ip": f"198.51.100.{i}"}).status_code for i in range(11)]
+        assert codes == [401] * 10 + [429]
+
+
+def _post_routes() -> list[str]:
+    paths = []
+    for module in (account, forms, pages, setup, signin):
+        for route in module.routes:
+            if "POST" in (route.methods or ()):
+                paths.append(route.path.replace("{name}", "alpha").replace("{key}", "AAAA"))
+    return sorted(set(paths))
+
+
+ANONYMOUS = {"/login", "/login/verify", "/login/passkey/options", "/login/passkey", "/setup"}
+
+
+@pytest.mark.parametrize("path", _post_routes())
+def test_every_post_needs_a_session_and_its_csrf_token(web: Gateway, path: str) -> None:
+    with httpx.Client(base_url=url_of(web), trust_env=False) as http:
+        r = http.post(path, data={"verb": "stop"}, headers={"sec-fetch-site": "cross-site"})
+        assert r.status_code == 403, path  # from another site: never
+        if path not in ANONYMOUS:
+            r = http.post(path, data={"verb": "stop"}, headers=SAME)
+            assert r.status_code == 401, path  # not signed in
+    http = signed_in(web)
+    try:
+        r = http.post(path, data={"verb": "stop"})
+        assert r.status_code == 403 and "reload and try again" in r.text, path  # no CSRF token
+        r = http.post(path, data={"verb": "stop", "csrf": "0" * 40})
+        assert r.status_code == 403, path  # someone else's
+    finally:
+        http.close()
+    assert web.status()["alpha"]["phase"] == "running"

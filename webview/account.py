@@ -1,0 +1,214 @@
+"""The security page (code app, recovery codes, passkeys, reaching the page from outside) and
+the users page (list, add, remove, change your password, sign out everywhere). Every POST
+here needs a signed-in session and the form's CSRF token (webview.auth)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.store import accounts
+from webview import auth, doors, passkeys, signin, totp, users
+from webview.render import daemon_of, redirect, render
+
+
+def _store(request: Request) -> Any:
+    store = daemon_of(request).store
+    assert store is not None
+    return store
+
+
+def _me(request: Request) -> str:
+    return str(request.user.display_name)
+
+
+def _key_id(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+
+def _outside(request: Request) -> dict[str, Any]:
+    daemon = daemon_of(request)
+    result = daemon.reconciler.result
+    web = result.settings.web if result else None
+    return {"door": getattr(daemon, "tunnel_url", None), "hostname": getattr(web, "hostname", None),
+            "access": request.app.state.access is not None}
+
+
+@auth.page
+async def security_page(request: Request) -> Response:
+    me, store = _me(request), _store(request)
+    factors = await accounts.second_factors(store, me)
+    keys = [{**k, "key": _key_id(k["id"])} for k in await accounts.passkeys_of(store, me)]
+    here = passkeys.place(request)
+    return render(request, "security.html", factors=factors, keys=keys, here=here[0] if here else None,
+                  via=request.user.via, outside=_outside(request), tunnel=doors.is_tunnel(request),
+                  local_name=request.url.replace(hostname="localhost").replace(path="/security", query=""))
+
+
+@auth.page
+async def totp_page(request: Request) -> Response:
+    me, store = _me(request), _store(request)
+    factors = await accounts.second_factors(store, me)
+    if factors["totp"]:
+        return redirect(request, "/security", "Your code app is already on.")
+    secret = factors["pending"] or totp.new_secret()
+    if not factors["pending"]:
+        await accounts.set_totp_pending(store, me, secret)
+    from markupsafe import Markup
+
+    return render(request, "security_totp.html", qr=Markup(totp.qr_svg(totp.uri(secret, me))),  # noqa: S704 - segno's SVG
+                  secret=totp.grouped(secret), error=None)
+
+
+@auth.action
+async def totp_post(request: Request) -> Response:
+    me, store = _me(request), _store(request)
+    form = await request.form()
+    codes = await totp.confirm(store, me, str(form.get("code", "")))
+    if codes is None:
+        factors = await accounts.second_factors(store, me)
+        if not factors["pending"]:
+            return redirect(request, "/security/totp")
+        from markupsafe import Markup
+
+        return render(request, "security_totp.html", status=400, secret=totp.grouped(factors["pending"]),
+                      qr=Markup(totp.qr_svg(totp.uri(factors["pending"], me))),  # noqa: S704
+                      error="That code is not right. Type the 6 digits your app shows now (they change every 30 s).")
+    return render(request, "security_codes.html", codes=codes, first=True)
+
+
+@auth.action
+async def totp_off(request: Request) -> Response:
+    me, store = _me(request), _store(request)
+    form = await request.form()
+    if not await users.verify(store, me, str(form.get("password", ""))):
+        signin.failed(request, me)
+        return redirect(request, "/security", "Wrong password: the code app stays on.")
+    await accounts.disable_totp(store, me)
+    return redirect(request, "/security", "The code app is off. Signing in from outside now needs a passkey.")
+
+
+@auth.action
+async def new_codes(request: Request) -> Response:
+    me = _me(request)
+    codes = totp.new_recovery_codes()
+    await accounts.replace_recovery_codes(_store(request), me, [totp.code_hash(c) for c in codes])
+    return render(request, "security_codes.html", codes=codes, first=False)
+
+
+@auth.action
+async def passkey_options(request: Request) -> Response:
+    me = _me(request)
+    try:
+        options, key = passkeys.registration_options(request, me, await accounts.passkeys_of(_store(request), me))
+    except passkeys.PasskeyError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    response = Response(options, media_type="application/json")
+    response.set_cookie(passkeys.CHALLENGE_COOKIE, key, max_age=int(passkeys.CHALLENGE_TTL), path="/",
+                        httponly=True, samesite="strict", secure=doors.is_https(request))
+    return response
+
+
+@auth.action
+async def passkey_add(request: Request) -> Response:
+    try:
+        body = await request.json()
+        label = str(body.pop("label", "") or "") if isinstance(body, dict) else ""
+        await passkeys.register(request, _store(request), _me(request), body, label)
+    except (ValueError, passkeys.PasskeyError) as exc:
+        return JSONResponse({"error": f"The passkey was not added: {exc}"}, status_code=400)
+    return JSONResponse({"next": "/security"})
+
+
+@auth.action
+async def passkey_remove(request: Request) -> Response:
+    raw = request.path_params["key"]
+    try:
+        cred_id = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except ValueError:
+        return redirect(request, "/security", "No such passkey.")
+    gone = await accounts.delete_passkey(_store(request), _me(request), cred_id)
+    return redirect(request, "/security", "Passkey removed." if gone else "No such passkey.")
+
+
+# --- users ---------------------------------------------------------------------------------
+@auth.page
+async def users_page(request: Request) -> Response:
+    people = await accounts.list_users(_store(request))
+    return render(request, "users.html", people=people, me=_me(request), via=request.user.via,
+                  min_length=users.MIN_PASSWORD)
+
+
+@auth.action
+async def user_add(request: Request) -> Response:
+    form = await request.form()
+    name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+    store = _store(request)
+    try:
+        users.check_name(name)
+        if await accounts.password_hash(store, name) is not None:
+            raise users.UserError(f"there is already a user named {name}")
+        await users.set_user(store, name, password)
+    except users.UserError as exc:
+        return redirect(request, "/users", f"Not added: {exc}.")
+    return redirect(request, "/users", f"{name} can now sign in with the password you chose. Tell them in person.")
+
+
+@auth.action
+async def user_remove(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name == _me(request):
+        return redirect(request, "/users", "You cannot remove yourself. Another user can.")
+    users.forget_sessions(name)
+    gone = await accounts.delete_user(_store(request), name)
+    return redirect(request, "/users", f"{name} was removed and signed out." if gone
+                    else f"{name} was not removed: there must always be one user left.")
+
+
+@auth.action
+async def password_post(request: Request) -> Response:
+    me, store = _me(request), _store(request)
+    form = await request.form()
+    current, new, again = (str(form.get(k, "")) for k in ("current", "password", "password2"))
+    if signin.wait_for(request, me) > 0 or not await users.verify(store, me, current):
+        signin.failed(request, me)
+        return redirect(request, "/users", "Your current password was not right: nothing changed.")
+    if new != again:
+        return redirect(request, "/users", "The two new passwords are not the same: nothing changed.")
+    try:
+        await users.set_user(store, me, new)  # ends every session of yours ...
+    except users.UserError as exc:
+        return redirect(request, "/users", f"Not changed: {exc}.")
+    response = await signin.open_session(request, me, request.user.second_factor, "/users")  # ... but this one
+    response.set_cookie("gw_flash", "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
+                        max_age=60, path="/", httponly=True, samesite="lax", secure=doors.is_https(request))
+    return response
+
+
+@auth.action
+async def signout_all(request: Request) -> Response:
+    await users.end_all_sessions(_store(request), _me(request))
+    response = redirect(request, "/login", "You were signed out on every device.")
+    response.delete_cookie(signin.COOKIE, path="/")
+    return response
+
+
+routes = [
+    Route("/security", security_page),
+    Route("/security/totp", totp_page),
+    Route("/security/totp", totp_post, methods=["POST"]),
+    Route("/security/totp/off", totp_off, methods=["POST"]),
+    Route("/security/codes", new_codes, methods=["POST"]),
+    Route("/security/passkeys/options", passkey_options, methods=["POST"]),
+    Route("/security/passkeys", passkey_add, methods=["POST"]),
+    Route("/security/passkeys/{key}/remove", passkey_remove, methods=["POST"]),
+    Route("/users", users_page),
+    Route("/users/add", user_add, methods=["POST"]),
+    Route("/users/{name}/remove", user_remove, methods=["POST"]),
+    Route("/account/password", password_post, methods=["POST"]),
+    Route("/account/signout-all", signout_all, methods=["POST"]),
+]

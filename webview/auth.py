@@ -1,0 +1,279 @@
+"""Who is asking, in one place: starlette's AuthenticationBackend turns a request into
+(AuthCredentials(scopes), user), and routes say the scope they need with `@requires`.
+
+Credentials, by door (webview.doors says which listener a request came in by):
+- local door: the local API token (`Authorization: Bearer`, the CLI) -> scopes api, read;
+  a session cookie -> page, read (+ "strong" when a second factor was given); a valid
+  Cloudflare Access token, when Access is configured -> page, read, strong.
+- tunnel door: never the API token. With Access configured every request needs a valid
+  Access token (403 without); else a session made at the tunnel door with a second factor.
+Every request at the local door from a loopback address also gets the scope "local"
+(first-run setup needs it); the tunnel door never does.
+
+Every POST is checked by `CsrfGuard`: same-site always, and the page's CSRF token whenever
+the request is signed in by cookie or Access (a bearer token is not sent by browsers by itself)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+    UnauthenticatedUser,
+)
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from webview import doors, users
+from webview.access import AccessDenied
+
+COOKIE = "gw_session"
+PAGE, API, READ, STRONG, LOCAL = "page", "api", "read", "strong", "local"
+
+
+class GatewayUser(BaseUser):
+    """A signed-in person (session or Access) or the command line (API token)."""
+
+    def __init__(self, name: str, via: str, key: str = "", second_factor: bool = False) -> None:
+        self.name, self.via, self.key, self.second_factor = name, via, key, second_factor
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+
+def _bearer(conn: HTTPConnection) -> str:
+    scheme, _, given = conn.headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+class GatewayAuth(AuthenticationBackend):
+    """The one gate: API token, session cookie, Cloudflare Access token."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        state = conn.app.state
+        door = doors.door_of(conn.scope)
+        forwarded = "cf-connecting-ip" in conn.headers or "cf-ray" in conn.headers  # came through cloudflared
+        base = [LOCAL] if door == doors.LOCAL and doors.from_loopback(conn) and not forwarded else []
+        bearer = _bearer(conn)
+        token = state.daemon.token
+        if door == doors.LOCAL and bearer and token and hmac.compare_digest(bearer, token):
+            return AuthCredentials([API, READ, *base]), GatewayUser("cli", "token")
+        access = state.access
+        assertion = conn.headers.get("cf-access-jwt-assertion", "")
+        if access is not None and (assertion or door == doors.TUNNEL) and not conn.url.path.startswith("/static/"):
+            try:
+                who = await access.identity(assertion or "-")
+            except AccessDenied as exc:
+                raise AuthenticationError(f"Cloudflare Access: {exc}") from None
+            return AuthCredentials([PAGE, READ, STRONG, *base]), GatewayUser(who, "access", f"access:{who}", True)
+        cookie = conn.cookies.get(COOKIE)
+        if cookie and state.daemon.store is not None:
+            try:
+                session = await users.find_session(state.daemon.store, cookie)
+            except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
+                raise DatabaseDown(str(exc)) from None
+            if session is not None and (door == doors.LOCAL or (session.door == doors.TUNNEL and session.second_factor)):
+                scopes = [PAGE, READ, *base] + ([STRONG] if session.second_factor else [])
+                return AuthCredentials(scopes), GatewayUser(session.user, "session", session.token_hash,
+                                                            session.second_factor)
+        return AuthCredentials(base), UnauthenticatedUser()
+
+
+class DatabaseDown(Exception):
+    pass
+
+
+def csrf_for(secret: bytes, key: str) -> str:
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+class Authenticate:
+    """Runs GatewayAuth for every http request: sets scope["auth"], scope["user"] and, for the
+    templates, state.user (the name or None) and state.csrf (this visitor's form token)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.backend = app, GatewayAuth()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        try:
+            creds, user = await self.backend.authenticate(conn) or (AuthCredentials(), UnauthenticatedUser())
+        except AuthenticationError as exc:
+            await PlainTextResponse(f"{exc}\n", status_code=403)(scope, receive, send)
+            return
+        except DatabaseDown as exc:
+            message = f"the database is unreachable, so your sign-in cannot be checked: {exc}"
+            await PlainTextResponse(message + "\n", status_code=503)(scope, receive, send)
+            return
+        scope["auth"], scope["user"] = creds, user
+        state = scope.setdefault("state", {})
+        state["user"] = user.display_name if PAGE in creds.scopes else None
+        state["csrf"] = csrf_for(conn.app.state.secret, user.key) if PAGE in creds.scopes else ""
+        await self.app(scope, receive, send)
+
+
+def same_site(headers: Any) -> bool:
+    """Sent by our own pages: Sec-Fetch-Site when the browser sends it, else an Origin (or
+    Referer) naming this host. A request with neither is refused."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = headers.get("origin") or headers.get("referer")
+    return bool(origin) and urlsplit(origin).netloc == headers.get("host", "")
+
+
+FORM_LIMIT = 512 * 1024 * 1024  # bytes of a POST body read before the CSRF check (a backup upload)
+
+
+class CsrfGuard:
+    """Every POST (PUT, PATCH, DELETE): from our own pages, and with the form's CSRF token when
+    it is signed in by cookie or Access. The body is read once and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        user = scope.get("user")
+        if getattr(user, "via", "") == "token":  # the CLI: a bearer token is never sent by a browser on its own
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        expected = scope.get("state", {}).get("csrf", "")
+        if not expected and scope["path"].startswith("/api/"):  # not signed in: the API answers 401
+            await self.app(scope, receive, send)
+            return
+        if not same_site(request.headers):
+            await _refuse(scope, receive, send, 403, "this request came from another site")
+            return
+        if not expected:  # not signed in: sign-in and setup forms; same-site is the check
+            await self.app(scope, receive, send)
+            return
+        given = request.headers.get("x-csrf-token", "")
+        if not given:
+            try:
+                body, receive = await _buffer(receive)
+            except TooLarge:
+                await _refuse(scope, receive, send, 413, "this upload is too large")
+                return
+            given = await _form_token(scope, body)
+        if not given or not hmac.compare_digest(given, expected):
+            await _refuse(scope, receive, send, 403,
+                          "the form expired or did not come from this page: reload and try again")
+            return
+        await self.app(scope, receive, send)
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > FORM_LIMIT:
+            raise TooLarge
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+async def _form_token(scope: Scope, body: bytes) -> str:
+    kind = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+    if kind.startswith("application/x-www-form-urlencoded"):
+        return (parse_qs(body.decode("utf-8", "replace")).get("csrf") or [""])[0]
+    if kind.startswith("multipart/form-data"):
+        async def once() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(scope, once).form()
+        try:
+            return str(form.get("csrf", ""))
+        finally:
+            await form.close()
+    return ""
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    request = Request(scope, receive)
+    from webview.render import render  # the error page, in the page's own look
+
+    if scope["path"].startswith("/api/") or "application/json" in request.headers.get("accept", ""):
+        from starlette.responses import JSONResponse
+
+        response: Response = JSONResponse({"error": message}, status_code=status)
+    else:
+        response = render(request, "error.html", status=status, code=status, message=message)
+    await response(scope, receive, send)
+
+
+# --- what a route needs --------------------------------------------------------------------
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def has(request: HTTPConnection, *scopes: str) -> bool:
+    return all(s in request.auth.scopes for s in scopes)
+
+
+def requires(scopes: str | Sequence[str], status_code: int = 401, redirect: bool = False,
+             message: str = "sign in first") -> Callable[[Handler], Handler]:
+    """starlette's `requires`, with the page's answers: a GET page redirects to the sign-in
+    page and back (a relative `next`), anything else gets `status_code` and `message`."""
+    wanted = [scopes] if isinstance(scopes, str) else list(scopes)
+
+    def decorator(handler: Handler) -> Handler:
+        assert "request" in inspect.signature(handler).parameters, handler
+
+        @functools.wraps(handler)
+        async def guarded(request: Request) -> Response:
+            if not has(request, *wanted):
+                if redirect and request.method == "GET":
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+                raise HTTPException(status_code, message)
+            return await handler(request)
+
+        return guarded
+
+    return decorator
+
+
+page = requires(PAGE, redirect=True)  # a page a person reads: sign in, then back here
+action = requires(PAGE)  # a POST a person sends (CsrfGuard has checked its token)
+api = requires(API, message="missing or wrong API token")  # the command line on this machine
+read = requires(READ, message="send the API token or sign in")  # either

@@ -1,0 +1,95 @@
+"""First run in the browser: with nobody set up yet, the page asks for the owner (name,
+password twice, a strength hint), then offers the optional steps (alerts, Cloudflare, start
+at boot), each skippable. Offered only at the local door to a browser on this machine (the
+scope "local", webview.auth); through the tunnel, never. Two setup forms sent at once make
+one owner (accounts.upsert_user locks the table)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from webview import auth, signin, users
+from webview.render import daemon_of, render
+
+COMMON = frozenset({"password", "12345678", "123456789", "1234567890", "qwertyuiop", "iloveyou", "password1",
+                    "11111111", "abcdefgh", "letmein1", "sunshine", "football", "welcome1", "admin123"})
+# The optional steps: (title, why, page paths that may exist, the command when none does)
+STEPS = [
+    ("Alerts", "Get a message on your phone when a server stops working.",
+     ["/settings/alerts", "/alerts"], "gateway notify test"),
+    ("Reach it from your phone", "Connect Cloudflare so this page and your servers can be opened from anywhere.",
+     ["/settings/cloudflare", "/tunnel", "/settings/tunnel"], "gateway tunnel status"),
+    ("Start when the laptop starts", "The gateway and your servers come back by themselves after a restart.",
+     ["/settings/boot", "/boot", "/settings/autostart"], "gateway autostart install"),
+]
+
+
+def strength(password: str, name: str = "") -> tuple[str, str]:
+    """(level, words): "weak" is refused, "ok" and "strong" are accepted."""
+    lowered = password.lower()
+    if len(password) < users.MIN_PASSWORD:
+        return "weak", f"Too short: use at least {users.MIN_PASSWORD} characters."
+    if lowered in COMMON or (name and name.lower() in lowered) or len(set(password)) < 4:
+        return "weak", "Too easy to guess: avoid your name and common passwords."
+    kinds = sum(any(test(c) for c in password) for test in (str.islower, str.isupper, str.isdigit,
+                                                             lambda c: not c.isalnum()))
+    if len(password) >= 14 or (len(password) >= 10 and kinds >= 3):
+        return "strong", "Strong."
+    return "ok", "Good enough. Longer is stronger: a few unrelated words work well."
+
+
+async def _nobody(request: Request) -> bool:
+    store = daemon_of(request).store
+    return store is not None and await users.count_users(store) == 0
+
+
+async def setup_page(request: Request) -> Response:
+    if not auth.has(request, auth.LOCAL) or not await _nobody(request):
+        return RedirectResponse("/login", status_code=303)
+    return render(request, "setup.html", name="", error=None, min_length=users.MIN_PASSWORD)
+
+
+async def setup_post(request: Request) -> Response:
+    if not auth.has(request, auth.LOCAL):  # the tunnel door, or not from this machine: never
+        return RedirectResponse("/login", status_code=303)
+    if not await _nobody(request):
+        return RedirectResponse("/login", status_code=303)
+    form = await request.form()
+    name, password, again = (str(form.get(k, "")) for k in ("name", "password", "password2"))
+    name = name.strip()
+    error = None
+    level, words = strength(password, name)
+    try:
+        users.check_name(name)
+    except users.UserError as exc:
+        error = str(exc)[0].upper() + str(exc)[1:] + "."
+    if error is None and password != again:
+        error = "The two passwords are not the same: type them again."
+    elif error is None and level == "weak":
+        error = words
+    if error is not None:
+        return render(request, "setup.html", status=400, name=name, error=error, min_length=users.MIN_PASSWORD)
+    store = daemon_of(request).store
+    assert store is not None
+    try:
+        await users.set_user(store, name, password, first=True)
+    except users.UserError:  # someone else finished setup a moment ago
+        return RedirectResponse("/login", status_code=303)
+    return await signin.open_session(request, name, False, "/setup/next")
+
+
+@auth.page
+async def next_steps(request: Request) -> Response:
+    paths = {getattr(r, "path", "") for r in request.app.routes}
+    steps = [{"title": t, "why": why, "href": next((p for p in pages if p in paths), None), "command": cmd}
+             for t, why, pages, cmd in STEPS]
+    return render(request, "setup_next.html", steps=steps)
+
+
+routes = [
+    Route("/setup", setup_page),
+    Route("/setup", setup_post, methods=["POST"]),
+    Route("/setup/next", next_steps),
+]
