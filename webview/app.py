@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from webview import account, api, doors, forms, pages, setup, signin, stream
 from webview.access import Access
 from webview.auth import Authenticate, CsrfGuard
+from webview import settings_ops, settings_pages
 from webview.metrics import metrics
 from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
@@ -45,7 +46,7 @@ def create_app(daemon: Daemon) -> Starlette:
     result = daemon.reconciler.result
     access = Access.from_settings(result.settings.web if result else None)
     app = Starlette(
-        routes=[*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
+        routes=[*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
                     Middleware(Authenticate), Middleware(CsrfGuard)],
         exception_handlers={HTTPException: http_error},

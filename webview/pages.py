@@ -175,9 +175,9 @@ async def alert_test_post(request: Request) -> Response:
     user, _ = await guard_post(request)
     notifier = getattr(daemon_of(request), "notifier", None)
     if notifier is None or not notifier.settings().urls:
-        return redirect(request, "/events", "No alert targets: add urls under [notify] in gateway.toml.")
+        return redirect(request, "/events", "No alert addresses yet: add one in Settings, Alerts.")
     alert = Alert("test", None, f"a test alert sent by {user} from the web page: alerts reach you")
-    sent = await notifier.send([alert], notifier.settings())
+    sent = await notifier.send([alert], notifier.settings(), test=True)
     return redirect(request, "/events", "Test alert sent." if sent.ok else f"The test alert failed: {sent.error}")
 
 

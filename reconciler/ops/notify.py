@@ -234,14 +234,22 @@ class Dispatcher:
             settings = self.settings()
             self.classify.health_after, self.classify.up_for = settings.health_after, settings.up_for
             await asyncio.sleep(max(settings.group, self.last_sent + settings.min_interval - time.monotonic()))
+            settings = self.settings()  # as it is now: [notify] may have been added during the wait
             batch, self.pending = self.pending, []
             self.wake.clear()
             if batch:
                 await self.send(batch, settings)
 
-    async def send(self, batch: list[Alert], settings: NotifySettings) -> Sent:
+    async def send(self, batch: list[Alert], settings: NotifySettings, test: bool = False) -> Sent:
+        """Send one message now. A `test` one neither waits for nor delays the real alerts."""
         title, body = compose(batch)
-        self.last_sent = time.monotonic()
+        if test:
+            pass
+        elif settings.urls:
+            self.last_sent = time.monotonic()  # nothing left the machine otherwise: no interval to keep
+        else:
+            for a in batch:  # not told: the next time it happens is still news, once targets exist
+                self.classify.open.discard((a.kind, a.server))
         try:
             ok, error = await asyncio.to_thread(deliver, settings.urls, title, body)
         except Exception as exc:  # noqa: BLE001 - apprise plugin bugs: recorded, never fatal

@@ -1,0 +1,205 @@
+"""Settings pages for the operations: backups (download one now, a schedule and how many
+to keep, restore from an uploaded file after a confirm) and start at boot (install, remove,
+and the status the system itself reports). The work is done by reconciler.ops.backup and
+reconciler.ops.autostart (their public functions), in a thread; what only a terminal can
+do is said with the one command to copy."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from webview.render import daemon_of, login_required, redirect, render
+from webview.security import guard_post
+from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
+from reconciler.events import EventKind
+
+SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
+
+
+def _dsn(daemon: Any) -> str:
+    dsn = daemon.settings.dsn or (daemon.pg.dsn if getattr(daemon, "pg", None) is not None else None)
+    if not dsn:
+        raise SettingsError("the database is not running, so there is nothing to back up right now")
+    return str(dsn)
+
+
+def terminal(daemon: Any, *args: str) -> str:
+    """The one command that does it from a terminal on this machine."""
+    s = daemon.settings
+    return shlex.join(["gateway", *args, "--config", str(s.config_dir), "--data-dir", str(s.data_dir)])
+
+
+# --- backups -----------------------------------------------------------------------------
+@login_required
+async def backups_page(request: Request) -> Response:
+    return _backups(request)
+
+
+def _backups(request: Request, status: int = 200, error: str | None = None) -> Response:
+    daemon = daemon_of(request)
+    sync = current_table(gateway_toml(request), "sync")
+    every = str(sync.get("backup_every") or "")
+    folder = Path(sync["backup_dir"]).expanduser() if sync.get("backup_dir") else daemon.settings.data_dir / "backups"
+    found = sorted(folder.glob("gateway-*.tar.gz")) if folder.is_dir() else []
+    return render(request, "settings_backups.html", status=status, error=error, every=every, schedules=SCHEDULES,
+                  keep=int(sync.get("backup_keep") or 7), folder=str(folder), count=len(found),
+                  newest=found[-1].name if found else None, section="backups",
+                  cli_backup=terminal(daemon, "backup", "FILE.tar.gz"),
+                  cli_restore=terminal(daemon, "restore", "FILE.tar.gz"))
+
+
+@login_required
+async def backup_download(request: Request) -> Response:
+    from reconciler.ops.backup import backup
+
+    daemon = daemon_of(request)
+    try:
+        dsn = _dsn(daemon)
+    except SettingsError as exc:
+        return _backups(request, 503, str(exc))
+    tmp = Path(tempfile.mkdtemp(prefix="download-", dir=daemon.settings.data_dir))
+    name = f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
+    try:
+        await asyncio.to_thread(backup, dsn, daemon.settings.schema, daemon.settings.config_dir, tmp / name)
+    except Exception as exc:  # noqa: BLE001 - said on the page, nothing half-made is kept
+        await asyncio.to_thread(_remove, tmp)
+        return _backups(request, 500, f"The backup could not be made: {exc}")
+    return FileResponse(tmp / name, filename=name, media_type="application/gzip",
+                        background=BackgroundTask(_remove, tmp))
+
+
+def _remove(folder: Path) -> None:
+    for p in folder.glob("*"):
+        p.unlink(missing_ok=True)
+    folder.rmdir()
+
+
+async def backup_schedule(request: Request) -> Response:
+    _, form = await guard_post(request)
+    every = str(form.get("every", ""))
+    keep = str(form.get("keep", "7")).strip()
+    if every not in SCHEDULES:
+        return _backups(request, 422, "Choose one of the listed schedules.")
+    if not keep.isdigit() or int(keep) < 1:
+        return _backups(request, 422, "Keep: write how many backups to keep, 1 or more.")
+    from reconciler.ops import tomledit
+    from reconciler.ops.gitsync import SyncSettingsError, parse_settings
+
+    def check(data: dict[str, Any]) -> None:
+        try:
+            parse_settings(dict(data.get("sync") or {}))
+        except SyncSettingsError as exc:
+            raise SettingsError(str(exc)) from None
+
+    try:
+        ok = await save(request, {"sync": {"backup_every": every or tomledit.DELETE, "backup_keep": int(keep)}},
+                        check, lambda s: str(dict(s.sync).get("backup_every") or "") == every)
+    except SettingsError as exc:
+        return _backups(request, 422, str(exc))
+    when = f"The first one is written {SCHEDULES[every].lower()} from now (within a minute of it)." if every else \
+        "Scheduled backups are off."
+    return redirect(request, "/settings/backups", f"Backup schedule saved. {in_force(ok)} {when}")
+
+
+async def backup_restore(request: Request) -> Response:
+    user, form = await guard_post(request)
+    upload = form.get("file")
+    if upload is None or not hasattr(upload, "read") or not getattr(upload, "filename", ""):
+        return _backups(request, 422, "Choose the backup file to restore first.")
+    if form.get("confirm") != "yes":
+        return _backups(request, 422, "Nothing was restored: tick the box to confirm that the history and the "
+                                      "server files are replaced by the backup's.")
+    from reconciler.ops.backup import BackupError, restore
+
+    daemon = daemon_of(request)
+    tmp = Path(tempfile.mkdtemp(prefix="restore-", dir=daemon.settings.data_dir))
+    suffix = ".zip" if str(upload.filename).lower().endswith(".zip") else ".tar.gz"
+    path = tmp / f"upload{suffix}"
+    try:
+        path.write_bytes(await upload.read())
+        dsn = _dsn(daemon)
+        done = await asyncio.to_thread(restore, path, dsn, daemon.settings.schema, daemon.settings.config_dir)
+    except (BackupError, SettingsError, OSError, ValueError) as exc:
+        return _backups(request, 422, f"Nothing was restored: {exc}")
+    finally:
+        await asyncio.to_thread(_remove, tmp)
+    daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({upload.filename})",
+                    actor=f"operator:web:{user}")
+    return redirect(request, "/settings/backups", f"Restored from {upload.filename}: {_restored_words(done)} The "
+                                                  "servers follow their restored files by themselves.")
+
+
+def _restored_words(done: Any) -> str:
+    rows = getattr(done, "rows", None)
+    if isinstance(rows, dict):
+        return f"{sum(rows.values())} rows of history and the server files are back."
+    return "the history and the server files are back."
+
+
+# --- start at boot -----------------------------------------------------------------------
+def _target(daemon: Any) -> Any:
+    from reconciler.ops import autostart
+
+    return autostart.Target(Path(sys.executable), daemon.settings.config_dir, daemon.settings.data_dir)
+
+
+@login_required
+async def boot_page(request: Request) -> Response:
+    return await _boot(request)
+
+
+async def _boot(request: Request, status: int = 200, error: str | None = None) -> Response:
+    from reconciler.ops import autostart
+
+    daemon = daemon_of(request)
+    try:
+        lines = await asyncio.to_thread(autostart.status, _target(daemon))
+    except Exception as exc:  # noqa: BLE001 - the system could not be asked: say so, truthfully
+        lines = [f"autostart in force: unknown ({exc})"]
+    first = lines[0] if lines else ""
+    on = first.startswith("autostart in force:") and not first.endswith(": none") and "unknown" not in first
+    at_boot = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("at the next boot:")), "")
+    return render(request, "settings_boot.html", status=status, error=error, lines=lines, on=on,
+                  unknown="unknown" in first, at_boot=at_boot, section="boot",
+                  cli_install=terminal(daemon, "autostart", "install"),
+                  cli_remove=terminal(daemon, "autostart", "remove"))
+
+
+async def boot_post(request: Request) -> Response:
+    _, form = await guard_post(request)
+    from reconciler.ops import autostart
+
+    verb = str(form.get("verb", ""))
+    if verb not in ("install", "remove"):
+        return await _boot(request, 422, "Choose turn on or turn off.")
+    try:
+        done = await asyncio.to_thread(autostart.install if verb == "install" else autostart.remove,
+                                       _target(daemon_of(request)))
+    except (autostart.AutostartError, OSError) as exc:
+        return await _boot(request, 409, f"Could not {'turn it on' if verb == 'install' else 'turn it off'} from "
+                                         f"the page: {exc}")
+    notes = " ".join(getattr(done, "notes", []) or [])
+    return redirect(request, "/settings/boot", ("Start at boot turned on" if verb == "install" else
+                                                "Start at boot turned off") + f" ({done.path})." +
+                    (f" {notes}" if notes else ""))
+
+
+routes = [
+    Route("/settings/backups", backups_page),
+    Route("/settings/backups/download", backup_download),
+    Route("/settings/backups/schedule", backup_schedule, methods=["POST"]),
+    Route("/settings/backups/restore", backup_restore, methods=["POST"]),
+    Route("/settings/boot", boot_page),
+    Route("/settings/boot", boot_post, methods=["POST"]),
+]
