@@ -8,6 +8,7 @@ import concurrent.futures
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 from pathlib import Path
@@ -78,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gateway status | head -1`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -231,20 +236,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     result = load_dir(folder)
     errors = [*result.errors, *tunnel_cli.domain_errors(result, folder)]  # [tunnel] and every [domain] too
-    for err in errors:
+    for err in sorted(errors, key=lambda e: (e.path, e.line or 0, e.column or 0, e.key or "")):
         print(err)
     print(f"{len(result.specs)} servers ok, {len(errors)} errors in {folder}")
     return 1 if errors else 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    rows = _client(args).events(server=args.name, since=args.since, kind=args.kind, limit=args.limit)
+    # one more than asked: whether there are more to say so
+    rows = _client(args).events(server=args.name, since=args.since, kind=args.kind, limit=args.limit + 1)
+    more, rows = len(rows) > args.limit, rows[-args.limit:]  # the newest, oldest first
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for e in rows:
         move = f"{e['from_phase'] or '-'} -> {e['to_phase'] or '-'}" if e.get("to_phase") else e["kind"]
         print(f"{e['at'][:19]}  {e['server'] or 'gateway':<16} {move:<22} {e['reason']}  [{e['actor']}]")
+    if more:
+        print(f"(more events: only the newest {args.limit} are shown; --limit N shows more, --since TIME fewer)",
+              file=sys.stderr)
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from reconciler.platform import current
 from reconciler.settings import URL_FILE
+from reconciler.events import EventKind
 
 LOCK_FILE = "gateway.lock"
 
@@ -141,7 +142,7 @@ def record_recovery(rt: Any, data_dir: Path) -> None:
     """In the daemon, once the runtime records events: say that this start recovered."""
     was = recovered_from(data_dir)
     if was is not None:
-        rt.event("gateway_recovered", None, was.describe(), detail={"pid": was.pid, "started_at": was.started_at})
+        rt.event(EventKind.GATEWAY_RECOVERED, None, was.describe(), detail={"pid": was.pid, "started_at": was.started_at})
 
 
 def listen_problem(host: str, port: int) -> str | None:

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, Iterable
 
 from reconciler.children import Child
 from reconciler.events import EventKind
@@ -50,8 +50,14 @@ class Runtime:
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
 
     # --- recording -------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[dict[str, Any]], None], kinds: Iterable[EventKind] | None = None) -> None:
+        """Call `listener` with every recorded event (of `kinds`, or all), on the loop, right
+        after it is queued for PostgreSQL. It must not block; what it raises is logged."""
+        self._listeners.append((listener, frozenset(kinds) if kinds is not None else None))
+
     def event(
         self,
         kind: EventKind,
@@ -63,7 +69,7 @@ class Runtime:
         target: Phase | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        self.put(
+        op = (
             {
                 "op": "event",
                 "id": str(uuid.uuid4()),
@@ -78,6 +84,13 @@ class Runtime:
                 "detail": detail or {},
             }
         )
+        self.put(op)
+        for listener, kinds in self._listeners:
+            if kinds is None or op["kind"] in kinds:
+                try:
+                    listener(op)
+                except Exception:  # a listener never breaks recording
+                    log.exception("an event listener failed on %s", op["kind"])
         level = logging.WARNING if EventKind(kind).warning else logging.INFO
         log.log(level, "%s: %s%s", server or "gateway", f"{source} -> {target}: " if target else "", reason)
 
@@ -93,8 +106,7 @@ class Runtime:
         text = f"{reason}: {detail}" if detail and target in _SHOW_DETAIL else str(reason)
         new = old.advance(target, text, cause=Reason(reason), **changes)
         self.states[name] = new
-        self.event(
-            "transition", name, reason, actor=actor, source=old.phase, target=target,
+        self.event(EventKind.TRANSITION, name, reason, actor=actor, source=old.phase, target=target,
             detail={"detail": detail} if detail else None,
         )
         self.save(name)
@@ -129,7 +141,7 @@ class Runtime:
         self.ports.pop(name, None)
         self.put({"op": "state_delete", "name": name})
         self.put({"op": "server_delete", "name": name})
-        self.event("forgotten", name, "file removed; history kept")
+        self.event(EventKind.FORGOTTEN, name, "file removed; history kept")
         self.notify()
 
     # --- waking ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from reconciler.ops import live_section, section_errors
 from reconciler.spec import parse_duration
+from reconciler.events import EventKind
 
 log = logging.getLogger("gateway")
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -112,11 +113,11 @@ async def pull_forever(daemon: Any, settings: Any = None) -> None:
         if result.ok and not result.changed:
             continue
         if result.ok:
-            rt.event("sync_pulled", None, f"git pull applied {result.after} (was {result.before})",
+            rt.event(EventKind.SYNC_PULLED, None, f"git pull applied {result.after} (was {result.before})",
                      detail={"commit": result.after, "previous": result.before})
             daemon.reconciler.mark_config_dirty()
         else:
-            rt.event("sync_failed", None, result.error or "git pull failed", detail={"commit": result.after})
+            rt.event(EventKind.SYNC_FAILED, None, result.error or "git pull failed", detail={"commit": result.after})
         try:
             async with daemon.store.pool.connection(timeout=5) as conn:
                 await conn.execute(RECORD, (result.after, result.before, result.ok, result.error))
@@ -157,6 +158,6 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
                                                daemon.settings.config_dir, path)
             await asyncio.to_thread(prune, folder, conf.backup_keep)
         except Exception as exc:  # noqa: BLE001 - reported, retried at the next slot
-            daemon.rt.event("backup_failed", None, f"scheduled backup to {path} failed: {exc}")
+            daemon.rt.event(EventKind.BACKUP_FAILED, None, f"scheduled backup to {path} failed: {exc}")
             continue
-        daemon.rt.event("backup_written", None, f"{path} ({sum(manifest['tables'].values())} rows)")
+        daemon.rt.event(EventKind.BACKUP_WRITTEN, None, f"{path} ({sum(manifest['tables'].values())} rows)")

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from reconciler.events import EventKind as K
 from reconciler.ops import live_section, section_errors
 from reconciler.spec import parse_duration
 
@@ -110,30 +111,30 @@ class Classifier:
             return None
         kind, server, reason = op.get("kind"), op.get("server"), op.get("reason") or ""
         detail = op.get("detail") or {}
-        if kind == "host_resumed":  # reconciler/resume.py: a settling window follows
+        if kind == K.HOST_RESUMED:  # reconciler/resume.py: a settling window follows
             self.quiet_until = now + float(detail.get("settle") or 0.0)
             return None
-        if now < self.quiet_until and kind in ("escalated", "health_failed", "error", "tunnel_offline"):
+        if now < self.quiet_until and kind in (K.ESCALATED, K.HEALTH_FAILED, K.ERROR, K.TUNNEL_OFFLINE):
             return None
-        if kind == "transition" and op.get("to_phase") == "running":
+        if kind == K.TRANSITION and op.get("to_phase") == "running":
             if ("down", server) in self.open or ("port_held", server) in self.open:
                 self.recovering[server] = now  # "back up" once it has stayed up for a while
             return None
-        if kind == "transition" and server in self.recovering:
+        if kind == K.TRANSITION and server in self.recovering:
             del self.recovering[server]  # it fell over again: still the same incident
-        if kind == "escalated":
+        if kind == K.ESCALATED:
             return self._once("down", server, reason)
-        if kind == "error" and detail.get("port") is not None:  # another program holds its port
+        if kind == K.ERROR and detail.get("port") is not None:  # another program holds its port
             return self._once("port_held", server, reason)
-        if kind == "health_failed" and detail.get("failures") == self.health_after:
+        if kind == K.HEALTH_FAILED and detail.get("failures") == self.health_after:
             return self._once("health", server, f"{self.health_after} checks failed: {reason}")
-        if kind == "database_exited":
+        if kind == K.DATABASE_EXITED:
             return self._once("database", None, reason)
-        if kind == "database_restarted":
+        if kind == K.DATABASE_RESTARTED:
             self.open.discard(("database", None))
-        if kind in ("tunnel_offline", "tunnel_down"):
+        if kind == K.TUNNEL_OFFLINE:
             return self._once("tunnel", server, reason)
-        if kind == "sync_failed":
+        if kind == K.SYNC_FAILED:
             return Alert("sync", None, reason)
         return None
 
@@ -169,7 +170,16 @@ def load_apprise() -> Any:
     return apprise
 
 
-def deliver(urls: tuple[str, ...] | list[str], title: str, body: str) -> tuple[bool, str | None]:
+def severity(alerts: list[Alert] | tuple[Alert, ...]) -> str:
+    """apprise's notify type for a message: "failure" when anything in it went wrong,
+    "success" when it only says things are back, "info" otherwise (a test)."""
+    if any(a.kind != "back_up" for a in alerts):
+        return "failure"
+    return "success" if alerts else "info"
+
+
+def deliver(urls: tuple[str, ...] | list[str], title: str, body: str,
+            notify_type: str = "info") -> tuple[bool, str | None]:
     """Send through apprise (blocking: call it in a thread). (ok, why not)."""
     apprise = load_apprise()
     if not urls:
@@ -179,7 +189,7 @@ def deliver(urls: tuple[str, ...] | list[str], title: str, body: str) -> tuple[b
     if bad:
         return False, f"not an apprise URL: {', '.join(bad)}"
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        ok = box.notify(title=title, body=body)
+        ok = box.notify(title=title, body=body, notify_type=notify_type)
         text = captured.getvalue().strip() if hasattr(captured, "getvalue") else ""
     return bool(ok), None if ok else (text.splitlines()[-1] if text else "delivery failed")
 
@@ -251,7 +261,8 @@ class Dispatcher:
             for a in batch:  # not told: the next time it happens is still news, once targets exist
                 self.classify.open.discard((a.kind, a.server))
         try:
-            ok, error = await asyncio.to_thread(deliver, settings.urls, title, body)
+            kind = "info" if test else severity(batch)
+            ok, error = await asyncio.to_thread(deliver, settings.urls, title, body, kind)
         except Exception as exc:  # noqa: BLE001 - apprise plugin bugs: recorded, never fatal
             ok, error = False, f"{type(exc).__name__}: {exc}"
         sent = Sent(title, body, tuple(batch), ok, error)
@@ -309,15 +320,6 @@ def start(daemon: Any) -> Dispatcher:
     rt = daemon.rt
     dispatcher = Dispatcher(settings, recorder(daemon.store.pool, lambda: len(settings().urls)),
                             watcher(rt, daemon.sink, settings))
-    put = rt.put
-
-    def put_and_observe(op: dict[str, Any]) -> None:
-        put(op)
-        try:
-            dispatcher.observe(op)
-        except Exception:  # never let alerting break recording
-            log.exception("alert classification failed")
-
-    rt.put = put_and_observe
+    rt.subscribe(dispatcher.observe)
     daemon.notifier = dispatcher
     return dispatcher

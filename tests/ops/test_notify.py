@@ -120,9 +120,11 @@ async def test_a_flurry_is_one_message_then_rate_limited_and_recorded(receiver: 
         path, payload = got[0]
         assert path == "/hook" and payload["title"] == "omen-gateway: blog, api down"
         assert "[down] api: 3 failures in a row" in payload["message"]
+        assert payload["type"] == "failure"  # was "info" for every alert
         d.observe(ev("transition", "blog", to_phase="running"))
         got = await asyncio.to_thread(receiver.wait, 2)
         assert len(got) == 2 and got[1][1]["title"] == "omen-gateway: blog back up"
+        assert got[1][1]["type"] == "success"
         assert time.monotonic() - started >= 1.0  # the second waited for min_interval
         while len(d.sent) < 2:  # recorded after delivery
             await asyncio.sleep(0.01)
