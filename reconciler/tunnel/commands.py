@@ -24,6 +24,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tsub.add_parser("render", parents=[common], help="print the config.yml the gateway would write")
     tsub.add_parser("check", parents=[common], help="validate [tunnel] and every [domain]; non-zero on errors")
     tsub.add_parser("dns", parents=[common], help="make each hostname a proxied CNAME to the tunnel")
+    cn = tsub.add_parser("connect", parents=[common], help="connect Cloudflare with one API token (creates the "
+                         "tunnel, writes its credentials, records it in gateway.toml)")
+    cn.add_argument("--token-file", help="read the API token from this file (default: asked for)")
+    cn.add_argument("--account", help="the account id, when the token reaches several")
+    cn.add_argument("--tunnel", help="use this existing tunnel (id or name), or create one with this name")
+    cn.add_argument("--api-url", default=None, help=argparse.SUPPRESS)
 
 
 def _live(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -58,7 +64,60 @@ def domain_errors(result: LoadResult, folder: Path) -> list[ConfigError]:
 
 
 def cmd_tunnel(args: argparse.Namespace) -> int:
-    return {"status": _status, "render": _render, "check": _check, "dns": _dns}[args.tunnel_command](args)
+    return {"status": _status, "render": _render, "check": _check, "dns": _dns,
+            "connect": _connect}[args.tunnel_command](args)
+
+
+def _read_token(args: argparse.Namespace) -> str:
+    if args.token_file:
+        return Path(args.token_file).expanduser().read_text(encoding="utf-8").strip()
+    if sys.stdin.isatty():
+        import getpass
+
+        from reconciler.tunnel.connect import template_url
+
+        print(f"Create a token with the needed permissions here:\n  {template_url()}", file=sys.stderr)
+        return getpass.getpass("Cloudflare API token: ").strip()
+    return sys.stdin.readline().strip()
+
+
+def _connect(args: argparse.Namespace) -> int:
+    from reconciler.tunnel.cfapi import DEFAULT_API
+    from reconciler.tunnel.cfapi import Client as Cloudflare
+    from reconciler.tunnel.connect import ConnectError, connect
+
+    settings = resolve(args.config, args.data_dir)
+    try:
+        token = _read_token(args)
+    except OSError as exc:
+        print(f"gateway tunnel connect: cannot read the token: {exc}", file=sys.stderr)
+        return 2
+    if not token:
+        print("gateway tunnel connect: no token given", file=sys.stderr)
+        return 2
+    api_url = args.api_url or os.environ.get("GATEWAY_CLOUDFLARE_API") or DEFAULT_API
+
+    async def go() -> Any:
+        async with Cloudflare(api_url, token) as client:
+            return await connect(client, settings.data_dir, settings.config_dir / "gateway.toml", token=token,
+                                 account_id=args.account, tunnel=args.tunnel, api_url=api_url)
+
+    try:
+        done = asyncio.run(go())
+    except ConnectError as exc:
+        print(f"gateway tunnel connect: {exc}", file=sys.stderr)
+        for choice in exc.choices:
+            print(f"  --account {choice['id']}  ({choice['name']})", file=sys.stderr)
+        if exc.detail:
+            print(f"  details: {exc.detail}", file=sys.stderr)
+        return 1
+    verb = "created the tunnel" if done.created else "using the tunnel"
+    print(f"connected to {done.account_name}: {verb} {done.tunnel_name} ({done.tunnel_id})")
+    print(f"  credentials: {done.credentials_file} (only you can read it)")
+    print(f"  recorded in {settings.config_dir / 'gateway.toml'} [tunnel]; the token is kept in {done.token_file}")
+    print(f"  domains in this account: {', '.join(done.zones) or 'none (add one in Cloudflare first)'}")
+    print("  from now on the gateway keeps the routes and DNS in step with gateway.d")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ class TunnelPlan:
     spec: ServerSpec | None = None
     written: bool = False  # config.yml changed on this load
     refused: bool = False  # cloudflared refused the candidate as a whole: `text` is the running one
+    hostnames: tuple[str, ...] = ()  # every server's domain hostname (ASCII), routed or not: DNS keeps these
 
 
 def _error(files: Mapping[str, str], name: str, key: str, message: str) -> ConfigError:
@@ -123,6 +124,18 @@ def routes(specs: Mapping[str, ServerSpec], files: Mapping[str, str], ports: Map
             return rules, errors, pending
         errors.append(_error(files, bad[0].server or "", "path", bad[1]))
         candidates.remove(bad[0])
+
+
+def domain_hostnames(specs: Mapping[str, ServerSpec]) -> tuple[str, ...]:
+    """The ASCII hostname of every server with a [domain] (enabled or not, routed or not)."""
+    out = set()
+    for spec in specs.values():
+        if spec.domain is not None:
+            try:
+                out.add(ascii_hostname(spec.domain.hostname))
+            except HostnameError:
+                continue
+    return tuple(sorted(out))
 
 
 def ingress_hash(text: str) -> str:
@@ -229,7 +242,7 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
     config_path = settings.config_path(data_dir)
     executable = locate.find(settings.cloudflared, environ)
     plan = TunnelPlan(settings=settings, executable=executable, rules=rules, text=text, config_path=config_path,
-                      errors=errors, pending=pending)
+                      errors=errors, pending=pending, hostnames=domain_hostnames(result.specs))
     if executable is None:
         return dataclasses.replace(plan, missing=locate.missing_message(settings.cloudflared))
     if screen:

@@ -4,8 +4,9 @@
 Zone lookup (``GET /zones?name=``, the configured zone or the longest suffix that is a zone),
 list (``GET /zones/{z}/dns_records?name=``), create (``POST``) or update (``PATCH``). A record is
 only ever changed when the gateway created it (remembered in PostgreSQL, table
-``tunnel_dns_records``); nothing is ever deleted. The base URL is configurable (tests run a local
-fake speaking the same v4 envelope: ``success``, ``errors``, ``result``).
+``tunnel_dns_records``). A record the gateway created is deleted once its hostname is gone from
+every server (the server or its domain was removed); a record it did not create is never
+touched. The base URL is configurable (tests run a local fake speaking the same v4 envelope).
 """
 
 from __future__ import annotations
@@ -13,66 +14,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import httpx
-
 from reconciler.store.db import Pool
+from reconciler.tunnel.cfapi import Client, CloudflareError
+
+__all__ = ["COMMENT", "CloudflareAPI", "CloudflareError", "Ledger", "Outcome", "sync", "target"]
 
 COMMENT = "managed by omen-gateway (tunnel route)"
-
-
-class CloudflareError(Exception):
-    """An API call failed; the message says which call and why, in words."""
 
 
 def target(tunnel_uuid: str) -> str:
     return f"{tunnel_uuid}.cfargotunnel.com"
 
 
-class CloudflareAPI:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 15.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base = base_url.rstrip("/")
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
-                                        headers={"Authorization": f"Bearer {token}",
-                                                 "Content-Type": "application/json"})
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def call(self, method: str, path: str, params: dict[str, Any] | None = None,
-                   body: dict[str, Any] | None = None) -> Any:
-        what = f"{method} {path}"
-        try:
-            reply = await self.client.request(method, self.base + path, params=params, json=body)
-        except httpx.HTTPError as exc:
-            raise CloudflareError(f"Cloudflare API {what}: cannot reach {self.base}: {exc}") from None
-        try:
-            data = reply.json()
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and data.get("success") and not data.get("errors"):
-            return data.get("result")
-        errors = data.get("errors") if isinstance(data, dict) else None
-        detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors or [] if isinstance(e, dict))
-        hint = {400: "incorrect request parameters", 401: "unauthorized: check the API token",
-                403: "forbidden: the API token needs Zone:DNS:Edit on this zone", 404: "not found"}.get(
-            reply.status_code, f"HTTP {reply.status_code}")
-        raise CloudflareError(f"Cloudflare API {what}: {hint}" + (f" ({detail})" if detail else ""))
+class CloudflareAPI(Client):
+    """The DNS calls (errors name the zone: "this token cannot edit DNS for example.com")."""
 
     async def zone_id(self, name: str) -> str | None:
-        result = await self.call("GET", "/zones", {"name": name})
+        result = await self.call("GET", "/zones", {"name": name}, what={"zone": name})
         return str(result[0]["id"]) if result else None
 
-    async def records(self, zone: str, name: str) -> list[dict[str, Any]]:
-        return list(await self.call("GET", f"/zones/{zone}/dns_records", {"name": name}) or [])
+    async def records(self, zone: str, name: str, zone_name: str = "") -> list[dict[str, Any]]:
+        return await self.all(f"/zones/{zone}/dns_records", {"name": name}, what={"zone": zone_name or name})
 
-    async def create_cname(self, zone: str, name: str, content: str) -> dict[str, Any]:
+    async def create_cname(self, zone: str, name: str, content: str, zone_name: str = "") -> dict[str, Any]:
         body = {"type": "CNAME", "name": name, "content": content, "proxied": True, "ttl": 1, "comment": COMMENT}
-        return dict(await self.call("POST", f"/zones/{zone}/dns_records", body=body))
+        return dict(await self.call("POST", f"/zones/{zone}/dns_records", body=body, what={"zone": zone_name or name}))
 
-    async def update_cname(self, zone: str, record_id: str, name: str, content: str) -> dict[str, Any]:
+    async def update_cname(self, zone: str, record_id: str, name: str, content: str,
+                           zone_name: str = "") -> dict[str, Any]:
         body = {"type": "CNAME", "name": name, "content": content, "proxied": True, "ttl": 1}
-        return dict(await self.call("PATCH", f"/zones/{zone}/dns_records/{record_id}", body=body))
+        return dict(await self.call("PATCH", f"/zones/{zone}/dns_records/{record_id}", body=body,
+                                    what={"zone": zone_name or name}))
+
+    async def delete_record(self, zone: str, record_id: str, name: str) -> None:
+        await self.call("DELETE", f"/zones/{zone}/dns_records/{record_id}", what={"zone": name})
 
 
 class Ledger:
@@ -93,11 +68,21 @@ class Ledger:
                 " ON CONFLICT (record_id) DO UPDATE SET hostname = EXCLUDED.hostname, content = EXCLUDED.content,"
                 " updated_at = now()", (record_id, zone, hostname, content))
 
+    async def made(self) -> list[tuple[str, str, str, str]]:
+        """(record id, zone id, hostname, content) of every record the gateway created."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT record_id, zone_id, hostname, content FROM tunnel_dns_records")
+            return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
+
+    async def forget(self, record_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM tunnel_dns_records WHERE record_id = %s", (record_id,))
+
 
 @dataclass(frozen=True)
 class Outcome:
     hostname: str
-    action: str  # created | updated | unchanged | conflict | error
+    action: str  # created | updated | unchanged | removed | conflict | error
     message: str
 
     def __str__(self) -> str:
@@ -116,43 +101,59 @@ async def find_zone(api: CloudflareAPI, hostname: str, zone: str | None) -> tupl
 
 
 async def sync(api: CloudflareAPI, ledger: Ledger, tunnel_uuid: str, hostnames: Iterable[str],
-               zone: str | None = None) -> list[Outcome]:
-    """Make each hostname a proxied CNAME to the tunnel. Never deletes; never touches a record
-    the gateway did not create (that is reported as a conflict for a person to resolve)."""
+               zone: str | None = None, keep: Iterable[str] = ()) -> list[Outcome]:
+    """Make each hostname a proxied CNAME to the tunnel; delete the records the gateway made
+    for hostnames no server has any more (`keep`: hostnames still wanted although not routed
+    now, e.g. waiting for a port). Never touches a record the gateway did not create (a clash
+    is reported as a conflict for a person to resolve)."""
     want = target(tunnel_uuid)
+    wanted = sorted(set(hostnames))
     ours = await ledger.ours()
     out: list[Outcome] = []
-    for host in sorted(set(hostnames)):
+    for host in wanted:
         try:
-            found = await find_zone(api, host, zone)
-            if found is None:
-                out.append(Outcome(host, "error", f"no zone for {host} in this Cloudflare account "
-                                   f"({'zone ' + zone if zone else 'tried every parent domain'})"))
-                continue
-            zone_id, zone_name = found
-            existing = [r for r in await api.records(zone_id, host) if r.get("name") == host]
-            mine = [r for r in existing if str(r.get("id")) in ours]
-            if not existing:
-                rec = await api.create_cname(zone_id, host, want)
-                await ledger.remember(str(rec["id"]), zone_id, host, want)
-                out.append(Outcome(host, "created", f"proxied CNAME -> {want} in {zone_name}"))
-            elif mine and len(mine) == len(existing):
-                rec = mine[0]
-                if rec.get("type") == "CNAME" and rec.get("content") == want and rec.get("proxied"):
-                    out.append(Outcome(host, "unchanged", f"proxied CNAME -> {want}"))
-                else:
-                    await api.update_cname(zone_id, str(rec["id"]), host, want)
-                    await ledger.remember(str(rec["id"]), zone_id, host, want)
-                    out.append(Outcome(host, "updated", f"{rec.get('type')} {rec.get('content')} -> proxied "
-                                       f"CNAME {want}"))
-            else:
-                rec = next(r for r in existing if str(r.get("id")) not in ours)
-                if rec.get("type") == "CNAME" and rec.get("content") == want and rec.get("proxied"):
-                    out.append(Outcome(host, "unchanged", f"proxied CNAME -> {want} (made outside the gateway)"))
-                else:
-                    out.append(Outcome(host, "conflict", f"a {rec.get('type')} record -> {rec.get('content')} "
-                                       "exists that the gateway did not create; it is left alone: delete it or "
-                                       f"point it at {want} (proxied) yourself"))
+            out.append(await _one(api, ledger, ours, host, want, zone))
         except CloudflareError as exc:
             out.append(Outcome(host, "error", str(exc)))
+    still = set(wanted) | set(keep)
+    for record_id, zone_id, host, content in await ledger.made():
+        if host in still:
+            continue
+        try:
+            await api.delete_record(zone_id, record_id, host)
+        except CloudflareError as exc:
+            if exc.status != 404:  # already gone in the dashboard: forget it all the same
+                out.append(Outcome(host, "error", f"could not remove its DNS record: {exc}"))
+                continue
+        await ledger.forget(record_id)
+        out.append(Outcome(host, "removed", f"removed the DNS record the gateway made for it (CNAME -> {content})"))
     return out
+
+
+async def _one(api: CloudflareAPI, ledger: Ledger, ours: set[str], host: str, want: str,
+               zone: str | None) -> Outcome:
+    found = await find_zone(api, host, zone)
+    if found is None:
+        return Outcome(host, "error", f"no zone for {host} in this Cloudflare account "
+                       f"({'zone ' + zone if zone else 'tried every parent domain'}): if the domain is in your "
+                       "account, give the token the DNS edit permission for it; if not, add the domain to "
+                       "Cloudflare first")
+    zone_id, zone_name = found
+    existing = [r for r in await api.records(zone_id, host, zone_name) if r.get("name") == host]
+    mine = [r for r in existing if str(r.get("id")) in ours]
+    if not existing:
+        rec = await api.create_cname(zone_id, host, want, zone_name)
+        await ledger.remember(str(rec["id"]), zone_id, host, want)
+        return Outcome(host, "created", f"proxied CNAME -> {want} in {zone_name}")
+    if mine and len(mine) == len(existing):
+        rec = mine[0]
+        if rec.get("type") == "CNAME" and rec.get("content") == want and rec.get("proxied"):
+            return Outcome(host, "unchanged", f"proxied CNAME -> {want}")
+        await api.update_cname(zone_id, str(rec["id"]), host, want, zone_name)
+        await ledger.remember(str(rec["id"]), zone_id, host, want)
+        return Outcome(host, "updated", f"{rec.get('type')} {rec.get('content')} -> proxied CNAME {want}")
+    rec = next(r for r in existing if str(r.get("id")) not in ours)
+    if rec.get("type") == "CNAME" and rec.get("content") == want and rec.get("proxied"):
+        return Outcome(host, "unchanged", f"proxied CNAME -> {want} (made outside the gateway)")
+    return Outcome(host, "conflict", f"a {rec.get('type')} record -> {rec.get('content')} exists that the gateway "
+                   f"did not create; it is left alone: delete it or point it at {want} (proxied) yourself")

@@ -22,24 +22,25 @@ RETRY_START, RETRY_CAP = 5.0, 300.0
 
 
 async def dns_forever(daemon: Daemon) -> None:
-    done: tuple[str, tuple[str, ...]] | None = None  # (tunnel id, hostnames) last synced
+    done: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None  # (tunnel id, hostnames, kept) synced
     said_missing: str | None = None
     retry, retry_at = RETRY_START, 0.0
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(CHECK_EVERY)
         plan = plan_of(daemon.rt)
-        if plan is None or plan.settings is None or daemon.store is None:
+        if plan is None or plan.settings is None or daemon.store is None or not plan.settings.dns:
             continue
         settings = plan.settings
         uuid, token = settings.tunnel_uuid(), settings.api_token(os.environ)
         hostnames = tuple(sorted({r.hostname for r in plan.rules[:-1] if r.hostname}))
-        if not hostnames or uuid is None or (uuid, hostnames) == done or loop.time() < retry_at:
+        key = (uuid or "", hostnames, plan.hostnames)
+        if uuid is None or key == done or loop.time() < retry_at:
             continue
         if token is None:
-            why = (f"DNS routes are not managed: no API token (set ${settings.api_token_env} or [tunnel] "
-                   "api_token_file to a Cloudflare API token with Zone:DNS:Edit)")
-            if said_missing != why:
+            why = (f"DNS routes are not managed: no API token (connect Cloudflare on the page or with `gateway tunnel "
+                   f"connect`, or set ${settings.api_token_env} to a token with DNS edit)")
+            if said_missing != why and hostnames:
                 daemon.rt.event(EventKind.DNS_UNAVAILABLE, RESERVED, why, actor="gateway")
                 said_missing = why
             continue
@@ -47,17 +48,18 @@ async def dns_forever(daemon: Daemon) -> None:
 
         api = CloudflareAPI(settings.api_url, token)
         try:
-            outcomes = await sync(api, Ledger(daemon.store.pool), uuid, hostnames, settings.zone)
+            outcomes = await sync(api, Ledger(daemon.store.pool), uuid, hostnames, settings.zone, keep=plan.hostnames)
         except Exception as exc:  # noqa: BLE001 - the API or the database is away: retry later
             daemon.rt.event(EventKind.DNS_FAILED, RESERVED, f"DNS sync failed, retrying in {retry:.0f}s: {exc}")
             retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
             continue
         finally:
             await api.close()
-        bad = [o for o in outcomes if o.action in ("conflict", "error")]
-        daemon.rt.event(EventKind.DNS_SYNCED, RESERVED, "; ".join(str(o) for o in outcomes),
-                        detail={"outcomes": [{"hostname": o.hostname, "action": o.action} for o in outcomes]})
-        if any(o.action == "error" for o in bad):
+        changed = [o for o in outcomes if o.action != "unchanged"]
+        if changed or done is None:
+            daemon.rt.event(EventKind.DNS_SYNCED, RESERVED, "; ".join(str(o) for o in outcomes) or "no DNS records",
+                            detail={"outcomes": [{"hostname": o.hostname, "action": o.action} for o in outcomes]})
+        if any(o.action == "error" for o in outcomes):
             retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
         else:
-            done, retry = (uuid, hostnames), RETRY_START
+            done, retry = key, RETRY_START

@@ -2,8 +2,9 @@
 plain table): which tunnel, its credentials, where config.yml goes, which cloudflared, the
 metrics port, and how to reach the Cloudflare API for DNS routes.
 
-The API token is never read from the folder (it is often git-synced): only from an
-environment variable (``api_token_env``, default ``CLOUDFLARE_API_TOKEN``) or a file outside it.
+The API token is never read from the folder (it is often git-synced): only from a file
+outside it (``api_token_file``: `gateway tunnel connect` keeps it in the data folder) or an
+environment variable (``api_token_env``, default ``CLOUDFLARE_API_TOKEN``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class TunnelSettings(BaseModel):
     offline_alert_after: Duration = 60.0  # not ready this long with the internet up: "tunnel offline"
     origin: dict[str, Any] = Field(default_factory=dict)  # global originRequest defaults
     zone: str | None = None  # the DNS zone (e.g. example.com); default: found from each hostname
+    account_id: str | None = None  # the Cloudflare account (written by `gateway tunnel connect`)
     api_url: str = DEFAULT_API
     api_token_env: str = "CLOUDFLARE_API_TOKEN"
     api_token_file: str | None = None

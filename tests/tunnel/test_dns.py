@@ -53,12 +53,42 @@ async def test_api_errors_in_words(store: Store):
         try:
             [out] = await sync(bad, Ledger(store.pool), NEW, ["a.example.com"])
             assert out.action == "error"
-            assert out.message == ("Cloudflare API GET /zones: forbidden: the API token needs Zone:DNS:Edit on this "
-                                   "zone (10000: Authentication error)")
+            assert out.message == ("this token cannot see a.example.com: add the DNS edit permission "
+                                   "(Zone → DNS → Edit) for it")
             [out] = await sync(nozone, Ledger(store.pool), NEW, ["a.other.org"])
             assert out.action == "error" and "no zone for a.other.org" in out.message
             [out] = await sync(down, Ledger(store.pool), NEW, ["a.example.com"], zone="example.com")
-            assert out.action == "error" and "cannot reach http://127.0.0.1:9/client/v4" in out.message
+            assert out.action == "error" and out.message == (
+                "cannot reach Cloudflare (127.0.0.1:9): check this laptop's internet connection")
         finally:
             for api in (bad, nozone, down):
                 await api.close()
+
+
+async def test_a_token_that_cannot_edit_dns_is_told_so_and_removed_hostnames_lose_only_our_records(store: Store):
+    with FakeCloudflare() as cf:
+        zone = cf.add_zone("example.com")
+        foreign = cf.add_record(zone, "CNAME", "shop.example.com", "elsewhere.example.net")
+        cf.tokens["read-only"] = {"zone", "tunnel"}
+        api, weak = CloudflareAPI(cf.url, cf.token), CloudflareAPI(cf.url, "read-only")
+        ledger = Ledger(store.pool)
+        try:
+            cf.zones[zone] = "example.com"
+            [out] = await sync(weak, ledger, NEW, ["blog.example.com"], zone="example.com")
+            assert out.action == "error" and out.message == (
+                "this token cannot edit DNS for example.com: add the DNS edit permission (Zone → DNS → Edit) for it")
+            made = await sync(api, ledger, NEW, ["blog.example.com", "api.example.com", "wait.example.com"])
+            assert sorted(o.action for o in made) == ["created"] * 3
+            # blog's server was deleted, wait's is waiting for its port: only blog's record goes
+            gone = await sync(api, ledger, NEW, ["api.example.com"], keep=["wait.example.com", "shop.example.com"])
+            assert [(o.hostname, o.action) for o in gone if o.action != "unchanged"] == [("blog.example.com",
+                                                                                          "removed")]
+            names = {r["name"] for r in cf.records.values()}
+            assert names == {"api.example.com", "wait.example.com", "shop.example.com"}
+            # a record it did not create is never deleted, even when no server wants its name
+            await sync(api, ledger, NEW, [])
+            assert set(cf.records) == {foreign}
+            assert [m for m, _ in cf.calls].count("DELETE") == 3  # blog, then api and wait
+        finally:
+            await api.close()
+            await weak.close()

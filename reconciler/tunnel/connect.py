@@ -1,0 +1,170 @@
+"""Connect Cloudflare with one API token: no cloudflared command, no UUID to copy.
+
+token -> the account and its zones -> a locally-managed tunnel (created through
+``POST /accounts/{id}/cfd_tunnel`` with a secret generated here, or an existing one picked,
+whose secret comes from ``GET .../cfd_tunnel/{id}/token``) -> the credentials JSON written
+0600 in the data folder -> the tunnel id recorded in gateway.toml (comments kept) -> the
+token kept in the data folder (never in gateway.d). From then on the daemon keeps ingress
+and DNS in step.
+
+Locally-managed rather than remotely-managed (``config_src = "cloudflare"``): a remote
+config would apply ingress live without a restart, but only while the API is reachable,
+and it would make Cloudflare's copy the truth instead of gateway.d; a laptop's internet
+comes and goes, and the two-connector handover already changes routes without a gap.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.tunnel.cfapi import DEFAULT_API, TUNNEL_EDIT, Client, CloudflareError
+
+TOKEN_FILE = "cloudflare-token"
+PERMISSIONS = (  # (template key, type, what it is for), shown on the page in this order
+    ("argotunnel", "edit", "Cloudflare Tunnel — edit: create the tunnel and run it"),
+    ("zone_dns", "edit", "DNS — edit: point each server's name (blog.example.com) at the tunnel"),
+    ("notification", "edit", "Notifications — edit (optional): Cloudflare tells you when the laptop is off, "
+                             "asleep or crashed"),
+)
+
+
+def template_url(name: str = "omen-gateway") -> str:
+    """Cloudflare's token page with the permissions filled in (its documented template URL)."""
+    from urllib.parse import urlencode
+
+    keys = json.dumps([{"key": k, "type": t} for k, t, _ in PERMISSIONS], separators=(",", ":"))
+    return ("https://dash.cloudflare.com/profile/api-tokens?"
+            + urlencode({"permissionGroupKeys": keys, "accountId": "*", "zoneId": "all", "name": name}))
+
+
+class ConnectError(ValueError):
+    """What is missing or wrong, in words (with Cloudflare's codes in `detail`)."""
+
+    def __init__(self, words: str, detail: str = "", choices: list[dict[str, str]] | None = None) -> None:
+        super().__init__(words)
+        self.words, self.detail, self.choices = words, detail, choices or []
+
+
+@dataclass(frozen=True)
+class Found:
+    account: dict[str, Any]
+    zones: list[str]
+    tunnels: list[dict[str, Any]]  # existing, not deleted
+
+
+@dataclass(frozen=True)
+class Connected:
+    account_id: str
+    account_name: str
+    tunnel_id: str
+    tunnel_name: str
+    created: bool
+    credentials_file: Path
+    token_file: Path
+    zones: list[str] = field(default_factory=list)
+
+
+def data_folder(data_dir: Path) -> Path:
+    return Path(data_dir) / "tunnel"
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+async def find(client: Client, account_id: str | None = None) -> Found:
+    """The account (the one asked for, or the only one), its zones and its tunnels."""
+    try:
+        await client.verify()
+        accounts = await client.accounts()
+    except CloudflareError as exc:
+        raise ConnectError(exc.words, exc.detail) from None
+    if not accounts:
+        raise ConnectError(f"this token reaches no Cloudflare account: {TUNNEL_EDIT}")
+    if account_id:
+        account = next((a for a in accounts if a["id"] == account_id), None)
+        if account is None:
+            raise ConnectError(f"this token cannot reach the account {account_id}",
+                               choices=[{"id": a["id"], "name": a.get("name", "")} for a in accounts])
+    elif len(accounts) > 1:
+        raise ConnectError(f"this token reaches {len(accounts)} accounts: pick one",
+                           choices=[{"id": a["id"], "name": a.get("name", "")} for a in accounts])
+    else:
+        account = accounts[0]
+    try:
+        zones = sorted(z["name"] for z in await client.zones(account["id"]))
+        tunnels = [t for t in await client.tunnels(account) if not t.get("deleted_at")]
+    except CloudflareError as exc:
+        raise ConnectError(exc.words, exc.detail) from None
+    return Found(account, zones, tunnels)
+
+
+def default_name() -> str:
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "laptop"
+    return f"omen-gateway-{host}"[:60]
+
+
+async def connect(client: Client, data_dir: Path, gateway_toml: Path, *, token: str,
+                  account_id: str | None = None, tunnel: str | None = None,
+                  api_url: str = DEFAULT_API) -> Connected:
+    """Everything after the token: see the module docstring. `tunnel`: an existing tunnel's
+    id or name to use, else a new one is created (named after this computer)."""
+    found = await find(client, account_id)
+    account = found.account
+    picked = next((t for t in found.tunnels if tunnel in (t.get("id"), t.get("name"))), None) if tunnel else None
+    try:
+        if picked is not None:
+            raw = await client.tunnel_token(account, str(picked["id"]))
+            parts = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4)))
+            creds = {"AccountTag": parts["a"], "TunnelSecret": parts["s"], "TunnelID": parts["t"]}
+            created, name = False, str(picked.get("name") or picked["id"])
+        else:
+            taken = {t.get("name") for t in found.tunnels}
+            name = tunnel or default_name()
+            base, n = name, 2
+            while name in taken:
+                name, n = f"{base}-{n}", n + 1
+            secret = base64.b64encode(secrets.token_bytes(32)).decode()
+            made = await client.create_tunnel(account, name, secret)
+            creds = {"AccountTag": account["id"], "TunnelSecret": secret, "TunnelID": str(made["id"])}
+            created = True
+    except CloudflareError as exc:
+        raise ConnectError(exc.words, exc.detail) from None
+    except (ValueError, KeyError) as exc:
+        raise ConnectError("Cloudflare's answer about the tunnel could not be read", str(exc)) from None
+    folder = data_folder(data_dir)
+    cred_path = folder / f"{creds['TunnelID']}.json"
+    write_secret(cred_path, json.dumps(creds, indent=2) + "\n")
+    token_path = folder / TOKEN_FILE
+    write_secret(token_path, token.strip() + "\n")
+    record(gateway_toml, creds["TunnelID"], cred_path, token_path, account["id"], api_url)
+    return Connected(account["id"], str(account.get("name") or account["id"]), creds["TunnelID"], name, created,
+                     cred_path, token_path, found.zones)
+
+
+def record(gateway_toml: Path, tunnel_id: str, credentials: Path, token_file: Path, account_id: str,
+           api_url: str) -> None:
+    """[tunnel] in gateway.toml: id, credentials_file, api_token_file, account_id (comments kept)."""
+    from reconciler.ops.tomledit import DELETE, edit
+
+    changes: dict[str, Any] = {"id": tunnel_id, "credentials_file": str(credentials),
+                               "api_token_file": str(token_file), "account_id": account_id,
+                               "api_url": api_url if api_url.rstrip("/") != DEFAULT_API else DELETE}
+    edit(gateway_toml, {"tunnel": changes})

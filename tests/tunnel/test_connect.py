@@ -1,0 +1,125 @@
+"""Connect with one API token, against the local stand-in of Cloudflare's v4 API: token ->
+account and zones -> tunnel created (POST /accounts/{id}/cfd_tunnel with a generated secret)
+or an existing one picked -> credentials JSON 0600 in the data folder -> [tunnel] in
+gateway.toml (comments kept) -> token in the data folder, never in gateway.d. Errors in words."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.tunnel.cfapi import Client
+from reconciler.tunnel.connect import ConnectError, connect, template_url
+from tests.tunnel.fake_cloudflare import FakeCloudflare
+
+
+@pytest.fixture
+def cf():
+    with FakeCloudflare(per_page_max=2) as fake:  # two per page: every list is paged
+        yield fake
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    config = tmp_path / "gateway.d"
+    config.mkdir()
+    (config / "gateway.toml").write_text("# my settings\n[web]\nlisten = \"127.0.0.1:8765\"  # the page\n")
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_CONFIG", str(config))
+    return tmp_path
+
+
+def _token_file(home: Path, token: str) -> Path:
+    path = home / "token.txt"
+    path.write_text(token + "\n")
+    return path
+
+
+def test_connect_creates_the_tunnel_writes_credentials_and_records_it(cf, home, capsys):
+    account = cf.add_account("Ada's account")
+    for name in ("example.com", "example.org", "bücher.example"):
+        cf.add_zone(name, account)
+    for i in range(3):
+        cf.add_tunnel(account, f"old-{i}")
+    token = _token_file(home, cf.token)
+    assert main(["tunnel", "connect", "--token-file", str(token), "--api-url", cf.url]) == 0
+    out = capsys.readouterr().out
+    assert "connected to Ada's account: created the tunnel omen-gateway-" in out
+    assert "example.com, example.org" in out  # all zones, found over two pages
+
+    [made] = [t for t in cf.tunnels.values() if t["name"].startswith("omen-gateway-")]
+    assert made["config_src"] == "local" and len(base64.b64decode(made["secret"])) == 32
+    settings = tomllib.loads((home / "gateway.d" / "gateway.toml").read_text())["tunnel"]
+    assert settings["id"] == made["id"] and settings["account_id"] == account and settings["api_url"] == cf.url
+    creds = Path(settings["credentials_file"])
+    assert creds.parent == home / "data" / "tunnel" and stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert json.loads(creds.read_text()) == {"AccountTag": account, "TunnelSecret": made["secret"],
+                                             "TunnelID": made["id"]}
+    token_file = Path(settings["api_token_file"])
+    assert token_file.read_text().strip() == cf.token and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    text = (home / "gateway.d" / "gateway.toml").read_text()
+    assert text.startswith("# my settings\n") and "# the page" in text and cf.token not in text
+    assert not any(cf.token in p.read_text() for p in (home / "gateway.d").iterdir())
+
+
+async def test_an_existing_tunnel_is_picked_with_its_secret(cf, home):
+    account = cf.add_account()
+    tid = cf.add_tunnel(account, "laptop")
+    async with Client(cf.url, cf.token) as client:
+        done = await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token=cf.token,
+                             tunnel="laptop", api_url=cf.url)
+    assert not done.created and done.tunnel_id == tid and len(cf.tunnels) == 1
+    assert json.loads(done.credentials_file.read_text())["TunnelSecret"] == cf.tunnels[tid]["secret"]
+
+
+@pytest.mark.parametrize("perms, words", [
+    (set(), "this token cannot see the tunnels of the account Ada's account: add the Cloudflare Tunnel edit "
+            "permission (Account → Cloudflare Tunnel → Edit)"),
+    ({"zone"}, "this token cannot see the tunnels of the account Ada's account"),
+])
+async def test_token_errors_in_words(cf, home, perms, words):
+    account = cf.add_account("Ada's account")
+    cf.add_zone("example.com", account)
+    cf.tokens["weak"] = perms
+    async with Client(cf.url, "weak") as client:
+        with pytest.raises(ConnectError) as err:
+            await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token="weak", api_url=cf.url)
+    assert str(err.value).startswith(words)
+    assert not (home / "data" / "tunnel").exists()  # nothing written
+
+
+async def test_wrong_token_several_accounts_and_no_account(cf, home):
+    async with Client(cf.url, "nope") as client:
+        with pytest.raises(ConnectError) as err:
+            await connect(client, home / "data", home / "x.toml", token="nope")
+    assert str(err.value) == "Cloudflare did not accept this token (mistyped, expired or deleted?): create a new one"
+    assert "10000: Authentication error" in err.value.detail
+    async with Client(cf.url, cf.token) as client:
+        with pytest.raises(ConnectError) as err:
+            await connect(client, home / "data", home / "x.toml", token=cf.token)
+        assert str(err.value).startswith("this token reaches no Cloudflare account")
+        a, b = cf.add_account("Home"), cf.add_account("Work")
+        with pytest.raises(ConnectError) as err:
+            await connect(client, home / "data", home / "x.toml", token=cf.token)
+        assert str(err.value) == "this token reaches 2 accounts: pick one"
+        assert {c["id"] for c in err.value.choices} == {a, b}
+        done = await connect(client, home / "data", home / "x.toml", token=cf.token, account_id=b)
+        assert done.account_name == "Work"
+
+
+def test_template_url_fills_in_the_permissions():
+    from urllib.parse import parse_qs, urlparse
+
+    url = urlparse(template_url())
+    assert (url.scheme, url.netloc, url.path) == ("https", "dash.cloudflare.com", "/profile/api-tokens")
+    query = parse_qs(url.query)
+    assert json.loads(query["permissionGroupKeys"][0]) == [
+        {"key": "argotunnel", "type": "edit"}, {"key": "zone_dns", "type": "edit"},
+        {"key": "notification", "type": "edit"}]
+    assert query["accountId"] == ["*"] and query["zoneId"] == ["all"]
