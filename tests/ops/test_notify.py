@@ -85,7 +85,8 @@ def test_classifier_alerts_once_per_incident() -> None:
     assert c(ev("transition", to_phase="running"), now=400.0) is None and c.due(500.0) == []  # was not down
     assert c(ev("health_failed", detail={"failures": 1})) is None
     assert c(ev("health_failed", reason="timeout", detail={"failures": 2})).kind == "health"
-    assert c(ev("error", reason="port 8080 is held by nginx (pid 4)")).kind == "port_held"
+    assert c(ev("error", reason="port 8080 is held by nginx (pid 4)")) is None  # words decide nothing
+    assert c(ev("error", reason="port 8080 is held by nginx (pid 4)", detail={"port": 8080})).kind == "port_held"
     assert c(ev("database_exited", None)).kind == "database"
     assert c({"op": "state", "row": {}}) is None
 
