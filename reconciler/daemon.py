@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.hostevents import listen as listen_host_events
 from reconciler.instance import record_recovery
+from reconciler.power import power_forever
 from reconciler.resume import resume_forever
 from reconciler.events import EventKind
 from reconciler.loop import Reconciler
@@ -127,6 +128,7 @@ class Daemon:
             asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
             asyncio.create_task(dns_forever(self), name="dns"),
             asyncio.create_task(resume_forever(self), name="resume"),  # sleep / freeze (reconciler/resume.py)
+            asyncio.create_task(power_forever(self), name="power"),  # battery, power plan (reconciler/power.py)
         ]
         if self.pg is not None:
             tasks.append(asyncio.create_task(self._supervise_database(), name="database"))

@@ -30,6 +30,8 @@ class EventKind(StrEnum):
     GATEWAY_RECOVERED = "gateway_recovered"  # this start follows an unclean stop (killed, power lost)
     HOST_EVENT = "host_event"  # Ctrl-C, SIGTERM, the terminal or console closed, log-off, shutdown; detail: event, stop
     HOST_RESUMED = "host_resumed"  # the host slept or the gateway was frozen; detail: seconds, slept, settle
+    BATTERY_LOW = "battery_low"  # unplugged and below [host] battery_alert; detail: percent, secs_left
+    POWER_SETTINGS = "power_settings"  # the power plan sleeps on AC, or on a closed lid; detail: fix
     GATEWAY_STOPPING = "gateway_stopping"
     GATEWAY_STOPPED = "gateway_stopped"
     DATABASE_EXITED = "database_exited"
@@ -63,7 +65,7 @@ K = EventKind
 _WARNINGS = frozenset({
     K.ERROR, K.ESCALATED, K.STOP_ESCALATED, K.HEALTH_FAILED, K.NOT_ADOPTED, K.INTERNAL_ERROR,
     K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED,
-    K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED,
+    K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED, K.BATTERY_LOW, K.POWER_SETTINGS,
 })
 _ALERTS: dict[EventKind, str] = {
     K.ESCALATED: "down",
@@ -72,4 +74,5 @@ _ALERTS: dict[EventKind, str] = {
     K.DATABASE_EXITED: "database",
     K.TUNNEL_OFFLINE: "tunnel",
     K.SYNC_FAILED: "sync",
+    K.BATTERY_LOW: "battery",
 }

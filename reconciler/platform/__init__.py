@@ -80,6 +80,11 @@ class Platform(Protocol):
         stops during a suspend on Linux and macOS)."""
         ...
 
+    def power_warnings(self) -> list[tuple[str, str]]:
+        """What in the OS's power settings makes the servers unreachable while plugged in, as
+        (words, the command that fixes it). Blocking (runs a program): call it from a thread."""
+        ...
+
     def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
         """Call `on_event` (from any thread) when the terminal closes, the user logs off, the
         console window is closed or the system shuts down; in the daemon, once."""

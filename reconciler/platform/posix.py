@@ -153,6 +153,9 @@ class PosixPlatform:
     def suspend_clock(self) -> float:
         return time.clock_gettime(SUSPEND_CLOCK)
 
+    def power_warnings(self) -> list[tuple[str, str]]:
+        return []  # systemd-logind's lid and idle actions are not read (yet)
+
     def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
         loop = asyncio.get_running_loop()
         for sig, kind in HOST_SIGNALS.items():

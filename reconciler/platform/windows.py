@@ -162,6 +162,11 @@ class WindowsPlatform:
         # GetTickCount64 counts through sleep and hibernation (QueryUnbiasedInterruptTime does not)
         return float(ctypes.windll.kernel32.GetTickCount64()) / 1000.0  # type: ignore[attr-defined]
 
+    def power_warnings(self) -> list[tuple[str, str]]:
+        from reconciler.platform.windows_power import read_warnings
+
+        return [(w.text, w.fix) for w in read_warnings()]
+
     def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
         import ctypes
         from ctypes import wintypes

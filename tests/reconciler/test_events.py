@@ -53,6 +53,7 @@ ALERT_CASES = {
     EventKind.DATABASE_EXITED: ({}, "database"),
     EventKind.TUNNEL_OFFLINE: ({}, "tunnel"),
     EventKind.SYNC_FAILED: ({}, "sync"),
+    EventKind.BATTERY_LOW: ({"percent": 15}, "battery"),
 }
 
 

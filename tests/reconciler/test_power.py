@@ -1,0 +1,74 @@
+"""Power: Windows' power plan read from `powercfg /query` output (recorded format, English and a
+localized one: only GUIDs and hex values are read), the battery alarm once per discharge, and
+what the watch records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reconciler.ops.notify import Classifier
+from reconciler.platform.windows_power import (
+    HIBERNATEIDLE, LIDACTION, STANDBYIDLE, PowerSetting, PowerWarning, parse_query, warnings,
+)
+from reconciler.power import Battery, BatteryAlarm, PowerWatch
+from reconciler.runtime import Runtime
+
+RECORDED = Path(__file__).parent / "powercfg"
+
+
+def _read(name: str) -> dict[str, PowerSetting]:
+    return parse_query((RECORDED / name).read_text(encoding="utf-8"))
+
+
+def test_powercfg_query_is_read_by_guid_and_hex_in_any_language() -> None:
+    assert _read("standbyidle_en.txt") == {STANDBYIDLE: PowerSetting(ac=1800, dc=900)}
+    assert _read("standbyidle_de.txt") == {STANDBYIDLE: PowerSetting(ac=0, dc=900)}
+    assert _read("lidaction_en.txt") == {LIDACTION: PowerSetting(ac=1, dc=1)}
+    assert _read("hibernateidle_en.txt") == {HIBERNATEIDLE: PowerSetting(ac=0, dc=10800)}
+    assert parse_query("") == {} and parse_query("Invalid Parameters -- try \"/?\" for help") == {}
+
+
+def test_power_plan_warnings_say_what_happens_and_the_fix() -> None:
+    found = warnings({**_read("standbyidle_en.txt"), **_read("lidaction_en.txt"), **_read("hibernateidle_en.txt")})
+    assert found == [
+        PowerWarning("this laptop goes to sleep after 30 min on power: your servers will be unreachable",
+                     "powercfg /change standby-timeout-ac 0"),
+        PowerWarning("this laptop goes to sleep when its lid is closed on power: your servers will be unreachable "
+                     "with the lid closed",
+                     "powercfg /setacvalueindex SCHEME_CURRENT SUB_BUTTONS LIDACTION 0, then powercfg /setactive "
+                     "SCHEME_CURRENT"),
+    ]
+    assert warnings(_read("standbyidle_de.txt")) == []  # never sleeps on power: nothing to say
+    assert "after 2 h on power" in warnings({STANDBYIDLE: PowerSetting(7200, 0)})[0].text
+
+
+def test_battery_alarm_once_per_discharge() -> None:
+    alarm = BatteryAlarm(threshold=20)
+    steps = [Battery(50, True, None), Battery(25, False, 5400), Battery(19, False, 1500), Battery(18, False, 1400),
+             Battery(30, True, None), Battery(19.5, False, None)]
+    said = [alarm.step(b) for b in steps]
+    assert said[:2] == [None, None] and said[3] is None and said[4] is None
+    assert said[2] == ("the battery is at 19 % and the laptop is not plugged in: the laptop will shut down in about "
+                       "25 min. Plug it in to keep your servers running")
+    assert said[5] is not None and "when it runs out" in said[5]  # plugged in meanwhile: armed again
+    assert BatteryAlarm(threshold=0).step(Battery(3, False, 60)) is None  # battery_alert = 0: off
+    assert alarm.step(None) is None  # no battery at all
+
+
+def test_the_watch_records_each_finding_once(tmp_path: Path) -> None:
+    recorded: list[dict[str, Any]] = []
+    rt = Runtime(tmp_path, tmp_path, recorded.append)
+    watch = PowerWatch(rt, lambda: 20.0)
+    watch.battery(Battery(10, False, 600))
+    watch.battery(Battery(9, False, 540))
+    plan = [("this laptop goes to sleep after 30 min on power: ...", "powercfg /change standby-timeout-ac 0")]
+    watch.settings(plan)
+    watch.settings(plan)
+    events = [op for op in recorded if op.get("op") == "event"]
+    assert [e["kind"] for e in events] == ["battery_low", "power_settings"]
+    assert events[0]["detail"] == {"percent": 10, "secs_left": 600, "threshold": 20.0}
+    assert events[1]["reason"].endswith("to fix it, run: powercfg /change standby-timeout-ac 0")
+    assert rt.power_warnings == [{"text": plan[0][0], "fix": plan[0][1]}]
+    alert = Classifier()(events[0])
+    assert alert is not None and alert.kind == "battery" and "about 10 min" in alert.text
