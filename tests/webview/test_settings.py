@@ -121,6 +121,7 @@ def alerts_rows(gw: Gateway) -> list[tuple]:
 
 def test_alert_address_added_while_failing_carries_the_next_down(gw: Gateway, http: httpx.Client,
                                                                   receiver: Receiver) -> None:
+    web_pid = gw.status()["web"]["pid"]
     gw.write("first-bot", CRASHER)
     deadline = time.monotonic() + 30  # down before any address exists: recorded as not sent
     while not any("first-bot" in t and not ok for t, ok, _ in alerts_rows(gw)):
@@ -148,6 +149,7 @@ def test_alert_address_added_while_failing_carries_the_next_down(gw: Gateway, ht
     assert "down" in got["title"]
     page = http.get("/settings/alerts").text
     assert "reached you" in page and "Alerts go to 1 address now" in page
+    assert gw.status()["web"]["pid"] == web_pid  # saving settings restarted nothing
 
 
 def test_bad_alert_address_is_refused_and_nothing_written(gw: Gateway, http: httpx.Client) -> None:
