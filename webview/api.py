@@ -106,7 +106,7 @@ async def add_user(request: Request) -> JSONResponse:
 
 
 @auth.read
-async def servers(request: Request) -> JSONResponse:
+async def servers(request: Request) -> Response:
     """Everything the overview shows (token or a signed-in session)."""
     daemon = _daemon(request)
     changed, second = daemon.rt.changed, int(time.monotonic())

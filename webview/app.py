@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from webview import account, api, doors, forms, pages, setup, signin, stream
@@ -42,11 +42,16 @@ def _local_names(daemon: Daemon) -> set[str]:
     return doors.configured_names(result.settings.web if result else None)
 
 
+def all_routes() -> list[BaseRoute]:
+    """Every route of the page, in the order they are matched (the sign-in pages first)."""
+    return [*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+
+
 def create_app(daemon: Daemon) -> Starlette:
     result = daemon.reconciler.result
     access = Access.from_settings(result.settings.web if result else None)
     app = Starlette(
-        routes=[*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
+        routes=all_routes(),
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
                     Middleware(Authenticate), Middleware(CsrfGuard)],
         exception_handlers={HTTPException: http_error},

@@ -127,7 +127,8 @@ class Authenticate:
         scope["auth"], scope["user"] = creds, user
         state = scope.setdefault("state", {})
         state["user"] = user.display_name if PAGE in creds.scopes else None
-        state["csrf"] = csrf_for(conn.app.state.secret, user.key) if PAGE in creds.scopes else ""
+        state["csrf"] = csrf_for(conn.app.state.secret, user.key) if isinstance(user, GatewayUser) and \
+            PAGE in creds.scopes else ""
         await self.app(scope, receive, send)
 
 

@@ -15,14 +15,14 @@ from webview.render import daemon_of, render
 
 COMMON = frozenset({"password", "12345678", "123456789", "1234567890", "qwertyuiop", "iloveyou", "password1",
                     "11111111", "abcdefgh", "letmein1", "sunshine", "football", "welcome1", "admin123"})
-# The optional steps: (title, why, page paths that may exist, the command when none does)
+# The optional steps: (title, why, button, page paths that may exist, the command when none does)
 STEPS = [
-    ("Alerts", "Get a message on your phone when a server stops working.",
+    ("Alerts", "Get a message on your phone when a server stops working.", "Set up alerts",
      ["/settings/alerts", "/alerts"], "gateway notify test"),
     ("Reach it from your phone", "Connect Cloudflare so this page and your servers can be opened from anywhere.",
-     ["/settings/cloudflare", "/tunnel", "/settings/tunnel"], "gateway tunnel status"),
+     "Connect Cloudflare", ["/cloudflare", "/settings/cloudflare", "/settings/tunnel"], "gateway tunnel status"),
     ("Start when the laptop starts", "The gateway and your servers come back by themselves after a restart.",
-     ["/settings/boot", "/boot", "/settings/autostart"], "gateway autostart install"),
+     "Turn on start at boot", ["/settings/boot", "/settings/autostart", "/boot"], "gateway autostart install"),
 ]
 
 
@@ -83,8 +83,8 @@ async def setup_post(request: Request) -> Response:
 @auth.page
 async def next_steps(request: Request) -> Response:
     paths = {getattr(r, "path", "") for r in request.app.routes}
-    steps = [{"title": t, "why": why, "href": next((p for p in pages if p in paths), None), "command": cmd}
-             for t, why, pages, cmd in STEPS]
+    steps = [{"title": t, "why": why, "button": button, "href": next((p for p in pages if p in paths), None),
+              "command": cmd} for t, why, button, pages, cmd in STEPS]
     return render(request, "setup_next.html", steps=steps)
 
 
