@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run the gateway (loop + page)")
     run.add_argument("--listen", metavar="HOST:PORT", help="where the page and API listen (default 127.0.0.1:8765)")
     run.add_argument("--keep-servers", action="store_true", help="leave servers running when the gateway stops")
+    run.add_argument("--no-browser", action="store_true", help="on first run, do not open the page in a browser")
     run.add_argument("-v", "--verbose", action="store_true")
     st = sub.add_parser("status", parents=[common], help="show every server")
     st.add_argument("--json", action="store_true")
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = resolve(args.config, args.data_dir, listen=args.listen)
+    if args.no_browser:
+        os.environ["GATEWAY_NO_BROWSER"] = "1"  # read by reconciler.platform.desktop
     try:  # one gateway per data folder: before anything touches it (reconciler/instance.py)
         lock = InstanceLock(settings.data_dir).acquire()
     except AlreadyRunning as exc:

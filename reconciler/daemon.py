@@ -20,7 +20,7 @@ from reconciler.resume import resume_forever
 from reconciler.events import EventKind
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
-from reconciler.platform import current
+from reconciler.platform import current, desktop
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
 from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
@@ -114,6 +114,9 @@ class Daemon:
 
         server = build(self)
         print(f"omen-gateway: page at {self.url}/", flush=True)
+        if await _nobody_yet(self.store):  # first run: the owner is made in the browser, not here
+            print(f"omen-gateway: open {self.url}/ to finish setting up", flush=True)
+            desktop.open_page(self.url + "/")
         print(f"omen-gateway: database: {self.db_label}", flush=True)
         print(f"omen-gateway: {len(result.specs)} servers in {settings.config_dir}"
               f" ({len(result.errors)} config errors, {len(adopted)} adopted)", flush=True)
@@ -166,6 +169,8 @@ class Daemon:
         (settings.data_dir / URL_FILE).unlink(missing_ok=True)
         if self.pg is not None:
             await asyncio.to_thread(self.pg.stop)
+        print("omen-gateway: stopped; " + ("your servers were left running" if self.keep_servers
+                                          else "your servers are stopped"), flush=True)
 
     async def _supervise_database(self) -> None:
         """The embedded PostgreSQL is a child like any other: when it exits, start it again
@@ -227,3 +232,13 @@ def _dsn_host(dsn: str) -> str:
     except Exception:  # noqa: BLE001 - only for a label; the connection reports real errors
         return "?"
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+async def _nobody_yet(store: Store | None) -> bool:
+    """No user exists yet (first run). False when the database cannot say."""
+    from reconciler.store import accounts
+
+    try:
+        return store is not None and await accounts.count_users(store) == 0
+    except Exception:  # noqa: BLE001 - a hint only: never stop a start for it
+        return False

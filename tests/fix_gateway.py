@@ -36,6 +36,7 @@ class Gateway:
         (self.data_dir / "gateway.url").unlink(missing_ok=True)
         env = dict(os.environ, GATEWAY_DB_SCHEMA=self.schema)
         env.setdefault("GATEWAY_INTERNET_CHECK", "off")  # nothing beyond this machine
+        env.setdefault("GATEWAY_NO_BROWSER", "1")  # a test gateway never opens a browser on first run
         env.pop("GATEWAY_DSN", None)
         if self.dsn:  # else: the gateway's own embedded PostgreSQL in its data folder
             env["GATEWAY_DSN"] = self.dsn

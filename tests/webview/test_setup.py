@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from tests.fix_gateway import Gateway
 from tests.webview.conftest import HTTP, url_of
@@ -62,3 +63,35 @@ def test_setup_only_at_the_local_door_and_only_once(gateway: Gateway) -> None:
         assert r.status_code == 303
         users = other.get("/users").text
         assert re.findall(r"<strong>([^<(]+)", users) == [f"{OWNER} "]
+
+
+def test_first_run_says_the_next_step_and_stop_says_what_happened(gateway: Gateway) -> None:
+    gateway.write("one", HTTP)
+    gateway.start()
+    out = gateway.output.read_text()
+    assert f"open {url_of(gateway)}/ to finish setting up" in out
+    assert gateway.stop() == 0
+    assert gateway.output.read_text().rstrip().endswith("omen-gateway: stopped; your servers are stopped")
+    gateway.start("--keep-servers", "--no-browser")
+    assert gateway.stop() == 0
+    assert gateway.output.read_text().rstrip().endswith("stopped; your servers were left running")
+    gateway.start()  # (and stop them: no process left behind)
+
+
+def test_a_browser_opens_only_at_a_desktop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.platform import desktop
+
+    for name in ("GATEWAY_NO_BROWSER", "CI", "SSH_CONNECTION", "SSH_TTY", "DISPLAY", "WAYLAND_DISPLAY", "SESSIONNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert not desktop.has_desktop()  # no display
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert desktop.has_desktop()
+    for blocker in ("GATEWAY_NO_BROWSER", "CI", "SSH_CONNECTION"):
+        monkeypatch.setenv(blocker, "1")
+        assert not desktop.has_desktop(), blocker
+        monkeypatch.delenv(blocker)
+    monkeypatch.setattr("sys.platform", "win32")
+    assert not desktop.has_desktop()  # a boot task: session 0, no SESSIONNAME
+    monkeypatch.setenv("SESSIONNAME", "Console")
+    assert desktop.has_desktop()
