@@ -80,6 +80,13 @@ class Platform(Protocol):
         stops during a suspend on Linux and macOS)."""
         ...
 
+    def contain(self, data_dir: Path, name: str, pid: int) -> bool:
+        """Hold the server `name`'s tree, rooted at the just-started (or adopted) `pid`, in something
+        the OS stops and accounts as one, found again after a gateway restart (Windows: a named
+        job object). False where none could be had: then pid + create time are all there is.
+        POSIX: the process group already is that; nothing to do."""
+        ...
+
     def power_warnings(self) -> list[tuple[str, str]]:
         """What in the OS's power settings makes the servers unreachable while plugged in, as
         (words, the command that fixes it). Blocking (runs a program): call it from a thread."""

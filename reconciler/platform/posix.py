@@ -153,6 +153,9 @@ class PosixPlatform:
     def suspend_clock(self) -> float:
         return time.clock_gettime(SUSPEND_CLOCK)
 
+    def contain(self, data_dir: Path, name: str, pid: int) -> bool:
+        return True  # each server leads its own session and process group (spawn_kwargs)
+
     def power_warnings(self) -> list[tuple[str, str]]:
         return []  # systemd-logind's lid and idle actions are not read (yet)
 

@@ -77,6 +77,26 @@ class WindowsPlatform:
     name = "windows"
     reuse_address = False  # on Windows SO_REUSEADDR lets a second socket steal a bound port
 
+    def __init__(self) -> None:
+        self.jobs: dict[int, Any] = {}  # root pid -> its server's windows_job.Job
+
+    def contain(self, data_dir: Path, name: str, pid: int) -> bool:
+        from reconciler.platform.windows_job import Job, job_name
+
+        key = job_name(data_dir, name)
+        try:
+            job = Job.open(key)  # a gateway restart: the job the root process keeps alive
+            if job is not None and pid not in job.pids():
+                job.close()
+                job = None
+            job = job or Job.create(key)
+            if pid not in job.pids():
+                job.assign(pid)
+        except (OSError, AttributeError):  # not Windows (ctypes.WinDLL), access denied, another session
+            return False
+        self.jobs[pid] = job
+        return True
+
     def spawn_kwargs(self) -> dict[str, Any]:
         return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
 
@@ -95,6 +115,25 @@ class WindowsPlatform:
             pass  # already gone, or not attached to a console: the timeout escalates to a kill
 
     def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+        job = self.jobs.pop(pid, None)
+        if job is not None:  # the job knows its members whatever their pids: no tree walk, no guess
+            members: list[psutil.Process] | None
+            try:
+                members = [psutil.Process(p) for p in job.pids() if psutil.pid_exists(p)]
+                job.terminate()
+                job.close()
+            except (OSError, psutil.Error):
+                members = None  # fall back to the tree walk below
+            if members is not None:
+                inside = {proc.pid for proc in members}
+                for proc in known:  # known processes that left the job (started by WMI, say)
+                    if proc.pid not in inside and alive(proc):
+                        try:
+                            proc.kill()
+                            members.append(proc)
+                        except (psutil.NoSuchProcess, psutil.AccessDenied):
+                            pass
+                return members
         procs: list[psutil.Process] = []
         # Prefer the caller's snapshot of the root: it carries the create time, so a pid that
         # was reused after the root exited is never killed.

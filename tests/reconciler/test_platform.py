@@ -166,3 +166,59 @@ async def test_wait_in_thread_fallback(reap: Reaper) -> None:
     proc = subprocess.Popen(program("crash_after", 0, 0.2), stdout=subprocess.DEVNULL)
     await asyncio.wait_for(wait_in_thread(proc.pid), 5)
     proc.wait()
+
+
+# --- Windows job objects: the contract, checked here -----------------------------------------
+def test_job_structures_have_the_x64_layout() -> None:
+    import ctypes
+
+    from reconciler.platform import windows_job as j
+
+    if ctypes.sizeof(ctypes.c_void_p) != 8:  # pragma: no cover - a 32-bit Python
+        pytest.skip("the layout checked is the 64-bit one")
+    assert ctypes.sizeof(j.BasicAccounting) == 48
+    assert ctypes.sizeof(j.BasicLimit) == 64 and j.BasicLimit.LimitFlags.offset == 16
+    assert ctypes.sizeof(j.IoCounters) == 48
+    assert ctypes.sizeof(j.ExtendedLimit) == 144 and j.ExtendedLimit.PeakJobMemoryUsed.offset == 136
+    assert j.ProcessIdList.ProcessIdList.offset == 8
+    assert (j.BASIC_ACCOUNTING, j.BASIC_PROCESS_ID_LIST, j.EXTENDED_LIMIT) == (1, 3, 9)
+    assert j.LIMIT_KILL_ON_JOB_CLOSE == 0x2000 and j.PROCESS_SET_QUOTA | j.PROCESS_TERMINATE == 0x101
+
+
+def test_job_names_are_per_data_folder_and_server() -> None:
+    from pathlib import Path
+
+    from reconciler.platform.windows_job import job_name
+
+    a = job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"), "blog")
+    assert a == job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"), "blog")  # found again after a restart
+    assert a.startswith("Local\\omen-gateway-") and "\\" not in a[len("Local\\"):] and len(a) < 260
+    assert a != job_name(Path(r"D:\other"), "blog") and a != job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"),
+                                                                       "api")
+
+
+def test_job_accounting_members_and_the_survival_rule() -> None:
+    from reconciler.platform import windows_job as j
+
+    acct, ext, ids = j.BasicAccounting(), j.ExtendedLimit(), j.ProcessIdList()
+    acct.TotalUserTime, acct.TotalKernelTime, acct.ActiveProcesses, acct.TotalProcesses = 15_000_000, 5_000_000, 2, 5
+    ext.PeakJobMemoryUsed = 64 << 20
+    assert j.figures(acct, ext) == j.JobFigures(cpu_seconds=2.0, active=2, total=5, peak_memory=64 << 20)
+    ids.NumberOfAssignedProcesses = ids.NumberOfProcessIdsInList = 3
+    ids.ProcessIdList[0], ids.ProcessIdList[1], ids.ProcessIdList[2] = 4120, 4188, 9001
+    assert j.member_pids(ids) == [4120, 4188, 9001]
+    assert j.survives_the_gateway(ext)  # a job the gateway creates: no limits set at all
+    ext.BasicLimitInformation.LimitFlags = j.LIMIT_KILL_ON_JOB_CLOSE | j.LIMIT_BREAKAWAY_OK
+    assert not j.survives_the_gateway(ext)
+
+
+def test_without_a_job_the_windows_platform_falls_back_to_the_tree(reap: Reaper) -> None:
+    from pathlib import Path
+
+    leader, member = _group_with_member()
+    win = WindowsPlatform()
+    if sys.platform != "win32":
+        assert win.contain(Path("/tmp"), "web", leader.pid) is False  # no job here: pid + create time
+    killed = win.kill_tree(leader.pid, [psutil.Process(leader.pid)])
+    assert {proc.pid for proc in killed} == {leader.pid, member}
+    leader.wait(5)
