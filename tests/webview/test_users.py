@@ -9,7 +9,7 @@ import time
 import httpx
 
 from tests.fix_gateway import Gateway
-from tests.webview.conftest import HTTP, cli, signed_in
+from tests.webview.conftest import CSRF_RE, HTTP, cli, signed_in
 
 
 def test_user_add_offline_then_sign_in_and_stop_with_a_stream_open(gateway: Gateway) -> None:
@@ -52,3 +52,41 @@ def test_user_add_offline_then_sign_in_and_stop_with_a_stream_open(gateway: Gate
         reader.join(10)
     finally:
         http.close()
+
+
+def test_users_page_add_remove_password_and_sign_out_everywhere(gateway: Gateway) -> None:
+    gateway.write("one", HTTP)
+    gateway.start()
+    assert cli(gateway, "user", "add", "ada", "--password-stdin", stdin="first password\n").returncode == 0
+    ada, ada_phone = signed_in(gateway, "ada", "first password"), signed_in(gateway, "ada", "first password")
+    try:
+        def post(client: httpx.Client, path: str, **data: str) -> str:
+            r = client.post(path, data={**data, "csrf": client.csrf}, follow_redirects=True)  # type: ignore[attr-defined]
+            assert r.status_code == 200, r.text
+            return r.text
+
+        assert "is a name the gateway uses itself" in post(ada, "/users/add", name="gateway", password="long enough pw")
+        assert "can now sign in" in post(ada, "/users/add", name="bob", password="bobs password")
+        assert "already a user named bob" in post(ada, "/users/add", name="bob", password="other password")
+        bob = signed_in(gateway, "bob", "bobs password")
+        try:
+            assert "cannot remove yourself" in post(ada, "/users/ada/remove")
+            assert "bob was removed" in post(ada, "/users/bob/remove")
+            assert bob.get("/").status_code == 303  # signed out at once
+        finally:
+            bob.close()
+        page = post(ada, "/account/password", current="wrong", password="second password", password2="second password")
+        assert "was not right: nothing changed" in page
+        page = post(ada, "/account/password", current="first password", password="second password",
+                    password2="second password")
+        assert "Password changed" in page
+        assert ada.get("/").status_code == 200  # this browser stays signed in ...
+        assert ada_phone.get("/").status_code == 303  # ... every other one is signed out
+        ada_phone.close()
+        ada_phone = signed_in(gateway, "ada", "second password")
+        ada.csrf = CSRF_RE.search(ada.get("/users").text).group(1)  # type: ignore[attr-defined]
+        assert "signed out on every device" in post(ada, "/account/signout-all")
+        assert ada.get("/").status_code == 303 and ada_phone.get("/").status_code == 303
+    finally:
+        ada.close()
+        ada_phone.close()
