@@ -14,17 +14,18 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from reconciler.health import port_holder, port_is_free
+from reconciler.events import EventKind
 from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
 from webview.pages import NAME_RE, known
-from webview.starters import STARTERS
+from webview.portcheck import check_port, port_message
 from webview.render import daemon_of, login_required, redirect, render
-from webview.security import current_user, guard_post
+from webview.security import guard_post
+from webview.starters import STARTERS
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
           "health_command", "domain")
@@ -258,7 +259,7 @@ async def save(request: Request) -> Response:
     if errors or spec is None or path is None:
         return _page(request, form, errors, adding, status=422, start=start)
     await asyncio.to_thread(write_atomic, path, data)
-    daemon.rt.event("config_written", name, f"{'added' if adding else 'edited'} from the page",
+    daemon.rt.event(EventKind.CONFIG_WRITTEN, name, f"{'added' if adding else 'edited'} from the page",
                     actor=f"operator:web:{user}")
     applied = await _wait_applied(request, lambda specs: specs.get(name) == spec)
     message = f"{name} {'added' if adding else 'saved'}" + ("" if applied else "; waiting for the gateway to load it")
@@ -282,52 +283,9 @@ async def delete(request: Request) -> Response:
     if not path.exists():
         raise HTTPException(404, f"no server file for {name}")
     await asyncio.to_thread(path.unlink)
-    daemon.rt.event("config_written", name, "file deleted from the page", actor=f"operator:web:{user}")
+    daemon.rt.event(EventKind.CONFIG_WRITTEN, name, "file deleted from the page", actor=f"operator:web:{user}")
     gone = await _wait_applied(request, lambda specs: name not in specs)
     return redirect(request, "/", f"{name} deleted" + ("; it is stopping" if gone else ""))
-
-
-async def port_message(request: Request, raw: str, name: str = "") -> str:
-    raw = raw.strip()
-    if raw in ("", "auto"):
-        return "The gateway picks a free port from its range."
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        return f"{raw!r} is not a port (1-65535)."
-    port = int(raw)
-    free = await asyncio.to_thread(port_is_free, port)
-    if free:
-        return f"Port {port} is free."
-    holder = await asyncio.to_thread(port_holder, port)
-    owner = await asyncio.to_thread(server_holding, daemon_of(request), holder[0]) if holder else None
-    if owner is not None and owner == name:
-        return f"Port {port} is used by {name} itself (this server, pid {holder[0]}): that is fine."
-    if owner is not None:
-        return f"Port {port} is used by your server {owner} (pid {holder[0]}); pick another port or choose auto."
-    return f"Port {port} is in use" + (f" by pid {holder[0]} ({holder[1]})" if holder else "") + \
-        "; pick another port or choose auto."
-
-
-def server_holding(daemon: Any, pid: int) -> str | None:
-    """Which of our servers runs `pid` (itself or as a process it started), or None."""
-    import psutil
-
-    ours = {st.pid: name for name, st in daemon.rt.states.items() if st.pid}
-    try:
-        proc: Any = psutil.Process(pid)
-        chain = [proc, *proc.parents()]
-    except psutil.Error:
-        return ours.get(pid)
-    for p in chain:
-        if p.pid in ours:
-            return ours[p.pid]
-    return None
-
-
-async def check_port(request: Request) -> Response:
-    if await current_user(request) is None:
-        raise HTTPException(401, "sign in first")
-    message = await port_message(request, request.query_params.get("port", ""), request.query_params.get("name", ""))
-    return JSONResponse({"message": message, "free": message.endswith("is free.")})
 
 
 routes = [

@@ -20,9 +20,9 @@ from reconciler.config import spec_to_toml
 from reconciler.spec import NAME_PATTERN
 from webview import charts, users
 from webview.control import ControlError, control
+from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import COOKIE, client_ip, current_user, guard_post, is_https, same_site
-from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
 from webview.views import server_names, server_view
 from webview.words import event_words
 
@@ -151,8 +151,8 @@ async def events_page(request: Request) -> Response:
     try:
         rows = [{**e, "w": event_words(e)} for e in
                 reversed(await daemon.store.list_events(server=server, kind=kind, since=since, limit=500))]
-        alerts = await daemon.store._rows(RECENT_ALERTS)  # noqa: SLF001 - a read-only query of our own
-        commits = await daemon.store._rows(LAST_COMMIT)  # noqa: SLF001
+        alerts = await daemon.store._rows(RECENT_ALERTS)
+        commits = await daemon.store._rows(LAST_COMMIT)
         commit = commits[0] if commits else None
     except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
         error = f"the database is unreachable: {exc}"

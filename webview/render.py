@@ -4,8 +4,8 @@ CSRF token, one-shot flash messages, and the sign-in requirement for GET pages."
 from __future__ import annotations
 
 import functools
-from datetime import datetime
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote

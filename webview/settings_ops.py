@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from reconciler.events import EventKind
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
 from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
-from reconciler.events import EventKind
 
 SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
 

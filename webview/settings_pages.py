@@ -118,7 +118,7 @@ async def _alerts(request: Request, status: int = 200, error: str | None = None,
     db_error = None
     if daemon.store is not None:
         try:
-            alerts = await daemon.store._rows(RECENT_ALERTS)  # noqa: SLF001 - a read-only query of our own
+            alerts = await daemon.store._rows(RECENT_ALERTS)
         except Exception as exc:  # noqa: BLE001 - the database is down: say so
             db_error = f"The list of sent alerts cannot be read: the database is unreachable ({exc})."
     urls = form["urls"] if form else "\n".join(table.get("urls") or [])

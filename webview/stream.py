@@ -19,8 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from webview.overview import CSRF_SLOT, card_view, counts
-from webview.render import _mb, fragment
-from webview.render import daemon_of
+from webview.render import _mb, daemon_of, fragment
 from webview.security import current_user
 from webview.views import server_names
 

@@ -75,7 +75,7 @@ def last_printed(lines: Sequence[str], count: int = 3) -> list[str]:
 def _in(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    s = max(0, int(round(seconds)))
+    s = max(0, round(seconds))
     if s < 60:
         return f"{s} s"
     if s < 3600:
@@ -219,7 +219,7 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
         rk = reason_kind(reason)
         text = _REASON_WORDS.get(rk, "")
         extra = str(detail.get("detail") or "") if isinstance(detail, dict) else ""
-        why, code = exit_words(extra)
+        why, _code = exit_words(extra)
         if why and e["to_phase"] in ("exited", "stopped"):
             text = f"{text}; {why}" if text else why
         if "adopted" in reason:
@@ -231,6 +231,13 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
             text = text.replace("you ", f"you ({who}) ", 1)
         return {"title": title, "text": text, "details": details}
     title = _KIND_WORDS.get(kind, kind.replace("_", " ").capitalize())
+    if kind == "config_error" and isinstance(detail, dict) and detail.get("path"):
+        file = str(detail["path"]).replace("\\", "/").rsplit("/", 1)[-1]
+        where = f" on line {detail['line']}" if detail.get("line") else ""
+        key = f"{detail['key']}: " if detail.get("key") else ""
+        return {"title": f"Your change to {file} has a mistake{where}",
+                "text": "nothing was stopped: what ran before keeps running",
+                "details": f"{key}{detail.get('message') or reason}"}
     if kind == "intent" and who:
         title = f"{who[0].upper()}{who[1:]} asked"
     return {"title": title, "text": _plain_reason(without_countdown(reason)), "details": f"{kind}: {reason}"}

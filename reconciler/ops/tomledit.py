@@ -93,7 +93,7 @@ def replace_all(text: str, data: Mapping[str, Any]) -> str:
 def _sync(table: Any, data: Mapping[str, Any]) -> None:
     import tomlkit
 
-    for key in [k for k in table.keys() if k not in data]:
+    for key in [k for k in table if k not in data]:
         del table[key]
     for key, value in data.items():
         current = table.get(key)

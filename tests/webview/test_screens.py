@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from playwright.sync_api import Browser, expect
 
 from tests.fix_gateway import Gateway, finish
@@ -125,7 +124,7 @@ def test_stream_sends_counts_and_usage_without_a_change(gw: Gateway, http: httpx
 
 @pytest.mark.browser
 @pytest.mark.parametrize("width,height", [(390, 844), (1280, 800)])
-def test_screens_look_right(gw: Gateway, browser: Browser, width: int, height: int) -> None:
+def test_screens_look_right(gw: Gateway, browser: Browser, width: int, height: int) -> None:  # noqa: F811
     """Each screen at a phone's and a desktop's width: no sideways scroll, the countdown
     ticks in the badge, the log opens at its newest line; screenshots kept as artifacts."""
     context = browser.new_context(viewport={"width": width, "height": height})

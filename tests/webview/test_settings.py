@@ -43,7 +43,7 @@ class Receiver:
         arrived = self.arrived
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with arrived:
                     got.append(json.loads(body or b"{}"))

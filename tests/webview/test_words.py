@@ -56,3 +56,11 @@ def test_events_in_words_never_say_sigterm_or_backoff() -> None:
     assert "SIGTERM" not in stop["title"] + stop["text"] and "SIGTERM" in stop["details"]
     retry = event_words({"kind": "escalated", "reason": "5 failures in a row; still retrying with backoff"})
     assert retry["title"] == "Keeps crashing" and "backoff" not in retry["text"]
+
+
+def test_a_config_error_event_names_the_file_and_line() -> None:
+    w = event_words({"kind": "config_error", "reason": "/x/gateway.d/blog.toml:3:1: port: 70000 is not a port",
+                     "detail": {"path": "/x/gateway.d/blog.toml", "line": 3, "key": "port",
+                                "message": "70000 is not a port (1-65535)"}})
+    assert w["title"] == "Your change to blog.toml has a mistake on line 3"
+    assert "nothing was stopped" in w["text"] and w["details"] == "port: 70000 is not a port (1-65535)"
