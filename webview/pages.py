@@ -1,5 +1,5 @@
-"""The pages: overview, server detail (settings, events, log tail), control buttons, events,
-sign-in and sign-out. Routes build plain view models; templates only show them."""
+"""The pages: overview, server detail (settings, events, log tail), control buttons, events
+(sign-in lives in webview.signin). Routes build plain view models; templates only show them."""
 
 from __future__ import annotations
 
@@ -8,21 +8,20 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.config import spec_to_toml
 from reconciler.spec import NAME_PATTERN
-from webview import charts, users
+from webview import charts
 from webview.control import ControlError, control
 from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
 from webview.render import daemon_of, login_required, redirect, render
-from webview.security import COOKIE, client_ip, current_user, guard_post, is_https, same_site
+from webview.security import guard_post
 from webview.views import server_names, server_view
 from webview.words import event_words
 
@@ -181,66 +180,6 @@ async def alert_test_post(request: Request) -> Response:
     return redirect(request, "/events", "Test alert sent." if sent.ok else f"The test alert failed: {sent.error}")
 
 
-# --- signing in and out --------------------------------------------------------------------
-def _next(raw: str | None) -> str:
-    target = unquote(raw or "/")
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
-
-
-async def login_page(request: Request) -> Response:
-    if await current_user(request) is not None:
-        return RedirectResponse(_next(request.query_params.get("next")), status_code=303)
-    store = daemon_of(request).store
-    try:
-        no_users = store is not None and await users.count_users(store) == 0
-    except Exception:  # noqa: BLE001 - the database is down; the sign-in attempt will say so
-        no_users = False
-    return render(request, "login.html", next=_next(request.query_params.get("next")), no_users=no_users)
-
-
-async def login_post(request: Request) -> Response:
-    if not same_site(request):
-        raise HTTPException(403, "this request came from another site")
-    form = await request.form()
-    name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-    target = _next(str(form.get("next", "/")))
-    per_ip, per_user = request.app.state.limit_ip, request.app.state.limit_user
-    ip = client_ip(request)
-    wait = max(per_ip.retry_after(ip), per_user.retry_after(name.lower()))
-    if wait > 0:
-        return render(request, "login.html", status=429, next=target, username=name,
-                      error=f"Too many failed attempts. Try again in {wait:.0f} s.")
-    store = daemon_of(request).store
-    assert store is not None
-    try:
-        ok = bool(name) and await users.verify(store, name, password)
-    except Exception as exc:  # noqa: BLE001 - PostgreSQL is away: say so, count nothing against the user
-        return render(request, "login.html", status=503, next=target, username=name,
-                      error=f"The database is unreachable, so nobody can sign in right now ({exc}).")
-    if not ok:
-        per_ip.fail(ip)
-        per_user.fail(name.lower())
-        return render(request, "login.html", status=401, next=target, username=name,
-                      error="Wrong user name or password.")
-    per_user.clear(name.lower())
-    token = await users.new_session(store, name)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=int(users.SESSION_TTL.total_seconds()), path="/", httponly=True,
-                        samesite="lax", secure=is_https(request))
-    return response
-
-
-async def logout_post(request: Request) -> Response:
-    await guard_post(request)
-    token = request.cookies.get(COOKIE)
-    store = daemon_of(request).store
-    if token and store is not None:
-        await users.end_session(store, token)
-    response = redirect(request, "/login", "Signed out.")
-    response.delete_cookie(COOKIE, path="/")
-    return response
-
-
 routes = [
     Route("/", overview),
     Route("/servers/{name}", detail),
@@ -249,7 +188,4 @@ routes = [
     Route("/control", control_post, methods=["POST"]),
     Route("/events", events_page),
     Route("/alerts/test", alert_test_post, methods=["POST"]),
-    Route("/login", login_page),
-    Route("/login", login_post, methods=["POST"]),
-    Route("/logout", logout_post, methods=["POST"]),
 ]
