@@ -159,8 +159,11 @@ async def events_page(request: Request) -> Response:
     return render(request, "events.html", events=rows, error=error, server=server, kind=kind, period=period,
                   alerts=alerts, commit=commit, can_alert=bool(notifier and notifier.settings().urls),
                   servers=server_names(daemon), periods=[*PERIODS, "all"],
-                  kinds=["transition", "intent", "config_error", "config_fixed", "forgotten", "gateway_started",
-                         "gateway_stopped"])
+                  kinds=[("transition", "A server started or stopped"), ("intent", "You asked for something"),
+                         ("escalated", "Keeps crashing"), ("error", "Could not start"),
+                         ("config_error", "A settings file has a mistake"), ("config_fixed", "A mistake was fixed"),
+                         ("config_written", "Saved from the page"), ("forgotten", "A server was removed"),
+                         ("gateway_started", "The gateway started"), ("gateway_stopped", "The gateway stopped")])
 
 
 RECENT_ALERTS = "SELECT at, title, body, ok, error FROM alerts ORDER BY at DESC LIMIT 20"

@@ -181,7 +181,7 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
 
 # --- events -------------------------------------------------------------------------------
 _PHASE_WORDS = {"stopped": "stopped", "starting": "starting", "running": "running", "stopping": "stopping",
-                "exited": "ended", "backoff": "waiting to retry", "error": "could not start"}
+                "exited": "ended", "backoff": "waiting to try again", "error": "could not start"}
 _KIND_WORDS = {
     "intent": "You asked", "error": "Could not start", "escalated": "Keeps crashing",
     "stop_escalated": "Did not stop in time, so it was forced to stop", "health_failed": "A check failed",
@@ -218,6 +218,8 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
         to = _PHASE_WORDS.get(e["to_phase"], e["to_phase"])
         rk = reason_kind(reason)
         text = _REASON_WORDS.get(rk, "")
+        if e["to_phase"] == "starting" and rk in (R.CRASH.value, R.RETRY.value):
+            text = "trying again after it ended"
         extra = str(detail.get("detail") or "") if isinstance(detail, dict) else ""
         why, _code = exit_words(extra)
         if why and e["to_phase"] in ("exited", "stopped"):

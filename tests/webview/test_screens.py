@@ -147,5 +147,10 @@ def test_screens_look_right(gw: Gateway, browser: Browser, width: int, height: i
         page.goto(url_of(gw) + "/servers/aaa-web?range=24h")
         no_horizontal_scroll(page)
         page.screenshot(path=str(artifacts() / f"screens-detail-web-{width}.png"), full_page=True)
+        for path, what in (("/events", "events"), ("/new?start=python", "add-python"), ("/servers/aaa-web/edit", "edit")):
+            page.goto(url_of(gw) + path)
+            no_horizontal_scroll(page)
+            page.screenshot(path=str(artifacts() / f"screens-{what}-{width}.png"), full_page=True)
+        expect(page.locator("textarea[name=env]")).to_be_hidden()  # under "More settings" until opened
     finally:
         context.close()

@@ -48,7 +48,9 @@
       const fresh = tpl.content.firstElementChild;
       if (!fresh) return;
       const old = document.getElementById(fresh.id);
+      const cards = document.querySelector("#servers .cards");
       if (old) old.replaceWith(fresh);
+      else if (cards && !location.search) cards.appendChild(fresh);  // a new server: shown at once
       else if (document.getElementById("servers") && hint) hint.textContent = "New server " + fresh.dataset.name + ": reload to see it.";
     });
     // What moves without a state change: the counts, CPU and memory.
