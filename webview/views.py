@@ -51,6 +51,7 @@ def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]
         "started_at": to_wall(state.started_at) if alive else None,
         "since_epoch": round(time.time() - (now - state.started_at), 1) if alive and state.started_at else None,
         "restarts": state.restarts,
+        "ended_at": to_wall(state.exited_at) if not alive and state.exited_at is not None else None,
         "failures": state.failures,
         "last_exit": state.last_exit,
         "next_try_in_s": round(max(0.0, state.next_try_at - now), 1) if state.next_try_at else None,

@@ -83,6 +83,13 @@ def _in(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
+def _hhmm(iso: str) -> str:
+    """An ISO time on the laptop's clock, as '14:02'."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).astimezone().strftime("%H:%M")
+
+
 def duration(seconds: float | None) -> str:
     """'2 h 14 min', '5 min', '12 s'."""
     if seconds is None:
@@ -130,7 +137,8 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
         out.update(status="Stopping…", tone="busy", details=raw)
     elif phase == "stopped":
         if s.get("stopped_by_operator"):
-            out.update(status="Stopped by you", details="stays stopped until you start it")
+            since = f"since {_hhmm(s['ended_at'])} · " if s.get("ended_at") else ""
+            out.update(status="Stopped by you", details=f"{since}stays stopped until you start it")
         elif kind in _STOPPED_WHY:
             status, details = _STOPPED_WHY[kind]
             out.update(status=status, details=details or code)

@@ -42,3 +42,19 @@ def test_detail_page_draws_samples(web: Gateway, http: httpx.Client) -> None:
     assert "Response time: now" in page
     week = http.get("/servers/alpha", params={"range": "7d"})
     assert week.status_code == 200 and 'aria-current="page">7d' in week.text
+
+
+def test_labels_cover_the_range_asked_even_with_young_data() -> None:
+    from webview.charts import nice_top, time_labels
+
+    until = T0 + timedelta(hours=24)
+    rows = [{"at": until - timedelta(minutes=2), "v": 3.0}, {"at": until, "v": 4.0}]  # two minutes of data
+    c = chart(rows, "v", T0, until, "CPU", "%")
+    assert c["x_labels"] == time_labels(T0, until) and len(c["x_labels"]) == 4
+    assert c["x_labels"][0] == T0.astimezone().strftime("%H:%M") and c["x_labels"][-1] == until.astimezone().strftime("%H:%M")
+    assert c["y_labels"] == ["5 %", "2.5 %", "0 %"]
+    xs = [float(p.split(",")[0]) for line in c["lines"] for p in line.split()]
+    assert min(xs) > WIDTH * 0.99  # drawn at the right end of the day, not stretched across it
+    assert [nice_top(v) for v in (0, 0.8, 9.5, 20, 95)] == [1.0, 1.0, 20, 25, 200]
+    week = time_labels(T0, T0 + timedelta(days=7))
+    assert len(week[0].split()) == 2  # "Tue 10:00": a day name on a week's chart

@@ -64,3 +64,12 @@ def test_a_config_error_event_names_the_file_and_line() -> None:
                                 "message": "70000 is not a port (1-65535)"}})
     assert w["title"] == "Your change to blog.toml has a mistake on line 3"
     assert "nothing was stopped" in w["text"] and w["details"] == "port: 70000 is not a port (1-65535)"
+
+
+def test_stopped_by_you_says_since_when() -> None:
+    w = server_words({"name": "a", "phase": "stopped", "reason": "stopped by operator", "stopped_by_operator": True,
+                      "ended_at": "2026-12-01T14:02:00+00:00"})
+    from datetime import datetime
+
+    local = datetime.fromisoformat("2026-12-01T14:02:00+00:00").astimezone().strftime("%H:%M")
+    assert w["status"] == "Stopped by you" and w["details"] == f"since {local} · stays stopped until you start it"
