@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -75,6 +76,8 @@ def own_db_gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
     """A gateway with its own embedded PostgreSQL in its data folder (the shared-database case)."""
     config = tmp_path / "gateway.d"
     config.mkdir()
+    low = random.randrange(10000, 32000 - 400, 400)  # a port range of its own, as the `gateway` fixture's
+    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
     gw = Gateway(config, tmp_path / "data", "", f"t_{uuid.uuid4().hex[:12]}")
     try:
         yield gw
@@ -107,7 +110,8 @@ def test_a_second_gateway_on_the_same_folder_touches_nothing(own_db_gateway: Gat
     assert (gw.data_dir / "gateway.url").read_text() == url
     assert EmbeddedPostgres(gw.data_dir).pid == postmaster
     now = gw.status()["web"]  # `gateway status` still reaches the first one
-    assert now["phase"] == "running" and now["pid"] == first["pid"] and now["restarts"] == 0
+    assert now["phase"] == "running" and now["pid"] == first["pid"] and now["restarts"] == 0, (
+        now, [(e["kind"], e["to_phase"], e["reason"]) for e in gw.events()])
     assert psutil.pid_exists(first["pid"])
     kinds = [e["kind"] for e in gw.events()]
     assert kinds.count("gateway_started") == 1 and "gateway_stopped" not in kinds
