@@ -83,4 +83,8 @@ def listen(rt: Any, request_stop: Callable[[bool | None], None]) -> None:
         except RuntimeError:  # the loop has closed: we are on the way out anyway
             pass
 
-    current().host_events(on_event)
+    try:
+        current().host_events(on_event)
+    except OSError as exc:  # e.g. Windows refused the console handler: run on, but say so
+        log.warning("cannot listen for session events (%s): closing the window or a shutdown ends the gateway "
+                    "without a clean stop", exc)
