@@ -4,6 +4,7 @@ alert, one `host_resumed` event, no failed check charged to availability."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -97,3 +98,17 @@ def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, 
     assert [e["kind"] for e in events].count("host_resumed") == 1
     assert not [e for e in events if e["at"] > after and e["server"] == "web"], "the server was touched"
     assert receiver.got == []
+
+
+async def test_cloudflared_not_ready_after_a_resume_is_restarted(tmp_path: Path) -> None:
+    rt = Runtime(tmp_path, tmp_path, lambda op: None)
+    rt.states["cloudflared"] = rt.state("cloudflared").advance(Phase.RUNNING, "test")
+    restarted: list[str] = []
+    watch = ResumeWatch(rt, restarted.append, tunnel_after=0.05)
+    watch.resumed(Gap(3600.0, True))
+    rt.update("cloudflared", health_failures=1, health_error="not ready: no connection to the edge")
+    await asyncio.gather(*list(rt.tasks))
+    assert restarted == ["cloudflared"]
+    watch.resumed(Gap(3600.0, True))  # ready this time: left alone
+    await asyncio.gather(*list(rt.tasks))
+    assert restarted == ["cloudflared"]
