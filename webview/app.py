@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from webview import account, api, doors, forms, pages, setup, signin, stream
+from webview import account, api, cloudflare, doors, forms, pages, setup, signin, stream
 from webview.access import Access
 from webview.auth import Authenticate, CsrfGuard
 from webview import settings_ops, settings_pages
@@ -44,7 +44,7 @@ def _local_names(daemon: Daemon) -> set[str]:
 
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched (the sign-in pages first)."""
-    return [*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    return [*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *cloudflare.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
 
 
 def create_app(daemon: Daemon) -> Starlette:

@@ -1,4 +1,4 @@
-"""A small client of Cloudflare's v4 API (httpx, loaded with this module, only when used).
+"""A small client of Cloudflare's v4 API (httpx, imported when a client is made).
 
 Why not the official ``cloudflare`` SDK: measured on this machine (bench/cloudflare_client.py),
 importing it and touching the four resources the gateway uses takes 2.0-3.0 s and 93 MB RSS
@@ -15,9 +15,10 @@ codes stay in its `detail`.
 from __future__ import annotations
 
 import re
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_API = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 50
@@ -57,6 +58,9 @@ def _denied(method: str, path: str, what: dict[str, str]) -> str:
 class Client:
     def __init__(self, base_url: str, token: str, *, timeout: float = 15.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        import httpx  # the daemon starts without it; only a Cloudflare call needs it
+
+        self._httpx = httpx
         self.base = base_url.rstrip("/")
         self.host = re.sub(r"^https?://", "", self.base).split("/", 1)[0]
         self.client = httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False,
@@ -76,7 +80,7 @@ class Client:
                        body: dict[str, Any] | None = None, what: dict[str, str] | None = None) -> dict[str, Any]:
         try:
             reply = await self.client.request(method, self.base + path, params=params, json=body)
-        except httpx.HTTPError as exc:
+        except self._httpx.HTTPError as exc:
             raise CloudflareError(f"cannot reach Cloudflare ({self.host}): check this laptop's internet "
                                   "connection", f"{method} {path}: cannot reach {self.base}: {exc}") from None
         try:

@@ -155,8 +155,30 @@ async def connect(client: Client, data_dir: Path, gateway_toml: Path, *, token: 
     token_path = folder / TOKEN_FILE
     write_secret(token_path, token.strip() + "\n")
     record(gateway_toml, creds["TunnelID"], cred_path, token_path, account["id"], api_url)
-    return Connected(account["id"], str(account.get("name") or account["id"]), creds["TunnelID"], name, created,
+    done = Connected(account["id"], str(account.get("name") or account["id"]), creds["TunnelID"], name, created,
                      cred_path, token_path, found.zones)
+    write_summary(data_dir, done)
+    return done
+
+
+SUMMARY = "cloudflare.json"
+
+
+def write_summary(data_dir: Path, done: Connected) -> None:
+    """What the page shows without asking Cloudflare again: account, tunnel, domains."""
+    import time
+
+    data = {"account_id": done.account_id, "account_name": done.account_name, "tunnel_id": done.tunnel_id,
+            "tunnel_name": done.tunnel_name, "zones": done.zones, "connected_at": time.time()}
+    write_secret(data_folder(data_dir) / SUMMARY, json.dumps(data, indent=2) + "\n")
+
+
+def read_summary(data_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((data_folder(data_dir) / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def record(gateway_toml: Path, tunnel_id: str, credentials: Path, token_file: Path, account_id: str,

@@ -13,6 +13,7 @@ from reconciler.state import Phase
 from reconciler.tunnel.connector import RESERVED
 from reconciler.tunnel import uplink
 from reconciler.tunnel.hook import memory_of, plan_of
+from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 
 TLS_NOTE = ("Cloudflare's edge serves each hostname over https with its own certificate: there are no "
             "certificate files to manage.")
@@ -22,7 +23,10 @@ def public_url(spec: ServerSpec | None) -> str | None:
     """https://HOSTNAME for a server with a (non-wildcard) domain."""
     if spec is None or spec.domain is None or spec.domain.hostname.startswith("*"):
         return None
-    return f"https://{spec.domain.hostname}"
+    try:
+        return f"https://{ascii_hostname(spec.domain.hostname)}"  # as routed: lower-case ASCII
+    except HostnameError:
+        return None
 
 
 def tunnel_view(rt: Any) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
     if st.phase is Phase.RUNNING and not st.health_failures and not st.health_error:
         return {**base, "state": "running", "summary": f"running: {len(plan.rules) - 1} routes, ready"}
     if rt.intents.get(RESERVED) == "stop" and st.phase in (Phase.STOPPED, Phase.STOPPING):
-        return {**base, "state": "stopped", "summary": "stopped by operator"}
+        return {**base, "state": "stopped", "summary": "stopped by you"}
     since = to_wall(up.since if up and up.since is not None else (st.exited_at or time.monotonic()))
     cause = (up.cause if up else None) or uplink.cause_of(rt)
     details = {"since": since, "cause": cause}

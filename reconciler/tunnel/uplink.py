@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from reconciler.events import EventKind
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
+from reconciler.tunnel import locate
 
 if TYPE_CHECKING:
     from reconciler.loop import Reconciler
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 RESERVED = "cloudflared"
 TICK = 1.0  # seconds between looks when nothing changes (the internet check has its own pace)
+INSTALLED_EVERY = 5  # ticks between looks for a cloudflared installed meanwhile
 _EXITED = (Phase.EXITED, Phase.BACKOFF)
 _ERROR_WORDS = (" ERR ", " FTL ", "error", "Error", "failed", "Failed", "Could not", "cannot", "refused")
 
@@ -140,10 +142,15 @@ def _clock(mono: float | None) -> str:
 async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | None]) -> None:
     """Look after every change of the runtime (a connector exit), and once a second."""
     rt = rec.rt
+    ticks = 0
     while True:
-        changed = rt.changed
+        changed, ticked = rt.changed, False
         try:
             await asyncio.wait_for(changed.wait(), TICK)
         except TimeoutError:
-            pass
-        step(rec, up, plan(), time.monotonic())
+            ticks, ticked = ticks + 1, True
+        current = plan()
+        step(rec, up, current, time.monotonic())
+        if ticked and ticks % INSTALLED_EVERY == 0 and current is not None and current.settings is not None \
+                and current.executable is None and locate.find(current.settings.cloudflared) is not None:
+            rec.mark_config_dirty()  # cloudflared was just installed: noticed without a restart

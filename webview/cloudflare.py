@@ -1,0 +1,127 @@
+"""The Cloudflare page: connect with one API token, then see the tunnel, its routes and what
+is missing, in words.
+
+GET /cloudflare: the state (connected to which account and tunnel, the domains, each
+server's public address; or the step to connect: a link that opens Cloudflare's token page
+with the permissions filled in, and what each permission is for), and cloudflared's
+install command when it is missing (noticed by itself once installed: the page asks
+/cloudflare/state.json every few seconds and reloads).
+POST /cloudflare/connect: token -> (account / existing tunnel to pick, when there is a choice)
+-> `reconciler.tunnel.connect.connect`; errors in words, Cloudflare's codes in "details".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.tunnel import locate
+from reconciler.tunnel.cfapi import DEFAULT_API, Client  # httpx itself is imported when a Client is made
+from reconciler.tunnel.connect import PERMISSIONS, ConnectError, connect, find, read_summary, template_url
+from reconciler.tunnel.hook import plan_of
+from reconciler.tunnel.status import public_url, tunnel_view
+from webview.render import daemon_of, login_required, redirect, render
+from webview.security import guard_post
+
+WINGET = "winget install --id Cloudflare.cloudflared"
+APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the new [tunnel]
+
+
+def _api_url(request: Request) -> str:
+    plan = plan_of(daemon_of(request).rt)
+    if plan is not None and plan.settings is not None and plan.settings.api_url != DEFAULT_API:
+        return plan.settings.api_url
+    return os.environ.get("GATEWAY_CLOUDFLARE_API") or DEFAULT_API
+
+
+def _cloudflared(request: Request) -> str | None:
+    plan = plan_of(daemon_of(request).rt)
+    configured = plan.settings.cloudflared if plan is not None and plan.settings is not None else None
+    found = locate.find(configured)
+    return str(found) if found else None
+
+
+def model(request: Request) -> dict[str, Any]:
+    daemon = daemon_of(request)
+    rt = daemon.rt
+    plan = plan_of(rt)
+    view = tunnel_view(rt)
+    summary = read_summary(daemon.settings.data_dir)
+    connected = plan is not None and plan.settings is not None
+    specs = daemon.reconciler.result.specs if daemon.reconciler.result else {}
+    routes = [{"server": r["server"], "url": public_url(specs.get(r["server"] or "")) or f"https://{r['hostname']}",
+               "path": r["path"]} for r in view.get("routes", [])]
+    errors = [str(e) for e in (plan.errors if plan else []) if "domain." in (e.key or "") or (e.key or "").startswith(
+        "tunnel")]
+    from reconciler.platform import current
+
+    return {
+        "connected": connected, "summary": summary, "view": view, "routes": routes, "errors": errors,
+        "cloudflared": _cloudflared(request), "windows": current().name == "windows", "winget": WINGET,
+        "install": locate.INSTALL, "template_url": template_url(), "permissions": [p[2] for p in PERMISSIONS],
+        "tunnel_id": plan.settings.id if connected and plan and plan.settings else None,
+    }
+
+
+@login_required
+async def page(request: Request) -> Response:
+    return render(request, "cloudflare.html", **model(request), step="token", error=None, detail=None)
+
+
+@login_required
+async def state(request: Request) -> Response:
+    """For the page's script: is cloudflared there now, and the tunnel's state."""
+    return JSONResponse({"cloudflared": _cloudflared(request), "state": tunnel_view(daemon_of(request).rt)["state"],
+                         "at": time.time()})
+
+
+async def connect_post(request: Request) -> Response:
+    _, form = await guard_post(request)
+    token = str(form.get("token", "")).strip()
+    account = str(form.get("account", "")).strip() or None
+    choice = str(form.get("tunnel", "")).strip()  # "" (not asked yet), "new", or an existing tunnel's id
+    if not token:
+        return _again(request, "Paste the API token first (the link above creates one).")
+    daemon = daemon_of(request)
+    api_url = _api_url(request)
+    try:
+        async with Client(api_url, token) as client:
+            found = await find(client, account)
+            if not choice and found.tunnels:  # there are tunnels already: ask which one (new by default)
+                return render(request, "cloudflare.html", **model(request), step="choose", token=token,
+                              account=found.account, tunnels=found.tunnels, error=None, detail=None)
+            done = await connect(client, daemon.settings.data_dir, daemon.settings.config_dir / "gateway.toml",
+                                 token=token, account_id=found.account["id"],
+                                 tunnel=None if choice in ("", "new") else choice, api_url=api_url)
+    except ConnectError as exc:
+        if exc.choices:
+            return render(request, "cloudflare.html", **model(request), step="account", token=token,
+                          accounts=exc.choices, error=str(exc), detail=exc.detail)
+        return _again(request, str(exc), exc.detail)
+    deadline = time.monotonic() + APPLY_WAIT  # the watcher loads gateway.toml: show the page once it has
+    while time.monotonic() < deadline:
+        plan = plan_of(daemon.rt)
+        if plan is not None and plan.settings is not None and plan.settings.id == done.tunnel_id:
+            break
+        await asyncio.sleep(0.05)
+    what = "made a new tunnel" if done.created else "using your tunnel"
+    return redirect(request, "/cloudflare", f"Connected to {done.account_name}: {what} “{done.tunnel_name}”. "
+                                            "The servers with a domain are reachable from outside as soon as the "
+                                            "tunnel is up.")
+
+
+def _again(request: Request, error: str, detail: str | None = None) -> Response:
+    return render(request, "cloudflare.html", status=422, **model(request), step="token", error=error, detail=detail)
+
+
+routes = [
+    Route("/cloudflare", page),
+    Route("/cloudflare/state.json", state),
+    Route("/cloudflare/connect", connect_post, methods=["POST"]),
+]
