@@ -109,7 +109,7 @@ def test_send_a_test_alert_from_the_events_page(web: Gateway, http: httpx.Client
     toml = web.config_dir / "gateway.toml"
     try:
         page = http.get("/events")
-        assert "No alert targets yet" in page.text
+        assert "No alert addresses yet" in page.text
         toml.write_text(f'[notify]\nurls = ["{receiver.url}"]\n')
         deadline = time.monotonic() + 10
         while "Send a test alert" not in http.get("/events").text:
