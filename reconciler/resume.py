@@ -56,6 +56,34 @@ def _words(seconds: float) -> str:
         else f"{seconds / 3600:.1f} h"
 
 
+async def nap(rt: Any, seconds: float) -> None:
+    """`asyncio.sleep(seconds)`, cut short by a resume: a health loop that naps with it checks
+    again at once after the laptop wakes (after a suspend the monotonic clock stood still, so a
+    plain sleep would still have most of its time to run). As cheap as asyncio.sleep."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_later(seconds, _wake, woken)
+    sleepers = _sleepers(rt)
+    sleepers.add(woken)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        sleepers.discard(woken)
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
+def _sleepers(rt: Any) -> set[asyncio.Future[None]]:
+    found = getattr(rt, "resume_sleepers", None)
+    if found is None:
+        found = rt.resume_sleepers = set()
+    return found  # type: ignore[no-any-return]
+
+
 def settling(rt: Any, now: float | None = None) -> bool:
     """Just after a resume: a failed check now says nothing about the server."""
     return float(getattr(rt, "settling_until", 0.0)) > (time.monotonic() if now is None else now)
@@ -91,6 +119,8 @@ class ResumeWatch:
         rt.event(EventKind.HOST_RESUMED, None, found.describe(),
                  detail={"seconds": found.seconds, "slept": found.slept, "settle": self.settle})
         rt.notify()  # the loop looks at everything now
+        for woken in list(_sleepers(rt)):  # and every check that naps (`nap`) runs now
+            _wake(woken)
         if self.restart is not None and TUNNEL in rt.states:
             rt.spawn_task(self._tunnel_check(self.resumes))
 

@@ -112,3 +112,17 @@ async def test_cloudflared_not_ready_after_a_resume_is_restarted(tmp_path: Path)
     watch.resumed(Gap(3600.0, True))  # ready this time: left alone
     await asyncio.gather(*list(rt.tasks))
     assert restarted == ["cloudflared"]
+
+
+async def test_a_resume_cuts_every_nap_short(tmp_path: Path) -> None:
+    from reconciler.resume import nap
+
+    rt = Runtime(tmp_path, tmp_path, lambda op: None)
+    naps = [asyncio.ensure_future(nap(rt, 3600.0)) for _ in range(3)]
+    short = asyncio.ensure_future(nap(rt, 0.01))
+    await asyncio.wait_for(short, 5)  # a nap ends by itself too
+    await asyncio.sleep(0)
+    assert not any(n.done() for n in naps) and len(rt.resume_sleepers) == 3
+    ResumeWatch(rt).resumed(Gap(600.0, True))
+    await asyncio.wait_for(asyncio.gather(*naps), 5)
+    assert rt.resume_sleepers == set()
