@@ -1,8 +1,8 @@
 """A small client of Cloudflare's v4 API (httpx, imported when a client is made).
 
 Why not the official ``cloudflare`` SDK: measured on this machine (bench/cloudflare_client.py),
-importing it and touching the four resources the gateway uses takes 2.0-3.0 s and 93 MB RSS
-in a fresh interpreter, against 0.3 s and 26 MB for httpx (bare Python: 8.6 MB); the gateway
+importing it and touching the four resources the gateway uses takes 2-5 s and 91-93 MB RSS
+in a fresh interpreter, against 0.26-0.35 s and 26 MB for httpx (bare Python: 8.6 MB); the gateway
 needs seven endpoints.
 
 Every answer is the v4 envelope ``{"success", "errors", "messages", "result", "result_info"}``;
