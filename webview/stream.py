@@ -71,23 +71,27 @@ async def stream(request: Request) -> StreamingResponse:
 
     async def events() -> AsyncIterator[str]:
         sent: dict[str, tuple[Any, ...]] = {}
+        stopping = asyncio.ensure_future(daemon.stop_event.wait())  # the stream ends when the gateway stops
         yield "retry: 3000\n: connected\n\n"
-        while not daemon.stop_event.is_set():
-            changed = daemon.rt.changed
-            out = []
-            cards = [card_view(daemon, name) for name in server_names(daemon)]
-            for view in cards:
-                key = _key(view)
-                if sent.get(view["name"]) != key:
-                    sent[view["name"]] = key
-                    out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
-            out.append(sse("stats", stats(cards)))
-            yield "".join(out)
-            try:
-                await asyncio.wait_for(changed.wait(), STATS_EVERY)
-                await asyncio.sleep(COALESCE)
-            except TimeoutError:
-                pass
+        try:
+            while not daemon.stop_event.is_set():
+                changed = asyncio.ensure_future(daemon.rt.changed.wait())
+                out = []
+                cards = [card_view(daemon, name) for name in server_names(daemon)]
+                for view in cards:
+                    key = _key(view)
+                    if sent.get(view["name"]) != key:
+                        sent[view["name"]] = key
+                        out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
+                out.append(sse("stats", stats(cards)))
+                yield "".join(out)
+                done, _ = await asyncio.wait({changed, stopping}, timeout=STATS_EVERY,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if changed in done:
+                    await asyncio.sleep(COALESCE)
+        finally:
+            stopping.cancel()
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})
