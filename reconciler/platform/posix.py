@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import psutil
 
-from reconciler.platform import HostEvent, alive, wait_in_thread
+from reconciler.platform import SYSTEM, HostEvent, alive, wait_in_thread
 
 # A spec's stop signal -> the POSIX signal. BREAK is the Windows graceful stop; here it means TERM.
 SIGNALS: dict[str, signal.Signals] = {
@@ -157,7 +157,9 @@ class PosixPlatform:
         return True  # each server leads its own session and process group (spawn_kwargs)
 
     def power_warnings(self) -> list[tuple[str, str]]:
-        return []  # systemd-logind's lid and idle actions are not read (yet)
+        from reconciler.platform.posix_power import read_warnings
+
+        return read_warnings(macos=SYSTEM == "macos")  # logind's lid and idle actions; pmset on a Mac
 
     def host_events(self, on_event: Callable[[HostEvent], None]) -> None:
         loop = asyncio.get_running_loop()

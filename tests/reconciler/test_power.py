@@ -72,3 +72,29 @@ def test_the_watch_records_each_finding_once(tmp_path: Path) -> None:
     assert rt.power_warnings == [{"text": plan[0][0], "fix": plan[0][1]}]
     alert = Classifier()(events[0])
     assert alert is not None and alert.kind == "battery" and "about 10 min" in alert.text
+
+
+def test_logind_lid_and_idle_actions() -> None:
+    from reconciler.platform.posix_power import LID_FIX, busctl_value, linux_warnings, logind_settings
+
+    shipped = (RECORDED / "logind.conf").read_text()  # everything commented out: the defaults
+    found = linux_warnings(logind_settings([shipped]), has_lid=True)
+    assert found == [("this laptop goes to sleep when its lid is closed, on power too: your servers will be "
+                      "unreachable with the lid closed", LID_FIX)]
+    assert linux_warnings(logind_settings([shipped]), has_lid=False) == []  # a desktop: no lid to close
+    fixed = logind_settings([shipped, "[Login]\nHandleLidSwitchExternalPower=ignore\n"])  # our drop-in, later
+    assert linux_warnings(fixed, has_lid=True) == []
+    idle = linux_warnings(logind_settings(["[Login]\nHandleLidSwitch=ignore\nIdleAction=suspend\n"]), True)
+    assert [text for text, _ in idle] == ["this computer goes to sleep after 30min without use: your servers will "
+                                          "be unreachable"]
+    assert busctl_value('s "suspend"\n') == "suspend" and busctl_value("Failed to connect to bus") is None
+
+
+def test_pmset_ac_sleep() -> None:
+    from reconciler.platform.posix_power import macos_warnings, pmset_ac
+
+    ac = pmset_ac((RECORDED / "pmset_custom.txt").read_text())
+    assert ac["sleep"].startswith("10") and ac["displaysleep"] == "10"
+    assert macos_warnings(ac) == [("this Mac goes to sleep after 10 min on power: your servers will be unreachable",
+                                   "sudo pmset -c sleep 0")]
+    assert macos_warnings({"sleep": "0"}) == []
