@@ -8,6 +8,8 @@ install command when it is missing (noticed by itself once installed: the page a
 /cloudflare/state.json every few seconds and reloads).
 POST /cloudflare/connect: token -> (account / existing tunnel to pick, when there is a choice)
 -> `reconciler.tunnel.connect.connect`; errors in words, Cloudflare's codes in "details".
+POST /cloudflare/alarm: the outside alarm (Cloudflare's tunnel health notification) by email
+or to an https webhook, with the token the gateway keeps.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from starlette.routing import Route
 
 from reconciler.tunnel import locate
 from reconciler.tunnel.cfapi import DEFAULT_API, Client  # httpx itself is imported when a Client is made
-from reconciler.tunnel.connect import PERMISSIONS, ConnectError, connect, find, read_summary, template_url
+from reconciler.tunnel.connect import (
+    PERMISSIONS,
+    ConnectError,
+    connect,
+    find,
+    read_summary,
+    set_alarm,
+    template_url,
+)
 from reconciler.tunnel.hook import plan_of
 from reconciler.tunnel.status import public_url, tunnel_view
 from webview.render import daemon_of, login_required, redirect, render
@@ -95,14 +105,15 @@ async def connect_post(request: Request) -> Response:
             found = await find(client, account)
             if not choice and found.tunnels:  # there are tunnels already: ask which one (new by default)
                 return render(request, "cloudflare.html", **model(request), step="choose", token=token,
-                              account=found.account, tunnels=found.tunnels, error=None, detail=None)
+                              account=found.account, tunnels=found.tunnels, error=None, detail=None,
+                              alarm=str(form.get("alarm", "")))
             done = await connect(client, daemon.settings.data_dir, daemon.settings.config_dir / "gateway.toml",
                                  token=token, account_id=found.account["id"],
                                  tunnel=None if choice in ("", "new") else choice, api_url=api_url)
     except ConnectError as exc:
         if exc.choices:
             return render(request, "cloudflare.html", **model(request), step="account", token=token,
-                          accounts=exc.choices, error=str(exc), detail=exc.detail)
+                          accounts=exc.choices, error=str(exc), detail=exc.detail, alarm=str(form.get("alarm", "")))
         return _again(request, str(exc), exc.detail)
     deadline = time.monotonic() + APPLY_WAIT  # the watcher loads gateway.toml: show the page once it has
     while time.monotonic() < deadline:
@@ -111,9 +122,36 @@ async def connect_post(request: Request) -> Response:
             break
         await asyncio.sleep(0.05)
     what = "made a new tunnel" if done.created else "using your tunnel"
-    return redirect(request, "/cloudflare", f"Connected to {done.account_name}: {what} “{done.tunnel_name}”. "
-                                            "The servers with a domain are reachable from outside as soon as the "
-                                            "tunnel is up.")
+    said = (f"Connected to {done.account_name}: {what} “{done.tunnel_name}”. The servers with a domain are "
+            "reachable from outside as soon as the tunnel is up.")
+    alarm_to = str(form.get("alarm", "")).strip()
+    if alarm_to:
+        said += " " + await _alarm(api_url, token, daemon.settings.data_dir, done.account_id, done.tunnel_id,
+                                   alarm_to)
+    return redirect(request, "/cloudflare", said)
+
+
+async def _alarm(api_url: str, token: str, data_dir: Any, account_id: str, tunnel_id: str, to: str) -> str:
+    try:
+        async with Client(api_url, token) as client:
+            return await set_alarm(client, data_dir, account_id, tunnel_id, to)
+    except ConnectError as exc:
+        return f"The outside alarm is not on: {exc}"
+
+
+async def alarm_post(request: Request) -> Response:
+    """Set up the outside alarm later, with the token the gateway keeps."""
+    _, form = await guard_post(request)
+    daemon = daemon_of(request)
+    plan = plan_of(daemon.rt)
+    settings = plan.settings if plan is not None else None
+    token = settings.api_token(os.environ) if settings is not None else None
+    uuid = settings.tunnel_uuid() if settings is not None else None
+    if settings is None or token is None or uuid is None or not settings.account_id:
+        return _again(request, "Connect Cloudflare first (below): the alarm is set up with the same token.")
+    said = await _alarm(_api_url(request), token, daemon.settings.data_dir, settings.account_id, uuid,
+                        str(form.get("alarm", "")))
+    return redirect(request, "/cloudflare", said)
 
 
 def _again(request: Request, error: str, detail: str | None = None) -> Response:
@@ -124,4 +162,5 @@ routes = [
     Route("/cloudflare", page),
     Route("/cloudflare/state.json", state),
     Route("/cloudflare/connect", connect_post, methods=["POST"]),
+    Route("/cloudflare/alarm", alarm_post, methods=["POST"]),
 ]

@@ -29,6 +29,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cn.add_argument("--token-file", help="read the API token from this file (default: asked for)")
     cn.add_argument("--account", help="the account id, when the token reaches several")
     cn.add_argument("--tunnel", help="use this existing tunnel (id or name), or create one with this name")
+    cn.add_argument("--alarm", help="also turn on the outside alarm: Cloudflare tells this email address (or "
+                    "https:// webhook) when the laptop cannot be reached")
     cn.add_argument("--api-url", default=None, help=argparse.SUPPRESS)
 
 
@@ -84,7 +86,7 @@ def _read_token(args: argparse.Namespace) -> str:
 def _connect(args: argparse.Namespace) -> int:
     from reconciler.tunnel.cfapi import DEFAULT_API
     from reconciler.tunnel.cfapi import Client as Cloudflare
-    from reconciler.tunnel.connect import ConnectError, connect
+    from reconciler.tunnel.connect import ConnectError, connect, set_alarm
 
     settings = resolve(args.config, args.data_dir)
     try:
@@ -97,10 +99,19 @@ def _connect(args: argparse.Namespace) -> int:
         return 2
     api_url = args.api_url or os.environ.get("GATEWAY_CLOUDFLARE_API") or DEFAULT_API
 
+    alarm: list[str] = []
+
     async def go() -> Any:
         async with Cloudflare(api_url, token) as client:
-            return await connect(client, settings.data_dir, settings.config_dir / "gateway.toml", token=token,
+            done = await connect(client, settings.data_dir, settings.config_dir / "gateway.toml", token=token,
                                  account_id=args.account, tunnel=args.tunnel, api_url=api_url)
+            if args.alarm:
+                try:
+                    alarm.append(await set_alarm(client, settings.data_dir, done.account_id, done.tunnel_id,
+                                                 args.alarm))
+                except ConnectError as exc:
+                    alarm.append(f"The outside alarm is not on: {exc}")
+            return done
 
     try:
         done = asyncio.run(go())
@@ -117,6 +128,8 @@ def _connect(args: argparse.Namespace) -> int:
     print(f"  recorded in {settings.config_dir / 'gateway.toml'} [tunnel]; the token is kept in {done.token_file}")
     print(f"  domains in this account: {', '.join(done.zones) or 'none (add one in Cloudflare first)'}")
     print("  from now on the gateway keeps the routes and DNS in step with gateway.d")
+    for line in alarm:
+        print(f"  {line}")
     return 0
 
 

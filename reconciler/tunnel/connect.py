@@ -190,3 +190,21 @@ def record(gateway_toml: Path, tunnel_id: str, credentials: Path, token_file: Pa
                                "api_token_file": str(token_file), "account_id": account_id,
                                "api_url": api_url if api_url.rstrip("/") != DEFAULT_API else DELETE}
     edit(gateway_toml, {"tunnel": changes})
+
+
+async def set_alarm(client: Client, data_dir: Path, account_id: str, tunnel_id: str, to: str) -> str:
+    """Set up the outside alarm (see `alarm`) and remember it for the page; returns the words
+    to show. Raises ConnectError in words (e.g. the token lacks Notifications edit)."""
+    from reconciler.tunnel.alarm import AlarmError, ensure
+
+    summary = read_summary(data_dir)
+    account = {"id": account_id, "name": summary.get("account_name") or account_id}
+    try:
+        made = await ensure(client, account, tunnel_id, to)
+    except AlarmError as exc:
+        raise ConnectError(str(exc)) from None
+    except CloudflareError as exc:
+        raise ConnectError(exc.words, exc.detail) from None
+    summary["alarm"] = {"to": made.to, "policy_id": made.policy_id}
+    write_secret(data_folder(data_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return f"Outside alarm on: Cloudflare tells {made.to} when this laptop cannot be reached."

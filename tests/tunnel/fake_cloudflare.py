@@ -5,7 +5,8 @@ requested resource, 81053 record exists, 7003 bad identifier).
 
 What it serves: GET /user/tokens/verify; GET /accounts; GET /zones (?name=, ?account.id=);
 GET/POST/PATCH/DELETE /zones/{z}/dns_records; GET/POST /accounts/{a}/cfd_tunnel and GET
-.../cfd_tunnel/{id}/token; GET/POST /accounts/{a}/alerting/v3/policies.
+.../cfd_tunnel/{id}/token; GET/POST /accounts/{a}/alerting/v3/policies and POST
+.../alerting/v3/destinations/webhooks.
 
 Tokens carry permissions: `tokens = {"tok789": {"zone", "dns", "tunnel", "notify"}}`; a call the
 token's permissions do not cover is a 403 with code 9109, as Cloudflare answers it.
@@ -37,6 +38,7 @@ class FakeCloudflare:
         self.records: dict[str, dict[str, Any]] = {}  # record id -> record (with "zone_id")
         self.tunnels: dict[str, dict[str, Any]] = {}  # tunnel id -> tunnel (with "account_id", "secret")
         self.policies: list[dict[str, Any]] = []
+        self.webhooks: list[dict[str, Any]] = []
         self.calls: list[tuple[str, str]] = []
         fake = self
 
@@ -153,6 +155,12 @@ class FakeCloudflare:
             return self._dns(method, parts, query, body, perms)
         if len(parts) >= 3 and parts[0] == "accounts" and parts[2] == "cfd_tunnel":
             return self._tunnels(method, parts, query, body, perms)
+        if len(parts) >= 3 and parts[0] == "accounts" and parts[2:6] == ["alerting", "v3", "destinations", "webhooks"]:
+            if "notify" not in perms:
+                return self._denied()
+            hook = {"id": uuid.uuid4().hex, "name": body.get("name"), "url": body.get("url")}
+            self.webhooks.append(hook)
+            return 200, {"id": hook["id"]}, None
         if len(parts) >= 3 and parts[0] == "accounts" and parts[2:5] == ["alerting", "v3", "policies"]:
             if "notify" not in perms:
                 return self._denied()

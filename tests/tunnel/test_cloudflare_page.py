@@ -85,6 +85,13 @@ def test_connect_on_the_page_then_routes_and_dns_follow(gateway: Gateway, monkey
             wait(lambda: "Reachable from outside" in http.get("/cloudflare").text, what="the page says reachable")
             assert "https://blog.example.com" in http.get("/cloudflare").text
 
+            # the outside alarm, with the token the gateway keeps
+            assert "Outside alarm: off" in http.get("/cloudflare").text
+            r = http.post("/cloudflare/alarm", data={"csrf": http.csrf, "alarm": "ada@example.com"})
+            assert r.status_code == 303 and "Outside alarm on" in r.headers.get("set-cookie", "").replace("%20", " ")
+            assert "Outside alarm: on" in http.get("/cloudflare").text
+            assert cf.policies[0]["filters"] == {"tunnel_id": [new]}
+
             # the server is deleted: its route goes, then the DNS record the gateway made for it
             (gateway.config_dir / "blog.toml").unlink()
             wait(lambda: not any(r["name"] == "blog.example.com" for r in list(cf.records.values())), timeout=30,

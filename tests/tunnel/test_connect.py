@@ -123,3 +123,32 @@ def test_template_url_fills_in_the_permissions():
         {"key": "argotunnel", "type": "edit"}, {"key": "zone_dns", "type": "edit"},
         {"key": "notification", "type": "edit"}]
     assert query["accountId"] == ["*"] and query["zoneId"] == ["all"]
+
+
+async def test_the_outside_alarm_once_per_tunnel_and_in_words(cf, home):
+    from reconciler.tunnel.connect import read_summary, set_alarm
+
+    account = cf.add_account("Ada's account")
+    async with Client(cf.url, cf.token) as client:
+        done = await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token=cf.token,
+                             api_url=cf.url)
+        said = await set_alarm(client, home / "data", account, done.tunnel_id, "ada@example.com")
+        assert said == "Outside alarm on: Cloudflare tells ada@example.com when this laptop cannot be reached."
+        await set_alarm(client, home / "data", account, done.tunnel_id, "ada@example.com")  # again: still one
+        [policy] = cf.policies
+        assert policy["alert_type"] == "tunnel_health_event" and policy["filters"] == {"tunnel_id": [done.tunnel_id]}
+        assert policy["mechanisms"] == {"email": [{"id": "ada@example.com"}]}
+        assert read_summary(home / "data")["alarm"]["to"] == "ada@example.com"
+        cf.policies.clear()
+        await set_alarm(client, home / "data", account, done.tunnel_id, "https://ntfy.sh/ada-secret")
+        assert cf.webhooks[0]["url"] == "https://ntfy.sh/ada-secret"
+        assert cf.policies[0]["mechanisms"] == {"webhooks": [{"id": cf.webhooks[0]["id"]}]}
+        with pytest.raises(ConnectError) as err:
+            await set_alarm(client, home / "data", account, done.tunnel_id, "ntfy://topic")
+        assert "neither an email address nor an https:// address" in str(err.value)
+    cf.tokens["no-notify"] = {"zone", "dns", "tunnel"}
+    async with Client(cf.url, "no-notify") as client:
+        with pytest.raises(ConnectError) as err:
+            await set_alarm(client, home / "data", account, done.tunnel_id, "ada@example.com")
+    assert str(err.value) == ("this token cannot set up notifications in the account Ada's account: add the "
+                              "Notifications edit permission (Account → Notifications → Edit)")
