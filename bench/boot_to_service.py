@@ -32,7 +32,6 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-
 from benchlib import CHILD, REPO, free_ports, stop_process  # bench/ is on sys.path when run as a script
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.events import EventKind
 from reconciler.platform import current
 from reconciler.settings import URL_FILE
-from reconciler.events import EventKind
 
 LOCK_FILE = "gateway.lock"
 
@@ -74,15 +74,15 @@ class InstanceLock:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by children (PEP 446)
         if not current().try_lock(fd):
-            note = _read(fd)
+            theirs = _read(fd)
             os.close(fd)
-            raise AlreadyRunning(self.data_dir, note)
+            raise AlreadyRunning(self.data_dir, theirs)
         self.fd = fd
         (self.data_dir / URL_FILE).unlink(missing_ok=True)  # a dead gateway's address: nobody answers there
         previous = self.previous = _read(fd)
         if previous.get("state") == "running":
             self.unclean = Unclean(previous.get("pid"), previous.get("started_at"))
-        note: dict[str, Any] = {"pid": os.getpid(), "started_at": datetime.now(timezone.utc).isoformat(),
+        note: dict[str, Any] = {"pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(),
                                 "state": "running"}
         if self.unclean is not None:
             note["recovered_from"] = {"pid": self.unclean.pid, "started_at": self.unclean.started_at}
@@ -97,7 +97,7 @@ class InstanceLock:
         if ran or self.unclean is None:
             note = _read(self.fd)
             note["state"] = "stopped"
-            note["stopped_at"] = datetime.now(timezone.utc).isoformat()
+            note["stopped_at"] = datetime.now(UTC).isoformat()
             self._write(note)
         else:
             self._write(self.previous)
@@ -108,7 +108,10 @@ class InstanceLock:
         assert self.fd is not None
         data = (json.dumps(note) + "\n").encode()
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0) if hasattr(os, "pwrite") else _write_at_start(self.fd, data)
+        if hasattr(os, "pwrite"):
+            os.pwrite(self.fd, data, 0)
+        else:
+            _write_at_start(self.fd, data)
         os.fsync(self.fd)  # a power cut right after must still find "running" (or "stopped")
 
 

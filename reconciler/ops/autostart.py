@@ -20,8 +20,19 @@ from pathlib import Path
 
 from reconciler.instance import holder, page_url
 from reconciler.ops.autostart_files import (  # noqa: F401 - re-exported: the public names of autostart
-    AT_BOOT, KINDS, LABEL, NAME, TASK_NS, Target, file_bytes, launchd_plist, schtasks_create_argv, systemd_unit,
-    unit_path, windowless_python, windows_task_xml,
+    AT_BOOT,
+    KINDS,
+    LABEL,
+    NAME,
+    TASK_NS,
+    Target,
+    file_bytes,
+    launchd_plist,
+    schtasks_create_argv,
+    systemd_unit,
+    unit_path,
+    windowless_python,
+    windows_task_xml,
 )
 from reconciler.platform import SYSTEM
 

@@ -17,7 +17,6 @@ from typing import Any, BinaryIO, Literal, Protocol
 
 import psutil
 
-
 # What the OS told the gateway about its session (see `Platform.host_events`):
 # interrupt (Ctrl-C), terminate (SIGTERM: `kill`, systemd stop, logout, shutdown), hangup (the
 # terminal closed), close (the console window closed), logoff, shutdown (Windows' own events).

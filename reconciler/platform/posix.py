@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import sys
 import os
 import select
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path

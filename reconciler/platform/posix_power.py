@@ -51,14 +51,14 @@ def linux_warnings(settings: dict[str, str], has_lid: bool) -> list[tuple[str, s
     out = []
     lid = lid_on_power(settings)
     if has_lid and lid in SLEEPS:
-        out.append((f"this laptop {SLEEPS[lid]} when its lid is closed, on power too: your servers will be "
-                    "unreachable with the lid closed", LID_FIX))
+        out.append(((f"this laptop {SLEEPS[lid]} when its lid is closed, on power too: your servers will be "
+                     "unreachable with the lid closed"), LID_FIX))
     idle = settings.get("IdleAction", "ignore")
     if idle in SLEEPS:
         after = settings.get("IdleActionSec", "30min")
         out.append((f"this computer {SLEEPS[idle]} after {after} without use: your servers will be unreachable",
-                    "set IdleAction=ignore in /etc/systemd/logind.conf, then: sudo systemctl kill -s HUP "
-                    "systemd-logind"))
+                    ("set IdleAction=ignore in /etc/systemd/logind.conf, then: sudo systemctl kill -s HUP "
+                     "systemd-logind")))
     return out
 
 

@@ -22,8 +22,8 @@ QUERIES = (["powercfg", "/query", "SCHEME_CURRENT", "SUB_SLEEP", "STANDBYIDLE"],
            ["powercfg", "/query", "SCHEME_CURRENT", "SUB_BUTTONS", "LIDACTION"])
 LID_ACTIONS = {1: "goes to sleep", 2: "hibernates", 3: "shuts down"}
 
-_SETTING = re.compile(r"\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b", re.I)
-_HEX = re.compile(r":\s*0x([0-9a-f]+)\s*$", re.I)
+_SETTING = re.compile(r"\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b", re.IGNORECASE)
+_HEX = re.compile(r":\s*0x([0-9a-f]+)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

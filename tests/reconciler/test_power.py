@@ -9,7 +9,13 @@ from typing import Any
 
 from reconciler.ops.notify import Classifier
 from reconciler.platform.windows_power import (
-    HIBERNATEIDLE, LIDACTION, STANDBYIDLE, PowerSetting, PowerWarning, parse_query, warnings,
+    HIBERNATEIDLE,
+    LIDACTION,
+    STANDBYIDLE,
+    PowerSetting,
+    PowerWarning,
+    parse_query,
+    warnings,
 )
 from reconciler.power import Battery, BatteryAlarm, PowerWatch
 from reconciler.runtime import Runtime
@@ -79,14 +85,14 @@ def test_logind_lid_and_idle_actions() -> None:
 
     shipped = (RECORDED / "logind.conf").read_text()  # everything commented out: the defaults
     found = linux_warnings(logind_settings([shipped]), has_lid=True)
-    assert found == [("this laptop goes to sleep when its lid is closed, on power too: your servers will be "
-                      "unreachable with the lid closed", LID_FIX)]
+    assert found == [(("this laptop goes to sleep when its lid is closed, on power too: your servers will be "
+                       "unreachable with the lid closed"), LID_FIX)]
     assert linux_warnings(logind_settings([shipped]), has_lid=False) == []  # a desktop: no lid to close
     fixed = logind_settings([shipped, "[Login]\nHandleLidSwitchExternalPower=ignore\n"])  # our drop-in, later
     assert linux_warnings(fixed, has_lid=True) == []
     idle = linux_warnings(logind_settings(["[Login]\nHandleLidSwitch=ignore\nIdleAction=suspend\n"]), True)
-    assert [text for text, _ in idle] == ["this computer goes to sleep after 30min without use: your servers will "
-                                          "be unreachable"]
+    assert [text for text, _ in idle] == [("this computer goes to sleep after 30min without use: your servers "
+                                           "will be unreachable")]
     assert busctl_value('s "suspend"\n') == "suspend" and busctl_value("Failed to connect to bus") is None
 
 

@@ -13,7 +13,7 @@ import psutil
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_children import gone
 from tests.fix_gateway import Gateway
-from tests.reconciler.test_instance import HTTP, own_db_gateway  # noqa: F401 - the fixture
+from tests.reconciler.test_instance import HTTP
 
 NAMES = ("a", "b", "c")
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from reconciler.ops.notify import Classifier
 from reconciler.resume import JUMP, Gap, ResumeWatch, gap, settling
@@ -64,7 +63,7 @@ def _samples(gw: Gateway, server: str) -> list[tuple[Any, bool]]:
         return conn.execute("SELECT at, ok FROM health_samples WHERE server = %s ORDER BY at", (server,)).fetchall()
 
 
-def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, receiver: Receiver) -> None:
+def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, receiver: Receiver) -> None:  # noqa: F811
     toml = gateway.config_dir / "gateway.toml"
     toml.write_text(toml.read_text() + f'[notify]\nurls = ["{receiver.url}"]\ngroup = "100ms"\nmin_interval = "0s"\n')
     gateway.write("web", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
