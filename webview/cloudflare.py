@@ -91,6 +91,12 @@ async def state(request: Request) -> Response:
                          "at": time.time()})
 
 
+@login_required
+async def zones(request: Request) -> Response:
+    """The account's domains (as found when connecting), for the add/edit form's suggestions."""
+    return JSONResponse({"zones": list(read_summary(daemon_of(request).settings.data_dir).get("zones") or [])})
+
+
 async def connect_post(request: Request) -> Response:
     _, form = await guard_post(request)
     token = str(form.get("token", "")).strip()
@@ -161,6 +167,7 @@ def _again(request: Request, error: str, detail: str | None = None) -> Response:
 routes = [
     Route("/cloudflare", page),
     Route("/cloudflare/state.json", state),
+    Route("/cloudflare/zones.json", zones),
     Route("/cloudflare/connect", connect_post, methods=["POST"]),
     Route("/cloudflare/alarm", alarm_post, methods=["POST"]),
 ]

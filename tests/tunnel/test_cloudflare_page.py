@@ -85,6 +85,10 @@ def test_connect_on_the_page_then_routes_and_dns_follow(gateway: Gateway, monkey
             wait(lambda: "Reachable from outside" in http.get("/cloudflare").text, what="the page says reachable")
             assert "https://blog.example.com" in http.get("/cloudflare").text
 
+            # the add/edit form suggests a name in each of the account's domains
+            assert http.get("/cloudflare/zones.json").json() == {"zones": ["example.com"]}
+            assert 'list="cf-zones"' in http.get("/new").text
+
             # the outside alarm, with the token the gateway keeps
             assert "Outside alarm: off" in http.get("/cloudflare").text
             r = http.post("/cloudflare/alarm", data={"csrf": http.csrf, "alarm": "ada@example.com"})
