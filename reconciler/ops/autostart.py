@@ -130,6 +130,9 @@ def install(target: Target, *, kind: str | None = None, home: Path | None = None
                      "register a task that starts at boot; no password is stored")
     if not write:
         return Outcome(path, argvs, notes, content)
+    if activate and system != os_kind():
+        raise AutostartError(f"--kind {kind} is for {system}; this is {os_kind()} (one of "
+                             f"{', '.join(KINDS[os_kind()])}; --print shows any kind's file)")
     if needs_root(kind) and hasattr(os, "geteuid") and os.geteuid() != 0 and root == Path("/"):
         raise AutostartError(f"--kind {kind} writes {path}: run it as root, e.g. sudo {target.python} -m reconciler "
                              f"autostart install --kind {kind} --config {target.config_dir} --data-dir {target.data_dir}")
@@ -142,11 +145,14 @@ def install(target: Target, *, kind: str | None = None, home: Path | None = None
 
 def remove(target: Target, *, kind: str | None = None, home: Path | None = None, root: Path = Path("/"),
            activate: bool = True, write: bool = True) -> Outcome:
-    kind = check_kind(_system_of(kind), kind)
+    system = _system_of(kind)
+    kind = check_kind(system, kind)
     path = unit_path(kind, home or Path.home(), target.data_dir, root)
     argvs = commands(kind, "remove", path)
     if not write:
         return Outcome(path, argvs, [])
+    if activate and system != os_kind():
+        raise AutostartError(f"--kind {kind} is for {system}; this is {os_kind()}")
     if activate and path.exists():
         _run(argvs[:1], check=False)
     path.unlink(missing_ok=True)

@@ -142,6 +142,16 @@ def test_cli_print_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "home").exists() and not (tmp_path / "data").exists()
 
 
+def test_a_kind_of_another_os_is_refused_unless_printed(tmp_path: Path) -> None:
+    other = next(kind for system, kinds in a.KINDS.items() if system != a.os_kind() for kind in kinds)
+    target = a.Target(Path(sys.executable), tmp_path / "gateway.d", tmp_path / "data")
+    with pytest.raises(a.AutostartError, match=f"--kind {other} is for"):
+        a.install(target, kind=other, home=tmp_path)
+    assert not (tmp_path / "data").exists() and a.install(target, kind=other, write=False).content
+    with pytest.raises(a.AutostartError, match="not a kind on"):
+        a.check_kind(a.os_kind(), "nonsense")
+
+
 def test_status_says_when_a_gateway_runs_on_the_folder(tmp_path: Path) -> None:
     target = a.Target(Path(sys.executable), tmp_path / "gateway.d", tmp_path / "data")
     assert a.status(target, home=tmp_path, root=tmp_path, ask=False)[-1].startswith("gateway running now: no")
