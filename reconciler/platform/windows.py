@@ -199,7 +199,9 @@ class WindowsPlatform:
         import ctypes
 
         # GetTickCount64 counts through sleep and hibernation (QueryUnbiasedInterruptTime does not)
-        return float(ctypes.windll.kernel32.GetTickCount64()) / 1000.0  # type: ignore[attr-defined]
+        ticks = ctypes.windll.kernel32.GetTickCount64  # type: ignore[attr-defined]
+        ticks.restype = ctypes.c_uint64  # ctypes' default, a C int, would cut it to 32 bits (49 days)
+        return float(ticks()) / 1000.0
 
     def power_warnings(self) -> list[tuple[str, str]]:
         from reconciler.platform.windows_power import read_warnings
