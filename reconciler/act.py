@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from reconciler import observe
-from reconciler.actions import Action, Forget, Mark, Reason, Start, Stop
+from reconciler.actions import Action, Forget, Mark, Promote, Reason, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
@@ -41,6 +41,33 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
             _escalate(rt, action.name, action.failures)
     elif isinstance(action, Forget):
         rt.forget(action.name)
+    elif isinstance(action, Promote):
+        _promote(rt, action)
+    elif isinstance(action, RollBack):
+        _roll_back(rt, action, actor)
+
+
+def _promote(rt: Runtime, action: Promote) -> None:
+    """The running version passed its probation: remember it as the last good one."""
+    name, spec = action.name, action.spec
+    rt.last_good[name] = spec
+    rt.put({"op": "good", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
+    if action.changed:
+        rt.event(EventKind.CHANGE_APPLIED, name, f"your change is in force: it ran well for {spec.restart.probation:g}s",
+                 detail={"hash": spec.runtime_hash()})
+    rt.notify()
+
+
+def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
+    """Remember the failed change (it is not tried again by itself); a Start of the last
+    good version follows in the same plan."""
+    name = action.name
+    rt.failed[name] = action.failed_hash
+    rt.failed_why[name] = action.detail
+    rt.put({"op": "rollout_failed", "name": name, "hash": action.failed_hash, "why": action.detail})
+    rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {action.detail}; "
+             "the previous version runs again", actor=actor,
+             detail={"failed_hash": action.failed_hash, "why": action.detail})
 
 
 def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
@@ -61,12 +88,12 @@ def child_env(spec: ServerSpec, port: int | None) -> dict[str, str]:
     return env
 
 
-def child_cwd(rt: Runtime, spec: ServerSpec) -> str:
+def child_cwd(config_dir: Path, spec: ServerSpec) -> str:
     """A relative `cwd` is relative to the config folder, which is also the default."""
     if spec.cwd is None:
-        return str(rt.config_dir)
+        return str(config_dir)
     path = Path(spec.cwd).expanduser()
-    return str(path if path.is_absolute() else rt.config_dir / path)
+    return str(path if path.is_absolute() else config_dir / path)
 
 
 def log_path(rt: Runtime, name: str) -> Path:
@@ -99,7 +126,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
         child = await Child.spawn(
             command_argv(spec, port),
             shell=spec.shell,
-            cwd=child_cwd(rt, spec),
+            cwd=child_cwd(rt.config_dir, spec),
             env=child_env(spec, port),
             log_path=log_path(rt, name),
         )
@@ -132,6 +159,7 @@ def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, a
     rt.set_phase(
         name, P.ERROR, Reason.START_FAILED, actor=actor, detail=f"{why}; next try in {delay:.0f}s",
         next_try_at=now + delay, failures=failures, pid=None, create_time=None,
+        spec_hash=spec.runtime_hash(),  # the version that could not start (a change is rolled back)
     )
     rt.event(EventKind.ERROR, name, why, detail={"failures": failures, **(detail or {})})
     if failures == spec.restart.alert_after:

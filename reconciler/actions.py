@@ -52,5 +52,26 @@ class Forget:
     reason: Reason = Reason.DELETE
 
 
-Action = Start | Stop | Mark | Forget
-__all__ = ["Action", "Forget", "Mark", "Reason", "Start", "Stop"]
+@dataclass(frozen=True)
+class Promote:
+    """The running version has passed its probation: it is the server's last good one now."""
+
+    name: str
+    spec: ServerSpec
+    reason: Reason = Reason.PROMOTED
+    changed: bool = False  # it replaced an earlier good version (a change that is now in force)
+
+
+@dataclass(frozen=True)
+class RollBack:
+    """A changed version failed before its probation was over: remember its runtime hash
+    (never tried again by itself) and why; a Start of the last good version follows."""
+
+    name: str
+    failed_hash: str
+    detail: str
+    reason: Reason = Reason.ROLLBACK
+
+
+Action = Start | Stop | Mark | Forget | Promote | RollBack
+__all__ = ["Action", "Forget", "Mark", "Promote", "Reason", "RollBack", "Start", "Stop"]

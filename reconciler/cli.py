@@ -37,9 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true")
     st = sub.add_parser("status", parents=[common], help="show every server")
     st.add_argument("--json", action="store_true")
-    for verb in ("start", "stop", "restart", "kill"):
-        p = sub.add_parser(verb, parents=[common], help="force-kill servers (no graceful stop)" if verb == "kill"
-                           else f"{verb} servers")
+    for verb in ("start", "stop", "restart", "kill", "retry"):
+        p = sub.add_parser(verb, parents=[common], help={
+            "kill": "force-kill servers (no graceful stop)",
+            "retry": "try a change that was rolled back once more"}.get(verb, f"{verb} servers"))
         p.add_argument("names", nargs="*", metavar="NAME")
         p.add_argument("--group", metavar="G")
         p.add_argument("--all", action="store_true")
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("-n", "--lines", type=int, default=50)
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("--grep", metavar="REGEX", help="only the lines matching REGEX")
+    tr = sub.add_parser("try", parents=[common], help="run a server file once on a scratch port and say how it went")
+    tr.add_argument("file", help="a server's .toml file (saved or not yet in the folder)")
     ck = sub.add_parser("check", parents=[common], help="validate a server folder offline")
     ck.add_argument("dir", nargs="?")
     ev = sub.add_parser("events", parents=[common], help="show recorded transitions")
@@ -245,6 +248,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_try(args: argparse.Namespace) -> int:
+    from reconciler.config import load_file
+    from reconciler.trial import try_spec
+
+    path = Path(args.file)
+    loaded = load_file(path)
+    if isinstance(loaded, list):
+        for err in loaded:
+            print(err)
+        return 2
+    config_dir = Path(args.config) if args.config else path.resolve().parent
+    log = default_data_dir(args.data_dir) / "logs" / f"try-{loaded.name}.log"
+    print(f"trying {loaded.name} (on a scratch port, for up to its start period; the running version is untouched)")
+    verdict = asyncio.run(try_spec(loaded, config_dir, log, lambda line: print(f"  | {line}", flush=True)))
+    print(("ok: " if verdict.ok else "failed: ") + verdict.text)
+    return 0 if verdict.ok else 1
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     # one more than asked: whether there are more to say so
     rows = _client(args).events(server=args.name, since=args.since, kind=args.kind, limit=args.limit + 1)
@@ -298,6 +319,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control, "kill": _control,
+    "retry": _control, "try": cmd_try,
     "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user, **ops_cli.COMMANDS,
     "tunnel": tunnel_cli.cmd_tunnel,
 }

@@ -506,7 +506,7 @@ def _line_of(path: str, keys: tuple[str, ...]) -> int | None:
 
 
 # --- writing -------------------------------------------------------------------------------
-_DURATION_KEYS = {"interval", "timeout", "start_period", "backoff_start", "backoff_max", "backoff_reset"}
+_DURATION_KEYS = {"interval", "timeout", "start_period", "backoff_start", "backoff_max", "backoff_reset", "probation"}
 
 
 def spec_to_toml(spec: ServerSpec) -> str:
@@ -515,11 +515,12 @@ def spec_to_toml(spec: ServerSpec) -> str:
     if spec.health is not None:
         data["health"] = spec.health.model_dump(mode="json", exclude_defaults=True)
         data["health"]["type"] = spec.health.type
-    return tomli_w.dumps(_format_durations(data))
+    return tomli_w.dumps(format_durations(data))
 
 
-def _format_durations(data: Any) -> Any:
+def format_durations(data: Any) -> Any:
+    """Seconds back to duration strings (a spec's JSON, as PostgreSQL keeps it, validates again)."""
     if isinstance(data, dict):
         return {k: (format_duration(v) if k in _DURATION_KEYS and isinstance(v, (int, float))
-                    else _format_durations(v)) for k, v in data.items()}
+                    else format_durations(v)) for k, v in data.items()}
     return data

@@ -21,6 +21,7 @@ from reconciler.events import EventKind
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
 from reconciler.platform import current, desktop
+from reconciler.remembered import restore
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
 from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
@@ -98,7 +99,8 @@ class Daemon:
         self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
         self.rt.ports.update(ports)
         self.reconciler = Reconciler(self.rt, settings.config_dir)
-        adopted = await self.reconciler.start(rows)
+        fallback = restore(self.rt, await self.store.load_rollouts(), await self.store.load_applied_specs())
+        adopted = await self.reconciler.start(rows, fallback)
         result = self.reconciler.result
         assert result is not None
         self.rt.event(EventKind.GATEWAY_STARTED, None, f"{len(result.specs)} servers, {len(adopted)} adopted")

@@ -50,6 +50,8 @@ class EventKind(StrEnum):
     BACKUP_WRITTEN = "backup_written"
     BACKUP_FAILED = "backup_failed"
     CONFIG_WRITTEN = "config_written"  # the page wrote a file
+    ROLLED_BACK = "rolled_back"  # a change failed before its probation was over; detail: failed_hash, why
+    CHANGE_APPLIED = "change_applied"  # a changed version passed its probation: it is the last good one
 
     @property
     def warning(self) -> bool:
@@ -65,7 +67,7 @@ K = EventKind
 _WARNINGS = frozenset({
     K.ERROR, K.ESCALATED, K.STOP_ESCALATED, K.HEALTH_FAILED, K.NOT_ADOPTED, K.INTERNAL_ERROR,
     K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED,
-    K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED, K.BATTERY_LOW, K.POWER_SETTINGS,
+    K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED, K.ROLLED_BACK, K.BATTERY_LOW, K.POWER_SETTINGS,
 })
 _ALERTS: dict[EventKind, str] = {
     K.ESCALATED: "down",
@@ -73,6 +75,7 @@ _ALERTS: dict[EventKind, str] = {
     K.HEALTH_FAILED: "health",
     K.DATABASE_EXITED: "database",
     K.TUNNEL_OFFLINE: "tunnel",
+    K.ROLLED_BACK: "rollback",
     K.SYNC_FAILED: "sync",
     K.BATTERY_LOW: "battery",
 }

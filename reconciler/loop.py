@@ -38,6 +38,7 @@ class Reconciler:
         self.last_plan = Plan()
         self.passes = 0  # completed reconcile passes: commands wait for one after them
         self.loaded_at = 0.0  # when the folder was last read
+        self.last_known: dict[str, Any] = {}  # every server's last loaded spec, also once its file is gone
 
     # --- inputs -----------------------------------------------------------------------
     def mark_config_dirty(self) -> None:
@@ -55,6 +56,7 @@ class Reconciler:
         result = await with_tunnel(self, result)  # + the cloudflared connector when [tunnel] is set
         self.result = result
         self.rt.specs = result.specs
+        self.last_known.update(result.specs)
         self._record_config(previous, result)
         return result
 
@@ -78,14 +80,20 @@ class Reconciler:
     def desired(self) -> Desired:
         assert self.result is not None
         stopped = frozenset(n for n, i in self.rt.intents.items() if i == "stop")
-        return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range))  # type: ignore[arg-type]
+        rt = self.rt
+        return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range),  # type: ignore[arg-type]
+                       last_good=dict(rt.last_good), failed=dict(rt.failed), last_known=dict(self.last_known))
 
     def observed(self) -> Observed:
         return Observed(dict(self.rt.states), dict(self.rt.ports), frozenset(self.rt.busy_ports))
 
     # --- the loop -----------------------------------------------------------------------
-    async def start(self, rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        """Adopt what a previous gateway left running, then load the folder."""
+    async def start(self, rows: Mapping[str, Mapping[str, Any]],
+                    fallback: Mapping[str, Any] | None = None) -> list[str]:
+        """Load the folder, then adopt what a previous gateway left running. `fallback`: the
+        version of each server PostgreSQL remembers, in force while its file does not load."""
+        if fallback:
+            self.result = LoadResult(specs=dict(fallback))
         await self.load_config()
         assert self.result is not None
         return observe.adopt(self.rt, rows, self.result.specs)
@@ -153,6 +161,10 @@ class Reconciler:
                     child = rt.children.get(name)
                     if child is not None and rt.state(name).phase is P.STOPPING:
                         child.kill()  # a graceful stop is under way: end it now
+            elif verb == "retry":  # try the change that was rolled back once more
+                if rt.failed.pop(name, None) is not None:
+                    rt.failed_why.pop(name, None)
+                    rt.put({"op": "rollout_clear", "name": name})
             else:
                 if rt.intents.pop(name, None) is not None:
                     rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})

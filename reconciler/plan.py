@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from reconciler.actions import Action, Forget, Mark, Reason, Start, Stop
+from reconciler.actions import Action, Forget, Mark, Promote, Reason, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.ports import NoFreePort, choose_port
+from reconciler.rollout import in_force, is_trial, promotion_due, rollback_target
 from reconciler.spec import ServerSpec
 from reconciler.state import Desired, Observed, Phase, ServerState
 
@@ -38,6 +39,8 @@ def plan(desired: Desired, observed: Observed, now: float) -> Plan:
     actions: list[Action] = []
     wakes: list[float] = []
     waiting: dict[str, str] = {}
+    # a change that failed and was rolled back is not what runs: the last good version is
+    desired = replace(desired, specs={name: s for name in desired.specs if (s := in_force(name, desired))})
     for name in sorted(set(desired.specs) | set(observed.servers)):
         spec = desired.specs.get(name)
         state = observed.servers.get(name, ServerState(name))
@@ -78,7 +81,7 @@ def _plan_one(
             dependents = _dependents_going(name, desired, observed)
             if dependents:
                 return [], None, f"waiting for {', '.join(dependents)} to stop first"
-        return _plan_alive(state, spec, why_not, now)
+        return _plan_alive(state, spec, why_not, desired, now)
     if state.phase is P.EXITED:
         return _plan_exited(state, spec, why_not, desired, observed, now)
     return _plan_idle(name, state, spec, why_not, desired, observed, now)
@@ -89,14 +92,18 @@ def _stop(spec: ServerSpec | None, name: str, reason: Reason, then: Phase = P.ST
     return Stop(name, reason, signal, timeout, then, detail)
 
 
-def _plan_alive(state: ServerState, spec: ServerSpec | None, why_not: Reason | None, now: float) -> _Result:
+def _plan_alive(
+    state: ServerState, spec: ServerSpec | None, why_not: Reason | None, desired: Desired, now: float
+) -> _Result:
     name = state.name
     # stops that are not failures: a run that was healthy for `backoff_reset` clears the count
     failures = _count_after_run(state, spec, now)
     if why_not is Reason.OPERATOR_STOP and state.kill_requested:
         return [Stop(name, Reason.OPERATOR_KILL, "KILL", 0.0, failures=failures)], None, ""
     if why_not is not None or spec is None:
-        return [replace(_stop(spec, name, why_not or Reason.DELETE), failures=failures)], None, ""
+        # a deleted file's server stops with the settings it last had, not the defaults
+        last = spec or desired.last_known.get(name)
+        return [replace(_stop(last, name, why_not or Reason.DELETE), failures=failures)], None, ""
     if state.spec_hash != spec.runtime_hash():
         return [replace(_stop(spec, name, Reason.CHANGE), failures=failures)], None, ""
     if state.restart_requested:
@@ -119,6 +126,12 @@ def _plan_alive(state: ServerState, spec: ServerSpec | None, why_not: Reason | N
         if state.health_error:
             detail += f": {state.health_error}"
         return [_stop(spec, name, Reason.UNHEALTHY, P.EXITED, detail)], None, ""
+    good = desired.last_good.get(name)
+    if good is None or is_trial(name, state, desired):  # not yet the last good version
+        due = promotion_due(state, spec)
+        if due is not None and now >= due:
+            return [Promote(name, spec, changed=good is not None)], None, ""
+        return [], due, ""
     return [], None, ""
 
 
@@ -133,6 +146,9 @@ def _plan_exited(
     name = state.name
     if why_not is not None or spec is None:
         return [Mark(name, P.STOPPED, why_not or Reason.DELETE)], None, ""
+    rolled = _roll_back(name, spec, state, desired, observed, now)
+    if rolled is not None:
+        return rolled
     backoff = Backoff.of(spec.restart)
     ended = state.exited_at if state.exited_at is not None else now
     failures = backoff.failures_after_exit(state.failures, state.healthy_since, ended)
@@ -168,6 +184,10 @@ def _plan_idle(
         if state.phase is not P.STOPPED:
             return [Mark(name, P.STOPPED, why_not or Reason.DELETE)], None, ""
         return [], None, ""
+    if state.phase is P.ERROR:  # a change that could not even start goes back at once
+        rolled = _roll_back(name, spec, state, desired, observed, now)
+        if rolled is not None:
+            return rolled
     if state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None and state.next_try_at > now:
         return [], state.next_try_at, ""
     blocked = _blocked_by(spec, observed)
@@ -197,6 +217,18 @@ def _start(
         return [Mark(spec.name, P.ERROR, Reason.NO_FREE_PORT, detail, next_try_at=retry_at, failures=count,
                      escalate=count == spec.restart.alert_after)], retry_at, ""
     return [Start(spec.name, spec, port, reason, failures=failures, escalate=escalate)], None, ""
+
+
+def _roll_back(
+    name: str, spec: ServerSpec, state: ServerState, desired: Desired, observed: Observed, now: float
+) -> _Result | None:
+    """The change on probation failed: remember it, and start the last good version."""
+    good = rollback_target(name, spec, state, desired)
+    if good is None or state.spec_hash is None:
+        return None
+    back = replace(desired, specs={**desired.specs, name: good})
+    acts, wake, wait = _start(good, Reason.ROLLBACK, back, observed, now, failures=0)
+    return [RollBack(name, state.spec_hash, state.reason or "it failed"), *acts], wake, wait
 
 
 def _count_after_run(state: ServerState, spec: ServerSpec | None, now: float) -> int | None:

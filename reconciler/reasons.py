@@ -30,4 +30,5 @@ class Reason(StrEnum):
     DEPENDENCY = "waiting for a dependency"
     SHUTDOWN = "gateway stopping"
     ADOPTED = "adopted after a gateway restart"
-    LEFTOVERS = "ended what was left of its process tree"
+    ROLLBACK = "the change failed; running the last good version"
+    PROMOTED = "the change ran well through its probation"

@@ -43,6 +43,11 @@ class Runtime:
         self.ports: dict[str, int] = {}
         self.busy_ports: set[int] = set()
         self.intents: dict[str, str] = {}
+        # rollouts (reconciler/rollout.py), loaded from PostgreSQL at start: the last good
+        # version of each server, and a failed change's runtime hash with why it failed
+        self.last_good: dict[str, Any] = {}
+        self.failed: dict[str, str] = {}
+        self.failed_why: dict[str, str] = {}
         self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
         self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
         self.host: dict[str, Any] = {}  # latest host figures
@@ -141,6 +146,9 @@ class Runtime:
         self.ports.pop(name, None)
         self.put({"op": "state_delete", "name": name})
         self.put({"op": "server_delete", "name": name})
+        if self.last_good.pop(name, None) is not None or self.failed.pop(name, None) is not None:
+            self.failed_why.pop(name, None)
+            self.put({"op": "rollout_forget", "name": name})
         self.event(EventKind.FORGOTTEN, name, "file removed; history kept")
         self.notify()
 

@@ -147,6 +147,9 @@ class RestartSpec(_Model):
     backoff_max: Duration = 300.0
     backoff_reset: Duration = 60.0
     alert_after: int = Field(5, ge=1)
+    # a changed version must stay up this long after its first passed check to become the
+    # last good one; if it fails before, the last good version runs again (a rollback)
+    probation: Duration = 30.0
 
     @model_validator(mode="after")
     def _cap_not_below_start(self) -> RestartSpec:

@@ -87,6 +87,14 @@ class Desired:
     specs: Mapping[str, ServerSpec]
     stopped_by_operator: frozenset[str] = frozenset()
     port_range: tuple[int, int] = (20000, 29999)
+    # what PostgreSQL remembers: the version of each server that last ran well (through its
+    # probation), and the runtime hash of a changed version that failed and was rolled back
+    # (not tried again until the file changes or the owner asks)
+    last_good: Mapping[str, ServerSpec] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    # the last loaded version of every server, also of one whose file is gone: its stop
+    # settings are the ones it is stopped with
+    last_known: Mapping[str, ServerSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from reconciler.state import ALIVE, Phase
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
 
-VERBS = ("start", "stop", "restart", "kill")
+VERBS = ("start", "stop", "restart", "kill", "retry")
 SETTLED = {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.ERROR}
 MAX_WAIT = 120.0
 
@@ -40,6 +40,10 @@ async def control(daemon: Daemon, verb: str, names: list[str], group: str | None
         raise ControlError(404, f"no server named {', '.join(unknown)}")
     if not selected:
         raise ControlError(404, "no server matches" + (f" group {group!r}" if group else ""))
+    if verb == "retry":
+        nothing = [n for n in selected if n not in daemon.rt.failed]
+        if nothing:
+            raise ControlError(409, f"nothing to retry for {', '.join(nothing)}: its last change was not rolled back")
     before = {n: daemon.rt.state(n).started_at for n in selected}
     rec.control(verb, selected, actor)
     after_pass = rec.passes + 1  # the loop has seen the command once it completes one more pass
@@ -54,7 +58,7 @@ def settled(daemon: Daemon, name: str, verb: str, started_before: float | None) 
     state = daemon.rt.state(name)
     if verb in ("stop", "kill"):
         return state.phase not in ALIVE
-    if verb == "restart" and state.started_at == started_before and state.phase in ALIVE:
+    if verb in ("restart", "retry") and state.started_at == started_before and state.phase in ALIVE:
         return False
     spec = daemon.reconciler.result.specs.get(name) if daemon.reconciler.result else None
     if spec is None or not spec.enabled:

@@ -36,14 +36,15 @@ from reconciler.ops import live_section, section_errors
 from reconciler.spec import parse_duration
 
 log = logging.getLogger("gateway")
-Kind = Literal["down", "back_up", "health", "port_held", "database", "disk", "tunnel", "sync", "battery"]
+Kind = Literal["down", "back_up", "health", "port_held", "database", "disk", "tunnel", "sync", "battery",
+               "rollback"]
 ALL_KINDS: tuple[str, ...] = ("down", "back_up", "health", "port_held", "database", "disk", "tunnel", "sync",
-                              "battery")
+                              "battery", "rollback")
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 DATABASE_AFTER = 30.0  # seconds unreachable before it alerts
 TITLES = {"down": "down", "back_up": "back up", "health": "health failing", "port_held": "port held",
           "database": "database unreachable", "disk": "disk almost full", "tunnel": "tunnel offline",
-          "sync": "git pull failed", "battery": "battery low"}
+          "sync": "git pull failed", "battery": "battery low", "rollback": "change rolled back"}
 
 
 class NotifySettings(BaseModel):
@@ -137,6 +138,8 @@ class Classifier:
             return self._once("tunnel", server, reason)
         if kind == K.SYNC_FAILED:
             return Alert("sync", None, reason)
+        if kind == K.ROLLED_BACK:
+            return Alert("rollback", server, reason)
         if kind == K.BATTERY_LOW:  # reconciler/power.py raises it once per discharge
             return Alert("battery", None, reason)
         return None

@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from reconciler.store import rollouts
 from reconciler.store.db import Pool, migrate, open_pool
 
 Op = dict[str, Any]
@@ -169,6 +170,7 @@ WRITERS: dict[str, Callable[[Op], list[Statement]]] = {
     "server_delete": _server_delete, "port": _port, "health": _health, "resource": _resource,
     "config_revision": _config_revision, "host": _host,
 }
+WRITERS.update(rollouts.WRITERS)
 KINDS = frozenset(WRITERS)
 
 
@@ -283,6 +285,14 @@ class Store:
     async def load_intents(self) -> dict[str, str]:
         rows = await self._rows("SELECT name, intent FROM intents ORDER BY name")
         return {r["name"]: r["intent"] for r in rows}
+
+    async def load_rollouts(self) -> list[dict[str, Any]]:
+        """Each server's last good version and failed change (reconciler/rollout.py)."""
+        return await self._rows(rollouts.LOAD)
+
+    async def load_applied_specs(self) -> dict[str, dict[str, Any]]:
+        """The spec each server last had in force, as JSON (for a file that does not load at start)."""
+        return {r["name"]: r["spec"] for r in await self._rows(rollouts.LAST_APPLIED)}
 
     async def load_ports(self) -> dict[str, int]:
         return {r["name"]: r["port"] for r in await self._rows("SELECT name, port FROM ports ORDER BY name")}

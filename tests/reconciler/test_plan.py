@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import Forget, Mark, Reason, Start, Stop
+from reconciler.actions import Forget, Mark, Promote, Reason, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.plan import plan
+from reconciler.rollout import in_force
 from reconciler.spec import ServerSpec
 from reconciler.state import Desired, Observed, Phase, ServerState
 
@@ -31,8 +32,13 @@ def running(s: ServerSpec, **kw: object) -> ServerState:
 
 
 def run_plan(specs: list[ServerSpec], states: list[ServerState], stopped: frozenset[str] = frozenset(),
-             ports: dict[str, int] | None = None, busy: frozenset[int] = frozenset(), now: float = NOW):
-    desired = Desired({s.name: s for s in specs}, stopped, (20000, 20010))
+             ports: dict[str, int] | None = None, busy: frozenset[int] = frozenset(), now: float = NOW,
+             good: list[ServerSpec] | None = None, failed: dict[str, str] | None = None,
+             known: list[ServerSpec] = ()):
+    """`good`: the last good versions (default: the files' own, a steady state)."""
+    desired = Desired({s.name: s for s in specs}, stopped, (20000, 20010),
+                      last_good={s.name: s for s in (specs if good is None else good)}, failed=failed or {},
+                      last_known={s.name: s for s in known})
     observed = Observed({s.name: s for s in states}, ports or {}, busy)
     return plan(desired, observed, now)
 
@@ -250,7 +256,10 @@ def situations(draw):
             health_failures=draw(st.integers(0, 4)),
         )
     stopped = frozenset(draw(st.sets(names)))
-    return Desired(specs, stopped, (20000, 20100)), Observed(states)
+    good = {n: s for n, s in specs.items() if draw(st.booleans())}
+    good.update({n: spec(n, command=["python", "old.py"]) for n in draw(st.sets(names)) if n not in good})
+    failed = {n: s.runtime_hash() for n, s in specs.items() if draw(st.booleans())}
+    return Desired(specs, stopped, (20000, 20100), last_good=good, failed=failed), Observed(states)
 
 
 @settings(max_examples=300, deadline=None)
@@ -264,14 +273,19 @@ def test_plan_is_deterministic_and_transitions_are_legal(situation):
         target = {Start: P.STARTING, Stop: P.STOPPING}.get(type(action)) or getattr(action, "to", None)
         if target is not None:
             state.advance(target, "check")  # raises IllegalTransition if the planner asked for one
-        assert len([a for a in first.actions if a.name == action.name]) == 1  # one action per server per pass
+        mine = [type(a) for a in first.actions if a.name == action.name]
+        assert len(mine) == 1 or mine == [RollBack, Start]  # one action per server per pass (a rollback: two)
 
 
-def _apply(observed: Observed, actions) -> Observed:
+def _apply(desired: Desired, observed: Observed, actions) -> tuple[Desired, Observed]:
     """What a perfect world does with the actions at once: starts succeed and pass their health
-    check, stops complete."""
+    check, stops complete, promotions and rollbacks are remembered."""
     servers = dict(observed.servers)
     for a in actions:
+        if isinstance(a, Promote):
+            desired = dataclasses.replace(desired, last_good={**desired.last_good, a.name: a.spec})
+        elif isinstance(a, RollBack):
+            desired = dataclasses.replace(desired, failed={**desired.failed, a.name: a.failed_hash})
         old = servers.get(a.name, ServerState(a.name))
         if isinstance(a, Start):
             servers[a.name] = old.advance(P.STARTING, a.reason, spec_hash=a.spec.runtime_hash(), port=a.port,
@@ -284,7 +298,7 @@ def _apply(observed: Observed, actions) -> Observed:
             servers[a.name] = old.advance(a.to, a.reason, next_try_at=a.next_try_at)
         elif isinstance(a, Forget):
             servers.pop(a.name)
-    return Observed(servers, observed.ports, observed.busy_ports)
+    return desired, Observed(servers, observed.ports, observed.busy_ports)
 
 
 @settings(max_examples=300, deadline=None)
@@ -295,14 +309,14 @@ def test_plan_converges_when_actions_succeed(situation):
         p = plan(desired, observed, NOW)
         if not p.actions:
             break
-        observed = _apply(observed, p.actions)
+        desired, observed = _apply(desired, observed, p.actions)
     else:
         pytest.fail(f"no fixed point: still planning {p.actions}")
     for name, s in desired.specs.items():
         state = observed.servers.get(name)
         wanted = s.enabled and name not in desired.stopped_by_operator
-        if wanted and state is not None and state.phase is P.RUNNING:
-            assert state.spec_hash == s.runtime_hash()
+        if wanted and state is not None and state.phase is P.RUNNING:  # the version in force runs
+            assert state.spec_hash == in_force(name, desired).runtime_hash()
         if not wanted:
             assert state is None or state.phase not in (P.STARTING, P.RUNNING)
     assert set(observed.servers) <= set(desired.specs) | {
@@ -340,3 +354,71 @@ def test_a_stable_run_ended_by_a_restart_clears_the_failure_count(healthy_for: f
     st = running(s, failures=2, healthy_since=NOW - healthy_for, restart_requested=True)
     (stop,) = run_plan([s], [st]).actions
     assert stop == Stop("web", Reason.OPERATOR_RESTART, "TERM", 10.0, failures=failures_after)
+
+
+# --- health-gated changes (reconciler/rollout.py) ---------------------------------------------
+GOOD = spec("web", command=["python", "good.py", "{port}"])
+CHANGED = spec("web", command=["pyton", "good.py", "{port}"])
+
+
+def on_probation(s: ServerSpec, healthy_for: float, **kw: object) -> ServerState:
+    return running(s, healthy_since=NOW - healthy_for, started_at=NOW - healthy_for - 1, **kw)
+
+
+def test_a_change_on_probation_waits_then_becomes_the_last_good_version():
+    p = run_plan([CHANGED], [on_probation(CHANGED, 10.0)], good=[GOOD])
+    assert p.actions == () and p.requeue_after == pytest.approx(20.0)
+    assert run_plan([CHANGED], [on_probation(CHANGED, 30.0)], good=[GOOD]).actions == (
+        Promote("web", CHANGED, changed=True),)
+
+
+def test_a_brand_new_server_becomes_good_after_its_probation_too():
+    assert run_plan([GOOD], [on_probation(GOOD, 31.0)], good=[]).actions == (Promote("web", GOOD),)
+
+
+@pytest.mark.parametrize("phase", [P.EXITED, P.ERROR])
+def test_a_failed_change_is_rolled_back_to_the_last_good_version(phase: Phase):
+    # it exited (or could not even start: ERROR) before its probation was over
+    failed = ServerState("web", phase, reason="the process exited: exited with code 2", spec_hash=CHANGED.runtime_hash(),
+                         exited_at=NOW - 0.1, failures=1, next_try_at=NOW + 5, cause=Reason.CRASH)
+    back, start = run_plan([CHANGED], [failed], good=[GOOD]).actions
+    assert back == RollBack("web", CHANGED.runtime_hash(), "the process exited: exited with code 2")
+    assert isinstance(start, Start) and start.reason is Reason.ROLLBACK and start.failures == 0
+    assert start.spec.command == GOOD.command and start.spec.runtime_hash() == GOOD.runtime_hash()
+
+
+def test_a_crash_of_the_good_version_or_of_a_new_server_is_no_rollback():
+    crashed = ServerState("web", P.EXITED, spec_hash=GOOD.runtime_hash(), exited_at=NOW - 0.1, cause=Reason.CRASH)
+    (start,) = run_plan([GOOD], [crashed], good=[GOOD]).actions
+    assert isinstance(start, Start) and start.reason is Reason.CRASH
+    fresh = ServerState("web", P.EXITED, spec_hash=CHANGED.runtime_hash(), exited_at=NOW - 0.1, failures=1,
+                        cause=Reason.CRASH)
+    (mark,) = run_plan([CHANGED], [fresh], good=[]).actions
+    assert isinstance(mark, Mark) and mark.to is P.BACKOFF  # a brand-new server: backoff as before
+
+
+def test_the_rolled_back_version_is_not_tried_again_until_the_file_changes_or_retry():
+    steady = on_probation(GOOD, 100.0)
+    failed = {"web": CHANGED.runtime_hash()}
+    assert run_plan([CHANGED], [steady], good=[GOOD], failed=failed).actions == ()
+    # a new edit of the file is a new version: tried
+    fixed = spec("web", command=["python", "fixed.py", "{port}"])
+    (stop,) = run_plan([fixed], [steady], good=[GOOD], failed=failed).actions
+    assert isinstance(stop, Stop) and stop.reason is Reason.CHANGE
+    # Retry forgets the failure: the same version is tried again
+    (retry,) = run_plan([CHANGED], [steady], good=[GOOD], failed={}).actions
+    assert isinstance(retry, Stop) and retry.reason is Reason.CHANGE
+
+
+def test_the_version_in_force_keeps_the_files_other_settings():
+    edited = spec("web", command=["pyton", "good.py", "{port}"], description="new words", stop={"timeout": "3s"})
+    desired = Desired({"web": edited}, last_good={"web": GOOD}, failed={"web": edited.runtime_hash()})
+    used = in_force("web", desired)
+    assert used is not None and used.command == GOOD.command and used.description == "new words"
+    assert used.stop.timeout == 3.0 and used.runtime_hash() == GOOD.runtime_hash()
+
+
+def test_a_deleted_files_server_stops_with_the_settings_it_last_had():
+    last = spec("web", stop={"signal": "INT", "timeout": "2s"})
+    (stop,) = run_plan([], [running(last)], known=[last]).actions
+    assert stop == Stop("web", Reason.DELETE, "INT", 2.0)

@@ -81,12 +81,22 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
          "at": at},
         {"op": "host", "cpu_percent": 12.5, "mem_percent": 40.0, "disk_percent": 70.0, "disk_free_bytes": 2**35,
          "battery_percent": 55.0, "on_ac": False, "internet_ok": True, "at": at},
+        {"op": "good", "name": "blog", "spec": spec, "hash": "h1", "at": at},
+        {"op": "rollout_failed", "name": "blog", "hash": "h9", "why": "exited with code 2", "at": at},
+        {"op": "good", "name": "api", "spec": spec, "hash": "h3", "at": at},
+        {"op": "rollout_failed", "name": "api", "hash": "h4", "why": "x", "at": at},
+        {"op": "rollout_clear", "name": "api", "at": at},
+        {"op": "good", "name": "gone", "spec": spec, "hash": "h2", "at": at},
+        {"op": "rollout_forget", "name": "gone", "at": at},
     ]
     assert {op["op"] for op in ops} == KINDS
     ops = json.loads(json.dumps(ops))  # ops are plain JSON: what the journal stores
     await store.apply(ops)
     await store.apply(ops)  # every write is idempotent
 
+    assert [(r["name"], r["good_hash"], r["failed_hash"], r["failed_reason"]) for r in await store.load_rollouts()] == [
+        ("api", "h3", None, None), ("blog", "h1", "h9", "exited with code 2")]
+    assert await store.load_applied_specs() == {"blog": spec}
     states = await store.load_states()
     assert set(states) == {"blog"}
     row = states["blog"]

@@ -1,0 +1,46 @@
+"""What PostgreSQL remembers about the servers, turned back into specs at start: each
+server's last good version and failed change (for `rollout`), and the version to keep in
+force when its file does not load (a half-saved edit or a merge conflict across a reboot).
+
+Only data work: the rows are read by the caller (`Store.load_rollouts`, `load_applied_specs`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.config import format_durations
+from reconciler.runtime import Runtime
+from reconciler.spec import ServerSpec
+
+log = logging.getLogger("gateway")
+
+
+def _spec(name: str, data: Any) -> ServerSpec | None:
+    try:
+        return ServerSpec.model_validate(format_durations({**dict(data), "name": name}))
+    except (ValidationError, TypeError, ValueError) as exc:  # a spec of an older schema: not usable
+        log.warning("the remembered version of %s no longer loads (%s); not used", name, exc)
+        return None
+
+
+def restore(rt: Runtime, rollouts: Iterable[Mapping[str, Any]], applied: Mapping[str, Any]) -> dict[str, ServerSpec]:
+    """Put the rollout memory into `rt`; return, per server, the version to fall back on when
+    its file does not load: the last good one, else the one last in force."""
+    fallback: dict[str, ServerSpec] = {}
+    for name, data in applied.items():
+        if (spec := _spec(name, data)) is not None:
+            fallback[name] = spec
+    for row in rollouts:
+        name = row["name"]
+        if row.get("good_spec") is not None and (good := _spec(name, row["good_spec"])) is not None:
+            rt.last_good[name] = good
+            fallback[name] = good
+        if row.get("failed_hash"):
+            rt.failed[name] = row["failed_hash"]
+            rt.failed_why[name] = row.get("failed_reason") or ""
+    return fallback

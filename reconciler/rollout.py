@@ -1,0 +1,58 @@
+"""Health-gated changes, as pure decisions for `plan`: which version of a server is in force,
+when a running version becomes the last good one, and when a failed change is rolled back.
+
+A changed version (a new runtime hash) must pass its first check within `start_period`
+and then stay up for `restart.probation` without exiting or failing `failures` checks in a
+row. Until then the previous good version is remembered (PostgreSQL keeps it, so this
+survives a gateway restart). If the change fails before, its hash is remembered as failed
+and the last good version runs again; the file stays as the owner wrote it, and that exact
+version is not tried again by itself: a new edit of the file, or the owner's Retry, is.
+
+No I/O here: the two memories arrive in `Desired` (`last_good`, `failed`).
+"""
+
+from __future__ import annotations
+
+from reconciler.spec import ServerSpec
+from reconciler.state import Desired, ServerState
+
+# the fields whose change needs a restart (`ServerSpec.runtime_hash`)
+RUNTIME_FIELDS = ("command", "shell", "port", "cwd", "env")
+
+
+def in_force(name: str, desired: Desired) -> ServerSpec | None:
+    """The version to run: the file's, unless that exact version failed and was rolled
+    back; then the last good version's command, port, folder and environment, with the
+    file's other settings (health, restart, stop, domain: they need no restart)."""
+    spec = desired.specs.get(name)
+    good = desired.last_good.get(name)
+    if spec is None or good is None or desired.failed.get(name) != spec.runtime_hash():
+        return spec
+    return keep_runtime_of(good, spec)
+
+
+def keep_runtime_of(good: ServerSpec, spec: ServerSpec) -> ServerSpec:
+    return spec.model_copy(update={field: getattr(good, field) for field in RUNTIME_FIELDS})
+
+
+def is_trial(name: str, state: ServerState, desired: Desired) -> bool:
+    """The running (or last run) version is a change on probation: a last good version
+    exists and is another one."""
+    good = desired.last_good.get(name)
+    return good is not None and state.spec_hash is not None and state.spec_hash != good.runtime_hash()
+
+
+def promotion_due(state: ServerState, spec: ServerSpec) -> float | None:
+    """When the running version becomes the last good one (None: not healthy yet)."""
+    if state.healthy_since is None:
+        return None
+    return state.healthy_since + spec.restart.probation
+
+
+def rollback_target(name: str, spec: ServerSpec, state: ServerState, desired: Desired) -> ServerSpec | None:
+    """The version to go back to when the version that just failed (`state.spec_hash`) is
+    the file's change on probation; None when it was not a change (a brand-new server, or the
+    good version itself crashed: those are restarted with backoff as usual)."""
+    if not is_trial(name, state, desired) or state.spec_hash != spec.runtime_hash():
+        return None
+    return keep_runtime_of(desired.last_good[name], spec)

@@ -1,0 +1,131 @@
+"""Try a server before it runs for real (`gateway try FILE`, the page's Try button): run the
+candidate once, on a scratch port when it uses one, with its real environment and folder, for
+up to its `start_period`; report what happened in words; then stop its whole process tree.
+
+A try never touches the running version (another port, its own log file) and leaves no
+process behind, whatever happens to the caller (the stop runs in a `finally`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.act import child_cwd, child_env, command_argv
+from reconciler.children import Child, SpawnError
+from reconciler.health import probe
+from reconciler.spec import ServerSpec
+
+NO_CHECK_WATCH = 3.0  # seconds a server with no health check must keep running to pass
+PAUSE = 0.05  # seconds between checks while waiting for the first answer
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    text: str  # in words: "answered on port 8123 in 0.4 s", "exited with code 2: Error: ..."
+    seconds: float
+    port: int | None
+    last_lines: tuple[str, ...] = ()
+
+
+def scratch_port() -> int:
+    """A port nothing listens on now (the OS picks it), away from the running version's."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
+                   on_line: Callable[[str], None] = lambda line: None) -> Verdict:
+    port = scratch_port() if spec.port is not None else None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_bytes(b"")
+    started = time.monotonic()
+    try:
+        child = await Child.spawn(command_argv(spec, port), shell=spec.shell, cwd=child_cwd(config_dir, spec),
+                                  env=child_env(spec, port), log_path=log_path)
+    except SpawnError as exc:
+        return Verdict(False, f"could not start: {exc}", 0.0, port)
+    follower = _Follower(log_path, on_line)
+    follow = asyncio.ensure_future(follower.run())
+    try:
+        verdict = await _watch(spec, child, port, started)
+    finally:
+        await child.stop(spec.stop.signal, spec.stop.timeout)
+        follow.cancel()
+        follower.read(final=True)  # the last lines it printed
+    lines = tuple(_program_lines(log_path)[-5:])
+    if not verdict.ok and lines and "exited" in verdict.text:
+        verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines)
+    return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines)
+
+
+async def _watch(spec: ServerSpec, child: Child, port: int | None, started: float) -> Verdict:
+    health = spec.effective_health()
+    waiting = getattr(health, "start_period", 30.0)
+    exited = asyncio.ensure_future(child.wait())
+    try:
+        if health.type == "none":
+            done, _ = await asyncio.wait([exited], timeout=min(waiting, NO_CHECK_WATCH))
+            seconds = round(time.monotonic() - started, 2)
+            if done:
+                return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port)
+            return Verdict(True, f"kept running for {seconds:g} s (it has no check to answer)", seconds, port)
+        deadline = started + waiting
+        while time.monotonic() < deadline:
+            if exited.done():
+                seconds = round(time.monotonic() - started, 2)
+                return Verdict(False, exited.result().describe(), seconds, port)
+            result = await probe(health, port)
+            if result.ok:
+                seconds = round(time.monotonic() - started, 2)
+                where = f"on port {port}" if port is not None else "its check"
+                return Verdict(True, f"answered {where} in {seconds:g} s", seconds, port)
+            await asyncio.wait([exited], timeout=PAUSE)
+        return Verdict(False, f"did not answer within {waiting:g} s", round(time.monotonic() - started, 2), port)
+    finally:
+        exited.cancel()
+
+
+def _program_lines(log_path: Path) -> list[str]:
+    """What the program printed (the gateway's own `--- gateway: ...` markers left out)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("--- gateway:")]
+
+
+class _Follower:
+    """Hands each new line of the log to `on_line` as it is written (a small poll: a try lasts
+    seconds, and a file offers no portable wait); `read()` once more at the end."""
+
+    def __init__(self, log_path: Path, on_line: Callable[[str], None]) -> None:
+        self.log_path, self.on_line = log_path, on_line
+        self.offset, self.partial = 0, b""
+
+    def read(self, final: bool = False) -> None:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            chunk = b""
+        self.offset += len(chunk)
+        *complete, self.partial = (self.partial + chunk).split(b"\n")
+        if final and self.partial:
+            complete, self.partial = [*complete, self.partial], b""
+        for raw in complete:
+            line = raw.decode(errors="replace")
+            if line.strip() and not line.startswith("--- gateway:"):
+                self.on_line(line)
+
+    async def run(self) -> None:
+        while True:
+            self.read()
+            await asyncio.sleep(0.1)

@@ -1,0 +1,178 @@
+"""Changes without taking a server down (issue 13): health-gated changes with automatic
+rollback, the last good version across a gateway restart, `gateway try`, and stops that
+follow the server's own settings. A real gateway, real processes, the real PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.fix_gateway import REPO, Gateway
+from tests.reconciler.test_loop import answers, cli, free_port, gone, wait_until
+
+BAD = ('command = ["python", "-c", "import sys; print(\'Error: TOKEN not set\', file=sys.stderr); sys.exit(2)"]\n')
+
+
+def good(port: int, extra: str = "", probation: str = "1s") -> str:
+    return (f'command = ["python", "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"{extra}]\nport = {port}\n'
+            f'[restart]\nprobation = "{probation}"\n')
+
+
+def bad(port: int) -> str:
+    return BAD + f'port = {port}\n[restart]\nprobation = "1s"\n[health]\ntype = "tcp"\nstart_period = "5s"\n'
+
+
+def kinds(gw: Gateway, name: str) -> list[str]:
+    return [e["kind"] for e in gw.events(name)]
+
+
+def cmdline(pid: int) -> str:
+    return " ".join(psutil.Process(pid).cmdline())
+
+
+def healthy_and_good(gw: Gateway, name: str) -> dict:
+    """Running, and past its probation: the version PostgreSQL now remembers as good."""
+    web = gw.wait_phase(name, "running")
+    wait_until(lambda: "good" in _rollout(gw, name), timeout=15, what="the last good version recorded")
+    return web
+
+
+def _rollout(gw: Gateway, name: str) -> dict:
+    import psycopg
+
+    gw.client.events(limit=1)  # flushes the gateway's writes
+    with psycopg.connect(gw.read_dsn(), options=f"-c search_path={gw.schema}") as conn:
+        row = conn.execute("SELECT good_hash, failed_hash, failed_reason FROM rollouts WHERE name = %s",
+                           (name,)).fetchone()
+    if row is None:
+        return {}
+    return {k: v for k, v in zip(("good", "failed", "why"), row) if v is not None}
+
+
+def test_a_bad_edit_is_rolled_back_and_the_previous_version_answers_again(gateway: Gateway):
+    port = free_port()
+    gateway.write("web", good(port))
+    gateway.start()
+    before = healthy_and_good(gateway, "web")
+    path = gateway.write("web", bad(port))  # a typo in the command, through the edit form or an editor
+    wait_until(lambda: "rolled_back" in kinds(gateway, "web"), timeout=20, what="the rollback")
+    web = gateway.wait_for(lambda s: s["web"]["phase"] == "running" and s["web"]["pid"] != before["pid"],
+                           timeout=20, what="the previous version running again")["web"]
+    assert answers(port) and "http.server" in cmdline(web["pid"])
+    (event,) = [e for e in gateway.events("web") if e["kind"] == "rolled_back"]
+    assert "exited with code 2" in event["reason"] and "the previous version runs again" in event["reason"]
+    assert _rollout(gateway, "web")["failed"]
+    assert path.read_text() == bad(port)  # the file stays as the owner wrote it
+    time.sleep(2.0)  # ... and that exact version is not tried again by itself
+    exits = [e for e in gateway.events("web") if e["to_phase"] == "exited"]
+    assert len(exits) == 1, exits
+    assert gateway.status()["web"]["pid"] == web["pid"]
+
+    # a fixed edit is a new version: tried, and in force after its probation
+    gateway.write("web", good(port, ', "--directory", "."'))
+    wait_until(lambda: "change_applied" in kinds(gateway, "web"), timeout=20, what="the fix applied")
+    fixed = gateway.status()["web"]
+    assert fixed["phase"] == "running" and "--directory" in cmdline(fixed["pid"])
+    assert "failed" not in _rollout(gateway, "web") or _rollout(gateway, "web")["failed"] != _rollout(
+        gateway, "web")["good"]
+
+
+def test_a_rollback_survives_a_gateway_restart_and_retry_tries_again(gateway: Gateway):
+    port = free_port()
+    gateway.write("web", good(port))
+    gateway.start()
+    healthy_and_good(gateway, "web")
+    gateway.write("web", bad(port))
+    wait_until(lambda: "rolled_back" in kinds(gateway, "web"), timeout=20, what="the rollback")
+    gateway.wait_phase("web", "running")
+    assert gateway.stop() == 0  # a reboot: the servers stop with the gateway
+    gateway.start()
+    web = gateway.wait_phase("web", "running")
+    assert "http.server" in cmdline(web["pid"])  # the last good version, not the bad file
+    time.sleep(1.5)
+    assert len([e for e in gateway.events("web") if e["to_phase"] == "exited" and e["kind"] == "transition"
+                and "code 2" in str(e["detail"])]) == 1, "the failed version was tried again after the restart"
+    # the owner asks: the same version is tried once more, and rolled back once more
+    out = cli(gateway, "retry", "web")
+    assert out.returncode in (0, 1), out.stderr
+    wait_until(lambda: kinds(gateway, "web").count("rolled_back") == 2, timeout=20, what="the second rollback")
+    gateway.wait_phase("web", "running")
+    assert "http.server" in cmdline(gateway.status()["web"]["pid"])
+
+
+def test_a_broken_file_across_a_restart_keeps_its_server_on_the_last_good_version(gateway: Gateway):
+    port = free_port()
+    gateway.write("web", good(port))
+    gateway.start()
+    healthy_and_good(gateway, "web")
+    assert gateway.stop() == 0
+    (gateway.config_dir / "web.toml").write_text(good(port) + "<<<<<<< HEAD\n")  # a merge conflict
+    gateway.start()
+    web = gateway.wait_phase("web", "running")  # it was gone until the file was fixed, before
+    assert answers(port) and "http.server" in cmdline(web["pid"])
+    errors = gateway.client.status()["gateway"]["config_errors"]
+    assert any("web.toml" in e for e in errors), errors
+
+
+def test_a_deleted_server_stops_with_its_own_timeout(gateway: Gateway, tmp_path: Path):
+    script = tmp_path / "stubborn.py"
+    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)\n")
+    gateway.write("slow", f'command = ["python", "{script}"]\n[stop]\ntimeout = "2s"\n')
+    gateway.start()
+    pid = gateway.wait_phase("slow", "running")["pid"]
+    (gateway.config_dir / "slow.toml").unlink()
+    started = time.monotonic()
+    wait_until(lambda: gone(pid), timeout=9, what="the stubborn server gone")  # TERM and 10 s, before
+    assert time.monotonic() - started < 8
+    (escalated,) = [e for e in gateway.events("slow") if e["kind"] == "stop_escalated"]
+    assert "within 2s" in escalated["reason"]
+
+
+def run_try(path: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", "try", str(path), "--data-dir", str(data)],
+                          cwd=REPO, capture_output=True, text=True, timeout=90)
+
+
+def test_gateway_try_of_a_good_and_a_bad_candidate(tmp_path: Path, reap):
+    port = free_port()
+    folder = tmp_path / "gateway.d"
+    folder.mkdir()
+    (folder / "web.toml").write_text(good(port))
+    out = run_try(folder / "web.toml", tmp_path / "data")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ok: answered on port" in out.stdout and "| Serving HTTP" in out.stdout
+    tried = int(out.stdout.split("ok: answered on port ")[1].split()[0])
+    assert tried != port  # a scratch port: the running version's is never touched
+    assert not answers(tried)  # and nothing is left running
+    (folder / "bad.toml").write_text(bad(port))
+    out = run_try(folder / "bad.toml", tmp_path / "data")
+    assert out.returncode == 1
+    assert "failed: exited with code 2: Error: TOKEN not set" in out.stdout
+    assert "  | Error: TOKEN not set" in out.stdout  # its output, shown as it came
+
+
+def test_gateway_try_of_a_program_that_never_answers(tmp_path: Path, reap):
+    folder = tmp_path / "gateway.d"
+    folder.mkdir()
+    (folder / "mute.toml").write_text('command = ["python", "-c", "import time; print(\'up\', flush=True); '
+                                      'time.sleep(60)"]\nport = 8080\n[health]\ntype = "tcp"\nstart_period = "1s"\n')
+    out = run_try(folder / "mute.toml", tmp_path / "data")
+    assert out.returncode == 1 and "failed: did not answer within 1 s" in out.stdout
+    assert "  | up" in out.stdout  # and `reap` finds nothing of it left at teardown
+
+
+def test_a_spec_as_postgresql_keeps_it_loads_again_unchanged():
+    # every duration key round-trips (a new one missing from the list made the memory unusable)
+    from reconciler.config import format_durations
+    from reconciler.spec import ServerSpec
+
+    spec = ServerSpec.model_validate({
+        "name": "web", "command": ["x"], "port": "auto", "env": {"A": "1"},
+        "health": {"type": "http", "interval": "5s", "timeout": "1500ms", "start_period": "1m", "path": "/h"},
+        "restart": {"backoff_start": "2s", "backoff_max": "1h", "backoff_reset": "90s", "probation": "45s"},
+        "stop": {"signal": "INT", "timeout": "3s"}})
+    assert ServerSpec.model_validate(format_durations(spec.model_dump(mode="json"))) == spec
