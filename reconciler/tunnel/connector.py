@@ -16,14 +16,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from reconciler.config import ConfigError, LoadResult, _line_of
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
-from reconciler.tunnel import handover, locate, validate
+from reconciler.tunnel import locate, validate
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 from reconciler.tunnel.ingress import (
     IngressError,

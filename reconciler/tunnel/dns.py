@@ -11,8 +11,9 @@ touched. The base URL is configurable (tests run a local fake speaking the same 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from reconciler.store.db import Pool
 from reconciler.tunnel.cfapi import Client, CloudflareError

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from reconciler.config import LoadResult
 from reconciler.events import EventKind

@@ -12,8 +12,9 @@ lower-case ASCII form, `hostnames`), and hostnames that can never work.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from reconciler.tunnel.goregex import go_regex_error
 from reconciler.tunnel.hostnames import HostnameError, check_works

@@ -5,8 +5,8 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 INSTALL = {
     "windows": "winget install --id Cloudflare.cloudflared",

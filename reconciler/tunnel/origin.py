@@ -8,7 +8,8 @@ gateway refuses). Pure: no I/O (the ``caPool`` file is looked at by the connecto
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # time.ParseDuration: [-+]? then "0", or one or more (digits[.digits] | .digits) unit
 GO_DURATION = re.compile(r"^[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$")

@@ -10,8 +10,8 @@ from typing import Any
 from reconciler.runtime import to_wall
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
-from reconciler.tunnel.connector import RESERVED
 from reconciler.tunnel import uplink
+from reconciler.tunnel.connector import RESERVED
 from reconciler.tunnel.hook import memory_of, plan_of
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 

@@ -17,9 +17,9 @@ import os
 import re
 import subprocess
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from reconciler.tunnel.ingress import Rule, ordered
 
@@ -60,7 +60,7 @@ def _run(executable: Path, text: str, folder: Path) -> Verdict:
     candidate.write_text(text, encoding="utf-8")
     try:
         done = subprocess.run([str(executable), "tunnel", "--config", str(candidate), "ingress", "validate"],
-                              capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+                              capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         return Verdict(False, f"cloudflared did not finish validating within {TIMEOUT:g}s")
     except OSError as exc:

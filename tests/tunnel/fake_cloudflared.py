@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,7 +44,7 @@ SRV_ERROR = ("Could not lookup srv records on _v2-origintunneld._tcp.argotunnel.
 
 
 def log(level: str, text: str) -> None:
-    print(f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} {level} {text}", file=sys.stderr, flush=True)
+    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {level} {text}", file=sys.stderr, flush=True)
 
 
 def refused_hostnames() -> set[str]:
@@ -128,7 +128,7 @@ def run(opts: dict[str, str]) -> int:
             return ""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if mode() == "crash":
                 os._exit(1)
             if self.path == "/ready":

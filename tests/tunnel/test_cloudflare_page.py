@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import sys
 import tomllib
 from pathlib import Path
 
@@ -111,8 +110,9 @@ def test_connect_on_the_page_then_routes_and_dns_follow(gateway: Gateway, monkey
 
 @pytest.mark.browser
 def test_the_page_at_phone_and_desktop_width(gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
-    from tests.webview.test_browser import CHROMIUM, no_horizontal_scroll, sign_in
     from playwright.sync_api import sync_playwright
+
+    from tests.webview.test_browser import CHROMIUM, no_horizontal_scroll, sign_in
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with FakeCloudflare() as cf:

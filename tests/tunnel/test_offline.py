@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.tunnel.ingress import Rule, render
 from tests.fix_gateway import Gateway
 from tests.ops.test_notify import Receiver
 from tests.tunnel.test_connector import TUNNEL_ID, fake_cloudflared, wait, with_tunnel
-from reconciler.tunnel.ingress import Rule, render
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -117,7 +117,7 @@ def test_the_stand_in_behaves_like_cloudflared(tmp_path, edge, monkeypatch):
             edge.down()
         port = _free_port()
         proc = run(_config(tmp_path, creds), port, "--grace-period", grace)
-        wait(lambda: _ready(port) is not None or proc.poll() is not None, what="metrics")
+        wait(lambda port=port, proc=proc: _ready(port) is not None or proc.poll() is not None, what="metrics")
         if connected:
             assert _ready(port) == 200
         proc.send_signal(signal.SIGTERM)
@@ -141,7 +141,7 @@ def _offline_setup(gateway: Gateway, edge: Edge, monkeypatch, internet: str, ext
 def test_offline_waits_for_the_internet_then_connects_at_once(gateway: Gateway, edge: Edge, monkeypatch):
     _offline_setup(gateway, edge, monkeypatch, internet=edge.address)
     gateway.start()
-    tunnel = lambda: gateway.client.status()["gateway"]["tunnel"]  # noqa: E731
+    tunnel = lambda: gateway.client.status()["gateway"]["tunnel"]
     wait(lambda: tunnel()["state"] == "waiting for the internet" and "exited" in (tunnel().get("cause") or ""),
          timeout=20, what="waiting for the internet, after cloudflared exited")
     view = tunnel()

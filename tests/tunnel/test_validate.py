@@ -10,8 +10,8 @@ from pathlib import Path
 
 from reconciler.config import load_dir
 from reconciler.tunnel.connector import build, ingress_hash, routes
-from reconciler.tunnel.validate import Verdict, run, screen
 from reconciler.tunnel.ingress import Rule, render
+from reconciler.tunnel.validate import Verdict, run, screen
 from tests.tunnel.test_connector import fake_cloudflared
 
 CMD = 'command = ["python", "-m", "http.server", "{port}"]\n'
