@@ -222,3 +222,23 @@ def test_dns_routes_follow_the_folder_by_themselves(gateway: Gateway, monkeypatc
         synced = [e for e in gateway.events("cloudflared") if e["kind"] == "dns_synced"]
         assert synced and "mail.example.com: conflict" in synced[-1]["reason"]
         gateway.stop()
+
+
+def test_a_route_cloudflared_refuses_is_left_out_and_named_while_the_others_run(gateway: Gateway):
+    """The running daemon asks the installed cloudflared (here the stand-in, which refuses
+    bad.example.com as the real one refuses e.g. `\\C` in a path) before writing config.yml."""
+    exe = fake_cloudflared(gateway.config_dir.parent / "bin")
+    (exe.parent / "refuse").write_text("bad.example.com\n")
+    config_yml = with_tunnel(gateway, exe)
+    for name in ("good", "bad"):
+        gateway.write(name, 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                            f'port = "auto"\n[domain]\nhostname = "{name}.example.com"\n')
+    gateway.start()
+    wait(lambda: config_yml.exists() and '"good.example.com"' in config_yml.read_text(), timeout=20,
+         what="the good route written")
+    gateway.wait_for(lambda s: s.get("cloudflared", {}).get("phase") == "running", what="the connector running")
+    assert "bad.example.com" not in config_yml.read_text()
+    errors = "\n".join(gateway.client.status()["gateway"]["config_errors"])
+    assert "bad.toml:3: domain.path: cloudflared refused this route: Rule #1 has an invalid regex" in errors
+    assert gateway.status()["bad"]["phase"] == "running"  # only its route is refused; the server runs
+    gateway.stop()
