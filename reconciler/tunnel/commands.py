@@ -150,6 +150,8 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(view, indent=2))
         return 0
     print(f"tunnel: {view['state']}: {view['summary']}")
+    if view.get("cause"):
+        print(f"  why: {view['cause']}" + (f" (since {view['since']})" if view.get("since") else ""))
     for r in view.get("routes", []):
         print(f"  https://{r['hostname']}{' path ' + r['path'] if r['path'] else ''} -> {r['service']}"
               f" ({r['server']})")
