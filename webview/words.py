@@ -214,6 +214,10 @@ _REASON_WORDS = {
     R.UNHEALTHY.value: "it stopped answering", R.START_TIMEOUT.value: "it never answered after starting",
     R.NO_RESTART.value: "it is set not to restart", R.DEPENDENCY.value: "waiting for another server",
     R.SHUTDOWN.value: "the gateway was stopping",
+    # reasons the loop is adding (reconciler/reasons.py); by value, so this works before and after
+    "could not start": "it could not start", "no free port left": "no free port is left in the range",
+    "adopted after a gateway restart": "kept running while the gateway restarted",
+    "ended what was left of its process tree": "what was left of it was ended",
 }
 
 
@@ -234,6 +238,10 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
             text = f"{text}; {why}" if text else why
         if "adopted" in reason:
             text = "kept running while the gateway restarted"
+        held = _HELD_RE.search(extra or reason)
+        if held and e["to_phase"] == "error":
+            prog = held.group(3)
+            text = f"port {held.group(1)} is used by another program" + (f" ({prog})" if prog else "")
         title = to[0].upper() + to[1:]
         details = " · ".join(x for x in (f"{e.get('from_phase') or '-'} → {e['to_phase']}", without_countdown(
             reason + (f": {extra}" if extra and extra not in reason else ""))) if x)
@@ -248,6 +256,10 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
         return {"title": f"Your change to {file} has a mistake{where}",
                 "text": "nothing was stopped: what ran before keeps running",
                 "details": f"{key}{detail.get('message') or reason}"}
+    if kind == "error" and (held := _HELD_RE.search(reason)):
+        prog = held.group(3)
+        return {"title": "Could not start", "text": f"port {held.group(1)} is used by another program" +
+                (f" ({prog})" if prog else ""), "details": f"{kind}: {reason}"}
     if kind == "intent" and who:
         title = f"{who[0].upper()}{who[1:]} asked"
     return {"title": title, "text": _plain_reason(without_countdown(reason)), "details": f"{kind}: {reason}"}

@@ -73,3 +73,11 @@ def test_stopped_by_you_says_since_when() -> None:
 
     local = datetime.fromisoformat("2026-12-01T14:02:00+00:00").astimezone().strftime("%H:%M")
     assert w["status"] == "Stopped by you" and w["details"] == f"since {local} · stays stopped until you start it"
+
+
+def test_a_held_port_event_in_words() -> None:
+    t = event_words({"kind": "transition", "from_phase": "error", "to_phase": "error", "reason": "could not start",
+                     "detail": {"detail": "port 20006 is held by pid 12254 (python); next try in 4s"}})
+    assert t["title"] == "Could not start" and t["text"] == "port 20006 is used by another program (python)"
+    e = event_words({"kind": "error", "reason": "port 20006 is held by pid 12254 (python)"})
+    assert e["text"] == "port 20006 is used by another program (python)" and "pid 12254" in e["details"]
