@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,6 +53,19 @@ def _key(view: dict[str, Any]) -> tuple[Any, ...]:
     return tuple((k, str(v)) for k, v in view.items() if k not in VOLATILE and k != "w") + words
 
 
+_now: dict[str, Any] = {}  # the cards and stats of this second and state, shared by every open stream
+
+
+def cards_now(daemon: Any) -> tuple[list[dict[str, Any]], str]:
+    """Every server's card view and the stats message, built at most once per state change and
+    second however many streams are open (50 phones: one build, not fifty)."""
+    key = (daemon.rt.changed, int(time.monotonic()))
+    if _now.get("key") != key:
+        cards = [card_view(daemon, name) for name in server_names(daemon)]
+        _now.update(key=key, cards=cards, stats=sse("stats", stats(cards)))
+    return _now["cards"], _now["stats"]
+
+
 def stats(cards: list[dict[str, Any]]) -> str:
     c = counts(cards)
     return json.dumps({
@@ -77,13 +91,13 @@ async def stream(request: Request) -> StreamingResponse:
             while not daemon.stop_event.is_set():
                 changed = asyncio.ensure_future(daemon.rt.changed.wait())
                 out = []
-                cards = [card_view(daemon, name) for name in server_names(daemon)]
+                cards, stats_message = cards_now(daemon)
                 for view in cards:
                     key = _key(view)
                     if sent.get(view["name"]) != key:
                         sent[view["name"]] = key
                         out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
-                out.append(sse("stats", stats(cards)))
+                out.append(stats_message)
                 yield "".join(out)
                 done, _ = await asyncio.wait({changed, stopping}, timeout=STATS_EVERY,
                                              return_when=asyncio.FIRST_COMPLETED)
