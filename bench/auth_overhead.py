@@ -18,13 +18,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from starlette.applications import Starlette  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
-from starlette.responses import PlainTextResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
-from webview import doors  # noqa: E402
-from webview.auth import Authenticate, CsrfGuard  # noqa: E402
+from webview import doors
+from webview.auth import Authenticate, CsrfGuard
 
 TOKEN = "t" * 43
 
