@@ -51,8 +51,8 @@ class Settings:
             if not port.isdigit():
                 raise SettingsError(f"GATEWAY_TUNNEL_LISTEN: {raw!r} is not HOST:PORT")
             return host.strip("[]") or "127.0.0.1", int(port)
-        port = self.host_port[1]
-        return "127.0.0.1", (port + 1 if 0 < port < 65535 else 0)
+        page = self.host_port[1]
+        return "127.0.0.1", (page + 1 if 0 < page < 65535 else 0)
 
 
 def default_config_dir(arg: str | None) -> Path:
