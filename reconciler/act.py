@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from reconciler import observe
-from reconciler.actions import Action, Forget, Mark, Promote, Reason, RollBack, Start, Stop
+from reconciler.actions import Action, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
@@ -45,6 +45,10 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
         _promote(rt, action)
     elif isinstance(action, RollBack):
         _roll_back(rt, action, actor)
+    elif isinstance(action, Replace):
+        from reconciler.replace import start_replace  # it builds on this module
+
+        start_replace(rt, action, actor)
 
 
 def _promote(rt: Runtime, action: Promote) -> None:

@@ -73,5 +73,18 @@ class RollBack:
     reason: Reason = Reason.ROLLBACK
 
 
-Action = Start | Stop | Mark | Forget | Promote | RollBack
-__all__ = ["Action", "Forget", "Mark", "Promote", "Reason", "RollBack", "Start", "Stop"]
+@dataclass(frozen=True)
+class Replace:
+    """A change without a gap: start `spec` on the free `port` next to the running version;
+    once it answers, it takes over (port, route) and the old one stops gracefully. If it does
+    not answer within its start period, it is stopped and the change counts as failed; the
+    running version never stopped."""
+
+    name: str
+    spec: ServerSpec
+    port: int
+    reason: Reason = Reason.CHANGE
+
+
+Action = Start | Stop | Mark | Forget | Promote | RollBack | Replace
+__all__ = ["Action", "Forget", "Mark", "Promote", "Reason", "Replace", "RollBack", "Start", "Stop"]

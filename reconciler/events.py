@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     BACKUP_FAILED = "backup_failed"
     CONFIG_WRITTEN = "config_written"  # the page wrote a file
     ROLLED_BACK = "rolled_back"  # a change failed before its probation was over; detail: failed_hash, why
+    SWITCHED = "switched"  # a change without a gap: the new version took over, then the old one stopped
     CHANGE_APPLIED = "change_applied"  # a changed version passed its probation: it is the last good one
 
     @property

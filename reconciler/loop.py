@@ -29,6 +29,7 @@ RESYNC_TICK = 30.0  # seconds: the safety net; everything else wakes the loop di
 class Reconciler:
     def __init__(self, rt: Runtime, config_dir: Path, tick: float = RESYNC_TICK) -> None:
         self.rt = rt
+        rt.routes_changed = self.mark_config_dirty
         self.config_dir = config_dir
         self.tick = tick
         self.result: LoadResult | None = None

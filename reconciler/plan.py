@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from reconciler.actions import Action, Forget, Mark, Promote, Reason, RollBack, Start, Stop
+from reconciler.actions import Action, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.ports import NoFreePort, choose_port
-from reconciler.rollout import in_force, is_trial, promotion_due, rollback_target
+from reconciler.rollout import in_force, is_trial, promotion_due, replaceable, rollback_target
 from reconciler.spec import ServerSpec
 from reconciler.state import Desired, Observed, Phase, ServerState
 
@@ -81,7 +81,7 @@ def _plan_one(
             dependents = _dependents_going(name, desired, observed)
             if dependents:
                 return [], None, f"waiting for {', '.join(dependents)} to stop first"
-        return _plan_alive(state, spec, why_not, desired, now)
+        return _plan_alive(state, spec, why_not, desired, observed, now)
     if state.phase is P.EXITED:
         return _plan_exited(state, spec, why_not, desired, observed, now)
     return _plan_idle(name, state, spec, why_not, desired, observed, now)
@@ -93,9 +93,12 @@ def _stop(spec: ServerSpec | None, name: str, reason: Reason, then: Phase = P.ST
 
 
 def _plan_alive(
-    state: ServerState, spec: ServerSpec | None, why_not: Reason | None, desired: Desired, now: float
+    state: ServerState, spec: ServerSpec | None, why_not: Reason | None, desired: Desired, observed: Observed,
+    now: float,
 ) -> _Result:
     name = state.name
+    if state.replacing and why_not is None:
+        return [], None, ""  # the new version is coming up next to this one; it wakes the loop
     # stops that are not failures: a run that was healthy for `backoff_reset` clears the count
     failures = _count_after_run(state, spec, now)
     if why_not is Reason.OPERATOR_STOP and state.kill_requested:
@@ -105,6 +108,10 @@ def _plan_alive(
         last = spec or desired.last_known.get(name)
         return [replace(_stop(last, name, why_not or Reason.DELETE), failures=failures)], None, ""
     if state.spec_hash != spec.runtime_hash():
+        if state.phase is P.RUNNING and replaceable(name, state, spec, desired):
+            port = _fresh_port(name, state, desired, observed)
+            if port is not None:
+                return [Replace(name, spec, port)], None, ""
         return [replace(_stop(spec, name, Reason.CHANGE), failures=failures)], None, ""
     if state.restart_requested:
         return [replace(_stop(spec, name, Reason.OPERATOR_RESTART), failures=failures)], None, ""
@@ -217,6 +224,16 @@ def _start(
         return [Mark(spec.name, P.ERROR, Reason.NO_FREE_PORT, detail, next_try_at=retry_at, failures=count,
                      escalate=count == spec.restart.alert_after)], retry_at, ""
     return [Start(spec.name, spec, port, reason, failures=failures, escalate=escalate)], None, ""
+
+
+def _fresh_port(name: str, state: ServerState, desired: Desired, observed: Observed) -> int | None:
+    """A free automatic port other than the one the running version holds (None: none left)."""
+    others = {n: p for n, p in observed.ports.items() if n != name}
+    busy = observed.busy_ports | ({state.port} if state.port is not None else set())
+    try:
+        return choose_port(name, desired.specs, others, busy, desired.port_range)
+    except NoFreePort:
+        return None
 
 
 def _roll_back(

@@ -42,6 +42,15 @@ def is_trial(name: str, state: ServerState, desired: Desired) -> bool:
     return good is not None and state.spec_hash is not None and state.spec_hash != good.runtime_hash()
 
 
+def replaceable(name: str, state: ServerState, spec: ServerSpec, desired: Desired) -> bool:
+    """Can this change start next to the running version (no gap)? When the new version
+    takes an automatic port (so a second one is free), and what runs now is the last good
+    version (a failed try then simply leaves it running)."""
+    good = desired.last_good.get(name)
+    return (spec.port == "auto" and state.port is not None and not state.replacing
+            and good is not None and state.spec_hash == good.runtime_hash() and spec.enabled)
+
+
 def promotion_due(state: ServerState, spec: ServerSpec) -> float | None:
     """When the running version becomes the last good one (None: not healthy yet)."""
     if state.healthy_since is None:

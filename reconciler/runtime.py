@@ -55,6 +55,7 @@ class Runtime:
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
         self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
 
     # --- recording -------------------------------------------------------------------

@@ -69,6 +69,7 @@ class ServerState:
     next_try_at: float | None = None
     after_stop: Phase = Phase.STOPPED  # what a completed stop leads to (EXITED when it was a failure)
     restart_requested: bool = False  # an operator asked for a restart
+    replacing: bool = False  # a new version starts on another port next to this one (no gap)
     kill_requested: bool = False  # an operator asked for a force kill (no graceful signal, no wait)
 
     def advance(self, target: Phase, reason: str, **changes: object) -> ServerState:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import Forget, Mark, Promote, Reason, RollBack, Start, Stop
+from reconciler.actions import Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.plan import plan
 from reconciler.rollout import in_force
@@ -286,6 +286,9 @@ def _apply(desired: Desired, observed: Observed, actions) -> tuple[Desired, Obse
             desired = dataclasses.replace(desired, last_good={**desired.last_good, a.name: a.spec})
         elif isinstance(a, RollBack):
             desired = dataclasses.replace(desired, failed={**desired.failed, a.name: a.failed_hash})
+        elif isinstance(a, Replace):  # the new version answered and took over
+            servers[a.name] = servers[a.name].update(spec_hash=a.spec.runtime_hash(), port=a.port, healthy_since=NOW)
+            observed = Observed(servers, {**observed.ports, a.name: a.port}, observed.busy_ports)
         old = servers.get(a.name, ServerState(a.name))
         if isinstance(a, Start):
             servers[a.name] = old.advance(P.STARTING, a.reason, spec_hash=a.spec.runtime_hash(), port=a.port,
@@ -422,3 +425,20 @@ def test_a_deleted_files_server_stops_with_the_settings_it_last_had():
     last = spec("web", stop={"signal": "INT", "timeout": "2s"})
     (stop,) = run_plan([], [running(last)], known=[last]).actions
     assert stop == Stop("web", Reason.DELETE, "INT", 2.0)
+
+
+def test_a_change_with_an_automatic_port_starts_next_to_the_running_version():
+    old = spec("web", port="auto", command=["python", "v1.py", "{port}"])
+    new = spec("web", port="auto", command=["python", "v2.py", "{port}"])
+    st = running(old, port=20003)
+    (rep,) = run_plan([new], [st], ports={"web": 20003}, good=[old]).actions
+    assert isinstance(rep, Replace) and rep.spec == new and rep.port not in (20003, None)
+    # while it comes up, nothing else is planned for the server
+    assert run_plan([new], [dataclasses.replace(st, replacing=True)], ports={"web": 20003}, good=[old]).actions == ()
+    # not the last good version running (a change on probation): stop, then start
+    (stop,) = run_plan([new], [st], ports={"web": 20003}, good=[]).actions
+    assert isinstance(stop, Stop) and stop.reason is Reason.CHANGE
+    # a fixed port cannot run twice: stop, then start
+    fixed = spec("web", port=8080, command=["python", "v2.py", "{port}"])
+    (stop,) = run_plan([fixed], [st], good=[old]).actions
+    assert isinstance(stop, Stop)

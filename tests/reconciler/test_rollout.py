@@ -176,3 +176,75 @@ def test_a_spec_as_postgresql_keeps_it_loads_again_unchanged():
         "restart": {"backoff_start": "2s", "backoff_max": "1h", "backoff_reset": "90s", "probation": "45s"},
         "stop": {"signal": "INT", "timeout": "3s"}})
     assert ServerSpec.model_validate(format_durations(spec.model_dump(mode="json"))) == spec
+
+
+AUTO = 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"%s]\nport = "auto"\n' \
+       '[restart]\nprobation = "1s"\n[health]\ntype = "http"\nstart_period = "5s"\n'
+
+
+class Requests:
+    """A request loop against wherever the gateway says the server is now (the tunnel's
+    route follows the same record): counts answered and failed requests."""
+
+    def __init__(self, gw: Gateway, name: str) -> None:
+        import threading
+
+        self.gw, self.name = gw, name
+        self.ok = self.failed = 0
+        self.ports: set[int] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        import urllib.request
+
+        port = self.gw.status()[self.name]["port"]
+        last = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() - last > 0.05:
+                port, last = self.gw.status()[self.name]["port"] or port, time.monotonic()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    response.read()
+                self.ok += 1
+                self.ports.add(port)
+            except OSError:
+                self.failed += 1
+
+    def done(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_a_change_with_an_automatic_port_has_no_gap(gateway: Gateway):
+    gateway.write("web", AUTO % "")
+    gateway.start()
+    before = healthy_and_good(gateway, "web")
+    loop = Requests(gateway, "web")
+    try:
+        wait_until(lambda: loop.ok > 5, what="requests answered before the change")
+        gateway.write("web", AUTO % ', "--directory", "."')
+        after = gateway.wait_for(lambda s: s["web"]["pid"] != before["pid"] and s["web"]["phase"] == "running",
+                                 timeout=20, what="the new version")["web"]
+        wait_until(lambda: gone(before["pid"]), timeout=20, what="the previous version stopped")
+        time.sleep(0.3)
+    finally:
+        loop.done()
+    assert after["port"] != before["port"] and "--directory" in cmdline(after["pid"])
+    assert loop.failed == 0 and loop.ok > 10, (loop.ok, loop.failed)
+    assert loop.ports == {before["port"], after["port"]}
+    assert kinds(gateway, "web").count("switched") == 2
+
+
+def test_a_failed_change_with_an_automatic_port_never_stops_the_running_version(gateway: Gateway):
+    gateway.write("web", AUTO % "")
+    gateway.start()
+    before = healthy_and_good(gateway, "web")
+    gateway.write("web", BAD + 'port = "auto"\n[health]\ntype = "tcp"\nstart_period = "5s"\n')
+    wait_until(lambda: "rolled_back" in kinds(gateway, "web"), timeout=20, what="the failed change noted")
+    web = gateway.status()["web"]
+    assert web["pid"] == before["pid"] and web["port"] == before["port"] and web["phase"] == "running"
+    (event,) = [e for e in gateway.events("web") if e["kind"] == "rolled_back"]
+    assert "exited with code 2: Error: TOKEN not set" in event["reason"] and event["detail"]["gap"] is False
+    assert not [e for e in gateway.events("web") if e["to_phase"] in ("stopping", "exited")]

@@ -1,0 +1,116 @@
+"""Carry out a `Replace`: a change of a server with an automatic port, without a gap.
+
+1. the new version starts on a free port next to the running one (same log file);
+2. it answers its check within its start period -> it takes over: the server's port, its
+   process, its tunnel route (the loop reloads; the tunnel hands the route over with its
+   own two-connector swap), and only once the route points at it does the old version stop
+   gracefully, with the stop settings it ran with;
+3. it does not -> it is stopped, the change is remembered as failed (not tried again by
+   itself, as a rollback is), and the running version never stopped.
+The server stays RUNNING throughout (`replacing` holds the planner back meanwhile).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from reconciler import observe
+from reconciler.act import child_cwd, child_env, command_argv, log_path
+from reconciler.actions import Replace
+from reconciler.children import Child, SpawnError
+from reconciler.events import EventKind
+from reconciler.runtime import Runtime
+from reconciler.state import Phase
+from reconciler.trial import _program_lines, _watch
+
+ROUTE_WITHIN = 120.0  # seconds the tunnel may take to move the route before the old one stops anyway
+
+
+def start_replace(rt: Runtime, action: Replace, actor: str) -> None:
+    rt.update(action.name, replacing=True)
+    rt.spawn_task(_replace(rt, action, actor))
+
+
+async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
+    name, spec, port = action.name, action.spec, action.port
+    old_state, old = rt.state(name), rt.children.get(name)
+    old_spec = rt.last_good.get(name)
+    rt.event(EventKind.INTENT, name, f"your change starts on port {port} next to the running version",
+             actor=actor, detail={"port": port, "hash": spec.runtime_hash()})
+    new: Child | None = None
+    try:
+        started = time.monotonic()
+        try:
+            new = await Child.spawn(command_argv(spec, port), shell=spec.shell, cwd=child_cwd(rt.config_dir, spec),
+                                    env=child_env(spec, port), log_path=log_path(rt, name))
+        except SpawnError as exc:
+            return _failed(rt, name, spec.runtime_hash(), f"could not start: {exc}", actor)
+        verdict = await _watch(spec, new, port, started)
+        now_state = rt.state(name)
+        if now_state.phase is not Phase.RUNNING or rt.children.get(name) is not old or old is None:
+            await new.stop(spec.stop.signal, spec.stop.timeout)  # the old one stopped or crashed meanwhile
+            rt.update(name, replacing=False)
+            rt.notify()
+            return
+        if not verdict.ok:
+            await new.stop(spec.stop.signal, spec.stop.timeout)
+            printed = _program_lines(log_path(rt, name))
+            why = f"{verdict.text}: {printed[-1][:200]}" if printed and "exited" in verdict.text else verdict.text
+            return _failed(rt, name, spec.runtime_hash(), why, actor)
+        # the switch: from here on the server is the new process
+        rt.children[name] = new
+        rt.ports[name] = port
+        rt.put({"op": "port", "name": name, "port": port})
+        rt.states[name] = now_state.update(
+            pid=new.pid, create_time=new.create_time, port=port, spec_hash=spec.runtime_hash(), started_at=started,
+            healthy_since=time.monotonic(), health_failures=0, health_error=None, last_latency_ms=None,
+            restarts=now_state.restarts + 1, replacing=False)
+        rt.save(name)
+        rt.event(EventKind.SWITCHED, name, f"the new version answers on port {port}; the previous one "
+                 f"(port {old_state.port}) stops once the route has moved", actor=actor,
+                 detail={"port": port, "old_port": old_state.port, "pid": new.pid, "old_pid": old.pid})
+        observe.watch_child(rt, name, new, spec)
+        rt.routes_changed()  # the loop reloads: the tunnel's route follows the new port
+        rt.notify()
+        new = None  # it is the server now: not stopped below
+        await rt.wait_until(lambda: routes_applied(rt, name, port), ROUTE_WITHIN)
+        signal, timeout = (old_spec.stop.signal, old_spec.stop.timeout) if old_spec else ("TERM", 10.0)
+        result = await old.stop(signal, timeout)
+        rt.event(EventKind.SWITCHED, name, f"the previous version (pid {old.pid}) stopped: {result.exit.describe()}",
+                 actor=actor, detail={"old_pid": old.pid, "forced": result.escalated})
+    finally:
+        if new is not None and new.is_alive():  # cancelled (the gateway stops): leave nothing behind
+            await new.stop(spec.stop.signal, spec.stop.timeout)
+        if rt.state(name).replacing:
+            rt.update(name, replacing=False)
+
+
+def _failed(rt: Runtime, name: str, failed_hash: str, why: str, actor: str) -> None:
+    rt.failed[name] = failed_hash
+    rt.failed_why[name] = why
+    rt.put({"op": "rollout_failed", "name": name, "hash": failed_hash, "why": why})
+    rt.update(name, replacing=False)
+    rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {why}; the previous version kept "
+             "running", actor=actor, detail={"failed_hash": failed_hash, "why": why, "gap": False})
+    rt.notify()
+
+
+def routes_applied(rt: Runtime, name: str, port: int) -> bool:
+    """Does the running tunnel connector route `name` to `port` (true when there is no tunnel,
+    or no route for it)? It does once it runs on the config that says so."""
+    from reconciler.tunnel.connector import RESERVED, ingress_hash
+    from reconciler.tunnel.hook import plan_of
+
+    plan: Any = plan_of(rt)
+    if plan is None or plan.settings is None or plan.spec is None or plan.text is None:
+        return True
+    mine = [rule for rule in plan.rules if rule.server == name]
+    if not mine:
+        return True
+    if not all(rule.service.endswith(f":{port}") for rule in mine if rule.service.startswith("http://127.0.0.1:")):
+        return False  # the new config is not written yet
+    running = rt.specs.get(RESERVED)
+    state = rt.state(RESERVED)
+    return (running is not None and state.phase is Phase.RUNNING and state.spec_hash == running.runtime_hash()
+            and running.env.get("GATEWAY_INGRESS_HASH") == ingress_hash(plan.text))
