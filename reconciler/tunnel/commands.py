@@ -210,14 +210,14 @@ def _dns(args: argparse.Namespace) -> int:
               "Cloudflare API token with Zone:DNS:Edit", file=sys.stderr)
         return 1
     hostnames = [r.hostname for r in plan.rules[:-1]]
-    outcomes = asyncio.run(_sync(args, settings.api_url, token, uuid, hostnames, settings.zone))
+    outcomes = asyncio.run(_sync(args, settings.api_url, token, uuid, hostnames, settings.zone, plan.hostnames))
     for o in outcomes:
         print(o)
     return 1 if any(o.action in ("conflict", "error") for o in outcomes) else 0
 
 
-async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, hostnames: list[str],
-                zone: str | None) -> list[Any]:
+async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, hostnames: list[str],  # noqa: PLR0913
+                zone: str | None, keep: tuple[str, ...] = ()) -> list[Any]:
     from reconciler.store import Store
     from reconciler.store.embedded import EmbeddedPostgres
     from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync
@@ -227,7 +227,7 @@ async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, h
     store = await Store.connect(dsn, settings.schema)
     api = CloudflareAPI(api_url, token)
     try:
-        return await sync(api, Ledger(store.pool), uuid, hostnames, zone)
+        return await sync(api, Ledger(store.pool), uuid, hostnames, zone, keep=keep)
     finally:
         await api.close()
         await store.close()
