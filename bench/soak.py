@@ -166,7 +166,7 @@ def main() -> None:
     left = [pid for pid in seen_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     pg = EmbeddedPostgres(data)
     dsn = pg.start()
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn, options="-c search_path=gateway") as conn:
         rows = conn.execute("SELECT seq, kind, to_phase, detail FROM events ORDER BY seq").fetchall()
     pg.stop()
     seqs = [r[0] for r in rows]

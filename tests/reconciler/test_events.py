@@ -54,6 +54,7 @@ ALERT_CASES = {
     EventKind.TUNNEL_OFFLINE: ({}, "tunnel"),
     EventKind.SYNC_FAILED: ({}, "sync"),
     EventKind.BATTERY_LOW: ({"percent": 15}, "battery"),
+    EventKind.ROLLED_BACK: ({"failed_hash": "h"}, "rollback"),
 }
 
 
