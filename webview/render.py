@@ -3,8 +3,6 @@ CSRF token, one-shot flash messages, and the sign-in requirement for GET pages."
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,9 +10,10 @@ from urllib.parse import quote, unquote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse
 
-from webview.security import current_user, is_https
+from webview import auth
+from webview.security import is_https
 from webview.words import duration
 
 if TYPE_CHECKING:
@@ -81,17 +80,4 @@ def redirect(request: Request, to: str, message: str | None = None) -> RedirectR
     return response
 
 
-Page = Callable[[Request], Awaitable[Response]]
-
-
-def login_required(page: Page) -> Page:
-    """GET pages: a visitor who is not signed in goes to the sign-in page, then back."""
-
-    @functools.wraps(page)
-    async def wrapper(request: Request) -> Response:
-        if await current_user(request) is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-        return await page(request)
-
-    return wrapper
+login_required = auth.page  # GET pages: a visitor who is not signed in goes to the sign-in page, then back
