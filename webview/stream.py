@@ -24,7 +24,8 @@ from webview.render import _mb, daemon_of, fragment
 from webview.security import current_user
 from webview.views import server_names
 
-STATS_EVERY = 5.0  # seconds between stats messages when nothing changes
+STATS_EVERY = 5.0  # seconds between looks at the figures when nothing changes (sent when they moved)
+KEEPALIVE = 15.0
 COALESCE = 0.05  # seconds: changes this close together go out as one batch
 VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at", "latency_ms", "uptime_pct")
 VOLATILE_WORDS = ("wait", "status")
@@ -56,13 +57,13 @@ def _key(view: dict[str, Any]) -> tuple[Any, ...]:
 _now: dict[str, Any] = {}  # the cards and stats of this second and state, shared by every open stream
 
 
-def cards_now(daemon: Any) -> tuple[list[dict[str, Any]], str]:
+def cards_now(daemon: Any) -> tuple[list[tuple[dict[str, Any], tuple[Any, ...]]], str]:
     """Every server's card view and the stats message, built at most once per state change and
     second however many streams are open (50 phones: one build, not fifty)."""
     key = (daemon.rt.changed, int(time.monotonic()))
     if _now.get("key") != key:
         cards = [card_view(daemon, name) for name in server_names(daemon)]
-        _now.update(key=key, cards=cards, stats=sse("stats", stats(cards)))
+        _now.update(key=key, cards=[(view, _key(view)) for view in cards], stats=sse("stats", stats(cards)))
     return _now["cards"], _now["stats"]
 
 
@@ -85,6 +86,7 @@ async def stream(request: Request) -> StreamingResponse:
 
     async def events() -> AsyncIterator[str]:
         sent: dict[str, tuple[Any, ...]] = {}
+        last_stats, last_out = "", time.monotonic()
         stopping = asyncio.ensure_future(daemon.stop_event.wait())  # the stream ends when the gateway stops
         yield "retry: 3000\n: connected\n\n"
         try:
@@ -92,13 +94,18 @@ async def stream(request: Request) -> StreamingResponse:
                 changed = asyncio.ensure_future(daemon.rt.changed.wait())
                 out = []
                 cards, stats_message = cards_now(daemon)
-                for view in cards:
-                    key = _key(view)
+                for view, key in cards:
                     if sent.get(view["name"]) != key:
                         sent[view["name"]] = key
                         out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
-                out.append(stats_message)
-                yield "".join(out)
+                if stats_message != last_stats:  # the same figures again: nothing to say
+                    out.append(stats_message)
+                    last_stats = stats_message
+                if not out and time.monotonic() - last_out >= KEEPALIVE:
+                    out.append(": keepalive\n\n")  # proxies close a stream that says nothing for long
+                if out:
+                    last_out = time.monotonic()
+                    yield "".join(out)
                 done, _ = await asyncio.wait({changed, stopping}, timeout=STATS_EVERY,
                                              return_when=asyncio.FIRST_COMPLETED)
                 changed.cancel()
