@@ -14,9 +14,8 @@ INSTALL = {
                       "sudo apt-get install cloudflared"),
     "macos": "brew install cloudflared",
 }
-SETUP = ("then: cloudflared tunnel login (opens a browser, writes cert.pem); "
-         "cloudflared tunnel create NAME (prints the tunnel's UUID and writes ~/.cloudflared/UUID.json, "
-         "the credentials file); put both in gateway.toml's [tunnel] as id and credentials_file")
+SETUP = ("then, if not done yet, connect Cloudflare on the page (/cloudflare) or with `gateway tunnel connect`: "
+         "one API token, no cloudflared command; the gateway notices cloudflared once it is installed")
 
 
 def windows_locations(environ: Mapping[str, str]) -> list[str]:

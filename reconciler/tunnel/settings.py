@@ -111,7 +111,8 @@ def parse(table: Mapping[str, Any], config_dir: Path) -> TunnelSettings | None |
             if err["type"] == "extra_forbidden":
                 message = f"unknown key (known: {', '.join(TunnelSettings.model_fields)})"
             elif err["type"] == "missing":
-                message = "is required: the tunnel's UUID or name (`cloudflared tunnel create NAME` prints it)"
+                message = ("is required: connect Cloudflare on the page (/cloudflare) or with `gateway tunnel connect`, "
+                           "which fills it in; or the UUID `cloudflared tunnel create NAME` printed")
             line = _line_of(path, keys) if Path(path).exists() else None
             errors.append(ConfigError(path, line, None, ".".join(keys), message))
         return errors

@@ -33,8 +33,8 @@ def test_configured_then_path_then_windows_locations(tmp_path: Path):
     assert find(None, env, windows=True) == msi
 
 
-def test_missing_message_says_how_to_install_and_create_a_tunnel():
+def test_missing_message_says_how_to_install_and_connect():
     text = missing_message()
     for part in ("winget install --id Cloudflare.cloudflared", "sudo apt-get install cloudflared",
-                 "brew install cloudflared", "cloudflared tunnel login", "cloudflared tunnel create NAME"):
+                 "brew install cloudflared", "gateway tunnel connect", "notices cloudflared once it is installed"):
         assert part in text
