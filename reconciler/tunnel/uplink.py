@@ -46,6 +46,7 @@ class Uplink:
     said: str | None = None  # "waiting" | "offline": what was announced for this outage
     cause: str | None = None  # exit code and cloudflared's last error line, in one line
     internet: bool | None = None
+    cause_key: tuple[Any, ...] | None = None
 
 
 def hold(up: Uplink, plan: TunnelPlan) -> TunnelPlan:
@@ -102,7 +103,7 @@ def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> No
             rt.event(EventKind.TUNNEL_ONLINE, RESERVED, f"reachable from outside again (offline since "
                      f"{_clock(up.since)})", detail={"offline_since": to_wall(up.since)})
         held, up.held = up.held, False
-        up.since = up.clock = up.said = up.cause = None
+        up.since = up.clock = up.said = up.cause = up.cause_key = None
         up.internet = internet
         if held:
             rec.mark_config_dirty()
@@ -113,7 +114,9 @@ def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> No
     if not offline and up.internet is False:
         up.clock = now  # the internet is back: give cloudflared its time before calling it offline
     up.internet = internet
-    up.cause = cause_of(rt) or up.cause
+    key = (st.phase, st.exited_at, st.last_exit, st.health_error)
+    if key != up.cause_key:  # the log is read when something changed, not on every look
+        up.cause, up.cause_key = cause_of(rt) or up.cause, key
     if offline:
         if up.said != "waiting":
             up.said = "waiting"
