@@ -27,6 +27,7 @@ from reconciler.spec import (
     NAME_PATTERN,
     RESERVED_NAMES,
     CommandHealth,
+    HEALTH_KINDS,
     DomainSpec,
     GatewayFile,
     HttpHealth,
@@ -400,7 +401,7 @@ def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
 # --- pydantic errors -> file positions --------------------------------------------------------
 _KNOWN_KEYS: dict[str, list[str]] = {
     "": list(ServerSpec.model_fields),
-    "health": sorted({*HttpHealth.model_fields, *TcpHealth.model_fields, *CommandHealth.model_fields}),
+    "health": sorted({key for kind in HEALTH_KINDS for key in kind.model_fields}),
     "restart": list(RestartSpec.model_fields),
     "stop": list(StopSpec.model_fields),
     "domain": list(DomainSpec.model_fields),

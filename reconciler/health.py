@@ -12,12 +12,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
 from reconciler.platform import current
-from reconciler.spec import CommandHealth, HttpHealth, NoHealth, TcpHealth
+from reconciler.spec import HEALTH_KINDS, CommandHealth, HttpHealth, NoHealth, TcpHealth
 
 Health = HttpHealth | TcpHealth | CommandHealth | NoHealth
 
@@ -46,15 +48,7 @@ async def probe(
 ) -> HealthResult:
     """Run one check. `env` and `cwd` apply to command checks ({port} and PORT are filled in)."""
     try:
-        if isinstance(health, NoHealth):
-            return _OK_NO_CHECK
-        if isinstance(health, CommandHealth):
-            return await _command(health, port, env, cwd)
-        if port is None:
-            return HealthResult(False, None, f"no port to check ({health.type} health check)")
-        if isinstance(health, HttpHealth):
-            return await _http(health, host, port)
-        return await _tcp(health, host, port)
+        return await PROBES[type(health)](health, _Target(host, port, env, cwd))
     except Exception as exc:  # the contract is "never raise": report it as a failed check
         return HealthResult(False, None, f"health check failed unexpectedly: {exc!r}")
 
@@ -246,3 +240,40 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 __all__ = ["HealthResult", "probe", "port_answers", "port_holder", "port_is_free"]
+
+
+# --- one probe per kind of check (reconciler/spec.py HEALTH_KINDS) ---------------------------
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    port: int | None
+    env: dict[str, str] | None
+    cwd: str | None
+
+
+def _needs_port(check: Callable[[Any, str, int], Awaitable[HealthResult]]) -> Probe:
+    async def run(health: Any, target: _Target) -> HealthResult:
+        if target.port is None:
+            return HealthResult(False, None, f"no port to check ({health.type} health check)")
+        return await check(health, target.host, target.port)
+    return run
+
+
+async def _none(health: NoHealth, target: _Target) -> HealthResult:
+    return _OK_NO_CHECK
+
+
+async def _command_probe(health: CommandHealth, target: _Target) -> HealthResult:
+    return await _command(health, target.port, target.env, target.cwd)
+
+
+Probe = Callable[[Any, _Target], Awaitable[HealthResult]]
+PROBES: dict[type, Probe] = {
+    HttpHealth: _needs_port(_http),
+    TcpHealth: _needs_port(_tcp),
+    CommandHealth: _command_probe,
+    NoHealth: _none,
+}
+_missing = [kind.__name__ for kind in HEALTH_KINDS if kind not in PROBES]
+if _missing:  # a new kind of check without its probe fails here, not as a silent tcp check
+    raise ImportError(f"reconciler.health: no probe for {', '.join(_missing)} (add it to PROBES)")

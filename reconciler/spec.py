@@ -138,6 +138,9 @@ class NoHealth(_Model):
     type: Literal["none"]
 
 
+# Every kind of health check, once: a new kind is a model here plus its probe in health.py
+# (`PROBES`, checked complete at import); the loader's known keys come from this tuple.
+HEALTH_KINDS: tuple[type[_Model], ...] = (HttpHealth, TcpHealth, CommandHealth, NoHealth)
 HealthSpec = Annotated[Union[HttpHealth, TcpHealth, CommandHealth, NoHealth], Field(discriminator="type")]
 
 

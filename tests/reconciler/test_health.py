@@ -266,3 +266,16 @@ async def test_http_answer_that_is_not_http() -> None:
         result = await probe(http(path="/h"), port)
     assert not result.ok
     assert result.error == f"no valid HTTP answer from http://127.0.0.1:{port}/h: 'SSH-2.0-OpenSSH_9.2'"
+
+
+def test_every_kind_of_check_has_its_probe_and_its_keys_known():
+    import typing
+
+    from reconciler.config import _KNOWN_KEYS
+    from reconciler.health import PROBES
+    from reconciler.spec import HEALTH_KINDS, HealthSpec
+
+    union = typing.get_args(typing.get_args(HealthSpec)[0])
+    assert set(union) == set(HEALTH_KINDS) == set(PROBES)  # one list: a new kind cannot be half-added
+    for kind in HEALTH_KINDS:
+        assert set(kind.model_fields) <= set(_KNOWN_KEYS["health"])
