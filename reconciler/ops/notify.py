@@ -136,6 +136,8 @@ class Classifier:
             self.open.discard(("database", None))
         if kind == K.TUNNEL_OFFLINE:
             return self._once("tunnel", server, reason)
+        if kind == K.TUNNEL_ONLINE:  # over: the next time it goes offline is news again
+            self.open.discard(("tunnel", server))
         if kind == K.SYNC_FAILED:
             return Alert("sync", None, reason)
         if kind == K.ROLLED_BACK:

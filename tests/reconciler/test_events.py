@@ -89,3 +89,12 @@ def test_listeners_hear_the_kinds_they_asked_for(tmp_path: Path):
     rt.event(EventKind.ERROR, "blog", "port held", detail={"port": 1})
     assert heard == ["intent", "error"] and only_errors == ["error"]
     assert [op["kind"] for op in ops] == ["intent", "error"]  # recorded, whatever the listener did
+
+
+def test_the_tunnel_alert_is_raised_again_after_it_was_back_online():
+    c = Classifier()
+    offline = {"op": "event", "kind": "tunnel_offline", "server": "cloudflared", "reason": "not ready", "detail": {}}
+    online = {"op": "event", "kind": "tunnel_online", "server": "cloudflared", "reason": "ready", "detail": {}}
+    assert c(offline, 0.0) is not None and c(offline, 1.0) is None  # one incident, one alert
+    assert c(online, 2.0) is None
+    assert c(offline, 3.0) is not None  # a new incident
