@@ -83,7 +83,8 @@ class Reconciler:
         stopped = frozenset(n for n, i in self.rt.intents.items() if i == "stop")
         rt = self.rt
         return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range),  # type: ignore[arg-type]
-                       last_good=dict(rt.last_good), failed=dict(rt.failed), last_known=dict(self.last_known))
+                       last_good=dict(rt.last_good), failed=dict(rt.failed), last_known=dict(self.last_known),
+                       offline=rt.host.get("internet_ok") is False)
 
     def observed(self) -> Observed:
         return Observed(dict(self.rt.states), dict(self.rt.ports), frozenset(self.rt.busy_ports))

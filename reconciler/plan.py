@@ -156,6 +156,11 @@ def _plan_exited(
     rolled = _roll_back(name, spec, state, desired, observed, now)
     if rolled is not None:
         return rolled
+    if desired.offline and getattr(spec.effective_health(), "needs_internet", False):
+        # restarting it cannot bring the internet back: no failure counted, no escalation;
+        # it starts again the moment the internet check passes
+        return [Mark(name, P.BACKOFF, Reason.WAITING_FOR_INTERNET, "retried as soon as the internet is back",
+                     next_try_at=now)], None, ""
     backoff = Backoff.of(spec.restart)
     ended = state.exited_at if state.exited_at is not None else now
     failures = backoff.failures_after_exit(state.failures, state.healthy_since, ended)
@@ -195,6 +200,8 @@ def _plan_idle(
         rolled = _roll_back(name, spec, state, desired, observed, now)
         if rolled is not None:
             return rolled
+    if state.phase is P.BACKOFF and state.cause is Reason.WAITING_FOR_INTERNET and desired.offline:
+        return [], None, ""  # the sampler wakes the loop when the internet check changes
     if state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None and state.next_try_at > now:
         return [], state.next_try_at, ""
     blocked = _blocked_by(spec, observed)

@@ -30,5 +30,6 @@ class Reason(StrEnum):
     DEPENDENCY = "waiting for a dependency"
     SHUTDOWN = "gateway stopping"
     ADOPTED = "adopted after a gateway restart"
+    WAITING_FOR_INTERNET = "waiting for the internet"
     ROLLBACK = "the change failed; running the last good version"
     PROMOTED = "the change ran well through its probation"

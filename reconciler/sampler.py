@@ -127,7 +127,10 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
             log.warning("sampling failed: %s", exc)
         else:
             rt.resources = figures
+            changed = host.get("internet_ok") != rt.host.get("internet_ok")
             rt.host = host
+            if changed:
+                rt.notify()  # a server waiting for the internet starts now (or a plan may hold one)
             for name, fig in figures.items():
                 rt.put({"op": "resource", "server": name, **fig})
             for name, state in rt.states.items():

@@ -96,6 +96,9 @@ class Desired:
     # the last loaded version of every server, also of one whose file is gone: its stop
     # settings are the ones it is stopped with
     last_known: Mapping[str, ServerSpec] = field(default_factory=dict)
+    # the host's internet check fails: a server whose check `needs_internet` (the tunnel
+    # connector) that exits now waits for the internet instead of counting a failure
+    offline: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ async def with_tunnel(rec: Reconciler, result: LoadResult) -> LoadResult:
     mem = _memory.setdefault(rt, Memory())
     plan = await asyncio.to_thread(_apply, result, rec.config_dir, rt.data_dir, dict(rt.ports))
     plan = handover.hold(rec, plan)  # new routes: a second connector first, then the restart
-    plan = uplink.hold(mem.uplink, plan)  # no internet: not restarted in a loop, retried when it is back
+    # no internet: the planner holds the connector (its check `needs_internet`), not this hook
     previous, mem.plan = mem.plan, plan
     if plan.written:
         rt.event(EventKind.TUNNEL_CONFIG, RESERVED, f"wrote {plan.config_path}: {len(plan.rules) - 1} routes",

@@ -2,9 +2,10 @@
 
 Offline, cloudflared exits 1 within a second of starting (it cannot reach the edge), so an
 ordinary supervisor would restart it in a loop and raise "keeps crashing". Here, while the
-host's internet check fails, a connector that exited is held back (the spec goes in
-disabled): no restarts, no escalation, one `TUNNEL_WAITING` event ("waiting for the
-internet"); the moment the check passes again it is let go and starts at once.
+host's internet check fails, a connector that exited waits for the internet (the planner's
+`Reason.WAITING_FOR_INTERNET`, as for any server whose check `needs_internet`): no restarts,
+no escalation; here, one `TUNNEL_WAITING` event ("waiting for the internet"); the moment the
+check passes again it starts at once.
 
 With the internet up, a connector that is not ready for `offline_alert_after` is offline:
 one `TUNNEL_OFFLINE` event (the `tunnel` alert), and `TUNNEL_ONLINE` when it is ready again.
@@ -15,7 +16,6 @@ time it really went offline (not the time someone looked).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,13 +47,6 @@ class Uplink:
     cause: str | None = None  # exit code and cloudflared's last error line, in one line
     internet: bool | None = None
     cause_key: tuple[Any, ...] | None = None
-
-
-def hold(up: Uplink, plan: TunnelPlan) -> TunnelPlan:
-    """The plan with the connector held back (disabled) while `up.held`."""
-    if not up.held or plan.spec is None:
-        return plan
-    return dataclasses.replace(plan, spec=plan.spec.model_copy(update={"enabled": False}))
 
 
 def last_error_line(log: Path, limit: int = 64 * 1024) -> str | None:

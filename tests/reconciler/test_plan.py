@@ -442,3 +442,25 @@ def test_a_change_with_an_automatic_port_starts_next_to_the_running_version():
     fixed = spec("web", port=8080, command=["python", "v2.py", "{port}"])
     (stop,) = run_plan([fixed], [st], good=[old]).actions
     assert isinstance(stop, Stop)
+
+
+def test_a_server_that_needs_the_internet_waits_for_it_instead_of_failing():
+    s = spec("cloudflared", port=20241, health={"type": "http", "path": "/ready", "needs_internet": True})
+    exited = ServerState("cloudflared", P.EXITED, spec_hash=s.runtime_hash(), exited_at=NOW, failures=4,
+                         cause=Reason.CRASH)
+    desired = Desired({"cloudflared": s}, last_good={"cloudflared": s}, offline=True)
+    (mark,) = plan(desired, Observed({"cloudflared": exited}), NOW).actions
+    assert mark == Mark("cloudflared", P.BACKOFF, Reason.WAITING_FOR_INTERNET, "retried as soon as the internet is back",
+                        next_try_at=NOW)
+    assert not mark.escalate and mark.failures is None  # not counted
+    waiting = exited.advance(P.BACKOFF, "waiting", cause=Reason.WAITING_FOR_INTERNET, next_try_at=NOW)
+    held = plan(desired, Observed({"cloudflared": waiting}), NOW)
+    assert held.actions == () and held.requeue_after is None
+    back = plan(dataclasses.replace(desired, offline=False), Observed({"cloudflared": waiting}), NOW)
+    (start,) = back.actions
+    assert isinstance(start, Start) and start.reason is Reason.RETRY
+    # a server that does not need the internet fails as usual while it is down
+    plain = spec("web")
+    crashed = ServerState("web", P.EXITED, spec_hash=plain.runtime_hash(), exited_at=NOW, failures=1, cause=Reason.CRASH)
+    (mark,) = plan(Desired({"web": plain}, last_good={"web": plain}, offline=True), Observed({"web": crashed}), NOW).actions
+    assert isinstance(mark, Mark) and mark.reason is Reason.CRASH
