@@ -103,6 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not settings.config_dir.is_dir():
             print(f"gateway: config folder {settings.config_dir} does not exist", file=sys.stderr)
             return 2
+        settings.tunnel_host_port  # noqa: B018 - a bad GATEWAY_TUNNEL_LISTEN fails here, before any server starts
         if problem := listen_problem(*settings.host_port):
             print(f"gateway run: {problem}", file=sys.stderr)
             return 2

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from reconciler.settings import TUNNEL_URL_FILE
+from reconciler.settings import TUNNEL_URL_FILE, SettingsError
 from webview import doors
 from webview.app import create_app
 
@@ -107,7 +107,7 @@ def build(daemon: Any) -> WebServer:
         tunnel = WebServer(uvicorn.Config(doors.Door(app, doors.TUNNEL), log_level="warning", access_log=False,
                                           lifespan="off", proxy_headers=False))
         daemon.tunnel_url = tunnel_url(sock)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SettingsError) as exc:
         print(f"omen-gateway: the page cannot be reached through the tunnel: its door did not open ({exc})",
               flush=True)
     return Doors(config, tunnel, sock, daemon.settings.data_dir / TUNNEL_URL_FILE)

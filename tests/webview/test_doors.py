@@ -6,11 +6,13 @@ a session and its CSRF token."""
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
 from tests.fix_gateway import Gateway
-from tests.webview.conftest import PASSWORD, USER, signed_in, url_of
+from tests.webview.conftest import HTTP, PASSWORD, USER, signed_in, url_of
 from webview.app import all_routes
 
 SAME = {"sec-fetch-site": "same-origin"}
@@ -136,3 +138,24 @@ def test_every_post_needs_a_session_and_its_csrf_token(web: Gateway, path: str) 
     finally:
         http.close()
     assert web.status()["alpha"]["phase"] == "running"
+
+
+def test_the_tunnel_door_is_loopback_only_and_a_bad_address_stops_nothing(gateway: Gateway,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from tests.fix_gateway import REPO
+
+    bad = subprocess.run([sys.executable, "-m", "reconciler", "run", "--config", str(gateway.config_dir),
+                          "--data-dir", str(gateway.data_dir), "--listen", "127.0.0.1:0"], cwd=REPO,
+                         env={**os.environ, "GATEWAY_TUNNEL_LISTEN": "127.0.0.1:x"}, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert bad.returncode == 3 and "GATEWAY_TUNNEL_LISTEN: '127.0.0.1:x' is not HOST:PORT" in bad.stderr
+    monkeypatch.setenv("GATEWAY_TUNNEL_LISTEN", "0.0.0.0:0")  # not loopback: refused, the page still runs
+    gateway.write("one", HTTP)
+    gateway.start()
+    gateway.wait_phase("one", "running")
+    assert "the page cannot be reached through the tunnel" in gateway.output.read_text()
+    assert "must be a loopback address" in gateway.output.read_text()
+    assert not (gateway.data_dir / "tunnel-door.url").exists()
