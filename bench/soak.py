@@ -171,11 +171,11 @@ def main() -> None:
     pg.stop()
     seqs = [r[0] for r in rows]
     lost = sum(b - a - 1 for a, b in zip(seqs, seqs[1:]) if 1 < b - a < 1_000_000)  # a new run starts far on
-    signal9 = sum(1 for r in rows if r[2] == "exited" and "signal 9" in str((r[3] or {}).get("detail", "")))
+    signal9 = sum(1 for r in rows if r[2] in ("exited", "stopped") and "signal 9" in str((r[3] or {}).get("detail", "")))
     print(f"soak: {args.servers} servers, {args.minutes:g} min, seed {args.seed}, data {home}")
     print("chaos: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     print(f"events recorded: {len(rows)}; lost (seq gaps): {lost}")
-    print(f"child kill -9s: {len(killed)}; 'exited' events by signal 9: {signal9} "
+    print(f"child kill -9s: {len(killed)}; exits recorded as killed by signal 9: {signal9} "
           f"(a kill while the gateway was down is seen as a failed adoption instead)")
     print(f"servers answering after the settle: {answering}/{len(ports)}")
     print(f"processes left after the final stop: {len(left)} {left[:10]}")
