@@ -4,11 +4,13 @@ server. Shared by the page and the stream, so both say the same."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.spec import NAME_PATTERN
 from webview.render import daemon_of, fragment
 from webview.views import gateway_view, server_names, server_view
 from webview.words import server_words
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
     from reconciler.daemon import Daemon
 
+NAME_RE = re.compile(NAME_PATTERN)
 CSRF_SLOT = "csrf-slot-5f0c2a"  # in the cached cards; replaced by each visitor's own token
 TAIL_BYTES = 4096  # the end of a crashing server's log, for its last printed lines
 CRASHING = ("backoff", "exited", "error", "stopped")
@@ -40,10 +43,30 @@ def card_view(daemon: Daemon, name: str) -> dict[str, Any]:
     """One card: the server's view and `w`, its words (with the last lines it printed when it
     is down: a small read of its log's end)."""
     view = server_view(daemon, name)
+    result = daemon.reconciler.result
+    view["broken_new"] = not view["in_config"] and name not in daemon.rt.states and bool(result) and any(
+        Path(e.path).stem == name for e in result.errors)
+    if view["broken_new"]:
+        view["config_stale"] = True  # the words then say its file has a mistake and nothing was started
     log = tail_lines(daemon.settings.data_dir / "logs" / f"{name}.log") if view["phase"] in CRASHING \
         and view["last_exit"] else []
     view["w"] = server_words(view, log)
+    if view["broken_new"]:
+        view["w"].update(head="Not started: its file has a mistake", status="Not started: its file has a mistake",
+                         tone="cant-start", attention=True)
     return view
+
+
+def all_names(daemon: Daemon) -> list[str]:
+    """Every server the page shows: the loaded and the running ones, and a new file that does
+    not load yet (its card says so; nothing of it runs)."""
+    names = set(server_names(daemon))
+    result = daemon.reconciler.result
+    for e in result.errors if result else ():
+        stem = Path(e.path).stem
+        if Path(e.path).name != "gateway.toml" and NAME_RE.match(stem):
+            names.add(stem)
+    return sorted(names)
 
 
 def config_problems(daemon: Daemon) -> list[dict[str, Any]]:
@@ -74,7 +97,7 @@ def _order(card: dict[str, Any]) -> tuple[int, str]:
 
 async def overview_model(request: Request) -> dict[str, Any]:
     daemon = daemon_of(request)
-    servers = [card_view(daemon, n) for n in server_names(daemon)]
+    servers = [card_view(daemon, n) for n in all_names(daemon)]
     group, tag = request.query_params.get("group") or None, request.query_params.get("tag") or None
     shown = [s for s in servers if (group is None or s["group"] == group) and (tag is None or tag in s["tags"])]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)

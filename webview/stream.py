@@ -19,10 +19,9 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from webview.overview import CSRF_SLOT, card_view, counts
+from webview.overview import CSRF_SLOT, all_names, card_view, counts
 from webview.render import _mb, daemon_of, fragment
 from webview.security import current_user
-from webview.views import server_names
 
 STATS_EVERY = 5.0  # seconds between looks at the figures when nothing changes (sent when they moved)
 KEEPALIVE = 15.0
@@ -62,7 +61,7 @@ def cards_now(daemon: Any) -> tuple[list[tuple[dict[str, Any], tuple[Any, ...]]]
     second however many streams are open (50 phones: one build, not fifty)."""
     key = (daemon.rt.changed, int(time.monotonic()))
     if _now.get("key") != key:
-        cards = [card_view(daemon, name) for name in server_names(daemon)]
+        cards = [card_view(daemon, name) for name in all_names(daemon)]
         _now.update(key=key, cards=[(view, _key(view)) for view in cards], stats=sse("stats", stats(cards)))
     return _now["cards"], _now["stats"]
 

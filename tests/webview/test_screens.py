@@ -106,20 +106,34 @@ def test_detail_log_search_without_match_says_so(gw: Gateway, http: httpx.Client
     assert "It ended by itself" in events or "it ended by itself" in events
 
 
+GROWER = ('command = ["python", "-c", "import time\\na = []\\nwhile True:\\n    a.append(bytearray(2**20))\\n'
+          '    time.sleep(0.2)"]\n[health]\ntype = "none"\n')
+
+
 def test_stream_sends_counts_and_usage_without_a_change(gw: Gateway, http: httpx.Client) -> None:
-    stats: list[dict] = []
-    with http.stream("GET", "/stream", params={"back": "/"}, timeout=30) as r:
-        event = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "stats":
-                stats.append(json.loads(line[6:]))
-                # the later ones come with no state change: only the clock and the sampler moved
-                if len(stats) >= 2 and stats[-1]["servers"]["aaa-web"]["mem"] != "-" or len(stats) == 4:
-                    break
-    assert stats[-1]["running"] == 1 and stats[-1]["total"] == 2 and stats[-1]["attention_names"] == ["zzz-bot"]
-    assert stats[-1]["servers"]["aaa-web"]["mem"].endswith("MB")
+    path = gw.write("grower", GROWER)  # its memory grows; its state stays "running"
+    try:
+        gw.wait_phase("grower", "running")
+        stats: list[dict] = []
+        grower_cards = 0
+        with http.stream("GET", "/stream", params={"back": "/"}, timeout=30) as r:
+            event = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "server":
+                    grower_cards += 'id="srv-grower"' in line
+                elif line.startswith("data: ") and event == "stats":
+                    stats.append(json.loads(line[6:]))
+                    mems = {s["servers"]["grower"]["mem"] for s in stats} - {"-"}
+                    if len(mems) >= 2:  # the figure moved, and the stream said so by itself
+                        break
+        assert stats[-1]["running"] == 2 and stats[-1]["total"] == 3 and stats[-1]["attention_names"] == ["zzz-bot"]
+        assert stats[-1]["servers"]["aaa-web"]["mem"].endswith("MB")
+        assert grower_cards == 1  # its card came once, at the start: only its figures moved
+    finally:
+        path.unlink()
+        gw.wait_for(lambda s: "grower" not in s, what="grower gone")
 
 
 @pytest.mark.browser
@@ -154,3 +168,18 @@ def test_screens_look_right(gw: Gateway, browser: Browser, width: int, height: i
         expect(page.locator("textarea[name=env]")).to_be_hidden()  # under "More settings" until opened
     finally:
         context.close()
+
+
+def test_a_new_file_with_a_mistake_gets_a_card_that_says_so(gw: Gateway, http: httpx.Client) -> None:
+    path = gw.write("new-one", 'command = ["python", "-m", "http.server"]\nport = 70000\n')
+    try:
+        deadline = time.monotonic() + 15
+        while 'id="srv-new-one"' not in (page := http.get("/").text):
+            assert time.monotonic() < deadline, page
+            time.sleep(0.1)
+        new = card(page, "new-one")
+        assert "Not started: its file has a mistake" in new and "new-one.toml has a mistake; nothing was started" in new
+        assert "data-control" not in new and 'href="#problem-new-one"' in new and 'id="problem-new-one"' in page
+        assert re.search(r"data-count-total>3<", page) and "2 need attention" in page
+    finally:
+        path.unlink()
