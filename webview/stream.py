@@ -97,6 +97,9 @@ async def stream(request: Request) -> StreamingResponse:
                     if sent.get(view["name"]) != key:
                         sent[view["name"]] = key
                         out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
+                for gone in set(sent) - {view["name"] for view, _ in cards}:
+                    del sent[gone]
+                    out.append(sse("gone", gone))  # its file was removed: the page drops its card
                 if stats_message != last_stats:  # the same figures again: nothing to say
                     out.append(stats_message)
                     last_stats = stats_message

@@ -131,8 +131,18 @@ def test_stream_sends_counts_and_usage_without_a_change(gw: Gateway, http: httpx
         assert stats[-1]["running"] == 2 and stats[-1]["total"] == 3 and stats[-1]["attention_names"] == ["zzz-bot"]
         assert stats[-1]["servers"]["aaa-web"]["mem"].endswith("MB")
         assert grower_cards == 1  # its card came once, at the start: only its figures moved
+        with http.stream("GET", "/stream", params={"back": "/"}, timeout=30) as r:
+            lines = r.iter_lines()
+            for line in lines:  # the first message: every card, then the figures
+                if line == "event: stats":
+                    break
+            path.unlink()  # then its file goes: the open page is told to drop its card
+            for line in lines:
+                if line == "event: gone":
+                    assert next(lines) == "data: grower"
+                    break
     finally:
-        path.unlink()
+        path.unlink(missing_ok=True)
         gw.wait_for(lambda s: "grower" not in s, what="grower gone")
 
 

@@ -53,6 +53,10 @@
       else if (cards && !location.search) cards.appendChild(fresh);  // a new server: shown at once
       else if (document.getElementById("servers") && hint) hint.textContent = "New server " + fresh.dataset.name + ": reload to see it.";
     });
+    source.addEventListener("gone", function (ev) {
+      const old = document.getElementById("srv-" + ev.data.trim());
+      if (old && document.getElementById("servers")) old.remove();
+    });
     // What moves without a state change: the counts, CPU and memory.
     source.addEventListener("stats", function (ev) {
       const d = JSON.parse(ev.data);
