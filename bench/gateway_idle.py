@@ -38,6 +38,20 @@ def thread_wake_cost(step: float = 0.02, seconds: float = 10.0) -> float:
     return 100 * used / (time.monotonic() - t0)
 
 
+def wakeups(pid: int) -> dict[str, int]:
+    """Voluntary context switches per thread (name -> count), from /proc (Linux): each is
+    a wake-up after a sleep. None elsewhere."""
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        name = f"{fields['Name'].strip()}[{task.name}]"
+        out[name] = int(fields["voluntary_ctxt_switches"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", type=int, default=100)
@@ -68,11 +82,16 @@ def main() -> None:
                 time.sleep(0.05)
             time.sleep(args.settle)
             daemon = psutil.Process(proc.pid)
-            c0, w0 = sum(daemon.cpu_times()[:2]), time.monotonic()
+            c0, w0, k0 = sum(daemon.cpu_times()[:2]), time.monotonic(), wakeups(proc.pid)
             time.sleep(args.idle)
-            used, window = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0
+            used, window, k1 = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0, wakeups(proc.pid)
             print(f"gateway, {args.servers} servers: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
                   f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
+            per = {name: (k1[name] - k0.get(name, 0)) / window for name in k1}
+            print(f"wake-ups of the gateway process at rest: {sum(per.values()):.1f} a second (all threads; "
+                  f"voluntary context switches from /proc): " +
+                  ", ".join(f"{n} {v:.1f}" for n, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05),
+                  flush=True)
         finally:
             stop_process(proc, 120)
         still = [p for p in ports if answers(p)]

@@ -148,6 +148,8 @@ class Daemon:
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopper}:
+            if self.stop_event.is_set() and not task.cancelled() and task.exception() is None:
+                continue  # it ended because the stop was asked for (the watcher does): no crash
             # A core task ended on its own: a bug. Leave the servers running (the next start
             # adopts them), say why loudly, and exit non-zero so autostart restarts us.
             self.crashed = repr(task.exception() if not task.cancelled() else "cancelled")
