@@ -68,7 +68,7 @@ class GatewayAuth(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         state = conn.app.state
         door = doors.door_of(conn.scope)
-        forwarded = "cf-connecting-ip" in conn.headers or "cf-ray" in conn.headers  # came through cloudflared
+        forwarded = any(h in conn.headers for h in ("cf-connecting-ip", "cf-ray", "x-forwarded-for"))  # via a proxy
         base = [LOCAL] if door == doors.LOCAL and doors.from_loopback(conn) and not forwarded else []
         bearer = _bearer(conn)
         token = state.daemon.token

@@ -99,7 +99,10 @@ def build(daemon: Any) -> WebServer:
     """The server for the page and the local API at the local door, with the tunnel door
     beside it; `serve(sockets=[...])` runs both, the local one on the socket the daemon bound."""
     app = create_app(daemon)
-    config = uvicorn.Config(doors.Door(app, doors.LOCAL), log_level="warning", access_log=False, lifespan="off")
+    # proxy_headers off at both doors: the client address is the peer's (or, at the tunnel door only,
+    # Cf-Connecting-Ip: webview.doors.client_ip), never X-Forwarded-For
+    config = uvicorn.Config(doors.Door(app, doors.LOCAL), log_level="warning", access_log=False, lifespan="off",
+                            proxy_headers=False)
     tunnel, sock = None, None
     try:
         host, port = daemon.settings.tunnel_host_port

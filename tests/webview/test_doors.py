@@ -106,7 +106,8 @@ def test_cross_site_sign_in_is_refused_and_the_local_door_ignores_cf_connecting_
     # the local door never believes Cf-Connecting-Ip: one peer, however many addresses it claims
     with httpx.Client(base_url=url_of(gateway), trust_env=False, headers=SAME) as http:
         codes = [http.post("/login", data={"username": f"nobody{i}", "password": "x"},
-                           headers={"cf-connecting-ip": f"198.51.100.{i}"}).status_code for i in range(11)]
+                           headers={"cf-connecting-ip": f"198.51.100.{i}", "x-forwarded-for": f"192.0.2.{i}"}
+                           ).status_code for i in range(11)]
         assert codes == [401] * 10 + [429]
 
 
