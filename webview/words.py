@@ -234,7 +234,9 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
             text = "trying again after it ended"
         extra = str(detail.get("detail") or "") if isinstance(detail, dict) else ""
         why, _code = exit_words(extra)
-        if why and e["to_phase"] in ("exited", "stopped"):
+        if why and e["to_phase"] == "exited" and rk == R.CRASH.value:
+            text = why  # "it stopped with an error": ended by itself goes without saying
+        elif why and e["to_phase"] in ("exited", "stopped"):
             text = f"{text}; {why}" if text else why
         if "adopted" in reason:
             text = "kept running while the gateway restarted"
@@ -256,6 +258,10 @@ def event_words(e: dict[str, Any]) -> dict[str, str]:
         return {"title": f"Your change to {file} has a mistake{where}",
                 "text": "nothing was stopped: what ran before keeps running",
                 "details": f"{key}{detail.get('message') or reason}"}
+    if kind == "escalated" and isinstance(detail, dict) and detail.get("failures"):
+        n = int(detail["failures"])
+        return {"title": "Keeps crashing", "text": f"{n} time{'s' if n != 1 else ''} in a row; still trying, and we "
+                "sent you an alert if alerts are set up", "details": f"{kind}: {reason}"}
     if kind == "error" and (held := _HELD_RE.search(reason)):
         prog = held.group(3)
         return {"title": "Could not start", "text": f"port {held.group(1)} is used by another program" +

@@ -81,3 +81,12 @@ def test_a_held_port_event_in_words() -> None:
     assert t["title"] == "Could not start" and t["text"] == "port 20006 is used by another program (python)"
     e = event_words({"kind": "error", "reason": "port 20006 is held by pid 12254 (python)"})
     assert e["text"] == "port 20006 is used by another program (python)" and "pid 12254" in e["details"]
+
+
+def test_crash_and_keeps_crashing_events_read_once() -> None:
+    ended = event_words({"kind": "transition", "from_phase": "running", "to_phase": "exited",
+                         "reason": "the process exited", "detail": {"detail": "exited with code 4"}})
+    assert ended["text"] == "it stopped with an error" and "exit code" not in ended["text"]
+    keeps = event_words({"kind": "escalated", "reason": "1 failures in a row; still retrying with backoff",
+                         "detail": {"failures": 1}})
+    assert keeps["text"].startswith("1 time in a row; still trying")
