@@ -116,6 +116,14 @@ def test_first_run_two_factors_and_the_tunnel_door(gateway: Gateway, browser: Br
         expect(page).to_have_url(base + "/")
         sign_out(page)
 
+        # --- the password, then the passkey as the second step
+        page.get_by_label("User name").fill(OWNER)
+        page.get_by_label("Password").fill(GOOD)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.get_by_role("button", name="Use my passkey").click()
+        expect(page).to_have_url(base + "/")
+        sign_out(page)
+
         # --- the passkey alone (fingerprint / face: the virtual authenticator says yes)
         page.get_by_role("button", name="Sign in with a passkey").click()
         expect(page).to_have_url(base + "/")
