@@ -129,8 +129,9 @@ async def control_post(request: Request) -> Response:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         return redirect(request, back, f"Could not {verb}: {exc}")
     views = [server_view(daemon_of(request), n) for n in done]
-    message = "; ".join(f"{s['name']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else "")
-                        for s in views)
+    cards = [card_view(daemon_of(request), n) for n in done]
+    message = "; ".join(f"{c['name']}: {c['w']['status']}" + (f" ({c['w']['reason']})" if c["w"]["reason"] else "")
+                        for c in cards)
     if wants_json(request):
         return JSONResponse({"verb": verb, "message": message, "servers": views})
     return redirect(request, back, message)

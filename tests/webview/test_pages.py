@@ -69,7 +69,7 @@ def test_stop_and_start_by_button(web: Gateway, http: httpx.Client) -> None:
     r = http.post("/servers/beta/control", data={"verb": "stop", "csrf": http.csrf, "back": "/"})
     assert r.status_code == 303
     assert web.status()["beta"]["phase"] == "stopped"
-    assert "beta: stopped by operator" in __import__("urllib.parse").parse.unquote(r.cookies["gw_flash"])
+    assert "beta: Stopped by you" in __import__("urllib.parse").parse.unquote(r.cookies["gw_flash"])
     assert [e for e in web.events("beta") if e["actor"] == f"operator:web:{USER}"]
     r = http.post("/servers/beta/control", data={"verb": "start", "csrf": http.csrf},
                   headers={"accept": "application/json"})
