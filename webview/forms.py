@@ -31,7 +31,7 @@ FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags
           "health_command", "domain")
 HEALTH_TYPES = ("", "http", "tcp", "command", "none")
 APPLY_WAIT = 5.0  # seconds to wait for the watcher to pick the file up
-X
+RESERVED = frozenset({"gateway", "cloudflared"})  # names the gateway's own files and programs use
 
 
 class FormError(Exception):
