@@ -88,7 +88,8 @@ def config_problems(daemon: Daemon) -> list[dict[str, Any]]:
 
 def counts(cards: list[dict[str, Any]]) -> dict[str, int]:
     return {"total": len(cards), "running": sum(c["phase"] == "running" for c in cards),
-            "attention": sum(bool(c["w"]["attention"]) for c in cards)}
+            "attention": sum(bool(c["w"]["attention"]) for c in cards),
+            "off": sum(c["phase"] == "stopped" and not c["w"]["attention"] for c in cards)}
 
 
 def _order(card: dict[str, Any]) -> tuple[int, str]:

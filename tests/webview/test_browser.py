@@ -71,6 +71,8 @@ def test_phone_and_desktop(web: Gateway, browser: Browser, width: int, height: i
         beta.get_by_role("button", name="Stop").click()
         expect(page.locator("#srv-beta [data-status]")).to_have_text("Stopped by you", timeout=15000)
         assert page.evaluate("window.__noReload") is True
+        expect(page.locator("[data-count-off]")).to_have_text(" · 1 stopped on purpose")  # the count follows live
+        expect(page.locator("[data-count-running]")).to_have_text("1")
         assert web.status()["beta"]["phase"] == "stopped"
         page.screenshot(path=str(artifacts() / f"stopped-{width}.png"), full_page=True)
         page.locator("#srv-beta").get_by_role("button", name="Start").click()

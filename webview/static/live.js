@@ -62,6 +62,7 @@
       const d = JSON.parse(ev.data);
       setText("[data-count-running]", d.running);
       setText("[data-count-total]", d.total);
+      setText("[data-count-off]", d.off ? " · " + d.off + " stopped on purpose" : "");
       const att = document.querySelector("[data-count-attention]");
       if (att) {
         att.textContent = d.attention ? d.attention + (d.attention === 1 ? " needs" : " need") + " attention: " +
