@@ -122,7 +122,7 @@ async def _alerts(request: Request, status: int = 200, error: str | None = None,
         except Exception as exc:  # noqa: BLE001 - the database is down: say so
             db_error = f"The list of sent alerts cannot be read: the database is unreachable ({exc})."
     urls = form["urls"] if form else "\n".join(table.get("urls") or [])
-    chosen = form["events"] if form else list(table.get("events") or ALL_KINDS)
+    chosen = form["events"] if form else list(table.get("events", ALL_KINDS))
     return render(request, "settings_alerts.html", status=status, error=error, urls=urls, chosen=chosen,
                   kinds=[(k, EVENT_WORDS.get(k, k)) for k in ALL_KINDS], examples=URL_EXAMPLES, alerts=alerts,
                   db_error=db_error, live_targets=len(live.urls) if live else 0, section="alerts")

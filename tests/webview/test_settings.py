@@ -213,3 +213,19 @@ def test_start_at_boot_tells_the_truth(gw: Gateway, http: httpx.Client) -> None:
     else:  # it could not: the page says why and gives the command to copy
         assert r.status_code == 409 and "Could not turn it on from the page" in r.text
         assert "gateway autostart install --config" in r.text
+
+
+def test_no_events_chosen_is_said_and_saved(gw: Gateway, http: httpx.Client) -> None:
+    from reconciler.ops.notify import ALL_KINDS
+
+    before = tomllib.loads((gw.config_dir / "gateway.toml").read_text()).get("notify", {})
+    try:
+        r = http.post("/settings/alerts", data={"csrf": http.csrf, "urls": "json://127.0.0.1:9/x"})  # type: ignore[attr-defined]
+        assert r.status_code == 303
+        assert tomllib.loads((gw.config_dir / "gateway.toml").read_text())["notify"]["events"] == []
+        assert "data-no-events" in http.get("/settings/alerts").text
+    finally:
+        r = http.post("/settings/alerts", data={"csrf": http.csrf,  # type: ignore[attr-defined]
+                                                "urls": "\n".join(before.get("urls", [])),
+                                                "events": list(before.get("events", ALL_KINDS))})
+        assert r.status_code == 303
