@@ -15,6 +15,7 @@ from reconciler.actions import Action, Forget, Mark, Promote, Reason, Replace, R
 from reconciler.backoff import Backoff
 from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
+from reconciler.fsutil import server_log
 from reconciler.health import port_holder, port_is_free
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
@@ -101,7 +102,7 @@ def child_cwd(config_dir: Path, spec: ServerSpec) -> str:
 
 
 def log_path(rt: Runtime, name: str) -> Path:
-    return rt.data_dir / "logs" / f"{name}.log"
+    return server_log(rt.data_dir, name)
 
 
 def _escalate(rt: Runtime, name: str, failures: int | None) -> None:

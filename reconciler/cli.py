@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from reconciler import __version__
 from reconciler.client import ApiError, Client, NotRunning
+from reconciler.fsutil import server_log
 from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem
 from reconciler.ops import cli as ops_cli
 from reconciler.settings import Settings, SettingsError, default_data_dir, ensure_private_dir, resolve
@@ -260,7 +261,7 @@ def cmd_try(args: argparse.Namespace) -> int:
             print(err)
         return 2
     config_dir = Path(args.config) if args.config else path.resolve().parent
-    log = default_data_dir(args.data_dir) / "logs" / f"try-{loaded.name}.log"
+    log = server_log(default_data_dir(args.data_dir), f"try-{loaded.name}")
     print(f"trying {loaded.name} (on a scratch port, for up to its start period; the running version is untouched)")
     verdict = asyncio.run(try_spec(loaded, config_dir, log, lambda line: print(f"  | {line}", flush=True)))
     print(("ok: " if verdict.ok else "failed: ") + verdict.text)

@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from reconciler.instance import record_recovery
 from reconciler.power import power_forever
 from reconciler.resume import resume_forever
 from reconciler.events import EventKind
+from reconciler.fsutil import atomic_write, read_or_create_secret
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
 from reconciler.platform import current, desktop
@@ -38,14 +38,7 @@ JOURNAL_REPLAY_TIMEOUT = 30.0  # seconds to write the previous run's journal bef
 
 def read_or_create_token(data_dir: Path) -> str:
     """The local API token: a file only this user can read."""
-    path = data_dir / TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return token
+    return read_or_create_secret(data_dir / TOKEN_FILE)
 
 
 @dataclass
@@ -142,9 +135,7 @@ class Daemon:
         await asyncio.sleep(0)
         self.reconciler.mark_config_dirty()
         url_file = settings.data_dir / URL_FILE  # now `gateway ...` may talk to us; atomically, as
-        partial = url_file.with_name(URL_FILE + ".tmp")  # a reader may look the moment it appears
-        partial.write_text(self.url + "\n")
-        os.replace(partial, url_file)
+        atomic_write(url_file, self.url + "\n")  # a reader may look the moment it appears
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopper}:

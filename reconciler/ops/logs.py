@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+from reconciler.fsutil import server_log
 
 log = logging.getLogger("gateway")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?i?b?)\s*$", re.IGNORECASE)
@@ -274,7 +275,7 @@ def _identity(path: Path) -> int | None:
 
 def cmd_logs(args: Any, data_dir: Path) -> int:
     """`gateway logs NAME [-n N] [-f] [--grep X]`."""
-    path = data_dir / "logs" / f"{args.name}.log"
+    path = server_log(data_dir, args.name)
     if not log_files(path):
         print(f"gateway logs: no log for {args.name!r} at {path}", file=sys.stderr)
         return 1

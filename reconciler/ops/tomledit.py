@@ -9,11 +9,12 @@ tomlkit is imported when an edit happens, not at the daemon's start.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from reconciler.fsutil import atomic_write
 
 DELETE = object()  # a change that removes its key
 
@@ -59,12 +60,7 @@ def render(text: str, changes: Mapping[str, Any]) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """temp file (a dot file: the watcher ignores it) + fsync + rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def edit(path: Path, changes: Mapping[str, Any]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import secrets
 import socket
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.fsutil import write_secret
 from reconciler.tunnel.cfapi import DEFAULT_API, TUNNEL_EDIT, Client, CloudflareError
 
 TOKEN_FILE = "cloudflare-token"
@@ -74,19 +74,6 @@ class Connected:
 
 def data_folder(data_dir: Path) -> Path:
     return Path(data_dir) / "tunnel"
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Write a file only its owner can read (0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 async def find(client: Client, account_id: str | None = None) -> Found:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.config import ConfigError, LoadResult, _line_of
+from reconciler.fsutil import atomic_write
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
 from reconciler.tunnel import locate, validate
@@ -262,15 +263,7 @@ def write_config(path: Path, text: str) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".prev"))
-    os.replace(tmp, path)
+    atomic_write(path, text, keep_previous=True)
     return True
 
 

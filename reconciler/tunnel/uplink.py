@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.events import EventKind
+from reconciler.fsutil import server_log
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
 from reconciler.tunnel import locate
@@ -73,7 +74,7 @@ def cause_of(rt: Any) -> str | None:
             parts.append(st.last_exit)
     elif st.health_error:
         parts.append(f"not ready: {st.health_error}")
-    line = last_error_line(rt.data_dir / "logs" / f"{RESERVED}.log")
+    line = last_error_line(server_log(rt.data_dir, RESERVED))
     if line:
         parts.append(f'"{line}"')
     return " · ".join(parts) or None
