@@ -100,3 +100,28 @@ def test_add_from_a_starting_point_and_get_an_alert(gw: Gateway, browser: Browse
         assert not [e for e in errors if "Content Security Policy" in e], errors
     finally:
         context.close()
+
+
+def test_local_links_are_hidden_when_the_page_is_not_on_this_computer(gw: Gateway, browser: Browser) -> None:  # noqa: F811
+    """A phone on the Wi-Fi reaches the page at the laptop's address: a link to 127.0.0.1 would
+    open the phone itself, so the card does not offer it there (here 192.0.2.10 is mapped to
+    127.0.0.1 inside Chromium, as the laptop's LAN address would be)."""
+    from tests.webview.conftest import PASSWORD, USER
+    from tests.webview.test_browser import CHROMIUM
+
+    port = url_of(gw).rsplit(":", 1)[1]
+    # a browser of its own: the address map is a launch option
+    b = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--host-resolver-rules=MAP 192.0.2.10 127.0.0.1"])
+    try:
+        for base, links in ((f"http://192.0.2.10:{port}", 0), (url_of(gw), 1)):
+            page = b.new_page(viewport={"width": 390, "height": 844})
+            page.goto(base + "/login")
+            page.get_by_label("User name").fill(USER)
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator("#srv-web [data-status]")).to_have_text("Running")
+            expect(page.locator("#srv-web [data-open]")).to_have_count(links)
+            page.close()
+    finally:
+        b.close()

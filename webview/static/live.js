@@ -81,6 +81,17 @@
     source.addEventListener("error", function () { if (hint) hint.textContent = "Live updates paused; retrying…"; });
   }
 
+  // "Open on this computer" links go to 127.0.0.1: from a phone they would open the phone itself.
+  const onThisComputer = ["localhost", "127.0.0.1", "[::1]", "::1"].indexOf(location.hostname) >= 0;
+  function hideLocalLinks(root) {
+    if (onThisComputer) return;
+    root.querySelectorAll("[data-open]").forEach(function (a) { a.remove(); });
+  }
+  if (!onThisComputer) {
+    hideLocalLinks(document);
+    new MutationObserver(function () { hideLocalLinks(document); }).observe(document.body, { childList: true, subtree: true });
+  }
+
   function setText(sel, value) {
     document.querySelectorAll(sel).forEach(function (el) { el.textContent = value; });
   }
