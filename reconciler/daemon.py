@@ -29,6 +29,7 @@ from reconciler.spec import HostSettings
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
+from reconciler.tunnel import with_tunnel
 from reconciler.tunnel.dns_task import dns_forever
 from reconciler.watch import watch_folder
 
@@ -91,7 +92,7 @@ class Daemon:
         self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
         self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
         self.rt.ports.update(ports)
-        self.reconciler = Reconciler(self.rt, settings.config_dir)
+        self.reconciler = Reconciler(self.rt, settings.config_dir, load_hooks=[with_tunnel])
         fallback = restore(self.rt, await self.store.load_rollouts(), await self.store.load_applied_specs())
         adopted = await self.reconciler.start(rows, fallback)
         result = self.reconciler.result

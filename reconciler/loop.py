@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Iterable, Mapping
 
 from reconciler import observe
@@ -19,16 +20,23 @@ from reconciler.events import EventKind
 from reconciler.plan import Plan, plan
 from reconciler.runtime import Runtime
 from reconciler.state import ALIVE, Desired, Observed, Phase
-from reconciler.tunnel import with_tunnel
 
 log = logging.getLogger("gateway")
 P = Phase
 RESYNC_TICK = 30.0  # seconds: the safety net; everything else wakes the loop directly
 
 
+# What may join the loading of the folder: the tunnel adds its connector this way. A hook
+# gets the reconciler (for its runtime, folder and mark_config_dirty) and the loaded result,
+# and returns the result to use. The loop imports no hook; the daemon hands them in.
+LoadHook = Callable[["Reconciler", LoadResult], Awaitable[LoadResult]]
+
+
 class Reconciler:
-    def __init__(self, rt: Runtime, config_dir: Path, tick: float = RESYNC_TICK) -> None:
+    def __init__(self, rt: Runtime, config_dir: Path, tick: float = RESYNC_TICK,
+                 load_hooks: Sequence[LoadHook] = ()) -> None:
         self.rt = rt
+        self.load_hooks = tuple(load_hooks)
         rt.routes_changed = self.mark_config_dirty
         self.config_dir = config_dir
         self.tick = tick
@@ -54,7 +62,8 @@ class Reconciler:
         self.loaded_at = time.monotonic()
         held = {n: p for n, p in self.rt.ports.items() if self.rt.state(n).phase in ALIVE}
         result = await asyncio.to_thread(load_dir, self.config_dir, previous, held)
-        result = await with_tunnel(self, result)  # + the cloudflared connector when [tunnel] is set
+        for hook in self.load_hooks:  # e.g. + the cloudflared connector when [tunnel] is set
+            result = await hook(self, result)
         self.result = result
         self.rt.specs = result.specs
         self.last_known.update(result.specs)

@@ -12,9 +12,8 @@ The server stays RUNNING throughout (`replacing` holds the planner back meanwhil
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
-
 from reconciler import observe
 from reconciler.act import child_cwd, child_env, command_argv, log_path
 from reconciler.actions import Replace
@@ -25,6 +24,8 @@ from reconciler.state import Phase
 from reconciler.trial import _program_lines, _watch
 
 ROUTE_WITHIN = 120.0  # seconds the tunnel may take to move the route before the old one stops anyway
+DRAIN = 2.0  # seconds the old version still serves after the route moved (requests under way, and
+# anyone who read the old port just before the switch)
 
 
 def start_replace(rt: Runtime, action: Replace, actor: str) -> None:
@@ -74,7 +75,8 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
         rt.routes_changed()  # the loop reloads: the tunnel's route follows the new port
         rt.notify()
         new = None  # it is the server now: not stopped below
-        await rt.wait_until(lambda: routes_applied(rt, name, port), ROUTE_WITHIN)
+        await rt.wait_until(lambda: rt.routes_applied(name, port), ROUTE_WITHIN)
+        await asyncio.sleep(DRAIN)
         signal, timeout = (old_spec.stop.signal, old_spec.stop.timeout) if old_spec else ("TERM", 10.0)
         result = await old.stop(signal, timeout)
         rt.event(EventKind.SWITCHED, name, f"the previous version (pid {old.pid}) stopped: {result.exit.describe()}",
@@ -94,23 +96,3 @@ def _failed(rt: Runtime, name: str, failed_hash: str, why: str, actor: str) -> N
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {why}; the previous version kept "
              "running", actor=actor, detail={"failed_hash": failed_hash, "why": why, "gap": False})
     rt.notify()
-
-
-def routes_applied(rt: Runtime, name: str, port: int) -> bool:
-    """Does the running tunnel connector route `name` to `port` (true when there is no tunnel,
-    or no route for it)? It does once it runs on the config that says so."""
-    from reconciler.tunnel.connector import RESERVED, ingress_hash
-    from reconciler.tunnel.hook import plan_of
-
-    plan: Any = plan_of(rt)
-    if plan is None or plan.settings is None or plan.spec is None or plan.text is None:
-        return True
-    mine = [rule for rule in plan.rules if rule.server == name]
-    if not mine:
-        return True
-    if not all(rule.service.endswith(f":{port}") for rule in mine if rule.service.startswith("http://127.0.0.1:")):
-        return False  # the new config is not written yet
-    running = rt.specs.get(RESERVED)
-    state = rt.state(RESERVED)
-    return (running is not None and state.phase is Phase.RUNNING and state.spec_hash == running.runtime_hash()
-            and running.env.get("GATEWAY_INGRESS_HASH") == ingress_hash(plan.text))

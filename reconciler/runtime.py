@@ -56,6 +56,8 @@ class Runtime:
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
         self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
+        # does the tunnel route server NAME to PORT yet? (no tunnel: yes) - set by the tunnel's hook
+        self.routes_applied: Callable[[str, int], bool] = lambda name, port: True
         self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
 
     # --- recording -------------------------------------------------------------------

@@ -21,6 +21,8 @@ from reconciler.events import EventKind
 from reconciler.tunnel import handover, uplink
 from reconciler.tunnel.connector import RESERVED, TunnelPlan, build, ingress_hash, merge, write_config
 
+from reconciler.tunnel.routed import routes_applied
+
 if TYPE_CHECKING:
     from reconciler.loop import Reconciler
 
@@ -60,6 +62,7 @@ async def with_tunnel(rec: Reconciler, result: LoadResult) -> LoadResult:
     """The loop's hook: the loaded folder plus the tunnel connector (when [tunnel] is set)."""
     rt = rec.rt
     mem = _memory.setdefault(rt, Memory())
+    rt.routes_applied = lambda name, port: routes_applied(rt, name, port)
     plan = await asyncio.to_thread(_apply, result, rec.config_dir, rt.data_dir, dict(rt.ports))
     plan = handover.hold(rec, plan)  # new routes: a second connector first, then the restart
     # no internet: the planner holds the connector (its check `needs_internet`), not this hook
