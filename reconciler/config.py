@@ -96,6 +96,10 @@ def is_server_file(path: Path) -> bool:
 
 
 # --- one file ---------------------------------------------------------------------------
+WINDOWS_PATH_HINT = ("; a backslash in \"double quotes\" starts an escape: write Windows paths in 'single quotes' "
+                     "('C:\\Users\\me') or with forward slashes (\"C:/Users/me\")")
+
+
 def parse_toml(path: Path, text: str) -> dict[str, Any] | ConfigError:
     try:
         return tomllib.loads(text)
@@ -103,12 +107,20 @@ def parse_toml(path: Path, text: str) -> dict[str, Any] | ConfigError:
         message = str(exc)
         match = _TOML_POS_RE.match(message)
         if match:
-            return ConfigError(str(path), int(match["line"]), int(match["col"]), None,
-                               f"TOML syntax: {match['msg']}")
+            line = int(match["line"])
+            hint = ""
+            if match["msg"] in ("Invalid hex value", "Unescaped '\\' in a string") and "\\" in _nth_line(text, line):
+                hint = WINDOWS_PATH_HINT
+            return ConfigError(str(path), line, int(match["col"]), None, f"TOML syntax: {match['msg']}{hint}")
         match = _TOML_EOF_RE.match(message)
         if match:
             return ConfigError(str(path), text.count("\n") + 1, None, None, f"TOML syntax: {match['msg']}")
         return ConfigError(str(path), None, None, None, f"TOML syntax: {message}")
+
+
+def _nth_line(text: str, number: int) -> str:
+    lines = text.splitlines()
+    return lines[number - 1] if 0 < number <= len(lines) else ""
 
 
 def read_text(path: Path, raw: bytes | None = None) -> str | ConfigError:

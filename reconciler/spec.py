@@ -212,6 +212,14 @@ class ServerSpec(_Model):
                              "which no program can be given; remove it")
         return value
 
+    @field_validator("cwd")
+    @classmethod
+    def _no_control_characters_in_cwd(cls, value: str | None) -> str | None:
+        if value is not None and any(ch in value for ch in "\n\r\t\f\b\v\0"):
+            raise ValueError(f"{quote(value)} holds a line break or tab: a Windows path in \"double quotes\" "
+                             "turns \\n, \\t, \\f, \\b into those; write it in 'single quotes' or with forward slashes")
+        return value
+
     @field_validator("env", mode="before")
     @classmethod
     def _env_values_as_text(cls, value: Any) -> Any:

@@ -220,3 +220,16 @@ def test_example_folder_is_valid():
     result = load_dir(folder)
     assert not result.errors, messages(result.errors)
     assert {"hello", "api"} <= set(result.specs)
+
+
+def test_windows_paths_in_double_quotes_get_a_hint(tmp_path: Path):
+    bad = write(tmp_path, "web.toml", 'command = ["x"]\ncwd = "C:\\Users\\me\\app"\n')
+    (err,) = load_file(bad)  # type: ignore[misc]
+    assert "Invalid hex value" in err.message and "'single quotes'" in err.message and err.line == 2
+    # "\n", "\t", "\f", "\b" are valid escapes: the path silently held a line break before
+    quiet = write(tmp_path, "api.toml", 'command = ["x"]\ncwd = "C:\\new\\folder"\n')
+    (err,) = load_file(quiet)  # type: ignore[misc]
+    assert err.key == "cwd" and "line break or tab" in err.message and err.line == 2
+    ok = write(tmp_path, "bot.toml", "command = ['x']\ncwd = 'C:\\Users\\me\\app'\n")
+    spec = load_file(ok)
+    assert not isinstance(spec, list) and spec.cwd == "C:\\Users\\me\\app"
