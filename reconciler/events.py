@@ -53,6 +53,9 @@ class EventKind(StrEnum):
     ROLLED_BACK = "rolled_back"  # a change failed before its probation was over; detail: failed_hash, why
     SWITCHED = "switched"  # a change without a gap: the new version took over, then the old one stopped
     CHANGE_APPLIED = "change_applied"  # a changed version passed its probation: it is the last good one
+    SIGNED_IN = "signed_in"  # someone signed in to the page; detail: user, door, how, ip
+    SIGN_IN_LOCKED = "sign_in_locked"  # too many wrong answers: an address or a user refused for a while
+    ACCOUNT_CHANGED = "account_changed"  # a user added or removed, a password or a second step changed
 
     @property
     def warning(self) -> bool:
@@ -69,6 +72,7 @@ _WARNINGS = frozenset({
     K.ERROR, K.ESCALATED, K.STOP_ESCALATED, K.HEALTH_FAILED, K.NOT_ADOPTED, K.INTERNAL_ERROR,
     K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED,
     K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED, K.ROLLED_BACK, K.BATTERY_LOW, K.POWER_SETTINGS,
+    K.SIGN_IN_LOCKED,
 })
 _ALERTS: dict[EventKind, str] = {
     K.ESCALATED: "down",

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reconciler.events import EventKind
 from reconciler.store import accounts
 from webview import auth, doors, passkeys, signin, totp, users
 from webview.render import daemon_of, redirect, render
@@ -28,6 +29,11 @@ def _me(request: Request) -> str:
 
 def _key_id(raw: bytes) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+
+def _changed(request: Request, what: str, change: str) -> None:
+    me = _me(request)
+    signin.Audit(request).event(EventKind.ACCOUNT_CHANGED, f"{me}: {what}", user=me, change=change)
 
 
 def _outside(request: Request) -> dict[str, Any]:
@@ -78,6 +84,7 @@ async def totp_post(request: Request) -> Response:
         return render(request, "security_totp.html", status=400, secret=totp.grouped(factors["pending"]),
                       qr=Markup(totp.qr_svg(totp.uri(factors["pending"], me))),
                       error="That code is not right. Type the 6 digits your app shows now (they change every 30 s).")
+    _changed(request, "turned on the code app", "totp on")
     return render(request, "security_codes.html", codes=codes, first=True)
 
 
@@ -89,6 +96,7 @@ async def totp_off(request: Request) -> Response:
         signin.failed(request, me)
         return redirect(request, "/security", "Wrong password: the code app stays on.")
     await accounts.disable_totp(store, me)
+    _changed(request, "turned off the code app", "totp off")
     return redirect(request, "/security", "The code app is off. Signing in from outside now needs a passkey.")
 
 
@@ -97,6 +105,7 @@ async def new_codes(request: Request) -> Response:
     me = _me(request)
     codes = totp.new_recovery_codes()
     await accounts.replace_recovery_codes(_store(request), me, [totp.code_hash(c) for c in codes])
+    _changed(request, "made new recovery codes (the old ones no longer work)", "recovery codes")
     return render(request, "security_codes.html", codes=codes, first=False)
 
 
@@ -121,6 +130,7 @@ async def passkey_add(request: Request) -> Response:
         await passkeys.register(request, _store(request), _me(request), body, label)
     except (ValueError, passkeys.PasskeyError) as exc:
         return JSONResponse({"error": f"The passkey was not added: {exc}"}, status_code=400)
+    _changed(request, "added a passkey", "passkey added")
     return JSONResponse({"next": "/security"})
 
 
@@ -132,6 +142,8 @@ async def passkey_remove(request: Request) -> Response:
     except ValueError:
         return redirect(request, "/security", "No such passkey.")
     gone = await accounts.delete_passkey(_store(request), _me(request), cred_id)
+    if gone:
+        _changed(request, "removed a passkey", "passkey removed")
     return redirect(request, "/security", "Passkey removed." if gone else "No such passkey.")
 
 
@@ -155,6 +167,7 @@ async def user_add(request: Request) -> Response:
         await users.set_user(store, name, password)
     except users.UserError as exc:
         return redirect(request, "/users", f"Not added: {exc}.")
+    _changed(request, f"added the user {name}", "user added")
     return redirect(request, "/users", f"{name} can now sign in with the password you chose. Tell them in person.")
 
 
@@ -165,6 +178,8 @@ async def user_remove(request: Request) -> Response:
         return redirect(request, "/users", "You cannot remove yourself. Another user can.")
     users.forget_sessions(name)
     gone = await accounts.delete_user(_store(request), name)
+    if gone:
+        _changed(request, f"removed the user {name}", "user removed")
     return redirect(request, "/users", f"{name} was removed and signed out." if gone
                     else f"{name} was not removed: there must always be one user left.")
 
@@ -183,7 +198,8 @@ async def password_post(request: Request) -> Response:
         await users.set_user(store, me, new)  # ends every session of yours ...
     except users.UserError as exc:
         return redirect(request, "/users", f"Not changed: {exc}.")
-    response = await signin.open_session(request, me, request.user.second_factor, "/users")  # ... but this one
+    _changed(request, "changed their password (signed out everywhere else)", "password")
+    response = await signin.open_session(request, me, request.user.second_factor, "/users", "")  # ... but this one
     response.set_cookie("gw_flash", "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
                         max_age=60, path="/", httponly=True, samesite="lax", secure=doors.is_https(request))
     return response
@@ -192,6 +208,7 @@ async def password_post(request: Request) -> Response:
 @auth.action
 async def signout_all(request: Request) -> Response:
     await users.end_all_sessions(_store(request), _me(request))
+    _changed(request, "signed out on every device", "signed out everywhere")
     response = redirect(request, "/login", "You were signed out on every device.")
     response.delete_cookie(signin.COOKIE, path="/")
     return response

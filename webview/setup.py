@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from reconciler.events import EventKind
 from webview import auth, signin, users
 from webview.render import daemon_of, render
 
@@ -77,7 +78,9 @@ async def setup_post(request: Request) -> Response:
         await users.set_user(store, name, password, first=True)
     except users.UserError:  # someone else finished setup a moment ago
         return RedirectResponse("/login", status_code=303)
-    return await signin.open_session(request, name, False, "/setup/next")
+    signin.Audit(request).event(EventKind.ACCOUNT_CHANGED, f"{name} set up the gateway: the owner", user=name,
+                  change="owner created")
+    return await signin.open_session(request, name, False, "/setup/next", "")
 
 
 @auth.page

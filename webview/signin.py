@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from reconciler.events import EventKind
 from reconciler.store import accounts
 from webview import auth, doors, passkeys, totp, users
 from webview.render import daemon_of, redirect, render
@@ -38,18 +39,45 @@ def wait_for(request: Request, name: str) -> float:
     return max(state.limit_ip.retry_after(doors.client_ip(request)), state.limit_user.retry_after(name.lower()))
 
 
+class Audit:
+    """Records a sign-in matter in the gateway's history (the events page shows it), saying
+    where it came from: the door and the client's address."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def event(self, kind: EventKind, reason: str, **detail: Any) -> None:
+        request = self.request
+        where = "through the tunnel" if doors.is_tunnel(request) else "on this laptop"
+        detail = {"door": doors.door_of(request.scope), "ip": doors.client_ip(request), **detail}
+        user = detail.get("user")
+        daemon_of(request).rt.event(kind, None, f"{reason} ({where}, from {detail['ip']})",
+                                    actor=f"web:{user}" if user else "web", detail=detail)
+
+
 def failed(request: Request, name: str) -> None:
-    request.app.state.limit_ip.fail(doors.client_ip(request))
-    if name:
-        request.app.state.limit_user.fail(name.lower())
+    """One wrong answer from this address (and for this user); says so once when it locks them out."""
+    state, ip = request.app.state, doors.client_ip(request)
+    for limit, key, who in ((state.limit_ip, ip, f"the address {ip}"), (state.limit_user, name.lower(), name)):
+        if not key:
+            continue
+        was_locked = limit.retry_after(key) > 0
+        limit.fail(key)
+        if not was_locked and limit.retry_after(key) > 0:
+            minutes = max(1, round(limit.window / 60))
+            Audit(request).event(EventKind.SIGN_IN_LOCKED, f"too many wrong answers: {who} may not sign in for "
+                   f"{minutes} min", user=name or None, locked=who)
 
 
 def too_many(wait: float) -> str:
     return f"Too many failed attempts. Try again in {wait:.0f} s."
 
 
-async def open_session(request: Request, user: str, second_factor: bool, target: str) -> Response:
+async def open_session(request: Request, user: str, second_factor: bool, target: str, how: str) -> Response:
+    """Sign `user` in (this browser), say so in the events, and go to `target`."""
     request.app.state.limit_user.clear(user.lower())
+    if how:
+        Audit(request).event(EventKind.SIGNED_IN, f"{user} signed in with {how}", user=user, how=how)
     token = await users.new_session(_store(request), user, second_factor, doors.door_of(request.scope))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(users.SESSION_TTL.total_seconds()), path="/", httponly=True,
@@ -106,7 +134,7 @@ async def login_post(request: Request) -> Response:
             "Signing in from outside the laptop needs a second step, and you have not set one up yet. "
             "On the laptop, open Security and turn on a code app or add a passkey."))
     if not has_factor:
-        return await open_session(request, name, False, target)
+        return await open_session(request, name, False, target, "a password")
     pending = sign(request.app.state.secret, {"user": name, "next": target, "door": doors.door_of(request.scope),
                                               "exp": time.time() + PENDING_TTL})
     response = RedirectResponse("/login/verify", status_code=303)
@@ -143,7 +171,8 @@ async def verify_post(request: Request) -> Response:
         failed(request, user)
         return await verify_page(request, 401, "That code is not right, or it was already used. "
                                                "Codes change every 30 seconds: try the one your app shows now.")
-    return await open_session(request, user, True, target)
+    return await open_session(request, user, True, target,
+                              "a password and the code app" if digits.isdigit() else "a password and a recovery code")
 
 
 async def passkey_options(request: Request) -> Response:
@@ -178,7 +207,7 @@ async def passkey_post(request: Request) -> Response:
         failed(request, claimed)
         return JSONResponse({"error": f"That passkey did not work: {exc}"}, status_code=401)
     target = safe_next(str(pending["next"])) if pending else "/"
-    response = await open_session(request, user, True, target)
+    response = await open_session(request, user, True, target, "a password and a passkey" if pending else "a passkey")
     answer = JSONResponse({"next": target})
     answer.raw_headers += [h for h in response.raw_headers if h[0] == b"set-cookie"]
     return answer

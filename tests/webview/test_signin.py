@@ -75,12 +75,17 @@ def test_tunnel_sign_in_with_the_second_step(web: Gateway, enrolled: tuple[str, 
         pending = r.headers["set-cookie"]
         assert "gw_pending=" in pending and "secure" in pending.lower()  # cloudflared's edge speaks https
         cookie = pending.split(";", 1)[0]
-        r = http.post("/login/verify", data={"code": codes[0]}, headers={"cookie": cookie})
+        r = http.post("/login/verify", data={"code": codes[0]},
+                      headers={"cookie": cookie, "cf-connecting-ip": "198.51.100.50"})
         assert r.status_code == 303 and r.headers["location"] == "/events"
         session = r.headers["set-cookie"]
         assert "gw_session=" in session and "secure" in session.lower()
         jar = session.split(";", 1)[0]
         assert http.get("/", headers={"cookie": jar}).status_code == 200
+    signed = [e for e in web.events() if e["kind"] == "signed_in" and e["detail"].get("door") == "tunnel"]
+    assert signed and signed[-1]["detail"] == {"door": "tunnel", "ip": "198.51.100.50", "user": USER,
+                                               "how": "a password and a recovery code"}
+    assert "through the tunnel, from 198.51.100.50" in signed[-1]["reason"]
         # the pending cookie of the tunnel door is no use at the local door
     with httpx.Client(base_url=url_of(web), trust_env=False, headers=SAME) as local:
         r = local.get("/login/verify", headers={"cookie": cookie})
@@ -107,6 +112,8 @@ def test_wrong_codes_lock_the_user_out(web: Gateway, enrolled: tuple[str, list[s
         assert first >= 1 and set(statuses[:first]) == {401} and set(statuses[first:]) == {429}, statuses
         r = http.post("/login", data={"username": USER, "password": PASSWORD}, headers={"cf-connecting-ip": "192.0.2.7"})
         assert r.status_code == 429 and "Try again in" in r.text  # even the right password, from anywhere
+    locked = [e for e in web.events() if e["kind"] == "sign_in_locked"]
+    assert [e["detail"]["locked"] for e in locked] == [USER]  # said once, not at every refused try
 
 
 def test_bad_passkey_answers_are_refused_and_rate_limited(gateway: Gateway) -> None:

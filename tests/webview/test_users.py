@@ -87,6 +87,8 @@ def test_users_page_add_remove_password_and_sign_out_everywhere(gateway: Gateway
         ada.csrf = CSRF_RE.search(ada.get("/users").text).group(1)  # type: ignore[attr-defined]
         assert "signed out on every device" in post(ada, "/account/signout-all")
         assert ada.get("/").status_code == 303 and ada_phone.get("/").status_code == 303
+        changes = [e["detail"]["change"] for e in gateway.events() if e["kind"] == "account_changed"]
+        assert changes == ["user added", "user removed", "password", "signed out everywhere"]
     finally:
         ada.close()
         ada_phone.close()
