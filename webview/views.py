@@ -74,6 +74,8 @@ def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]
         "rss_bytes": _usage(usage, state.pid, alive, 1, rt.resources.get(name, {}).get("rss_bytes")),
         "health": _health_word(state.phase, spec, state.health_failures, state.health_error),
         "uptime_pct": rt.uptime.get(name, {"24h": None, "7d": None, "30d": None}),
+        # a change that failed and was rolled back (reconciler/rollout.py): not tried again by itself
+        "rolled_back": rt.failed_why.get(name, "it failed") if name in rt.failed else None,
     }
 
 

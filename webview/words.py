@@ -118,6 +118,9 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
     if s.get("config_stale"):
         out["config"] = (f"Your change to {s['name']}.toml has a mistake; the previous version keeps running."
                          if s.get("in_config") else f"{s['name']}.toml has a mistake; nothing was started.")
+    if s.get("rolled_back"):
+        out["change"] = (f"Your change was not applied: {_plain_failure(s['rolled_back'])}. "
+                         "The previous version is running.")
 
     if phase == "running":
         health = s.get("health") or ""
@@ -147,6 +150,9 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
                 out["printed"] = last_printed(log)
         else:
             out.update(status="Stopped", details=code)
+    elif phase == "backoff" and kind == R.WAITING_FOR_INTERNET.value:
+        out.update(status="Waiting for the internet", tone="busy",
+                   details="this laptop has no internet now; it starts again as soon as the internet is back")
     elif phase in ("backoff", "exited"):
         failures = int(s.get("failures") or 0)
         if failures >= int(s.get("alert_after") or 5):
@@ -183,8 +189,18 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
         out["status"] = out["head"] + (f" — trying again in {out['wait']}" if wait is not None else "")
     else:
         out["head"], out["wait"], out["countdown"] = out["status"], "", None
-    out["attention"] = out["tone"] in ATTENTION or bool(out.get("config"))
+    out["attention"] = out["tone"] in ATTENTION or bool(out.get("config")) or bool(out.get("change"))
     return out
+
+
+def _plain_failure(why: str) -> str:
+    """'the process exited: exited with code 2: Error: X' -> 'it stopped with an error (exit code 2): Error: X'."""
+    text = why.removeprefix(f"{R.CRASH.value}: ")
+    words, code = exit_words(text)
+    if words:
+        printed = text.split(": ", 1)[1] if ": " in text else ""
+        return f"{words} ({code})" + (f": {printed}" if printed else "")
+    return text
 
 
 # --- events -------------------------------------------------------------------------------
@@ -204,6 +220,8 @@ _KIND_WORDS = {
     "dns_failed": "Could not set up the web address", "dns_unavailable": "Web addresses cannot be set up",
     "sync_pulled": "Got new settings from git", "sync_failed": "Could not get settings from git",
     "backup_written": "Backup made", "backup_failed": "Backup failed", "config_written": "Settings saved from the page",
+    "rolled_back": "Your change was not applied", "change_applied": "Your change is in force",
+    "switched": "Switched to the new version without a gap", "tunnel_waiting": "Waiting for the internet",
 }
 _REASON_WORDS = {
     R.CREATE.value: "new server", R.CHANGE.value: "its settings changed", R.DELETE.value: "its file was removed",
@@ -218,6 +236,8 @@ _REASON_WORDS = {
     "could not start": "it could not start", "no free port left": "no free port is left in the range",
     "adopted after a gateway restart": "kept running while the gateway restarted",
     "ended what was left of its process tree": "what was left of it was ended",
+    R.ROLLBACK.value: "your change did not work, so the previous version runs again",
+    R.PROMOTED.value: "your change ran well", R.WAITING_FOR_INTERNET.value: "waiting for the internet",
 }
 
 

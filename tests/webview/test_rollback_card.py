@@ -1,0 +1,52 @@
+"""The card of a server whose change was rolled back: what happened in words, that the
+previous version runs, and Retry / Edit (a real gateway, a real Chromium for the screenshots)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.fix_gateway import Gateway
+from tests.reconciler.test_loop import free_port, wait_until
+from tests.reconciler.test_rollout import bad, good, healthy_and_good, kinds
+from tests.webview.conftest import PASSWORD, USER, artifacts, cli, signed_in, url_of
+from tests.webview.test_browser import browser, sign_in  # noqa: F401 - the module's browser fixture
+
+
+@pytest.fixture
+def rolled_back(gateway: Gateway) -> Gateway:
+    port = free_port()
+    gateway.write("web", good(port))
+    gateway.start()
+    assert cli(gateway, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    healthy_and_good(gateway, "web")
+    gateway.write("web", bad(port))
+    wait_until(lambda: "rolled_back" in kinds(gateway, "web"), timeout=20, what="the rollback")
+    gateway.wait_phase("web", "running")
+    return gateway
+
+
+def test_the_card_says_the_change_was_not_applied_and_retry_tries_it_again(rolled_back: Gateway):
+    http = signed_in(rolled_back)
+    page = http.get("/").text
+    assert "Your change was not applied: it stopped with an error (exit code 2)" in page
+    assert "The previous version is running." in page and "Retry my change" in page
+    assert 'href="/servers/web/edit"' in page
+    done = http.post("/servers/web/control", data={"verb": "retry", "csrf": http.csrf, "back": "/"})  # type: ignore[attr-defined]
+    assert done.status_code in (200, 303)
+    wait_until(lambda: kinds(rolled_back, "web").count("rolled_back") == 2, timeout=20, what="tried again")
+    http.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width,height", [(390, 844), (1280, 800)])
+def test_the_rolled_back_card_on_a_phone_and_a_desktop(rolled_back: Gateway, browser: Browser,  # noqa: F811
+                                                       width: int, height: int):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    sign_in(page, url_of(rolled_back))
+    card = page.locator("#srv-web")
+    expect(card.locator("[data-change]")).to_contain_text("Your change was not applied")
+    expect(card.get_by_role("button", name="Retry my change")).to_be_visible()
+    page.screenshot(path=str(artifacts() / f"rolled-back-{width}.png"), full_page=True)
+    context.close()
