@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reconciler.events import EventKind
+from reconciler.fsutil import server_log
 from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
@@ -200,10 +201,21 @@ async def _wait_applied(request: Request, check: Any) -> bool:
 
 
 def _page(request: Request, values: dict[str, str], errors: dict[str, str], adding: bool, status: int = 200,
-          note: str | None = None, start: str = "") -> Response:
+          note: str | None = None, start: str = "", tried: dict[str, Any] | None = None) -> Response:
     return render(request, "form.html", status=status, v=values, errors=errors, adding=adding,
                   health_types=HEALTH_TYPES, note=note, starters=STARTERS, start=start,
-                  start_help=STARTERS.get(start, {}).get("help", ""))
+                  start_help=STARTERS.get(start, {}).get("help", ""), tried=tried)
+
+
+async def _try(request: Request, spec: ServerSpec) -> dict[str, Any]:
+    """Run the candidate once (reconciler/trial.py) and say how it went; nothing is saved."""
+    from reconciler.trial import try_spec
+
+    settings = daemon_of(request).settings
+    lines: list[str] = []
+    verdict = await try_spec(spec, settings.config_dir, server_log(settings.data_dir, f"try-{spec.name}"),
+                             lines.append)
+    return {"ok": verdict.ok, "text": verdict.text, "port": verdict.port, "lines": lines[-20:]}
 
 
 @login_required
@@ -258,6 +270,8 @@ async def save(request: Request) -> Response:
     await asyncio.to_thread(check_world, data, daemon.settings.config_dir, errors)
     if errors or spec is None or path is None:
         return _page(request, form, errors, adding, status=422, start=start)
+    if raw.get("action") == "try":
+        return _page(request, form, {}, adding, start=start, tried=await _try(request, spec))
     await asyncio.to_thread(write_atomic, path, data)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, name, f"{'added' if adding else 'edited'} from the page",
                     actor=f"operator:web:{user}")
