@@ -607,7 +607,7 @@ def measure_one(peer: str, n: int, args: argparse.Namespace, root: Path) -> dict
             assert pid, f"{peer}: no pid for {name}"
             t0 = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not answers(port), 10, 0.0002, "old listener gone")
+            wait_until(lambda port=port: not answers(port), 10, 0.0002, "old listener gone")
             crash.append(wait_all_answer([port], 30) - t0)
         after = m.pids()
         r["crash_new_pid"] = sum(1 for v in victims if after.get(v) and after[v] != before[v])

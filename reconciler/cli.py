@@ -180,7 +180,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     tunnel = gw.get("tunnel") or {}
     if tunnel.get("state") not in (None, "not configured"):
         print(f"tunnel: {tunnel['state']}" + (f" - {tunnel['summary']}" if tunnel.get("summary") else ""))
-    rows = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "LATENCY", "UP 24H/7D/30D",
+    rows: list[tuple[str, ...]] = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "LATENCY", "UP 24H/7D/30D",
              "CPU", "MEM", "LAST EXIT", "WHY")]
     for s in data["servers"]:
         up = s.get("uptime_pct") or {}

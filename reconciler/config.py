@@ -297,8 +297,8 @@ def _drop_port_clashes(specs: dict[str, ServerSpec], fresh: Mapping[str, ServerS
         if isinstance(spec.port, int) and spec.enabled:
             by_port.setdefault(spec.port, []).append(name)
     for name, port in sticky.items():
-        spec = specs.get(name)
-        if spec is not None and spec.port == "auto" and spec.enabled and port in by_port:
+        given = specs.get(name)
+        if given is not None and given.port == "auto" and given.enabled and port in by_port:
             by_port[port].append(name)
     for port, names in by_port.items():
         if len(names) < 2:

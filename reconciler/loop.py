@@ -187,6 +187,9 @@ class Reconciler:
             rt.event(EventKind.INTENT, name, f"{verb} requested", actor=actor)
         rt.notify()
 
+    def _all_stopped(self, names: list[str]) -> Callable[[], bool]:
+        return lambda: all(self.rt.state(n).phase not in ALIVE for n in names)
+
     # --- shutdown -------------------------------------------------------------------------
     async def shutdown(self, keep_servers: bool = False, timeout_cap: float | None = None) -> None:
         """Stop every server (dependents first), or leave them running for adoption."""
@@ -205,7 +208,7 @@ class Reconciler:
                     if timeout_cap is not None:
                         timeout = min(timeout, timeout_cap)
                     await act(self.rt, Stop(name, Reason.SHUTDOWN, signal, timeout))
-            await self.rt.wait_until(lambda: all(self.rt.state(n).phase not in ALIVE for n in layer), 60.0)
+            await self.rt.wait_until(self._all_stopped(layer), 60.0)
 
 
 def _stop_layers(specs: Mapping[str, Any], alive: list[str]) -> list[list[str]]:

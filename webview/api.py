@@ -19,10 +19,10 @@ from webview.control import control as shared_control
 from webview.views import server_view, status_view
 
 if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
+    from webview.gateway import Gateway
 
 
-def _daemon(request: Request) -> Daemon:
+def _daemon(request: Request) -> Gateway:
     return request.app.state.daemon  # type: ignore[no-any-return]
 
 

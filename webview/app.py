@@ -23,7 +23,7 @@ from webview.render import HERE, render
 from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
 
 if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
+    from webview.gateway import Gateway
 
 LOGIN_FAILURES_PER_IP = (10, 300.0)  # failures, seconds
 LOGIN_FAILURES_PER_USER = (5, 300.0)
@@ -37,7 +37,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", status=exc.status_code, code=exc.status_code, message=exc.detail)
 
 
-def _local_names(daemon: Daemon) -> set[str]:
+def _local_names(daemon: Gateway) -> set[str]:
     result = daemon.reconciler.result
     return doors.configured_names(result.settings.web if result else None)
 
@@ -47,7 +47,7 @@ def all_routes() -> list[BaseRoute]:
     return [*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *cloudflare.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
 
 
-def create_app(daemon: Daemon) -> Starlette:
+def create_app(daemon: Gateway) -> Starlette:
     result = daemon.reconciler.result
     access = Access.from_settings(result.settings.web if result else None)
     app = Starlette(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from reconciler.state import ALIVE, Phase
 
 if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
+    from webview.gateway import Gateway
 
 VERBS = ("start", "stop", "restart", "kill", "retry")
 SETTLED = {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.ERROR}
@@ -23,12 +23,12 @@ class ControlError(Exception):
         self.status = status
 
 
-def known_names(daemon: Daemon) -> set[str]:
+def known_names(daemon: Gateway) -> set[str]:
     rec = daemon.reconciler
     return set(rec.result.specs if rec.result else ()) | set(daemon.rt.states)
 
 
-async def control(daemon: Daemon, verb: str, names: list[str], group: str | None, everything: bool,
+async def control(daemon: Gateway, verb: str, names: list[str], group: str | None, everything: bool,
                   actor: str, wait: float) -> list[str]:
     """Apply `verb` to the selected servers; return their names once settled (or `wait` s)."""
     if verb not in VERBS:
@@ -54,7 +54,7 @@ async def control(daemon: Daemon, verb: str, names: list[str], group: str | None
     return selected
 
 
-def settled(daemon: Daemon, name: str, verb: str, started_before: float | None) -> bool:
+def settled(daemon: Gateway, name: str, verb: str, started_before: float | None) -> bool:
     state = daemon.rt.state(name)
     if verb in ("stop", "kill"):
         return state.phase not in ALIVE

@@ -197,7 +197,8 @@ def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 async def _wait_applied(request: Request, check: Any) -> bool:
     daemon = daemon_of(request)
-    return await daemon.rt.wait_until(lambda: check(daemon.reconciler.result.specs), APPLY_WAIT)
+    return await daemon.rt.wait_until(
+        lambda: daemon.reconciler.result is not None and check(daemon.reconciler.result.specs), APPLY_WAIT)
 
 
 def _page(request: Request, values: dict[str, str], errors: dict[str, str], adding: bool, status: int = 200,

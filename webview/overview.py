@@ -18,7 +18,7 @@ from webview.words import server_words
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from reconciler.daemon import Daemon
+    from webview.gateway import Gateway
 
 NAME_RE = re.compile(NAME_PATTERN)
 CSRF_SLOT = "csrf-slot-5f0c2a"  # in the cached cards; replaced by each visitor's own token
@@ -39,12 +39,12 @@ def tail_lines(path: Path, size: int = TAIL_BYTES) -> list[str]:
     return rows[1:] if end > size else rows
 
 
-def card_view(daemon: Daemon, name: str) -> dict[str, Any]:
+def card_view(daemon: Gateway, name: str) -> dict[str, Any]:
     """One card: the server's view and `w`, its words (with the last lines it printed when it
     is down: a small read of its log's end)."""
     view = server_view(daemon, name)
     result = daemon.reconciler.result
-    view["broken_new"] = not view["in_config"] and name not in daemon.rt.states and bool(result) and any(
+    view["broken_new"] = not view["in_config"] and name not in daemon.rt.states and result is not None and any(
         Path(e.path).stem == name for e in result.errors)
     if view["broken_new"]:
         view["config_stale"] = True  # the words then say its file has a mistake and nothing was started
@@ -57,7 +57,7 @@ def card_view(daemon: Daemon, name: str) -> dict[str, Any]:
     return view
 
 
-def all_names(daemon: Daemon) -> list[str]:
+def all_names(daemon: Gateway) -> list[str]:
     """Every server the page shows: the loaded and the running ones, and a new file that does
     not load yet (its card says so; nothing of it runs)."""
     names = set(server_names(daemon))
@@ -69,7 +69,7 @@ def all_names(daemon: Daemon) -> list[str]:
     return sorted(names)
 
 
-def config_problems(daemon: Daemon) -> list[dict[str, Any]]:
+def config_problems(daemon: Gateway) -> list[dict[str, Any]]:
     """Each config error with the server it belongs to and whether its last good version runs."""
     result = daemon.reconciler.result
     if result is None:

@@ -151,9 +151,8 @@ async def events_page(request: Request) -> Response:
     try:
         rows = [{**e, "w": event_words(e)} for e in
                 reversed(await daemon.store.list_events(server=server, kind=kind, since=since, limit=500))]
-        alerts = await daemon.store._rows(RECENT_ALERTS)
-        commits = await daemon.store._rows(LAST_COMMIT)
-        commit = commits[0] if commits else None
+        alerts = await daemon.store.recent_alerts()
+        commit = await daemon.store.last_commit()
     except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
         error = f"the database is unreachable: {exc}"
     notifier = getattr(daemon, "notifier", None)
@@ -167,8 +166,6 @@ async def events_page(request: Request) -> Response:
                          ("gateway_started", "The gateway started"), ("gateway_stopped", "The gateway stopped")])
 
 
-RECENT_ALERTS = "SELECT at, title, body, ok, error FROM alerts ORDER BY at DESC LIMIT 20"
-LAST_COMMIT = "SELECT at, commit, ok, error FROM sync_commits ORDER BY at DESC LIMIT 1"
 
 
 async def alert_test_post(request: Request) -> Response:

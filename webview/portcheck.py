@@ -26,7 +26,9 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
     if free:
         return f"Port {port} is free."
     holder = await asyncio.to_thread(port_holder, port)
-    owner = await asyncio.to_thread(server_holding, daemon_of(request), holder[0]) if holder else None
+    if holder is None:
+        return f"Port {port} is in use by another program; pick another port or choose auto."
+    owner = await asyncio.to_thread(server_holding, daemon_of(request), holder[0])
     if owner is not None and owner == name:
         return f"Port {port} is used by {name} itself (this server, pid {holder[0]}): that is fine."
     if owner is not None:

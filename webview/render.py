@@ -17,7 +17,7 @@ from webview.security import is_https
 from webview.words import duration
 
 if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
+    from webview.gateway import Gateway
 
 HERE = Path(__file__).resolve().parent
 FLASH = "gw_flash"
@@ -52,7 +52,7 @@ env.filters["ms"] = _ms
 env.filters["duration"] = duration
 
 
-def daemon_of(request: Request) -> Daemon:
+def daemon_of(request: Request) -> Gateway:
     return request.app.state.daemon  # type: ignore[no-any-return]
 
 

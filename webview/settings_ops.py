@@ -115,7 +115,7 @@ async def backup_schedule(request: Request) -> Response:
 async def backup_restore(request: Request) -> Response:
     user, form = await guard_post(request)
     upload = form.get("file")
-    if upload is None or not hasattr(upload, "read") or not getattr(upload, "filename", ""):
+    if upload is None or isinstance(upload, str) or not upload.filename:
         return _backups(request, 422, "Choose the backup file to restore first.")
     if form.get("confirm") != "yes":
         return _backups(request, 422, "Nothing was restored: tick the box to confirm that the history and the "

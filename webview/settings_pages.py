@@ -31,7 +31,6 @@ EVENT_WORDS = {
 }
 URL_EXAMPLES = ("ntfy://my-secret-topic", "tgram://BOT_TOKEN/CHAT_ID", "mailto://me:app-password@gmail.com",
                 "discord://WEBHOOK_ID/WEBHOOK_TOKEN", "json://127.0.0.1:9000/hook")
-RECENT_ALERTS = "SELECT at, title, body, ok, error FROM alerts ORDER BY at DESC LIMIT 20"
 
 
 class SettingsError(ValueError):
@@ -118,7 +117,7 @@ async def _alerts(request: Request, status: int = 200, error: str | None = None,
     db_error = None
     if daemon.store is not None:
         try:
-            alerts = await daemon.store._rows(RECENT_ALERTS)
+            alerts = await daemon.store.recent_alerts()
         except Exception as exc:  # noqa: BLE001 - the database is down: say so
             db_error = f"The list of sent alerts cannot be read: the database is unreachable ({exc})."
     urls = form["urls"] if form else "\n".join(table.get("urls") or [])

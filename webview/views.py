@@ -13,12 +13,12 @@ from reconciler.tunnel.status import public_url, tunnel_view
 from webview.words import without_countdown
 
 if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
+    from webview.gateway import Gateway
 
 P = Phase
 
 
-def status_word(daemon: Daemon, name: str) -> str:
+def status_word(daemon: Gateway, name: str) -> str:
     """The phase as a person reads it: 'stopped by operator', 'backoff: next try in 12s'."""
     state = daemon.rt.state(name)
     now = time.monotonic()
@@ -29,7 +29,7 @@ def status_word(daemon: Daemon, name: str) -> str:
     return str(state.phase)
 
 
-def server_view(daemon: Daemon, name: str, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
+def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
     rt = daemon.rt
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
@@ -102,7 +102,7 @@ def _usage(usage: Mapping[int, tuple[float, int]] | None, pid: int | None, alive
     return usage[pid][index]
 
 
-def gateway_view(daemon: Daemon) -> dict[str, Any]:
+def gateway_view(daemon: Gateway) -> dict[str, Any]:
     result = daemon.reconciler.result
     sink = daemon.sink
     since = sink.unreachable_since
@@ -120,9 +120,9 @@ def gateway_view(daemon: Daemon) -> dict[str, Any]:
     }
 
 
-def server_names(daemon: Daemon) -> list[str]:
+def server_names(daemon: Gateway) -> list[str]:
     return sorted(set(daemon.reconciler.result.specs if daemon.reconciler.result else ()) | set(daemon.rt.states))
 
 
-def status_view(daemon: Daemon, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
+def status_view(daemon: Gateway, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
     return {"gateway": gateway_view(daemon), "servers": [server_view(daemon, n, usage) for n in server_names(daemon)]}

@@ -154,6 +154,8 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
+            if dsn is None:
+                raise RuntimeError("the database is not running")
             manifest = await asyncio.to_thread(backup, dsn, daemon.settings.schema,
                                                daemon.settings.config_dir, path)
             await asyncio.to_thread(prune, folder, conf.backup_keep)

@@ -294,6 +294,16 @@ class Store:
         """The spec each server last had in force, as JSON (for a file that does not load at start)."""
         return {r["name"]: r["spec"] for r in await self._rows(rollouts.LAST_APPLIED)}
 
+    async def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The alerts sent (or not) lately, newest first: what the page lists."""
+        return await self._rows("SELECT at, title, body, ok, error FROM alerts ORDER BY at DESC LIMIT %(limit)s",
+                                {"limit": limit})
+
+    async def last_commit(self) -> dict[str, Any] | None:
+        """The git commit the folder was last synced to (`[sync]`), or None."""
+        rows = await self._rows("SELECT at, commit, ok, error FROM sync_commits ORDER BY at DESC LIMIT 1")
+        return rows[0] if rows else None
+
     async def load_ports(self) -> dict[str, int]:
         return {r["name"]: r["port"] for r in await self._rows("SELECT name, port FROM ports ORDER BY name")}
 

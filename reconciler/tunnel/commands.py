@@ -223,7 +223,7 @@ async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, h
     from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync
 
     settings = resolve(args.config, args.data_dir)
-    dsn = settings.dsn or await asyncio.to_thread(EmbeddedPostgres(Path(settings.data_dir)).start)
+    dsn: str = settings.dsn if settings.dsn else await asyncio.to_thread(EmbeddedPostgres(Path(settings.data_dir)).start)
     store = await Store.connect(dsn, settings.schema)
     api = CloudflareAPI(api_url, token)
     try:

@@ -106,6 +106,7 @@ def screen(render: Callable[[list[Rule]], str], rules: list[Rule], check: Callab
             return Screened(current, refused)
         named = _RULE_N.search(verdict.message)
         index = int(named.group(1)) - 1 if named else -1
+        bad: Rule | None
         if 0 <= index < len(current) - 1:
             bad = current[index]
         else:

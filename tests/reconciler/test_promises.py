@@ -12,7 +12,6 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from reconciler.config import load_dir
@@ -212,7 +211,7 @@ def test_a_stable_run_then_restart_starts_the_count_again(gateway: Gateway):
     for _ in range(2):  # two crashes in a row: the second one waits (failure 2)
         pid = gateway.wait_phase("web", "running")["pid"]
         os.kill(pid, signal.SIGKILL)
-        gateway.wait_for(lambda s: s["web"]["pid"] not in (None, pid))
+        gateway.wait_for(lambda s, pid=pid: s["web"]["pid"] not in (None, pid))
     gateway.wait_phase("web", "running")
     time.sleep(1.5)  # healthy past backoff_reset
     assert cli(gateway, "restart", "web").returncode == 0

@@ -141,7 +141,9 @@ def _offline_setup(gateway: Gateway, edge: Edge, monkeypatch, internet: str, ext
 def test_offline_waits_for_the_internet_then_connects_at_once(gateway: Gateway, edge: Edge, monkeypatch):
     _offline_setup(gateway, edge, monkeypatch, internet=edge.address)
     gateway.start()
-    tunnel = lambda: gateway.client.status()["gateway"]["tunnel"]
+    def tunnel() -> dict:
+        return gateway.client.status()["gateway"]["tunnel"]
+
     wait(lambda: tunnel()["state"] == "waiting for the internet" and "exited" in (tunnel().get("cause") or ""),
          timeout=20, what="waiting for the internet, after cloudflared exited")
     view = tunnel()

@@ -43,7 +43,9 @@ def test_add_from_a_starting_point_and_get_an_alert(gw: Gateway, browser: Browse
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    shot = lambda what: page.screenshot(path=str(artifacts() / f"{what}-{width}.png"), full_page=True)
+    def shot(what: str) -> None:
+        page.screenshot(path=str(artifacts() / f"{what}-{width}.png"), full_page=True)
+
     try:
         sign_in(page, base)
         # a server from a starting point: a folder of files as a website
