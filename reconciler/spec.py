@@ -275,6 +275,10 @@ class WebSettings(_Model):
     listen: str = "127.0.0.1:8765"
     access_team: str | None = None  # Cloudflare Access: the team name (<team>.cloudflareaccess.com)
     access_aud: str | None = None  # ... and the application's audience tag
+    # the page on the internet: the tunnel routes this name to the page's tunnel door (its own
+    # loopback listener, where every request is remote and needs a full sign-in)
+    hostname: str | None = None
+    local_names: list[str] = Field(default_factory=list)  # more names the local door answers to
 
 
 class PortsSettings(_Model):

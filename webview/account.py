@@ -214,8 +214,36 @@ async def signout_all(request: Request) -> Response:
     return response
 
 
+@auth.action
+async def hostname_post(request: Request) -> Response:
+    """`[web] hostname`: the name the tunnel publishes this page at (empty: not published)."""
+    from reconciler.ops import tomledit
+    from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
+    from webview.settings_pages import SettingsError, in_force, save
+
+    form = await request.form()
+    wanted = str(form.get("hostname", "")).strip().lower().removeprefix("https://").rstrip("/")
+    if wanted:
+        try:
+            wanted = ascii_hostname(wanted)
+        except HostnameError as exc:
+            return redirect(request, "/security#outside", f"Not saved: {wanted} is not a web address ({exc}).")
+        if "." not in wanted or wanted.startswith("*"):
+            return redirect(request, "/security#outside", "Not saved: write a full name like gateway.example.com.")
+    try:
+        ok = await save(request, {"web": {"hostname": wanted or tomledit.DELETE}}, lambda data: None,
+                        lambda s: (s.web.hostname or "") == wanted)
+    except SettingsError as exc:
+        return redirect(request, "/security#outside", f"Not saved: {exc}")
+    _changed(request, "the page's web address", wanted or "none")
+    what = (f"This page will be at https://{wanted} once the tunnel runs (a sign-in there needs your second "
+            "step)." if wanted else "This page is no longer published on the internet.")
+    return redirect(request, "/security#outside", f"{what} {in_force(ok)}")
+
+
 routes = [
     Route("/security", security_page),
+    Route("/security/hostname", hostname_post, methods=["POST"]),
     Route("/security/totp", totp_page),
     Route("/security/totp", totp_post, methods=["POST"]),
     Route("/security/totp/off", totp_off, methods=["POST"]),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from reconciler.config import ConfigError, LoadResult, _line_of
 from reconciler.fsutil import atomic_write
+from reconciler.settings import TUNNEL_URL_FILE
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
 from reconciler.tunnel import locate, validate
@@ -125,6 +126,25 @@ def routes(specs: Mapping[str, ServerSpec], files: Mapping[str, str], ports: Map
             return rules, errors, pending
         errors.append(_error(files, bad[0].server or "", "path", bad[1]))
         candidates.remove(bad[0])
+
+
+PAGE = "gateway"  # the page's route is named after the settings file that asks for it
+
+
+def page_route(hostname: str | None, data_dir: Path) -> ServerSpec | None:
+    """A stand-in server for the page's own route: `[web] hostname` -> the tunnel door, whose
+    address the running page writes to the data folder (not yet there: routed on a reload)."""
+    if not hostname:
+        return None
+    try:
+        door = (Path(data_dir) / TUNNEL_URL_FILE).read_text().strip()
+    except OSError:
+        door = ""
+    port = door.rpartition(":")[2] if door else ""
+    if not port.isdigit():  # like a server whose automatic port is not handed out yet: pending
+        return ServerSpec(name=PAGE, command=["-"], port="auto", domain={"hostname": hostname})
+    return ServerSpec(name=PAGE, command=["-"], port=int(port),
+                      domain={"hostname": hostname, "service": f"http://127.0.0.1:{port}"})
 
 
 def domain_hostnames(specs: Mapping[str, ServerSpec]) -> tuple[str, ...]:
@@ -237,13 +257,17 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
         if holder:
             errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "metrics_port")), None,
                                       "tunnel.metrics_port", f"{settings.metrics_port} is already used by {holder}"))
-    rules, route_errors, pending = routes(result.specs, result.files, ports, skip)
+    specs, files = dict(result.specs), dict(result.files)
+    page = page_route(result.settings.web.hostname, data_dir)
+    if page is not None:  # the page itself, at [web] hostname, through its tunnel door
+        specs[PAGE], files[PAGE] = page, gw_path
+    rules, route_errors, pending = routes(specs, files, ports, skip)
     errors.extend(route_errors)
     text = render(settings.id, settings.credentials_file, rules, settings.origin)
     config_path = settings.config_path(data_dir)
     executable = locate.find(settings.cloudflared, environ)
     plan = TunnelPlan(settings=settings, executable=executable, rules=rules, text=text, config_path=config_path,
-                      errors=errors, pending=pending, hostnames=domain_hostnames(result.specs))
+                      errors=errors, pending=pending, hostnames=domain_hostnames(specs))
     if executable is None:
         return dataclasses.replace(plan, missing=locate.missing_message(settings.cloudflared))
     if screen:
