@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.fsutil import server_log
 from reconciler.spec import NAME_PATTERN
 from webview.render import daemon_of, fragment
 from webview.views import gateway_view, server_names, server_view
@@ -48,7 +49,7 @@ def card_view(daemon: Gateway, name: str) -> dict[str, Any]:
         Path(e.path).stem == name for e in result.errors)
     if view["broken_new"]:
         view["config_stale"] = True  # the words then say its file has a mistake and nothing was started
-    log = tail_lines(daemon.settings.data_dir / "logs" / f"{name}.log") if view["phase"] in CRASHING \
+    log = tail_lines(server_log(daemon.settings.data_dir, name)) if view["phase"] in CRASHING \
         and view["last_exit"] else []
     view["w"] = server_words(view, log)
     if view["broken_new"]:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reconciler.fsutil import server_log
 from reconciler.config import spec_to_toml
 from reconciler.spec import NAME_PATTERN
 from webview import charts
@@ -66,7 +67,7 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
     query = request.query_params.get("q", "")
-    log = await asyncio.to_thread(log_tail, daemon.settings.data_dir / "logs" / f"{name}.log", query)
+    log = await asyncio.to_thread(log_tail, server_log(daemon.settings.data_dir, name), query)
     events: list[dict[str, Any]] = []
     events_error = None
     if daemon.store is not None:
@@ -103,7 +104,7 @@ async def detail(request: Request) -> Response:
 @login_required
 async def log_part(request: Request) -> Response:
     name = known(request, request.path_params["name"])
-    path = daemon_of(request).settings.data_dir / "logs" / f"{name}.log"
+    path = server_log(daemon_of(request).settings.data_dir, name)
     rows = await asyncio.to_thread(log_tail, path, request.query_params.get("q", ""))
     return JSONResponse({"lines": rows})
 

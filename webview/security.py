@@ -4,7 +4,6 @@ headers, the CSRF key file, sign-in rate limits; and the small names pages use
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections import deque
@@ -16,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reconciler.fsutil import write_secret
 from webview.auth import COOKIE, PAGE
 from webview.auth import same_site as _same_site
 from webview.doors import client_ip, is_https
@@ -62,9 +62,7 @@ def read_or_create_secret(data_dir: Path) -> bytes:
     if path.exists():
         return bytes.fromhex(path.read_text().strip())
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
+    write_secret(path, key.hex() + "\n")
     return key
 
 

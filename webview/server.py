@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
+from reconciler.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE, SettingsError
 from webview import doors
 from webview.app import create_app
@@ -61,9 +61,7 @@ class Doors(WebServer):
         if self.tunnel is None or self.tunnel_sock is None:
             await super().serve(sockets=sockets)
             return
-        partial = self.url_file.with_name(self.url_file.name + ".tmp")
-        partial.write_text(tunnel_url(self.tunnel_sock) + "\n")
-        os.replace(partial, self.url_file)
+        atomic_write(self.url_file, tunnel_url(self.tunnel_sock) + "\n")
         try:
             await asyncio.gather(super().serve(sockets=sockets), self.tunnel.serve(sockets=[self.tunnel_sock]))
         finally:

@@ -1,0 +1,51 @@
+"""The command line's small promises: a closed pipe is no error, `events` says when there is
+more than it shows, `check` lists errors in file and line order (a real gateway where needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fix_gateway import REPO, Gateway
+from tests.reconciler.test_loop import HTTP
+
+GATEWAY = [sys.executable, "-m", "reconciler"]
+
+
+def test_status_into_a_closed_pipe_is_no_traceback(gateway: Gateway):
+    for i in range(30):
+        gateway.write(f"s{i:02d}", HTTP + 'port = "auto"\n')
+    gateway.start()
+    # `true` reads nothing and is gone before the status call returns: the first write hits a
+    # closed pipe (`| head -1` does the same once its line is read)
+    shell = f"PYTHONUNBUFFERED=1 {' '.join(GATEWAY)} status --data-dir {gateway.data_dir} | true"
+    out = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_events_says_when_there_are_more(gateway: Gateway):
+    gateway.write("web", HTTP + 'port = "auto"\n')
+    gateway.start()
+    gateway.wait_phase("web", "running")
+    run = lambda *a: subprocess.run([*GATEWAY, "events", *a, "--data-dir", str(gateway.data_dir)],  # noqa: E731
+                                    cwd=REPO, capture_output=True, text=True, timeout=60)
+    few = run("--limit", "2")
+    assert few.returncode == 0 and len(few.stdout.splitlines()) == 2
+    assert "only the newest 2 are shown; --limit N shows more" in few.stderr
+    every = run("--limit", "1000")
+    assert "more events" not in every.stderr
+    assert every.stdout.splitlines()[-2:] == few.stdout.splitlines()  # the newest, oldest first
+
+
+def test_check_lists_errors_by_file_then_line(tmp_path: Path):
+    folder = tmp_path / "gateway.d"
+    folder.mkdir()
+    for name in ("zeta", "alpha", "mid"):
+        (folder / f"{name}.toml").write_text('command = ["x"]\nport = 70000\nfoo = 1\n')
+    out = subprocess.run([*GATEWAY, "check", str(folder)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    lines = [line for line in out.stdout.splitlines() if ".toml:" in line]
+    keys = [(Path(line.split(":")[0]).name, int(line.split(":")[1])) for line in lines]
+    assert keys == sorted(keys) and [k[0] for k in keys][::2] == ["alpha.toml", "mid.toml", "zeta.toml"], lines
