@@ -3,8 +3,12 @@ name to the page's tunnel door."""
 
 from __future__ import annotations
 
+import pytest
+from playwright.sync_api import Browser, expect
+
 from tests.fix_gateway import Gateway
-from tests.webview.conftest import PASSWORD, USER, cli, signed_in
+from tests.webview.conftest import PASSWORD, USER, artifacts, cli, signed_in, url_of
+from tests.webview.test_browser import browser, sign_in  # noqa: F401 - the module's browser fixture
 
 
 def test_the_security_page_publishes_the_page_at_a_hostname(gateway: Gateway):
@@ -25,3 +29,20 @@ def test_the_security_page_publishes_the_page_at_a_hostname(gateway: Gateway):
     http.post("/security/hostname", data={"hostname": "", "csrf": http.csrf})  # type: ignore[attr-defined]
     assert "hostname" not in toml.read_text()
     http.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width,height", [(390, 844), (1280, 800)])
+def test_the_web_address_form_on_a_phone_and_a_desktop(gateway: Gateway, browser: Browser,  # noqa: F811
+                                                       width: int, height: int):
+    gateway.start()
+    assert cli(gateway, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    sign_in(page, url_of(gateway))
+    page.goto(url_of(gateway) + "/security")
+    page.get_by_label("Web address of this page").fill("gateway.example.com")
+    page.locator("#outside").get_by_role("button", name="Save").click()
+    expect(page.locator("#outside")).to_contain_text("https://gateway.example.com")
+    page.locator("#outside").screenshot(path=str(artifacts() / f"page-hostname-{width}.png"))
+    context.close()
