@@ -5,7 +5,6 @@ first run. Never in CI, never without a display, never over SSH, never when aske
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 NO_BROWSER = "GATEWAY_NO_BROWSER"
@@ -15,10 +14,12 @@ def has_desktop() -> bool:
     env = os.environ
     if env.get(NO_BROWSER) or env.get("CI") or env.get("SSH_CONNECTION") or env.get("SSH_TTY"):
         return False
-    if sys.platform == "win32":
+    from reconciler.platform import SYSTEM  # the one place that asks which OS this is
+
+    if SYSTEM == "windows":
         # a service or a boot task runs in session 0 (no desktop); a logged-on user's console has one
         return env.get("SESSIONNAME", "").lower().startswith(("console", "rdp"))
-    if sys.platform == "darwin":
+    if SYSTEM == "macos":
         return True  # (SSH excluded above; launchd agents run in the user's GUI session)
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
