@@ -80,7 +80,7 @@ class BatteryAlarm:
 def _threshold(daemon: Any) -> float:
     result = getattr(getattr(daemon, "reconciler", None), "result", None)
     host = getattr(getattr(result, "settings", None), "host", None)
-    return float(getattr(host, "battery_alert", DEFAULT_ALERT))  # `[host] battery_alert`, once spec.py has it
+    return float(getattr(host, "battery_alert", DEFAULT_ALERT))  # `[host] battery_alert`
 
 
 class PowerWatch:

@@ -308,6 +308,7 @@ class HostSettings(_Model):
 
     internet_check: str = "1.1.1.1:443"
     sample_every: Duration = 10.0
+    battery_alert: int = Field(20, ge=0, le=100)  # % of battery below which the owner is told (0: never)
 
     @field_validator("internet_check")
     @classmethod
