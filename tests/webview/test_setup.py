@@ -83,7 +83,7 @@ def test_a_browser_opens_only_at_a_desktop(monkeypatch: pytest.MonkeyPatch) -> N
 
     for name in ("GATEWAY_NO_BROWSER", "CI", "SSH_CONNECTION", "SSH_TTY", "DISPLAY", "WAYLAND_DISPLAY", "SESSIONNAME"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setattr("reconciler.platform.SYSTEM", "linux")
     assert not desktop.has_desktop()  # no display
     monkeypatch.setenv("DISPLAY", ":0")
     assert desktop.has_desktop()
@@ -91,7 +91,7 @@ def test_a_browser_opens_only_at_a_desktop(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setenv(blocker, "1")
         assert not desktop.has_desktop(), blocker
         monkeypatch.delenv(blocker)
-    monkeypatch.setattr("sys.platform", "win32")
+    monkeypatch.setattr("reconciler.platform.SYSTEM", "windows")
     assert not desktop.has_desktop()  # a boot task: session 0, no SESSIONNAME
     monkeypatch.setenv("SESSIONNAME", "Console")
     assert desktop.has_desktop()
