@@ -4,6 +4,7 @@ before the cut, starts every server again and says it recovered after an unclean
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -27,7 +28,8 @@ def cut_power(gw: Gateway) -> list[int]:
                postmaster, *postmaster.children(recursive=True)]
     gw.remember_pids()
     for proc in victims:  # no waiting in between: nobody gets to clean up
-        os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a worker that ended by itself meanwhile
+            os.kill(proc.pid, signal.SIGKILL)
     gw.proc.wait(10)
     gw.proc = None
     deadline = time.monotonic() + 10
