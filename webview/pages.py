@@ -171,15 +171,12 @@ async def events_page(request: Request) -> Response:
 
 async def alert_test_post(request: Request) -> Response:
     """Send a test alert to every [notify] url, now; say whether it reached them."""
-    from reconciler.ops.notify import Alert
+    from webview.settings_pages import send_test_alert
 
-    user, _ = await guard_post(request)
-    notifier = getattr(daemon_of(request), "notifier", None)
-    if notifier is None or not notifier.settings().urls:
+    ok, error = await send_test_alert(request)
+    if ok is None:
         return redirect(request, "/events", "No alert addresses yet: add one in Settings, Alerts.")
-    alert = Alert("test", None, f"a test alert sent by {user} from the web page: alerts reach you")
-    sent = await notifier.send([alert], notifier.settings(), test=True)
-    return redirect(request, "/events", "Test alert sent." if sent.ok else f"The test alert failed: {sent.error}")
+    return redirect(request, "/events", "Test alert sent." if ok else f"The test alert failed: {error}")
 
 
 routes = [

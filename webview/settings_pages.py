@@ -148,18 +148,25 @@ async def alerts_save(request: Request) -> Response:
     return redirect(request, "/settings/alerts", f"Alert settings saved. {in_force(ok)}")
 
 
-async def alerts_test(request: Request) -> Response:
-    """Send a test alert to every address in force, now; say whether it reached them."""
+async def send_test_alert(request: Request) -> tuple[bool | None, str]:
+    """Send a test alert to every address in force, now: (None: no address yet | it went out, error)."""
     from reconciler.ops.notify import Alert
 
     user, _ = await guard_post(request)
     notifier = getattr(daemon_of(request), "notifier", None)
     if notifier is None or not notifier.settings().urls:
-        return redirect(request, "/settings/alerts", "No alert addresses yet: add one above and save first.")
+        return None, ""
     alert = Alert("test", None, f"a test alert sent by {user} from the web page: alerts reach you")
     sent = await notifier.send([alert], notifier.settings(), test=True)
-    return redirect(request, "/settings/alerts", "Test alert sent: check that it arrived." if sent.ok else
-                    f"The test alert did not go out: {sent.error}")
+    return sent.ok, sent.error or ""
+
+
+async def alerts_test(request: Request) -> Response:
+    ok, error = await send_test_alert(request)
+    if ok is None:
+        return redirect(request, "/settings/alerts", "No alert addresses yet: add one above and save first.")
+    return redirect(request, "/settings/alerts", "Test alert sent: check that it arrived." if ok else
+                    f"The test alert did not go out: {error}")
 
 
 # --- ports -------------------------------------------------------------------------------
