@@ -11,6 +11,7 @@ from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.health import probe
 from reconciler.reasons import Reason
+from reconciler.resume import nap, settling
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -65,19 +66,21 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         if rt.children.get(name) is not child or state.phase not in (P.STARTING, P.RUNNING):
             return
         now = time.monotonic()
-        if state.phase is P.RUNNING:
+        if state.phase is P.RUNNING and (result.ok or not settling(rt)):  # just after a sleep: not charged
             rt.put({"op": "health", "server": name, "ok": result.ok, "latency_ms": result.latency_ms,
                     "error": result.error})
         if result.ok:
             if state.healthy_since is None:
                 rt.update(name, healthy_since=now, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
                 rt.notify()
-            elif state.health_failures:
+            elif state.health_failures or state.health_error:  # also a failure that was not counted
                 rt.update(name, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
             else:
                 rt.update(name, last_latency_ms=result.latency_ms)
         elif state.phase is P.RUNNING and getattr(health, "needs_internet", False) and rt.host.get("internet_ok") is False:
             rt.update(name, health_error=f"{result.error} (the internet is unreachable: not counted)")
+        elif state.phase is P.RUNNING and settling(rt):  # the host is waking up (reconciler/resume.py)
+            rt.update(name, health_error=f"{result.error} (just after a sleep: not counted)")
         elif state.phase is P.RUNNING:
             rt.update(name, health_failures=state.health_failures + 1, health_error=result.error)
             rt.event(EventKind.HEALTH_FAILED, name, result.error or "check failed",
@@ -90,7 +93,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             starting_pause = min(SLOW_PROBE, starting_pause * PROBE_GROWTH)
         else:
             pause = on_the_beat(health.interval)  # type: ignore[union-attr]
-        await asyncio.sleep(pause)
+        await nap(rt, pause)  # asyncio.sleep, cut short by a resume: check again at once
 
 
 def on_the_beat(interval: float) -> float:

@@ -26,7 +26,9 @@ from reconciler.events import EventKind
 from reconciler.platform import current
 
 log = logging.getLogger("gateway")
-BEAT = 5.0  # seconds between two looks (one wake per 5 s: nothing next to the health checks)
+# A freeze that begins while the timer sleeps shows as late by (freeze - what was left of the
+# beat): every freeze longer than BEAT + JUMP is seen, and its length is known to within BEAT.
+BEAT = 1.0  # seconds between two looks (a timer callback a second: microseconds of CPU)
 JUMP = 5.0  # this much later than asked: slept or frozen (a busy loop is late by milliseconds)
 SETTLE = 20.0  # seconds after a resume in which failed checks are not counted
 TUNNEL_AFTER = 15.0  # seconds after a resume: cloudflared not ready by then is restarted

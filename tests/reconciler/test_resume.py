@@ -91,7 +91,7 @@ def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, 
         assert time.monotonic() < deadline, _samples(gateway, "web")
         time.sleep(0.1)
     now = gateway.status()["web"]
-    assert now["pid"] == before["pid"] and now["restarts"] == 0 and now["phase"] == "running"
+    assert now["pid"] == before["pid"] and now["restarts"] == before["restarts"] and now["phase"] == "running"
     assert all(ok for _, ok in _samples(gateway, "web")), "a failed check was charged to availability"
     events = gateway.events()
     assert [e["kind"] for e in events].count("host_resumed") == 1
@@ -125,3 +125,32 @@ async def test_a_resume_cuts_every_nap_short(tmp_path: Path) -> None:
     ResumeWatch(rt).resumed(Gap(600.0, True))
     await asyncio.wait_for(asyncio.gather(*naps), 5)
     assert rt.resume_sleepers == set()
+
+
+def test_checks_failing_while_the_host_settles_are_not_counted(gateway: Gateway) -> None:
+    # The gateway wakes before its server does (a disk, the network waking up): its checks fail for
+    # longer than `failures x interval` inside the settling window: not counted, not charged, no restart.
+    gateway.write("web", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
+                  'port = "auto"\n[health]\ntype = "http"\ninterval = "1s"\ntimeout = "1s"\nfailures = 3\n')
+    gateway.start()
+    before = gateway.wait_phase("web", "running")
+    assert gateway.proc is not None
+    os.killpg(before["pid"], signal.SIGSTOP)
+    os.kill(gateway.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(JUMP + 3)
+        os.kill(gateway.proc.pid, signal.SIGCONT)  # the server stays stopped a while longer
+        gateway.wait_for(lambda s: "not counted" in (s["web"].get("health_error") or ""), 20,
+                         "a failed check marked as not counted")
+        time.sleep(4)  # four more 1 s checks fail while the server is still stopped: more than `failures`
+    finally:
+        try:
+            os.killpg(before["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            raise AssertionError("the server was stopped while the host settled: " + str(
+                [(e["kind"], e["to_phase"], e["reason"]) for e in gateway.events()])) from None
+    gateway.wait_for(lambda s: s["web"]["health"] == "ok" and not s["web"].get("health_error"), 20, "healthy again")
+    now = gateway.status()["web"]
+    assert now["pid"] == before["pid"] and now["restarts"] == before["restarts"]
+    assert all(ok for _, ok in _samples(gateway, "web")), "a failed check just after the resume was charged"
+    assert not [e for e in gateway.events() if e["kind"] == "health_failed"]
