@@ -17,6 +17,7 @@ from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
 from reconciler.fsutil import server_log
 from reconciler.health import port_holder, port_is_free
+from reconciler.platform import current
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -141,6 +142,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     except Exception as exc:  # noqa: BLE001 - whatever the OS refused: a failed start, with backoff
         _failed(rt, name, spec, failures, f"cannot start {spec.command[0]!r}: {exc}", actor, now)
         return
+    current().contain(rt.data_dir, name, child.pid)  # Windows: its own job object (POSIX: its group)
     if spec.port == "auto" and port is not None and rt.ports.get(name) != port:
         rt.ports[name] = port
         rt.put({"op": "port", "name": name, "port": port})

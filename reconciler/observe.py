@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.health import probe
+from reconciler.platform import current
 from reconciler.reasons import Reason
 from reconciler.resume import nap, settling
 from reconciler.runtime import Runtime
@@ -118,6 +119,7 @@ def adopt(rt: Runtime, rows: Mapping[str, Mapping[str, Any]], specs: Mapping[str
             continue
         spec = specs.get(name)
         now = time.monotonic()
+        current().contain(rt.data_dir, name, child.pid)  # Windows: re-opens its job by name
         rt.children[name] = child
         rt.states[name] = rt.state(name).update(restarts=int(row.get("restarts") or 0))
         rt.set_phase(

@@ -55,6 +55,8 @@ class Runtime:
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
+        self.resume_sleepers: set[Any] = set()  # health loops napping (reconciler/resume.py wakes them)
         self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
         # does the tunnel route server NAME to PORT yet? (no tunnel: yes) - set by the tunnel's hook
         self.routes_applied: Callable[[str, int], bool] = lambda name, port: True

@@ -28,6 +28,8 @@ EVENT_WORDS = {
     "health": "A server stops answering its check", "port_held": "Another program took a server's port",
     "database": "The history database cannot be reached", "disk": "The disk is almost full",
     "tunnel": "The servers cannot be reached from outside", "sync": "Getting the settings from git failed",
+    "battery": "The laptop's battery is running low",
+    "rollback": "A change did not work and the previous version runs again",
 }
 URL_EXAMPLES = ("ntfy://my-secret-topic", "tgram://BOT_TOKEN/CHAT_ID", "mailto://me:app-password@gmail.com",
                 "discord://WEBHOOK_ID/WEBHOOK_TOKEN", "json://127.0.0.1:9000/hook")
