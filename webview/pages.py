@@ -24,7 +24,7 @@ from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cac
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
 from webview.views import server_names, server_view
-from webview.words import event_words
+from webview.words import event_kinds, event_words
 
 NAME_RE = re.compile(NAME_PATTERN)
 CONTROL_WAIT = 20.0  # seconds a button waits for the outcome before answering "still working"
@@ -160,11 +160,7 @@ async def events_page(request: Request) -> Response:
     return render(request, "events.html", events=rows, error=error, server=server, kind=kind, period=period,
                   alerts=alerts, commit=commit, can_alert=bool(notifier and notifier.settings().urls),
                   servers=server_names(daemon), periods=[*PERIODS, "all"],
-                  kinds=[("transition", "A server started or stopped"), ("intent", "You asked for something"),
-                         ("escalated", "Keeps crashing"), ("error", "Could not start"),
-                         ("config_error", "A settings file has a mistake"), ("config_fixed", "A mistake was fixed"),
-                         ("config_written", "Saved from the page"), ("forgotten", "A server was removed"),
-                         ("gateway_started", "The gateway started"), ("gateway_stopped", "The gateway stopped")])
+                  kinds=event_kinds())
 
 
 

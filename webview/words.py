@@ -241,6 +241,15 @@ _REASON_WORDS = {
 }
 
 
+def event_kinds() -> list[tuple[str, str]]:
+    """Every kind of event with its words, for the events page's filter (from the one enum)."""
+    from reconciler.events import EventKind
+
+    first = {"transition": "A server started or stopped"}
+    return [(str(k), first.get(str(k)) or _KIND_WORDS.get(str(k)) or str(k).replace("_", " ").capitalize())
+            for k in EventKind]
+
+
 def event_words(e: dict[str, Any]) -> dict[str, str]:
     """{title, text, details} for one event row (kind, from/to phase, reason, actor, detail)."""
     kind, reason = e.get("kind") or "", e.get("reason") or ""
