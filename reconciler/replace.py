@@ -21,7 +21,7 @@ from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
-from reconciler.trial import _program_lines, _watch
+from reconciler.trial import first_answer, program_lines
 
 ROUTE_WITHIN = 120.0  # seconds the tunnel may take to move the route before the old one stops anyway
 DRAIN = 2.0  # seconds the old version still serves after the route moved (requests under way, and
@@ -47,7 +47,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
                                     env=child_env(spec, port), log_path=log_path(rt, name))
         except SpawnError as exc:
             return _failed(rt, name, spec.runtime_hash(), f"could not start: {exc}", actor)
-        verdict = await _watch(spec, new, port, started)
+        verdict = await first_answer(spec, new, port, started)
         now_state = rt.state(name)
         if now_state.phase is not Phase.RUNNING or rt.children.get(name) is not old or old is None:
             await new.stop(spec.stop.signal, spec.stop.timeout)  # the old one stopped or crashed meanwhile
@@ -56,7 +56,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
             return
         if not verdict.ok:
             await new.stop(spec.stop.signal, spec.stop.timeout)
-            printed = _program_lines(log_path(rt, name))
+            printed = program_lines(log_path(rt, name))
             why = f"{verdict.text}: {printed[-1][:200]}" if printed and "exited" in verdict.text else verdict.text
             return _failed(rt, name, spec.runtime_hash(), why, actor)
         # the switch: from here on the server is the new process

@@ -54,18 +54,20 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
     follower = _Follower(log_path, on_line)
     follow = asyncio.ensure_future(follower.run())
     try:
-        verdict = await _watch(spec, child, port, started)
+        verdict = await first_answer(spec, child, port, started)
     finally:
         await child.stop(spec.stop.signal, spec.stop.timeout)
         follow.cancel()
         follower.read(final=True)  # the last lines it printed
-    lines = tuple(_program_lines(log_path)[-5:])
+    lines = tuple(program_lines(log_path)[-5:])
     if not verdict.ok and lines and "exited" in verdict.text:
         verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines)
     return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines)
 
 
-async def _watch(spec: ServerSpec, child: Child, port: int | None, started: float) -> Verdict:
+async def first_answer(spec: ServerSpec, child: Child, port: int | None, started: float) -> Verdict:
+    """Wait for the started `child` to pass its check within its start period (or, with no
+    check, to keep running a few seconds); the verdict in words. Stops nothing."""
     health = spec.effective_health()
     waiting = getattr(health, "start_period", 30.0)
     exited = asyncio.ensure_future(child.wait())
@@ -92,7 +94,7 @@ async def _watch(spec: ServerSpec, child: Child, port: int | None, started: floa
         exited.cancel()
 
 
-def _program_lines(log_path: Path) -> list[str]:
+def program_lines(log_path: Path) -> list[str]:
     """What the program printed (the gateway's own `--- gateway: ...` markers left out)."""
     try:
         text = log_path.read_text(errors="replace")
