@@ -54,7 +54,7 @@ class Gateway:
                 raise AssertionError(f"gateway did not start in {wait}s:\n{self.output.read_text()}")
             time.sleep(0.05)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:  # a hang guard, not a timing
         assert self.proc is not None
         self.remember_pids()
         self.proc.send_signal(sig)
