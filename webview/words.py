@@ -125,7 +125,7 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
     if phase == "running":
         health = s.get("health") or ""
         out.update(status="Running", tone="ok")
-        if "adopted" in raw:
+        if kind == R.ADOPTED.value:  # the typed cause, not the words of the reason
             out.update(status="Running (kept running while the gateway restarted)", details="same process as before")
         if health.startswith("failing"):
             out.update(status="Running, but not answering", tone="failing",
