@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -37,6 +37,25 @@ DATABASE, SUPERUSER, SYSTEM_USER = "gateway", "postgres", "embedded_postgres"
 SOCKET_PORT = 5432  # with no TCP listener the port only names the socket file
 MAX_SOCKET_PATH = 100  # bytes; sun_path is 104 (macOS) or 108 (Linux) including the NUL
 TIMEOUT = 60  # seconds for pg_ctl start/stop
+# The server's settings for a small database beside a laptop program, given on the command line at
+# every start (so they hold for a new data folder and an old one alike, over postgresql.conf).
+# Measured with `python bench/pg_settings.py` (bench/README.md). Durability keeps PostgreSQL's
+# defaults: fsync, synchronous_commit and full_page_writes stay on, so an event the gateway was told
+# is written survives a power cut (tests/reconciler/test_power_loss.py).
+SERVER_SETTINGS: dict[str, str] = {
+    "shared_buffers": "16MB",  # the cache in shared memory (128MB): the OS page cache serves the rest
+    "io_method": "sync",  # no I/O worker processes (PostgreSQL 18 starts 3)
+    "max_worker_processes": "0",  # no background workers: no parallel query, no logical replication
+    "max_parallel_workers": "0",
+    "max_parallel_workers_per_gather": "0",
+    "max_logical_replication_workers": "0",  # ... and no launcher process waiting for subscriptions
+    "autovacuum_naptime": "5min",  # autovacuum stays on (samples are pruned every hour); looks less often
+    "bgwriter_delay": "10s",  # the background writer and the WAL writer wake every 10 s, not 200 ms
+    "wal_writer_delay": "10s",  # (every commit still flushes its own WAL: synchronous_commit is on)
+    "checkpoint_timeout": "15min",  # a third of the checkpoints; recovery replays a few MB more WAL
+    "wal_level": "minimal",  # no replicas, no WAL archive: less WAL, no standby snapshots every 15 s
+    "max_wal_senders": "0",  # (wal_level minimal requires it)
+}
 _FAILED = (subprocess.CalledProcessError, subprocess.TimeoutExpired)
 
 
@@ -46,7 +65,8 @@ class EmbeddedPostgresError(RuntimeError):
 
 class EmbeddedPostgres:
     def __init__(
-        self, data_dir: Path, *, windows: bool | None = None, bin_dir: Path = POSTGRES_BIN_PATH
+        self, data_dir: Path, *, windows: bool | None = None, bin_dir: Path = POSTGRES_BIN_PATH,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.pgdata = self.data_dir / "postgres"
@@ -57,6 +77,7 @@ class EmbeddedPostgres:
         as_root = not self.windows and hasattr(os, "geteuid") and os.geteuid() == 0
         self.system_user: str | None = SYSTEM_USER if as_root else None
         self.dsn: str | None = None
+        self.settings = dict(SERVER_SETTINGS if settings is None else settings)  # a benchmark tries others
 
     # --- command lines (pure, so the Windows shape is testable anywhere) ------------------
     def exe(self, name: str) -> str:
@@ -68,11 +89,12 @@ class EmbeddedPostgres:
                 "--locale=C", "--no-instructions"]
 
     def start_argv(self, socket_dir: Path | None, port: int) -> list[str]:
-        if self.windows:
-            options = f"-c listen_addresses=127.0.0.1 -p {port}"
+        settings = [arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")]
+        if self.windows:  # the values are plain words (sizes, durations, names): nothing to quote
+            options = " ".join([f"-c listen_addresses=127.0.0.1 -p {port}", *settings])
         else:  # pg_ctl hands -o to a shell
             options = shlex.join(["-c", "listen_addresses=", "-c", f"unix_socket_directories={socket_dir}",
-                                  "-p", str(port)])
+                                  "-p", str(port), *settings])
         return [self.exe("pg_ctl"), "start", "-w", "-t", str(TIMEOUT), "-D", str(self.pgdata),
                 "-l", str(self.log_path), "-o", options]
 
