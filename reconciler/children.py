@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from reconciler.aio import wait_for
 from reconciler.platform import alive, current
 
 log = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ class Child:
 
 async def _within(awaitable: Awaitable[object], timeout: float) -> bool:
     try:
-        await asyncio.wait_for(awaitable, max(timeout, 0.0))
+        await wait_for(awaitable, max(timeout, 0.0))
         return True
     except TimeoutError:
         return False

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterable
 
+from reconciler.aio import wait_for
 from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.reasons import Reason
@@ -176,7 +177,7 @@ class Runtime:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
+                await wait_for(self.changed.wait(), remaining)
             except TimeoutError:
                 return done()
         return True

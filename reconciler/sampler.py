@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from reconciler.aio import wait_for
 from reconciler.state import Phase
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ async def internet_reachable(target: str, timeout: float = 2.0) -> bool | None:
         return None
     host, _, port = target.rpartition(":")
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        _, writer = await wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
     except (OSError, TimeoutError):
         return False
     writer.close()

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from reconciler.aio import wait_for
 from reconciler.events import EventKind as K
 from reconciler.ops import live_section, section_errors
 from reconciler.spec import parse_duration
@@ -240,7 +241,7 @@ class Dispatcher:
         watched = time.monotonic()
         while True:
             try:  # a short timeout only while a server is proving it is back up
-                await asyncio.wait_for(self.wake.wait(), 0.25 if self.classify.recovering else self.watch_every)
+                await wait_for(self.wake.wait(), 0.25 if self.classify.recovering else self.watch_every)
             except TimeoutError:
                 now = time.monotonic()
                 due = self.classify.due(now)

@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from reconciler.aio import wait_for
 from reconciler.store.queries import KINDS, Op, OpError, Store
 
 log = logging.getLogger("gateway.sink")
@@ -174,7 +175,7 @@ class Sink:
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+                await wait_for(self._progress.wait(), remaining)
         return True
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -203,7 +204,7 @@ class Sink:
             linger = self._linger()
             if linger > 0 and not self._spilling and self._db_ok:
                 with contextlib.suppress(TimeoutError):  # samples only: let a few more join them
-                    await asyncio.wait_for(self._wake.wait(), linger)
+                    await wait_for(self._wake.wait(), linger)
                 continue
             if (self._spilling or self._queue) and loop.time() >= retry_at:
                 try:
@@ -223,7 +224,7 @@ class Sink:
                 await asyncio.to_thread(self._fsync)
             wait = max(0.0, retry_at - loop.time()) if (self._spilling or self._queue) else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await wait_for(self._wake.wait(), wait)
 
     def _linger(self) -> float:
         """Seconds to hold back a queue of samples only (0: write now)."""
@@ -269,7 +270,7 @@ class Sink:
         """Write ops in one transaction; if the database refuses the batch (not an outage),
         write them one by one and set the refused ones aside in the .rejected file."""
         try:
-            await asyncio.wait_for(store.apply(ops), APPLY_TIMEOUT)
+            await wait_for(store.apply(ops), APPLY_TIMEOUT)
             return
         except TRANSIENT:
             raise
@@ -277,7 +278,7 @@ class Sink:
             log.warning("a batch of %d ops was refused (%s); writing them one by one", len(ops), exc)
         for op in ops:
             try:
-                await asyncio.wait_for(store.apply([op]), APPLY_TIMEOUT)
+                await wait_for(store.apply([op]), APPLY_TIMEOUT)
             except TRANSIENT:
                 raise
             except Exception as exc:  # noqa: BLE001 - kept in the .rejected file and logged

@@ -15,13 +15,13 @@ time it really went offline (not the time someone looked).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.aio import wait_for
 from reconciler.events import EventKind
 from reconciler.fsutil import server_log
 from reconciler.runtime import to_wall
@@ -144,7 +144,7 @@ async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | Non
     while True:
         changed, ticked = rt.changed, False
         try:
-            await asyncio.wait_for(changed.wait(), TICK)
+            await wait_for(changed.wait(), TICK)
         except TimeoutError:
             ticks, ticked = ticks + 1, True
         current = plan()
