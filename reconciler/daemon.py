@@ -34,6 +34,7 @@ from reconciler.tunnel.dns_task import dns_forever
 from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
+CANCEL_WITHIN = 5.0  # seconds a cancelled task has to end when the gateway stops
 JOURNAL_REPLAY_TIMEOUT = 30.0  # seconds to write the previous run's journal before reading the states
 
 
@@ -153,10 +154,10 @@ class Daemon:
         await self.reconciler.shutdown(self.keep_servers)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _ended(tasks, "the gateway's tasks")
         for task in list(self.rt.tasks):  # health loops and exit waits: nothing to finish
             task.cancel()
-        await asyncio.gather(*list(self.rt.tasks), return_exceptions=True)
+        await _ended(list(self.rt.tasks), "health checks and exit waits")
         self.rt.event(EventKind.GATEWAY_STOPPED, None, "clean stop")
         await self.sink.close()
         sink_task.cancel()
@@ -203,6 +204,18 @@ class Daemon:
     def _install_signals(self) -> None:
         # Ctrl-C, SIGTERM, SIGHUP, console close, log-off, shutdown: decided and recorded there
         listen_host_events(self.rt, self.request_stop)
+
+
+async def _ended(tasks: list[asyncio.Task[Any]], what: str, within: float = CANCEL_WITHIN) -> None:
+    """Wait for cancelled tasks to end; one that does not (a bug: it swallowed the cancel) is
+    logged with its stack and left behind, so that a stop never hangs on it."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=within)
+    for task in pending:
+        frames = "".join(f"\n  {f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in task.get_stack())
+        log.error("stopping: %s did not end within %.0f s after it was cancelled: %s%s",
+                  what, within, task.get_name(), frames)
 
 
 def _listen(host: str, port: int) -> socket.socket:

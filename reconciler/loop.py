@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Iterable, Mapping
 
 from reconciler import observe
+from reconciler.aio import wait_for
 from reconciler.act import act
 from reconciler.actions import Reason, Stop
 from reconciler.config import LoadResult, load_dir
@@ -24,6 +25,7 @@ from reconciler.state import ALIVE, Desired, Observed, Phase
 log = logging.getLogger("gateway")
 P = Phase
 RESYNC_TICK = 30.0  # seconds: the safety net; everything else wakes the loop directly
+SHUTDOWN_PASS_WAIT = 30.0  # seconds the pass in progress has to end when the gateway stops
 
 
 # What may join the loading of the folder: the tunnel adds its connector this way. A hook
@@ -44,6 +46,8 @@ class Reconciler:
         self.config_dirty = True
         self.shown_errors: frozenset[str] = frozenset()
         self.closing = False
+        self.between_passes = asyncio.Event()  # clear while a pass plans and acts
+        self.between_passes.set()
         self.last_plan = Plan()
         self.passes = 0  # completed reconcile passes: commands wait for one after them
         self.loaded_at = 0.0  # when the folder was last read
@@ -112,20 +116,26 @@ class Reconciler:
     async def run(self) -> None:
         while not self.closing:
             self.rt.wake.clear()
-            if self.config_dirty or time.monotonic() - self.loaded_at >= self.tick:
-                await self.load_config()  # the tick re-reads the folder too: a missed file event heals
-            p = await self.reconcile()
+            self.between_passes.clear()
+            try:
+                if self.config_dirty or time.monotonic() - self.loaded_at >= self.tick:
+                    await self.load_config()  # the tick re-reads the folder too: a missed file event heals
+                p = await self.reconcile()
+            finally:
+                self.between_passes.set()
             self.passes += 1
             self.rt.announce()
             timeout = self.tick if p.requeue_after is None else min(self.tick, p.requeue_after + 0.001)
             try:
-                await asyncio.wait_for(self.rt.wake.wait(), timeout)
+                await wait_for(self.rt.wake.wait(), timeout)
             except TimeoutError:
                 pass
 
     async def reconcile(self) -> Plan:
         """Plan and act until the plan is empty (bounded, in case of a planner bug)."""
         for _ in range(8):
+            if self.closing:  # the gateway is stopping: no pass may start what shutdown stops
+                return Plan()
             observed = self.observed()
             p = plan(self.desired(), observed, time.monotonic())
             self._show_waiting(p)
@@ -133,6 +143,8 @@ class Reconciler:
             if not p.actions:
                 return p
             for action in p.actions:
+                if self.closing:
+                    break
                 # acting awaits (a spawn), and meanwhile a child may exit or pass its check:
                 # an action planned on a phase that has changed since is planned again
                 planned_on = observed.servers.get(action.name)
@@ -195,6 +207,11 @@ class Reconciler:
         """Stop every server (dependents first), or leave them running for adoption."""
         self.closing = True
         self.rt.wake.set()
+        # A pass in progress ends after the action it is on; then nothing else starts anything.
+        try:
+            await wait_for(self.between_passes.wait(), SHUTDOWN_PASS_WAIT)
+        except TimeoutError:
+            log.error("stopping: the pass in progress did not end within %.0f s", SHUTDOWN_PASS_WAIT)
         if keep_servers:
             self.rt.event(EventKind.GATEWAY_STOPPING, None, "leaving servers running for the next gateway")
             return

@@ -348,3 +348,55 @@ def test_the_fixture_names_a_traceback_and_a_bad_exit(gateway: Gateway):
         out.write("Traceback (most recent call last):\n  File ...\n")
     assert problems(gateway, 1) == ["the gateway exited with 1 when asked to stop", "the gateway printed a traceback"]
     gateway.allow_problems = True
+
+
+# --- 12. a stop that comes while a pass is reading the folder ------------------------------
+async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Found by bench/vs_peers-style cold starts: a SIGTERM right after start (the pass that
+    re-reads the folder was in its threaded read) stopped every server, then that pass went on,
+    saw them stopped and started them all again; the gateway exited and left them running."""
+    import asyncio
+    import threading
+
+    from reconciler import loop as loop_module
+    from reconciler.loop import Reconciler
+    from reconciler.runtime import Runtime
+
+    folder = tmp_path / "gateway.d"
+    folder.mkdir()
+    (folder / "web.toml").write_text('command = ["sleep", "3600"]\n[health]\ntype = "none"\n')
+    rt = Runtime(tmp_path, folder, lambda op: None)
+    rec = Reconciler(rt, folder)
+    await rec.start({})
+    core = asyncio.create_task(rec.run())
+    started: list[int] = []
+    try:
+        await rt.wait_until(lambda: rt.state("web").phase.value == "running", 15.0)
+        started.append(rt.children["web"].pid)
+        real, reading, release = loop_module.load_dir, threading.Event(), threading.Event()
+
+        def slow_read(*args: object) -> object:
+            reading.set()
+            release.wait(10)
+            return real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(loop_module, "load_dir", slow_read)
+        rec.mark_config_dirty()
+        assert await asyncio.to_thread(reading.wait, 10), "the pass did not start its read"
+        stopping = asyncio.create_task(rec.shutdown())
+        await asyncio.sleep(0.3)  # shutdown has begun while the pass is still reading
+        release.set()
+        await asyncio.wait_for(stopping, 30)
+        await asyncio.wait_for(core, 10)
+        started += [c.pid for c in rt.children.values() if c.pid not in started]
+        assert rt.state("web").phase.value == "stopped"
+        assert "web" not in rt.children, "the pass in progress started the server again after the stop"
+    finally:
+        release.set() if "release" in locals() else None
+        core.cancel()
+        await asyncio.gather(core, return_exceptions=True)
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
