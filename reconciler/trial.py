@@ -3,7 +3,10 @@ candidate once, on a scratch port when it uses one, with its real environment an
 up to its `start_period`; report what happened in words; then stop its whole process tree.
 
 A try never touches the running version (another port, its own log file) and leaves no
-process behind, whatever happens to the caller (the stop runs in a `finally`).
+process behind, whatever happens to the caller: the stop runs in a `finally`, and a caller
+that cancels the try (a page that was closed) cancels it only once: the stop still finishes.
+What the program prints reaches `on_line` as it is written, so a page or a terminal can show
+it live; `on_start` hears the scratch port once the program runs.
 """
 
 from __future__ import annotations
@@ -40,8 +43,17 @@ def scratch_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def try_length(spec: ServerSpec) -> float:
+    """The longest a try of `spec` runs, in seconds: its start period, or the few seconds a
+    server with no check must keep running."""
+    health = spec.effective_health()
+    waiting = float(getattr(health, "start_period", 30.0))
+    return min(waiting, NO_CHECK_WATCH) if health.type == "none" else waiting
+
+
 async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
-                   on_line: Callable[[str], None] = lambda line: None) -> Verdict:
+                   on_line: Callable[[str], None] = lambda line: None,
+                   on_start: Callable[[int | None], None] = lambda port: None) -> Verdict:
     port = scratch_port() if spec.port is not None else None
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
@@ -54,11 +66,14 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
     follower = _Follower(log_path, on_line)
     follow = asyncio.ensure_future(follower.run())
     try:
+        on_start(port)
         verdict = await first_answer(spec, child, port, started)
     finally:
-        await child.stop(spec.stop.signal, spec.stop.timeout)
-        follow.cancel()
-        follower.read(final=True)  # the last lines it printed
+        try:
+            await _stop_surely(child, spec)
+        finally:
+            follow.cancel()
+            follower.read(final=True)  # the last lines it printed
     lines = tuple(program_lines(log_path)[-5:])
     if not verdict.ok and lines and "exited" in verdict.text:
         verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines)
@@ -69,11 +84,11 @@ async def first_answer(spec: ServerSpec, child: Child, port: int | None, started
     """Wait for the started `child` to pass its check within its start period (or, with no
     check, to keep running a few seconds); the verdict in words. Stops nothing."""
     health = spec.effective_health()
-    waiting = getattr(health, "start_period", 30.0)
+    waiting = try_length(spec)
     exited = asyncio.ensure_future(child.wait())
     try:
         if health.type == "none":
-            done, _ = await asyncio.wait([exited], timeout=min(waiting, NO_CHECK_WATCH))
+            done, _ = await asyncio.wait([exited], timeout=waiting)
             seconds = round(time.monotonic() - started, 2)
             if done:
                 return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port)
@@ -92,6 +107,24 @@ async def first_answer(spec: ServerSpec, child: Child, port: int | None, started
         return Verdict(False, f"did not answer within {waiting:g} s", round(time.monotonic() - started, 2), port)
     finally:
         exited.cancel()
+
+
+async def _stop_surely(child: Child, spec: ServerSpec) -> None:
+    """Stop the whole tree with the server's own stop settings. Cancelling the caller again
+    meanwhile does not interrupt it (it would leave the tree running); the cancel is passed on
+    once the tree is gone."""
+    stopping = asyncio.ensure_future(child.stop(spec.stop.signal, spec.stop.timeout))
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(stopping)
+            break
+        except asyncio.CancelledError:
+            if stopping.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def program_lines(log_path: Path) -> list[str]:

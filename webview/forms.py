@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reconciler.events import EventKind
-from reconciler.fsutil import server_log
 from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
+from webview import trying
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
 from webview.pages import NAME_RE, known
 from webview.portcheck import check_port, port_message
@@ -208,17 +208,6 @@ def _page(request: Request, values: dict[str, str], errors: dict[str, str], addi
                   start_help=STARTERS.get(start, {}).get("help", ""), tried=tried)
 
 
-async def _try(request: Request, spec: ServerSpec) -> dict[str, Any]:
-    """Run the candidate once (reconciler/trial.py) and say how it went; nothing is saved."""
-    from reconciler.trial import try_spec
-
-    settings = daemon_of(request).settings
-    lines: list[str] = []
-    verdict = await try_spec(spec, settings.config_dir, server_log(settings.data_dir, f"try-{spec.name}"),
-                             lines.append)
-    return {"ok": verdict.ok, "text": verdict.text, "port": verdict.port, "lines": lines[-20:]}
-
-
 @login_required
 async def new_form(request: Request) -> Response:
     start = request.query_params.get("start", "")
@@ -239,7 +228,7 @@ async def edit_form(request: Request) -> Response:
     return _page(request, values, {}, adding=False)
 
 
-async def save(request: Request) -> Response:
+async def save(request: Request) -> Response | trying.LiveTry:
     user, raw = await guard_post(request)
     form = {k: str(raw.get(k, "")) for k in FIELDS}
     adding = "name" not in request.path_params
@@ -271,8 +260,10 @@ async def save(request: Request) -> Response:
     await asyncio.to_thread(check_world, data, daemon.settings.config_dir, errors)
     if errors or spec is None or path is None:
         return _page(request, form, errors, adding, status=422, start=start)
-    if raw.get("action") == "try":
-        return _page(request, form, {}, adding, start=start, tried=await _try(request, spec))
+    if raw.get("action") == "try":  # nothing is saved: webview/trying.py
+        if trying.wants_live(request):
+            return trying.LiveTry(request, spec, adding)
+        return _page(request, form, {}, adding, start=start, tried=await trying.tried(request, spec))
     await asyncio.to_thread(write_atomic, path, data)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, name, f"{'added' if adding else 'edited'} from the page",
                     actor=f"operator:web:{user}")

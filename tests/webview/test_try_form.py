@@ -1,59 +1,293 @@
-"""The add form's "Try it first": the candidate runs once on a spare port with its own settings,
-the verdict and its output are shown, and nothing is saved (a real gateway and processes)."""
+"""The add/edit form's "Try it first": the candidate runs once on a spare port with its own
+settings, what it prints shows on the page as it prints it, then the verdict; nothing is saved
+until "Save and start", and no process is left behind, also when the page is left mid-try
+(a real gateway, real processes, a real Chromium)."""
 
 from __future__ import annotations
 
+import json
+import random
 import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.fix_gateway import Gateway
-from tests.webview.conftest import PASSWORD, USER, artifacts, cli, signed_in, url_of
-from tests.webview.test_browser import browser, sign_in  # noqa: F401 - the module's browser fixture
+from tests.fix_children import gone
+from tests.fix_gateway import Gateway, finish
+from tests.webview.conftest import HTTP, PASSWORD, USER, artifacts, cli, signed_in, url_of
+from tests.webview.test_browser import browser, no_horizontal_scroll, sign_in  # noqa: F401 - the browser fixture
+
+# A candidate that says something, then waits for the test's go-ahead (a file) before it listens:
+# the test sees its first line on the page while the try is still waiting, with no sleeps. It
+# starts a grandchild too, and writes both pids, so the test can check the whole tree is ended.
+GATED = """\
+import os, socket, subprocess, sys, time
+from pathlib import Path
+port, gate, pids = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+pids.with_suffix(".tmp").write_text(f"{os.getpid()} {helper.pid}")
+os.replace(pids.with_suffix(".tmp"), pids)
+print("warming up the cache", flush=True)
+print("a-very-long-line-without-spaces-" * 12, flush=True)
+while not gate.exists():
+    time.sleep(0.05)
+sock = socket.socket()
+sock.bind(("127.0.0.1", port))
+sock.listen()
+print(f"listening on {port}", flush=True)
+while True:
+    sock.accept()[0].close()
+"""
+BAD = "python -c \"import sys; print('loading'); print('Error: TOKEN not set', file=sys.stderr); sys.exit(2)\""
+
+
+class Candidate:
+    def __init__(self, folder: Path) -> None:
+        self.script, self.gate, self.pidfile = folder / "gated.py", folder / "go", folder / "pids"
+        self.script.write_text(GATED)
+
+    @property
+    def command(self) -> str:
+        return f"{sys.executable} {self.script} {{port}} {self.gate} {self.pidfile}"
+
+    def pids(self) -> list[int]:
+        deadline = time.monotonic() + 20
+        while not self.pidfile.exists():
+            assert time.monotonic() < deadline, "the candidate never wrote its pids"
+            time.sleep(0.05)
+        return [int(p) for p in self.pidfile.read_text().split()]
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gateway]:
+    """One gateway for the module, with a running server to edit, and a port range of its own
+    (the conftest's `web` uses the default range, which other test sessions may hold)."""
+    base = tmp_path_factory.mktemp("tryweb")
+    config = base / "gateway.d"
+    config.mkdir()
+    low = random.randrange(10000, 32000 - 400, 400)
+    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
+    gw = Gateway(config, base / "data", pg_dsn, f"t_{uuid.uuid4().hex[:12]}")
+    gw.write("alpha", HTTP)
+    gw.start()
+    try:
+        done = cli(gw, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
+        assert done.returncode == 0, done.stderr
+        gw.wait_for(lambda s: s.get("alpha", {}).get("phase") == "running", 20)
+        yield gw
+    finally:
+        finish(gw, pg_dsn)
 
 
 @pytest.fixture
-def page_gateway(gateway: Gateway) -> Gateway:
-    gateway.start()
-    assert cli(gateway, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
-    return gateway
+def http(web: Gateway) -> Iterator[httpx.Client]:
+    client = signed_in(web)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
-def form(http, **values: str) -> dict[str, str]:
+@pytest.fixture
+def candidate(tmp_path: Path) -> Candidate:
+    return Candidate(tmp_path)
+
+
+def all_gone(pids: list[int], within: float = 30.0) -> list[int]:
+    """The pids still running after waiting up to `within` s (a deadline, not a measurement)."""
+    deadline = time.monotonic() + within
+    while any(not gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if not gone(pid)]
+
+
+def form(http: httpx.Client, **values: str) -> dict[str, str]:
     base = {"name": "", "command": "", "port": "auto", "cwd": "", "description": "", "health_type": "",
             "health_path": "", "health_command": "", "domain": "", "group": "", "tags": "", "env": ""}
-    return {**base, **values, "csrf": http.csrf}
+    return {**base, **values, "csrf": http.csrf}  # type: ignore[attr-defined]
 
 
-def test_try_a_good_and_a_bad_candidate_saves_nothing(page_gateway: Gateway, reap):
-    http = signed_in(page_gateway)
-    good = http.post("/new", data=form(http, name="blog", command="python -m http.server {port} --bind 127.0.0.1",
-                                       action="try"))
+def test_without_javascript_the_post_answers_with_the_verdict(web: Gateway, http: httpx.Client, reap) -> None:
+    good = http.post("/new", data=form(http, name="nojs-good", action="try",
+                                       command="python -m http.server {port} --bind 127.0.0.1"))
     assert good.status_code == 200
     assert "It works:" in good.text and re.search(r"answered on port \d+ in [\d.]+ s", good.text)
     assert "Serving HTTP on 127.0.0.1" in good.text  # what it printed
-    bad = http.post("/new", data=form(http, name="bot", action="try",
-                                      command="python -c \"import sys; print('Error: TOKEN not set', file=sys.stderr); sys.exit(2)\""))
+    assert "Save and start" in good.text
+    bad = http.post("/new", data=form(http, name="nojs-bad", action="try", command=BAD))
     assert "It did not work:" in bad.text and "exited with code 2: Error: TOKEN not set" in bad.text
-    assert not (page_gateway.config_dir / "blog.toml").exists() and not (page_gateway.config_dir / "bot.toml").exists()
-    assert "blog" not in page_gateway.status()
-    http.close()
+    assert "Save and start" not in bad.text
+    assert not list(web.config_dir.glob("nojs-*"))
+    assert not {"nojs-good", "nojs-bad"} & set(web.status())
+
+
+def test_the_live_answer_is_one_json_object_a_line(web: Gateway, http: httpx.Client, candidate: Candidate,
+                                                   reap) -> None:
+    """What try.js reads: a note with the spare port, each printed line before the verdict, the
+    verdict section last; the same CSRF check as the form (a missing token is refused)."""
+    candidate.gate.touch()
+    data = form(http, name="stream", action="try", command=candidate.command)
+    refused = http.post("/new", data={**data, "csrf": "0" * 40}, headers={"accept": "application/x-ndjson"})
+    assert refused.status_code == 403
+    with http.stream("POST", "/new", data=data, headers={"accept": "application/x-ndjson"}) as r:
+        assert r.headers["content-type"] == "application/x-ndjson"
+        messages = [json.loads(line) for line in r.iter_lines() if line]
+    assert re.fullmatch(r"waiting for it to answer on port \d+ \(a spare one\) \(up to 30 s\)", messages[0]["note"])
+    printed = [m["line"] for m in messages if "line" in m]
+    assert printed[0] == "warming up the cache" and re.fullmatch(r"listening on \d+", printed[-1])
+    assert messages[-1]["done"] and messages[-1]["ok"] and "It works:" in messages[-1]["html"]
+    assert all(gone(pid) for pid in candidate.pids())
+    assert not (web.config_dir / "stream.toml").exists()
+
+
+def start_try(page: Page, base: str, name: str, command: str) -> None:
+    page.goto(base + "/new")
+    page.locator("input[name=name]").fill(name)
+    page.locator("input[name=command]").fill(command)
+    page.get_by_role("button", name="Try it first").click()
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("width,height", [(390, 844), (1280, 800)])
-def test_try_it_first_on_a_phone_and_a_desktop(page_gateway: Gateway, browser: Browser, width: int,  # noqa: F811
-                                              height: int):
+def test_output_shows_live_then_the_verdict_then_save(web: Gateway, browser: Browser, candidate: Candidate,  # noqa: F811
+                                                      width: int, height: int) -> None:
+    name = f"live-{width}"
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
-    sign_in(page, url_of(page_gateway))
-    page.goto(url_of(page_gateway) + "/new")
-    page.get_by_label("Name", exact=False).first.fill("blog")
-    page.locator("input[name=command]").fill("python -m http.server {port} --bind 127.0.0.1")
-    page.get_by_role("button", name="Try it first").click()
-    expect(page.locator("[data-tried]")).to_contain_text("It works:")
-    page.screenshot(path=str(artifacts() / f"try-first-{width}.png"), full_page=True)
-    assert not Path(page_gateway.config_dir / "blog.toml").exists()
+    base = url_of(web)
+    sign_in(page, base)
+    start_try(page, base, name, candidate.command)
+    box = page.locator("[data-tried]")
+    expect(box.locator("[data-try-lines]")).to_contain_text("warming up the cache")  # printed, not yet listening
+    expect(box).to_contain_text("Trying it…")
+    expect(box).to_contain_text(re.compile(r"waiting for it to answer on port \d+"))
+    assert "It works" not in box.inner_text()
+    no_horizontal_scroll(page)
+    page.screenshot(path=str(artifacts() / f"try-live-during-{width}.png"), full_page=True)
+    tried_pids = candidate.pids()
+    assert not (web.config_dir / f"{name}.toml").exists()
+
+    candidate.gate.touch()
+    expect(box).to_contain_text(re.compile(r"It works: answered on port \d+ in [\d.]+ s"))
+    expect(box.locator("[data-try-lines]")).to_contain_text("listening on")
+    no_horizontal_scroll(page)
+    page.screenshot(path=str(artifacts() / f"try-live-after-{width}.png"), full_page=True)
+    assert all_gone(tried_pids) == [], "the try left its processes running"
+    assert not (web.config_dir / f"{name}.toml").exists() and name not in web.status()
+
+    page.get_by_role("button", name="Save and start").click()
+    expect(page).to_have_url(re.compile(rf"/servers/{name}$|/$"))
+    assert (web.config_dir / f"{name}.toml").exists()
+    web.wait_for(lambda s: s.get(name, {}).get("phase") == "running", 20, f"{name} running")
     context.close()
+    (web.config_dir / f"{name}.toml").unlink()
+    web.wait_for(lambda s: name not in s, 20, f"{name} removed")
+
+
+@pytest.mark.browser
+def test_a_bad_candidate_says_its_last_line_and_a_form_mistake_shows_the_form(web: Gateway,
+                                                                             browser: Browser) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    base = url_of(web)
+    sign_in(page, base)
+    start_try(page, base, "bot", BAD)
+    box = page.locator("[data-tried]")
+    expect(box).to_contain_text("It did not work: exited with code 2: Error: TOKEN not set.")
+    expect(box.locator("[data-try-lines]")).to_contain_text("loading")
+    expect(page.get_by_role("button", name="Save and start")).to_have_count(0)
+    page.screenshot(path=str(artifacts() / "try-live-failed-390.png"), full_page=True)
+    page.locator("input[name=command]").fill(BAD + " ")
+    expect(box.locator("[data-stale]")).to_be_visible()  # the verdict is about the form as it was
+    start_try(page, base, "Bad Name", "python app.py")  # the server's answer is the form with the mistake
+    expect(page.locator("[data-errors]")).to_contain_text("Nothing was saved")
+    assert not (web.config_dir / "bot.toml").exists() and "bot" not in web.status()
+    page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("how", ["stop button", "another page", "closed tab"])
+def test_leaving_mid_try_ends_the_whole_tree(web: Gateway, browser: Browser, candidate: Candidate,  # noqa: F811
+                                             how: str) -> None:
+    page = browser.new_page()
+    base = url_of(web)
+    sign_in(page, base)
+    start_try(page, base, "slow", candidate.command)  # its gate is never opened: it would wait 30 s
+    expect(page.locator("[data-try-lines]")).to_contain_text("warming up the cache")
+    pids = candidate.pids()
+    assert all(psutil.pid_exists(pid) for pid in pids)
+    if how == "stop button":
+        page.get_by_role("button", name="Stop the try").click()
+        expect(page.locator("[data-tried]")).to_contain_text("You stopped the try")
+    elif how == "another page":
+        page.goto(base + "/")
+    else:
+        page.close()
+    assert all_gone(pids, within=15) == [], f"left running after the {how}"  # well before its 30 s
+    assert not (web.config_dir / "slow.toml").exists()
+    if not page.is_closed():
+        page.close()
+
+
+@pytest.mark.browser
+def test_a_try_of_an_edit_leaves_the_running_version_alone(web: Gateway, browser: Browser,  # noqa: F811
+                                                           candidate: Candidate) -> None:
+    before = web.status()["alpha"]["pid"]
+    text = (web.config_dir / "alpha.toml").read_text()
+    page = browser.new_page()
+    base = url_of(web)
+    sign_in(page, base)
+    page.goto(base + "/servers/alpha/edit")
+    page.locator("input[name=command]").fill(candidate.command)
+    candidate.gate.touch()
+    page.get_by_role("button", name="Try it first").click()
+    expect(page.locator("[data-tried]")).to_contain_text("It works: answered on port")
+    expect(page.get_by_role("button", name="Save and restart with it")).to_be_visible()
+    assert all_gone(candidate.pids()) == []
+    assert web.status()["alpha"]["pid"] == before and (web.config_dir / "alpha.toml").read_text() == text
+    page.close()
+
+
+@pytest.mark.browser
+def test_without_javascript_the_button_still_works(web: Gateway, browser: Browser) -> None:  # noqa: F811
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    base = url_of(web)
+    sign_in(page, base)
+    start_try(page, base, "plain", "python -m http.server {port} --bind 127.0.0.1")
+    expect(page.locator("[data-tried]")).to_contain_text(re.compile(r"It works: answered on port \d+"))
+    assert not (web.config_dir / "plain.toml").exists()
+    context.close()
+
+
+def server_trees(gw: Gateway) -> set[int]:
+    pids: set[int] = set()
+    for server in gw.status().values():
+        if server["pid"]:
+            root = psutil.Process(server["pid"])
+            pids |= {root.pid, *(c.pid for c in root.children(recursive=True))}
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_try_left(web: Gateway) -> Iterator[None]:
+    """After each test: nothing runs under the gateway but its servers' own trees (a try left
+    behind would be a child of the gateway), and no server file was written but alpha's."""
+    yield
+    assert web.proc is not None
+    gateway = psutil.Process(web.proc.pid)
+    deadline = time.monotonic() + 20
+    while True:
+        extra = {c.pid for c in gateway.children(recursive=True) if not gone(c.pid)} - server_trees(web)
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not extra, [" ".join(psutil.Process(pid).cmdline()) for pid in extra]
+    leftovers = list(web.config_dir.glob("*.toml"))
+    assert {p.stem for p in leftovers} <= {"alpha", "gateway"}, leftovers
