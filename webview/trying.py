@@ -70,18 +70,27 @@ def tried_view(verdict: Verdict, lines: list[str]) -> dict[str, Any]:
     return {"ok": verdict.ok, "text": verdict.text, "port": verdict.port, "lines": lines}
 
 
+def replaced(lines: deque[str]) -> dict[str, Any]:
+    """The view of a try that a newer try of the same server ended (another tab)."""
+    return {"ok": False, "replaced": True, "text": "", "port": None, "lines": list(lines)}
+
+
 def waiting_note(spec: ServerSpec, port: int | None) -> str:
-    where = f"on port {port} (a spare one)" if port is not None else ""
     if spec.effective_health().type == "none":
         return f"it has no check, so it must keep running for {try_length(spec):g} s"
-    return " ".join(f"waiting for it to answer {where} (up to {try_length(spec):g} s)".split())
+    where = f" on port {port}, a spare one" if port is not None else ""
+    return f"waiting up to {try_length(spec):g} s for it to answer{where}"
 
 
 async def tried(request: Request, spec: ServerSpec) -> dict[str, Any]:
     """Without JavaScript: run the try to its end; the verdict section's view."""
     lines: deque[str] = deque(maxlen=KEEP_LINES)
-    verdict = await (await start(request, spec, lines.append))
-    return tried_view(verdict, list(lines))
+    task = await start(request, spec, lines.append)
+    try:
+        await asyncio.wait([task])
+    finally:
+        task.cancel()  # a no-op once it has ended
+    return replaced(lines) if task.cancelled() else tried_view(task.result(), list(lines))
 
 
 async def _closed(receive: Receive) -> None:
@@ -123,7 +132,7 @@ class LiveTry:
                     getting.cancel()
             while not out.empty():
                 await self._send(send, out.get_nowait())
-            view = tried_view(task.result(), list(lines))
+            view = replaced(lines) if task.cancelled() else tried_view(task.result(), list(lines))
             html = fragment("_tried.html", tried=view, adding=self.adding)
             await self._send(send, {"done": True, "ok": view["ok"], "html": html})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -139,12 +139,33 @@ def test_the_live_answer_is_one_json_object_a_line(web: Gateway, http: httpx.Cli
     with http.stream("POST", "/new", data=data, headers={"accept": "application/x-ndjson"}) as r:
         assert r.headers["content-type"] == "application/x-ndjson"
         messages = [json.loads(line) for line in r.iter_lines() if line]
-    assert re.fullmatch(r"waiting for it to answer on port \d+ \(a spare one\) \(up to 30 s\)", messages[0]["note"])
+    assert re.fullmatch(r"waiting up to 30 s for it to answer on port \d+, a spare one", messages[0]["note"])
     printed = [m["line"] for m in messages if "line" in m]
     assert printed[0] == "warming up the cache" and re.fullmatch(r"listening on \d+", printed[-1])
     assert messages[-1]["done"] and messages[-1]["ok"] and "It works:" in messages[-1]["html"]
     assert all(gone(pid) for pid in candidate.pids())
     assert not (web.config_dir / "stream.toml").exists()
+
+
+def test_a_second_try_of_the_same_server_ends_the_first(web: Gateway, http: httpx.Client, candidate: Candidate,
+                                                        reap) -> None:
+    """Two tabs: the second try ends the first one's process tree and says so on the first."""
+    data = form(http, name="twice", action="try", command=candidate.command)
+    live = {"accept": "application/x-ndjson"}
+    with http.stream("POST", "/new", data=data, headers=live) as first:
+        reading = first.iter_lines()
+        assert "note" in json.loads(next(reading))
+        assert json.loads(next(reading)) == {"line": "warming up the cache"}
+        first_pids = candidate.pids()
+        candidate.pidfile.unlink()
+        with http.stream("POST", "/new", data=data, headers=live) as second:
+            rest = [json.loads(line) for line in reading if line]
+            assert rest[-1]["done"] and not rest[-1]["ok"] and "another try of this server began" in rest[-1]["html"]
+            assert all(gone(pid) for pid in first_pids)
+            second_pids = candidate.pids()
+            candidate.gate.touch()
+            answer = [json.loads(line) for line in second.iter_lines() if line]
+    assert answer[-1]["ok"] and all(gone(pid) for pid in second_pids)
 
 
 def start_try(page: Page, base: str, name: str, command: str) -> None:
@@ -167,7 +188,7 @@ def test_output_shows_live_then_the_verdict_then_save(web: Gateway, browser: Bro
     box = page.locator("[data-tried]")
     expect(box.locator("[data-try-lines]")).to_contain_text("warming up the cache")  # printed, not yet listening
     expect(box).to_contain_text("Trying it…")
-    expect(box).to_contain_text(re.compile(r"waiting for it to answer on port \d+"))
+    expect(box).to_contain_text(re.compile(r"waiting up to 30 s for it to answer on port \d+"))
     assert "It works" not in box.inner_text()
     no_horizontal_scroll(page)
     page.screenshot(path=str(artifacts() / f"try-live-during-{width}.png"), full_page=True)
