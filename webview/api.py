@@ -5,6 +5,8 @@ folder only the user can read; it is accepted at the local door only (webview.au
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -105,19 +107,56 @@ async def add_user(request: Request) -> JSONResponse:
     return JSONResponse({"name": body["name"], "created": created})
 
 
+class ServersAnswer:
+    """The body of `GET /api/servers` and its weak ETag, built when someone asks and at most
+    once per change of the runtime (a phase, an intent: `rt.changed`), per loaded folder and
+    per second (uptimes tick), however many ask at once: no timer, no query. The ETag leaves
+    out what only the clock moves (CLOCK), so a phone asking with If-None-Match gets 304
+    until something it shows has changed; its copy's clock fields are as of its last 200."""
+
+    CLOCK = frozenset({"uptime_s", "started_at", "since_epoch", "ended_at", "next_try_in_s", "next_try_at_epoch",
+                       "status"})  # status: the phase and intent (both kept) with the backoff's countdown
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, Any, int] | None = None
+        self.body, self.etag = b"", ""
+
+    def current(self, daemon: Gateway, now: float | None = None) -> tuple[bytes, str]:
+        """(body, etag) as of `now` (time.monotonic())."""
+        second = int(time.monotonic() if now is None else now)
+        changed, result = daemon.rt.changed, daemon.reconciler.result
+        key = self._key
+        if key is None or key[0] is not changed or key[1] is not result or key[2] != second:
+            view = status_view(daemon)
+            self.body = json.dumps({**view["gateway"], "servers": view["servers"]}, ensure_ascii=False,
+                                   allow_nan=False, separators=(",", ":")).encode()  # as JSONResponse
+            stable = [{k: v for k, v in s.items() if k not in self.CLOCK} for s in view["servers"]]
+            text = json.dumps([view["gateway"], stable], separators=(",", ":")).encode()
+            self.etag = f'W/"{hashlib.blake2b(text, digest_size=8).hexdigest()}"'
+            self._key = (changed, result, second)
+        return self.body, self.etag
+
+
+def none_match(header: str, etag: str) -> bool:
+    """If-None-Match names this ETag (weak comparison, RFC 9110 13.1.2) or is `*`."""
+    if header.strip() == "*":
+        return True
+    return etag.removeprefix("W/") in {t.strip().removeprefix("W/") for t in header.split(",")}
+
+
 @auth.read
 async def servers(request: Request) -> Response:
-    """Everything the overview shows (token or a signed-in session)."""
-    daemon = _daemon(request)
-    changed, second = daemon.rt.changed, int(time.monotonic())
-    if _servers_json[0] is not changed or _servers_json[1] != second:  # once per change and second
-        view = status_view(daemon)
-        body = JSONResponse({**view["gateway"], "servers": view["servers"]}).body
-        _servers_json[:] = [changed, second, body]
-    return Response(_servers_json[2], media_type="application/json")
-
-
-_servers_json: list[Any] = [None, 0, b""]
+    """Everything the overview shows (token or a signed-in session); 304 when the asker's
+    If-None-Match is still current."""
+    state = request.app.state
+    answer = getattr(state, "servers_answer", None)
+    if answer is None:
+        answer = state.servers_answer = ServersAnswer()
+    body, etag = answer.current(_daemon(request))
+    headers = {"etag": etag, "cache-control": "private, no-cache"}  # keep it, but ask each time
+    if none_match(request.headers.get("if-none-match", ""), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @auth.read
