@@ -43,8 +43,9 @@ def _local_names(daemon: Gateway) -> set[str]:
 
 
 def all_routes() -> list[BaseRoute]:
-    """Every route of the page, in the order they are matched (the sign-in pages first)."""
-    return [*signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *cloudflare.routes, *stream.routes, *api.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    """Every route of the page, in the order they are matched: the JSON API first (polled
+    most, it would else be tried against every page's pattern), then the sign-in pages."""
+    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
 
 
 def create_app(daemon: Gateway) -> Starlette:
