@@ -246,6 +246,7 @@ def test_leaving_mid_try_ends_the_whole_tree(web: Gateway, browser: Browser, can
     if how == "stop button":
         page.get_by_role("button", name="Stop the try").click()
         expect(page.locator("[data-tried]")).to_contain_text("You stopped the try")
+        page.screenshot(path=str(artifacts() / "try-live-stopped.png"), full_page=True)
     elif how == "another page":
         page.goto(base + "/")
     else:
