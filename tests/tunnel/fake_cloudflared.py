@@ -14,6 +14,15 @@ behaves like cloudflared 2026.8.2 (see shared/notes/cloudflared-real.md):
   /ready is 503 and it exits 1 about 0.7 s after start (the real one's SRV lookup failure).
   SIGTERM: exit 0 at once when not connected; once connected it drains for its grace period
   (--grace-period, else TUNNEL_GRACE_PERIOD, else 30s), like the real one with QUIC.
+- Proxying: when FAKE_CLOUDFLARED_PROXY_EDGE (host:port of `fake_edge.py`) is set, it serves
+  visitors' requests: it registers with that edge once connected (FAKE_CLOUDFLARED_CONNECT_DELAY
+  seconds after start, default 0: a real one needs round trips to the edge), and only then is
+  /ready 200 (an edge that does not take it: exit 1), unregisters when its graceful shutdown begins
+  (no new requests; the ones under way finish during the grace period) and while "not-ready",
+  and forwards each request by its --config ingress rules (as read at start): the first rule
+  whose hostname (exact, `*.suffix`, or none) and path (a regex searched in the URL path) match;
+  `http_status:N` answers N; `http(s)://...` is proxied with the Host header kept (or
+  originRequest.httpHostHeader); an origin that cannot be reached: 502, like cloudflared.
 A file FILE.fake next to the config steers a running one: "not-ready" makes /ready 503;
 "crash" makes it exit 1. Each start appends "PID HASH-OF-CONFIG" to FILE.starts.
 """
@@ -21,6 +30,7 @@ A file FILE.fake next to the config steers a running one: "not-ready" makes /rea
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -32,6 +42,7 @@ import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -39,6 +50,11 @@ ORIGIN_KEYS = {"connectTimeout", "tlsTimeout", "tcpKeepAlive", "noHappyEyeballs"
                "keepAliveTimeout", "httpHostHeader", "originServerName", "matchSNItoHost", "caPool", "noTLSVerify",
                "disableChunkedEncoding", "bastionMode", "proxyAddress", "proxyPort", "proxyType", "ipRules",
                "http2Origin", "access"}
+PROXY_EDGE = "FAKE_CLOUDFLARED_PROXY_EDGE"
+EDGE_DOOR = "/cdn-cgi/fake-edge/connectors"
+CONNECT_DELAY = "FAKE_CLOUDFLARED_CONNECT_DELAY"  # seconds from start until it registers (default 0)
+HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+       "transfer-encoding", "upgrade", "content-length"}
 SRV_ERROR = ("Could not lookup srv records on _v2-origintunneld._tcp.argotunnel.com: lookup "
              "_v2-origintunneld._tcp.argotunnel.com: network is unreachable")
 
@@ -102,6 +118,94 @@ def edge_reachable() -> bool:
         return False
 
 
+def matching_rule(rules: list[dict], host: str, path: str) -> dict:
+    """cloudflared's choice: the first rule whose hostname and path match (the last catches all)."""
+    for rule in rules:
+        name = rule.get("hostname") or ""
+        if name.startswith("*.") and not host.endswith(name[1:]):
+            continue
+        if name not in ("", "*") and not name.startswith("*.") and name != host:
+            continue
+        if rule.get("path") and not re.search(rule["path"], path):
+            continue
+        return rule
+    return rules[-1]
+
+
+def proxy_handler(data: dict) -> type[BaseHTTPRequestHandler]:
+    rules = data.get("ingress") or []
+    defaults = data.get("originRequest") or {}
+
+    class Proxy(BaseHTTPRequestHandler):
+        def handle_any(self) -> None:
+            host = self.headers.get("Host", "")
+            host = host.rsplit(":", 1)[0] if ":" in host and not host.endswith("]") else host
+            rule = matching_rule(rules, host, urlsplit(self.path).path)
+            service = str(rule.get("service", ""))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            if service.startswith("http_status:"):
+                return self.answer(int(service.split(":", 1)[1]), [], b"")
+            if not service.startswith(("http://", "https://")):
+                return self.answer(502, [], f"the fake cloudflared does not serve {service}\n".encode())
+            origin = {**defaults, **(rule.get("originRequest") or {})}
+            url = urlsplit(service)
+            kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+            link = kind(url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80),
+                        timeout=go_seconds(str(origin.get("connectTimeout") or "30s")) or 30.0)
+            try:
+                link.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for key, value in self.headers.items():
+                    if key.lower() not in HOP and key.lower() != "host":
+                        link.putheader(key, value)
+                link.putheader("Host", str(origin.get("httpHostHeader") or self.headers.get("Host", "")))
+                if body is not None:
+                    link.putheader("Content-Length", str(len(body)))
+                link.endheaders(body)
+                reply = link.getresponse()
+                got = reply.read()
+            except (OSError, http.client.HTTPException) as exc:
+                log("ERR", f'error="Unable to reach the origin service. The service may be down or it may not be '
+                    f'responding to traffic from cloudflared: {exc}" originService={service}')
+                return self.answer(502, [], b"")
+            finally:
+                link.close()
+            self.answer(reply.status, [(k, v) for k, v in reply.getheaders() if k.lower() not in HOP], got)
+
+        def answer(self, code: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            try:
+                self.send_response_only(code)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except OSError:
+                pass  # the edge went away
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Proxy
+
+
+def edge_call(method: str, path: str, body: dict | None = None) -> bool:
+    """A call to the fake edge's door for connectors; whether it answered 200."""
+    host, _, port = os.environ[PROXY_EDGE].rpartition(":")
+    link = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        link.request(method, EDGE_DOOR + path, json.dumps(body) if body is not None else None,
+                     {"Content-Type": "application/json"})
+        return link.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        link.close()
+
+
 def run(opts: dict[str, str]) -> int:
     config = Path(opts["--config"])
     ok, message = validate(config)
@@ -127,12 +231,22 @@ def run(opts: dict[str, str]) -> int:
         except OSError:
             return ""
 
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    proxy, me, door = None, f"fake-{os.getpid()}", {}
+    link = {"registered": False}  # with the edge: it sends this connector requests
+    if os.environ.get(PROXY_EDGE) and connected:
+        proxy = ThreadingHTTPServer(("127.0.0.1", 0), proxy_handler(data))
+        proxy.daemon_threads = True
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        door = {"id": me, "tunnel": str(data.get("tunnel") or ""), "address": f"127.0.0.1:{proxy.server_address[1]}"}
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if mode() == "crash":
                 os._exit(1)
             if self.path == "/ready":
-                ready = connected and mode() != "not-ready"
+                ready = connected and mode() != "not-ready" and (proxy is None or link["registered"])
                 code = 200 if ready else 503
                 body = json.dumps({"status": code, "readyConnections": 1 if ready else 0,
                                    "connectorId": f"fake-{os.getpid()}"})
@@ -152,11 +266,11 @@ def run(opts: dict[str, str]) -> int:
             pass
 
     server = ThreadingHTTPServer((host, int(port)), Handler)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log("INF", f"Starting metrics server on {host}:{port}/metrics")
     started = time.monotonic()
+    connect_at = started + float(os.environ.get(CONNECT_DELAY) or 0)
+    first = True
     while not stop.wait(0.05):
         if mode() == "crash":
             log("ERR", "fake crash")
@@ -164,10 +278,26 @@ def run(opts: dict[str, str]) -> int:
         if not connected and time.monotonic() - started >= 0.7:
             log("ERR", SRV_ERROR)
             return 1
+        if proxy is not None and time.monotonic() >= connect_at:
+            if mode() != "not-ready" and not link["registered"]:  # connects (again, after a drop)
+                link["registered"] = edge_call("POST", "", door)
+                if first and not link["registered"]:
+                    log("ERR", f"the edge at {os.environ[PROXY_EDGE]} did not take the connection")
+                    return 1
+                first = False
+                if link["registered"]:
+                    log("INF", f"Registered tunnel connection connIndex=0 connection={me}")
+            elif mode() == "not-ready" and link["registered"]:  # its connections drop
+                link["registered"] = not edge_call("DELETE", "/" + me)
     log("INF", "Initiating graceful shutdown due to signal terminated ...")
-    if connected and mode() != "not-ready":
+    draining = link["registered"] if proxy is not None else connected and mode() != "not-ready"
+    if link["registered"]:
+        edge_call("DELETE", "/" + me)  # the edge sends it no new requests
+    if draining:
         time.sleep(grace)  # waits for in-flight requests up to the grace period
     server.shutdown()
+    if proxy is not None:
+        proxy.shutdown()
     return 0
 
 
