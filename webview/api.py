@@ -5,6 +5,7 @@ folder only the user can read; it is accepted at the local door only (webview.au
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
@@ -112,7 +113,9 @@ class ServersAnswer:
     once per change of the runtime (a phase, an intent: `rt.changed`), per loaded folder and
     per second (uptimes tick), however many ask at once: no timer, no query. The ETag leaves
     out what only the clock moves (CLOCK), so a phone asking with If-None-Match gets 304
-    until something it shows has changed; its copy's clock fields are as of its last 200."""
+    until something it shows has changed; its copy's clock fields are as of its last 200.
+    Gzipped once per body when someone asks for it (100 servers: 74 KB -> 3 KB, through a
+    laptop's uplink when a phone polls over the tunnel)."""
 
     CLOCK = frozenset({"uptime_s", "started_at", "since_epoch", "ended_at", "next_try_in_s", "next_try_at_epoch",
                        "status"})  # status: the phase and intent (both kept) with the backoff's countdown
@@ -120,6 +123,7 @@ class ServersAnswer:
     def __init__(self) -> None:
         self._key: tuple[Any, Any, int] | None = None
         self.body, self.etag = b"", ""
+        self._gzipped: bytes | None = None
 
     def current(self, daemon: Gateway, now: float | None = None) -> tuple[bytes, str]:
         """(body, etag) as of `now` (time.monotonic())."""
@@ -133,8 +137,14 @@ class ServersAnswer:
             stable = [{k: v for k, v in s.items() if k not in self.CLOCK} for s in view["servers"]]
             text = json.dumps([view["gateway"], stable], separators=(",", ":")).encode()
             self.etag = f'W/"{hashlib.blake2b(text, digest_size=8).hexdigest()}"'
-            self._key = (changed, result, second)
+            self._key, self._gzipped = (changed, result, second), None
         return self.body, self.etag
+
+    def gzipped(self) -> bytes:
+        """The current body, gzipped (made on the first ask after each build)."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, 6, mtime=0)
+        return self._gzipped
 
 
 def none_match(header: str, etag: str) -> bool:
@@ -153,9 +163,11 @@ async def servers(request: Request) -> Response:
     if answer is None:
         answer = state.servers_answer = ServersAnswer()
     body, etag = answer.current(_daemon(request))
-    headers = {"etag": etag, "cache-control": "private, no-cache"}  # keep it, but ask each time
+    headers = {"etag": etag, "cache-control": "private, no-cache", "vary": "accept-encoding"}  # ask each time
     if none_match(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body, headers["content-encoding"] = answer.gzipped(), "gzip"
     return Response(body, media_type="application/json", headers=headers)
 
 

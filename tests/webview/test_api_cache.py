@@ -3,6 +3,7 @@ weak ETag: a change shows at once, an unchanged state answers 304 to If-None-Mat
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import types
@@ -81,6 +82,15 @@ def test_unchanged_answers_304_until_something_changes(web: Gateway, http: httpx
     assert "gamma" not in servers(gone)
 
 
+def test_gzip_when_asked(web: Gateway, http: httpx.Client) -> None:
+    plain = http.get("/api/servers", headers={"accept-encoding": "identity"})
+    zipped = http.get("/api/servers", headers={"accept-encoding": "gzip, deflate"})
+    assert "content-encoding" not in plain.headers and zipped.headers["content-encoding"] == "gzip"
+    assert plain.headers["vary"] == zipped.headers["vary"] == "accept-encoding"
+    assert [s["name"] for s in zipped.json()["servers"]] == [s["name"] for s in plain.json()["servers"]]
+    assert int(zipped.headers["content-length"]) < len(plain.content)
+
+
 def test_not_signed_in_gets_no_body_and_no_etag(web: Gateway) -> None:
     with httpx.Client(base_url=url_of(web), trust_env=False) as anon:
         r = anon.get("/api/servers", headers={"if-none-match": "*"})
@@ -117,13 +127,14 @@ def test_answer_is_built_once_per_change_and_second(tmp_path: Path) -> None:
     body, etag = answer.current(daemon, now)
     assert {s["name"]: s["phase"] for s in json.loads(body)["servers"]} == {"a": "running", "b": "running"}
     assert answer.current(daemon, now + 0.5)[0] is body  # same second, nothing changed: the same bytes
+    assert gzip.decompress(answer.gzipped()) == body and answer.gzipped() is answer.gzipped()
     # a phase change shows at once, in the same second, and moves the tag
     rt.set_phase("b", Phase.STOPPING, Reason.OPERATOR_STOP)
     body2, etag2 = answer.current(daemon, now + 0.5)
     assert {s["name"]: s["phase"] for s in json.loads(body2)["servers"]}["b"] == "stopping" and etag2 != etag
     # the clock alone: a new body (its uptimes) with the same tag
     body3, etag3 = answer.current(daemon, now + 3)
-    assert body3 is not body2 and etag3 == etag2
+    assert body3 is not body2 and etag3 == etag2 and gzip.decompress(answer.gzipped()) == body3
     # a figure the loop sets without announcing (a check's latency): in the next second's body and tag
     rt.update("a", last_latency_ms=3.5)
     assert answer.current(daemon, now + 3.2) == (body3, etag3)
