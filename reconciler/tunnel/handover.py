@@ -40,6 +40,7 @@ _READY = HttpHealth(type="http", path="/ready", timeout="2s")
 @dataclass
 class Handover:
     target: str  # the runtime hash of the connector spec being handed over to
+    source: str | None = None  # the one the managed connector ran when the bridge started
     ready: bool = False
     failed: bool = False
     task: asyncio.Future[Any] | None = None
@@ -69,7 +70,7 @@ def hold(rec: Reconciler, plan: TunnelPlan) -> TunnelPlan:
     if handover is None or handover.target != target:
         if handover is not None and handover.task is not None:
             handover.task.cancel()  # the routes changed again meanwhile: bridge to the newest
-        handover = Handover(target)
+        handover = Handover(target, state.spec_hash)
         _handovers[rt] = handover
         handover.task = rt.spawn_task(_bridge(rec, handover, plan))
     return dataclasses.replace(plan, spec=current)
@@ -103,9 +104,9 @@ async def _bridge(rec: Reconciler, handover: Handover, plan: TunnelPlan) -> None
         rt.event(EventKind.TUNNEL_HANDOVER, RESERVED, "the second connector is ready: restarting the main one on the new routes")
         rec.mark_config_dirty()
 
-        def swapped() -> bool:
+        def swapped() -> bool:  # on these routes, or on newer ones that came while it restarted
             st = rt.state(RESERVED)
-            return st.phase is Phase.RUNNING and st.spec_hash == handover.target
+            return st.phase is Phase.RUNNING and st.spec_hash not in (None, handover.source)
 
         came_back = await rt.wait_until(swapped, SWAP_WITHIN)
         await child.stop("TERM", drain)

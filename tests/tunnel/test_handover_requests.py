@@ -199,11 +199,11 @@ def test_the_edge_answers_only_for_hostnames_routed_to_a_tunnel():
 
 # --- a real gateway ------------------------------------------------------------------------
 
-def web_file(version: int, port: str = '"auto"', start_delay: float = 0.0) -> str:
+def web_file(version: int, port: str = '"auto"', start_delay: float = 0.0, host: str = HOST) -> str:
     return (f'command = ["python", "{CHILD}", "{{port}}", "VERSION"]\nport = {port}\n'
             f'env = {{ VERSION = "{version}", HTTP_ENV_START_DELAY = "{start_delay}" }}\n'
             '[health]\ntype = "http"\nstart_period = "10s"\n[restart]\nprobation = "1s"\n'
-            f'[domain]\nhostname = "{HOST}"\n')
+            f'[domain]\nhostname = "{host}"\n')
 
 
 class Visitor(threading.Thread):
@@ -336,3 +336,35 @@ def test_a_fixed_port_change_through_the_tunnel_fails_requests_and_no_connector_
     assert len(starts(config_yml)) == count  # the route did not change: the connector kept running
     assert gw.stop() == 0  # the connector stops: nothing serves the tunnel
     assert edge.get(HOST) == (530, b"error code: 1033")
+
+
+def test_routes_that_change_again_while_the_connector_restarts_end_the_bridge(world):
+    """The second connector stops once the main one runs the routes it bridged or newer ones.
+    (It waited for exactly its own: when newer routes came while the main one restarted, it
+    served the older routes for two minutes more, and a visitor of the newest hostname got a
+    404 every other request.)"""
+    gw, edge, config_yml = world
+    toml = gw.config_dir / "gateway.toml"
+    toml.write_text(toml.read_text().replace('grace_period = "1s"', 'grace_period = "4s"'))  # a long restart
+    gw.write("web", web_file(0))
+    gw.start()
+    settled(gw, edge, config_yml, "0")
+    mark = max(e["seq"] for e in gw.events())
+    gw.write("api", web_file(0, str(_free_port()), host="api.example.com"))
+    wait(lambda: gw.status()["cloudflared"]["phase"] == "stopping", timeout=30, what="the main one restarting")
+    gw.write("shop", web_file(0, str(_free_port()), host="shop.example.com"))
+    wait(lambda: any(e["kind"] == "tunnel_handover" and e["reason"].startswith("done") and e["seq"] > mark
+                     for e in gw.events("cloudflared")), timeout=60, what="the handover done")
+    events = [e for e in gw.events("cloudflared") if e["seq"] > mark]
+    stopping = next(e["seq"] for e in events if e["to_phase"] == "stopping")
+    starting = next(e["seq"] for e in events if e["to_phase"] == "starting")
+    shop = next(e["seq"] for e in events if e["kind"] == "tunnel_config"
+                and "shop.example.com" in e["detail"]["hostnames"])
+    assert stopping < shop < starting  # the newer routes came while the main connector restarted
+    assert [e["reason"].split(":")[0] for e in events if e["kind"] == "tunnel_handover"] == [
+        "new routes", "the second connector is ready", "done"]
+    assert len(edge.connectors) == 1 and gw.status()["cloudflared"]["phase"] == "running"
+    assert edge.resolve is not None
+    wait(lambda: edge.resolve("shop.example.com") is not None, timeout=30, what="the shop's DNS route")
+    for host in (HOST, "api.example.com", "shop.example.com"):
+        assert [edge.get(host)[0] for _ in range(6)] == [200] * 6, host
