@@ -89,6 +89,15 @@ def starts(config_yml: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def no_handover_under_way(gw: Gateway, config_yml: Path) -> bool:
+    """The main connector runs on the config.yml there is, and no other connector is alive."""
+    main = gw.status()["cloudflared"]
+    digest = hashlib.sha256(config_yml.read_text().encode()).hexdigest()[:16]
+    others = [int(line.split()[0]) for line in starts(config_yml) if int(line.split()[0]) != main["pid"]]
+    return (main["phase"] == "running" and f"{main['pid']} {digest}" in starts(config_yml)
+            and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in others))
+
+
 def wait(check, timeout: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -118,7 +127,9 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
 
     # an ingress change: config.yml rewritten (old one kept as .prev), connector restarted on it
     wait(lambda: len(starts(config_yml)) >= 1, what="a start")
+    wait(lambda: no_handover_under_way(gateway, config_yml), timeout=30, what="the blog's route handed over")
     before = len(starts(config_yml))
+    dones = sum(e["kind"] == "tunnel_handover" and e["reason"].startswith("done") for e in gateway.events("cloudflared"))
     watch = ReadinessWatch(config_yml)
     watch.start()
     gateway.write("api", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
@@ -130,7 +141,7 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
         return [e for e in gateway.events("cloudflared") if e["kind"] == "tunnel_handover"
                 and e["reason"].startswith(prefix)]
 
-    wait(lambda: handover("done"), timeout=30, what="the handover done")
+    wait(lambda: len(handover("done")) > dones, timeout=30, what="the handover done")
     watch.stop()
     assert watch.polls >= 5 and watch.gaps == 0, f"{watch.gaps} of {watch.polls} polls found no ready connector"
     events = gateway.events("cloudflared")
