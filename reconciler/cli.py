@@ -19,7 +19,8 @@ from reconciler.client import ApiError, Client, NotRunning
 from reconciler.fsutil import server_log
 from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem
 from reconciler.ops import cli as ops_cli
-from reconciler.settings import Settings, SettingsError, default_data_dir, ensure_private_dir, resolve
+from reconciler.settings import (Settings, SettingsError, default_config_dir, default_data_dir, ensure_private_dir,
+                                 peek, resolve)
 from reconciler.tunnel import commands as tunnel_cli
 
 
@@ -91,48 +92,78 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = resolve(args.config, args.data_dir, listen=args.listen)
+    data_dir = default_data_dir(args.data_dir)
     if args.no_browser:
         os.environ["GATEWAY_NO_BROWSER"] = "1"  # read by reconciler.platform.desktop
     try:  # one gateway per data folder: before anything touches it (reconciler/instance.py)
-        lock = InstanceLock(settings.data_dir).acquire()
+        lock = InstanceLock(data_dir).acquire()
     except AlreadyRunning as exc:
         print(f"gateway run: {exc}", file=sys.stderr)
         return 4
     ran = False
+    pg = None
     try:
-        if not settings.config_dir.is_dir():
-            print(f"gateway: config folder {settings.config_dir} does not exist", file=sys.stderr)
+        config_dir = default_config_dir(args.config)
+        if not config_dir.is_dir():
+            print(f"gateway: config folder {config_dir} does not exist", file=sys.stderr)
             return 2
-        settings.tunnel_host_port  # noqa: B018 - a bad GATEWAY_TUNNEL_LISTEN fails here, before any server starts
-        if problem := listen_problem(*settings.host_port):
+        dsn, listen = peek(config_dir, args.listen)
+        early = Settings(config_dir, data_dir, dsn, listen)
+        early.tunnel_host_port  # noqa: B018 - a bad GATEWAY_TUNNEL_LISTEN fails here, before any server starts
+        if problem := listen_problem(*early.host_port):  # before anything is touched, as after the read
             print(f"gateway run: {problem}", file=sys.stderr)
             return 2
+        if dsn is None:
+            ensure_private_dir(data_dir)
+            pg = _Booting(data_dir)  # it boots while the rest is imported and the settings read
+        settings = resolve(args.config, args.data_dir, listen=args.listen)
+        if settings.listen != listen and (problem := listen_problem(*settings.host_port)):
+            print(f"gateway run: {problem}", file=sys.stderr)
+            return 2
+        if settings.dsn is not None and pg is not None:  # not wanted after all: stop it again
+            pg.stop_when_started()
+            pg = None
         if lock.unclean is not None:
             print(f"omen-gateway: {lock.unclean.describe()}", flush=True)
         ensure_private_dir(settings.data_dir)
         writer = _setup_logging(settings.data_dir / "gateway.log", args.verbose)
         try:
             ran = True
-            return _run_daemon(settings, args.keep_servers)
+            return _run_daemon(settings, args.keep_servers, pg)
         finally:
             writer.stop()  # every record written before we exit
     finally:
+        if pg is not None and not ran:  # a refusal after the boot began: leave nothing running
+            pg.stop_when_started()
         lock.release(ran)  # not reached when killed: the next start then reports it
 
 
-def _run_daemon(settings: Settings, keep_servers: bool) -> int:
-    pg, starting = None, None
-    if settings.dsn is None:  # start the embedded PostgreSQL now: it boots while the rest is imported
+class _Booting:
+    """The embedded PostgreSQL, started in a thread of its own at the very start of `run`."""
+
+    def __init__(self, data_dir: Path) -> None:
         from reconciler.store.embedded import EmbeddedPostgres
 
-        pg = EmbeddedPostgres(settings.data_dir)
+        self.pg = EmbeddedPostgres(data_dir)
         starter = concurrent.futures.ThreadPoolExecutor(1, "database-start")
-        starting = starter.submit(pg.start)
+        self.starting = starter.submit(self.pg.start)
         starter.shutdown(wait=False)  # its thread ends with the start: no idle thread kept for ever
+
+    def stop_when_started(self) -> None:
+        try:
+            self.starting.result()
+        except Exception:  # noqa: BLE001 - it did not start: nothing to stop
+            return
+        self.pg.stop()
+
+
+def _run_daemon(settings: Settings, keep_servers: bool, booting: _Booting | None) -> int:
     from reconciler.daemon import Daemon
 
-    daemon = Daemon(settings, keep_servers=keep_servers, pg=pg, pg_starting=starting)
+    if settings.dsn is None and booting is None:
+        booting = _Booting(settings.data_dir)
+    daemon = Daemon(settings, keep_servers=keep_servers, pg=booting.pg if booting else None,
+                    pg_starting=booting.starting if booting else None)
     asyncio.run(daemon.serve())
     return 1 if daemon.crashed else 0
 

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
+from reconciler.settings import GATEWAY_FILE
 from reconciler.spec import (
     MAX_QUOTED,
     NAME_PATTERN,
@@ -36,7 +37,6 @@ from reconciler.spec import (
     quote,
 )
 
-GATEWAY_FILE = "gateway.toml"
 _NAME_RE = re.compile(NAME_PATTERN)
 _IGNORED_SUFFIXES = ("~", ".tmp", ".swp")
 _TOML_POS_RE = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")

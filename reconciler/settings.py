@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import platformdirs
+if TYPE_CHECKING:  # the schema (pydantic) loads when gateway.toml is read, not with these names
+    from reconciler.spec import GatewayFile
 
-from reconciler.config import GATEWAY_FILE, ConfigError, load_gateway_file
-from reconciler.spec import GatewayFile
+GATEWAY_FILE = "gateway.toml"
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
 TOKEN_FILE = "api-token"  # in the data folder: the local API's bearer token (0600)
@@ -63,12 +65,17 @@ def default_data_dir(arg: str | None) -> Path:
     raw = arg or os.environ.get("GATEWAY_HOME")
     if raw:
         return Path(raw).expanduser().resolve()
+    import platformdirs
+
     return Path(platformdirs.user_data_dir("omen-gateway", appauthor=False))
 
 
 def read_gateway_file(config_dir: Path) -> GatewayFile:
     """gateway.toml, or defaults when absent. A broken one is a loud error at start-up
     (the loader reports it in words; here the daemon only needs dsn and listen)."""
+    from reconciler.config import ConfigError, load_gateway_file
+    from reconciler.spec import GatewayFile
+
     path = config_dir / GATEWAY_FILE
     if not path.exists():
         return GatewayFile()
@@ -86,10 +93,34 @@ def resolve(
     return Settings(
         config_dir=config_dir,
         data_dir=default_data_dir(data_dir),
-        dsn=dsn or os.environ.get("GATEWAY_DSN") or file.database.dsn,
-        listen=listen or os.environ.get("GATEWAY_LISTEN") or file.web.listen or DEFAULT_LISTEN,
+        dsn=_dsn(dsn, file.database.dsn),
+        listen=_listen(listen, file.web.listen),
         schema=os.environ.get("GATEWAY_DB_SCHEMA") or "gateway",
     )
+
+
+def peek(config_dir: Path, listen: str | None = None) -> tuple[str | None, str]:
+    """(dsn, listen) as `resolve` will give them, read from gateway.toml without the schema:
+    enough to check the page's address and to boot the embedded PostgreSQL at once (it then
+    boots while the rest is imported). A file that does not read says nothing here;
+    `resolve` reports it."""
+    try:
+        with (config_dir / GATEWAY_FILE).open("rb") as f:
+            raw = tomllib.load(f)
+        database, web = raw.get("database", {}), raw.get("web", {})
+        dsn, web_listen = database.get("dsn"), web.get("listen")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        dsn, web_listen = None, None
+    return (_dsn(None, dsn if isinstance(dsn, str) else None),
+            _listen(listen, web_listen if isinstance(web_listen, str) else None))
+
+
+def _dsn(arg: str | None, in_file: str | None) -> str | None:
+    return arg or os.environ.get("GATEWAY_DSN") or in_file or None
+
+
+def _listen(arg: str | None, in_file: str | None) -> str:
+    return arg or os.environ.get("GATEWAY_LISTEN") or in_file or DEFAULT_LISTEN
 
 
 def ensure_private_dir(path: Path) -> None:

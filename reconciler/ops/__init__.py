@@ -5,9 +5,10 @@ background tasks and the CLI calls their entry points."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 T = TypeVar("T")
 log = logging.getLogger("gateway")

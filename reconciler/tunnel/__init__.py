@@ -12,7 +12,22 @@
 - `commands`: ``gateway tunnel status|render|check|dns``.
 """
 
-from reconciler.tunnel.connector import RESERVED
-from reconciler.tunnel.hook import plan_of, with_tunnel
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["RESERVED", "plan_of", "with_tunnel"]
+
+
+def __getattr__(name: str) -> Any:
+    """The connector and the hook load on first use: `gateway status` imports this package
+    for its commands and never needs them."""
+    if name == "RESERVED":
+        from reconciler.tunnel.connector import RESERVED
+
+        return RESERVED
+    if name in ("plan_of", "with_tunnel"):
+        from reconciler.tunnel import hook
+
+        return getattr(hook, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,10 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from reconciler.client import Client, NotRunning
-from reconciler.config import ConfigError, LoadResult, load_dir
 from reconciler.settings import default_data_dir, resolve
-from reconciler.tunnel.connector import RESERVED, TunnelPlan, build, routes
+
+if TYPE_CHECKING:  # the schema and the connector load when a tunnel command runs, not with the CLI
+    from reconciler.config import ConfigError, LoadResult
+    from reconciler.tunnel.connector import TunnelPlan
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -46,6 +50,9 @@ def _plan(args: argparse.Namespace) -> TunnelPlan:
 
 
 def _load(args: argparse.Namespace) -> tuple[LoadResult, TunnelPlan]:
+    from reconciler.config import load_dir
+    from reconciler.tunnel.connector import build
+
     settings = resolve(args.config, args.data_dir)
     live = _live(args)
     ports = {s["name"]: s["port"] for s in (live or {}).get("servers", []) if s.get("port")}
@@ -57,6 +64,8 @@ def domain_errors(result: LoadResult, folder: Path) -> list[ConfigError]:
     """`gateway check DIR`: the [tunnel] table and every [domain], as the daemon would judge
     them (with the installed cloudflared's validator when there is one), without writing."""
     import tempfile
+
+    from reconciler.tunnel.connector import RESERVED, build, routes
 
     with tempfile.TemporaryDirectory(prefix="gateway-check-") as scratch:
         plan = build(result, folder, Path(scratch), {})
