@@ -5,6 +5,7 @@ whole `stop.timeout`) and wakes the loop when the process tree is gone."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,8 @@ from reconciler.platform import current
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
+
+log = logging.getLogger("gateway")
 
 P = Phase
 
@@ -122,8 +125,11 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     if port is not None and not port_is_free(port):
         holder = port_holder(port)
         who = f"pid {holder[0]} ({holder[1]})" if holder else "another program"
-        if spec.port == "auto":
-            rt.busy_ports.add(port)  # pick another one on the next pass
+        if spec.port == "auto":  # not the server's failure: the next pass gives it another port
+            rt.busy_ports.add(port)
+            log.info("%s: port %d is held by %s; taking another", name, port, who)
+            rt.wake.set()
+            return
         _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now,
                 {"port": port, "holder_pid": holder[0] if holder else None,
                  "holder_name": holder[1] if holder else None})

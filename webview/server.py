@@ -9,10 +9,13 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from typing import Any
 
 import uvicorn
+import uvicorn.server
 
 from reconciler.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE, SettingsError
@@ -22,15 +25,38 @@ from webview.app import create_app
 log = logging.getLogger("gateway")
 
 
+class _DatedState(uvicorn.server.ServerState):
+    """uvicorn's shared state, whose default headers carry a Date made when a response asks
+    for them (at most once a second), instead of a timer that refreshes it every second."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__()
+        self._config = config
+        self._second = -1
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    @property  # type: ignore[override]
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            date = [(b"date", formatdate(now, usegmt=True).encode())] if self._config.date_header else []
+            self._headers = date + self._config.encoded_headers
+        return self._headers
+
+    @default_headers.setter
+    def default_headers(self, value: list[tuple[bytes, bytes]]) -> None:
+        pass  # uvicorn's own tick and start-up set it; the getter above is always current
+
+
 class WebServer(uvicorn.Server):
     """uvicorn on our loop; the daemon owns the signal handlers, not uvicorn. Its main loop
-    wakes once a second (uvicorn's own wakes ten times a second to look at `should_exit`);
-    `stop()` ends it at once."""
-
-    TICK = 1.0  # the Date header is refreshed on each tick: uvicorn refreshes it once a second too
+    sleeps until `stop()`: uvicorn's own wakes ten times a second to look at `should_exit` and
+    to refresh the Date header, which here is made when a response is (_DatedState)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
+        self.server_state = _DatedState(config)
         self._exit = asyncio.Event()
 
     def stop(self) -> None:
@@ -42,10 +68,7 @@ class WebServer(uvicorn.Server):
         yield
 
     async def main_loop(self) -> None:
-        while not await self.on_tick(0):  # counter 0: uvicorn's "once a second" work, every tick
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.TICK):
-                    await self._exit.wait()
+        await self._exit.wait()
 
 
 class Doors(WebServer):

@@ -231,3 +231,25 @@ def test_needs_internet_checks_do_not_count_while_offline(gateway: Gateway, tmp_
                                  what="restart once online")
         flag.unlink()
     assert again["bot"]["restarts"] >= 1
+
+
+def test_an_automatic_port_held_by_another_program_is_skipped_not_counted(gateway: Gateway):
+    """`port = "auto"` means any free port: one that another program holds is passed over at
+    once, with no error, no failure counted and no wait (it was a failed start with backoff)."""
+    low = int((gateway.config_dir / "gateway.toml").read_text().split('"')[1].split("-")[0])
+    holders = [subprocess.Popen([sys.executable, "-m", "http.server", str(p), "--bind", "127.0.0.1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in (low, low + 1)]
+    try:
+        for p in (low, low + 1):
+            wait_until(lambda p=p: answers(p), what="the foreign servers listen")
+        gateway.write("web", HTTP + 'port = "auto"\n')
+        gateway.start()
+        web = gateway.wait_phase("web", "running")
+        assert web["port"] not in (low, low + 1) and answers(web["port"])
+        assert web["failures"] == 0 and web["restarts"] == 0
+        assert [e["reason"] for e in gateway.events("web") if e["kind"] == "error"] == []
+        assert all(h.poll() is None for h in holders)  # untouched
+    finally:
+        for h in holders:
+            h.terminate()
+            h.wait(10)

@@ -160,3 +160,23 @@ def test_the_tunnel_door_is_loopback_only_and_a_bad_address_stops_nothing(gatewa
     assert "the page cannot be reached through the tunnel" in gateway.output.read_text()
     assert "must be a loopback address" in gateway.output.read_text()
     assert not (gateway.data_dir / "tunnel-door.url").exists()
+
+
+def test_both_doors_date_their_answers_without_a_clock_tick(web: Gateway) -> None:
+    """The page's server no longer wakes every second to refresh its Date header (issue 16):
+    each answer at either door still carries the current date, on a kept-alive connection too."""
+    import email.utils
+    import time
+
+    for base in (url_of(web), tunnel_of(web)):
+        with httpx.Client(base_url=base, trust_env=False) as http:
+            dates = []
+            for _ in range(2):
+                before = int(time.time())
+                r = http.get("/login")
+                after = time.time()
+                when = email.utils.parsedate_to_datetime(r.headers["date"]).timestamp()
+                assert before <= when <= after, (base, r.headers["date"])
+                dates.append(when)
+                time.sleep(1.1)  # the next answer is a second later, on the same connection
+            assert dates[1] > dates[0], base
