@@ -100,38 +100,39 @@ class Meter:
 
 
 async def load_httpx(url: str, cookies: dict[str, str], clients: int, seconds: float, path: str,
-                     etag: bool) -> tuple[list[float], int]:
+                     etag: bool) -> tuple[list[float], int, int]:
     latencies: list[float] = []
-    errors = 0
+    errors = not_modified = 0
     stop_at = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, trust_env=False, cookies=cookies, limits=limits, timeout=30) as http:
         async def worker() -> None:
-            nonlocal errors
+            nonlocal errors, not_modified
             tag = ""
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
                 r = await http.get(path, headers={"if-none-match": tag} if tag else None)
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code not in (200, 304)
+                not_modified += r.status_code == 304
                 tag = r.headers.get("etag", tag) if etag else ""
         await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies, errors
+    return latencies, errors, not_modified
 
 
 async def load_raw(url: str, cookies: dict[str, str], clients: int, seconds: float, path: str,
-                   etag: bool) -> tuple[list[float], int]:
+                   etag: bool) -> tuple[list[float], int, int]:
     """Each worker: one keep-alive connection, a prepared request, the answer read by its
     Content-Length. Only what a 200 or a 304 of this gateway needs; anything else is an error."""
     host, _, port = url.removeprefix("http://").partition(":")
     cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n".encode()
     latencies: list[float] = []
-    errors = 0
+    errors = not_modified = 0
     stop_at = time.monotonic() + seconds
 
     async def worker() -> None:
-        nonlocal errors
+        nonlocal errors, not_modified
         reader, writer = await asyncio.open_connection(host, int(port))
         tag = b""
         try:
@@ -146,6 +147,7 @@ async def load_raw(url: str, cookies: dict[str, str], clients: int, seconds: flo
                 latencies.append(time.perf_counter() - t0)
                 if status not in (b"200", b"304"):
                     errors += 1
+                not_modified += status == b"304"
                 if etag:
                     found = re.search(rb"(?i)\r\netag: *([^\r]+)", head)
                     tag = found.group(1) if found else tag
@@ -153,7 +155,7 @@ async def load_raw(url: str, cookies: dict[str, str], clients: int, seconds: flo
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies, errors
+    return latencies, errors, not_modified
 
 
 def quantiles(latencies: list[float]) -> dict[str, float]:
@@ -168,7 +170,7 @@ def load_runs(args: argparse.Namespace, url: str, cookies: dict[str, str], gw: p
     label = f"GET {path}{' (If-None-Match)' if args.etag else ''} x{args.clients} clients ({client})"
     for i in range(args.repeat):
         meter = Meter(gw)
-        lat, errors = asyncio.run(loader(url, cookies, args.clients, args.seconds, path, args.etag))
+        lat, errors, not_modified = asyncio.run(loader(url, cookies, args.clients, args.seconds, path, args.etag))
         gw_cpu, me_cpu = meter.used()
         run = {**quantiles(lat), "rate": len(lat) / args.seconds, "gw_ms": gw_cpu / len(lat) * 1000,
                "client_ms": me_cpu / len(lat) * 1000}
@@ -176,6 +178,7 @@ def load_runs(args: argparse.Namespace, url: str, cookies: dict[str, str], gw: p
         print(f"{label} run {i + 1}: {len(lat)} requests in {args.seconds:.0f} s = {run['rate']:.0f} req/s;"
               f" p50 {run['p50']:.1f} ms, p95 {run['p95']:.1f} ms, p99 {run['p99']:.1f} ms, max {run['max']:.1f} ms;"
               f" CPU per request: gateway {run['gw_ms']:.2f} ms, client {run['client_ms']:.2f} ms"
+              + (f"; {not_modified / len(lat):.0%} were 304" if args.etag else "")
               + (f"; {errors} answers were not 200/304" if errors else ""), flush=True)
     if args.repeat > 1:
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
