@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Callable
-
-from watchfiles import Change, awatch
+from typing import Any, Callable
 
 from reconciler.config import is_server_file
 from reconciler.platform import inotify
@@ -22,7 +20,7 @@ STEP_MS = 150  # watchfiles (Windows, macOS): its thread looks ~7 times a second
 DEBOUNCE_MS = 100  # after the first change, gather more of the same batch for this long
 
 
-def is_config_file(change: Change, path: str) -> bool:
+def is_config_file(change: Any, path: str) -> bool:  # watchfiles' filter: (Change, path)
     p = Path(path)
     return p.name == "gateway.toml" or is_server_file(p)
 
@@ -30,11 +28,13 @@ def is_config_file(change: Change, path: str) -> bool:
 async def watch_folder(folder: Path, on_change: Callable[[], None], stop: asyncio.Event) -> None:
     """Linux: inotify on the event loop (no wake-up at rest); elsewhere watchfiles."""
     if inotify.available():
-        async for names in inotify.watch(folder, lambda name: is_config_file(Change.modified, name),
+        async for names in inotify.watch(folder, lambda name: is_config_file(None, name),
                                          DEBOUNCE_MS / 1000, stop):
             log.debug("config folder changed: %s", sorted(names))
             on_change()
         return
+    from watchfiles import awatch  # not imported where inotify watches (its thread and ~1 MB)
+
     async for changes in awatch(
         folder, watch_filter=is_config_file, step=STEP_MS, debounce=DEBOUNCE_MS, stop_event=stop,
         recursive=False, ignore_permission_denied=True,
