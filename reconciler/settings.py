@@ -89,7 +89,7 @@ def resolve(
     config: str | None = None, data_dir: str | None = None, dsn: str | None = None, listen: str | None = None
 ) -> Settings:
     config_dir = default_config_dir(config)
-    file = read_gateway_file(config_dir) if config_dir.is_dir() else GatewayFile()
+    file = read_gateway_file(config_dir)  # defaults when the folder or the file is not there
     return Settings(
         config_dir=config_dir,
         data_dir=default_data_dir(data_dir),

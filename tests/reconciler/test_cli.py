@@ -49,3 +49,18 @@ def test_check_lists_errors_by_file_then_line(tmp_path: Path):
     lines = [line for line in out.stdout.splitlines() if ".toml:" in line]
     keys = [(Path(line.split(":")[0]).name, int(line.split(":")[1])) for line in lines]
     assert keys == sorted(keys) and [k[0] for k in keys][::2] == ["alpha.toml", "mid.toml", "zeta.toml"], lines
+
+
+def test_settings_of_a_folder_that_does_not_exist_yet_are_the_defaults(tmp_path, monkeypatch):
+    """`gateway autostart install --print` before the folder exists: defaults, no error."""
+    from reconciler.settings import DEFAULT_LISTEN, peek, resolve
+
+    for name in ("GATEWAY_DSN", "GATEWAY_LISTEN"):
+        monkeypatch.delenv(name, raising=False)
+    settings = resolve(str(tmp_path / "not-yet"), str(tmp_path / "data"))
+    assert (settings.dsn, settings.listen) == (None, DEFAULT_LISTEN)
+    assert peek(tmp_path / "not-yet") == (None, DEFAULT_LISTEN)
+    (tmp_path / "gw").mkdir()
+    (tmp_path / "gw" / "gateway.toml").write_text('[database]\ndsn = "postgresql://x/y"\n[web]\nlisten = "127.0.0.1:9"\n')
+    assert peek(tmp_path / "gw") == ("postgresql://x/y", "127.0.0.1:9")
+    assert (resolve(str(tmp_path / "gw")).dsn, resolve(str(tmp_path / "gw")).listen) == peek(tmp_path / "gw")
