@@ -13,11 +13,15 @@ No I/O here: the two memories arrive in `Desired` (`last_good`, `failed`).
 
 from __future__ import annotations
 
+import math
+
 from reconciler.spec import ServerSpec
 from reconciler.state import Desired, ServerState
 
 # the fields whose change needs a restart (`ServerSpec.runtime_hash`)
 RUNTIME_FIELDS = ("command", "shell", "port", "cwd", "env")
+PROMOTE_BEAT = 5.0  # seconds: probations end on this beat (one pass promotes every server due by then),
+# or on a sixth of a shorter probation
 
 
 def in_force(name: str, desired: Desired) -> ServerSpec | None:
@@ -52,10 +56,14 @@ def replaceable(name: str, state: ServerState, spec: ServerSpec, desired: Desire
 
 
 def promotion_due(state: ServerState, spec: ServerSpec) -> float | None:
-    """When the running version becomes the last good one (None: not healthy yet)."""
+    """When the running version becomes the last good one (None: not healthy yet): once its
+    probation is over, on the next PROMOTE_BEAT, so that servers that became healthy within a
+    few seconds of each other (a start of the gateway) are promoted in one pass, not one each."""
     if state.healthy_since is None:
         return None
-    return state.healthy_since + spec.restart.probation
+    due = state.healthy_since + spec.restart.probation
+    beat = min(PROMOTE_BEAT, spec.restart.probation / 6)  # a short probation is not made much longer
+    return math.ceil(due / beat) * beat if beat > 0 else due
 
 
 def rollback_target(name: str, spec: ServerSpec, state: ServerState, desired: Desired) -> ServerSpec | None:
