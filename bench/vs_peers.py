@@ -573,6 +573,9 @@ def gateway_source(rev: str, root: Path) -> str:
     archive = subprocess.run(["git", "archive", "--format=tar", sha, "reconciler", "webview"], cwd=REPO,
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    # compiled as pip compiles an installed package: with PYTHONDONTWRITEBYTECODE set (as on this
+    # machine) every start of the exported gateway would compile its ~90 modules again
+    subprocess.run([PY, "-m", "compileall", "-q", str(dest)], check=True)
     Gateway.src = dest
     return f"commit {sha}"
 

@@ -164,7 +164,11 @@ def _run_daemon(settings: Settings, keep_servers: bool, booting: _Booting | None
         booting = _Booting(settings.data_dir)
     daemon = Daemon(settings, keep_servers=keep_servers, pg=booting.pg if booting else None,
                     pg_starting=booting.starting if booting else None)
-    asyncio.run(daemon.serve())
+    try:
+        asyncio.run(daemon.serve())  # its end too (the loop's own clean-up) is under the stop's watchdog
+    finally:
+        if daemon.watchdog is not None:
+            daemon.watchdog.cancel()
     return 1 if daemon.crashed else 0
 
 

@@ -8,6 +8,9 @@ import concurrent.futures
 import logging
 import os
 import socket
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
 CANCEL_WITHIN = 5.0  # seconds a cancelled task has to end when the gateway stops
+STOP_DEADLINE = 90.0  # seconds the rest of a stop may take once the servers are stopped
 JOURNAL_REPLAY_TIMEOUT = 30.0  # seconds to write the previous run's journal before reading the states
 
 
@@ -58,6 +62,7 @@ class Daemon:
     url: str = ""
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     crashed: str | None = None
+    watchdog: threading.Timer | None = None  # from the servers' stop to the end of the process
 
     async def open_database(self) -> str:
         dsn = self.settings.dsn
@@ -152,6 +157,7 @@ class Daemon:
         print("omen-gateway: stopping" + (" (servers keep running)" if self.keep_servers else ""), flush=True)
         server.stop()
         await self.reconciler.shutdown(self.keep_servers)
+        self.watchdog = _watchdog(asyncio.get_running_loop())  # the rest never hangs: ended by `gateway run`
         for task in tasks:
             task.cancel()
         await _ended(tasks, "the gateway's tasks")
@@ -204,6 +210,28 @@ class Daemon:
     def _install_signals(self) -> None:
         # Ctrl-C, SIGTERM, SIGHUP, console close, log-off, shutdown: decided and recorded there
         listen_host_events(self.rt, self.request_stop)
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop, within: float = STOP_DEADLINE) -> threading.Timer:
+    """Once the servers are stopped the rest of a stop takes seconds; if it has not ended
+    `within` (a bug), say what it waits on and end the process (exit 3: a service manager or
+    the autostart task starts it again; the next start reports the unclean stop)."""
+    def hung() -> None:
+        waiting = []
+        for task in list(asyncio.all_tasks(loop)):  # a read from another thread: diagnostics only
+            where = "".join(f" < {f.f_code.co_name}:{f.f_lineno}" for f in task.get_stack(limit=6))
+            waiting.append(f"{task.get_name()}{where}")
+        log.critical("stopping: not done %.0f s after the servers stopped; ending now. Waiting on: %s",
+                     within, "; ".join(waiting) or "nothing")
+        print(f"omen-gateway: the stop did not finish within {within:.0f} s; ending now (see gateway.log)",
+              file=sys.stderr, flush=True)
+        time.sleep(0.5)  # the log writer thread writes the line
+        os._exit(3)
+
+    timer = threading.Timer(within, hung)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 async def _ended(tasks: list[asyncio.Task[Any]], what: str, within: float = CANCEL_WITHIN) -> None:

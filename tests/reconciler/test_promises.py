@@ -400,3 +400,31 @@ async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monke
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+# --- 13. a stop that hangs after the servers are stopped ----------------------------------
+def test_a_stop_that_hangs_after_the_servers_are_stopped_ends_the_process_and_says_on_what(tmp_path: Path):
+    """The watchdog of a stop: a task that never ends (a bug) no longer keeps the gateway's
+    process alive for ever after its servers are stopped; it exits 3 and names the task."""
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import asyncio, logging, sys\n"
+        "logging.basicConfig(stream=sys.stderr)\n"
+        "from reconciler.daemon import _watchdog\n"
+        "async def stuck_for_ever():\n"
+        "    while True:\n"
+        "        try:\n"
+        "            await asyncio.sleep(3600)\n"
+        "        except asyncio.CancelledError:\n"
+        "            pass  # the bug: a cancel swallowed\n"
+        "async def main():\n"
+        "    task = asyncio.create_task(stuck_for_ever(), name='stuck')\n"
+        "    await asyncio.sleep(0)\n"
+        "    _watchdog(asyncio.get_running_loop(), within=1.0)\n"
+        "    task.cancel()\n"
+        "    await task\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "the stop did not finish within 1 s" in done.stderr
+    assert "Waiting on:" in done.stderr and "stuck < stuck_for_ever" in done.stderr
