@@ -174,13 +174,18 @@ def finish(gw: Gateway, pg_dsn: str) -> None:
     assert not found, "; ".join(found) + f"\n--- gateway output ---\n{gw.output.read_text(errors='replace')[-4000:]}"
 
 
+def own_port_range(config: Path) -> None:
+    """gateway.toml with a port range of its own, away from other programs' (other test sessions,
+    benchmarks) and from Linux's ephemeral ports (32768+)."""
+    low = random.randrange(10000, 32000 - 400, 400)
+    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
+
+
 @pytest.fixture
 def gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
     config = tmp_path / "gateway.d"
     config.mkdir()
-    # a port range of its own, away from other programs' (and Linux's ephemeral 32768+)
-    low = random.randrange(10000, 32000 - 400, 400)
-    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
+    own_port_range(config)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     gw = Gateway(config, tmp_path / "data", pg_dsn, schema)
     try:

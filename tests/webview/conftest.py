@@ -3,6 +3,7 @@ servers), a user made with `gateway user add`, and signed-in httpx clients."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fix_gateway import REPO, Gateway, finish
+from tests.fix_gateway import REPO, Gateway, finish, own_port_range
 
 USER, PASSWORD = "ada", "correct horse battery"
 HTTP = 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\nport = "auto"\n'
@@ -42,23 +43,32 @@ def signed_in(gw: Gateway, user: str = USER, password: str = PASSWORD) -> httpx.
     return http
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gateway]:
-    base = tmp_path_factory.mktemp("web")
+@contextlib.contextmanager
+def signed_up_gateway(base: Path, pg_dsn: str, servers: dict[str, str]) -> Iterator[Gateway]:
+    """A running gateway in `base` with a port range of its own, the user USER, and `servers`
+    (name -> file text) running."""
     config = base / "gateway.d"
     config.mkdir()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    gw = Gateway(config, base / "data", pg_dsn, schema)
-    gw.write("alpha", HTTP + 'description = "first demo"\ngroup = "web"\ntags = ["demo"]\n')
-    gw.write("beta", HTTP + 'group = "web"\n')
+    own_port_range(config)
+    gw = Gateway(config, base / "data", pg_dsn, f"t_{uuid.uuid4().hex[:12]}")
+    for name, text in servers.items():
+        gw.write(name, text)
     gw.start()
     try:
         done = cli(gw, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
         assert done.returncode == 0, done.stderr
-        gw.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in ("alpha", "beta")), 20)
+        gw.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in servers), 20)
         yield gw
     finally:
         finish(gw, pg_dsn)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gateway]:
+    with signed_up_gateway(tmp_path_factory.mktemp("web"), pg_dsn, {
+            "alpha": HTTP + 'description = "first demo"\ngroup = "web"\ntags = ["demo"]\n',
+            "beta": HTTP + 'group = "web"\n'}) as gw:
+        yield gw
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ until "Save and start", and no process is left behind, also when the page is lef
 from __future__ import annotations
 
 import json
-import random
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +18,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.fix_children import gone
-from tests.fix_gateway import Gateway, finish
-from tests.webview.conftest import HTTP, PASSWORD, USER, artifacts, cli, signed_in, url_of
+from tests.fix_gateway import Gateway
+from tests.webview.conftest import HTTP, artifacts, signed_in, signed_up_gateway, url_of
 from tests.webview.test_browser import browser, no_horizontal_scroll, sign_in  # noqa: F401 - the browser fixture
 
 # A candidate that says something, then waits for the test's go-ahead (a file) before it listens:
@@ -67,23 +65,9 @@ class Candidate:
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gateway]:
-    """One gateway for the module, with a running server to edit, and a port range of its own
-    (the conftest's `web` uses the default range, which other test sessions may hold)."""
-    base = tmp_path_factory.mktemp("tryweb")
-    config = base / "gateway.d"
-    config.mkdir()
-    low = random.randrange(10000, 32000 - 400, 400)
-    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
-    gw = Gateway(config, base / "data", pg_dsn, f"t_{uuid.uuid4().hex[:12]}")
-    gw.write("alpha", HTTP)
-    gw.start()
-    try:
-        done = cli(gw, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
-        assert done.returncode == 0, done.stderr
-        gw.wait_for(lambda s: s.get("alpha", {}).get("phase") == "running", 20)
+    """One gateway for the module, with one running server to edit."""
+    with signed_up_gateway(tmp_path_factory.mktemp("tryweb"), pg_dsn, {"alpha": HTTP}) as gw:
         yield gw
-    finally:
-        finish(gw, pg_dsn)
 
 
 @pytest.fixture
