@@ -1,12 +1,17 @@
 """What the benchmark scripts share (they run as `python bench/NAME.py`, so this folder is
-on sys.path): where things are, free ports on 127.0.0.1, whether a port answers, and how a
-process the benchmark started is ended."""
+on sys.path): where things are, free ports on 127.0.0.1, whether a port answers, how a
+process the benchmark started is ended, and a gateway with N servers of the benchmark child."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,3 +47,34 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def gateway_with(servers: int, work: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[int]]]:
+    """A gateway (`python -m reconciler run`, its embedded PostgreSQL in work/data, output in
+    work/gateway.out) running `servers` of the benchmark child on fixed ports, given once every
+    one answers; stopped afterwards, and checked that none answers any more."""
+    config, data, output = work / "gateway.d", work / "data", work / "gateway.out"
+    config.mkdir(exist_ok=True)
+    ports = free_ports(servers)
+    for i, port in enumerate(ports):
+        (config / f"s{i:03}.toml").write_text(
+            f'command = ["{Path(sys.executable).as_posix()}", "{CHILD.as_posix()}", "{{port}}"]\nport = {port}\n')
+    env = dict(os.environ, GATEWAY_INTERNET_CHECK="off")
+    env.pop("GATEWAY_DSN", None)
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--config", str(config),
+                                 "--data-dir", str(data), "--listen", "127.0.0.1:0"],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        t0, left = time.monotonic(), set(ports)
+        while left:
+            assert proc.poll() is None, output.read_text()
+            assert time.monotonic() - t0 < 120, f"{len(left)} servers never answered"
+            left = {p for p in left if not answers(p)}
+            time.sleep(0.05)
+        yield proc, ports
+    finally:
+        stop_process(proc, 120)
+    still = [p for p in ports if answers(p)]
+    assert not still, f"servers still answering after the stop: {still}"

@@ -10,7 +10,6 @@ it prints figures, and ends every process it started.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from benchlib import CHILD, REPO, answers, free_ports, stop_process  # bench/ is on sys.path when run as a script
+from benchlib import gateway_with  # bench/ is on sys.path when run as a script
 
 
 def thread_wake_cost(step: float = 0.02, seconds: float = 10.0) -> float:
@@ -88,48 +87,24 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=15.0, help="seconds after every server answers")
     args = ap.parse_args()
     print(f"a Python thread waking every 20 ms costs {thread_wake_cost():.2f} % of a core here", flush=True)
-    with tempfile.TemporaryDirectory(prefix="gw-idle-") as tmp:
-        config, data = Path(tmp) / "gateway.d", Path(tmp) / "data"
-        config.mkdir()
-        ports = free_ports(args.servers)
-        for i, port in enumerate(ports):
-            (config / f"s{i:03}.toml").write_text(
-                f'command = ["{Path(sys.executable).as_posix()}", "{CHILD.as_posix()}", "{{port}}"]\nport = {port}\n')
-        env = dict(os.environ, GATEWAY_INTERNET_CHECK="off")
-        env.pop("GATEWAY_DSN", None)
-        with open(Path(tmp) / "gateway.out", "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--config", str(config),
-                                     "--data-dir", str(data), "--listen", "127.0.0.1:0"],
-                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            t0 = time.monotonic()
-            left = set(ports)
-            while left:
-                assert proc.poll() is None, (Path(tmp) / "gateway.out").read_text()
-                assert time.monotonic() - t0 < 120, f"{len(left)} servers never answered"
-                left = {p for p in left if not answers(p)}
-                time.sleep(0.05)
-            while not (data / "gateway.url").exists():
-                time.sleep(0.05)
-            serve_page(data)
-            time.sleep(args.settle)
-            daemon = psutil.Process(proc.pid)
-            c0, w0, k0 = sum(daemon.cpu_times()[:2]), time.monotonic(), wakeups(proc.pid)
-            time.sleep(args.idle)
-            used, window, k1 = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0, wakeups(proc.pid)
-            print(f"the libraries alone (a fresh interpreter importing them): RSS {stack_floor():.1f} MB", flush=True)
-            print(f"gateway, {args.servers} servers, page served: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
-                  f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
-            per = {name: (k1[name] - k0.get(name, 0)) / window for name in k1}
-            print(f"wake-ups of the gateway process at rest: {sum(per.values()):.1f} a second (all threads; "
-                  f"voluntary context switches from /proc): " +
-                  ", ".join(f"{n} {v:.1f}" for n, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05),
-                  flush=True)
-        finally:
-            stop_process(proc, 120)
-        still = [p for p in ports if answers(p)]
-        assert not still, f"servers still answering after the stop: {still}"
-
+    with tempfile.TemporaryDirectory(prefix="gw-idle-") as tmp, gateway_with(args.servers, Path(tmp)) as (proc, _):
+        data = Path(tmp) / "data"
+        while not (data / "gateway.url").exists():
+            time.sleep(0.05)
+        serve_page(data)
+        time.sleep(args.settle)
+        daemon = psutil.Process(proc.pid)
+        c0, w0, k0 = sum(daemon.cpu_times()[:2]), time.monotonic(), wakeups(proc.pid)
+        time.sleep(args.idle)
+        used, window, k1 = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0, wakeups(proc.pid)
+        print(f"the libraries alone (a fresh interpreter importing them): RSS {stack_floor():.1f} MB", flush=True)
+        print(f"gateway, {args.servers} servers, page served: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
+              f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
+        per = {name: (k1[name] - k0.get(name, 0)) / window for name in k1}
+        print(f"wake-ups of the gateway process at rest: {sum(per.values()):.1f} a second (all threads; "
+              f"voluntary context switches from /proc): " +
+              ", ".join(f"{n} {v:.1f}" for n, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05),
+              flush=True)
 
 if __name__ == "__main__":
     main()

@@ -12,9 +12,7 @@ figures, and ends every process it started.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from benchlib import CHILD, REPO, answers, free_ports, stop_process  # bench/ is on sys.path when run as a script
+from benchlib import REPO, gateway_with  # bench/ is on sys.path when run as a script
 
 sys.path.insert(0, str(REPO))
 from reconciler.store.embedded import SERVER_SETTINGS, EmbeddedPostgres  # noqa: E402
@@ -145,45 +143,21 @@ def start_time(pg: EmbeddedPostgres, times: int) -> float:
 
 def run_one(settings: dict[str, str], servers: int, idle: float, settle: float, starts: int) -> Figures:
     with tempfile.TemporaryDirectory(prefix="pgset-bench-") as tmp:
-        config, data = Path(tmp) / "gateway.d", Path(tmp) / "data"
-        config.mkdir()
-        pg = EmbeddedPostgres(data, settings=settings)
+        pg = EmbeddedPostgres(Path(tmp) / "data", settings=settings)
         try:
             pg.start()  # initdb (not timed) and a first start
             pg.stop()
             taken = start_time(pg, starts)
             pg.start()  # the gateway adopts this server (and stops it when it stops)
             postmaster = psutil.Process(pg.pid or 0)
-            ports = free_ports(servers)
-            for i, port in enumerate(ports):
-                (config / f"s{i:03}.toml").write_text(
-                    f'command = ["{Path(sys.executable).as_posix()}", "{CHILD.as_posix()}", "{{port}}"]\n'
-                    f"port = {port}\n")
-            env = dict(os.environ, GATEWAY_INTERNET_CHECK="off")
-            env.pop("GATEWAY_DSN", None)
-            with open(Path(tmp) / "gateway.out", "wb") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--config", str(config),
-                                         "--data-dir", str(data), "--listen", "127.0.0.1:0"],
-                                        cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-            try:
-                t0, left = time.monotonic(), set(ports)
-                while left:
-                    assert proc.poll() is None, (Path(tmp) / "gateway.out").read_text()
-                    assert time.monotonic() - t0 < 120, f"{len(left)} servers never answered"
-                    left = {p for p in left if not answers(p)}
-                    time.sleep(0.05)
+            with gateway_with(servers, Path(tmp)):
                 assert pg.pid == postmaster.pid, "the gateway started its own PostgreSQL"
                 time.sleep(settle)
                 figures = measure(postmaster, idle)
                 figures.start_s = taken
-            finally:
-                stop_process(proc, 120)
-            still = [p for p in ports if answers(p)]
-            assert not still, f"servers still answering after the stop: {still}"
             return figures
         finally:
             pg.stop()
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
