@@ -370,10 +370,10 @@ async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monke
     await rec.start({})
     core = asyncio.create_task(rec.run())
     started: list[int] = []
+    real, reading, release = loop_module.load_dir, threading.Event(), threading.Event()
     try:
         await rt.wait_until(lambda: rt.state("web").phase.value == "running", 15.0)
         started.append(rt.children["web"].pid)
-        real, reading, release = loop_module.load_dir, threading.Event(), threading.Event()
 
         def slow_read(*args: object) -> object:
             reading.set()
@@ -392,7 +392,7 @@ async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monke
         assert rt.state("web").phase.value == "stopped"
         assert "web" not in rt.children, "the pass in progress started the server again after the stop"
     finally:
-        release.set() if "release" in locals() else None
+        release.set()
         core.cancel()
         await asyncio.gather(core, return_exceptions=True)
         for pid in started:
