@@ -174,11 +174,23 @@ def finish(gw: Gateway, pg_dsn: str) -> None:
     assert not found, "; ".join(found) + f"\n--- gateway output ---\n{gw.output.read_text(errors='replace')[-4000:]}"
 
 
-def own_port_range(config: Path) -> None:
-    """gateway.toml with a port range of its own, away from other programs' (other test sessions,
-    benchmarks) and from Linux's ephemeral ports (32768+)."""
-    low = random.randrange(10000, 32000 - 400, 400)
-    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
+PORT_BLOCKS = range(10000, 32000, 400)  # 55 blocks of 400 ports, below Linux's ephemeral ports (32768+)
+
+
+def port_blocks(k: int = 1) -> list[int]:
+    """The first ports of `k` distinct blocks of 400 of this test's own: random among the blocks of
+    this pytest-xdist worker (block i belongs to worker i mod the number of workers), so two workers
+    never share one. Other programs (other test sessions, benchmarks) may still hold a port in it:
+    the gateway passes over a port another program holds."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return random.sample(PORT_BLOCKS[int(worker.removeprefix("gw")) % count::count], k)
+
+
+def own_port_range(config: Path, size: int = 400) -> None:
+    """gateway.toml with a port range of its own (`size` ports at the start of one of port_blocks)."""
+    (low,) = port_blocks()
+    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + size - 1}"\n')
 
 
 @pytest.fixture

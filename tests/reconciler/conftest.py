@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fix_gateway import Gateway, finish
+from tests.fix_gateway import Gateway, finish, own_port_range
 
 
 @pytest.fixture
@@ -17,8 +16,7 @@ def own_db_gateway(tmp_path: Path, pg_dsn: str) -> Iterator[Gateway]:
     """A gateway with its own embedded PostgreSQL in its data folder (the shared-database case)."""
     config = tmp_path / "gateway.d"
     config.mkdir()
-    low = random.randrange(10000, 32000 - 400, 400)  # a port range of its own, as the `gateway` fixture's
-    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 399}"\n')
+    own_port_range(config)  # as the `gateway` fixture's
     gw = Gateway(config, tmp_path / "data", "", f"t_{uuid.uuid4().hex[:12]}")
     try:
         yield gw

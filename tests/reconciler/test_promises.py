@@ -17,7 +17,7 @@ import pytest
 from reconciler.config import load_dir
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_children import CHILDREN
-from tests.fix_gateway import REPO, Gateway, finish
+from tests.fix_gateway import REPO, Gateway, finish, own_port_range
 from tests.reconciler.test_loop import HTTP, answers, cli, free_port, gone, wait_until
 
 DEEP = "a = " + "[" * 500 + "]" * 500 + "\n"
@@ -33,8 +33,7 @@ def transitions(gw: Gateway, server: str) -> list[tuple[str, str]]:
 
 # --- 0. out of automatic ports ---------------------------------------------------------------
 def test_out_of_auto_ports_backs_off_instead_of_spinning(gateway: Gateway):
-    low = 20000 + (os.getpid() % 5000) * 2
-    (gateway.config_dir / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 1}"\n')
+    own_port_range(gateway.config_dir, 2)
     for name in ("a", "b", "c"):
         gateway.write(name, HTTP + 'port = "auto"\n')
     gateway.start()
@@ -308,8 +307,7 @@ def test_errors_quote_a_bounded_part_of_what_was_written(tmp_path: Path):
 def test_what_the_journal_holds_is_read_before_the_state_at_start(tmp_path: Path, private_pg: EmbeddedPostgres):
     config = tmp_path / "gateway.d"
     config.mkdir()
-    low = 20000 + (os.getpid() % 4000) * 2
-    (config / "gateway.toml").write_text(f'[ports]\nrange = "{low}-{low + 99}"\n')
+    own_port_range(config, 100)
     gw = Gateway(config, tmp_path / "data", private_pg.start(), f"t_{uuid.uuid4().hex[:12]}")
     try:
         gw.write("kept", HTTP + 'port = "auto"\n')

@@ -142,7 +142,7 @@ def test_edit_keeps_comments(web: Gateway, http: httpx.Client) -> None:
 
 def test_reserved_names(web: Gateway, http: httpx.Client) -> None:
     gateway_toml = web.config_dir / "gateway.toml"
-    gateway_toml.write_text("# global settings\n[ports]\nrange = \"20000-20999\"\n")
+    gateway_toml.write_text("# global settings\n" + gateway_toml.read_text())  # its own range kept
     before = gateway_toml.read_text()
     r = http.post("/servers/gateway/delete", data={"csrf": http.csrf})  # type: ignore[attr-defined]
     assert r.status_code == 404 and gateway_toml.read_text() == before

@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fix_gateway import Gateway, finish
+from tests.fix_gateway import Gateway, finish, port_blocks
 from tests.webview.conftest import HTTP, PASSWORD, USER, cli, signed_in
 
-GATEWAY_TOML = """# my gateway: keep this comment
+LOW, NEW_LOW = port_blocks(2)  # the module gateway's range, and the one the page saves
+GATEWAY_TOML = f"""# my gateway: keep this comment
 [ports]
-range = "20000-20999"  # my range
+range = "{LOW}-{LOW + 399}"  # my range
 
 [notify]
 # gather quickly in tests
@@ -162,11 +163,11 @@ def test_bad_alert_address_is_refused_and_nothing_written(gw: Gateway, http: htt
 def test_port_range_saved_and_in_force(gw: Gateway, http: httpx.Client) -> None:
     r = http.post("/settings/ports", data={"csrf": http.csrf, "range": "70000-1"})  # type: ignore[attr-defined]
     assert r.status_code == 422 and "1024 to 65535" in r.text
-    r = http.post("/settings/ports", data={"csrf": http.csrf, "range": "21000-21999"})  # type: ignore[attr-defined]
+    r = http.post("/settings/ports", data={"csrf": http.csrf, "range": f"{NEW_LOW}-{NEW_LOW + 399}"})  # type: ignore[attr-defined]
     assert r.status_code == 303
     text = (gw.config_dir / "gateway.toml").read_text()
-    assert 'range = "21000-21999"  # my range' in text
-    assert "In force now: 21000-21999" in http.get("/settings/ports").text
+    assert f'range = "{NEW_LOW}-{NEW_LOW + 399}"  # my range' in text
+    assert f"In force now: {NEW_LOW}-{NEW_LOW + 399}" in http.get("/settings/ports").text
 
 
 def test_settings_posts_need_session_and_csrf(gw: Gateway, http: httpx.Client) -> None:
