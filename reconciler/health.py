@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from reconciler.platform import current
+from reconciler.platform.listening import ListenTable, accepts
 from reconciler.spec import HEALTH_KINDS, CommandHealth, HttpHealth, NoHealth, TcpHealth
 
 Health = HttpHealth | TcpHealth | CommandHealth | NoHealth
@@ -44,11 +45,14 @@ def _ms(started: float) -> float:
 
 async def probe(
     health: Health, port: int | None, *, host: str = "127.0.0.1",
-    env: dict[str, str] | None = None, cwd: str | None = None,
+    env: dict[str, str] | None = None, cwd: str | None = None, shared: bool = False,
 ) -> HealthResult:
-    """Run one check. `env` and `cwd` apply to command checks ({port} and PORT are filled in)."""
+    """Run one check. `env` and `cwd` apply to command checks ({port} and PORT are filled in).
+    `shared`: the periodic check of a running server; a tcp check may then be answered from
+    the kernel's table of listening sockets, read once for all the checks on the same beat
+    (`listen_table`). Only a "yes" is taken from it: anything else connects, for the reason."""
     try:
-        return await PROBES[type(health)](health, _Target(host, port, env, cwd))
+        return await PROBES[type(health)](health, _Target(host, port, env, cwd, shared))
     except Exception as exc:  # the contract is "never raise": report it as a failed check
         return HealthResult(False, None, f"health check failed unexpectedly: {exc!r}")
 
@@ -138,6 +142,19 @@ async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
         return HealthResult(False, None, f"connection refused on {host}:{port}")
     return HealthResult(False, None, f"cannot connect to {host}:{port}: {os.strerror(code) if code > 0 else 'error'}")
 
+
+def listen_table() -> ListenTable | None:
+    """The kernel's listening sockets, read at most once per TABLE_AGE seconds of the loop's
+    clock: the checks of 100 servers on one beat (reconciler/observe.py) share one read."""
+    global _table
+    now = asyncio.get_running_loop().time()
+    if _table is None or now - _table[0] > TABLE_AGE:
+        _table = (now, current().listening())
+    return _table[1]
+
+
+TABLE_AGE = 0.25  # seconds
+_table: tuple[float, ListenTable | None] | None = None
 
 _IN_PROGRESS = frozenset(c for c in (errno.EINPROGRESS, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", None))
                          if c is not None)
@@ -249,6 +266,7 @@ class _Target:
     port: int | None
     env: dict[str, str] | None
     cwd: str | None
+    shared: bool = False
 
 
 def _needs_port(check: Callable[[Any, str, int], Awaitable[HealthResult]]) -> Probe:
@@ -257,6 +275,14 @@ def _needs_port(check: Callable[[Any, str, int], Awaitable[HealthResult]]) -> Pr
             return HealthResult(False, None, f"no port to check ({health.type} health check)")
         return await check(health, target.host, target.port)
     return run
+
+
+async def _tcp_probe(health: TcpHealth, target: _Target) -> HealthResult:
+    if target.port is not None and target.shared:
+        table = listen_table()
+        if table is not None and accepts(table, target.host, target.port):
+            return _OK_NO_CHECK  # no latency: the kernel would answer it, not the server
+    return await _tcp_needs_port(health, target)
 
 
 async def _none(health: NoHealth, target: _Target) -> HealthResult:
@@ -268,9 +294,10 @@ async def _command_probe(health: CommandHealth, target: _Target) -> HealthResult
 
 
 Probe = Callable[[Any, _Target], Awaitable[HealthResult]]
+_tcp_needs_port = _needs_port(_tcp)
 PROBES: dict[type, Probe] = {
     HttpHealth: _needs_port(_http),
-    TcpHealth: _needs_port(_tcp),
+    TcpHealth: _tcp_probe,
     CommandHealth: _command_probe,
     NoHealth: _none,
 }

@@ -21,6 +21,7 @@ P = Phase
 FIRST_PROBE = 0.01  # seconds: while a server is starting, checks come quickly at first
 PROBE_GROWTH = 1.5  # ... then further apart (10, 15, 22, 34, 51 ms ...: 12 checks in the first 2 s)
 SLOW_PROBE = 0.5  # ... up to this, until it is healthy or its start period is over
+REAL_CHECK_EVERY = 60.0  # seconds: a tcp check answered by the listening table connects this often
 
 
 def watch_child(rt: Runtime, name: str, child: Child, spec: ServerSpec) -> None:
@@ -52,6 +53,7 @@ async def _wait_exit(rt: Runtime, name: str, child: Child) -> None:
 
 async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -> None:
     starting_pause = FIRST_PROBE
+    connected_at = -REAL_CHECK_EVERY  # the last check that connected (and gave a latency)
     while rt.children.get(name) is child:
         # the file may have changed the check since the start (that needs no restart)
         health = (rt.specs.get(name) or spec).effective_health()
@@ -62,7 +64,12 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         state = rt.state(name)
         if state.phase not in (P.STARTING, P.RUNNING):
             return
-        result = await probe(health, state.port, env=None, cwd=None)
+        # A running server's check may take its answer from the kernel's table (one read for
+        # every server on the beat), with a real connect at least once a REAL_CHECK_EVERY.
+        shared = state.phase is P.RUNNING and time.monotonic() - connected_at < REAL_CHECK_EVERY
+        result = await probe(health, state.port, env=None, cwd=None, shared=shared)
+        if result.latency_ms is not None:
+            connected_at = time.monotonic()
         state = rt.state(name)  # as it is now: the probe took time
         if rt.children.get(name) is not child or state.phase not in (P.STARTING, P.RUNNING):
             return
@@ -71,13 +78,15 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             rt.put({"op": "health", "server": name, "ok": result.ok, "latency_ms": result.latency_ms,
                     "error": result.error})
         if result.ok:
+            # a check the listening table answered has no latency: the last measured one stays
+            latency = state.last_latency_ms if result.latency_ms is None else result.latency_ms
             if state.healthy_since is None:
-                rt.update(name, healthy_since=now, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
+                rt.update(name, healthy_since=now, health_failures=0, health_error=None, last_latency_ms=latency)
                 rt.notify()
             elif state.health_failures or state.health_error:  # also a failure that was not counted
-                rt.update(name, health_failures=0, health_error=None, last_latency_ms=result.latency_ms)
-            else:
-                rt.update(name, last_latency_ms=result.latency_ms)
+                rt.update(name, health_failures=0, health_error=None, last_latency_ms=latency)
+            elif latency != state.last_latency_ms:
+                rt.update(name, last_latency_ms=latency)
         elif state.phase is P.RUNNING and getattr(health, "needs_internet", False) and rt.host.get("internet_ok") is False:
             rt.update(name, health_error=f"{result.error} (the internet is unreachable: not counted)")
         elif state.phase is P.RUNNING and settling(rt):  # the host is waking up (reconciler/resume.py)

@@ -13,9 +13,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import psutil
+
+if TYPE_CHECKING:
+    from reconciler.platform.listening import ListenTable
 
 # What the OS told the gateway about its session (see `Platform.host_events`):
 # interrupt (Ctrl-C), terminate (SIGTERM: `kill`, systemd stop, logout, shutdown), hangup (the
@@ -67,6 +70,12 @@ class Platform(Protocol):
     def connect_done(self, sock: socket.socket) -> bool:
         """Has the non-blocking connect on `sock` already finished, one way or the other?
         (Over loopback it nearly always has by the time connect returns.)"""
+        ...
+
+    def listening(self) -> ListenTable | None:
+        """The kernel's table of listening TCP sockets, read in one go, so that the periodic
+        checks of running servers on one beat share it; None where there is no cheap way
+        (the checks then connect). Linux: /proc/net/tcp (reconciler/platform/listening.py)."""
         ...
 
     def try_lock(self, fd: int) -> bool:

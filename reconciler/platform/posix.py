@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import psutil
 
 from reconciler.platform import SYSTEM, HostEvent, alive, wait_in_thread
+from reconciler.platform.listening import ListenTable, read_table
 
 # A spec's stop signal -> the POSIX signal. BREAK is the Windows graceful stop; here it means TERM.
 SIGNALS: dict[str, signal.Signals] = {
@@ -142,6 +143,11 @@ class PosixPlatform:
         poller = select.poll()  # select() would fail on a descriptor above 1023
         poller.register(sock, select.POLLOUT)
         return bool(poller.poll(0))
+
+    def listening(self) -> ListenTable | None:
+        if SYSTEM != "linux":
+            return None  # macOS has no /proc; its checks connect
+        return read_table()
 
     def try_lock(self, fd: int) -> bool:
         try:

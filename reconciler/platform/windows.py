@@ -234,6 +234,9 @@ class WindowsPlatform:
     async def wait_exit(self, pid: int) -> None:
         await wait_in_thread(pid)
 
+    def listening(self) -> None:
+        return None  # GetExtendedTcpTable would do; until it is tried on Windows, checks connect
+
     def connect_done(self, sock: socket.socket) -> bool:
         _, done, failed = select.select([], [sock], [sock], 0)  # Winsock reports a refusal in the third set
         return bool(done or failed)

@@ -279,3 +279,57 @@ def test_every_kind_of_check_has_its_probe_and_its_keys_known():
     assert set(union) == set(HEALTH_KINDS) == set(PROBES)  # one list: a new kind cannot be half-added
     for kind in HEALTH_KINDS:
         assert set(kind.model_fields) <= set(_KNOWN_KEYS["health"])
+
+
+# --- the kernel's listening table (Linux: sock_diag), which periodic tcp checks share ---------
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the table is read on Linux only")
+
+
+@linux_only
+def test_the_listening_table_sees_listeners_and_their_queues() -> None:
+    from reconciler.platform import current
+    from reconciler.platform.listening import accepts
+
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6, socket.socket() as full:
+        v4.bind(("127.0.0.1", 0))
+        v4.listen(8)
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::1", 0))
+        v6.listen(8)
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # an accept queue of one, never accepted: like a server that hangs
+        p4, p6, pfull = v4.getsockname()[1], v6.getsockname()[1], full.getsockname()[1]
+        waiting = [socket.create_connection(("127.0.0.1", pfull), timeout=2)]  # the queue is now full
+        try:
+            table = current().listening()
+            assert table is not None
+            assert table[p4].addresses == {"127.0.0.1"} and table[p4].room
+            assert table[p6].addresses == {"::1"}
+            assert accepts(table, "127.0.0.1", p4) is True
+            assert accepts(table, "::1", p6) is True
+            assert accepts(table, "127.0.0.1", p6) is None  # v6 only: a connect must tell
+            assert not table[pfull].room and accepts(table, "127.0.0.1", pfull) is None
+        finally:
+            for conn in waiting:
+                conn.close()
+    closed = free_port()
+    assert accepts(current().listening() or {}, "127.0.0.1", closed) is None
+
+
+@linux_only
+async def test_a_shared_tcp_check_takes_yes_from_the_table_and_connects_for_no() -> None:
+    tcp = TcpHealth(type="tcp")
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        port = srv.getsockname()[1]
+        shared = await probe(tcp, port, shared=True)
+        assert shared == HealthResult(True, None, None)  # from the table: no latency, nothing to accept
+        srv.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            srv.accept()  # no connection was made
+        own = await probe(tcp, port)
+        assert own.ok and own.latency_ms is not None  # not shared: a real connect
+    await asyncio.sleep(0.3)  # older than the table's age: read again
+    gone = await probe(tcp, port, shared=True)
+    assert not gone.ok and gone.error == f"connection refused on 127.0.0.1:{port}"
