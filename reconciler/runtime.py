@@ -34,6 +34,9 @@ def to_wall(mono: float | None) -> str | None:
     return datetime.fromtimestamp(time.time() - (time.monotonic() - mono), timezone.utc).isoformat()
 
 
+LOOKING_FOR = 300.0  # seconds after a request during which someone counts as looking
+
+
 class Runtime:
     def __init__(self, data_dir: Path, config_dir: Path, put: Callable[[dict[str, Any]], None]) -> None:
         self.data_dir = data_dir
@@ -52,6 +55,8 @@ class Runtime:
         self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
         self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
         self.host: dict[str, Any] = {}  # latest host figures
+        self.looked_at = -LOOKING_FOR  # monotonic: the last signed-in request to the page or the API
+        self.look_began = asyncio.Event()  # set when someone looks after nobody did (the sampler waits on it)
         self.uptime: dict[str, dict[str, float | None]] = {}  # % of passed checks: 24h, 7d, 30d
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
@@ -62,6 +67,18 @@ class Runtime:
         # does the tunnel route server NAME to PORT yet? (no tunnel: yes) - set by the tunnel's hook
         self.routes_applied: Callable[[str, int], bool] = lambda name, port: True
         self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
+
+    # --- who is looking -------------------------------------------------------------
+    def looked(self) -> None:
+        """A signed-in request to the page or the API: figures are sampled at full rate for
+        the next LOOKING_FOR seconds (reconciler/sampler.py), and at once if nobody looked."""
+        now = time.monotonic()
+        if not self.looking(now):
+            self.look_began.set()
+        self.looked_at = now
+
+    def looking(self, now: float) -> bool:
+        return now - self.looked_at < LOOKING_FOR
 
     # --- recording -------------------------------------------------------------------
     def subscribe(self, listener: Callable[[dict[str, Any]], None], kinds: Iterable[EventKind] | None = None) -> None:

@@ -125,6 +125,8 @@ class Authenticate:
             await PlainTextResponse(message + "\n", status_code=503)(scope, receive, send)
             return
         scope["auth"], scope["user"] = creds, user
+        if creds.scopes:  # a person (or their phone, or `gateway status`) looks: figures at full rate
+            conn.app.state.daemon.rt.looked()
         state = scope.setdefault("state", {})
         state["user"] = user.display_name if PAGE in creds.scopes else None
         state["csrf"] = csrf_for(conn.app.state.secret, user.key) if isinstance(user, GatewayUser) and \
