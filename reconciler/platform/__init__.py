@@ -75,7 +75,7 @@ class Platform(Protocol):
     def listening(self) -> ListenTable | None:
         """The kernel's table of listening TCP sockets, read in one go, so that the periodic
         checks of running servers on one beat share it; None where there is no cheap way
-        (the checks then connect). Linux: /proc/net/tcp (reconciler/platform/listening.py)."""
+        (the checks then connect). Linux: netlink sock_diag (reconciler/platform/listening.py)."""
         ...
 
     def try_lock(self, fd: int) -> bool:

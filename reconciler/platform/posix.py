@@ -146,7 +146,7 @@ class PosixPlatform:
 
     def listening(self) -> ListenTable | None:
         if SYSTEM != "linux":
-            return None  # macOS has no /proc; its checks connect
+            return None  # macOS has no sock_diag: its checks connect
         return read_table()
 
     def try_lock(self, fd: int) -> bool:
