@@ -1,3 +1,3 @@
 """Test plugins: fixtures live in tests/fix_*.py modules (psycopg's layout)."""
 
-pytest_plugins = ("tests.fix_children", "tests.fix_db", "tests.fix_gateway")
+pytest_plugins = ("tests.fix_alone", "tests.fix_children", "tests.fix_db", "tests.fix_gateway")

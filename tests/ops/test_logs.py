@@ -33,6 +33,7 @@ def numbered_lines(path: Path) -> list[int]:
     return out
 
 
+@pytest.mark.alone  # this loop keeps up with a fast writer
 async def test_rotation_under_a_fast_writer_loses_and_doubles_nothing(tmp_path: Path, reap: object) -> None:
     path = tmp_path / "logs" / "fast.log"
     total = 500_000

@@ -131,6 +131,7 @@ async def test_stop_with_int(tmp_path: Path, reap: Reaper) -> None:
     assert result.exit.code == 1 or result.exit.signal == signal.SIGINT  # KeyboardInterrupt -> 1
 
 
+@pytest.mark.alone  # how long the stop took
 async def test_stop_escalates_and_leaves_nothing_of_a_stubborn_tree(tmp_path: Path, reap: Reaper) -> None:
     pidfile = tmp_path / "pids.json"
     child = await spawn(tmp_path, program("spawn_grandchild", pidfile))

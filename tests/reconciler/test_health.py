@@ -104,6 +104,7 @@ async def test_http_refused() -> None:
     assert await probe(http(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}")
 
 
+@pytest.mark.alone  # how long the check took
 async def test_http_timeout(listener: socket.socket) -> None:
     started = time.monotonic()
     result = await probe(http(timeout="300ms"), listener.getsockname()[1])
@@ -147,6 +148,7 @@ def full_listener() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
     sock.close()
 
 
+@pytest.mark.alone  # how long the check took
 async def test_tcp_pending_connect_times_out(full_listener: tuple[socket.socket, list[socket.socket]]) -> None:
     """The slow path: a connect that has not finished when connect returns waits on the
     event loop, up to the timeout."""
@@ -198,6 +200,7 @@ async def test_command_failure_says_code_and_last_line(reap: Reaper) -> None:
     assert result.error is not None and result.error.endswith("exited with code 2: database unreachable")
 
 
+@pytest.mark.alone  # how long the check took
 async def test_command_timeout_kills_the_check(reap: Reaper) -> None:
     started = time.monotonic()
     result = await probe(command(program("ignore_sigterm"), timeout="300ms"), None)

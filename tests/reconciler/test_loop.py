@@ -171,6 +171,7 @@ def start_stubborn(gateway: Gateway, tmp_path: Path, stop_timeout: str) -> tuple
     return pid, int(marker.read_text())
 
 
+@pytest.mark.alone  # how long the stop took
 def test_stubborn_tree_is_killed_after_the_stop_timeout(gateway: Gateway, tmp_path: Path):
     pid, grandchild = start_stubborn(gateway, tmp_path, "500ms")
     started = time.monotonic()
@@ -267,6 +268,7 @@ def test_control_needs_a_target(tmp_path: Path, verb: str):
     assert result.returncode == 2 and "name a server, or use --group G or --all" in result.stderr
 
 
+@pytest.mark.alone  # how long the stop took
 def test_force_kill_skips_the_graceful_stop(gateway: Gateway, tmp_path: Path):
     pid, grandchild = start_stubborn(gateway, tmp_path, "5s")
     started = time.monotonic()

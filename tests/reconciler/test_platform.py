@@ -152,6 +152,7 @@ async def test_posix_kill_tree_reaches_the_group_after_its_leader_is_gone(reap: 
     await _until_gone(member)
 
 
+@pytest.mark.alone  # how long the wait took
 async def test_wait_exit_returns_when_the_process_exits(reap: Reaper) -> None:
     proc = subprocess.Popen(program("crash_after", 0, 0.3), stdout=subprocess.DEVNULL)
     started = time.monotonic()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.fix_gateway import REPO, Gateway
 from tests.reconciler.test_loop import answers, cli, free_port, gone, wait_until
@@ -118,6 +119,7 @@ def test_a_broken_file_across_a_restart_keeps_its_server_on_the_last_good_versio
     assert any("web.toml" in e for e in errors), errors
 
 
+@pytest.mark.alone  # how long the stop took
 def test_a_deleted_server_stops_with_its_own_timeout(gateway: Gateway, tmp_path: Path):
     script = tmp_path / "stubborn.py"
     script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)\n")

@@ -47,6 +47,7 @@ def busy_tree():
     proc.stdout.close()
 
 
+@pytest.mark.alone  # a spinning process's share of a core
 def test_tree_cpu_and_memory(busy_tree):
     root, grandchild = busy_tree
     idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

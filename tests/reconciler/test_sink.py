@@ -59,6 +59,7 @@ async def test_writes_everything_in_order(store: Store, tmp_path: Path) -> None:
     assert lines(tmp_path / "journal.jsonl") == []
 
 
+@pytest.mark.alone  # how long 1400 puts took
 async def test_outage_spills_to_the_journal_and_replays_exactly_once(
     private_pg: EmbeddedPostgres, tmp_path: Path
 ) -> None:

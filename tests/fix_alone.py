@@ -1,0 +1,90 @@
+"""`@pytest.mark.alone`: a test that measures time or CPU (a bound on how long a stop takes, a
+spinning process's share of a core) runs while no other test of the session runs.
+
+The suite runs in several pytest-xdist workers. Each test holds a lock file shared by the workers:
+shared for an ordinary test, exclusive for an `alone` one (from its setup to its teardown). A second
+lock, the turnstile, is taken by every test before it starts: an `alone` test keeps it while it waits
+for the running tests to end, so new ones wait behind it instead of starving it. Consecutive `alone`
+tests of one worker keep the exclusive lock between them. In one process (-n 0) there is nothing to do.
+Other programs on the machine (benchmarks, other sessions) are not held back: only this session's tests.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+WAIT = 600.0  # seconds: a hang guard (a lock never freed), not a timing; the longest test is far shorter
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "alone: measures time or CPU; runs while no other test of the session runs")
+
+
+class Locks:
+    def __init__(self, folder: Path, run: str) -> None:
+        self.turnstile: IO[bytes] = open(folder / f"turnstile-{run}.lock", "ab")  # noqa: SIM115 - for the session
+        self.tests: IO[bytes] = open(folder / f"tests-{run}.lock", "ab")  # noqa: SIM115
+        self.exclusive = False  # this worker holds both locks for its `alone` tests
+
+    @staticmethod
+    def take(file: IO[bytes], how: int, what: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                fcntl.flock(file, how | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"waited {WAIT:.0f}s for {file.name} ({what}): a worker holds it") from None
+                time.sleep(0.02)
+
+    def before(self, alone: bool) -> None:
+        if self.exclusive:
+            return
+        self.take(self.turnstile, fcntl.LOCK_EX, "the turnstile")
+        if alone:
+            self.take(self.tests, fcntl.LOCK_EX, "the other workers' tests to end")
+            self.exclusive = True
+        else:
+            self.take(self.tests, fcntl.LOCK_SH, "an alone test to end")
+            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+
+    def after(self, next_alone: bool) -> None:
+        if self.exclusive and next_alone:
+            return
+        fcntl.flock(self.tests, fcntl.LOCK_UN)
+        if self.exclusive:
+            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+            self.exclusive = False
+
+
+LOCKS = pytest.StashKey[Locks]()
+
+
+def _alone(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("alone") is not None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: the wait is not part of the test's timeout
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    config = item.config
+    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker: no other test runs beside it
+        return (yield)
+    if LOCKS not in config.stash:  # a worker's basetemp is <the session's basetemp>/popen-<worker id>
+        base = config.option.basetemp
+        folder = Path(os.fspath(base)).parent if base else Path(tempfile.gettempdir())
+        config.stash[LOCKS] = Locks(folder, config.workerinput["testrunuid"])  # type: ignore[attr-defined]
+    locks = config.stash[LOCKS]
+    locks.before(_alone(item))
+    try:
+        return (yield)
+    finally:
+        locks.after(_alone(nextitem))
