@@ -13,7 +13,9 @@ half-written file from an editor or ``git pull`` never stops a running server.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +81,30 @@ class LoadResult:
     settings: GatewayFile = field(default_factory=GatewayFile)
     files: dict[str, str] = field(default_factory=dict)
     stale: frozenset[str] = frozenset()
-    # path -> (the bytes read, what they gave): a file whose bytes did not change since the
-    # previous load is not parsed and validated again (the 30 s resync re-reads every file)
-    parsed: dict[str, tuple[bytes, ServerSpec | list[ConfigError]]] = field(
+    # path -> (its stat signature, the bytes read, what they gave): a file whose bytes did not
+    # change since the previous load is not parsed and validated again, and one that was
+    # already settled when read, and has the same signature now, is not even read again
+    # (the 30 s resync looks at every file)
+    parsed: dict[str, tuple[Signature | None, bytes, ServerSpec | list[ConfigError]]] = field(
         default_factory=dict, repr=False, compare=False)
+
+
+Signature = tuple[int, int, int, int]  # inode, size, mtime and ctime in ns
+SETTLED = 2.0  # seconds: a file last changed this long before it was read has its signature kept
+
+
+def signature(path: Path, read_at: float) -> Signature | None:
+    """The file's identity and times, when it had not changed for SETTLED seconds at
+    `read_at` (a time.time() taken before the read). A file's times have the kernel's coarse
+    granularity (a few ms), so two writes in a row can share them: a signature is only trusted
+    for a file that was already quiet when read. None: read it again next time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if read_at - max(st.st_mtime, st.st_ctime) < SETTLED:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def is_server_file(path: Path) -> bool:
@@ -248,16 +270,22 @@ def load_dir(folder: Path, previous: LoadResult | None = None,
     broken: set[str] = set()
     paths = server_paths(folder)
     cache = previous.parsed if previous else {}
-    parsed: dict[str, tuple[bytes, ServerSpec | list[ConfigError]]] = {}
+    parsed: dict[str, tuple[Signature | None, bytes, ServerSpec | list[ConfigError]]] = {}
     for path in paths:
-        try:
-            raw: bytes | None = path.read_bytes()
-        except OSError:
-            raw = None  # load_file says why
         hit = cache.get(str(path))
-        result = hit[1] if raw is not None and hit is not None and hit[0] == raw else load_file(path, raw)
+        read_at = time.time()
+        sig = signature(path, read_at)  # before the read: a write after it changes the signature
+        raw: bytes | None
+        if hit is not None and sig is not None and hit[0] == sig:
+            raw, result = hit[1], hit[2]  # settled and untouched since: not read again
+        else:
+            try:
+                raw = path.read_bytes()
+            except OSError:
+                raw = None  # load_file says why
+            result = hit[2] if raw is not None and hit is not None and hit[1] == raw else load_file(path, raw)
         if raw is not None:
-            parsed[str(path)] = (raw, result)
+            parsed[str(path)] = (sig, raw, result)
         reserved = reserved_name_error(path)
         if reserved is not None:  # not a server at all: no last good version, no file entry
             errors.append(reserved)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from reconciler import config
 from reconciler.config import ConfigError, find_cycles, is_server_file, load_dir, load_file, spec_to_toml
 from reconciler.spec import ServerSpec
 
@@ -113,6 +116,34 @@ def test_unchanged_bytes_are_not_parsed_again(tmp_path: Path):
     write(tmp_path, "web.toml", 'command = ["x"]\nport = 8081\n')  # same length, other bytes
     third = load_dir(tmp_path, second)
     assert third.specs["web"] is not second.specs["web"] and third.specs["web"].port == 8081
+
+
+def test_a_settled_untouched_file_is_not_read_again_and_any_write_is_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The resync looks at 100 files every 30 s: one that was quiet for SETTLED seconds before
+    it was read, and has the same inode, size and times now, is not read again. Writes are
+    seen: in place (same size), by rename, and right after the read (times too coarse)."""
+    path = write(tmp_path, "web.toml", 'command = ["x"]\nport = 8080\n')
+    reads: list[Path] = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real_read(self))
+    first = load_dir(tmp_path)
+    load_dir(tmp_path, first)
+    assert len(reads) == 2  # just written: not settled, read each time
+    later = time.time() + config.SETTLED + 1
+    monkeypatch.setattr(config.time, "time", lambda: later)  # as if read a few seconds later
+    settled = load_dir(tmp_path, first)
+    again = load_dir(tmp_path, settled)
+    assert len(reads) == 3 and again.specs["web"] is settled.specs["web"]  # not read the second time
+    path.write_text('command = ["x"]\nport = 8081\n')  # in place, same size: the times move
+    os.utime(path, ns=(path.stat().st_atime_ns, settled.parsed[str(path)][0][2]))  # even the mtime put back
+    assert load_dir(tmp_path, again).specs["web"].port == 8081  # the ctime moved
+    monkeypatch.undo()
+    fresh = load_dir(tmp_path)
+    tmp = tmp_path / "web.tmp"
+    tmp.write_text('command = ["x"]\nport = 8082\n')
+    tmp.replace(path)  # an atomic save: a new inode
+    assert load_dir(tmp_path, fresh).specs["web"].port == 8082
 
 
 def test_deleted_file_is_forgotten_even_with_a_previous_version(tmp_path: Path):
