@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -19,14 +19,12 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 TCP_LISTEN = 10
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 _REQUEST = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
-# inet_diag_msg after the header: family, state, timer, retrans; sockid (sport and dport big-endian,
-# src and dst 16 bytes each, interface, cookie); expires, rqueue, wqueue, uid, inode
-_QUEUES = struct.Struct("=II")
-_QUEUES_AT = 4 + 48 + 4
+# inet_diag_msg: family, state, timer, retrans; sockid (sport and dport in network order, src and
+# dst 16 bytes each, interface, cookie); expires, rqueue, wqueue, uid, inode
+_MESSAGE = struct.Struct("=B3xH2x16s16x4x8x4xII8x")
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(NamedTuple):
     """Who listens on one port: the local addresses (0.0.0.0 and :: are every address), and
     whether every accept queue has room (False: a connect would wait, as for a hung server)."""
 
@@ -39,16 +37,18 @@ ListenTable = Mapping[int, Listener]
 
 def read_table() -> ListenTable | None:
     """port -> Listener, or None when the kernel cannot be asked (a sandbox without netlink)."""
-    found: dict[int, tuple[set[str], bool]] = {}
+    found: dict[int, Listener] = {}
     try:
         for family in (socket.AF_INET, socket.AF_INET6):
             for address, port, waiting, backlog in _dump(family):
-                addresses, room = found.get(port, (set(), True))
-                addresses.add(address)
-                found[port] = (addresses, room and waiting < backlog)
+                seen = found.get(port)
+                if seen is None:
+                    found[port] = Listener(frozenset((address,)), waiting < backlog)
+                else:  # one port, more sockets (v4 and v6, SO_REUSEPORT)
+                    found[port] = Listener(seen.addresses | {address}, seen.room and waiting < backlog)
     except (OSError, struct.error, ValueError):
         return None
-    return {port: Listener(frozenset(addresses), room) for port, (addresses, room) in found.items()}
+    return found
 
 
 def _dump(family: int) -> list[tuple[str, int, int, int]]:
@@ -66,12 +66,9 @@ def _dump(family: int) -> list[tuple[str, int, int, int]]:
                     return found
                 if kind == NLMSG_ERROR:
                     raise OSError(-struct.unpack_from("=i", data, at + _HEADER.size)[0], "sock_diag refused")
-                msg = at + _HEADER.size
-                got = data[msg]
-                port = struct.unpack_from("!H", data, msg + 4)[0]
-                raw = data[msg + 8: msg + 8 + (4 if got == socket.AF_INET else 16)]
-                waiting, backlog = _QUEUES.unpack_from(data, msg + _QUEUES_AT)
-                found.append((socket.inet_ntop(got, raw), port, waiting, backlog))
+                got, port, raw, waiting, backlog = _MESSAGE.unpack_from(data, at + _HEADER.size)
+                address = socket.inet_ntop(got, raw[:4] if got == socket.AF_INET else raw)
+                found.append((address, socket.ntohs(port), waiting, backlog))
                 if length < _HEADER.size:
                     raise ValueError("a netlink message shorter than its header")
                 at += (length + 3) & ~3
