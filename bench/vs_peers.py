@@ -633,8 +633,9 @@ def measure_one(peer: str, n: int, args: argparse.Namespace, root: Path) -> dict
         print(f"  {peer:<12} N={n:<3} add one -> answering  median {r['add_ms']:7.1f} ms "
               f"({', '.join(f'{1000 * a:.0f}' for a in adds)})", flush=True)
 
-        # 5. idle RSS / CPU of the daemon
-        time.sleep(2.0)
+        # 5. idle RSS / CPU of the daemon, once nothing has asked it anything for --quiet seconds
+        # (the gateway samples figures at the full rate while someone looks: reconciler/sampler.py)
+        time.sleep(args.quiet)
         dpid = m.daemon_pid()
         assert dpid is not None
         daemon = [psutil.Process(dpid)]
@@ -903,6 +904,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[20, 100], help="numbers of servers (default 20 100)")
     ap.add_argument("--quick", action="store_true", help="N=20 only, 1 add, idle 10 s")
     ap.add_argument("--idle", type=float, default=None, help="idle window in seconds (default 30; quick 10)")
+    ap.add_argument("--quiet", type=float, default=32.0,
+                    help="seconds with no request before the idle window (the gateway's LOOKING_FOR is 30)")
     ap.add_argument("--settle", type=float, default=8.0, help="seconds to watch after restarting a killed daemon")
     ap.add_argument("--peers", nargs="+", default=list(PEER_NAMES), choices=PEER_NAMES)
     ap.add_argument("--dsn", default=os.environ.get("GATEWAY_DSN"),
@@ -977,7 +980,7 @@ def main() -> None:
         notes = [f"- {_dt.date.today().isoformat()}, {os.cpu_count()} cores, Python {py_v}, supervisord "
                  f"{versions['supervisord']}, pm2 {versions['pm2']} (node {versions['node']}), "
                  f"omen-gateway {versions['gateway']} ({gw_src}); gateway database: {db}.",
-                 f"- Command: `{cmd.strip()}` (idle window {args.idle:g} s, {args.adds} add(s), "
+                 f"- Command: `{cmd.strip()}` (idle window {args.idle:g} s after {args.quiet:g} s with no request, {args.adds} add(s), "
                  f"{args.settle:g} s watched after a daemon restart).",
                  "- The child is `bench/tiny_http.py` for all three, run by the same interpreter. supervisord and "
                  "pm2 use their defaults except what the figure names (autorestart, stopwaitsecs=1 / "

@@ -34,7 +34,7 @@ def to_wall(mono: float | None) -> str | None:
     return datetime.fromtimestamp(time.time() - (time.monotonic() - mono), timezone.utc).isoformat()
 
 
-LOOKING_FOR = 300.0  # seconds after a request during which someone counts as looking
+LOOKING_FOR = 30.0  # seconds after a request (or a live page's last update) during which someone looks
 
 
 class Runtime:
@@ -70,8 +70,9 @@ class Runtime:
 
     # --- who is looking -------------------------------------------------------------
     def looked(self) -> None:
-        """A signed-in request to the page or the API: figures are sampled at full rate for
-        the next LOOKING_FOR seconds (reconciler/sampler.py), and at once if nobody looked."""
+        """A signed-in request to the page or the API, or an open live page (webview/stream.py,
+        every few seconds): figures are sampled at full rate for the next LOOKING_FOR seconds
+        (reconciler/sampler.py), and at once if nobody looked."""
         now = time.monotonic()
         if not self.looking(now):
             self.look_began.set()
