@@ -5,19 +5,24 @@ The suite runs in several pytest-xdist workers. Each test holds a lock file shar
 shared for an ordinary test, exclusive for an `alone` one (from its setup to its teardown). A second
 lock, the turnstile, is taken by every test before it starts: an `alone` test keeps it while it waits
 for the running tests to end, so new ones wait behind it instead of starving it. Consecutive `alone`
-tests of one worker keep the exclusive lock between them. In one process (-n 0) there is nothing to do.
-Other programs on the machine (benchmarks, other sessions) are not held back: only this session's tests.
+tests of one worker keep the exclusive lock between them, so the scheduler below sends them all to one
+worker as one unit (else each would wait for the others' running tests to end, ~300 s of workers' time
+a run): with `--dist loadfile`, a file's tests go to one worker, and the `alone` tests of every file
+to one more. In one process (-n 0) there is nothing to do. Other programs on the machine (benchmarks,
+other sessions) are not held back: only this session's tests.
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
+import functools
 import os
 import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -88,3 +93,33 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         locks.after(_alone(nextitem))
+
+
+@functools.cache
+def alone_names(path: Path) -> frozenset[str]:
+    """The test functions of a file written with `@pytest.mark.alone` (the controller of the workers
+    collects nothing: it reads the file). One this misses still runs alone, by the lock, only not in
+    the one unit."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return frozenset()
+    return frozenset(node.name for node in ast.walk(tree)
+                     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                     and any(ast.unparse(d) == "pytest.mark.alone" for d in node.decorator_list))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndAlone(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            file, _, name = nodeid.partition("::")
+            if name.split("[")[0] in alone_names(config.rootpath / file):
+                return "the alone tests"
+            return super()._split_scope(nodeid)
+
+    return FilesAndAlone(config, log)
