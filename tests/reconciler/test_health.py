@@ -210,7 +210,10 @@ async def test_command_timeout_kills_the_check(reap: Reaper) -> None:
 
 
 async def test_command_that_exits_leaves_nothing_behind(tmp_path: Path, reap: Reaper) -> None:
-    code = (f"import subprocess, sys; subprocess.Popen({program('ignore_sigterm')!r}); "
+    # the grandchild holds the output pipe and ignores SIGTERM, silently: ignore_sigterm.py's own line
+    # could come after 'started' (a loaded machine starts it late), and the last line is the one told
+    quiet = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    code = (f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {quiet!r}]); "
             "print('started'); sys.exit(1)")
     result = await probe(command([sys.executable, "-c", code]), None)
     assert result.error is not None and result.error.endswith("exited with code 1: started")
