@@ -37,6 +37,7 @@ DATABASE, SUPERUSER, SYSTEM_USER = "gateway", "postgres", "embedded_postgres"
 SOCKET_PORT = 5432  # with no TCP listener the port only names the socket file
 MAX_SOCKET_PATH = 100  # bytes; sun_path is 104 (macOS) or 108 (Linux) including the NUL
 TIMEOUT = 60  # seconds for pg_ctl start/stop
+GONE_AFTER = 2.0  # seconds after the launch with no live postmaster: it exited (or never began)
 # The server's settings for a small database beside a laptop program, given on the command line at
 # every start (so they hold for a new data folder and an old one alike, over postgresql.conf).
 # Measured with `python bench/pg_settings.py` (bench/README.md). Durability keeps PostgreSQL's
@@ -95,7 +96,9 @@ class EmbeddedPostgres:
         else:  # pg_ctl hands -o to a shell
             options = shlex.join(["-c", "listen_addresses=", "-c", f"unix_socket_directories={socket_dir}",
                                   "-p", str(port), *settings])
-        return [self.exe("pg_ctl"), "start", "-w", "-t", str(TIMEOUT), "-D", str(self.pgdata),
+        # -W: pg_ctl returns once the postmaster is launched; `_wait_ready` then looks every 5 ms
+        # (pg_ctl's own wait looks every 100 ms: most of a start's 130 ms, and a cold start waits)
+        return [self.exe("pg_ctl"), "start", "-W", "-D", str(self.pgdata),
                 "-l", str(self.log_path), "-o", options]
 
     def stop_argv(self, mode: str = "fast") -> list[str]:
@@ -173,9 +176,25 @@ class EmbeddedPostgres:
         port = self.tcp_port() if self.windows else SOCKET_PORT
         try:
             self._run(self.start_argv(socket_dir, port), TIMEOUT + 10)
+            self._wait_ready()
         except _FAILED as exc:
             self._run_quietly(self.stop_argv("immediate"))
-            raise EmbeddedPostgresError(self._failure(exc)) from None
+            raise EmbeddedPostgresError(self._failure(_output(exc))) from None
+        except TimeoutError as exc:
+            self._run_quietly(self.stop_argv("immediate"))
+            raise EmbeddedPostgresError(self._failure(str(exc))) from None
+
+    def _wait_ready(self) -> None:
+        """Until postmaster.pid says "ready" (what `pg_ctl -w` waits for), looking every 5 ms.
+        A postmaster that exits (bad settings, a held port) or never comes is a TimeoutError."""
+        deadline = time.monotonic() + TIMEOUT
+        launched = time.monotonic()
+        while self._pidfile_field(7) != "ready":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server was not ready after {TIMEOUT} s")
+            if self._postmaster() is None and time.monotonic() - launched > GONE_AFTER:
+                raise TimeoutError("the server exited while starting")
+            time.sleep(0.005)
 
     def _prepare(self) -> None:
         """Folders, the password file and the log; as root, hand them to the system user."""
@@ -310,12 +329,12 @@ class EmbeddedPostgres:
         with contextlib.suppress(*_FAILED):
             self._run(argv, TIMEOUT + 10)  # e.g. an immediate stop of a server that is not running
 
-    def _failure(self, exc: BaseException) -> str:
+    def _failure(self, said: str) -> str:
         tail = ""
         with contextlib.suppress(OSError), self.log_path.open("rb") as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4000))
             tail = "\n".join(fh.read().decode(errors="replace").splitlines()[-20:])
-        return (f"PostgreSQL did not start (data dir {self.pgdata}).\npg_ctl said: {_output(exc).strip()}\n"
+        return (f"PostgreSQL did not start (data dir {self.pgdata}).\npg_ctl said: {said.strip()}\n"
                 f"last lines of {self.log_path}:\n{tail}")
 
 

@@ -157,7 +157,7 @@ def test_windows_command_lines(tmp_path: Path) -> None:
     assert expected <= set(initdb)
     assert f"--pwfile={tmp_path / 'data' / 'postgres.password'}" in initdb
     start = pg.start_argv(None, 54321)
-    assert start[0].endswith("pg_ctl.exe") and start[1:3] == ["start", "-w"]
+    assert start[0].endswith("pg_ctl.exe") and start[1:3] == ["start", "-W"]  # no wait: we look for "ready"
     assert start[start.index("-o") + 1].startswith("-c listen_addresses=127.0.0.1 -p 54321")  # then SERVER_SETTINGS
     assert pg.stop_argv()[-3:-1] == ["fast", "-D"]
 
