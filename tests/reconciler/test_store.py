@@ -199,3 +199,22 @@ async def test_rollup_keeps_hourly_figures_and_drops_old_raw_samples(store: Stor
     assert len(series["resource"]) == 5
     hourly = await store.series("web", now - timedelta(days=7), hourly=True)
     assert sum(p["checks"] for p in hourly["health"]) == 5
+
+
+async def test_a_beat_of_samples_goes_as_one_statement_and_lands_once(store: Store) -> None:
+    """A run of samples is one insert of arrays (queries.BULK); None stays NULL, errors keep their
+    words, and the same batch written again (a replay after a cut) adds nothing."""
+    at = [(T0 + timedelta(seconds=i)).isoformat() for i in range(3)]
+    batch = [
+        {"op": "health", "at": at[0], "server": "a", "ok": True, "latency_ms": None, "error": None},
+        {"op": "health", "at": at[1], "server": "a", "ok": False, "latency_ms": None, "error": "refused, it said"},
+        {"op": "health", "at": at[0], "server": "b", "ok": True, "latency_ms": 0.25, "error": None},
+        {"op": "resource", "at": at[0], "server": "a", "cpu_percent": None, "rss_bytes": None},
+        {"op": "resource", "at": at[2], "server": "a", "cpu_percent": 12.5, "rss_bytes": 2**40},
+    ]
+    await store.apply(batch)
+    await store.apply(batch)
+    assert await rows(store, "SELECT server, ok, latency_ms, error FROM health_samples ORDER BY server, at") == [
+        ("a", True, None, None), ("a", False, None, "refused, it said"), ("b", True, 0.25, None)]
+    assert await rows(store, "SELECT cpu_percent, rss_bytes FROM resource_samples ORDER BY at") == [
+        (None, None), (12.5, 2**40)]
