@@ -23,7 +23,7 @@ from reconciler.events import EventKind
 from reconciler.fsutil import atomic_write, read_or_create_secret
 from reconciler.loop import Reconciler
 from reconciler.ops.tasks import ops_tasks
-from reconciler.platform import current, desktop
+from reconciler.platform import Platform, current, desktop
 from reconciler.remembered import restore
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
@@ -40,6 +40,7 @@ log = logging.getLogger("gateway")
 CANCEL_WITHIN = 5.0  # seconds a cancelled task has to end when the gateway stops
 STOP_DEADLINE = 90.0  # seconds the rest of a stop may take once the servers are stopped
 JOURNAL_REPLAY_TIMEOUT = 30.0  # seconds to write the previous run's journal before reading the states
+RELEASE_MEMORY_EVERY = 60.0  # seconds between two returns of the C heap's free pages to the OS
 
 
 def read_or_create_token(data_dir: Path) -> str:
@@ -124,6 +125,8 @@ class Daemon:
               f" ({len(result.errors)} config errors, {len(adopted)} adopted)", flush=True)
         for err in result.errors:
             print(f"  {err}", flush=True)
+        if current().release_memory():  # start-up is over: what it freed goes back to the OS
+            tasks.append(asyncio.create_task(_release_memory_forever(current()), name="memory"))
         tasks += [
             core,
             asyncio.create_task(watch_folder(settings.config_dir, self.reconciler.mark_config_dirty,
@@ -210,6 +213,16 @@ class Daemon:
     def _install_signals(self) -> None:
         # Ctrl-C, SIGTERM, SIGHUP, console close, log-off, shutdown: decided and recorded there
         listen_host_events(self.rt, self.request_stop)
+
+
+async def _release_memory_forever(platform: Platform, every: float = RELEASE_MEMORY_EVERY) -> None:
+    """Give the C heap's free pages back to the OS every `every` s. glibc keeps what is freed
+    for later: at rest with 100 servers the daemon grew 0.7 MB in 20 min without it (samples,
+    the page's answers), and stayed within 0.1 MB of its start over 12 min with it; a call
+    takes 0.15-0.45 ms (one wake-up a minute)."""
+    while True:
+        await asyncio.sleep(every)
+        platform.release_memory()
 
 
 def _watchdog(loop: asyncio.AbstractEventLoop, within: float = STOP_DEADLINE) -> threading.Timer:

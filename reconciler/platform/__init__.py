@@ -105,6 +105,11 @@ class Platform(Protocol):
         console window is closed or the system shuts down; in the daemon, once."""
         ...
 
+    def release_memory(self) -> bool:
+        """Give the C heap's free pages back to the OS (Linux with glibc: `malloc_trim`,
+        reconciler/platform/glibc.py); False where there is no such call (nothing was done)."""
+        ...
+
 
 def alive(proc: psutil.Process) -> bool:
     """The process still runs: same pid *and* create time, and not a zombie."""

@@ -172,6 +172,13 @@ class PosixPlatform:
         for sig, kind in HOST_SIGNALS.items():
             loop.add_signal_handler(sig, on_event, kind)
 
+    def release_memory(self) -> bool:
+        if SYSTEM != "linux":
+            return False  # no malloc_trim in macOS's libc (malloc_zone_pressure_relief is untried)
+        from reconciler.platform.glibc import trim
+
+        return trim()  # False on a C library without it (musl)
+
     async def wait_exit(self, pid: int) -> None:
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is None:

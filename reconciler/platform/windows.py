@@ -228,6 +228,9 @@ class WindowsPlatform:
         if not ctypes.windll.kernel32.SetConsoleCtrlHandler(routine, True):  # type: ignore[attr-defined]
             raise ctypes.WinError()  # type: ignore[attr-defined]
 
+    def release_memory(self) -> bool:
+        return False  # no malloc_trim in the Windows C runtime (HeapCompact is untried)
+
     def group_alive(self, pid: int) -> bool:
         return True  # no cheap group probe here: always sweep the tree (kill_tree)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform as platform_mod
 import signal
 import subprocess
 import sys
@@ -223,3 +224,47 @@ def test_without_a_job_the_windows_platform_falls_back_to_the_tree(reap: Reaper)
     killed = win.kill_tree(leader.pid, [psutil.Process(leader.pid)])
     assert {proc.pid for proc in killed} == {leader.pid, member}
     leader.wait(5)
+
+
+# --- giving the C heap's free pages back ----------------------------------------------------
+GLIBC = sys.platform.startswith("linux") and platform_mod.libc_ver()[0] == "glibc"
+
+
+def test_release_memory_is_there_on_every_os() -> None:
+    assert WindowsPlatform().release_memory() is False  # no malloc_trim in the Windows C runtime
+    assert current().release_memory() is GLIBC  # macOS and musl: nothing to call, nothing done
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's malloc_trim")
+def test_release_memory_gives_freed_heap_pages_back_to_the_os() -> None:
+    me, size = psutil.Process(), 4000  # over 512 bytes: malloc's, not pymalloc's
+    blocks = [b"x" * size for _ in range(5000)]  # 20 MB of the C heap, written
+    keep = blocks[-1]  # the last one stays: the heap cannot shrink from its end by itself
+    del blocks
+    before = me.memory_info().rss
+    assert current().release_memory()
+    assert before - me.memory_info().rss > 10 * 2**20
+    assert len(keep) == size
+
+
+async def test_the_daemon_gives_the_heap_back_on_a_beat() -> None:
+    from reconciler.daemon import _release_memory_forever
+
+    class Counting(type(current())):  # type: ignore[misc]  # the real platform, its calls counted
+        calls = 0
+
+        def release_memory(self) -> bool:
+            self.calls += 1
+            return bool(super().release_memory())
+
+    platform = Counting()
+    beat = asyncio.create_task(_release_memory_forever(platform, every=0.001))
+
+    async def three_calls() -> None:
+        while platform.calls < 3:
+            await asyncio.sleep(0.001)
+
+    try:
+        await asyncio.wait_for(three_calls(), 30)  # a hang guard, not a timing
+    finally:
+        beat.cancel()
