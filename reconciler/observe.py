@@ -66,10 +66,11 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         if state.phase not in (P.STARTING, P.RUNNING):
             return
         # A running server's check may take its answer from the kernel's table (one read for
-        # every server on the beat), with a real connect at least once a REAL_CHECK_EVERY.
+        # every server on the beat), with a real connect at least once a REAL_CHECK_EVERY: the
+        # first recorded check connects, so the response-time chart has a point at once.
         shared = state.phase is P.RUNNING and time.monotonic() - connected_at < REAL_CHECK_EVERY
         result = await probe(health, state.port, env=None, cwd=None, shared=shared)
-        if result.latency_ms is not None:
+        if result.latency_ms is not None and state.phase is P.RUNNING:
             connected_at = time.monotonic()
         state = rt.state(name)  # as it is now: the probe took time
         if rt.children.get(name) is not child or state.phase not in (P.STARTING, P.RUNNING):
