@@ -40,7 +40,13 @@ def read_table() -> ListenTable | None:
     found: dict[int, Listener] = {}
     try:
         for family in (socket.AF_INET, socket.AF_INET6):
-            for address, port, waiting, backlog in _dump(family):
+            try:
+                sockets = _dump(family)
+            except OSError:
+                if family == socket.AF_INET:
+                    raise
+                continue  # IPv6 is off (no v6 listener can exist): the v4 table stands alone
+            for address, port, waiting, backlog in sockets:
                 seen = found.get(port)
                 if seen is None:
                     found[port] = Listener(frozenset((address,)), waiting < backlog)
