@@ -157,7 +157,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     rt.children[name] = child
     rt.set_phase(
         name, P.STARTING, action.reason, actor=actor, detail=action.detail or f"pid {child.pid}",
-        pid=child.pid, create_time=child.create_time, port=port, spec_hash=spec.runtime_hash(),
+        pid=child.pid, create_time=child.create_time, start_mark=child.start_mark, port=port, spec_hash=spec.runtime_hash(),
         started_at=now, healthy_since=now if health_none else None, health_failures=0, health_error=None,
         next_try_at=None, failures=failures, restarts=old.restarts + (0 if first_start else 1),
         restart_requested=False, kill_requested=False, after_stop=P.STOPPED,
@@ -171,7 +171,7 @@ def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, a
     delay = max(Backoff.of(spec.restart).delay(failures), spec.restart.backoff_start)
     rt.set_phase(
         name, P.ERROR, Reason.START_FAILED, actor=actor, detail=f"{why}; next try in {delay:.0f}s",
-        next_try_at=now + delay, failures=failures, pid=None, create_time=None,
+        next_try_at=now + delay, failures=failures, pid=None, create_time=None, start_mark=None,
         spec_hash=spec.runtime_hash(),  # the version that could not start (a change is rolled back)
     )
     rt.event(EventKind.ERROR, name, why, detail={"failures": failures, **(detail or {})})
@@ -192,7 +192,7 @@ async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop
     import asyncio
 
     if child is None:
-        rt.set_phase(name, action.then, action.reason, actor=actor, pid=None, create_time=None)
+        rt.set_phase(name, action.then, action.reason, actor=actor, pid=None, create_time=None, start_mark=None)
         return
     result = await child.stop(action.signal, action.timeout)
     if result.escalated:
@@ -209,5 +209,5 @@ async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop
     now = time.monotonic()
     rt.set_phase(
         name, action.then, action.reason, actor=actor, detail=result.exit.describe(),
-        pid=None, create_time=None, exited_at=now, last_exit=result.exit.describe(), exit_ok=False,
+        pid=None, create_time=None, start_mark=None, exited_at=now, last_exit=result.exit.describe(), exit_ok=False,
     )

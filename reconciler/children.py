@@ -112,9 +112,11 @@ class Child:
         adopted: bool = False,
         proc: subprocess.Popen[bytes] | None = None,
         ps: psutil.Process | None = None,
+        start_mark: str | None = None,
     ) -> None:
         self.pid = pid
         self.create_time = create_time
+        self.start_mark = start_mark  # Platform.start_mark: what the clock does not move (None: the create time)
         self.log_path = log_path
         self.adopted = adopted
         self._proc = proc
@@ -171,25 +173,33 @@ class Child:
             create_time = ps.create_time()
         except psutil.NoSuchProcess:  # it exited (and was reaped) already
             ps, create_time = None, time.time()
-        child = cls(proc.pid, create_time, log_path=log_path, proc=proc, ps=ps)
+        mark = platform.start_mark(proc.pid) if ps is not None else None
+        child = cls(proc.pid, create_time, log_path=log_path, proc=proc, ps=ps, start_mark=mark)
         child._note(f"pid {proc.pid} started")
         return child
 
     @classmethod
     def adopt(
         cls, pid: int, create_time: float, argv_hint: list[str] | None = None, *,
-        log_path: Path | None = None,
+        start_mark: str | None = None, log_path: Path | None = None,
     ) -> Child | None:
-        """Take over a process a previous gateway started. None unless `pid` runs and was
-        created at `create_time` (and runs `argv_hint`, when given): a reused pid is never
-        adopted, so it is never signalled either."""
+        """Take over a process a previous gateway started. None unless `pid` runs and is the
+        run that was recorded (and runs `argv_hint`, when given): a reused pid is never
+        adopted, so it is never signalled either. The run is told by its `start_mark` where
+        both it and the platform have one, which no setting of the clock moves; else by
+        `create_time`."""
         try:
             ps = psutil.Process(pid)
-            if abs(ps.create_time() - create_time) > CREATE_TIME_TOLERANCE or not alive(ps):
+            mark = current().start_mark(pid) if start_mark is not None else None
+            if mark is not None:
+                same_run = mark == start_mark
+            else:
+                same_run = abs(ps.create_time() - create_time) <= CREATE_TIME_TOLERANCE
+            if not same_run or not alive(ps):
                 return None
             if argv_hint is not None and not _same_command(ps.cmdline(), argv_hint):
                 return None
-            return cls(pid, ps.create_time(), log_path=log_path, adopted=True, ps=ps)
+            return cls(pid, ps.create_time(), log_path=log_path, adopted=True, ps=ps, start_mark=mark)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 

@@ -47,7 +47,7 @@ async def _wait_exit(rt: Runtime, name: str, child: Child) -> None:
     detail = status.describe() + (f"; ended {ended} processes it left running" if ended else "")
     rt.set_phase(
         name, P.EXITED, Reason.CRASH, detail=detail,
-        pid=None, create_time=None, exited_at=time.monotonic(), last_exit=status.describe(),
+        pid=None, create_time=None, start_mark=None, exited_at=time.monotonic(), last_exit=status.describe(),
         exit_ok=status.code == 0,
     )
 
@@ -124,7 +124,7 @@ def adopt(rt: Runtime, rows: Mapping[str, Mapping[str, Any]], specs: Mapping[str
         pid, ctime = row.get("pid"), row.get("create_time")
         if not pid or ctime is None or row.get("phase") not in ("starting", "running", "stopping"):
             continue
-        child = Child.adopt(int(pid), float(ctime))
+        child = Child.adopt(int(pid), float(ctime), start_mark=row.get("start_mark"))
         if child is None:
             rt.event(EventKind.NOT_ADOPTED, name, f"recorded pid {pid} is gone or now belongs to another program")
             continue
@@ -135,7 +135,7 @@ def adopt(rt: Runtime, rows: Mapping[str, Mapping[str, Any]], specs: Mapping[str
         rt.states[name] = rt.state(name).update(restarts=int(row.get("restarts") or 0))
         rt.set_phase(
             name, P.RUNNING, Reason.ADOPTED, detail=f"pid {pid}",
-            pid=child.pid, create_time=child.create_time, port=row.get("port"), spec_hash=row.get("spec_hash"),
+            pid=child.pid, create_time=child.create_time, start_mark=child.start_mark, port=row.get("port"), spec_hash=row.get("spec_hash"),
             started_at=now - max(0.0, time.time() - child.create_time),  # its uptime goes on
             healthy_since=now,
         )

@@ -64,7 +64,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
         rt.ports[name] = port
         rt.put({"op": "port", "name": name, "port": port})
         rt.states[name] = now_state.update(
-            pid=new.pid, create_time=new.create_time, port=port, spec_hash=spec.runtime_hash(), started_at=started,
+            pid=new.pid, create_time=new.create_time, start_mark=new.start_mark, port=port, spec_hash=spec.runtime_hash(), started_at=started,
             healthy_since=time.monotonic(), health_failures=0, health_error=None, last_latency_ms=None,
             restarts=now_state.restarts + 1, replacing=False)
         rt.save(name)

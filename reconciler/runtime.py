@@ -156,6 +156,7 @@ class Runtime:
             "name": name,
             "pid": st.pid,
             "create_time": st.create_time,
+            "start_mark": st.start_mark,
             "port": st.port,
             "phase": str(st.phase),
             "spec_hash": st.spec_hash,

@@ -54,6 +54,7 @@ class ServerState:
     cause: Reason | None = None  # why it is in this phase, typed (what the planner reads)
     pid: int | None = None
     create_time: float | None = None  # psutil create time, to tell a reused pid apart
+    start_mark: str | None = None  # the same, unmoved by a setting of the clock (Platform.start_mark)
     port: int | None = None
     spec_hash: str | None = None  # ServerSpec.runtime_hash() of the running process
     started_at: float | None = None

@@ -105,6 +105,14 @@ class Platform(Protocol):
         console window is closed or the system shuts down; in the daemon, once."""
         ...
 
+    def start_mark(self, pid: int) -> str | None:
+        """What tells this run of `pid` apart from every other process that had or will have
+        the pid, unchanged when the wall clock is set; None where the create time already is
+        that, or the pid is gone. Linux: boot id + start tick (psutil's create time adds a boot
+        time the kernel recomputes from the wall clock, so an NTP step or a laptop's wake-up
+        can move it by a second or more)."""
+        ...
+
     def release_memory(self) -> bool:
         """Give the C heap's free pages back to the OS (Linux with glibc: `malloc_trim`,
         reconciler/platform/glibc.py); False where there is no such call (nothing was done)."""

@@ -172,6 +172,13 @@ class PosixPlatform:
         for sig, kind in HOST_SIGNALS.items():
             loop.add_signal_handler(sig, on_event, kind)
 
+    def start_mark(self, pid: int) -> str | None:
+        if SYSTEM != "linux":
+            return None  # macOS: psutil's create time is all there is
+        from reconciler.platform.linux_start import start_mark
+
+        return start_mark(pid)
+
     def release_memory(self) -> bool:
         if SYSTEM != "linux":
             return False  # no malloc_trim in macOS's libc (malloc_zone_pressure_relief is untried)

@@ -228,6 +228,9 @@ class WindowsPlatform:
         if not ctypes.windll.kernel32.SetConsoleCtrlHandler(routine, True):  # type: ignore[attr-defined]
             raise ctypes.WinError()  # type: ignore[attr-defined]
 
+    def start_mark(self, pid: int) -> str | None:
+        return None  # the create time is the FILETIME stamped at creation: the clock does not move it
+
     def release_memory(self) -> bool:
         return False  # no malloc_trim in the Windows C runtime (HeapCompact is untried)
 

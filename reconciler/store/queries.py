@@ -52,10 +52,10 @@ def _event(op: Op) -> list[Statement]:
 
 
 _STATE = (
-    "INSERT INTO state (name, pid, create_time, port, phase, spec_hash, started_at, restarts, updated_at)"
-    " VALUES (%(name)s, %(pid)s, %(create_time)s, %(port)s, %(phase)s, %(spec_hash)s, %(started_at)s,"
-    " %(restarts)s, %(at)s) ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,"
-    " create_time = EXCLUDED.create_time, port = EXCLUDED.port, phase = EXCLUDED.phase,"
+    "INSERT INTO state (name, pid, create_time, start_mark, port, phase, spec_hash, started_at, restarts,"
+    " updated_at) VALUES (%(name)s, %(pid)s, %(create_time)s, %(start_mark)s, %(port)s, %(phase)s,"
+    " %(spec_hash)s, %(started_at)s, %(restarts)s, %(at)s) ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,"
+    " create_time = EXCLUDED.create_time, start_mark = EXCLUDED.start_mark, port = EXCLUDED.port, phase = EXCLUDED.phase,"
     " spec_hash = EXCLUDED.spec_hash, started_at = EXCLUDED.started_at,"
     " restarts = EXCLUDED.restarts, updated_at = EXCLUDED.updated_at"
 )
@@ -63,7 +63,7 @@ _STATE = (
 
 def _state(op: Op) -> list[Statement]:
     row = op["row"]
-    params = {k: row.get(k) for k in ("pid", "create_time", "port", "spec_hash")}
+    params = {k: row.get(k) for k in ("pid", "create_time", "start_mark", "port", "spec_hash")}
     params.update(name=row["name"], phase=row["phase"], started_at=_ts(row.get("started_at")),
                   restarts=int(row.get("restarts") or 0), at=_ts(op.get("at")) or datetime.now(UTC))
     return [(_STATE, params)]
@@ -300,7 +300,7 @@ class Store:
             return await cur.fetchall()
 
     async def load_states(self) -> dict[str, dict[str, Any]]:
-        rows = await self._rows("SELECT name, pid, create_time, port, phase, spec_hash, started_at, restarts,"
+        rows = await self._rows("SELECT name, pid, create_time, start_mark, port, phase, spec_hash, started_at, restarts,"
                                 " updated_at FROM state ORDER BY name")
         return {row["name"]: row for row in rows}
 

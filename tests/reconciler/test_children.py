@@ -18,6 +18,7 @@ import pytest
 
 from reconciler.children import Child, ExitStatus, SpawnError
 from reconciler.health import port_answers
+from reconciler.platform import current
 from tests.fix_children import Reaper, gone, program
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
@@ -177,26 +178,61 @@ def _popen_own_session(argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
+def recorded(pid: int) -> dict[str, object]:
+    """What a gateway records of a run it started (the state row's pid, create_time, start_mark)."""
+    return {"create_time": psutil.Process(pid).create_time(), "start_mark": current().start_mark(pid)}
+
+
 async def test_adopt_refuses_a_wrong_create_time_and_leaves_the_process_alone(reap: Reaper) -> None:
     proc = _popen_own_session(program("ignore_sigterm"))
     try:
         ctime = psutil.Process(proc.pid).create_time()
         assert Child.adopt(proc.pid, ctime + 1.0) is None  # what a reused pid looks like
-        assert Child.adopt(proc.pid, ctime, argv_hint=["something", "else"]) is None
+        assert Child.adopt(proc.pid, ctime, argv_hint=["something", "else"], start_mark=recorded(proc.pid)["start_mark"]) is None
         assert proc.poll() is None
-        child = Child.adopt(proc.pid, ctime, argv_hint=program("ignore_sigterm"))
+        child = Child.adopt(proc.pid, argv_hint=program("ignore_sigterm"), **recorded(proc.pid))
         assert child is not None and child.adopted and child.log_path is None
-        assert abs(child.create_time - ctime) < 0.01
+        assert abs(child.create_time - ctime) < 2.0  # the kernel's boot time moves by whole seconds with the clock
     finally:
         proc.kill()
         proc.wait()
     assert Child.adopt(proc.pid, ctime) is None  # gone
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the start mark is Linux's (elsewhere the create time is it)")
+async def test_adopt_goes_by_the_start_mark_when_the_clock_was_set_since(reap: Reaper) -> None:
+    proc = _popen_own_session(program("ignore_sigterm"))
+    try:
+        seen = recorded(proc.pid)
+        mark = str(seen["start_mark"])
+        boot, ticks = mark.split(":")
+        assert boot == Path("/proc/sys/kernel/random/boot_id").read_text().strip() and int(ticks) > 0
+        # the clock was set back an hour since the record: psutil's create time moved with it
+        child = Child.adopt(proc.pid, float(seen["create_time"]) + 3600, start_mark=mark)
+        assert child is not None and child.start_mark == mark
+        # the same create time but another run (a reused pid, or the same pid after a reboot)
+        assert Child.adopt(proc.pid, float(seen["create_time"]), start_mark=f"{boot}:{int(ticks) + 1}") is None
+        assert Child.adopt(proc.pid, float(seen["create_time"]), start_mark=f"another-boot:{ticks}") is None
+        assert proc.poll() is None  # refusing touches nothing
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_a_spawned_child_carries_its_start_mark(tmp_path: Path) -> None:
+    child = await Child.spawn(program("crash_after", 0, 0.5), env=env(), log_path=tmp_path / "c.log")
+    try:
+        assert child.start_mark == current().start_mark(child.pid)
+        assert (child.start_mark is not None) == sys.platform.startswith("linux")
+    finally:
+        await child.wait()
+    assert current().start_mark(child.pid) is None  # gone: nothing to tell apart
+
+
 async def test_adopted_process_exit_is_detected(reap: Reaper) -> None:
     proc = _popen_own_session(program("crash_after", 5, 0.5))
     try:
-        child = Child.adopt(proc.pid, psutil.Process(proc.pid).create_time())
+        child = Child.adopt(proc.pid, **recorded(proc.pid))
         assert child is not None and child.is_alive()
         started = time.monotonic()
         status = await asyncio.wait_for(child.wait(), 10)
@@ -213,7 +249,7 @@ async def test_adopt_matches_a_shell_command(reap: Reaper) -> None:
     line = f"{sys.executable} -c 'import time; time.sleep(30)'"
     proc = subprocess.Popen(["/bin/sh", "-c", line], start_new_session=True)
     try:
-        child = Child.adopt(proc.pid, psutil.Process(proc.pid).create_time(), argv_hint=[line])
+        child = Child.adopt(proc.pid, argv_hint=[line], **recorded(proc.pid))
         assert child is not None
         result = await child.stop("TERM", timeout=5)
         assert not result.escalated and result.exit == ExitStatus(None, None)
@@ -233,7 +269,7 @@ async def test_child_survives_the_gateway_and_is_adopted_later(tmp_path: Path, r
     assert not gone(record["pid"])
     size = log.stat().st_size
     await until(lambda: log.stat().st_size > size + 50, 5, "the orphaned child to keep logging")
-    child = Child.adopt(record["pid"], record["create_time"], log_path=log)
+    child = Child.adopt(record["pid"], record["create_time"], start_mark=record["start_mark"], log_path=log)
     assert child is not None
     result = await child.stop("TERM", timeout=5)
     assert not result.escalated and gone(record["pid"])

@@ -57,8 +57,8 @@ async def test_tables_live_in_the_schema(store: Store, schema_name: str) -> None
 
 async def test_every_op_kind_round_trips(store: Store) -> None:
     spec = {"command": ["python", "-m", "http.server", "{port}"], "port": "auto"}
-    state = {"name": "blog", "pid": 4242, "create_time": 1764000000.25, "port": 8080, "phase": "running",
-             "spec_hash": "abc", "started_at": T0.isoformat(), "restarts": 2}
+    state = {"name": "blog", "pid": 4242, "create_time": 1764000000.25, "start_mark": "b00t:123",
+             "port": 8080, "phase": "running", "spec_hash": "abc", "started_at": T0.isoformat(), "restarts": 2}
     ev = event(1)
     at = T0.isoformat()
     ops: list[Op] = [
@@ -100,8 +100,8 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
     states = await store.load_states()
     assert set(states) == {"blog"}
     row = states["blog"]
-    got_state = (row["pid"], row["create_time"], row["port"], row["phase"], row["restarts"])
-    assert got_state == (4242, 1764000000.25, 8080, "running", 2)
+    got_state = (row["pid"], row["create_time"], row["start_mark"], row["port"], row["phase"], row["restarts"])
+    assert got_state == (4242, 1764000000.25, "b00t:123", 8080, "running", 2)
     assert row["started_at"] == T0
     assert await store.load_intents() == {"blog": "stop"}
     assert await store.load_ports() == {"api": 9001}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import pytest
 
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_gateway import Gateway
@@ -52,6 +53,7 @@ def gaps_exit_to_start(events: list[dict]) -> list[float]:
     return out
 
 
+@pytest.mark.alone  # how long each wait took
 def test_crash_loop_follows_the_backoff_and_escalates(gateway: Gateway):
     gateway.write("crashy", f'command = ["python", "{CHILDREN / "crash_after.py"}", "3"]\n'
                             '[restart]\nbackoff_start = "200ms"\nbackoff_max = "800ms"\nalert_after = 3\n')
@@ -72,13 +74,14 @@ def test_crash_loop_follows_the_backoff_and_escalates(gateway: Gateway):
 
 
 def test_backoff_resets_after_a_healthy_run(gateway: Gateway):
-    # runs 1.2 s (no health check: up at once), longer than backoff_reset: every restart is immediate
+    # runs 1.2 s (no health check: up at once), longer than backoff_reset: every restart is immediate,
+    # not the 5 s backoff_start (a loaded machine has taken 0.33 s to start one)
     gateway.write("steady", f'command = ["python", "{CHILDREN / "crash_after.py"}", "1", "1.2"]\n'
                             '[restart]\nbackoff_start = "5s"\nbackoff_reset = "1s"\n')
     gateway.start()
     gateway.wait_for(lambda s: s.get("steady", {}).get("restarts", 0) >= 3, timeout=20, what="three restarts")
     gaps = gaps_exit_to_start(transitions(gateway, "steady"))
-    assert len(gaps) >= 3 and max(gaps) < 0.3, gaps
+    assert len(gaps) >= 3 and max(gaps) < 1.5, gaps
     assert gateway.status()["steady"]["failures"] == 1
 
 
