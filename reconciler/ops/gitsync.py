@@ -139,6 +139,16 @@ def prune(folder: Path, keep: int) -> list[Path]:
     return gone
 
 
+def write_and_prune(dsn: str, schema: str, config_dir: Path, path: Path, keep: int) -> dict[str, Any]:
+    """One scheduled backup, then the pruning, in one go (a thread): a stop that comes while the
+    archive is written cancels the task, not the thread, and a backup that lands is pruned too."""
+    from reconciler.ops.backup import backup  # tarfile, csv, zipfile: only once backups are on
+
+    manifest = backup(dsn, schema, config_dir, path)
+    prune(path.parent, keep)
+    return manifest
+
+
 async def backup_forever(daemon: Any, settings: Any = None) -> None:
     settings = settings or live_settings(daemon)
     while True:
@@ -147,8 +157,6 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
         conf = settings()
         if not conf.backup_every:
             continue
-        from reconciler.ops.backup import backup  # tarfile, csv, zipfile: only once backups are on
-
         folder = backup_folder(daemon, conf)
         path = folder / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
         try:
@@ -156,9 +164,8 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
             dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
             if dsn is None:
                 raise RuntimeError("the database is not running")
-            manifest = await asyncio.to_thread(backup, dsn, daemon.settings.schema,
-                                               daemon.settings.config_dir, path)
-            await asyncio.to_thread(prune, folder, conf.backup_keep)
+            manifest = await asyncio.to_thread(write_and_prune, dsn, daemon.settings.schema,
+                                               daemon.settings.config_dir, path, conf.backup_keep)
         except Exception as exc:  # noqa: BLE001 - reported, retried at the next slot
             daemon.rt.event(EventKind.BACKUP_FAILED, None, f"scheduled backup to {path} failed: {exc}")
             continue

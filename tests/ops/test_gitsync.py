@@ -71,7 +71,6 @@ def test_settings_and_pruning(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*.tar.gz"))) == 2
 
 
-@pytest.mark.alone  # backups every 500 ms, pruned to 2, counted after a stop
 def test_the_daemon_pulls_reconciles_records_and_survives_a_broken_remote(gateway: Any, tmp_path: Path) -> None:
     toml = gateway.config_dir / "gateway.toml"
     toml.write_text(toml.read_text() + '[sync]\ngit_pull = "200ms"\nbackup_every = "500ms"\nbackup_keep = 2\n')
