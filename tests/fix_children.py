@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reconciler.platform import current
+
 CHILDREN = Path(__file__).resolve().parent / "children"
 SWEEP_EVERY = 0.05
 
@@ -50,16 +52,17 @@ class Reaper:
     def __init__(self) -> None:
         self._me = psutil.Process(os.getpid())
         self._before = {proc.pid: proc for proc in self._descendants(self._me)}
-        self._tracked: dict[tuple[int, float], psutil.Process] = {}
-        self._ignored: set[tuple[int, float]] = set()
+        self._tracked: dict[tuple[int, str], psutil.Process] = {}
+        self._ignored: set[tuple[int, str]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sweep_loop, name="reap-sweep", daemon=True)
         self._thread.start()
 
     @staticmethod
-    def _key(proc: psutil.Process) -> tuple[int, float]:
-        return proc.pid, proc.create_time()
+    def _key(proc: psutil.Process) -> tuple[int, str]:
+        # one run of one pid; on Linux not the create time, which moves when the clock is set
+        return proc.pid, current().start_mark(proc.pid) or repr(proc.create_time())
 
     @staticmethod
     def _descendants(proc: psutil.Process) -> list[psutil.Process]:
