@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -144,6 +145,20 @@ def test_stream_sends_counts_and_usage_without_a_change(gw: Gateway, http: httpx
     finally:
         path.unlink(missing_ok=True)
         gw.wait_for(lambda s: "grower" not in s, what="grower gone")
+
+
+def test_an_open_live_page_keeps_the_figures_at_the_full_rate(gw: Gateway, http: httpx.Client) -> None:
+    """Figures come every sample_every (1 s here) while someone looks, else once a minute. A look
+    lasts LOOKING_FOR after a request; a live page left open with no request at all goes on
+    being a look for as long as it is open."""
+    from reconciler.runtime import LOOKING_FOR
+
+    with http.stream("GET", "/stream", params={"back": "/"}, timeout=30):  # the last request
+        time.sleep(LOOKING_FOR + 12)  # the page sits open; nothing else asks
+        with psycopg.connect(gw.read_dsn(), options=f"-c search_path={gw.schema}") as conn:
+            recent = conn.execute("SELECT count(*) FROM host_samples WHERE at > now() - interval '9 seconds'"
+                                  ).fetchone()
+    assert recent is not None and recent[0] >= 4, recent  # not the 0 or 1 of once a minute
 
 
 @pytest.mark.browser
