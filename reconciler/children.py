@@ -56,7 +56,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
     return [proc for proc in out if alive(proc)]
 
 
-CREATE_TIME_TOLERANCE = 0.01  # seconds; psutil's create times are stable to well under this
+CREATE_TIME_TOLERANCE = 0.01  # seconds, where the create time is all there is (no start mark: Windows, macOS, old rows)
 GIVE_UP_AFTER = 2.0  # seconds after the tree kill to wait for the tree to be gone
 
 
