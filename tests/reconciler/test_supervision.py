@@ -16,6 +16,7 @@ import psutil
 import psycopg
 import pytest
 
+from reconciler.client import ApiError
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_gateway import Gateway
 from tests.reconciler.test_loop import HTTP, answers, free_port, gone, wait_until
@@ -192,8 +193,15 @@ def test_embedded_database_is_restarted_when_it_dies(gateway: Gateway):
     assert first is not None
     os.kill(first, signal.SIGKILL)
     wait_until(lambda: pg.pid not in (None, first), timeout=30, what="a new postmaster")
-    wait_until(lambda: any(e["kind"] == "database_restarted" for e in gateway.events()), timeout=30,
-               what="restart recorded")
+
+    def restart_recorded() -> bool:
+        try:
+            return any(e["kind"] == "database_restarted" for e in gateway.events())
+        except ApiError as exc:  # the new postmaster still recovers (a loaded machine): the API says so, in words
+            assert "the database is unreachable" in str(exc)
+            return False
+
+    wait_until(restart_recorded, timeout=30, what="restart recorded")
     kinds = [e["kind"] for e in gateway.events()]
     assert kinds.index("database_exited") < kinds.index("database_restarted")
     assert gateway.status()["web"]["phase"] == "running"
