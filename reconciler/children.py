@@ -190,8 +190,8 @@ class Child:
         `create_time`."""
         try:
             ps = psutil.Process(pid)
-            mark = current().start_mark(pid) if start_mark is not None else None
-            if mark is not None:
+            mark = current().start_mark(pid)  # kept on the adopted child: a row without one gets one
+            if mark is not None and start_mark is not None:
                 same_run = mark == start_mark
             else:
                 same_run = abs(ps.create_time() - create_time) <= CREATE_TIME_TOLERANCE

@@ -214,6 +214,10 @@ async def test_adopt_goes_by_the_start_mark_when_the_clock_was_set_since(reap: R
         assert Child.adopt(proc.pid, float(seen["create_time"]), start_mark=f"{boot}:{int(ticks) + 1}") is None
         assert Child.adopt(proc.pid, float(seen["create_time"]), start_mark=f"another-boot:{ticks}") is None
         assert proc.poll() is None  # refusing touches nothing
+        # a row written before the mark: told by its create time (read again should the clock move
+        # between the read and the adoption), and the adopted child then carries the mark
+        old = next(filter(None, (Child.adopt(proc.pid, psutil.Process(proc.pid).create_time()) for _ in range(3))), None)
+        assert old is not None and old.start_mark == mark
     finally:
         proc.kill()
         proc.wait()
