@@ -141,6 +141,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
             cwd=child_cwd(rt.config_dir, spec),
             env=child_env(spec, port),
             log_path=log_path(rt, name),
+            contain=lambda pid: current().contain(rt.data_dir, name, pid),  # Windows: its own job object
         )
     except SpawnError as exc:
         _failed(rt, name, spec, failures, str(exc), actor, now)
@@ -148,7 +149,6 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     except Exception as exc:  # noqa: BLE001 - whatever the OS refused: a failed start, with backoff
         _failed(rt, name, spec, failures, f"cannot start {spec.command[0]!r}: {exc}", actor, now)
         return
-    current().contain(rt.data_dir, name, child.pid)  # Windows: its own job object (POSIX: its group)
     if spec.port == "auto" and port is not None and rt.ports.get(name) != port:
         rt.ports[name] = port
         rt.put({"op": "port", "name": name, "port": port})

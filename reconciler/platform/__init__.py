@@ -39,8 +39,14 @@ class Platform(Protocol):
         default there); nothing the gateway runs needs the Proactor's pipes."""
         ...
 
-    def spawn_kwargs(self) -> dict[str, Any]:
-        """Extra keyword arguments for `asyncio.create_subprocess_exec`: a new process group."""
+    def spawn_kwargs(self, suspended: bool = False) -> dict[str, Any]:
+        """Extra keyword arguments for `subprocess.Popen` of a server: its own process group (POSIX)
+        or console (Windows). `suspended`: Windows creates it without running it, so that it is in
+        its job before it can start a child of its own (then `resume`)."""
+        ...
+
+    def resume(self, pid: int) -> None:
+        """Let a process started with `spawn_kwargs(suspended=True)` run."""
         ...
 
     def quiet_kwargs(self) -> dict[str, Any]:
@@ -105,9 +111,9 @@ class Platform(Protocol):
 
     def contain(self, data_dir: Path, name: str, pid: int) -> bool:
         """Hold the server `name`'s tree, rooted at the just-started (or adopted) `pid`, in something
-        the OS stops and accounts as one, found again after a gateway restart (Windows: a named
-        job object). False where none could be had: then pid + create time are all there is.
-        POSIX: the process group already is that; nothing to do."""
+        the OS stops and accounts as one, found again after a gateway restart (Windows: a job object
+        named for the server and the pid). False where none could be had: then pid + create time
+        are all there is. POSIX: the process group already is that; nothing to do."""
         ...
 
     def power_warnings(self) -> list[tuple[str, str]]:

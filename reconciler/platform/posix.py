@@ -86,8 +86,11 @@ class PosixPlatform:
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()  # asyncio's default
 
-    def spawn_kwargs(self) -> dict[str, Any]:
-        return {"start_new_session": True}
+    def spawn_kwargs(self, suspended: bool = False) -> dict[str, Any]:
+        return {"start_new_session": True}  # a process group is had at once: nothing to wait for
+
+    def resume(self, pid: int) -> None:
+        pass
 
     def quiet_kwargs(self) -> dict[str, Any]:
         return {}

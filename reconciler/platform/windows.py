@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Win32 process creation flags (winbase.h); the subprocess module only has them on Windows.
 CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
 DETACHED_PROCESS = getattr(subprocess, "DETACHED_PROCESS", 0x00000008)
+CREATE_SUSPENDED = 0x00000004
 
 StopMethod = Literal["ctrl-c", "break", "kill"]
 
@@ -81,19 +82,29 @@ _OPEN_ALWAYS, _ATTRIBUTE_NORMAL = 4, 0x80
 _INVALID_HANDLE = (1 << 64) - 1  # INVALID_HANDLE_VALUE as ctypes returns it (HANDLE is unsigned)
 
 
+def _console_host(proc: psutil.Process) -> bool:
+    """conhost.exe, the host of a server's console (Wine puts it in the server's job): it ends with
+    the console's last program and is never counted as one of the server's processes."""
+    try:
+        return proc.name().lower() == "conhost.exe"
+    except psutil.Error:
+        return False
+
+
 class WindowsPlatform:
     name = "windows"
     reuse_address = False  # on Windows SO_REUSEADDR lets a second socket steal a bound port
 
     def __init__(self) -> None:
         self.jobs: dict[int, Any] = {}  # root pid -> its server's windows_job.Job
+        self.helpers: dict[int, subprocess.Popen[bytes]] = {}  # root pid -> its graceful stop under way
 
     def contain(self, data_dir: Path, name: str, pid: int) -> bool:
         from reconciler.platform.windows_job import Job, job_name
 
-        key = job_name(data_dir, name)
+        key = job_name(data_dir, name, pid)
         try:
-            job = Job.open(key)  # a gateway restart: the job the root process keeps alive
+            job = Job.open(key)  # an adoption after a gateway restart: the job its root process keeps alive
             if job is not None and pid not in job.pids():
                 job.close()
                 job = None
@@ -110,9 +121,12 @@ class WindowsPlatform:
         # command checks and tries run through subprocess.Popen, which needs no Proactor.
         return asyncio.SelectorEventLoop()
 
-    def spawn_kwargs(self) -> dict[str, Any]:
+    def spawn_kwargs(self, suspended: bool = False) -> dict[str, Any]:
         # A console of its own, without a window (not CREATE_NEW_PROCESS_GROUP: it disables CTRL_C)
-        return {"creationflags": CREATE_NO_WINDOW}
+        return {"creationflags": CREATE_NO_WINDOW | (CREATE_SUSPENDED if suspended else 0)}
+
+    def resume(self, pid: int) -> None:
+        psutil.Process(pid).resume()  # NtResumeProcess: its one thread starts
 
     def quiet_kwargs(self) -> dict[str, Any]:
         return {"creationflags": CREATE_NO_WINDOW}  # a hidden console, not a window flashing up
@@ -138,13 +152,20 @@ class WindowsPlatform:
             log.warning("pid %s: cannot start the stop helper: %s", pid, exc)
             return
 
+        self.helpers[pid] = helper
+
         def report() -> None:  # the helper says what it did; its end is waited for here, off the loop
             said = helper.communicate()[0].decode(errors="replace").strip()
+            if self.helpers.get(pid) is helper:
+                del self.helpers[pid]
             log.info("pid %s: graceful stop: %s", pid, "; ".join(said.splitlines()) or f"exit {helper.returncode}")
 
         threading.Thread(target=report, name=f"stop-{pid}", daemon=True).start()
 
     def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+        helper = self.helpers.pop(pid, None)
+        if helper is not None and helper.poll() is None:
+            helper.kill()  # a graceful stop still trying: the kill ends that too
         job = self.jobs.pop(pid, None)
         if job is not None:  # the job knows its members whatever their pids: no tree walk, no guess
             members: list[psutil.Process] | None
@@ -152,6 +173,7 @@ class WindowsPlatform:
                 members = [psutil.Process(p) for p in job.pids() if psutil.pid_exists(p)]
                 job.terminate()
                 job.close()
+                members = [proc for proc in members if not _console_host(proc)]  # the console's, not the server's
             except (OSError, psutil.Error):
                 members = None  # fall back to the tree walk below
             if members is not None:

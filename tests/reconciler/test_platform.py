@@ -183,16 +183,17 @@ def test_job_structures_have_the_x64_layout() -> None:
     assert j.LIMIT_KILL_ON_JOB_CLOSE == 0x2000 and j.PROCESS_SET_QUOTA | j.PROCESS_TERMINATE == 0x101
 
 
-def test_job_names_are_per_data_folder_and_server() -> None:
+def test_job_names_are_per_data_folder_server_and_run() -> None:
     from pathlib import Path
 
     from reconciler.platform.windows_job import job_name
 
-    a = job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"), "blog")
-    assert a == job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"), "blog")  # found again after a restart
+    home = Path(r"C:\Users\Ana\AppData\Local\omen-gateway")
+    a = job_name(home, "blog", 4120)
+    assert a == job_name(home, "blog", 4120)  # found again after a restart, from the recorded pid
     assert a.startswith("Local\\omen-gateway-") and "\\" not in a[len("Local\\"):] and len(a) < 260
-    assert a != job_name(Path(r"D:\other"), "blog") and a != job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"),
-                                                                       "api")
+    assert len({a, job_name(Path(r"D:\other"), "blog", 4120), job_name(home, "api", 4120),
+                job_name(home, "blog", 4188)}) == 4  # a no-gap change runs two versions: two jobs
 
 
 def test_job_accounting_members_and_the_survival_rule() -> None:
