@@ -105,8 +105,9 @@ def peek(config_dir: Path, listen: str | None = None) -> tuple[str | None, str]:
     boots while the rest is imported). A file that does not read says nothing here;
     `resolve` reports it."""
     try:
-        with (config_dir / GATEWAY_FILE).open("rb") as f:
-            raw = tomllib.load(f)
+        from reconciler.fsutil import read_regular  # never a pipe: it would block the start for good
+
+        raw = tomllib.loads(read_regular(config_dir / GATEWAY_FILE).decode("utf-8-sig"))
         database, web = raw.get("database", {}), raw.get("web", {})
         dsn, web_listen = database.get("dsn"), web.get("listen")
     except (OSError, ValueError, AttributeError, RecursionError):
