@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.digits import plain_digits
+
 if TYPE_CHECKING:  # the schema (pydantic) loads when gateway.toml is read, not with these names
     from reconciler.spec import GatewayFile
 
@@ -37,7 +39,7 @@ class Settings:
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if not port.isdigit():
+        if not plain_digits(port):
             raise SettingsError(f"listen: {self.listen!r} is not HOST:PORT")
         return host, int(port)
 
@@ -50,7 +52,7 @@ class Settings:
         raw = os.environ.get("GATEWAY_TUNNEL_LISTEN")
         if raw:
             host, _, port = raw.rpartition(":")
-            if not port.isdigit():
+            if not plain_digits(port):
                 raise SettingsError(f"GATEWAY_TUNNEL_LISTEN: {raw!r} is not HOST:PORT")
             return host.strip("[]") or "127.0.0.1", int(port)
         page = self.host_port[1]

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from reconciler.fsutil import NotRegularFile, read_regular
 from reconciler.ops import tomledit
@@ -108,7 +109,7 @@ def merge(data: Mapping[str, Any], form: Mapping[str, str], errors: dict[str, st
     _set(out, "description", form.get("description", "").strip())
     _set(out, "cwd", form.get("cwd", "").strip())
     port = form.get("port", "").strip()
-    _set(out, "port", int(port) if port.isdigit() else port)
+    _set(out, "port", int(port) if plain_digits(port) else port)
     env: dict[str, str] = {}
     for number, line in enumerate(form.get("env", "").splitlines(), start=1):
         if line.strip():

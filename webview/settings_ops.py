@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
@@ -91,7 +92,7 @@ async def backup_schedule(request: Request) -> Response:
     keep = str(form.get("keep", "7")).strip()
     if every not in SCHEDULES:
         return _backups(request, 422, "Choose one of the listed schedules.")
-    if not keep.isdigit() or int(keep) < 1:
+    if not plain_digits(keep) or int(keep) < 1:
         return _backups(request, 422, "Keep: write how many backups to keep, 1 or more.")
     from reconciler.ops import tomledit
     from reconciler.ops.gitsync import SyncSettingsError, parse_settings

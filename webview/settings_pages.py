@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.fsutil import read_regular
 from reconciler.ops import tomledit
 from reconciler.spec import GatewayFile
@@ -192,7 +193,7 @@ async def ports_save(request: Request) -> Response:
     _, form = await guard_post(request)
     value = str(form.get("range", "")).strip().replace(" ", "")
     lo, _, hi = value.partition("-")
-    if not (lo.isdigit() and hi.isdigit() and 1024 <= int(lo) <= int(hi) <= 65535):
+    if not (plain_digits(lo) and plain_digits(hi) and 1024 <= int(lo) <= int(hi) <= 65535):
         return _ports(request, 422, "Write two port numbers from 1024 to 65535, the smaller first, "
                                     "like 20000-29999.", value)
     try:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from reconciler.store import accounts
 from webview import auth, doors, passkeys, totp, users
@@ -166,13 +167,13 @@ async def verify_post(request: Request) -> Response:
     code = str(form.get("code", "")).strip()
     store = _store(request)
     digits = code.replace(" ", "")
-    ok = await (totp.check(store, user, digits) if digits.isdigit() else totp.use_recovery(store, user, code))
+    ok = await (totp.check(store, user, digits) if plain_digits(digits) else totp.use_recovery(store, user, code))
     if not ok:
         failed(request, user)
         return await verify_page(request, 401, "That code is not right, or it was already used. "
                                                "Codes change every 30 seconds: try the one your app shows now.")
     return await open_session(request, user, True, target,
-                              "a password and the code app" if digits.isdigit() else "a password and a recovery code")
+                              "a password and the code app" if plain_digits(digits) else "a password and a recovery code")
 
 
 async def passkey_options(request: Request) -> Response:

@@ -46,7 +46,7 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     """The time step whose code `code` is (within DRIFT), else None."""
     import pyotp
 
-    code = "".join(c for c in code if c.isdigit())
+    code = "".join(c for c in code if c in "0123456789")
     if len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
