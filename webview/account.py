@@ -92,8 +92,11 @@ async def totp_post(request: Request) -> Response:
 async def totp_off(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
+    wait = own_password_wait(request)
+    if wait > 0:
+        return redirect(request, "/security", too_many_own(wait) + " The code app stays on.")
     if not await users.verify(store, me, str(form.get("password", ""))):
-        signin.failed(request, me)
+        own_password_wrong(request)
         return redirect(request, "/security", "Wrong password: the code app stays on.")
     await accounts.disable_totp(store, me)
     _changed(request, "turned off the code app", "totp off")
@@ -147,6 +150,21 @@ async def passkey_remove(request: Request) -> Response:
     return redirect(request, "/security", "Passkey removed." if gone else "No such passkey.")
 
 
+# --- your own password, asked again while signed in ------------------------------------------
+def own_password_wait(request: Request) -> float:
+    """Seconds until this session may give its current password again (0: now). Only its own
+    wrong tries count: whatever strangers try at the sign-in never blocks it (webview.lockout)."""
+    return float(request.app.state.lockouts.own_password.retry_after(request.user.key))
+
+
+def own_password_wrong(request: Request) -> None:
+    request.app.state.lockouts.own_password.fail(request.user.key)
+
+
+def too_many_own(wait: float) -> str:
+    return f"Your current password was wrong too many times here: try again in {wait:.0f} s."
+
+
 # --- users ---------------------------------------------------------------------------------
 @auth.page
 async def users_page(request: Request) -> Response:
@@ -189,8 +207,11 @@ async def password_post(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
     current, new, again = (str(form.get(k, "")) for k in ("current", "password", "password2"))
-    if signin.wait_for(request, me) > 0 or not await users.verify(store, me, current):
-        signin.failed(request, me)
+    wait = own_password_wait(request)  # never the sign-in's lock-outs: only this session's own wrong tries
+    if wait > 0:
+        return redirect(request, "/users", too_many_own(wait) + " Nothing changed.")
+    if not await users.verify(store, me, current):
+        own_password_wrong(request)
         return redirect(request, "/users", "Your current password was not right: nothing changed.")
     if new != again:
         return redirect(request, "/users", "The two new passwords are not the same: nothing changed.")

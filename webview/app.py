@@ -20,14 +20,11 @@ from webview.auth import Authenticate, CsrfGuard
 from webview import settings_ops, settings_pages
 from webview.metrics import metrics
 from webview.render import HERE, render
-from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
+from webview.lockout import LockOuts
+from webview.security import SecurityHeaders, read_or_create_secret
 
 if TYPE_CHECKING:
     from webview.gateway import Gateway
-
-LOGIN_FAILURES_PER_IP = (10, 300.0)  # failures, seconds
-LOGIN_FAILURES_PER_USER = (5, 300.0)
-
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
@@ -60,6 +57,5 @@ def create_app(daemon: Gateway) -> Starlette:
     app.state.daemon = daemon
     app.state.secret = read_or_create_secret(daemon.settings.data_dir)
     app.state.access = access
-    app.state.limit_ip = RateLimit(*LOGIN_FAILURES_PER_IP)
-    app.state.limit_user = RateLimit(*LOGIN_FAILURES_PER_USER)
+    app.state.lockouts = LockOuts()
     return app

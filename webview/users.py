@@ -58,7 +58,7 @@ RESERVED = frozenset({"gateway", "cloudflared", "cli"})  # names the gateway use
 
 
 def check_name(name: str) -> str:
-    if not USER_RE.match(name):
+    if not USER_RE.fullmatch(name):  # match() let "ada\n" through ($ matches before a last newline)
         raise UserError(f"{name!r} is not a user name: use letters, digits and . _ @ + - (up to 128)")
     if name.lower() in RESERVED:
         raise UserError(f"{name!r} is a name the gateway uses itself: pick another one")
