@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from reconciler.events import EventKind
 from reconciler.store import accounts
-from webview import auth, doors, passkeys, signin, totp, users
+from webview import auth, cookies, doors, passkeys, signin, totp, users
 from webview.render import daemon_of, redirect, render
 
 
@@ -120,8 +120,7 @@ async def passkey_options(request: Request) -> Response:
     except passkeys.PasskeyError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     response = Response(options, media_type="application/json")
-    response.set_cookie(passkeys.CHALLENGE_COOKIE, key, max_age=int(passkeys.CHALLENGE_TTL), path="/",
-                        httponly=True, samesite="strict", secure=doors.is_https(request))
+    cookies.put(response, request, cookies.CHALLENGE, key, max_age=int(passkeys.CHALLENGE_TTL), samesite="strict")
     return response
 
 
@@ -221,8 +220,8 @@ async def password_post(request: Request) -> Response:
         return redirect(request, "/users", f"Not changed: {exc}.")
     _changed(request, "changed their password (signed out everywhere else)", "password")
     response = await signin.open_session(request, me, request.user.second_factor, "/users", "")  # ... but this one
-    response.set_cookie("gw_flash", "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
-                        max_age=60, path="/", httponly=True, samesite="lax", secure=doors.is_https(request))
+    cookies.put(response, request, cookies.FLASH, "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
+                max_age=60)
     return response
 
 
@@ -231,7 +230,7 @@ async def signout_all(request: Request) -> Response:
     await users.end_all_sessions(_store(request), _me(request))
     _changed(request, "signed out on every device", "signed out everywhere")
     response = redirect(request, "/login", "You were signed out on every device.")
-    response.delete_cookie(signin.COOKIE, path="/")
+    cookies.drop(response, request, cookies.SESSION)
     return response
 
 

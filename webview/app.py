@@ -39,6 +39,18 @@ def _local_names(daemon: Gateway) -> set[str]:
     return doors.configured_names(result.settings.web if result else None)
 
 
+def _hostname(daemon: Gateway) -> str | None:
+    """The page's public name as the tunnel routes it (lower-case ASCII), or None."""
+    from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
+
+    result = daemon.reconciler.result
+    name = result.settings.web.hostname if result else None
+    try:
+        return ascii_hostname(name) if name and not name.startswith("*") else None
+    except HostnameError:
+        return None
+
+
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched: the JSON API first (polled
     most, it would else be tried against every page's pattern), then the sign-in pages."""
@@ -51,6 +63,7 @@ def create_app(daemon: Gateway) -> Starlette:
     app = Starlette(
         routes=all_routes(),
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
+                    Middleware(doors.HttpsOnly, hostname=lambda: _hostname(daemon)),
                     Middleware(Authenticate), Middleware(CsrfGuard)],
         exception_handlers={HTTPException: http_error},
     )

@@ -35,10 +35,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webview import doors, users
+from webview import cookies, doors, users
 from webview.access import AccessDenied
 
-COOKIE = "gw_session"
 PAGE, API, READ, STRONG, LOCAL = "page", "api", "read", "strong", "local"
 
 
@@ -82,7 +81,7 @@ class GatewayAuth(AuthenticationBackend):
             except AccessDenied as exc:
                 raise AuthenticationError(f"Cloudflare Access: {exc}") from None
             return AuthCredentials([PAGE, READ, STRONG, *base]), GatewayUser(who, "access", f"access:{who}", True)
-        cookie = conn.cookies.get(COOKIE)
+        cookie = cookies.get(conn, cookies.SESSION)  # at the tunnel door only its __Host- cookie
         if cookie and state.daemon.store is not None:
             try:
                 session = await users.find_session(state.daemon.store, cookie)

@@ -20,10 +20,10 @@ from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from reconciler.spec import quote as quoted
 from reconciler.store import accounts
-from webview import auth, doors, lockout, passkeys, totp, users
+from webview import auth, cookies, doors, lockout, passkeys, totp, users
 from webview.lockout import LockOuts
 from webview.render import daemon_of, redirect, render
-from webview.security import COOKIE, PENDING_COOKIE, PENDING_TTL, is_https, sign, unsign
+from webview.security import PENDING_TTL, sign, unsign
 
 
 def safe_next(raw: str | None) -> str:
@@ -97,14 +97,13 @@ async def open_session(request: Request, user: str, second_factor: bool, target:
         Audit(request).event(EventKind.SIGNED_IN, f"{user} signed in with {how}", user=user, how=how)
     token = await users.new_session(_store(request), user, second_factor, doors.door_of(request.scope))
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=int(users.SESSION_TTL.total_seconds()), path="/", httponly=True,
-                        samesite="lax", secure=is_https(request))
-    response.delete_cookie(PENDING_COOKIE, path="/")
+    cookies.put(response, request, cookies.SESSION, token, max_age=int(users.SESSION_TTL.total_seconds()))
+    cookies.drop(response, request, cookies.PENDING)
     return response
 
 
 def _pending(request: Request) -> dict[str, Any] | None:
-    found = unsign(request.app.state.secret, request.cookies.get(PENDING_COOKIE, ""))
+    found = unsign(request.app.state.secret, cookies.get(request, cookies.PENDING))
     if found is None or found.get("door") != doors.door_of(request.scope):
         return None
     return found
@@ -155,8 +154,7 @@ async def login_post(request: Request) -> Response:
     pending = sign(request.app.state.secret, {"user": name, "next": target, "door": doors.door_of(request.scope),
                                               "exp": time.time() + PENDING_TTL})
     response = RedirectResponse("/login/verify", status_code=303)
-    response.set_cookie(PENDING_COOKIE, pending, max_age=PENDING_TTL, path="/", httponly=True, samesite="lax",
-                        secure=is_https(request))
+    cookies.put(response, request, cookies.PENDING, pending, max_age=PENDING_TTL)
     return response
 
 
@@ -206,8 +204,7 @@ async def passkey_options(request: Request) -> Response:
     except passkeys.PasskeyError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     response = Response(options, media_type="application/json")
-    response.set_cookie(passkeys.CHALLENGE_COOKIE, key, max_age=int(passkeys.CHALLENGE_TTL), path="/",
-                        httponly=True, samesite="strict", secure=is_https(request))
+    cookies.put(response, request, cookies.CHALLENGE, key, max_age=int(passkeys.CHALLENGE_TTL), samesite="strict")
     return response
 
 
@@ -232,12 +229,12 @@ async def passkey_post(request: Request) -> Response:
 
 @auth.action
 async def logout_post(request: Request) -> Response:
-    token = request.cookies.get(COOKIE)
+    token = cookies.get(request, cookies.SESSION)
     store = daemon_of(request).store
     if token and store is not None:
         await users.end_session(store, token)
     response = redirect(request, "/login", "Signed out.")
-    response.delete_cookie(COOKIE, path="/")
+    cookies.drop(response, request, cookies.SESSION)
     return response
 
 
