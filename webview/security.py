@@ -39,9 +39,15 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")  # a year; not includ
 # may hold names that are not ours
 
 
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class SecurityHeaders:
     """Adds the headers above to every response (pure ASGI: streams stay streams); at the
-    tunnel door also Strict-Transport-Security (the browser then never uses plain http there)."""
+    tunnel door also Strict-Transport-Security (the browser then never uses plain http there).
+    Every answer but a static file is `Cache-Control: no-store` unless it says otherwise (the
+    backup download, env values, logs, /metrics: nothing a shared computer's cache or a proxy
+    should keep); the overview's JSON says `private, no-cache` itself, to be asked with its ETag."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -52,6 +58,8 @@ class SecurityHeaders:
             return
 
         extra = [*HEADERS, HSTS] if door_of(scope) == TUNNEL else HEADERS
+        if not scope["path"].startswith("/static/"):
+            extra = [*extra, NO_STORE]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
