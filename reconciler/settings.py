@@ -127,10 +127,12 @@ def _listen(arg: str | None, in_file: str | None) -> str:
 
 
 def ensure_private_dir(path: Path) -> None:
-    """The data folder: only this user may read or write it. Traversal by others (o+x) is
-    kept when set: the embedded PostgreSQL's system user needs it when we run as root."""
-    path.mkdir(parents=True, exist_ok=True)
+    """The data folder: only this user may read or write it, and nobody else may pass through
+    it (o+x, which a gateway run as root used to set, let anyone open a file in it whose name
+    they knew). Passing through by the folder's group is kept when set: as root, the embedded
+    PostgreSQL's system user gets that way in (reconciler.store.embedded), and no other."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        path.chmod(0o700 | (path.stat().st_mode & stat.S_IXOTH))
+        path.chmod(0o700 | (path.stat().st_mode & stat.S_IXGRP))
     except OSError:  # pragma: no cover - e.g. a folder owned by another user
         pass

@@ -61,9 +61,7 @@ async def totp_page(request: Request) -> Response:
     factors = await accounts.second_factors(store, me)
     if factors["totp"]:
         return redirect(request, "/security", "Your code app is already on.")
-    secret = factors["pending"] or totp.new_secret()
-    if not factors["pending"]:
-        await accounts.set_totp_pending(store, me, secret)
+    secret = await totp.pending(store, request.app.state.box, me)
     from markupsafe import Markup
 
     return render(request, "security_totp.html", qr=Markup(totp.qr_svg(totp.uri(secret, me))),
@@ -74,15 +72,16 @@ async def totp_page(request: Request) -> Response:
 async def totp_post(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
-    codes = await totp.confirm(store, me, str(form.get("code", "")))
+    codes = await totp.confirm(store, request.app.state.box, me, str(form.get("code", "")))
     if codes is None:
         factors = await accounts.second_factors(store, me)
         if not factors["pending"]:
             return redirect(request, "/security/totp")
         from markupsafe import Markup
 
-        return render(request, "security_totp.html", status=400, secret=totp.grouped(factors["pending"]),
-                      qr=Markup(totp.qr_svg(totp.uri(factors["pending"], me))),
+        secret = await totp.pending(store, request.app.state.box, me)
+        return render(request, "security_totp.html", status=400, secret=totp.grouped(secret),
+                      qr=Markup(totp.qr_svg(totp.uri(secret, me))),
                       error="That code is not right. Type the 6 digits your app shows now (they change every 30 s).")
     _changed(request, "turned on the code app", "totp on")
     return render(request, "security_codes.html", codes=codes, first=True)

@@ -14,13 +14,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from webview import account, api, cloudflare, doors, forms, pages, setup, signin, stream
+from reconciler import secretbox
+from webview import account, api, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream
 from webview.access import Access
 from webview.auth import Authenticate, CsrfGuard
-from webview import settings_ops, settings_pages
+from webview.lockout import LockOuts
 from webview.metrics import metrics
 from webview.render import HERE, render
-from webview.lockout import LockOuts
 from webview.security import SecurityHeaders, read_or_create_secret
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ def create_app(daemon: Gateway) -> Starlette:
     )
     app.state.daemon = daemon
     app.state.secret = read_or_create_secret(daemon.settings.data_dir)
+    app.state.box = secretbox.load_or_create(daemon.settings.data_dir)  # seals the code app's secrets
     app.state.access = access
     app.state.lockouts = LockOuts()
     return app

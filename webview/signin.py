@@ -181,7 +181,7 @@ async def verify_post(request: Request) -> Response:
     code = str(form.get("code", "")).strip()
     store = _store(request)
     digits = code.replace(" ", "")
-    ok = await (totp.check(store, user, digits) if plain_digits(digits) else totp.use_recovery(store, user, code))
+    ok = await (totp.check(store, request.app.state.box, user, digits) if plain_digits(digits) else totp.use_recovery(store, user, code))
     if not ok:
         failed(request, user, second_step=True)
         return await verify_page(request, 401, "That code is not right, or it was already used. "

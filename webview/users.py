@@ -96,6 +96,11 @@ def forget_sessions(name: str) -> None:
         _cache.pop(key, None)
 
 
+def forget_all_sessions() -> None:
+    """After a restore: no session seen before is trusted from memory (the table was replaced)."""
+    _cache.clear()
+
+
 async def count_users(store: Store) -> int:
     return await accounts.count_users(store)
 
