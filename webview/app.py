@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconciler import secretbox
-from webview import account, api, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream
+from webview import account, api, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream, tokens
 from webview.access import Access
 from webview.auth import Authenticate, CsrfGuard
 from webview.lockout import LockOuts
@@ -54,7 +54,7 @@ def _hostname(daemon: Gateway) -> str | None:
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched: the JSON API first (polled
     most, it would else be tried against every page's pattern), then the sign-in pages."""
-    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
 
 
 def create_app(daemon: Gateway) -> Starlette:

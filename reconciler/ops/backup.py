@@ -37,7 +37,8 @@ from reconciler.store.db import migrate
 
 FORMAT = 1
 SKIP_DIRS = {".git", "__pycache__"}
-NOT_BACKED_UP = frozenset({"sessions"})  # who is signed in where: never carried to another time or place
+NOT_BACKED_UP = frozenset({"sessions", "api_tokens"})  # who may come in: never carried to another time or place
+KEPT_ON_RESTORE = frozenset({"api_tokens"})  # this machine's, like the api-token file: a restore leaves them
 SEALED_COLUMNS = {"users": ("totp_secret", "totp_pending")}  # kept only when sealed (reconciler.secretbox)
 
 

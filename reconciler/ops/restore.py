@@ -30,7 +30,7 @@ from psycopg import sql
 
 from reconciler import secretbox
 from reconciler.fsutil import file_kind
-from reconciler.ops.backup import NOT_BACKED_UP, BackupError, Restored, _migrate, _tables, manifest_of, read_archive
+from reconciler.ops.backup import KEPT_ON_RESTORE, NOT_BACKED_UP, BackupError, Restored, _migrate, _tables, manifest_of, read_archive
 from reconciler.secretbox import Box
 
 _TABLE_MEMBER = re.compile(r"^db/([a-z_][a-z0-9_]*)\.csv$")
@@ -181,7 +181,7 @@ def _stage(config_dir: Path, files: dict[str, bytes]) -> list[tuple[Path, Path]]
 def _replace_rows(dsn: str, schema: str, checked: Checked, box: Box) -> dict[str, int]:
     counts: dict[str, int] = {}
     with psycopg.connect(dsn) as conn, conn.transaction():
-        tables = [t for t in _tables(conn, schema) if t != "schema_version"]
+        tables = [t for t in _tables(conn, schema) if t != "schema_version" and t not in KEPT_ON_RESTORE]
         if tables:
             conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
                 sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
