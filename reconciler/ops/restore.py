@@ -54,8 +54,8 @@ class Checked:
         who = ", ".join(self.code_app_lost)
         return (f"The code app of {who} cannot come along: this backup was made on another computer (or with "
                 "another data folder), and the key that opens code app secrets stays in the data folder, never "
-                f"in a backup. After the restore, {who} signs in with the password (and a passkey or a recovery "
-                "code from outside the laptop) and sets up the code app again under Security.")
+                f"in a backup. After the restore, {who} signs in on the laptop with the password and sets up the "
+                "code app again under Security (from outside, a passkey still works).")
 
 
 def _safe_relative(name: str, rel: str) -> PurePosixPath:
