@@ -16,7 +16,6 @@ on the way in."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
@@ -28,9 +27,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from reconciler import secretbox
+from reconciler import aio, secretbox
 from reconciler.fsutil import file_kind
-from reconciler.ops.backup import KEPT_ON_RESTORE, NOT_BACKED_UP, BackupError, Restored, _migrate, _tables, manifest_of, read_archive
+from reconciler.ops.backup import (
+    KEPT_ON_RESTORE,
+    NOT_BACKED_UP,
+    BackupError,
+    Restored,
+    _migrate,
+    _tables,
+    manifest_of,
+    read_archive,
+)
 from reconciler.secretbox import Box
 
 _TABLE_MEMBER = re.compile(r"^db/([a-z_][a-z0-9_]*)\.csv$")
@@ -113,7 +121,7 @@ def check(archive: Path, dsn: str, schema: str, config_dir: Path | None, box: Bo
     members = read_archive(archive)
     manifest = manifest_of(members)
     with ThreadPoolExecutor(1) as pool:  # its own event loop, also when called from one
-        current = pool.submit(asyncio.run, _migrate(dsn, schema)).result()
+        current = pool.submit(aio.run, _migrate(dsn, schema)).result()
     if (manifest.get("schema_version") or 0) > current:
         raise BackupError(f"the backup's schema version {manifest['schema_version']} is newer than this "
                           f"gateway's ({current}): restore it with a newer gateway")
