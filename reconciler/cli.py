@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import copy
 import json
 import logging
 import logging.handlers
@@ -176,6 +177,21 @@ def _run_daemon(settings: Settings, keep_servers: bool, booting: _Booting | None
     return 1 if daemon.crashed else 0
 
 
+class OneLineQueue(logging.handlers.QueueHandler):
+    """Puts records on the writer's queue with their message made one line: control
+    characters in it (a line break in a user name a stranger typed) are escaped, so nobody can
+    forge a line of gateway.log. A traceback, which the writer's formatter adds after the
+    message, keeps its lines."""
+
+    ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127, 0x85) if c != 9} | {
+        10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}  # what str.splitlines() splits at
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)  # the queue is in this process: the exception stays for the writer
+        record.msg, record.args = record.getMessage().translate(self.ESCAPES), None
+        return record
+
+
 def _setup_logging(path: Path, verbose: bool) -> logging.handlers.QueueListener:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     from reconciler.ops.logs import LogSettings
@@ -192,7 +208,7 @@ def _setup_logging(path: Path, verbose: bool) -> logging.handlers.QueueListener:
     # The event loop only puts records on a queue; a thread formats and writes them (a file
     # write, a flush and a rollover check per record cost the loop ~1 ms each at a busy start).
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    root.addHandler(logging.handlers.QueueHandler(records))
+    root.addHandler(OneLineQueue(records))
     writer = logging.handlers.QueueListener(records, to_file, to_err, respect_handler_level=True)
     writer.start()
     return writer

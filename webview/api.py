@@ -48,7 +48,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-@auth.api
+@auth.status
 async def status(request: Request) -> JSONResponse:
     return JSONResponse(status_view(_daemon(request)))
 
@@ -155,9 +155,9 @@ def none_match(header: str, etag: str) -> bool:
     return etag.removeprefix("W/") in {t.strip().removeprefix("W/") for t in header.split(",")}
 
 
-@auth.read
+@auth.status
 async def servers(request: Request) -> Response:
-    """Everything the overview shows (token or a signed-in session); 304 when the asker's
+    """Everything the overview shows (any API token or a signed-in session); 304 when the asker's
     If-None-Match is still current."""
     state = request.app.state
     answer = getattr(state, "servers_answer", None)

@@ -162,7 +162,7 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
         folder = backup_folder(daemon, conf)
         path = folder / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
             if dsn is None:
                 raise RuntimeError("the database is not running")

@@ -228,7 +228,7 @@ class EmbeddedPostgres:
             return
         for path in (self.pgdata, self.password_path, self.log_path):
             os.chown(path, *self._system_ids())
-        _make_traversable(self.pgdata)
+        _make_traversable(self.pgdata, self.data_dir, self._system_ids()[1])
         _make_traversable(self.bin_dir / "postgres")
         if not os.stat(self.bin_dir / "postgres").st_mode & stat.S_IXOTH:
             read = stat.S_IRGRP | stat.S_IROTH
@@ -285,7 +285,7 @@ class EmbeddedPostgres:
     def _own(self, path: Path) -> Path:
         if self.system_user is not None:
             os.chown(path, *self._system_ids())
-            _make_traversable(path)
+            _make_traversable(path, self.data_dir, self._system_ids()[1])
         return path
 
     # --- connecting ------------------------------------------------------------------------------
@@ -380,12 +380,20 @@ def _socket_fits(directory: Path) -> bool:
     return fits and not set(str(directory)) & set(',"')  # unix_socket_directories is a quoted list
 
 
-def _make_traversable(path: Path) -> None:
-    """o+x on every parent, so the system user can reach `path` (no read access added)."""
+def _make_traversable(path: Path, private: Path | None = None, gid: int | None = None) -> None:
+    """x on every parent, so the system user can reach `path` (no read access added): through
+    the data folder `private` (and folders inside it) by its group `gid` only, so the data
+    folder stays closed to everyone else (issue 25); above it by others (o+x)."""
     for parent in path.parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+        st = parent.stat()
+        if private is not None and gid is not None and (parent == private or private in parent.parents):
+            if st.st_gid != gid:
+                os.chown(parent, -1, gid)
+            mode = (stat.S_IMODE(st.st_mode) | stat.S_IXGRP) & ~stat.S_IXOTH
+            if mode != stat.S_IMODE(st.st_mode):
+                parent.chmod(mode)
+        elif not st.st_mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
 
 
 def _clear_stale_lock(sock: Path) -> None:

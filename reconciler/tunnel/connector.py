@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.config import ConfigError, LoadResult, _line_of
+from reconciler.digits import plain_digits
 from reconciler.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
@@ -141,7 +142,7 @@ def page_route(hostname: str | None, data_dir: Path) -> ServerSpec | None:
     except OSError:
         door = ""
     port = door.rpartition(":")[2] if door else ""
-    if not port.isdigit():  # like a server whose automatic port is not handed out yet: pending
+    if not plain_digits(port):  # like a server whose automatic port is not handed out yet: pending
         return ServerSpec(name=PAGE, command=["-"], port="auto", domain={"hostname": hostname})
     return ServerSpec(name=PAGE, command=["-"], port=int(port),
                       domain={"hostname": hostname, "service": f"http://127.0.0.1:{port}"})
