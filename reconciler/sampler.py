@@ -154,11 +154,20 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
                 if state.phase in DOWN:
                     rt.put({"op": "health", "server": name, "ok": False, "latency_ms": None,
                             "error": f"{state.phase}: {state.reason}"})
+                elif state.phase is Phase.RUNNING and unchecked(rt.specs.get(name)):
+                    # no check runs (a bot): running is its passed check, or its availability
+                    # would be made of its failures alone (0.0 % for a bot that runs fine)
+                    rt.put({"op": "health", "server": name, "ok": True, "latency_ms": None, "error": None})
             if measure or changed:
                 rt.put({"op": "host", **rt.host})
         rt.look_began.clear()
         with contextlib.suppress(TimeoutError):  # a look after a quiet spell: figures now
             await wait_for(rt.look_began.wait(), every)
+
+
+def unchecked(spec: Any) -> bool:
+    """A server whose check never runs while it is up (no check, or "it keeps running")."""
+    return spec is not None and spec.effective_health().type in ("none", "running")
 
 
 async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY) -> None:
