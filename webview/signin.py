@@ -113,7 +113,7 @@ async def login_page(request: Request) -> Response:
 
 async def login_post(request: Request) -> Response:
     form = await request.form()
-    name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    name, password = users.normal_name(str(form.get("username", ""))), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
     wait = wait_for(request, name)
     if wait > 0:

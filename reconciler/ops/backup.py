@@ -18,8 +18,10 @@ import contextlib
 import csv
 import io
 import json
+import lzma
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,8 +165,20 @@ def read_archive(path: Path) -> dict[str, bytes]:
                 return {n: z.read(n) for n in z.namelist() if not n.endswith("/")}
         with tarfile.open(path, "r:*") as t:
             return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
-    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
-        raise BackupError(f"{path}: not a gateway backup ({exc})") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        raise BackupError(f"{path}: {_unreadable(path, exc)}") from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """Why an archive cannot be read, in words, with what to do (the library's text is not shown)."""
+    made_by = "choose the file that \"Download a backup\" or `gateway backup` made (.tar.gz or .zip)"
+    if isinstance(exc, tarfile.ReadError) and str(exc).startswith("file could not be opened"):
+        return f"this is not a gateway backup: it is not a .tar.gz or .zip archive; {made_by}"
+    if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError)) or (
+            isinstance(exc, OSError) and exc.errno is None):  # gzip's BadGzipFile, a bad CRC
+        return ("this backup is damaged or cut short (it ends before the archive does); download or copy it "
+                "again, or use an older backup")
+    return f"the file cannot be read ({getattr(exc, 'strerror', None) or exc})"
 
 
 def manifest_of(members: dict[str, bytes]) -> dict[str, Any]:
