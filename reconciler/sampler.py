@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -170,13 +171,15 @@ def unchecked(spec: Any) -> bool:
     return spec is not None and spec.effective_health().type in ("none", "running")
 
 
-async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY) -> None:
-    """Hourly rollups and retention, and the uptime figures `status` shows."""
+async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY,
+                         beats: Callable[[], Mapping[str, float]] = dict) -> None:
+    """Hourly rollups and retention, and the availability figures `status` and the page show
+    (reconciler/store/availability.py; `beats()`: each server's beat in seconds)."""
     await asyncio.sleep(min(every, 5.0))  # a first figure soon after start
     while True:
         try:
             await store.rollup()
-            rt.uptime = await store.uptime()
+            rt.uptime = await store.availability(beats())
         except Exception as exc:  # noqa: BLE001 - the database may be away; the next round retries
             log.debug("rollup skipped: %s", exc)
         await asyncio.sleep(every)
