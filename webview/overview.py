@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.fsutil import server_log
 from reconciler.spec import NAME_PATTERN
+from webview.availability import availability_words
 from webview.render import daemon_of, fragment
 from webview.views import gateway_view, server_names, server_view
 from webview.words import server_words
@@ -42,7 +43,7 @@ def tail_lines(path: Path, size: int = TAIL_BYTES) -> list[str]:
 
 
 VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at", "latency_ms", "uptime_pct",
-            "since_epoch", "next_try_at_epoch", "v")  # a card's moving figures: they tick in the browser
+            "since_epoch", "next_try_at_epoch", "a", "v")  # a card's moving figures: they tick in the browser
 VOLATILE_WORDS = ("wait", "status", "countdown")
 
 
@@ -85,6 +86,7 @@ def card_view(daemon: Gateway, name: str) -> dict[str, Any]:
     log = tail_lines(server_log(daemon.settings.data_dir, name)) if view["phase"] in CRASHING \
         and view["last_exit"] else []
     view["w"] = server_words(view, log)
+    view["a"] = availability_words(view["uptime_pct"], public=bool(view["domain"]))
     if view["broken_new"]:
         view["w"].update(head="Not started: its file has a mistake", status="Not started: its file has a mistake",
                          tone="cant-start", attention=True)
