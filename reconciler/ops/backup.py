@@ -171,7 +171,7 @@ def read_archive(path: Path) -> dict[str, bytes]:
 
 def _unreadable(path: Path, exc: BaseException) -> str:
     """Why an archive cannot be read, in words, with what to do (the library's text is not shown)."""
-    made_by = "choose the file that \"Download a backup\" or `gateway backup` made (.tar.gz or .zip)"
+    made_by = "choose a file made by \"Download a backup now\" (Settings → Backups) or `gateway backup`"
     if isinstance(exc, tarfile.ReadError) and str(exc).startswith("file could not be opened"):
         return f"this is not a gateway backup: it is not a .tar.gz or .zip archive; {made_by}"
     if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError)) or (

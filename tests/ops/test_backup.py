@@ -115,8 +115,8 @@ def test_a_file_that_is_not_a_backup_is_refused(tmp_path: Path) -> None:
         read_archive(tmp_path / "y.tar.gz")
     # in words, with what to do; not tarfile's "ReadError('not a gzip file') - method bz2 ..."
     assert str(refused.value) == (f"{tmp_path / 'y.tar.gz'}: this is not a gateway backup: it is not a .tar.gz or "
-                                  ".zip archive; choose the file that \"Download a backup\" or `gateway backup` "
-                                  "made (.tar.gz or .zip)")
+                                  ".zip archive; choose a file made by \"Download a backup now\" (Settings → "
+                                  "Backups) or `gateway backup`")
 
 
 def test_a_backup_cut_short_says_so(tmp_path: Path) -> None:

@@ -134,6 +134,17 @@ def test_a_new_owner_with_a_real_name_through_the_first_screens(gateway: Gateway
         page.get_by_role("link", name="Show my servers").click()
         expect(page).to_have_url(base + "/")
         expect(page.locator("#srv-one")).to_be_visible()
+
+        # --- a file that is not a backup: said in words, naming the file chosen
+        page.goto(base + "/settings/backups")
+        page.locator("input[name=file]").set_input_files(
+            {"name": "holiday.tar.gz", "mimeType": "application/gzip", "buffer": b"a photo, not a backup"})
+        page.get_by_label("Yes, replace the history").check()
+        page.get_by_role("button", name="Restore").click()
+        expect(page.locator(".error")).to_contain_text(
+            "Nothing was restored: holiday.tar.gz: this is not a gateway backup")
+        assert "ReadError" not in page.content()
+        shot(page, "restore-not-a-backup")
     finally:
         context.close()
 
