@@ -15,7 +15,8 @@ from tests.webview.conftest import HTTP, USER, artifacts, cli, url_of
 from tests.webview.test_browser import browser, no_horizontal_scroll, sign_in  # noqa: F401 - fixture
 from webview.availability import availability_words, dark_words, pct
 
-PUBLIC = HTTP + '[domain]\nhostname = "shop.example.com"\n'
+CHECKED = '[health]\ntype = "tcp"\ninterval = "1s"\n'  # a beat a second: checks to count before the stop
+PUBLIC = HTTP + '[domain]\nhostname = "shop.example.com"\n' + CHECKED
 
 
 def test_the_words_of_a_month() -> None:
@@ -43,7 +44,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gatew
     own_port_range(config)
     gw = Gateway(config, base / "data", pg_dsn, f"t_{uuid.uuid4().hex[:12]}")
     gw.write("shop", PUBLIC)
-    gw.write("local", HTTP)
+    gw.write("local", HTTP + CHECKED)
     try:
         yield gw
     finally:
@@ -56,7 +57,10 @@ def test_a_public_server_s_month_counts_the_time_the_gateway_was_off(web: Gatewa
     web.start()
     assert cli(web, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
     web.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in ("shop", "local")))
-    time.sleep(2)  # a few passed checks first
+    from tests.reconciler.test_dark_hours import checks_of
+    from tests.reconciler.test_loop import wait_until
+
+    wait_until(lambda: min(checks_of(web, "shop"), checks_of(web, "local")) >= 2, 20, "a few passed checks first")
     assert web.stop() == 0
     time.sleep(6)
     web.start()
