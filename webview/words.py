@@ -224,6 +224,7 @@ _KIND_WORDS = {
     "backup_written": "Backup made", "backup_failed": "Backup failed", "config_written": "Settings saved from the page",
     "rolled_back": "Your change was not applied", "change_applied": "Your change is in force",
     "switched": "Switched to the new version without a gap", "tunnel_waiting": "Waiting for the internet",
+    "dark": "Nobody could reach the public servers",
 }
 _REASON_WORDS = {
     R.CREATE.value: "new server", R.CHANGE.value: "its settings changed", R.DELETE.value: "its file was removed",
