@@ -13,7 +13,6 @@ and the slowest of the rounds, and one server's month, so the figure is seen to 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -26,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from reconciler.aio import run  # noqa: E402
 from reconciler.store import Store  # noqa: E402
 from reconciler.store.embedded import EmbeddedPostgres  # noqa: E402
 
@@ -88,12 +88,12 @@ def main() -> None:
     ap.add_argument("--dsn", default=os.environ.get("GATEWAY_DSN"))
     args = ap.parse_args()
     if args.dsn:
-        asyncio.run(measure(args.dsn, args.servers, args.rounds))
+        run(measure(args.dsn, args.servers, args.rounds))
         return
     with tempfile.TemporaryDirectory() as tmp:
         pg = EmbeddedPostgres(Path(tmp))
         try:
-            asyncio.run(measure(pg.start(), args.servers, args.rounds))
+            run(measure(pg.start(), args.servers, args.rounds))
         finally:
             pg.stop()
 
