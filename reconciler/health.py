@@ -20,9 +20,9 @@ import psutil
 
 from reconciler.platform import current
 from reconciler.platform.listening import ListenTable, accepts
-from reconciler.spec import HEALTH_KINDS, CommandHealth, HttpHealth, NoHealth, TcpHealth
+from reconciler.spec import HEALTH_KINDS, CommandHealth, HttpHealth, NoHealth, RunningHealth, TcpHealth
 
-Health = HttpHealth | TcpHealth | CommandHealth | NoHealth
+Health = HttpHealth | TcpHealth | CommandHealth | NoHealth | RunningHealth
 
 
 @dataclass(frozen=True)
@@ -288,7 +288,8 @@ async def _tcp_probe(health: TcpHealth, target: _Target) -> HealthResult:
     return await _tcp_needs_port(health, target)
 
 
-async def _none(health: NoHealth, target: _Target) -> HealthResult:
+async def _none(health: NoHealth | RunningHealth, target: _Target) -> HealthResult:
+    """No check, or "it keeps running" (the loop waits `min_uptime`, observe.py): nothing to ask."""
     return _OK_NO_CHECK
 
 
@@ -303,6 +304,7 @@ PROBES: dict[type, Probe] = {
     TcpHealth: _tcp_probe,
     CommandHealth: _command_probe,
     NoHealth: _none,
+    RunningHealth: _none,
 }
 _missing = [kind.__name__ for kind in HEALTH_KINDS if kind not in PROBES]
 if _missing:  # a new kind of check without its probe fails here, not as a silent tcp check

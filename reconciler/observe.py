@@ -14,7 +14,7 @@ from reconciler.platform import current
 from reconciler.reasons import Reason
 from reconciler.resume import nap, settling
 from reconciler.runtime import Runtime
-from reconciler.spec import ServerSpec
+from reconciler.spec import RunningHealth, ServerSpec
 from reconciler.state import Phase
 
 P = Phase
@@ -60,6 +60,17 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         health = (rt.specs.get(name) or spec).effective_health()
         if health.type == "none":
             rt.update(name, healthy_since=rt.state(name).healthy_since or time.monotonic())
+            rt.notify()
+            return
+        if isinstance(health, RunningHealth):  # a program with no web page: healthy once it kept running
+            state = rt.state(name)
+            if state.phase is not P.STARTING or state.healthy_since is not None:
+                return
+            left = (state.started_at or time.monotonic()) + health.min_uptime - time.monotonic()
+            if left > 0:
+                await nap(rt, left)
+                continue
+            rt.update(name, healthy_since=time.monotonic())
             rt.notify()
             return
         state = rt.state(name)

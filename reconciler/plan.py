@@ -118,7 +118,8 @@ def _plan_alive(
     health = spec.effective_health()
     if state.phase is P.STARTING:
         if state.healthy_since is not None:
-            return [Mark(name, P.RUNNING, Reason.UP if health.type == "none" else Reason.HEALTHY)], None, ""
+            up = {"none": Reason.UP, "running": Reason.KEPT_RUNNING}.get(health.type, Reason.HEALTHY)
+            return [Mark(name, P.RUNNING, up)], None, ""
         started = state.started_at if state.started_at is not None else now
         deadline = started + getattr(health, "start_period", 0.0)
         if now >= deadline:

@@ -24,6 +24,7 @@ class Reason(StrEnum):
     NO_FREE_PORT = "no free port left"
     HEALTHY = "health check passed"
     UP = "started (no health check)"
+    KEPT_RUNNING = "kept running its min_uptime"  # a program with no web page: that is its check
     UNHEALTHY = "health check failing"
     START_TIMEOUT = "never became healthy"
     NO_RESTART = "restart policy says no"

@@ -57,7 +57,8 @@ class Runtime:
         self.host: dict[str, Any] = {}  # latest host figures
         self.looked_at = -LOOKING_FOR  # monotonic: the last signed-in request to the page or the API
         self.look_began = asyncio.Event()  # set when someone looks after nobody did (the sampler waits on it)
-        self.uptime: dict[str, dict[str, float | None]] = {}  # % of passed checks: 24h, 7d, 30d
+        # availability (reconciler/store/availability.py): % over 24h, 7d, 30d and the month, dark hours counted
+        self.uptime: dict[str, dict[str, Any]] = {}
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -45,9 +45,11 @@ def scratch_port() -> int:
 
 
 def try_length(spec: ServerSpec) -> float:
-    """The longest a try of `spec` runs, in seconds: its start period, or the few seconds a
-    server with no check must keep running."""
+    """The longest a try of `spec` runs, in seconds: its start period; for a program that
+    only has to keep running, its `min_uptime`; with no check, a few seconds."""
     health = spec.effective_health()
+    if health.type == "running":
+        return health.min_uptime
     waiting = float(getattr(health, "start_period", 30.0))
     return min(waiting, NO_CHECK_WATCH) if health.type == "none" else waiting
 
@@ -89,11 +91,13 @@ async def first_answer(spec: ServerSpec, child: Child, port: int | None, started
     waiting = try_length(spec)
     exited = asyncio.ensure_future(child.wait())
     try:
-        if health.type == "none":
+        if health.type in ("none", "running"):
             done, _ = await asyncio.wait([exited], timeout=waiting)
             seconds = round(time.monotonic() - started, 2)
             if done:
                 return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port)
+            if health.type == "running":
+                return Verdict(True, f"kept running for {waiting:g} s (that is its check)", seconds, port)
             return Verdict(True, f"kept running for {seconds:g} s (it has no check to answer)", seconds, port)
         deadline = started + waiting
         while time.monotonic() < deadline:

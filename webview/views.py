@@ -59,6 +59,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "alert_after": spec.restart.alert_after if spec else 5,
         "health_failures": state.health_failures,
         "health_threshold": getattr(health_spec, "failures", None),
+        "min_uptime": getattr(health_spec, "min_uptime", None),  # a program with no web page
         "health_error": state.health_error,
         "latency_ms": state.last_latency_ms,
         "stopped_by_operator": rt.intents.get(name) == "stop",

@@ -136,6 +136,8 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
         port = s.get("port")
         out.update(status="Starting…", tone="busy",
                    details=f"waiting for the first answer on port {port}" if port else "starting")
+        if s.get("min_uptime"):  # no web page: working once it has kept running that long
+            out["details"] = f"it counts as working once it has kept running {s['min_uptime']:g} s"
     elif phase == "stopping":
         out.update(status="Stopping…", tone="busy", details=raw)
     elif phase == "stopped":
@@ -222,6 +224,7 @@ _KIND_WORDS = {
     "backup_written": "Backup made", "backup_failed": "Backup failed", "config_written": "Settings saved from the page",
     "rolled_back": "Your change was not applied", "change_applied": "Your change is in force",
     "switched": "Switched to the new version without a gap", "tunnel_waiting": "Waiting for the internet",
+    "dark": "Nobody could reach the public servers",
 }
 _REASON_WORDS = {
     R.CREATE.value: "new server", R.CHANGE.value: "its settings changed", R.DELETE.value: "its file was removed",
@@ -229,6 +232,7 @@ _REASON_WORDS = {
     R.OPERATOR_START.value: "you started it", R.OPERATOR_RESTART.value: "you restarted it",
     R.OPERATOR_KILL.value: "you forced it to stop", R.CRASH.value: "it ended by itself",
     R.RETRY.value: "trying again", R.HEALTHY.value: "it answers", R.UP.value: "it started",
+    R.KEPT_RUNNING.value: "it kept running",
     R.UNHEALTHY.value: "it stopped answering", R.START_TIMEOUT.value: "it never answered after starting",
     R.NO_RESTART.value: "it is set not to restart", R.DEPENDENCY.value: "waiting for another server",
     R.SHUTDOWN.value: "the gateway was stopping",
