@@ -71,7 +71,7 @@ def test_auto_ports_handed_out_in_one_pass_are_distinct():
 def test_no_free_port_is_an_error_not_a_crash():
     a = spec("a", port="auto")
     p = run_plan([a], [], busy=frozenset(range(20000, 20011)))
-    assert p.actions == (Mark("a", P.ERROR, Reason.NO_FREE_PORT, "every port in 20000-20010 is taken; next try in 1.0s",
+    assert p.actions == (Mark("a", P.ERROR, Reason.NO_FREE_PORT, "every port in 20000-20010 is taken",
                               next_try_at=NOW + 1.0, failures=1),)
     assert p.requeue_after == 1.0
 
