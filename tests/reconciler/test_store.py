@@ -82,7 +82,9 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
         {"op": "host", "cpu_percent": 12.5, "mem_percent": 40.0, "disk_percent": 70.0, "disk_free_bytes": 2**35,
          "battery_percent": 55.0, "on_ac": False, "internet_ok": True, "at": at},
         {"op": "good", "name": "blog", "spec": spec, "hash": "h1", "at": at},
-        {"op": "rollout_failed", "name": "blog", "hash": "h9", "why": "exited with code 2", "at": at},
+        {"op": "answered", "name": "blog", "spec": {**spec, "port": 1}, "hash": "h5", "at": at},
+        {"op": "rollout_failed", "name": "blog", "hash": "h9", "why": "exited with code 2", "at": at,
+         "facts": {"exit": {"code": 2, "signal": None, "by": "itself"}}},
         {"op": "good", "name": "api", "spec": spec, "hash": "h3", "at": at},
         {"op": "rollout_failed", "name": "api", "hash": "h4", "why": "x", "at": at},
         {"op": "rollout_clear", "name": "api", "at": at},
@@ -96,6 +98,9 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
 
     assert [(r["name"], r["good_hash"], r["failed_hash"], r["failed_reason"]) for r in await store.load_rollouts()] == [
         ("api", "h3", None, None), ("blog", "h1", "h9", "exited with code 2")]
+    blog = (await store.load_rollouts())[1]
+    assert (blog["answered_hash"], blog["answered_spec"]["port"]) == ("h5", 1)
+    assert blog["failed_facts"] == {"exit": {"code": 2, "signal": None, "by": "itself"}}
     assert await store.load_applied_specs() == {"blog": spec}
     states = await store.load_states()
     assert set(states) == {"blog"}
