@@ -84,6 +84,11 @@ class Reconciler:
             if old_specs.get(name) != spec:
                 self.rt.put({"op": "server", "name": name, "spec": spec.model_dump(mode="json"),
                              "runtime_hash": spec.runtime_hash()})
+                state = self.rt.state(name)
+                if name in old_specs and state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None:
+                    # a new version of its file (its check, its restart settings too): the backoff is
+                    # over, tried at once (plan.py does the same for a new command, port, folder, env)
+                    self.rt.update(name, next_try_at=None, failures=0, cause=Reason.CHANGE)
         errors = frozenset(str(e) for e in result.errors)
         for err in result.errors:
             if str(err) not in self.shown_errors:

@@ -106,7 +106,10 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
                      detail={"failures": state.health_failures + 1, "check": as_dict(fact)})
             rt.notify()
         elif state.not_answering is not None:  # restarted because it did not answer: still does not
-            fact = failing(state.not_answering, result, now, state.not_answering.failures)
+            # (nothing listening yet is what a start looks like: the cause it was restarted for stays)
+            booting = result.problem in ("refused", "connect")
+            fact = state.not_answering if booting else failing(state.not_answering, result, now,
+                                                                   state.not_answering.failures)
             rt.update(name, health_error=result.error, not_answering=fact, last_check=fact)
         else:  # starting: a failed check is expected for a while (kept: a start that times out names it)
             count = state.last_check.failures + 1 if state.last_check else 1

@@ -231,7 +231,7 @@ def _plan_idle(
     if new_version and state.phase is not P.STOPPED:
         return _start(spec, Reason.CHANGE, desired, observed, now, failures=0)
     if state.phase in (P.BACKOFF, P.ERROR):
-        reason = Reason.RETRY
+        reason = Reason.CHANGE if state.cause is Reason.CHANGE else Reason.RETRY  # (its file changed meanwhile)
     elif name not in observed.servers or state.cause is None:
         reason = Reason.CREATE
     else:

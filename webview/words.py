@@ -95,7 +95,7 @@ def _not_answering(s: dict[str, Any], check: dict[str, Any], out: dict[str, Any]
             head += " — restarted, waiting for an answer"
         elif phase == "stopping":
             head += " — restarting it"
-        again = f"; restarted {restarts} time{'s' if restarts != 1 else ''} so far" if restarts else ""
+        again = f"; restarted {'once' if restarts == 1 else f'{restarts} times'} so far" if restarts else ""
         out.update(head=head, reason=_sentence(f"{check_words(check)}{since}{again}"))
     out.update(tone="failing", details=check.get("error") or "")
 
@@ -265,16 +265,17 @@ def _transition_words(e: dict[str, Any], detail: dict[str, Any], who: str) -> di
     to, reason = e["to_phase"], e.get("reason") or ""
     rk = reason_kind(reason)
     text = _REASON_WORDS.get(rk, "")
-    if to == "starting" and rk in (R.CRASH.value, R.RETRY.value):
+    if to == "starting" and rk == R.CRASH.value:
         text = "trying again after it ended"
     if to == "starting" and rk in (R.UNHEALTHY.value, R.START_TIMEOUT.value):
         text = "trying again: it did not answer"
-    why = exit_words(detail.get("exit"))[0]
+    exit_fact = detail.get("exit") or {}
+    why = exit_words(exit_fact)[0] if exit_fact.get("by") != "asked" else ""  # (the stop row said why)
     if why and to == "exited" and rk == R.CRASH.value:
         text = why  # "it stopped with an error": ended by itself goes without saying
     elif why and to in ("exited", "stopped") and rk not in (R.OPERATOR_KILL.value,):
         text = f"{text}; {why}" if text else why
-    if detail.get("check") and to in ("exited", "stopping", "backoff"):
+    if detail.get("check") and to == "stopping":  # the decision: said once, with the check's result
         text = f"{text}: {check_words(detail['check'])}" if text else check_words(detail["check"])
     if to == "error" and detail.get("held"):
         text = held_words(detail["held"])[0]

@@ -6,7 +6,7 @@ while it lasts, and say when it is back (ops/incidents.py decides; this module l
     [notify]
     urls = ["ntfy://my-topic", "json://127.0.0.1:9000/hook"]   # apprise URLs
     events = ["down", "back_up", "health", "port_held", "database", "disk", "tunnel", "sync"]
-    group = "2s"           # what happens within this window goes out as one message
+    group = "1s"           # what happens within this window goes out as one message
     up_for = "5s"          # a server that was down counts as back up after answering this long
     remind = "1h"          # while an incident lasts, say so again this often ("0s": never)
     min_interval = "1m"    # per server: told "back up", it is told it is down again only after this
@@ -56,7 +56,7 @@ class NotifySettings(BaseModel):
 
     urls: tuple[str, ...] = ()
     events: tuple[Kind, ...] = ALL_KINDS  # type: ignore[assignment]
-    group: Seconds = 2.0
+    group: Seconds = 1.0
     min_interval: Seconds = 60.0  # per server: down again after a "back up"
     remind: Seconds = 3600.0
     health_after: int = Field(3, ge=1)

@@ -127,7 +127,7 @@ def test_running_but_not_answering_keeps_its_cause_through_the_restarts() -> Non
     assert running["reason"].startswith("Its check gets HTTP 500 (1 of 3 checks in a row)")
     starting = server_words({**base, "phase": "starting", "port": 8080})  # was "Starting… waiting for the first answer"
     assert starting["status"] == "Not answering — restarted, waiting for an answer" and starting["attention"]
-    assert "HTTP 500" in starting["reason"] + starting["details"] and "restarted 2 times" in starting["reason"]
+    assert "HTTP 500" in starting["reason"] + starting["details"] and "restarted 2 times so far" in starting["reason"]
     waiting = server_words({**base, "phase": "backoff", "cause": "health check failing", "failures": 2,
                             "next_try_in_s": 8, "next_try_at_epoch": 2e9, "ended": sig(15, "SIGTERM", "asked")})
     assert waiting["status"] == "Not answering — trying again in 8 s"  # was "Crashed — it was asked to stop"
