@@ -66,18 +66,22 @@ def held_words(held: Fact) -> tuple[str, str]:
 
 
 def change_failed_words(facts: Fact, engine_text: str) -> tuple[str, str]:
-    """Why a change was not applied: (words, details) from the rollback's typed facts; the
-    engine's text goes to the details line only."""
+    """Why a change was not applied: (words, details) from the rollback's typed facts. The
+    details line holds the precise terms the words leave out (the check's result, the OS's
+    message); the engine's text only when there are no facts (a row from before them)."""
     facts = facts or {}
+    details = ""
     if facts.get("held"):
-        words, _ = held_words(facts["held"])
+        words, details = held_words(facts["held"])
     elif facts.get("start_error"):
-        words = "it could not be started"
+        words, details = "it could not be started", str(facts["start_error"])
     elif facts.get("cause") in _NO_ANSWER or facts.get("never_answered"):
-        words = "it did not answer" + (f": {check_words(facts['check'])}" if facts.get("check") else "")
+        check = facts.get("check") or {}
+        words = "it did not answer" + (f": {check_words(check)}" if check else "")
+        details = str(check.get("error") or "")
     elif facts.get("exit"):
         why, code = exit_words(facts["exit"])
         words = f"{why} ({code})"
     else:
-        words = "it did not work"
-    return words, engine_text
+        words, details = "it did not work", engine_text
+    return words, details
