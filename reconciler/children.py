@@ -254,7 +254,7 @@ class Child:
         exited = True  # a root that is gone already: its leftovers are orphans, killed at once
         if self.is_alive():
             try:
-                platform.send_stop(self.pid, signal_name, known)
+                platform.send_stop(self.pid, signal_name, known, timeout)
             except OSError as exc:  # e.g. an adopted process that now belongs to another user
                 log.warning("pid %s: cannot send SIG%s: %s", self.pid, signal_name, exc)
             exited = await _within(self.wait(), timeout)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
 import json
 import logging
@@ -14,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from reconciler import aio
 from reconciler import __version__
 from reconciler.client import ApiError, Client, NotRunning
 from reconciler.fsutil import server_log
@@ -165,7 +165,7 @@ def _run_daemon(settings: Settings, keep_servers: bool, booting: _Booting | None
     daemon = Daemon(settings, keep_servers=keep_servers, pg=booting.pg if booting else None,
                     pg_starting=booting.starting if booting else None)
     try:
-        asyncio.run(daemon.serve())  # its end too (the loop's own clean-up) is under the stop's watchdog
+        aio.run(daemon.serve())  # its end too (the loop's own clean-up) is under the stop's watchdog
     finally:
         if daemon.watchdog is not None:
             daemon.watchdog.cancel()
@@ -298,7 +298,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     config_dir = Path(args.config) if args.config else path.resolve().parent
     log = server_log(default_data_dir(args.data_dir), f"try-{loaded.name}")
     print(f"trying {loaded.name} (on a scratch port, for up to its start period; the running version is untouched)")
-    verdict = asyncio.run(try_spec(loaded, config_dir, log, lambda line: print(f"  | {line}", flush=True)))
+    verdict = aio.run(try_spec(loaded, config_dir, log, lambda line: print(f"  | {line}", flush=True)))
     print(("ok: " if verdict.ok else "failed: ") + verdict.text)
     return 0 if verdict.ok else 1
 

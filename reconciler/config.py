@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
+from reconciler.platform import current
 from reconciler.settings import GATEWAY_FILE
 from reconciler.spec import (
     MAX_QUOTED,
@@ -89,7 +90,7 @@ class LoadResult:
         default_factory=dict, repr=False, compare=False)
 
 
-Signature = tuple[int, int, int, int]  # inode, size, mtime and ctime in ns
+Signature = tuple[int, int, int, int]  # inode (Windows: file index), size, mtime and change time in ns
 SETTLED = 2.0  # seconds: a file last changed this long before it was read has its signature kept
 
 
@@ -100,11 +101,12 @@ def signature(path: Path, read_at: float) -> Signature | None:
     for a file that was already quiet when read. None: read it again next time."""
     try:
         st = os.stat(path)
+        changed = current().changed_ns(str(path), st)  # moves on any write, even with the mtime put back
     except OSError:
         return None
-    if read_at - max(st.st_mtime, st.st_ctime) < SETTLED:
+    if read_at - max(st.st_mtime_ns, changed) / 1e9 < SETTLED:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, changed)
 
 
 def is_server_file(path: Path) -> bool:

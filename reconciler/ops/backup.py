@@ -13,7 +13,6 @@ reconciles from both. Blocking code: the CLI calls it directly, the daemon in a 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import io
@@ -30,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from reconciler import aio
 from reconciler import __version__
 from reconciler.store.db import migrate
 
@@ -203,7 +203,7 @@ def restore(archive: Path, dsn: str, schema: str, config_dir: Path | None) -> Re
     members = read_archive(archive)
     manifest = manifest_of(members)
     with ThreadPoolExecutor(1) as pool:  # its own event loop, also when called from one
-        current = pool.submit(asyncio.run, _migrate(dsn, schema)).result()
+        current = pool.submit(aio.run, _migrate(dsn, schema)).result()
     if (manifest.get("schema_version") or 0) > current:
         raise BackupError(f"the backup's schema version {manifest['schema_version']} is newer than this "
                           f"gateway's ({current}): restore it with a newer gateway")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reconciler import aio
 from reconciler.settings import resolve
 
 
@@ -116,7 +117,6 @@ def cmd_autostart(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    import asyncio
 
     from reconciler.ops import notify as n
     from reconciler.settings import read_gateway_file
@@ -146,7 +146,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
                 await store.close()
 
         with database(settings) as dsn:
-            asyncio.run(record(dsn))
+            aio.run(record(dsn))
     if not ok:
         print(f"gateway notify: not sent: {error}", file=sys.stderr)
         return 1

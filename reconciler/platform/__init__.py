@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import socket
 import sys
 import threading
@@ -32,6 +33,12 @@ class Platform(Protocol):
     name: str
     reuse_address: bool  # set SO_REUSEADDR when testing whether a port is free (POSIX servers do)
 
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop every `asyncio` run of the gateway uses (`reconciler.aio.run`). Windows:
+        a selector loop, the one psycopg's async mode accepts (it refuses the Proactor, asyncio's
+        default there); nothing the gateway runs needs the Proactor's pipes."""
+        ...
+
     def spawn_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `asyncio.create_subprocess_exec`: a new process group."""
         ...
@@ -40,9 +47,11 @@ class Platform(Protocol):
         """The argv that runs `command` through the system shell."""
         ...
 
-    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = (),
+                  timeout: float | None = None) -> None:
         """Ask the process group led by `pid` to stop (a spec signal name: TERM, INT, ..., BREAK).
-        `known` descendants that left the group are asked too where the OS allows it."""
+        `known` descendants that left the group are asked too where the OS allows it. `timeout`:
+        the stop's timeout, after which the caller kills the tree (Windows paces its steps by it)."""
         ...
 
     def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
@@ -111,6 +120,12 @@ class Platform(Protocol):
         that, or the pid is gone. Linux: boot id + start tick (psutil's create time adds a boot
         time the kernel recomputes from the wall clock, so an NTP step or a laptop's wake-up
         can move it by a second or more)."""
+        ...
+
+    def changed_ns(self, path: str, st: os.stat_result) -> int:
+        """When the file at `path` (whose `os.stat` is `st`) last changed in any way, content or
+        metadata, in ns: what moves on every write even when the writer puts the mtime back.
+        POSIX: st_ctime; Windows: the ChangeTime (its st_ctime is the creation time)."""
         ...
 
     def release_memory(self) -> bool:
