@@ -55,9 +55,9 @@ def load_apprise() -> Any:
 def deliver(urls: tuple[str, ...] | list[str], title: str, body: str,
             notify_type: str = "info") -> tuple[bool, str | None]:
     """Send through apprise (blocking: call it in a thread). (ok, why not)."""
-    apprise = load_apprise()
     if not urls:
         return False, "no [notify] urls configured"
+    apprise = load_apprise()
     box = apprise.Apprise()
     bad = [u for u in urls if not box.add(u)]
     if bad:

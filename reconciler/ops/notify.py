@@ -164,6 +164,7 @@ class Dispatcher:
         self.sent: list[Sent] = []
         self.wake = asyncio.Event()
         self.gathering: float | None = None  # when the first news of the next message came
+        self.noted: set[str] = set()  # incidents recorded as not sent (no address yet)
 
     # --- listening (on the loop, never blocking) -------------------------------------------
     def observe(self, op: dict[str, Any]) -> None:
@@ -256,8 +257,13 @@ class Dispatcher:
         messages, quiet = self.tracker.due(now, settings.policy(), self._truth)
         self._record(quiet)
         if not settings.urls:  # nobody to tell: incidents stay untold (told once an address exists)
-            self.notes, self.gathering = [], None
-            return None
+            fresh = [m for m in messages if m.what == "opened" and m.incident and m.incident.id not in self.noted]
+            notes, self.notes, self.gathering = self.notes, [], None
+            self.noted.update(m.incident.id for m in fresh if m.incident)
+            if not fresh and not notes:
+                return None
+            # recorded once as "did not go out", so the settings page shows what was missed
+            return await self.send([Alert(m.kind, m.server, m.text, m.what) for m in fresh] + notes, settings)
         if not messages and not self.notes:
             self.gathering = None
             return None

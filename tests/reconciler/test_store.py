@@ -90,6 +90,9 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
         {"op": "rollout_clear", "name": "api", "at": at},
         {"op": "good", "name": "gone", "spec": spec, "hash": "h2", "at": at},
         {"op": "rollout_forget", "name": "gone", "at": at},
+        {"op": "incident", "id": "0b5d1f0e-4a4f-4b7e-9a57-3c1d7c8e2f10", "server": "blog", "cause": "down",
+         "text": "keeps crashing", "opened_at": at, "told_at": at, "reminded_at": None, "reminders": 0,
+         "resolved_at": None, "resolved_told": False},
     ]
     assert {op["op"] for op in ops} == KINDS
     ops = json.loads(json.dumps(ops))  # ops are plain JSON: what the journal stores
@@ -102,6 +105,8 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
     assert (blog["answered_hash"], blog["answered_spec"]["port"]) == ("h5", 1)
     assert blog["failed_facts"] == {"exit": {"code": 2, "signal": None, "by": "itself"}}
     assert await store.load_applied_specs() == {"blog": spec}
+    [incident] = await store.load_open_incidents()
+    assert (incident["server"], incident["cause"], incident["told_at"]) == ("blog", "down", T0)
     states = await store.load_states()
     assert set(states) == {"blog"}
     row = states["blog"]
