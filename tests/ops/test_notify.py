@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from reconciler.facts import CheckFact, ExitFact, HeldPort
+from reconciler.ops.alerting import recorder
 from reconciler.ops.incidents import Incident, Policy, Tracker, Trouble, Truth, assess
 from reconciler.ops.notify import (
     Alert,
@@ -28,7 +29,6 @@ from reconciler.ops.notify import (
     NotifySettingsError,
     compose,
     parse_settings,
-    recorder,
 )
 from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
@@ -206,7 +206,7 @@ async def test_alerts_follow_the_state_recorded_and_survive_a_restart(receiver: 
     """A real dispatcher on a real runtime and sink: two servers escalate (one message), one comes
     back ("back up" within about up_for), and a gateway restart neither forgets the other's open
     incident nor tells it again; it is resolved after the restart."""
-    from reconciler.ops.notify import server_truth
+    from reconciler.ops.alerting import server_truth
     from reconciler.runtime import Runtime
     from reconciler.store.sink import Sink
 
@@ -329,7 +329,7 @@ async def test_polled_conditions_read_a_real_sink_and_the_host_figures(store: St
     properties) and the sampler's host figures."""
     from types import SimpleNamespace
 
-    from reconciler.ops.notify import watcher
+    from reconciler.ops.alerting import watcher
     from reconciler.store.sink import Sink
 
     sink = Sink(store, tmp_path / "journal.jsonl")
