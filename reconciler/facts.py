@@ -79,6 +79,7 @@ class CheckFact:
     status: int | None = None
     failures: int = 1  # checks failed in a row (of this run)
     restarts: int = 0  # restarts it caused so far
+    since_wall: float | None = None  # `since` on the wall clock (epoch seconds), for the page
 
 
 PROBLEMS = ("status", "timeout", "refused", "connect", "invalid", "command")

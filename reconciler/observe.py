@@ -125,7 +125,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
 def failing(fact: CheckFact | None, result: HealthResult, now: float, failures: int) -> CheckFact:
     """The not-answering fact after one more failed check: what it got now, since the first."""
     return CheckFact(result.error or "check failed", fact.since if fact else now, result.problem, result.status,
-                     failures, fact.restarts if fact else 0)
+                     failures, fact.restarts if fact else 0, fact.since_wall if fact else time.time())
 
 
 def on_the_beat(interval: float) -> float:

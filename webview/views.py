@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from reconciler.facts import CheckFact, as_dict
+from reconciler.facts import as_dict
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
 from reconciler.tunnel.status import public_url, tunnel_view
@@ -65,7 +65,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "ended": as_dict(state.ended),
         "held": as_dict(state.held),
         "start_error": state.start_error,
-        "not_answering": _check_view(state.not_answering, now),
+        "not_answering": as_dict(state.not_answering),
         "replacing": state.replacing,
         "stopped_by_operator": rt.intents.get(name) == "stop",
         "description": spec.description if spec else "",
@@ -85,12 +85,6 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "rolled_back_facts": dict(rt.failed_facts.get(name) or {}) if name in rt.failed else None,
     }
 
-
-def _check_view(fact: CheckFact | None, now: float) -> dict[str, Any] | None:
-    """The not-answering fact, with its start as a wall-clock time (epoch seconds)."""
-    if fact is None:
-        return None
-    return {**(as_dict(fact) or {}), "since_epoch": round(time.time() - (now - fact.since), 1)}
 
 
 def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> str:

@@ -83,7 +83,7 @@ def _not_answering(s: dict[str, Any], check: dict[str, Any], out: dict[str, Any]
     """Running but not answering, through the restarts it causes: the check's result is the
     reason, wherever the server is in its restarts."""
     phase, restarts = s["phase"], int(check.get("restarts") or 0)
-    since = f" since {_clock(check['since_epoch'])}" if check.get("since_epoch") else ""
+    since = f" since {_clock(check['since_wall'])}" if check.get("since_wall") else ""
     if phase == "running":
         done, limit = s.get("health_failures") or check.get("failures") or 1, s.get("health_threshold")
         count = f" ({done} of {limit} checks in a row)" if limit else ""

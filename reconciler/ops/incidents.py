@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.facts import CheckFact, ExitFact, HeldPort
+from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase, ServerState
 
@@ -112,7 +113,7 @@ def assess(state: ServerState, spec: ServerSpec | None, watched: bool, health_af
     """Is this server in trouble worth telling, answering, or neither (starting after a fix)?"""
     if spec is None or not spec.enabled or not watched:
         return Truth(None, False, watched=False)
-    if answering(state):
+    if answering(state) and not _unchecked_adoption(state, spec):
         return Truth(None, True)
     if state.phase is P.ERROR and state.held is not None:
         return Truth(Trouble("port_held", held_text(state.held)), False)
@@ -125,6 +126,13 @@ def assess(state: ServerState, spec: ServerSpec | None, watched: bool, health_af
     if state.phase is P.ERROR and state.failures >= spec.restart.alert_after:
         return Truth(Trouble("down", f"cannot start ({state.failures} times in a row)"), False)
     return Truth(None, False)
+
+
+def _unchecked_adoption(state: ServerState, spec: ServerSpec) -> bool:
+    """Adopted after a gateway restart and not checked yet: it counts as answering for the
+    planner, but an incident is not resolved on that (the first check connects and measures)."""
+    return (state.cause is Reason.ADOPTED and state.last_latency_ms is None
+            and spec.effective_health().type != "none")
 
 
 def held_text(held: HeldPort) -> str:

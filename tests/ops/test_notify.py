@@ -31,7 +31,7 @@ from reconciler.ops.notify import (
     parse_settings,
 )
 from reconciler.reasons import Reason
-from reconciler.spec import ServerSpec
+from reconciler.spec import HttpHealth, ServerSpec
 from reconciler.state import Phase, ServerState
 from reconciler.store import Store
 from tests.fix_db import rows
@@ -104,6 +104,10 @@ def test_a_servers_truth_comes_from_its_state() -> None:
         "health", "not answering: HTTP 500 from http://127.0.0.1:1/health; restarted 1 time")
     blip = ServerState("blog", Phase.RUNNING, healthy_since=1.0, health_failures=1, not_answering=check)
     assert assess(blip, SPEC, True, 3) == Truth(None, False)  # one failed check: neither answering nor news
+    adopted = ServerState("blog", Phase.RUNNING, healthy_since=1.0, cause=Reason.ADOPTED)  # after a restart
+    http = SPEC.model_copy(update={"health": HttpHealth(type="http")})
+    assert assess(adopted, http, True, 3) == Truth(None, False)  # not checked yet: no "back up" on it
+    assert assess(adopted.update(last_latency_ms=2.0), http, True, 3) == Truth(None, True)
     held = ServerState("blog", Phase.ERROR, failures=1, held=HeldPort(8080, 12, "nginx"))
     assert assess(held, SPEC, True, 3).trouble == Trouble("port_held", "cannot start: port 8080 is used by nginx (pid 12)")
 

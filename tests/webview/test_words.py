@@ -120,7 +120,7 @@ def test_crash_and_keeps_crashing_events_read_once() -> None:
 
 def test_running_but_not_answering_keeps_its_cause_through_the_restarts() -> None:
     check = {"error": "HTTP 500 from http://127.0.0.1:8080/health", "problem": "status", "status": 500,
-             "failures": 3, "restarts": 2, "since_epoch": 2e9}
+             "failures": 3, "restarts": 2, "since_wall": 2e9}
     base = {"name": "api", "not_answering": check, "health_threshold": 3, "alert_after": 5}
     running = server_words({**base, "phase": "running", "health_failures": 1})
     assert running["status"] == "Running, but not answering" and running["tone"] == "failing"
