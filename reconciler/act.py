@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from reconciler.events import EventKind
 from reconciler.facts import EndedBy, ExitFact, HeldPort
 from reconciler.fsutil import server_log
 from reconciler.health import port_holder, port_is_free
-from reconciler.platform import current
+from reconciler.platform import console_python, current
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -96,11 +95,12 @@ def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
 
 
 def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
-    """The argv with `{port}` filled in; a bare `python`/`python3` means this Python."""
+    """The argv with `{port}` filled in; a bare `python`/`python3` means this Python (its console
+    build on Windows: reconciler.platform.console_python)."""
     fill = (lambda text: text.replace("{port}", str(port))) if port is not None else (lambda text: text)
     argv = [fill(part) for part in spec.command]
     if not spec.shell and argv and argv[0] in ("python", "python3", "python.exe"):
-        argv[0] = sys.executable
+        argv[0] = console_python()
     return argv
 
 

@@ -58,6 +58,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 CREATE_TIME_TOLERANCE = 0.01  # seconds, where the create time is all there is (no start mark: Windows, macOS, old rows)
 GIVE_UP_AFTER = 2.0  # seconds after the tree kill to wait for the tree to be gone
+STATUS_CONTROL_C_EXIT = 0xC000013A  # Windows: the exit code of a program the Ctrl-C event ended
 
 
 class SpawnError(Exception):
@@ -82,6 +83,8 @@ class ExitStatus:
             except ValueError:
                 name = "unknown signal"
             return f"killed by signal {self.signal} ({name})"
+        if self.code == STATUS_CONTROL_C_EXIT:  # Windows: ended by the Ctrl-C it did not handle
+            return f"stopped by Ctrl-C (exit code 0x{self.code:X})"
         if self.code is not None:
             return f"exited with code {self.code}"
         return "exited (code unknown: adopted process)"

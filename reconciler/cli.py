@@ -13,15 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from reconciler import aio
-from reconciler import __version__
+from reconciler import __version__, aio
 from reconciler.client import ApiError, Client, NotRunning
 from reconciler.fsutil import server_log
-from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem
+from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem, wait_stopped
 from reconciler.ops import cli as ops_cli
 from reconciler.settings import (Settings, SettingsError, default_config_dir, default_data_dir, ensure_private_dir,
                                  peek, resolve)
 from reconciler.tunnel import commands as tunnel_cli
+
+
+SHUTDOWN_WAIT = 120.0  # seconds: every server's stop timeout fits (a hang guard, not a target)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--all", action="store_true")
         p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for the outcome")
         p.add_argument("--json", action="store_true")
+    sd = sub.add_parser("shutdown", parents=[common], help="stop the gateway itself (and its servers)")
+    sd.add_argument("--keep-servers", action="store_true", help="leave the servers running (an upgrade)")
     lg = sub.add_parser("logs", parents=[common], help="print a server's log")
     lg.add_argument("name")
     lg.add_argument("-n", "--lines", type=int, default=50)
@@ -264,6 +268,17 @@ def _control(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    data_dir = default_data_dir(args.data_dir)
+    Client(data_dir).shutdown(args.keep_servers)
+    if not wait_stopped(data_dir, SHUTDOWN_WAIT):
+        print(f"gateway shutdown: still stopping after {SHUTDOWN_WAIT:.0f} s; see {data_dir / 'gateway.log'}",
+              file=sys.stderr)
+        return 1
+    print("omen-gateway stopped; " + ("your servers keep running" if args.keep_servers else "your servers are stopped"))
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from reconciler.ops.logs import cmd_logs as logs
 
@@ -356,7 +371,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control, "kill": _control,
-    "retry": _control, "try": cmd_try,
+    "retry": _control, "try": cmd_try, "shutdown": cmd_shutdown,
     "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user, **ops_cli.COMMANDS,
     "tunnel": tunnel_cli.cmd_tunnel,
 }

@@ -43,6 +43,12 @@ class Platform(Protocol):
         """Extra keyword arguments for `asyncio.create_subprocess_exec`: a new process group."""
         ...
 
+    def quiet_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for a short program the gateway runs itself (pg_ctl, git,
+        schtasks, ...): on Windows no console window pops up for it when the gateway has no
+        console of its own (pythonw, the autostart task)."""
+        ...
+
     def shell_argv(self, command: str) -> list[str]:
         """The argv that runs `command` through the system shell."""
         ...
@@ -128,6 +134,11 @@ class Platform(Protocol):
         POSIX: st_ctime; Windows: the ChangeTime (its st_ctime is the creation time)."""
         ...
 
+    def show_message(self, title: str, text: str) -> None:
+        """Tell the person at the screen (the launcher's words): Windows, a message box that closes
+        by itself after a few seconds; elsewhere nothing (the launcher also prints it and logs it)."""
+        ...
+
     def release_memory(self) -> bool:
         """Give the C heap's free pages back to the OS (Linux with glibc: `malloc_trim`,
         reconciler/platform/glibc.py); False where there is no such call (nothing was done)."""
@@ -173,6 +184,18 @@ async def wait_in_thread(pid: int) -> None:
 
     threading.Thread(target=run, name=f"wait-exit-{pid}", daemon=True).start()
     await done
+
+
+def console_python(executable: str = sys.executable) -> str:
+    """The Python a server's bare `python` command runs: this one, but the console build where this
+    is Windows' windowless pythonw.exe (autostart runs the gateway so): a program with no console
+    cannot be asked to stop with Ctrl-C (reconciler/platform/windows_stop.py)."""
+    path = Path(executable)
+    if path.stem.lower().startswith("pythonw"):
+        sibling = path.with_name(path.name[:6] + path.name[7:])  # pythonw3.13.exe -> python3.13.exe
+        if sibling.exists():
+            return str(sibling)
+    return executable
 
 
 IS_WINDOWS = sys.platform == "win32"

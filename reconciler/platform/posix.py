@@ -89,6 +89,9 @@ class PosixPlatform:
     def spawn_kwargs(self) -> dict[str, Any]:
         return {"start_new_session": True}
 
+    def quiet_kwargs(self) -> dict[str, Any]:
+        return {}
+
     def shell_argv(self, command: str) -> list[str]:
         return ["/bin/sh", "-c", command]
 
@@ -175,6 +178,9 @@ class PosixPlatform:
         loop = asyncio.get_running_loop()
         for sig, kind in HOST_SIGNALS.items():
             loop.add_signal_handler(sig, on_event, kind)
+
+    def show_message(self, title: str, text: str) -> None:
+        pass  # the launcher prints and logs it; a terminal user reads it there
 
     def changed_ns(self, path: str, st: os.stat_result) -> int:
         return st.st_ctime_ns

@@ -65,6 +65,8 @@ def stop_method(signal_name: str) -> StopMethod:
 # does not say whose log-off it is: it is reported and handled (TRUE: not ended), never waited on.
 CONSOLE_EVENTS: dict[int, HostEvent] = {0: "interrupt", 1: "interrupt", 2: "close", 5: "logoff", 6: "shutdown"}
 CONSOLE_GRACE = 4.5  # seconds
+MESSAGE_SECONDS = 8.0  # a launcher's message box closes by itself after this
+NO_DIALOG = "GATEWAY_NO_DIALOG"  # set: no message box (a test, a script)
 LOCK_OFFSET = 1 << 30  # the byte locked: far past the holder's note, which stays readable
 
 
@@ -111,6 +113,9 @@ class WindowsPlatform:
     def spawn_kwargs(self) -> dict[str, Any]:
         # A console of its own, without a window (not CREATE_NEW_PROCESS_GROUP: it disables CTRL_C)
         return {"creationflags": CREATE_NO_WINDOW}
+
+    def quiet_kwargs(self) -> dict[str, Any]:
+        return {"creationflags": CREATE_NO_WINDOW}  # a hidden console, not a window flashing up
 
     def shell_argv(self, command: str) -> list[str]:
         return [os.environ.get("COMSPEC") or "cmd.exe", "/d", "/s", "/c", command]
@@ -255,6 +260,19 @@ class WindowsPlatform:
 
     def start_mark(self, pid: int) -> str | None:
         return None  # the create time is the FILETIME stamped at creation: the clock does not move it
+
+    def show_message(self, title: str, text: str) -> None:
+        if os.environ.get(NO_DIALOG):
+            return
+        import ctypes
+
+        user32: Any = ctypes.WinDLL("user32")  # type: ignore[attr-defined]
+        flags = 0x40 | 0x10000 | 0x40000  # MB_ICONINFORMATION | MB_SETFOREGROUND | MB_TOPMOST
+        box = getattr(user32, "MessageBoxTimeoutW", None)  # exported since XP, undocumented
+        if box is not None:
+            box(None, text, title, flags, 0, int(MESSAGE_SECONDS * 1000))
+        else:
+            user32.MessageBoxW(None, text, title, flags)
 
     def changed_ns(self, path: str, st: os.stat_result) -> int:
         from reconciler.platform.windows_files import change_time_ns

@@ -105,3 +105,61 @@ def _gateway_kind() -> type:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop of its own, outside this test's
         return pool.submit(aio.run, _loop_kind()).result()
+
+
+def test_a_servers_python_is_the_console_build_beside_pythonw(tmp_path) -> None:
+    from reconciler.platform import console_python
+
+    for name in ("python.exe", "pythonw.exe", "pythonw3.13.exe", "python3.13.exe"):
+        (tmp_path / name).write_bytes(b"")
+    assert console_python(str(tmp_path / "pythonw.exe")) == str(tmp_path / "python.exe")
+    assert console_python(str(tmp_path / "pythonw3.13.exe")) == str(tmp_path / "python3.13.exe")
+    assert console_python(str(tmp_path / "python.exe")) == str(tmp_path / "python.exe")
+    (tmp_path / "python.exe").unlink()
+    assert console_python(str(tmp_path / "pythonw.exe")) == str(tmp_path / "pythonw.exe")  # none beside it
+
+
+def test_the_gateways_own_short_programs_open_no_window_on_windows() -> None:
+    from reconciler.platform.windows import WindowsPlatform
+
+    assert WindowsPlatform().quiet_kwargs() == {"creationflags": 0x08000000}
+
+
+CTRL_C_AWARE = """import sys, time
+try:
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    print("stopping cleanly", flush=True)
+    sys.exit(0)
+"""
+
+
+@on_windows
+async def test_a_graceful_stop_reaches_the_server_on_its_own_console(tmp_path) -> None:
+    """The helper attaches to the server's console and sends CTRL_C: the server ends its own way
+    (under Wine too, which delivers the event to a console it attached to), long before the kill."""
+    import asyncio
+
+    from reconciler.children import Child
+
+    log = tmp_path / "server.log"
+    child = await Child.spawn([sys.executable, "-c", CTRL_C_AWARE], log_path=log)
+    try:
+        for _ in range(300):
+            if "ready" in log.read_text(encoding="utf-8", errors="replace"):
+                break
+            await asyncio.sleep(0.05)
+        result = await child.stop("TERM", timeout=30)
+        assert not result.escalated and result.exit.code == 0, result
+        assert "stopping cleanly" in log.read_text(encoding="utf-8", errors="replace")
+    finally:
+        if child.is_alive():
+            child.kill()
+
+
+def test_a_server_ended_by_ctrl_c_is_said_so() -> None:
+    from reconciler.children import ExitStatus
+
+    assert ExitStatus(0xC000013A, None).describe() == "stopped by Ctrl-C (exit code 0xC000013A)"
