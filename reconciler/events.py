@@ -54,6 +54,7 @@ class EventKind(StrEnum):
     BACKUP_FAILED = "backup_failed"
     CONFIG_WRITTEN = "config_written"  # the page wrote a file
     ROLLED_BACK = "rolled_back"  # a change failed before its probation was over; detail: failed_hash, why
+    CHANGE_TRYING = "change_trying"  # a change starts next to the running version (no gap); detail: port, hash
     SWITCHED = "switched"  # a change without a gap: the new version took over, then the old one stopped
     CHANGE_APPLIED = "change_applied"  # a changed version passed its probation: it is the last good one
     SIGNED_IN = "signed_in"  # someone signed in to the page; detail: user, door, how, ip

@@ -30,6 +30,8 @@ class HealthResult:
     ok: bool
     latency_ms: float | None
     error: str | None
+    problem: str | None = None  # what went wrong, typed for the page (reconciler.facts.PROBLEMS)
+    status: int | None = None  # the HTTP status a check got
 
 
 _OK_NO_CHECK = HealthResult(True, None, None)
@@ -85,11 +87,11 @@ async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
             await writer.drain()
             status_line = await reader.readline()
     except TimeoutError:
-        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}", "timeout")
     except OSError as exc:
         if _refused(exc):
-            return HealthResult(False, None, f"connection refused on {host}:{port}")
-        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+            return HealthResult(False, None, f"connection refused on {host}:{port}", "refused")
+        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}", "connect")
     finally:
         if writer is not None:
             writer.close()
@@ -101,11 +103,11 @@ async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         shown = status_line[:60].decode("latin-1").strip() or "the connection closed"
-        return HealthResult(False, latency, f"no valid HTTP answer from {url}: {shown!r}")
+        return HealthResult(False, latency, f"no valid HTTP answer from {url}: {shown!r}", "invalid")
     code = int(parts[1])
     if code >= 400:
-        return HealthResult(False, latency, f"HTTP {code} from {url}")
-    return HealthResult(True, latency, None)
+        return HealthResult(False, latency, f"HTTP {code} from {url}", "status", code)
+    return HealthResult(True, latency, None, status=code)
 
 
 async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
@@ -130,7 +132,7 @@ async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
             code = 0
         latency = _ms(started)
     except TimeoutError:
-        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}", "timeout")
     except OSError as exc:
         code = exc.errno or -1
         latency = None
@@ -139,8 +141,9 @@ async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
     if code == 0:
         return HealthResult(True, latency, None)
     if code in _REFUSED:
-        return HealthResult(False, None, f"connection refused on {host}:{port}")
-    return HealthResult(False, None, f"cannot connect to {host}:{port}: {os.strerror(code) if code > 0 else 'error'}")
+        return HealthResult(False, None, f"connection refused on {host}:{port}", "refused")
+    return HealthResult(False, None, f"cannot connect to {host}:{port}: {os.strerror(code) if code > 0 else 'error'}",
+                        "connect")
 
 
 def listen_table() -> ListenTable | None:

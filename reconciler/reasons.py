@@ -18,6 +18,7 @@ class Reason(StrEnum):
     OPERATOR_START = "started by operator"
     OPERATOR_RESTART = "restarted by operator"
     OPERATOR_KILL = "force-killed by operator"
+    WOKE_UP = "restarted after the laptop woke up"  # the gateway's own restart (the tunnel after a resume)
     CRASH = "the process exited"
     RETRY = "retrying after backoff"
     START_FAILED = "could not start"  # the OS refused the spawn, or the port was held
@@ -31,6 +32,7 @@ class Reason(StrEnum):
     DEPENDENCY = "waiting for a dependency"
     SHUTDOWN = "gateway stopping"
     ADOPTED = "adopted after a gateway restart"
+    BOOT = "started with the gateway"
     WAITING_FOR_INTERNET = "waiting for the internet"
     ROLLBACK = "the change failed; running the last good version"
     PROMOTED = "the change ran well through its probation"

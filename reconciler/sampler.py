@@ -152,7 +152,8 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
             for name, state in rt.states.items():
                 # down when it should be up: counts against availability (checks only run
                 # while a process is up, so without this a crash loop would look 100% up)
-                if state.phase in DOWN:
+                # (and one restarted because it did not answer, until a check passes)
+                if state.phase in DOWN or (state.phase is Phase.STARTING and state.not_answering is not None):
                     rt.put({"op": "health", "server": name, "ok": False, "latency_ms": None,
                             "error": f"{state.phase}: {state.reason}"})
                 elif state.phase is Phase.RUNNING and unchecked(rt.specs.get(name)):

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.act import child_cwd, child_env, command_argv
-from reconciler.children import Child, SpawnError
+from reconciler.children import Child, ExitStatus, SpawnError
+from reconciler.facts import ExitFact
 from reconciler.platform import current
 from reconciler.health import probe
 from reconciler.spec import ServerSpec
@@ -35,6 +36,7 @@ class Verdict:
     seconds: float
     port: int | None
     last_lines: tuple[str, ...] = ()
+    exit: ExitFact | None = None  # it ended before answering: how (None: it ran, or never answered in time)
 
 
 def scratch_port() -> int:
@@ -80,8 +82,12 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
             follower.read(final=True)  # the last lines it printed
     lines = tuple(program_lines(log_path)[-5:])
     if not verdict.ok and lines and "exited" in verdict.text:
-        verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines)
-    return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines)
+        verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines, verdict.exit)
+    return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines, verdict.exit)
+
+
+def _exit(status: ExitStatus) -> ExitFact:
+    return ExitFact.of(status.code, status.signal)
 
 
 async def first_answer(spec: ServerSpec, child: Child, port: int | None, started: float) -> Verdict:
@@ -95,7 +101,8 @@ async def first_answer(spec: ServerSpec, child: Child, port: int | None, started
             done, _ = await asyncio.wait([exited], timeout=waiting)
             seconds = round(time.monotonic() - started, 2)
             if done:
-                return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port)
+                return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port,
+                               exit=_exit(exited.result()))
             if health.type == "running":
                 return Verdict(True, f"kept running for {waiting:g} s (that is its check)", seconds, port)
             return Verdict(True, f"kept running for {seconds:g} s (it has no check to answer)", seconds, port)
@@ -103,7 +110,7 @@ async def first_answer(spec: ServerSpec, child: Child, port: int | None, started
         while time.monotonic() < deadline:
             if exited.done():
                 seconds = round(time.monotonic() - started, 2)
-                return Verdict(False, exited.result().describe(), seconds, port)
+                return Verdict(False, exited.result().describe(), seconds, port, exit=_exit(exited.result()))
             result = await probe(health, port)
             if result.ok:
                 seconds = round(time.monotonic() - started, 2)

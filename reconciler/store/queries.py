@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from reconciler.store import availability, rollouts
+from reconciler.store import availability, incidents, rollouts
 from reconciler.store.db import Pool, migrate, open_pool
 
 Op = dict[str, Any]
@@ -190,6 +190,7 @@ WRITERS: dict[str, Callable[[Op], list[Statement]]] = {
     "config_revision": _config_revision, "host": _host,
 }
 WRITERS.update(rollouts.WRITERS)
+WRITERS.update(incidents.WRITERS)
 KINDS = frozenset(WRITERS)
 
 
@@ -306,6 +307,10 @@ class Store:
     async def load_applied_specs(self) -> dict[str, dict[str, Any]]:
         """The spec each server last had in force, as JSON (for a file that does not load at start)."""
         return {r["name"]: r["spec"] for r in await self._rows(rollouts.LAST_APPLIED)}
+
+    async def load_open_incidents(self) -> list[dict[str, Any]]:
+        """The incidents not resolved yet (reconciler/ops/incidents.py)."""
+        return await self._rows(incidents.LOAD_OPEN)
 
     async def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
         """The alerts sent (or not) lately, newest first: what the page lists."""
