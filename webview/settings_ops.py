@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from reconciler.digits import plain_digits
 from reconciler.events import EventKind
+from webview import doors
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
 from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
@@ -262,9 +263,12 @@ async def boot_post(request: Request) -> Response:
     verb = str(form.get("verb", ""))
     if verb not in ("install", "remove"):
         return await _boot(request, 422, "Choose turn on or turn off.")
+    at_the_laptop = doors.door_of(request.scope) == doors.LOCAL  # Windows' permission prompt is on that screen
     try:
-        done = await asyncio.to_thread(autostart.install if verb == "install" else autostart.remove,
-                                       _target(daemon_of(request)))
+        if verb == "install":
+            done = await asyncio.to_thread(autostart.install, _target(daemon_of(request)), elevate=at_the_laptop)
+        else:
+            done = await asyncio.to_thread(autostart.remove, _target(daemon_of(request)))
     except (autostart.AutostartError, OSError) as exc:
         return await _boot(request, 409, f"Could not {'turn it on' if verb == 'install' else 'turn it off'} from "
                                          f"the page: {exc}")

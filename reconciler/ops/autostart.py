@@ -57,6 +57,16 @@ def check_kind(system: str, kind: str | None) -> str:
     return kind
 
 
+ACCESS_DENIED = "access is denied"  # what schtasks says without administrator rights
+ELEVATED_WAIT = 180.0  # seconds the permission prompt may wait for the person at the screen
+
+
+def asks_permission(kind: str, refusal: str, elevate: bool) -> bool:
+    """Whether a refused install is retried through Windows' permission prompt: only the boot task,
+    refused for want of rights, with the owner at this computer's screen to answer."""
+    return elevate and kind == "boot-task" and ACCESS_DENIED in refusal.lower()
+
+
 def current_user() -> str:
     if os_kind() == "windows":
         domain = os.environ.get("USERDOMAIN")
@@ -116,8 +126,10 @@ def _run(argvs: list[list[str]], check: bool) -> list[tuple[int, str]]:
 
 
 def install(target: Target, *, kind: str | None = None, home: Path | None = None, root: Path = Path("/"),
-            activate: bool = True, write: bool = True, user: str | None = None) -> Outcome:
-    """Write the file and run the OS's commands; `write=False` (--print) does neither."""
+            activate: bool = True, write: bool = True, user: str | None = None, elevate: bool = False) -> Outcome:
+    """Write the file and run the OS's commands; `write=False` (--print) does neither. `elevate`: the
+    owner is at this computer's screen, so a task Windows registers only with administrator rights
+    (the boot task) is registered through its permission prompt, as an installer would."""
     system = _system_of(kind)
     kind = check_kind(system, kind)
     user = user or current_user()
@@ -139,7 +151,17 @@ def install(target: Target, *, kind: str | None = None, home: Path | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     if activate:
-        _run(argvs, check=True)
+        try:
+            _run(argvs, check=True)
+        except AutostartError as exc:
+            if not asks_permission(kind, str(exc), elevate):
+                raise
+            code = current().run_elevated(argvs[0], ELEVATED_WAIT)
+            if code != 0:
+                raise AutostartError("Windows asks for an administrator's permission to start the gateway at boot, "
+                                     "and it was not given" + ("" if code is None else f" (schtasks exited {code})")
+                                     + "; turn it on again and choose Yes") from None
+        notes = [note for note in notes if "elevated prompt" not in note] if elevate else notes
     return Outcome(path, argvs, notes, content)
 
 

@@ -141,6 +141,11 @@ class Platform(Protocol):
         POSIX: st_ctime; Windows: the ChangeTime (its st_ctime is the creation time)."""
         ...
 
+    def run_elevated(self, argv: Sequence[str], timeout: float) -> int | None:
+        """Run `argv` with administrator rights after asking the person at the screen (Windows: the
+        UAC prompt); its exit code, or None where there is no such prompt, or nobody said yes in time."""
+        ...
+
     def show_message(self, title: str, text: str) -> None:
         """Tell the person at the screen (the launcher's words): Windows, a message box that closes
         by itself after a few seconds; elsewhere nothing (the launcher also prints it and logs it)."""

@@ -182,6 +182,9 @@ class PosixPlatform:
         for sig, kind in HOST_SIGNALS.items():
             loop.add_signal_handler(sig, on_event, kind)
 
+    def run_elevated(self, argv: Sequence[str], timeout: float) -> int | None:
+        return None  # sudo asks in a terminal: the commands say so instead
+
     def show_message(self, title: str, text: str) -> None:
         pass  # the launcher prints and logs it; a terminal user reads it there
 

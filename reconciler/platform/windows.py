@@ -287,6 +287,11 @@ class WindowsPlatform:
     def start_mark(self, pid: int) -> str | None:
         return None  # the create time is the FILETIME stamped at creation: the clock does not move it
 
+    def run_elevated(self, argv: Sequence[str], timeout: float) -> int | None:
+        from reconciler.platform.windows_elevate import run_elevated
+
+        return run_elevated(argv, timeout)
+
     def show_message(self, title: str, text: str) -> None:
         if os.environ.get(NO_DIALOG):
             return

@@ -81,6 +81,22 @@ def test_schtasks_argv_is_exact() -> None:
     assert a.commands("boot-task", "remove", Path("x")) == [["schtasks", "/Delete", "/TN", "omen-gateway", "/F"]]
 
 
+def test_only_the_boot_task_refused_for_rights_asks_the_person_at_the_screen() -> None:
+    refused = "schtasks /Create /TN omen-gateway /XML task.xml /F failed (1): ERROR: Access is denied."
+    assert a.asks_permission("boot-task", refused, elevate=True)
+    assert not a.asks_permission("boot-task", refused, elevate=False)  # through the tunnel: nobody is there
+    assert not a.asks_permission("logon-task", refused, elevate=True)  # a log-on task needs no rights
+    assert not a.asks_permission("boot-task", "ERROR: The task XML is malformed.", elevate=True)
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="Windows' permission prompt (the Windows lane runs it; Wine "
+                                                    "runs the program without asking)")
+def test_a_program_run_through_the_permission_prompt_gives_its_exit_code() -> None:
+    from reconciler.platform import current
+
+    assert current().run_elevated(["cmd.exe", "/d", "/c", "exit 3"], 60) == 3
+
+
 def test_the_registered_task_is_read_from_schtasks_query_xml(tmp_path: Path) -> None:
     said = a.windows_task_xml(TARGET, "LAPTOP\\ana", "boot-task")  # /Query /XML prints the task back
     assert a.parse_task_query(said) == a.TaskFacts(True, "boot-task")
