@@ -11,6 +11,7 @@ import shlex
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -178,13 +179,17 @@ async def _command(health: CommandHealth, port: int | None, env: dict[str, str] 
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=full_env,
-                                    cwd=cwd, **platform.spawn_kwargs())
+                                    cwd=cwd, **platform.spawn_kwargs(suspended=True))
         except FileNotFoundError:
             where = (f"working folder {cwd} does not exist" if cwd and not os.path.isdir(cwd)
                      else "no such file or directory")
             return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {where}")
         except OSError as exc:
             return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {exc.strerror or exc}")
+        try:  # in a job of its own before it runs (Windows): what it leaves behind is ended with it
+            platform.contain(Path(tempfile.gettempdir()), "health-check", proc.pid)
+        finally:
+            platform.resume(proc.pid)
         code: int | None = None
         try:
             async with asyncio.timeout(health.timeout):

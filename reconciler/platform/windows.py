@@ -171,9 +171,9 @@ class WindowsPlatform:
             members: list[psutil.Process] | None
             try:
                 members = [psutil.Process(p) for p in job.pids() if psutil.pid_exists(p)]
+                members = [proc for proc in members if not _console_host(proc)]  # the console's, not the server's
                 job.terminate()
                 job.close()
-                members = [proc for proc in members if not _console_host(proc)]  # the console's, not the server's
             except (OSError, psutil.Error):
                 members = None  # fall back to the tree walk below
             if members is not None:

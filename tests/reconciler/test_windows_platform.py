@@ -147,8 +147,8 @@ async def test_a_graceful_stop_reaches_the_server_on_its_own_console(tmp_path) -
     log = tmp_path / "server.log"
     child = await Child.spawn([sys.executable, "-c", CTRL_C_AWARE], log_path=log)
     try:
-        for _ in range(300):
-            if "ready" in log.read_text(encoding="utf-8", errors="replace"):
+        for _ in range(300):  # its own line (the gateway's note of the command holds the word too)
+            if "ready" in log.read_text(encoding="utf-8", errors="replace").splitlines():
                 break
             await asyncio.sleep(0.05)
         result = await child.stop("TERM", timeout=30)
@@ -172,7 +172,7 @@ async def test_a_program_that_ignores_ctrl_c_is_closed_by_its_window(tmp_path) -
     child = await Child.spawn(program("window_app"), log_path=log)
     try:
         for _ in range(300):
-            if "window ready" in log.read_text(encoding="utf-8", errors="replace"):
+            if "window ready" in log.read_text(encoding="utf-8", errors="replace").splitlines():
                 break
             await asyncio.sleep(0.05)
         result = await child.stop("TERM", timeout=30)
