@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from webview import auth
+from webview.doors import door_of
 from webview.security import is_https
 from webview.words import duration
 
@@ -61,7 +62,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     context.setdefault("flash", flash)
     html = env.get_template(template).render(
         user=getattr(request.state, "user", None), csrf=getattr(request.state, "csrf", ""), path=request.url.path,
-        **context)
+        door=door_of(request.scope), **context)
     response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
     if flash:
         response.delete_cookie(FLASH, path="/")
