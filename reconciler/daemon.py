@@ -34,6 +34,7 @@ from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
 from reconciler.tunnel import with_tunnel
 from reconciler.tunnel.dns_task import dns_forever
+from reconciler.tunnel.getter import cloudflared_forever
 from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
@@ -135,6 +136,7 @@ class Daemon:
             asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
             asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
             asyncio.create_task(dns_forever(self), name="dns"),
+            asyncio.create_task(cloudflared_forever(self), name="cloudflared"),  # fetched and kept up to date
             asyncio.create_task(resume_forever(self), name="resume"),  # sleep / freeze (reconciler/resume.py)
             asyncio.create_task(power_forever(self), name="power"),  # battery, power plan (reconciler/power.py)
         ]

@@ -217,6 +217,7 @@ _KIND_WORDS = {
     "tunnel_config": "The tunnel's settings were updated", "tunnel_unavailable": "The tunnel cannot run",
     "tunnel_handover": "The tunnel switched over", "tunnel_offline": "Not reachable from outside",
     "tunnel_online": "Reachable from outside again", "dns_synced": "Web address set up",
+    "cloudflared_installed": "cloudflared installed", "cloudflared_failed": "cloudflared was not installed",
     "dns_failed": "Could not set up the web address", "dns_unavailable": "Web addresses cannot be set up",
     "sync_pulled": "Got new settings from git", "sync_failed": "Could not get settings from git",
     "backup_written": "Backup made", "backup_failed": "Backup failed", "config_written": "Settings saved from the page",
