@@ -232,11 +232,14 @@ def account_zones(data_dir: Path, settings: TunnelSettings) -> tuple[str, ...] |
 
 def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[str, int],
           environ: Mapping[str, str] | None = None, screen: bool = True,
-          failed: Mapping[str, str] | None = None) -> TunnelPlan:
+          failed: Mapping[str, str] | None = None, facts_dir: Path | None = None) -> TunnelPlan:
     """Everything the tunnel needs from one load of the folder (reads: credentials, PATH, the
     data folder's addresses and account summary; and, when cloudflared is installed and
     `screen`, its validator on the candidate config). `failed`: routes cloudflared could not
-    start (`routes.route_key` -> its words), left out."""
+    start (`routes.route_key` -> its words), left out. `facts_dir`: the data folder to read
+    the account's domains and the page's addresses from, when `data_dir` is a scratch one
+    (`gateway check`)."""
+    facts = facts_dir or data_dir
     parsed = parse(result.settings.tunnel, config_dir)
     if parsed is None:
         return TunnelPlan(missing="not configured: add a [tunnel] table to gateway.toml")
@@ -255,8 +258,8 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
         errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "credentials_file")), None,
                                   "tunnel.credentials_file", f"Tunnel credentials file "
                                   f"'{settings.credentials_file}' doesn't exist or is not a file"))
-    known = Known(zones=account_zones(data_dir, settings), page_hostname=result.settings.web.hostname,
-                  own_ports=own_ports(result, data_dir, settings, ports), failed=dict(failed or {}),
+    known = Known(zones=account_zones(facts, settings), page_hostname=result.settings.web.hostname,
+                  own_ports=own_ports(result, facts, settings, ports), failed=dict(failed or {}),
                   config_dir=Path(config_dir))
     origin, missing_ca = with_ca_pool(settings.origin, known)
     if missing_ca:
@@ -269,7 +272,7 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
             errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "metrics_port")), None,
                                       "tunnel.metrics_port", f"{settings.metrics_port} is already used by {holder}"))
     specs, files = dict(result.specs), dict(result.files)
-    page = page_route(result.settings.web.hostname, data_dir)
+    page = page_route(result.settings.web.hostname, facts)
     if page is not None:  # the page itself, at [web] hostname, through its tunnel door
         specs[PAGE], files[PAGE] = page, gw_path
     rules, route_errors, pending = routes(specs, files, ports, skip, known)
@@ -288,6 +291,26 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
     if plan.text is None:
         return plan
     return dataclasses.replace(plan, spec=connector_spec(settings, executable, config_path, plan.text))
+
+
+def domain_problems(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[str, int],
+                    spec: ServerSpec) -> list[str]:
+    """What the tunnel would say about `spec`'s [domain] if it were saved now (the add/edit
+    form asks before it writes): the same checks as a load, against the same facts."""
+    import tempfile
+
+    if spec.domain is None:
+        return []
+    specs = {**result.specs, spec.name: spec}
+    files = {**result.files, spec.name: str(Path(config_dir) / f"{spec.name}.toml")}
+    with tempfile.TemporaryDirectory(prefix="gateway-form-") as scratch:
+        plan = build(dataclasses.replace(result, specs=specs, files=files), config_dir, Path(scratch), ports,
+                     screen=False, facts_dir=data_dir)
+    if plan.settings is None:
+        from reconciler.tunnel.routes import routes as check_routes
+
+        return [e.message for e in check_routes({spec.name: spec}, files, ports)[1]]
+    return [e.message for e in plan.errors if Path(e.path).stem == spec.name and (e.key or "").startswith("domain")]
 
 
 def write_config(path: Path, text: str) -> bool:

@@ -29,7 +29,7 @@ import pytest
 from tests.fix_gateway import REPO, Gateway
 from tests.tunnel.fake_cloudflare import FakeCloudflare
 from tests.tunnel.fake_edge import ENV, FakeEdge, cloudflare_dns
-from tests.tunnel.test_connector import fake_cloudflared, wait, with_tunnel
+from tests.tunnel.test_connector import TUNNEL_ID, fake_cloudflared, wait, with_tunnel
 from tests.tunnel.test_handover_requests import HOST, Visitor, settled, web_file
 from tests.webview.conftest import PASSWORD, USER, cli, signed_in
 
@@ -205,3 +205,41 @@ def test_the_owners_restart_of_the_tunnel_fails_no_request(phone_world):
             and e["seq"] > mark]
     assert said == ["restart", "the second connector is ready", "done"], said
     assert json.loads(edge.get(HOST)[1])["VERSION"] == "0"  # (the gap is measured by bench/tunnel_gap.py)
+
+
+def test_a_hostname_outside_the_accounts_domains_or_the_pages_own_is_refused_when_saved(phone_world):
+    """Refused by the form before anything is written, said on the card and by `gateway check`,
+    and never listed as reachable (it was saved silently, and listed, with only an event saying
+    "no zone")."""
+    from tests.webview.test_forms import post
+
+    gw, edge, _ = phone_world
+    (gw.data_dir / "tunnel").mkdir(exist_ok=True)
+    (gw.data_dir / "tunnel" / "cloudflare.json").write_text(json.dumps({"tunnel_id": TUNNEL_ID,
+                                                                        "zones": ["example.com"]}))
+    local = signed_in(gw)
+    try:
+        r = post(local, "/new", name="shop", command="python -m http.server {port}", port="auto",
+                 domain="www.not-my-zone.org")
+        assert r.status_code == 422
+        assert ("www.not-my-zone.org is not under a domain of your Cloudflare account (example.com): use a name "
+                "like www.example.com") in r.text
+        r = post(local, "/new", name="shop", command="python -m http.server {port}", port="auto", domain=PAGE_HOST)
+        assert r.status_code == 422 and "is this gateway&#39;s own page ([web] hostname" in r.text
+        assert not (gw.config_dir / "shop.toml").exists()
+
+        gw.write("shop", 'command = ["python", "-m", "http.server", "{port}"]\nport = "auto"\n'
+                         '[domain]\nhostname = "shop"\n')  # written by hand: said on its card
+        wait(lambda: "a single word" in local.get("/").text, what="the card says why")
+        page = local.get("/cloudflare").text
+        assert "https://shop" not in page and f"https://{HOST}" in page
+    finally:
+        local.close()
+    done = subprocess.run([sys.executable, "-m", "reconciler", "check", str(gw.config_dir), "--data-dir",
+                           str(gw.data_dir)], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "shop.toml:4: domain.hostname: 'shop' is a single word" in done.stdout
+    gw.write("shop", 'command = ["python", "-m", "http.server", "{port}"]\nport = "auto"\n'
+                     '[domain]\nhostname = "shop.example.org"\n')
+    done = subprocess.run([sys.executable, "-m", "reconciler", "check", str(gw.config_dir), "--data-dir",
+                           str(gw.data_dir)], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "is not under a domain of your Cloudflare account (example.com)" in done.stdout
