@@ -141,7 +141,8 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
     elif phase == "stopped":
         if s.get("stopped_by_operator"):
             since = f"since {_hhmm(s['ended_at'])} · " if s.get("ended_at") else ""
-            out.update(status="Stopped by you", details=f"{since}stays stopped until you start it")
+            until = "you start it, or the gateway restarts" if s.get("own") else "you start it"
+            out.update(status="Stopped by you", details=f"{since}stays stopped until {until}")
         elif kind in _STOPPED_WHY:
             status, details = _STOPPED_WHY[kind]
             out.update(status=status, details=details or code)

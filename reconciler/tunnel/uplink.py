@@ -98,8 +98,11 @@ def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> No
     st = rt.state(RESERVED)
     internet = rt.host.get("internet_ok")
     offline = internet is False
-    if is_up(st) or rt.intents.get(RESERVED) == "stop":
-        if up.said is not None and is_up(st):
+    from reconciler.tunnel.hook import reachable
+
+    bridged = st.phase is not Phase.RUNNING and reachable(rt) is True  # a second connector serves meanwhile
+    if is_up(st) or bridged or rt.intents.get(RESERVED) == "stop":
+        if up.said is not None and (is_up(st) or bridged):
             rt.event(EventKind.TUNNEL_ONLINE, RESERVED, f"reachable from outside again (offline since "
                      f"{_clock(up.since)})", detail={"offline_since": to_wall(up.since)})
         held, up.held = up.held, False
