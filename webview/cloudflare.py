@@ -108,7 +108,7 @@ async def page(request: Request) -> Response:
 async def state(request: Request) -> Response:
     """For the page's script: is cloudflared there now, and the tunnel's state."""
     return JSONResponse({"cloudflared": _cloudflared(request), "state": tunnel_view(daemon_of(request).rt)["state"],
-                         "at": time.time()})
+                         "said": _getting(request)["said"] or "", "at": time.time()})
 
 
 @login_required

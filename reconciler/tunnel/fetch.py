@@ -88,11 +88,10 @@ async def latest(asset: Asset | None = None, url: str | None = None) -> Release:
                                      headers={"Accept": "application/vnd.github+json"}) as client:
             reply = await client.get(where)
     except httpx.HTTPError as exc:
-        raise FetchError(f"cannot reach GitHub to look for cloudflared ({exc.__class__.__name__}): check this "
-                         "laptop's internet connection") from None
+        raise FetchError("cannot reach GitHub, where Cloudflare publishes cloudflared: check this laptop's internet "
+                         f"connection") from exc
     if reply.status_code != 200:
-        raise FetchError(f"GitHub did not say which cloudflared is the newest (HTTP {reply.status_code}); tried "
-                         "again later")
+        raise FetchError(f"GitHub did not say which cloudflared is the newest (HTTP {reply.status_code})")
     try:
         return pick(reply.json(), asset)
     except ValueError as exc:  # ReleaseError, or JSON that does not read
@@ -120,8 +119,8 @@ async def download(release: Release, to: Path) -> None:
                         digest.update(chunk)
                         out.write(chunk)
     except httpx.HTTPError as exc:
-        raise FetchError(f"the download of {release.asset.name} broke off ({exc.__class__.__name__}): check this "
-                         "laptop's internet connection") from None
+        raise FetchError(f"the download of {release.asset.name} broke off: check this laptop's internet "
+                         "connection") from exc
     if release.size is not None and total != release.size:
         raise FetchError(f"the download of {release.asset.name} is not the size GitHub gives ({total} bytes instead of "
                          f"{release.size}): it was cut off or changed on the way")

@@ -93,7 +93,8 @@ async def install(rt: Any, data_dir: Path, release: Release | None, actor: str, 
         got.busy = f"getting cloudflared {release.version}"
         done = await fetch.install(data_dir, release)
     except (fetch.FetchError, ReleaseError) as exc:
-        keep = f"cloudflared {before} stays in use" if before else "no cloudflared is there yet; tried again later"
+        keep = (f"cloudflared {before} stays in use" if before else
+                "the gateway tries again by itself (in a minute, then less often)")
         words = f"cloudflared was not installed: {exc}; {keep}."
         got.said, got.ok = words, False
         rt.event(EventKind.CLOUDFLARED_FAILED, RESERVED, words, actor=actor, detail={"error": str(exc)})

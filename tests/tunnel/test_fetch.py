@@ -43,6 +43,7 @@ def fetched(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
         monkeypatch.setenv("CLOUDFLARE_API_TOKEN", cf.token)
         monkeypatch.setenv(ENV, edge.address)
         monkeypatch.setenv("GATEWAY_CLOUDFLARED_RELEASES", releases.url)
+        monkeypatch.setenv("GATEWAY_CLOUDFLARED_CHECK_EVERY", "3")  # a newer release is seen in seconds, not a day
         config_yml = with_tunnel(gateway, None, extra=f'api_url = "{cf.url}"\n')
         gateway.write("web", web_file(0))
         gateway.start()
