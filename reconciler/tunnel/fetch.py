@@ -89,7 +89,7 @@ async def latest(asset: Asset | None = None, url: str | None = None) -> Release:
             reply = await client.get(where)
     except httpx.HTTPError as exc:
         raise FetchError("cannot reach GitHub, where Cloudflare publishes cloudflared: check this laptop's internet "
-                         f"connection") from exc
+                         "connection") from exc
     if reply.status_code != 200:
         raise FetchError(f"GitHub did not say which cloudflared is the newest (HTTP {reply.status_code})")
     try:
