@@ -39,9 +39,19 @@ def answers(port: int, timeout: float = 0.05) -> bool:
         return False
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """SIGTERM (a gateway then stops its servers, then itself); SIGKILL if it is not gone in time."""
-    proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0, data: Path | None = None) -> None:
+    """SIGTERM (a gateway then stops its servers, then itself); SIGKILL if it is not gone in time.
+    On Windows, which has no SIGTERM, a gateway (its `data` folder given) is asked to shut down."""
+    if sys.platform == "win32" and data is not None:
+        sys.path.insert(0, str(REPO))
+        from reconciler.client import Client, NotRunning
+
+        try:
+            Client(data, timeout=10).shutdown()
+        except NotRunning:
+            proc.kill()
+    else:
+        proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:

@@ -126,7 +126,7 @@ def boot(config: Path, data: Path, ports: list[int], timeout: float, cut: bool =
         if cut and proc.poll() is None:
             cut_power(proc, data)
         else:
-            stop_process(proc)
+            stop_process(proc, data=data)
 
 
 def main() -> None:
@@ -146,7 +146,7 @@ def main() -> None:
         ports = free_ports(args.servers)
         for i, port in enumerate(ports):
             (config / f"s{i:02d}.toml").write_text(
-                f'command = ["{sys.executable}", "{CHILD}", "{{port}}"]\nport = {port}\n'
+                f'command = ["{Path(sys.executable).as_posix()}", "{CHILD.as_posix()}", "{{port}}"]\nport = {port}\n'
                 '[health]\ntype = "http"\npath = "/"\n')
         page, ready = boot(config, data, ports, args.timeout, frozen=args.after_freeze)
         print(f"cold boot (initdb): page up {page:.2f}s, all {args.servers} servers answering {ready:.2f}s")

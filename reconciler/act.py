@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
 from reconciler.fsutil import server_log
 from reconciler.health import port_holder, port_is_free
-from reconciler.platform import current
+from reconciler.platform import console_python, current
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -80,11 +79,12 @@ def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
 
 
 def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
-    """The argv with `{port}` filled in; a bare `python`/`python3` means this Python."""
+    """The argv with `{port}` filled in; a bare `python`/`python3` means this Python (its console
+    build on Windows: reconciler.platform.console_python)."""
     fill = (lambda text: text.replace("{port}", str(port))) if port is not None else (lambda text: text)
     argv = [fill(part) for part in spec.command]
     if not spec.shell and argv and argv[0] in ("python", "python3", "python.exe"):
-        argv[0] = sys.executable
+        argv[0] = console_python()
     return argv
 
 
@@ -141,6 +141,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
             cwd=child_cwd(rt.config_dir, spec),
             env=child_env(spec, port),
             log_path=log_path(rt, name),
+            contain=lambda pid: current().contain(rt.data_dir, name, pid),  # Windows: its own job object
         )
     except SpawnError as exc:
         _failed(rt, name, spec, failures, str(exc), actor, now)
@@ -148,7 +149,6 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     except Exception as exc:  # noqa: BLE001 - whatever the OS refused: a failed start, with backoff
         _failed(rt, name, spec, failures, f"cannot start {spec.command[0]!r}: {exc}", actor, now)
         return
-    current().contain(rt.data_dir, name, child.pid)  # Windows: its own job object (POSIX: its group)
     if spec.port == "auto" and port is not None and rt.ports.get(name) != port:
         rt.ports[name] = port
         rt.put({"op": "port", "name": name, "port": port})

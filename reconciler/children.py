@@ -19,7 +19,7 @@ import shlex
 import signal as _signal
 import subprocess
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +58,8 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 CREATE_TIME_TOLERANCE = 0.01  # seconds, where the create time is all there is (no start mark: Windows, macOS, old rows)
 GIVE_UP_AFTER = 2.0  # seconds after the tree kill to wait for the tree to be gone
+ERROR_BAD_EXE_FORMAT = 193  # Windows: "%1 is not a valid Win32 application"
+STATUS_CONTROL_C_EXIT = 0xC000013A  # Windows: the exit code of a program the Ctrl-C event ended
 
 
 class SpawnError(Exception):
@@ -82,6 +84,8 @@ class ExitStatus:
             except ValueError:
                 name = "unknown signal"
             return f"killed by signal {self.signal} ({name})"
+        if self.code == STATUS_CONTROL_C_EXIT:  # Windows: ended by the Ctrl-C it did not handle
+            return f"stopped by Ctrl-C (exit code 0x{self.code:X})"
         if self.code is not None:
             return f"exited with code {self.code}"
         return "exited (code unknown: adopted process)"
@@ -131,11 +135,12 @@ class Child:
     @classmethod
     async def spawn(
         cls, argv: list[str], *, shell: bool = False, cwd: str | None = None,
-        env: dict[str, str] | None = None, log_path: Path,
+        env: dict[str, str] | None = None, log_path: Path, contain: Callable[[int], object] | None = None,
     ) -> Child:
         """Start `argv` (without a shell unless `shell`; then argv holds the command line)
         in its own process group, stdin from the null device, stdout and stderr appended to
-        `log_path`."""
+        `log_path`. `contain(pid)` is called before the program runs (Windows: it is created
+        suspended, put in its job, then resumed), so that nothing it starts escapes."""
         if not argv:
             raise SpawnError("cannot start an empty command")
         platform = current()
@@ -155,7 +160,7 @@ class Child:
             try:
                 proc = subprocess.Popen(
                     run, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd, env=env,
-                    **platform.spawn_kwargs(),
+                    **platform.spawn_kwargs(suspended=contain is not None),
                 )
             except FileNotFoundError:
                 raise SpawnError(f"cannot start {run[0]!r}: no such file or directory") from None
@@ -164,9 +169,17 @@ class Child:
             except OSError as exc:
                 if exc.errno == errno.E2BIG:
                     raise SpawnError(too_big(run, env)) from None
+                if getattr(exc, "winerror", None) == ERROR_BAD_EXE_FORMAT:
+                    raise SpawnError(f"cannot start {run[0]!r}: it is not a program Windows can start (a script "
+                                     "is run by its program, e.g. python script.py)") from None
                 raise SpawnError(f"cannot start {run[0]!r}: {(exc.strerror or str(exc)).lower()}") from None
             except ValueError as exc:  # e.g. "embedded null byte"
                 raise SpawnError(f"cannot start {run[0]!r}: {exc}") from None
+        if contain is not None:
+            try:
+                contain(proc.pid)
+            finally:
+                platform.resume(proc.pid)  # contained or not, it runs
         ps: psutil.Process | None
         try:
             ps = psutil.Process(proc.pid)
@@ -254,7 +267,7 @@ class Child:
         exited = True  # a root that is gone already: its leftovers are orphans, killed at once
         if self.is_alive():
             try:
-                platform.send_stop(self.pid, signal_name, known)
+                platform.send_stop(self.pid, signal_name, known, timeout)
             except OSError as exc:  # e.g. an adopted process that now belongs to another user
                 log.warning("pid %s: cannot send SIG%s: %s", self.pid, signal_name, exc)
             exited = await _within(self.wait(), timeout)

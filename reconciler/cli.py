@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
+import copy
 import json
 import logging
 import logging.handlers
@@ -14,14 +14,17 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from reconciler import __version__
+from reconciler import __version__, aio
 from reconciler.client import ApiError, Client, NotRunning
 from reconciler.fsutil import server_log
-from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem
+from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem, wait_stopped
 from reconciler.ops import cli as ops_cli
 from reconciler.settings import (Settings, SettingsError, default_config_dir, default_data_dir, ensure_private_dir,
                                  peek, resolve)
 from reconciler.tunnel import commands as tunnel_cli
+
+
+SHUTDOWN_WAIT = 120.0  # seconds: every server's stop timeout fits (a hang guard, not a target)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--all", action="store_true")
         p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for the outcome")
         p.add_argument("--json", action="store_true")
+    sd = sub.add_parser("shutdown", parents=[common], help="stop the gateway itself (and its servers)")
+    sd.add_argument("--keep-servers", action="store_true", help="leave the servers running (an upgrade)")
     lg = sub.add_parser("logs", parents=[common], help="print a server's log")
     lg.add_argument("name")
     lg.add_argument("-n", "--lines", type=int, default=50)
@@ -165,11 +170,26 @@ def _run_daemon(settings: Settings, keep_servers: bool, booting: _Booting | None
     daemon = Daemon(settings, keep_servers=keep_servers, pg=booting.pg if booting else None,
                     pg_starting=booting.starting if booting else None)
     try:
-        asyncio.run(daemon.serve())  # its end too (the loop's own clean-up) is under the stop's watchdog
+        aio.run(daemon.serve())  # its end too (the loop's own clean-up) is under the stop's watchdog
     finally:
         if daemon.watchdog is not None:
             daemon.watchdog.cancel()
     return 1 if daemon.crashed else 0
+
+
+class OneLineQueue(logging.handlers.QueueHandler):
+    """Puts records on the writer's queue with their message made one line: control
+    characters in it (a line break in a user name a stranger typed) are escaped, so nobody can
+    forge a line of gateway.log. A traceback, which the writer's formatter adds after the
+    message, keeps its lines."""
+
+    ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127, 0x85) if c != 9} | {
+        10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}  # what str.splitlines() splits at
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)  # the queue is in this process: the exception stays for the writer
+        record.msg, record.args = record.getMessage().translate(self.ESCAPES), None
+        return record
 
 
 def _setup_logging(path: Path, verbose: bool) -> logging.handlers.QueueListener:
@@ -188,7 +208,7 @@ def _setup_logging(path: Path, verbose: bool) -> logging.handlers.QueueListener:
     # The event loop only puts records on a queue; a thread formats and writes them (a file
     # write, a flush and a rollover check per record cost the loop ~1 ms each at a busy start).
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    root.addHandler(logging.handlers.QueueHandler(records))
+    root.addHandler(OneLineQueue(records))
     writer = logging.handlers.QueueListener(records, to_file, to_err, respect_handler_level=True)
     writer.start()
     return writer
@@ -264,6 +284,17 @@ def _control(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    data_dir = default_data_dir(args.data_dir)
+    Client(data_dir).shutdown(args.keep_servers)
+    if not wait_stopped(data_dir, SHUTDOWN_WAIT):
+        print(f"gateway shutdown: still stopping after {SHUTDOWN_WAIT:.0f} s; see {data_dir / 'gateway.log'}",
+              file=sys.stderr)
+        return 1
+    print("omen-gateway stopped; " + ("your servers keep running" if args.keep_servers else "your servers are stopped"))
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from reconciler.ops.logs import cmd_logs as logs
 
@@ -299,7 +330,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     config_dir = Path(args.config) if args.config else path.resolve().parent
     log = server_log(default_data_dir(args.data_dir), f"try-{loaded.name}")
     print(f"trying {loaded.name} (on a scratch port, for up to its start period; the running version is untouched)")
-    verdict = asyncio.run(try_spec(loaded, config_dir, log, lambda line: print(f"  | {line}", flush=True)))
+    verdict = aio.run(try_spec(loaded, config_dir, log, lambda line: print(f"  | {line}", flush=True)))
     print(("ok: " if verdict.ok else "failed: ") + verdict.text)
     return 0 if verdict.ok else 1
 
@@ -357,7 +388,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "start": _control, "stop": _control, "restart": _control, "kill": _control,
-    "retry": _control, "try": cmd_try,
+    "retry": _control, "try": cmd_try, "shutdown": cmd_shutdown,
     "logs": cmd_logs, "check": cmd_check, "events": cmd_events, "user": cmd_user, **ops_cli.COMMANDS,
     "tunnel": tunnel_cli.cmd_tunnel,
 }

@@ -53,6 +53,9 @@ class Client:
         body = {"verb": verb, "names": names, "group": group, "all": everything, "wait": wait}
         return self._call("POST", "/api/control", json=body)  # type: ignore[no-any-return]
 
+    def shutdown(self, keep_servers: bool = False) -> dict[str, Any]:
+        return self._call("POST", "/api/shutdown", json={"keep_servers": keep_servers})  # type: ignore[no-any-return]
+
     def events(self, **params: Any) -> list[dict[str, Any]]:
         query = {k: v for k, v in params.items() if v is not None}
         return self._call("GET", "/api/events", params=query)["events"]  # type: ignore[no-any-return]

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
+from reconciler.fsutil import NotRegularFile, read_regular
+from reconciler.platform import current
 from reconciler.settings import GATEWAY_FILE
 from reconciler.spec import (
     MAX_QUOTED,
@@ -89,7 +91,7 @@ class LoadResult:
         default_factory=dict, repr=False, compare=False)
 
 
-Signature = tuple[int, int, int, int]  # inode, size, mtime and ctime in ns
+Signature = tuple[int, int, int, int]  # inode (Windows: file index), size, mtime and change time in ns
 SETTLED = 2.0  # seconds: a file last changed this long before it was read has its signature kept
 
 
@@ -100,11 +102,12 @@ def signature(path: Path, read_at: float) -> Signature | None:
     for a file that was already quiet when read. None: read it again next time."""
     try:
         st = os.stat(path)
+        changed = current().changed_ns(str(path), st)  # moves on any write, even with the mtime put back
     except OSError:
         return None
-    if read_at - max(st.st_mtime, st.st_ctime) < SETTLED:
+    if read_at - max(st.st_mtime_ns, changed) / 1e9 < SETTLED:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, changed)
 
 
 def is_server_file(path: Path) -> bool:
@@ -146,10 +149,15 @@ def _nth_line(text: str, number: int) -> str:
 
 
 def read_text(path: Path, raw: bytes | None = None) -> str | ConfigError:
+    """The file's text; never opens a named pipe, a socket or a device (fsutil.read_regular)."""
     try:
-        return (path.read_bytes() if raw is None else raw).decode("utf-8-sig")
+        return (read_regular(path) if raw is None else raw).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return ConfigError(str(path), None, None, None, f"not UTF-8 text (byte {exc.start})")
+    except NotRegularFile as exc:
+        what = "the settings file" if path.name == GATEWAY_FILE else "a server file"
+        return ConfigError(str(path), None, None, None,
+                           f"not a regular file ({exc.kind}): {what} must be a plain file; remove it or rename it")
     except OSError as exc:
         return ConfigError(str(path), None, None, None, f"cannot read: {exc.strerror or exc}")
 
@@ -256,7 +264,7 @@ def load_dir(folder: Path, previous: LoadResult | None = None,
     errors: list[ConfigError] = []
     settings = previous.settings if previous else GatewayFile()
     gateway_path = folder / GATEWAY_FILE
-    if gateway_path.is_file():
+    if os.path.lexists(gateway_path):  # a pipe or a folder of that name is an error, not "no settings"
         loaded = load_gateway_file(gateway_path)
         if isinstance(loaded, ConfigError):
             errors.append(loaded)
@@ -280,7 +288,7 @@ def load_dir(folder: Path, previous: LoadResult | None = None,
             raw, result = hit[1], hit[2]  # settled and untouched since: not read again
         else:
             try:
-                raw = path.read_bytes()
+                raw = read_regular(path)  # never a pipe, a socket or a device: it could block for good
             except OSError:
                 raw = None  # load_file says why
             result = hit[2] if raw is not None and hit is not None and hit[1] == raw else load_file(path, raw)

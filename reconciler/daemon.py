@@ -19,6 +19,7 @@ from reconciler.hostevents import listen as listen_host_events
 from reconciler.instance import record_recovery
 from reconciler.power import power_forever
 from reconciler.resume import resume_forever
+from reconciler import secretbox
 from reconciler.events import EventKind
 from reconciler.fsutil import atomic_write, read_or_create_secret
 from reconciler.loop import Reconciler
@@ -98,6 +99,7 @@ class Daemon:
             await self.store.load_states(), await self.store.load_intents(), await self.store.load_ports()
         )
         self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
+        await self._seal_second_steps()
         self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
         self.rt.ports.update(ports)
         self.reconciler = Reconciler(self.rt, settings.config_dir, load_hooks=[with_tunnel])
@@ -179,6 +181,21 @@ class Daemon:
             await asyncio.to_thread(self.pg.stop)
         print("omen-gateway: stopped; " + ("your servers were left running" if self.keep_servers
                                           else "your servers are stopped"), flush=True)
+
+    async def _seal_second_steps(self) -> None:
+        """Code app secrets sealed with the data folder's key (reconciler.secretbox); one this key
+        cannot open is said once, in words."""
+        try:
+            sealed, unreadable = await secretbox.seal_users(self.store, secretbox.load_or_create(self.settings.data_dir))
+        except Exception as exc:  # noqa: BLE001 - the page still works; said, tried again at the next start
+            log.warning("the code app secrets could not be sealed now: %s", exc)
+            return
+        if sealed:
+            log.info("code app secrets sealed with the data folder's key: %s", ", ".join(sealed))
+        if unreadable:
+            self.rt.event(EventKind.ACCOUNT_CHANGED, None, f"the code app of {', '.join(unreadable)} cannot be read "
+                          f"with this data folder's key ({secretbox.KEY_FILE}): bring that file back, or turn the "
+                          "code app off and set it up again (Security)", detail={"users": unreadable})
 
     async def _supervise_database(self) -> None:
         """The embedded PostgreSQL is a child like any other: when it exits, start it again

@@ -51,3 +51,52 @@ def read_or_create_secret(path: Path, make: int = 32) -> str:
 def server_log(data_dir: Path, name: str) -> Path:
     """The log file of server `name` (its stdout and stderr, and the gateway's markers)."""
     return Path(data_dir) / LOGS / f"{name}.log"
+
+
+class NotRegularFile(OSError):
+    """A path that is a named pipe, a socket, a device or a folder: never opened for reading
+    (a pipe with no writer would block the reader for good)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"{path}: not a regular file ({kind})")
+        self.path, self.kind = path, kind
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is, in words."""
+    import stat
+
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a plain file"
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file (a link is followed); raises NotRegularFile for anything
+    else without opening it, and OSError as reading does. Portable: stat's S_ISREG, then an
+    open that cannot block (O_NONBLOCK where the system has it) checked again with fstat, so a
+    file swapped for a pipe between the two looks is refused too."""
+    kind = file_kind(os.stat(path).st_mode)
+    if kind is not None:
+        raise NotRegularFile(path, kind)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise NotRegularFile(path, kind)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def read_regular_text(path: Path, encoding: str = "utf-8") -> str:
+    return read_regular(path).decode(encoding)

@@ -170,30 +170,33 @@ async def _command(health: CommandHealth, port: int | None, env: dict[str, str] 
     platform = current()
     started = time.perf_counter()
     # Output goes to a file, not a pipe: a grandchild that keeps a pipe open cannot hang us.
+    # A plain Popen awaited through the platform's exit wait (a pidfd; a thread on Windows), not
+    # an asyncio subprocess: Windows' selector loop, the one psycopg accepts, has none.
     with tempfile.TemporaryFile() as out:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=full_env, cwd=cwd,
-                **platform.spawn_kwargs(),
-            )
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=full_env,
+                                    cwd=cwd, **platform.spawn_kwargs())
         except FileNotFoundError:
             where = (f"working folder {cwd} does not exist" if cwd and not os.path.isdir(cwd)
                      else "no such file or directory")
             return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {where}")
         except OSError as exc:
             return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {exc.strerror or exc}")
+        code: int | None = None
         try:
             async with asyncio.timeout(health.timeout):
-                code = await proc.wait()
+                await platform.wait_exit(proc.pid)
+            code = proc.wait()  # it exited: reaped at once
             latency = _ms(started)
         except TimeoutError:
-            code = None
+            pass
         finally:
             # The check's whole process group goes, also when it exited but left children
             # behind, or when this probe is cancelled.
             await asyncio.to_thread(_kill_tree, proc.pid)
+            if code is None:
+                await asyncio.to_thread(proc.wait)  # killed: gone at once (never a zombie left)
         if code is None:
-            await proc.wait()
             return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
         if code == 0:
             return HealthResult(True, latency, None)

@@ -11,6 +11,7 @@ killed, or the power went), and the next start says it recovered from that.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ class AlreadyRunning(Exception):
         since = f", running since {note['started_at'][:19].replace('T', ' ')} UTC" if note.get("started_at") else ""
         super().__init__(
             f"a gateway is already running with data folder {data_dir} ({who}{page}{since}).\n"
-            "Nothing was changed: it keeps running. To restart it, stop it first (Ctrl-C in its window, "
-            f"or `kill {pid or 'PID'}`); to run a second gateway, give it another --data-dir.")
+            "Nothing was changed: it keeps running. To restart it, stop it first (`gateway shutdown`, or "
+            "Ctrl-C in its window); to run a second gateway, give it another --data-dir.")
 
 
 def page_url(data_dir: Path) -> str | None:
@@ -148,6 +149,25 @@ def record_recovery(rt: Any, data_dir: Path) -> None:
         rt.event(EventKind.GATEWAY_RECOVERED, None, was.describe(), detail={"pid": was.pid, "started_at": was.started_at})
 
 
+# Why a bind was refused, in words: POSIX errno and Winsock's numbers (Windows' strerror for
+# these is a sentence about "socket addresses", and Wine's is "windows error 0x2740").
+_IN_USE = {errno.EADDRINUSE, 10048}  # WSAEADDRINUSE
+_NOT_ALLOWED = {errno.EACCES, 10013}  # WSAEACCES
+_NOT_HERE = {errno.EADDRNOTAVAIL, 10049}  # WSAEADDRNOTAVAIL
+
+
+def bind_refusal(exc: OSError) -> str:
+    code = getattr(exc, "winerror", None) or exc.errno
+    if code in _IN_USE:
+        return "another program is listening there"
+    if code in _NOT_ALLOWED:
+        return ("the system does not allow it (on Windows, a port Hyper-V or WSL keeps for itself; "
+                "elsewhere, a port below 1024)")
+    if code in _NOT_HERE:
+        return "that address is not one of this computer's"
+    return (exc.strerror or str(exc)).lower()
+
+
 def listen_problem(host: str, port: int) -> str | None:
     """Why the page cannot listen on host:port, in words (None: it can). Binds like the daemon."""
     import socket
@@ -162,11 +182,11 @@ def listen_problem(host: str, port: int) -> str | None:
             sock.bind((host, port))
             return None
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = bind_refusal(exc)
     from reconciler.health import port_holder
 
     holder = port_holder(port)
-    who = f"another program (pid {holder[0]}, {holder[1]}) is listening there" if holder else reason.lower()
+    who = f"another program (pid {holder[0]}, {holder[1]}) is listening there" if holder else reason
     return (f"cannot serve the page on {host}:{port}: {who}. Stop that program, or choose another address "
             "with --listen HOST:PORT (or [web] listen in gateway.toml).")
 
@@ -183,3 +203,26 @@ def holder(data_dir: Path) -> dict[str, Any] | None:
         return None if current().try_lock(fd) else _read(fd)
     finally:
         os.close(fd)
+
+
+def wait_stopped(data_dir: Path, timeout: float) -> bool:
+    """Wait until the gateway holding `data_dir` has exited (its process, not only its lock, which
+    goes a moment before the process ends); False after `timeout` seconds."""
+    import time
+
+    import psutil
+
+    note = holder(data_dir)
+    deadline = time.monotonic() + timeout
+    if note is not None and isinstance(note.get("pid"), int):
+        try:
+            psutil.Process(note["pid"]).wait(timeout)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            return False
+    while holder(data_dir) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

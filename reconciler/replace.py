@@ -18,6 +18,7 @@ from reconciler import observe
 from reconciler.act import child_cwd, child_env, command_argv, log_path
 from reconciler.actions import Replace
 from reconciler.children import Child, SpawnError
+from reconciler.platform import current
 from reconciler.events import EventKind
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
@@ -44,7 +45,8 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
         started = time.monotonic()
         try:
             new = await Child.spawn(command_argv(spec, port), shell=spec.shell, cwd=child_cwd(rt.config_dir, spec),
-                                    env=child_env(spec, port), log_path=log_path(rt, name))
+                                    env=child_env(spec, port), log_path=log_path(rt, name),
+                                    contain=lambda pid: current().contain(rt.data_dir, name, pid))
         except SpawnError as exc:
             return _failed(rt, name, spec.runtime_hash(), f"could not start: {exc}", actor)
         verdict = await first_answer(spec, new, port, started)

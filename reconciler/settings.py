@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.digits import plain_digits
+
 if TYPE_CHECKING:  # the schema (pydantic) loads when gateway.toml is read, not with these names
     from reconciler.spec import GatewayFile
 
@@ -37,7 +39,7 @@ class Settings:
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if not port.isdigit():
+        if not plain_digits(port):
             raise SettingsError(f"listen: {self.listen!r} is not HOST:PORT")
         return host, int(port)
 
@@ -50,7 +52,7 @@ class Settings:
         raw = os.environ.get("GATEWAY_TUNNEL_LISTEN")
         if raw:
             host, _, port = raw.rpartition(":")
-            if not port.isdigit():
+            if not plain_digits(port):
                 raise SettingsError(f"GATEWAY_TUNNEL_LISTEN: {raw!r} is not HOST:PORT")
             return host.strip("[]") or "127.0.0.1", int(port)
         page = self.host_port[1]
@@ -105,8 +107,9 @@ def peek(config_dir: Path, listen: str | None = None) -> tuple[str | None, str]:
     boots while the rest is imported). A file that does not read says nothing here;
     `resolve` reports it."""
     try:
-        with (config_dir / GATEWAY_FILE).open("rb") as f:
-            raw = tomllib.load(f)
+        from reconciler.fsutil import read_regular  # never a pipe: it would block the start for good
+
+        raw = tomllib.loads(read_regular(config_dir / GATEWAY_FILE).decode("utf-8-sig"))
         database, web = raw.get("database", {}), raw.get("web", {})
         dsn, web_listen = database.get("dsn"), web.get("listen")
     except (OSError, ValueError, AttributeError, RecursionError):
@@ -124,10 +127,12 @@ def _listen(arg: str | None, in_file: str | None) -> str:
 
 
 def ensure_private_dir(path: Path) -> None:
-    """The data folder: only this user may read or write it. Traversal by others (o+x) is
-    kept when set: the embedded PostgreSQL's system user needs it when we run as root."""
-    path.mkdir(parents=True, exist_ok=True)
+    """The data folder: only this user may read or write it, and nobody else may pass through
+    it (o+x, which a gateway run as root used to set, let anyone open a file in it whose name
+    they knew). Passing through by the folder's group is kept when set: as root, the embedded
+    PostgreSQL's system user gets that way in (reconciler.store.embedded), and no other."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        path.chmod(0o700 | (path.stat().st_mode & stat.S_IXOTH))
+        path.chmod(0o700 | (path.stat().st_mode & stat.S_IXGRP))
     except OSError:  # pragma: no cover - e.g. a folder owned by another user
         pass

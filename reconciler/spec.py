@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.digits import plain_digits
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Names the gateway itself uses: `gateway.toml` holds the global settings and `cloudflared`
 # is the tunnel connector it runs. No server file, form or API call may take them.
@@ -289,7 +291,7 @@ class PortsSettings(_Model):
     def _parse_range(cls, value: Any) -> Any:
         if isinstance(value, str):
             lo, sep, hi = value.partition("-")
-            if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+            if not sep or not plain_digits(lo.strip()) or not plain_digits(hi.strip()):
                 raise ValueError(f'{value!r} is not a port range: write it like "20000-29999"')
             return (int(lo), int(hi))
         return value
@@ -316,7 +318,7 @@ class HostSettings(_Model):
         if value == "off":
             return value
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not sep or not host or not plain_digits(port) or not 1 <= int(port) <= 65535:
             raise ValueError(f'{value!r} must be host:port, like "1.1.1.1:443", or "off"')
         return value
 

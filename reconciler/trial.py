@@ -20,6 +20,7 @@ from pathlib import Path
 
 from reconciler.act import child_cwd, child_env, command_argv
 from reconciler.children import Child, SpawnError
+from reconciler.platform import current
 from reconciler.health import probe
 from reconciler.spec import ServerSpec
 
@@ -60,7 +61,8 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
     started = time.monotonic()
     try:
         child = await Child.spawn(command_argv(spec, port), shell=spec.shell, cwd=child_cwd(config_dir, spec),
-                                  env=child_env(spec, port), log_path=log_path)
+                                  env=child_env(spec, port), log_path=log_path,
+                                  contain=lambda pid: current().contain(log_path.parent, f"try-{log_path.stem}", pid))
     except SpawnError as exc:
         return Verdict(False, f"could not start: {exc}", 0.0, port)
     follower = _Follower(log_path, on_line)

@@ -15,7 +15,6 @@ other sessions) are not held back: only this session's tests.
 from __future__ import annotations
 
 import ast
-import fcntl
 import functools
 import os
 import tempfile
@@ -26,7 +25,36 @@ from typing import IO, Any
 
 import pytest
 
+try:
+    import fcntl
+except ImportError:  # Windows: the same shared and exclusive locks through LockFileEx (below)
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8  # fcntl's values
 WAIT = 600.0  # seconds: a hang guard (a lock never freed), not a timing; the longest test is far shorter
+
+
+def flock(file: IO[bytes], how: int) -> None:
+    """fcntl.flock (shared, exclusive or unlock, never waiting); BlockingIOError when it is held."""
+    if fcntl is not None:
+        fcntl.flock(file, how)
+        return
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
+
+    class Overlapped(ctypes.Structure):  # OVERLAPPED: the locked range starts at offset 0
+        _fields_ = [("Internal", ctypes.c_void_p), ("InternalHigh", ctypes.c_void_p), ("Offset", wintypes.DWORD),
+                    ("OffsetHigh", wintypes.DWORD), ("hEvent", wintypes.HANDLE)]
+
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    handle, at = wintypes.HANDLE(msvcrt.get_osfhandle(file.fileno())), Overlapped()  # type: ignore[attr-defined]
+    if how & LOCK_UN:
+        k32.UnlockFileEx(handle, 0, 1, 0, ctypes.byref(at))
+        return
+    flags = 0x1 | (0x2 if how & LOCK_EX else 0)  # LOCKFILE_FAIL_IMMEDIATELY, LOCKFILE_EXCLUSIVE_LOCK
+    if not k32.LockFileEx(handle, flags, 0, 1, 0, ctypes.byref(at)):
+        raise BlockingIOError(ctypes.get_last_error(), "the lock is held")  # type: ignore[attr-defined]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,7 +72,7 @@ class Locks:
         deadline = time.monotonic() + WAIT
         while True:
             try:
-                fcntl.flock(file, how | fcntl.LOCK_NB)
+                flock(file, how | LOCK_NB)
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
@@ -54,20 +82,20 @@ class Locks:
     def before(self, alone: bool) -> None:
         if self.exclusive:
             return
-        self.take(self.turnstile, fcntl.LOCK_EX, "the turnstile")
+        self.take(self.turnstile, LOCK_EX, "the turnstile")
         if alone:
-            self.take(self.tests, fcntl.LOCK_EX, "the other workers' tests to end")
+            self.take(self.tests, LOCK_EX, "the other workers' tests to end")
             self.exclusive = True
         else:
-            self.take(self.tests, fcntl.LOCK_SH, "an alone test to end")
-            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+            self.take(self.tests, LOCK_SH, "an alone test to end")
+            flock(self.turnstile, LOCK_UN)
 
     def after(self, next_alone: bool) -> None:
         if self.exclusive and next_alone:
             return
-        fcntl.flock(self.tests, fcntl.LOCK_UN)
+        flock(self.tests, LOCK_UN)
         if self.exclusive:
-            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+            flock(self.turnstile, LOCK_UN)
             self.exclusive = False
 
 
@@ -101,7 +129,7 @@ def alone_names(path: Path) -> frozenset[str]:
     collects nothing: it reads the file). One this misses still runs alone, by the lock, only not in
     the one unit."""
     try:
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError):
         return frozenset()
     return frozenset(node.name for node in ast.walk(tree)

@@ -48,6 +48,13 @@ def gone(pid: int) -> bool:
         return True
 
 
+def _console_host(proc: psutil.Process) -> bool:
+    try:
+        return sys.platform == "win32" and proc.name().lower() == "conhost.exe"
+    except psutil.Error:
+        return False
+
+
 class Reaper:
     def __init__(self) -> None:
         self._me = psutil.Process(os.getpid())
@@ -120,6 +127,10 @@ class Reaper:
     def finish(self) -> list[str]:
         """Stop sweeping, kill whatever is left, and describe it (empty: all clean)."""
         left = self.leftovers()
+        hosts = [proc for proc in left if _console_host(proc)]
+        if hosts:  # Windows' console host of a program ends a moment after the program does
+            psutil.wait_procs(hosts, timeout=3)
+            left = [proc for proc in left if running(proc)]
         self._stop.set()
         self._thread.join()
         described = []

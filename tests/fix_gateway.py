@@ -54,10 +54,15 @@ class Gateway:
                 raise AssertionError(f"gateway did not start in {wait}s:\n{self.output.read_text()}")
             time.sleep(0.05)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:  # a hang guard, not a timing
+    def stop(self, sig: int | None = None, timeout: float = 60.0) -> int:  # a hang guard, not a timing
+        """A clean stop: SIGTERM (or `sig`) on POSIX; on Windows, which has no SIGTERM (send_signal
+        would be TerminateProcess, a kill), what the owner does: `gateway shutdown`."""
         assert self.proc is not None
         self.remember_pids()
-        self.proc.send_signal(sig)
+        if sig is None and sys.platform == "win32":
+            self.client.shutdown()
+        else:
+            self.proc.send_signal(signal.SIGTERM if sig is None else sig)
         code = self.proc.wait(timeout)
         self.proc = None
         return code
@@ -152,6 +157,21 @@ def problems(gw: Gateway, code: int | None) -> list[str]:
     return found
 
 
+def kill_group(pid: int) -> None:
+    """Kill `pid` and its process group (POSIX), or `pid` (Windows: the servers' job objects are the
+    gateway's; what is left of a tree is found by pid)."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            psutil.Process(pid).kill()
+    except (OSError, psutil.Error):
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass
+
+
 def finish(gw: Gateway, pg_dsn: str) -> None:
     """Stop the gateway, kill (by pid) anything of its servers still running, drop its schema
     and its own embedded database; then fail if something had been left behind, or if the
@@ -161,10 +181,7 @@ def finish(gw: Gateway, pg_dsn: str) -> None:
     leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
                  psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     for pid in leftovers:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            os.kill(pid, signal.SIGKILL)
+        kill_group(pid)
     _drop_schema(pg_dsn, gw.schema)
     if (gw.data_dir / "postgres").exists():  # a test ran the gateway with its own database
         from reconciler.store.embedded import EmbeddedPostgres

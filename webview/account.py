@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from reconciler.events import EventKind
 from reconciler.store import accounts
-from webview import auth, doors, passkeys, signin, totp, users
+from webview import auth, cookies, doors, passkeys, signin, totp, users
 from webview.render import daemon_of, redirect, render
 
 
@@ -61,9 +61,7 @@ async def totp_page(request: Request) -> Response:
     factors = await accounts.second_factors(store, me)
     if factors["totp"]:
         return redirect(request, "/security", "Your code app is already on.")
-    secret = factors["pending"] or totp.new_secret()
-    if not factors["pending"]:
-        await accounts.set_totp_pending(store, me, secret)
+    secret = await totp.pending(store, request.app.state.box, me)
     from markupsafe import Markup
 
     return render(request, "security_totp.html", qr=Markup(totp.qr_svg(totp.uri(secret, me))),
@@ -74,15 +72,16 @@ async def totp_page(request: Request) -> Response:
 async def totp_post(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
-    codes = await totp.confirm(store, me, str(form.get("code", "")))
+    codes = await totp.confirm(store, request.app.state.box, me, str(form.get("code", "")))
     if codes is None:
         factors = await accounts.second_factors(store, me)
         if not factors["pending"]:
             return redirect(request, "/security/totp")
         from markupsafe import Markup
 
-        return render(request, "security_totp.html", status=400, secret=totp.grouped(factors["pending"]),
-                      qr=Markup(totp.qr_svg(totp.uri(factors["pending"], me))),
+        secret = await totp.pending(store, request.app.state.box, me)
+        return render(request, "security_totp.html", status=400, secret=totp.grouped(secret),
+                      qr=Markup(totp.qr_svg(totp.uri(secret, me))),
                       error="That code is not right. Type the 6 digits your app shows now (they change every 30 s).")
     _changed(request, "turned on the code app", "totp on")
     return render(request, "security_codes.html", codes=codes, first=True)
@@ -92,8 +91,11 @@ async def totp_post(request: Request) -> Response:
 async def totp_off(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
+    wait = own_password_wait(request)
+    if wait > 0:
+        return redirect(request, "/security", too_many_own(wait) + " The code app stays on.")
     if not await users.verify(store, me, str(form.get("password", ""))):
-        signin.failed(request, me)
+        own_password_wrong(request)
         return redirect(request, "/security", "Wrong password: the code app stays on.")
     await accounts.disable_totp(store, me)
     _changed(request, "turned off the code app", "totp off")
@@ -117,8 +119,7 @@ async def passkey_options(request: Request) -> Response:
     except passkeys.PasskeyError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     response = Response(options, media_type="application/json")
-    response.set_cookie(passkeys.CHALLENGE_COOKIE, key, max_age=int(passkeys.CHALLENGE_TTL), path="/",
-                        httponly=True, samesite="strict", secure=doors.is_https(request))
+    cookies.put(response, request, cookies.CHALLENGE, key, max_age=int(passkeys.CHALLENGE_TTL), samesite="strict")
     return response
 
 
@@ -145,6 +146,21 @@ async def passkey_remove(request: Request) -> Response:
     if gone:
         _changed(request, "removed a passkey", "passkey removed")
     return redirect(request, "/security", "Passkey removed." if gone else "No such passkey.")
+
+
+# --- your own password, asked again while signed in ------------------------------------------
+def own_password_wait(request: Request) -> float:
+    """Seconds until this session may give its current password again (0: now). Only its own
+    wrong tries count: whatever strangers try at the sign-in never blocks it (webview.lockout)."""
+    return float(request.app.state.lockouts.own_password.retry_after(request.user.key))
+
+
+def own_password_wrong(request: Request) -> None:
+    request.app.state.lockouts.own_password.fail(request.user.key)
+
+
+def too_many_own(wait: float) -> str:
+    return f"Your current password was wrong too many times here: try again in {wait:.0f} s."
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -189,8 +205,11 @@ async def password_post(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
     current, new, again = (str(form.get(k, "")) for k in ("current", "password", "password2"))
-    if signin.wait_for(request, me) > 0 or not await users.verify(store, me, current):
-        signin.failed(request, me)
+    wait = own_password_wait(request)  # never the sign-in's lock-outs: only this session's own wrong tries
+    if wait > 0:
+        return redirect(request, "/users", too_many_own(wait) + " Nothing changed.")
+    if not await users.verify(store, me, current):
+        own_password_wrong(request)
         return redirect(request, "/users", "Your current password was not right: nothing changed.")
     if new != again:
         return redirect(request, "/users", "The two new passwords are not the same: nothing changed.")
@@ -200,8 +219,8 @@ async def password_post(request: Request) -> Response:
         return redirect(request, "/users", f"Not changed: {exc}.")
     _changed(request, "changed their password (signed out everywhere else)", "password")
     response = await signin.open_session(request, me, request.user.second_factor, "/users", "")  # ... but this one
-    response.set_cookie("gw_flash", "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
-                        max_age=60, path="/", httponly=True, samesite="lax", secure=doors.is_https(request))
+    cookies.put(response, request, cookies.FLASH, "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
+                max_age=60)
     return response
 
 
@@ -210,7 +229,7 @@ async def signout_all(request: Request) -> Response:
     await users.end_all_sessions(_store(request), _me(request))
     _changed(request, "signed out on every device", "signed out everywhere")
     response = redirect(request, "/login", "You were signed out on every device.")
-    response.delete_cookie(signin.COOKIE, path="/")
+    cookies.drop(response, request, cookies.SESSION)
     return response
 
 

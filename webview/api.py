@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -48,7 +49,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-@auth.api
+@auth.status
 async def status(request: Request) -> JSONResponse:
     return JSONResponse(status_view(_daemon(request)))
 
@@ -156,9 +157,9 @@ def none_match(header: str, etag: str) -> bool:
     return etag.removeprefix("W/") in {t.strip().removeprefix("W/") for t in header.split(",")}
 
 
-@auth.read
+@auth.status
 async def servers(request: Request) -> Response:
-    """Everything the overview shows (token or a signed-in session); 304 when the asker's
+    """Everything the overview shows (any API token or a signed-in session); 304 when the asker's
     If-None-Match is still current."""
     state = request.app.state
     answer = getattr(state, "servers_answer", None)
@@ -192,6 +193,22 @@ async def server(request: Request) -> JSONResponse:
                          "file": result.files.get(name) if result else None, "events": recent})
 
 
+@auth.api
+async def shutdown(request: Request) -> JSONResponse:
+    """Stop the gateway itself (`gateway shutdown`, the Windows "Stop omen-gateway"): its
+    servers too, unless `keep_servers`. Answered before the stop begins."""
+    try:
+        body = await json_body(request)
+    except BadBody as exc:
+        return _error(400, str(exc))
+    keep = body.get("keep_servers", False)
+    if not isinstance(keep, bool):
+        return _error(400, "keep_servers must be true or false")
+    daemon = _daemon(request)
+    return JSONResponse({"stopping": True, "keep_servers": keep},
+                        background=BackgroundTask(daemon.request_stop, keep))
+
+
 routes = [
     Route("/api/servers", servers),
     Route("/api/servers/{name}", server),
@@ -199,4 +216,5 @@ routes = [
     Route("/api/status", status),
     Route("/api/control", control, methods=["POST"]),
     Route("/api/events", events),
+    Route("/api/shutdown", shutdown, methods=["POST"]),
 ]

@@ -14,20 +14,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from webview import account, api, cloudflare, doors, forms, pages, setup, signin, stream
+from reconciler import secretbox
+from webview import account, api, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream, tokens
 from webview.access import Access
 from webview.auth import Authenticate, CsrfGuard
-from webview import settings_ops, settings_pages
+from webview.lockout import LockOuts
 from webview.metrics import metrics
 from webview.render import HERE, render
-from webview.security import RateLimit, SecurityHeaders, read_or_create_secret
+from webview.security import SecurityHeaders, read_or_create_secret
 
 if TYPE_CHECKING:
     from webview.gateway import Gateway
-
-LOGIN_FAILURES_PER_IP = (10, 300.0)  # failures, seconds
-LOGIN_FAILURES_PER_USER = (5, 300.0)
-
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
@@ -42,10 +39,22 @@ def _local_names(daemon: Gateway) -> set[str]:
     return doors.configured_names(result.settings.web if result else None)
 
 
+def _hostname(daemon: Gateway) -> str | None:
+    """The page's public name as the tunnel routes it (lower-case ASCII), or None."""
+    from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
+
+    result = daemon.reconciler.result
+    name = result.settings.web.hostname if result else None
+    try:
+        return ascii_hostname(name) if name and not name.startswith("*") else None
+    except HostnameError:
+        return None
+
+
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched: the JSON API first (polled
     most, it would else be tried against every page's pattern), then the sign-in pages."""
-    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
 
 
 def create_app(daemon: Gateway) -> Starlette:
@@ -54,12 +63,13 @@ def create_app(daemon: Gateway) -> Starlette:
     app = Starlette(
         routes=all_routes(),
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
+                    Middleware(doors.HttpsOnly, hostname=lambda: _hostname(daemon)),
                     Middleware(Authenticate), Middleware(CsrfGuard)],
         exception_handlers={HTTPException: http_error},
     )
     app.state.daemon = daemon
     app.state.secret = read_or_create_secret(daemon.settings.data_dir)
+    app.state.box = secretbox.load_or_create(daemon.settings.data_dir)  # seals the code app's secrets
     app.state.access = access
-    app.state.limit_ip = RateLimit(*LOGIN_FAILURES_PER_IP)
-    app.state.limit_user = RateLimit(*LOGIN_FAILURES_PER_USER)
+    app.state.lockouts = LockOuts()
     return app

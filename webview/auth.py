@@ -2,10 +2,11 @@
 (AuthCredentials(scopes), user), and routes say the scope they need with `@requires`.
 
 Credentials, by door (webview.doors says which listener a request came in by):
-- local door: the local API token (`Authorization: Bearer`, the CLI) -> scopes api, read;
-  a session cookie -> page, read (+ "strong" when a second factor was given); a valid
-  Cloudflare Access token, when Access is configured -> page, read, strong.
-- tunnel door: never the API token. With Access configured every request needs a valid
+- local door: the local API token (`Authorization: Bearer`, the CLI) -> scopes api, read,
+  status; a read-only token made on the page (webview.tokens) -> status only; a session
+  cookie -> page, read, status (+ "strong" when a second factor was given); a valid
+  Cloudflare Access token, when Access is configured -> page, read, status, strong.
+- tunnel door: never an API token (neither kind). With Access configured every request needs a valid
   Access token (403 without); else a session made at the tunnel door with a second factor.
 Every request at the local door from a loopback address also gets the scope "local"
 (first-run setup needs it); the tunnel door never does.
@@ -35,11 +36,11 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webview import doors, users
+from webview import cookies, doors, users
 from webview.access import AccessDenied
 
-COOKIE = "gw_session"
 PAGE, API, READ, STRONG, LOCAL = "page", "api", "read", "strong", "local"
+STATUS = "status"  # /metrics and the status API: what a read-only token may read
 
 
 class GatewayUser(BaseUser):
@@ -73,7 +74,16 @@ class GatewayAuth(AuthenticationBackend):
         bearer = _bearer(conn)
         token = state.daemon.token
         if door == doors.LOCAL and bearer and token and hmac.compare_digest(bearer, token):
-            return AuthCredentials([API, READ, *base]), GatewayUser("cli", "token")
+            return AuthCredentials([API, READ, STATUS, *base]), GatewayUser("cli", "token")
+        if door == doors.LOCAL and bearer.startswith("gwr_"):  # webview.tokens.PREFIX: a read-only token
+            from webview import tokens  # (it imports this module for its pages)
+
+            try:
+                name = await tokens.lookup(state.daemon.store, bearer)
+            except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
+                raise DatabaseDown(str(exc)) from None
+            if name is not None:
+                return AuthCredentials([STATUS]), GatewayUser(f"token:{name}", "read-token")
         access = state.access
         assertion = conn.headers.get("cf-access-jwt-assertion", "")
         if access is not None and (assertion or door == doors.TUNNEL) and not conn.url.path.startswith("/static/"):
@@ -81,15 +91,16 @@ class GatewayAuth(AuthenticationBackend):
                 who = await access.identity(assertion or "-")
             except AccessDenied as exc:
                 raise AuthenticationError(f"Cloudflare Access: {exc}") from None
-            return AuthCredentials([PAGE, READ, STRONG, *base]), GatewayUser(who, "access", f"access:{who}", True)
-        cookie = conn.cookies.get(COOKIE)
+            return AuthCredentials([PAGE, READ, STATUS, STRONG, *base]), GatewayUser(who, "access", f"access:{who}",
+                                                                                      True)
+        cookie = cookies.get(conn, cookies.SESSION)  # at the tunnel door only its __Host- cookie
         if cookie and state.daemon.store is not None:
             try:
                 session = await users.find_session(state.daemon.store, cookie)
             except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
                 raise DatabaseDown(str(exc)) from None
             if session is not None and (door == doors.LOCAL or (session.door == doors.TUNNEL and session.second_factor)):
-                scopes = [PAGE, READ, *base] + ([STRONG] if session.second_factor else [])
+                scopes = [PAGE, READ, STATUS, *base] + ([STRONG] if session.second_factor else [])
                 return AuthCredentials(scopes), GatewayUser(session.user, "session", session.token_hash,
                                                             session.second_factor)
         return AuthCredentials(base), UnauthenticatedUser()
@@ -159,7 +170,7 @@ class CsrfGuard:
             await self.app(scope, receive, send)
             return
         user = scope.get("user")
-        if getattr(user, "via", "") == "token":  # the CLI: a bearer token is never sent by a browser on its own
+        if getattr(user, "via", "") in ("token", "read-token"):  # a bearer token is never sent by a browser itself
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -280,3 +291,4 @@ page = requires(PAGE, redirect=True)  # a page a person reads: sign in, then bac
 action = requires(PAGE)  # a POST a person sends (CsrfGuard has checked its token)
 api = requires(API, message="missing or wrong API token")  # the command line on this machine
 read = requires(READ, message="send the API token or sign in")  # either
+status = requires(STATUS, message="missing or wrong API token")  # any API token (a read-only one too) or a session

@@ -11,7 +11,12 @@
   needs a second factor (or Cloudflare Access).
 
 Each uvicorn server wraps the one app in `Door(app, LOCAL | TUNNEL)`, which puts the door
-into the request's scope; nothing a client sends can change it."""
+into the request's scope; nothing a client sends can change it.
+
+At the tunnel door a request that reached Cloudflare by plain http (X-Forwarded-Proto: http)
+gets a 308 to the same address over https and nothing else (`HttpsOnly`), and every answer
+carries Strict-Transport-Security (webview.security), so a browser that saw the page once
+never sends it anything over plain http again."""
 
 from __future__ import annotations
 
@@ -105,6 +110,28 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class HttpsOnly:
+    """At the tunnel door: a request the browser sent by plain http gets a 308 (the method and
+    the body are kept: a form sent again goes to https) to the page's https address, before
+    any sign-in, form or page sees it. `hostname()`: the page's configured public name (else the
+    request's Host, which Cloudflare's edge sets to the routed name)."""
+
+    def __init__(self, app: ASGIApp, hostname: Any) -> None:
+        self.app, self.hostname = app, hostname
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and door_of(scope) == TUNNEL and not is_https(HTTPConnection(scope)):
+            headers = dict(scope["headers"])
+            host = self.hostname() or headers.get(b"host", b"").decode("latin-1")
+            path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = f"https://{host}{path}" + (f"?{query}" if query else "")
+            body = f"This page is served over https only: {location}\n"
+            await PlainTextResponse(body, status_code=308, headers={"location": location})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class HostGuard:

@@ -17,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.events import EventKind
+from reconciler.fsutil import NotRegularFile, read_regular
 from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
 from reconciler.tunnel.connector import domain_problems
@@ -56,9 +58,11 @@ def server_path(config_dir: Path, name: str) -> Path:
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig") if path.exists() else ""
+        return read_regular(path).decode("utf-8-sig") if path.exists() else ""
     except UnicodeDecodeError as exc:
         raise FormError({"": f"{path.name} cannot be read as text ({exc}); fix it in an editor first"}) from None
+    except NotRegularFile as exc:
+        raise FormError({"": f"{path.name} is not a regular file ({exc.kind}); remove it first"}) from None
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -106,7 +110,7 @@ def merge(data: Mapping[str, Any], form: Mapping[str, str], errors: dict[str, st
     _set(out, "description", form.get("description", "").strip())
     _set(out, "cwd", form.get("cwd", "").strip())
     port = form.get("port", "").strip()
-    _set(out, "port", int(port) if port.isdigit() else port)
+    _set(out, "port", int(port) if plain_digits(port) else port)
     env: dict[str, str] = {}
     for number, line in enumerate(form.get("env", "").splitlines(), start=1):
         if line.strip():

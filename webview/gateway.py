@@ -46,3 +46,5 @@ class Gateway(Protocol):
     db_label: str
     stop_event: asyncio.Event
     pg: Any  # the embedded PostgreSQL, when the gateway runs its own (for a backup's DSN)
+
+    def request_stop(self, keep_servers: bool | None = None) -> None: ...  # the gateway itself stops

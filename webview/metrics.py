@@ -1,5 +1,6 @@
-"""`GET /metrics`: Prometheus text exposition of what the overview shows. Allowed with the local
-API token (a scraper on this machine) or a signed-in session."""
+"""`GET /metrics`: Prometheus text exposition of what the overview shows. Allowed with a
+read-only API token (Settings, API tokens: what a scraper should get), the local API token, or
+a signed-in session."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def render_metrics(gateway: dict[str, Any], servers: list[dict[str, Any]]) -> st
     return "\n".join(out) + "\n"
 
 
-@auth.requires(auth.READ, message="send the API token (Authorization: Bearer) or sign in")
+@auth.requires(auth.STATUS, message="send an API token (Authorization: Bearer; a read-only one from "
+               "Settings, API tokens, is enough) or sign in")
 async def metrics(request: Request) -> PlainTextResponse:
     daemon = daemon_of(request)
     text = render_metrics(gateway_view(daemon), [server_view(daemon, n) for n in server_names(daemon)])

@@ -3,13 +3,16 @@ security key. A passkey belongs to one address (its "relying party id" is the pa
 name), so one added at http://localhost works there and one added through the tunnel works
 at the tunnel's name. IP addresses cannot hold passkeys (the browsers' rule).
 
-The browser half is static/passkey.js. Challenges live in memory for two minutes, keyed by
-a random id in a cookie; each is used once."""
+The browser half is static/passkey.js. A challenge travels in the browser's own cookie,
+signed by the gateway (webview.security.sign) and good for two minutes: nothing is kept here
+per visitor, so a flood of option requests from anywhere fills no memory and evicts nobody
+else's challenge (issue 25, item 12). Each is good once: a used one is remembered until it
+expires."""
 
 from __future__ import annotations
 
+import base64
 import json
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +20,10 @@ from typing import Any
 from starlette.requests import Request
 
 from reconciler.store import Store, accounts
-from webview.doors import is_https
+from webview import cookies
+from webview.doors import door_of, is_https
+from webview.security import sign, unsign
 
-CHALLENGE_COOKIE = "gw_webauthn"
 CHALLENGE_TTL = 120.0
 RP_NAME = "omen-gateway"
 
@@ -35,7 +39,7 @@ class Challenge:
     user: str | None
     rp_id: str
     origin: str
-    expires: float
+    expires: float  # time.time()
 
 
 def place(request: Request) -> tuple[str, str] | None:
@@ -47,33 +51,40 @@ def place(request: Request) -> tuple[str, str] | None:
     return name.lower(), ("https://" if is_https(request) else "http://") + host
 
 
-def _store(request: Request) -> dict[str, Challenge]:
+def _used(request: Request) -> dict[str, float]:
+    """Challenges already answered (their value -> when they expire), expired ones dropped."""
     state = request.app.state
-    if not hasattr(state, "challenges"):
-        state.challenges = {}
-    challenges: dict[str, Challenge] = state.challenges
-    now = time.monotonic()
-    for key in [k for k, c in challenges.items() if c.expires < now]:
-        del challenges[key]
-    return challenges
+    if not hasattr(state, "used_challenges"):
+        state.used_challenges = {}
+    used: dict[str, float] = state.used_challenges
+    now = time.time()
+    for key in [k for k, until in used.items() if until < now]:
+        del used[key]
+    return used
 
 
 def remember(request: Request, challenge: Challenge) -> str:
-    challenges = _store(request)
-    if len(challenges) > 1000:  # a flood of option requests: drop the oldest
-        for key in list(challenges)[:100]:
-            del challenges[key]
-    key = secrets.token_urlsafe(16)
-    challenges[key] = challenge
-    return key
+    """The challenge as the value of this browser's cookie: signed, so only this gateway can
+    have made it, and holding all that `take` needs."""
+    return sign(request.app.state.secret, {
+        "c": base64.urlsafe_b64encode(challenge.value).decode(), "p": challenge.purpose, "u": challenge.user,
+        "rp": challenge.rp_id, "o": challenge.origin, "d": door_of(request.scope), "exp": challenge.expires})
 
 
 def take(request: Request, purpose: str) -> Challenge:
-    """The challenge this browser was given, once."""
-    found = _store(request).pop(request.cookies.get(CHALLENGE_COOKIE, ""), None)
-    if found is None or found.purpose != purpose:
-        raise PasskeyError("this passkey request expired: try again")
-    return found
+    """The challenge this browser was given here, once."""
+    found = unsign(request.app.state.secret, cookies.get(request, cookies.CHALLENGE))
+    expired = PasskeyError("this passkey request expired: try again")
+    if found is None or found.get("p") != purpose or found.get("d") != door_of(request.scope):
+        raise expired
+    used, key = _used(request), str(found["c"])
+    if key in used:
+        raise expired
+    until = float(str(found["exp"]))
+    used[key] = until
+    user = found.get("u")
+    return Challenge(base64.urlsafe_b64decode(key), purpose, None if user is None else str(user), str(found["rp"]),
+                     str(found["o"]), until)
 
 
 def registration_options(request: Request, user: str, existing: list[dict[str, Any]]) -> tuple[str, str]:
@@ -95,8 +106,7 @@ def registration_options(request: Request, user: str, existing: list[dict[str, A
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.REQUIRED, user_verification=UserVerificationRequirement.REQUIRED),
         exclude_credentials=[PublicKeyCredentialDescriptor(id=bytes(p["id"])) for p in existing if p["rp_id"] == rp_id])
-    key = remember(request, Challenge(options.challenge, "register", user, rp_id, origin,
-                                      time.monotonic() + CHALLENGE_TTL))
+    key = remember(request, Challenge(options.challenge, "register", user, rp_id, origin, time.time() + CHALLENGE_TTL))
     return options_to_json(options), key
 
 
@@ -132,8 +142,7 @@ def signin_options(request: Request, user: str | None, mine: list[dict[str, Any]
     allowed = [PublicKeyCredentialDescriptor(id=bytes(p["id"])) for p in mine if p["rp_id"] == rp_id]
     options = generate_authentication_options(rp_id=rp_id, allow_credentials=allowed or None,
                                               user_verification=UserVerificationRequirement.REQUIRED)
-    key = remember(request, Challenge(options.challenge, "signin", user, rp_id, origin,
-                                      time.monotonic() + CHALLENGE_TTL))
+    key = remember(request, Challenge(options.challenge, "signin", user, rp_id, origin, time.time() + CHALLENGE_TTL))
     return options_to_json(options), key
 
 

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reconciler.digits import plain_digits
 from reconciler.health import port_holder, port_is_free
 from webview.render import daemon_of
 from webview.security import current_user
@@ -19,7 +20,7 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
     raw = raw.strip()
     if raw in ("", "auto"):
         return "The gateway picks a free port from its range."
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    if not plain_digits(raw) or not 1 <= int(raw) <= 65535:
         return f"{raw!r} is not a port (1-65535)."
     port = int(raw)
     free = await asyncio.to_thread(port_is_free, port)

@@ -12,16 +12,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from webview import auth
+from webview import auth, cookies
 from webview.doors import door_of
-from webview.security import is_https
 from webview.words import duration
 
 if TYPE_CHECKING:
     from webview.gateway import Gateway
 
 HERE = Path(__file__).resolve().parent
-FLASH = "gw_flash"
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 
@@ -58,14 +56,14 @@ def daemon_of(request: Request) -> Gateway:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    flash = unquote(request.cookies.get(FLASH, "")) or None
+    flash = unquote(cookies.get(request, cookies.FLASH)) or None
     context.setdefault("flash", flash)
     html = env.get_template(template).render(
         user=getattr(request.state, "user", None), csrf=getattr(request.state, "csrf", ""), path=request.url.path,
         door=door_of(request.scope), **context)
     response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
     if flash:
-        response.delete_cookie(FLASH, path="/")
+        cookies.drop(response, request, cookies.FLASH)
     return response
 
 
@@ -76,8 +74,7 @@ def fragment(template: str, **context: Any) -> str:
 def redirect(request: Request, to: str, message: str | None = None) -> RedirectResponse:
     response = RedirectResponse(to, status_code=303)
     if message:
-        response.set_cookie(FLASH, quote(message)[:900], max_age=60, path="/", httponly=True, samesite="lax",
-                            secure=is_https(request))
+        cookies.put(response, request, cookies.FLASH, quote(message)[:900], max_age=60)
     return response
 
 

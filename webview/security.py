@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.fsutil import write_secret
-from webview.auth import COOKIE, PAGE
+from webview.auth import PAGE
 from webview.auth import same_site as _same_site
-from webview.doors import client_ip, is_https
+from webview.doors import TUNNEL, client_ip, door_of, is_https
 
-__all__ = ["COOKIE", "RateLimit", "SecurityHeaders", "client_ip", "current_user", "guard_post", "is_https",
+__all__ = ["RateLimit", "SecurityHeaders", "client_ip", "current_user", "guard_post", "is_https",
            "read_or_create_secret", "same_site"]
 SECRET_FILE = "web-secret"
 HEADERS = [
@@ -35,8 +35,19 @@ HEADERS = [
 ]
 
 
+HSTS = (b"strict-transport-security", b"max-age=31536000")  # a year; not includeSubDomains: the owner's zone
+# may hold names that are not ours
+
+
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class SecurityHeaders:
-    """Adds the headers above to every response (pure ASGI: streams stay streams)."""
+    """Adds the headers above to every response (pure ASGI: streams stay streams); at the
+    tunnel door also Strict-Transport-Security (the browser then never uses plain http there).
+    Every answer but a static file is `Cache-Control: no-store` unless it says otherwise (the
+    backup download, env values, logs, /metrics: nothing a shared computer's cache or a proxy
+    should keep); the overview's JSON says `private, no-cache` itself, to be asked with its ETag."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,10 +57,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        extra = [*HEADERS, HSTS] if door_of(scope) == TUNNEL else HEADERS
+        if not scope["path"].startswith("/static/"):
+            extra = [*extra, NO_STORE]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [h for h in HEADERS if h[0] not in have]
+                message["headers"] = list(message.get("headers", [])) + [h for h in extra if h[0] not in have]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -120,7 +135,6 @@ class RateLimit:
 
 
 # --- a password given, the second step pending ----------------------------------------------
-PENDING_COOKIE = "gw_pending"
 PENDING_TTL = 300  # seconds to give the second step
 
 

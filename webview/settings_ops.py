@@ -7,9 +7,13 @@ do is said with the one command to copy."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import secrets
 import shlex
 import sys
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
@@ -46,7 +51,8 @@ async def backups_page(request: Request) -> Response:
     return _backups(request)
 
 
-def _backups(request: Request, status: int = 200, error: str | None = None) -> Response:
+def _backups(request: Request, status: int = 200, error: str | None = None,
+             waiting: dict[str, str] | None = None) -> Response:
     daemon = daemon_of(request)
     sync = current_table(gateway_toml(request), "sync")
     every = str(sync.get("backup_every") or "")
@@ -56,7 +62,7 @@ def _backups(request: Request, status: int = 200, error: str | None = None) -> R
                   keep=int(sync.get("backup_keep") or 7), folder=str(folder), count=len(found),
                   newest=found[-1].name if found else None, section="backups",
                   cli_backup=terminal(daemon, "backup", "FILE.tar.gz"),
-                  cli_restore=terminal(daemon, "restore", "FILE.tar.gz"))
+                  cli_restore=terminal(daemon, "restore", "FILE.tar.gz"), waiting=waiting)
 
 
 @login_required
@@ -91,7 +97,7 @@ async def backup_schedule(request: Request) -> Response:
     keep = str(form.get("keep", "7")).strip()
     if every not in SCHEDULES:
         return _backups(request, 422, "Choose one of the listed schedules.")
-    if not keep.isdigit() or int(keep) < 1:
+    if not plain_digits(keep) or int(keep) < 1:
         return _backups(request, 422, "Keep: write how many backups to keep, 1 or more.")
     from reconciler.ops import tomledit
     from reconciler.ops.gitsync import SyncSettingsError, parse_settings
@@ -112,36 +118,101 @@ async def backup_schedule(request: Request) -> Response:
     return redirect(request, "/settings/backups", f"Backup schedule saved. {in_force(ok)} {when}")
 
 
+WAITING = "restore-waiting"  # an upload kept while its owner reads what restoring it will do
+WAITING_FOR = 900.0  # seconds
+
+
 async def backup_restore(request: Request) -> Response:
-    user, form = await guard_post(request)
+    """Restore an uploaded backup: every member is checked first (nothing is replaced when one
+    cannot be restored); a backup whose code app secrets this gateway cannot open (made on
+    another computer) is kept aside and the page says whose code app stays behind, before
+    anything happens; the owner then restores it with one more click."""
+    from reconciler.ops.backup import BackupError
+    from reconciler.ops.restore import check, restore
+    from reconciler.secretbox import SealError
+
+    _, form = await guard_post(request)
+    daemon = daemon_of(request)
     upload = form.get("file")
-    if upload is None or isinstance(upload, str) or not upload.filename:
+    waiting = str(form.get("waiting", ""))
+    if not waiting and (upload is None or isinstance(upload, str) or not upload.filename):
         return _backups(request, 422, "Choose the backup file to restore first.")
     if form.get("confirm") != "yes":
         return _backups(request, 422, "Nothing was restored: tick the box to confirm that the history and the "
                                       "server files are replaced by the backup's.")
-    from reconciler.ops.backup import BackupError, restore
-
-    daemon = daemon_of(request)
-    tmp = Path(tempfile.mkdtemp(prefix="restore-", dir=daemon.settings.data_dir))
-    suffix = ".zip" if str(upload.filename).lower().endswith(".zip") else ".tar.gz"
-    path = tmp / f"upload{suffix}"
+    folder = daemon.settings.data_dir / WAITING
+    await asyncio.to_thread(_forget_old, folder)
+    path: Path | None = None
     try:
-        path.write_bytes(await upload.read())
-        dsn = _dsn(daemon)
-        done = await asyncio.to_thread(restore, path, dsn, daemon.settings.schema, daemon.settings.config_dir)
-    except (BackupError, SettingsError, OSError, ValueError) as exc:
+        if waiting:
+            path, shown = _waiting(folder, waiting), str(form.get("name", "the backup"))[:200]
+        else:
+            assert upload is not None and not isinstance(upload, str)
+            shown = str(upload.filename)
+            path = folder / f"{secrets.token_hex(16)}{'.zip' if shown.lower().endswith('.zip') else '.tar.gz'}"
+            await asyncio.to_thread(_keep, path, await upload.read())
+        dsn, box = _dsn(daemon), request.app.state.box
+        s = daemon.settings
+        checked = await asyncio.to_thread(check, path, dsn, s.schema, s.config_dir, box)
+        if checked.code_app_lost and form.get("code_apps") != "again":
+            return _backups(request, 409, None, waiting={"id": path.name, "name": shown, "words": checked.words()})
+        done = await asyncio.to_thread(restore, path, dsn, s.schema, s.config_dir, box, checked)
+    except (BackupError, SealError, SettingsError, OSError, ValueError) as exc:
+        if path is not None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         return _backups(request, 422, f"Nothing was restored: {exc}")
-    finally:
-        await asyncio.to_thread(_remove, tmp)
-    daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({upload.filename})",
-                    actor=f"operator:web:{user}")
-    return redirect(request, "/settings/backups", f"Restored from {upload.filename}: {_restored_words(done)} The "
-                                                  "servers follow their restored files by themselves.")
+    await asyncio.to_thread(path.unlink, missing_ok=True)
+    return await _restored(request, shown, done)
+
+
+async def _restored(request: Request, shown: str, done: Any) -> Response:
+    """Said in the events and on the page. Nobody's session came back with the backup: the
+    person who restored it is signed in again (when the backup knows them), the others sign in."""
+    from urllib.parse import quote
+
+    from reconciler.store import accounts
+    from webview import cookies, signin, users
+
+    daemon, user = daemon_of(request), request.user
+    daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({shown})",
+                    actor=f"operator:web:{user.display_name}")
+    users.forget_all_sessions()
+    words = f"Restored from {shown}: {_restored_words(done)} The servers follow their restored files by themselves."
+    if done.code_app_lost:
+        words += f" {', '.join(done.code_app_lost)}: set up the code app again (Security)."
+    store = daemon.store
+    if getattr(user, "via", "") == "session" and store is not None and \
+            await accounts.password_hash(store, user.display_name) is not None:
+        response = await signin.open_session(request, user.display_name, bool(getattr(user, "second_factor", False)),
+                                             "/settings/backups", "")
+        cookies.put(response, request, cookies.FLASH, quote(words + " Everyone else signs in again.")[:900], 60)
+        return response
+    response = redirect(request, "/login", words + " Sign in again.")
+    cookies.drop(response, request, cookies.SESSION)
+    return response
+
+
+def _keep(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _waiting(folder: Path, name: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{32}\.(zip|tar\.gz)", name) or not (folder / name).is_file():
+        raise ValueError("that upload is no longer kept (after 15 minutes it is forgotten): choose the file again")
+    return folder / name
+
+
+def _forget_old(folder: Path) -> None:
+    for path in folder.glob("*") if folder.is_dir() else []:
+        if time.time() - path.stat().st_mtime > WAITING_FOR:
+            path.unlink(missing_ok=True)
 
 
 def _restored_words(done: Any) -> str:
-    rows = getattr(done, "rows", None)
+    rows = getattr(done, "tables", None)
     if isinstance(rows, dict):
         return f"{sum(rows.values())} rows of history and the server files are back."
     return "the history and the server files are back."

@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
+from reconciler.fsutil import read_regular
 from reconciler.ops import tomledit
 from reconciler.spec import GatewayFile
 from webview.render import daemon_of, login_required, redirect, render
@@ -46,14 +48,17 @@ def gateway_toml(request: Request) -> Path:
 def current_table(path: Path, section: str) -> dict[str, Any]:
     """`[section]` as the file says now (not as last loaded), or {}."""
     try:
-        return dict(tomllib.loads(path.read_text(encoding="utf-8-sig")).get(section) or {})
-    except (OSError, tomllib.TOMLDecodeError):
+        return dict(tomllib.loads(read_regular(path).decode("utf-8-sig")).get(section) or {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}
 
 
 def write_checked(path: Path, changes: Mapping[str, Any], check: Callable[[dict[str, Any]], None]) -> str:
     """The file with `changes`, written only if it loads as gateway.toml and `check` accepts it."""
-    text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    try:
+        text = read_regular(path).decode("utf-8-sig") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"gateway.toml cannot be read ({exc}); fix it first") from None
     try:
         out = tomledit.render(text, changes)
     except tomledit.TomlEditError as exc:
@@ -188,7 +193,7 @@ async def ports_save(request: Request) -> Response:
     _, form = await guard_post(request)
     value = str(form.get("range", "")).strip().replace(" ", "")
     lo, _, hi = value.partition("-")
-    if not (lo.isdigit() and hi.isdigit() and 1024 <= int(lo) <= int(hi) <= 65535):
+    if not (plain_digits(lo) and plain_digits(hi) and 1024 <= int(lo) <= int(hi) <= 65535):
         return _ports(request, 422, "Write two port numbers from 1024 to 65535, the smaller first, "
                                     "like 20000-29999.", value)
     try:

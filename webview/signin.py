@@ -2,8 +2,9 @@
 at the tunnel door): a code from the code app, a recovery code, or a passkey. A passkey alone
 also signs in (it is two factors in itself: the device and the fingerprint / face / PIN).
 
-Failures count per client address and per user (webview.security.RateLimit); past the limit
-both are refused for a while, whatever the answer."""
+Wrong answers count per door and per address, and a second step's also per door and user
+(webview.lockout); past a limit that address (or that user's second step, at that door) is
+refused for a while, whatever the answer."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from reconciler.digits import plain_digits
 from reconciler.events import EventKind
+from reconciler.spec import quote as quoted
 from reconciler.store import accounts
-from webview import auth, doors, passkeys, totp, users
+from webview import auth, cookies, doors, lockout, passkeys, totp, users
+from webview.lockout import LockOuts
 from webview.render import daemon_of, redirect, render
-from webview.security import COOKIE, PENDING_COOKIE, PENDING_TTL, is_https, sign, unsign
+from webview.security import PENDING_TTL, sign, unsign
 
 
 def safe_next(raw: str | None) -> str:
@@ -33,10 +37,11 @@ def _store(request: Request) -> Any:
     return store
 
 
-def wait_for(request: Request, name: str) -> float:
-    """Seconds until this address and this user may try again (0: now)."""
-    state = request.app.state
-    return max(state.limit_ip.retry_after(doors.client_ip(request)), state.limit_user.retry_after(name.lower()))
+def wait_for(request: Request, second_step_user: str | None = None) -> float:
+    """Seconds until this address may try again at this door (and, at the second step, this
+    user); 0: now."""
+    locks: LockOuts = request.app.state.lockouts
+    return locks.wait(doors.door_of(request.scope), doors.client_ip(request), second_step_user)
 
 
 class Audit:
@@ -55,18 +60,30 @@ class Audit:
                                     actor=f"web:{user}" if user else "web", detail=detail)
 
 
-def failed(request: Request, name: str) -> None:
-    """One wrong answer from this address (and for this user); says so once when it locks them out."""
-    state, ip = request.app.state, doors.client_ip(request)
-    for limit, key, who in ((state.limit_ip, ip, f"the address {ip}"), (state.limit_user, name.lower(), name)):
-        if not key:
-            continue
-        was_locked = limit.retry_after(key) > 0
-        limit.fail(key)
-        if not was_locked and limit.retry_after(key) > 0:
-            minutes = max(1, round(limit.window / 60))
-            Audit(request).event(EventKind.SIGN_IN_LOCKED, f"too many wrong answers: {who} may not sign in for "
-                   f"{minutes} min", user=name or None, locked=who)
+def failed(request: Request, name: str, second_step: bool = False) -> None:
+    """One wrong answer from this address at this door (at the second step: also for this user
+    at this door); says so once when it locks one of them out. `name` is what was typed as the
+    user name: it is quoted, never written as it came (a line break in it forged log lines)."""
+    locks: LockOuts = request.app.state.lockouts
+    door, ip = doors.door_of(request.scope), doors.client_ip(request)
+    tried = f" (the last try was as {quote_name(name)})" if name else ""
+    for what in locks.fail(door, ip, name if second_step else None):
+        if what == "address":
+            key = lockout.address_key(ip)
+            who = f"the addresses {key}" if "/" in key else f"the address {key}"
+            minutes = max(1, round(locks.address.window / 60))
+            Audit(request).event(EventKind.SIGN_IN_LOCKED, f"too many wrong answers: {who} may not try to sign in "
+                                 f"for {minutes} min{tried}", tried=name or None, locked=key)
+        else:
+            minutes = max(1, round(locks.second_step.window / 60))
+            Audit(request).event(EventKind.SIGN_IN_LOCKED, f"too many wrong codes for {quote_name(name)}: their "
+                                 f"second step is closed here for {minutes} min", user=name, locked=name)
+
+
+def quote_name(name: str) -> str:
+    """A typed user name for the history and the log: as typed when it is a plain one, else
+    repr-quoted (line breaks and other control characters escaped) and cut when long."""
+    return name if users.USER_RE.fullmatch(name) else quoted(name)
 
 
 def too_many(wait: float) -> str:
@@ -75,19 +92,18 @@ def too_many(wait: float) -> str:
 
 async def open_session(request: Request, user: str, second_factor: bool, target: str, how: str) -> Response:
     """Sign `user` in (this browser), say so in the events, and go to `target`."""
-    request.app.state.limit_user.clear(user.lower())
+    request.app.state.lockouts.signed_in(doors.door_of(request.scope), user)
     if how:
         Audit(request).event(EventKind.SIGNED_IN, f"{user} signed in with {how}", user=user, how=how)
     token = await users.new_session(_store(request), user, second_factor, doors.door_of(request.scope))
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=int(users.SESSION_TTL.total_seconds()), path="/", httponly=True,
-                        samesite="lax", secure=is_https(request))
-    response.delete_cookie(PENDING_COOKIE, path="/")
+    cookies.put(response, request, cookies.SESSION, token, max_age=int(users.SESSION_TTL.total_seconds()))
+    cookies.drop(response, request, cookies.PENDING)
     return response
 
 
 def _pending(request: Request) -> dict[str, Any] | None:
-    found = unsign(request.app.state.secret, request.cookies.get(PENDING_COOKIE, ""))
+    found = unsign(request.app.state.secret, cookies.get(request, cookies.PENDING))
     if found is None or found.get("door") != doors.door_of(request.scope):
         return None
     return found
@@ -115,7 +131,7 @@ async def login_post(request: Request) -> Response:
     form = await request.form()
     name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
-    wait = wait_for(request, name)
+    wait = wait_for(request)
     if wait > 0:
         return await _login_page(request, 429, next=target, username=name, error=too_many(wait))
     store = _store(request)
@@ -138,8 +154,7 @@ async def login_post(request: Request) -> Response:
     pending = sign(request.app.state.secret, {"user": name, "next": target, "door": doors.door_of(request.scope),
                                               "exp": time.time() + PENDING_TTL})
     response = RedirectResponse("/login/verify", status_code=303)
-    response.set_cookie(PENDING_COOKIE, pending, max_age=PENDING_TTL, path="/", httponly=True, samesite="lax",
-                        secure=is_https(request))
+    cookies.put(response, request, cookies.PENDING, pending, max_age=PENDING_TTL)
     return response
 
 
@@ -166,13 +181,13 @@ async def verify_post(request: Request) -> Response:
     code = str(form.get("code", "")).strip()
     store = _store(request)
     digits = code.replace(" ", "")
-    ok = await (totp.check(store, user, digits) if digits.isdigit() else totp.use_recovery(store, user, code))
+    ok = await (totp.check(store, request.app.state.box, user, digits) if plain_digits(digits) else totp.use_recovery(store, user, code))
     if not ok:
-        failed(request, user)
+        failed(request, user, second_step=True)
         return await verify_page(request, 401, "That code is not right, or it was already used. "
                                                "Codes change every 30 seconds: try the one your app shows now.")
     return await open_session(request, user, True, target,
-                              "a password and the code app" if digits.isdigit() else "a password and a recovery code")
+                              "a password and the code app" if plain_digits(digits) else "a password and a recovery code")
 
 
 async def passkey_options(request: Request) -> Response:
@@ -180,7 +195,7 @@ async def passkey_options(request: Request) -> Response:
     or on its own (any passkey of this address)."""
     pending = _pending(request)
     user = str(pending["user"]) if pending else None
-    wait = wait_for(request, user or "")
+    wait = wait_for(request, user)
     if wait > 0:
         return JSONResponse({"error": too_many(wait)}, status_code=429)
     mine = await accounts.passkeys_of(_store(request), user) if user else []
@@ -189,22 +204,21 @@ async def passkey_options(request: Request) -> Response:
     except passkeys.PasskeyError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     response = Response(options, media_type="application/json")
-    response.set_cookie(passkeys.CHALLENGE_COOKIE, key, max_age=int(passkeys.CHALLENGE_TTL), path="/",
-                        httponly=True, samesite="strict", secure=is_https(request))
+    cookies.put(response, request, cookies.CHALLENGE, key, max_age=int(passkeys.CHALLENGE_TTL), samesite="strict")
     return response
 
 
 async def passkey_post(request: Request) -> Response:
     pending = _pending(request)
     claimed = str(pending["user"]) if pending else ""
-    wait = wait_for(request, claimed)
+    wait = wait_for(request, claimed or None)
     if wait > 0:
         return JSONResponse({"error": too_many(wait)}, status_code=429)
     try:
         body = await request.json()
         user = await passkeys.authenticate(request, _store(request), body)
     except (ValueError, passkeys.PasskeyError) as exc:
-        failed(request, claimed)
+        failed(request, claimed, second_step=bool(claimed))
         return JSONResponse({"error": f"That passkey did not work: {exc}"}, status_code=401)
     target = safe_next(str(pending["next"])) if pending else "/"
     response = await open_session(request, user, True, target, "a password and a passkey" if pending else "a passkey")
@@ -215,12 +229,12 @@ async def passkey_post(request: Request) -> Response:
 
 @auth.action
 async def logout_post(request: Request) -> Response:
-    token = request.cookies.get(COOKIE)
+    token = cookies.get(request, cookies.SESSION)
     store = daemon_of(request).store
     if token and store is not None:
         await users.end_session(store, token)
     response = redirect(request, "/login", "Signed out.")
-    response.delete_cookie(COOKIE, path="/")
+    cookies.drop(response, request, cookies.SESSION)
     return response
 
 

@@ -1,6 +1,8 @@
 """The code app (TOTP, RFC 6238 with pyotp): enrolment QR code as inline SVG (segno), codes
 accepted once each (the time step used is stored, so a code seen over a shoulder or replayed
-is refused), and recovery codes shown once (only their SHA-256 is kept)."""
+is refused), and recovery codes shown once (only their SHA-256 is kept). The secret is kept
+sealed with the data folder's key (reconciler.secretbox), never in clear in the database or a
+backup; `box` is that key."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import hmac
 import secrets
 import time
 
+from reconciler import secretbox
+from reconciler.secretbox import Box, SealError
 from reconciler.store import Store, accounts
 
 ISSUER = "omen-gateway"
@@ -46,7 +50,7 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     """The time step whose code `code` is (within DRIFT), else None."""
     import pyotp
 
-    code = "".join(c for c in code if c.isdigit())
+    code = "".join(c for c in code if c in "0123456789")
     if len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
@@ -57,9 +61,29 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     return None
 
 
-async def check(store: Store, user: str, code: str) -> bool:
+def _open(box: Box, user: str, column: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return box.open(value, secretbox.context(user, column))
+    except SealError:  # another machine's key (a restored backup): as if there were none
+        return None
+
+
+async def pending(store: Store, box: Box, user: str) -> str:
+    """The secret of a code app being set up (made and kept, sealed, when there is none)."""
+    factors = await accounts.second_factors(store, user)
+    secret = _open(box, user, "totp_pending", factors["pending"])
+    if secret is None:
+        secret = new_secret()
+        await accounts.set_totp_pending(store, user, box.seal(secret, secretbox.context(user, "totp_pending")))
+    return secret
+
+
+async def check(store: Store, box: Box, user: str, code: str) -> bool:
     """A code from the user's app, good now and not used before; it is used up here."""
-    secret, last = await accounts.totp_state(store, user)
+    sealed, last = await accounts.totp_state(store, user)
+    secret = _open(box, user, "totp_secret", sealed)
     if secret is None:
         return False
     step = matching_step(secret, code)
@@ -79,16 +103,17 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(cleaned.encode()).hexdigest()
 
 
-async def confirm(store: Store, user: str, code: str) -> list[str] | None:
+async def confirm(store: Store, box: Box, user: str, code: str) -> list[str] | None:
     """Turn the code app on when `code` matches the pending secret; returns the new recovery
     codes (to show once), else None."""
     factors = await accounts.second_factors(store, user)
-    secret = factors["pending"]
+    secret = _open(box, user, "totp_pending", factors["pending"])
     step = matching_step(secret, code) if secret else None
     if secret is None or step is None:
         return None
     codes = new_recovery_codes()
-    await accounts.enable_totp(store, user, secret, step, [code_hash(c) for c in codes])
+    await accounts.enable_totp(store, user, box.seal(secret, secretbox.context(user, "totp_secret")), step,
+                               [code_hash(c) for c in codes])
     return codes
 
 

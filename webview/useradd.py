@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from reconciler import aio
 from reconciler.client import Client, NotRunning
 from reconciler.settings import Settings
 from reconciler.store import Store
@@ -22,7 +23,7 @@ def add_user(settings: Settings, name: str, password: str) -> str:
         data = client._call("POST", "/api/users", json={"name": name, "password": password})
         created = bool(data["created"])
     except NotRunning:
-        created = asyncio.run(_add_direct(settings, name, password))
+        created = aio.run(_add_direct(settings, name, password))
     return f"user {name} " + ("added" if created else "updated: new password set, sessions ended")
 
 

@@ -58,7 +58,7 @@ RESERVED = frozenset({"gateway", "cloudflared", "cli"})  # names the gateway use
 
 
 def check_name(name: str) -> str:
-    if not USER_RE.match(name):
+    if not USER_RE.fullmatch(name):  # match() let "ada\n" through ($ matches before a last newline)
         raise UserError(f"{name!r} is not a user name: use letters, digits and . _ @ + - (up to 128)")
     if name.lower() in RESERVED:
         raise UserError(f"{name!r} is a name the gateway uses itself: pick another one")
@@ -94,6 +94,11 @@ async def set_user(store: Store, name: str, password: str, *, first: bool = Fals
 def forget_sessions(name: str) -> None:
     for key in [k for k, (sess, _) in _cache.items() if sess.user == name]:
         _cache.pop(key, None)
+
+
+def forget_all_sessions() -> None:
+    """After a restore: no session seen before is trusted from memory (the table was replaced)."""
+    _cache.clear()
 
 
 async def count_users(store: Store) -> int:

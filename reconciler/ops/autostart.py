@@ -34,7 +34,7 @@ from reconciler.ops.autostart_files import (  # noqa: F401 - re-exported: the pu
     windowless_python,
     windows_task_xml,
 )
-from reconciler.platform import SYSTEM
+from reconciler.platform import SYSTEM, current
 
 
 class AutostartError(Exception):
@@ -108,7 +108,7 @@ def _run(argvs: list[list[str]], check: bool) -> list[tuple[int, str]]:
     for argv in argvs:
         if shutil.which(argv[0]) is None:
             raise AutostartError(f"{argv[0]} is not available here; run by hand: {subprocess.list2cmdline(argv)}")
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, **current().quiet_kwargs())
         out.append((done.returncode, (done.stdout + done.stderr).strip()))
         if check and done.returncode != 0:
             raise AutostartError(f"{subprocess.list2cmdline(argv)} failed ({done.returncode}): {out[-1][1]}")

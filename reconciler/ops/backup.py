@@ -5,24 +5,26 @@
 - ``db/TABLE.csv``: every table of the gateway's schema, ``COPY ... TO STDOUT (FORMAT csv,
   HEADER)``: plain CSV with column names, readable by any PostgreSQL and by people.
 
-Restore migrates the target schema first (so an older backup fits a newer gateway), then
-replaces every table's rows in one transaction (tables others reference first, sequences
-moved past the restored ids) and writes the config files back; a started gateway then
-reconciles from both. Blocking code: the CLI calls it directly, the daemon in a thread.
+What a backup never holds (issue 25, item 2): the sign-in sessions (a restore never brings an
+ended one back), a second-step secret in clear (the code app's secret is sealed with the data
+folder's key, reconciler.secretbox; a value not sealed yet is left out), and the data
+folder's own secrets (that key, the API token, the page's key). The archive is written 0600.
+
+Restore (reconciler/ops/restore.py) checks every member first, then replaces every table's
+rows in one transaction and writes the config files back. Blocking code: the CLI calls it
+directly, the daemon in a thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import csv
 import io
 import json
+import os
 import tarfile
 import zipfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,9 @@ from reconciler.store.db import migrate
 
 FORMAT = 1
 SKIP_DIRS = {".git", "__pycache__"}
+NOT_BACKED_UP = frozenset({"sessions", "api_tokens"})  # who may come in: never carried to another time or place
+KEPT_ON_RESTORE = frozenset({"api_tokens"})  # this machine's, like the api-token file: a restore leaves them
+SEALED_COLUMNS = {"users": ("totp_secret", "totp_pending")}  # kept only when sealed (reconciler.secretbox)
 
 
 class BackupError(Exception):
@@ -45,6 +50,7 @@ class BackupError(Exception):
 class Restored:
     tables: dict[str, int]
     files: list[str]
+    code_app_lost: list[str] = field(default_factory=list)  # users who set up their code app again
 
 
 # --- reading the database ----------------------------------------------------------------
@@ -72,10 +78,26 @@ def _tables(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     return ordered
 
 
+def _source(conn: psycopg.Connection[Any], schema: str, table: str) -> sql.Composable:
+    """What to copy out of `table`: the table itself, or (users) a select that leaves out a
+    second-step secret that is not sealed."""
+    sealed = SEALED_COLUMNS.get(table)
+    if not sealed:
+        return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    columns = [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        " ORDER BY ordinal_position", (schema, table))]
+    from reconciler.secretbox import PREFIX
+
+    shown = [sql.SQL("CASE WHEN starts_with({c}, {p}) THEN {c} END AS {c}").format(
+        c=sql.Identifier(c), p=sql.Literal(PREFIX)) if c in sealed else sql.Identifier(c) for c in columns]
+    return sql.SQL("(SELECT {} FROM {}.{})").format(sql.SQL(", ").join(shown), sql.Identifier(schema),
+                                                     sql.Identifier(table))
+
+
 def _copy_out(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[bytes, int]:
     buf = io.BytesIO()
-    query = sql.SQL("COPY {}.{} TO STDOUT (FORMAT csv, HEADER true)").format(
-        sql.Identifier(schema), sql.Identifier(table))
+    query = sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER true)").format(_source(conn, schema, table))
     with conn.cursor().copy(query) as copy:
         for block in copy:
             buf.write(block)
@@ -95,12 +117,16 @@ def _config_files(config_dir: Path) -> Iterator[tuple[str, Path]]:
 
 # --- writing an archive ----------------------------------------------------------------
 class _Archive:
-    """Write members to a .zip or a .tar.gz, chosen by the file name."""
+    """Write members to a .zip or a .tar.gz, chosen by the file name; the file is readable by
+    this user only from its first byte (0600)."""
 
     def __init__(self, path: Path) -> None:
         self.zip = path.name.endswith(".zip")
-        self._z = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) if self.zip else None
-        self._t = None if self.zip else tarfile.open(path, "w:gz")  # noqa: SIM115 - closed by close()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+        os.chmod(path, 0o600)  # an older file of that name, or the umask
+        self._file = os.fdopen(fd, "wb")
+        self._z = zipfile.ZipFile(self._file, "w", zipfile.ZIP_DEFLATED) if self.zip else None
+        self._t = None if self.zip else tarfile.open(fileobj=self._file, mode="w:gz")  # noqa: SIM115
 
     def add(self, name: str, data: bytes) -> None:
         if self._z is not None:
@@ -112,7 +138,10 @@ class _Archive:
             self._t.addfile(info, io.BytesIO(data))
 
     def close(self) -> None:
-        (self._z or self._t).close()  # type: ignore[union-attr]
+        try:
+            (self._z or self._t).close()  # type: ignore[union-attr]
+        finally:
+            self._file.close()
 
 
 def backup(dsn: str, schema: str, config_dir: Path, out: Path) -> dict[str, Any]:
@@ -124,7 +153,7 @@ def backup(dsn: str, schema: str, config_dir: Path, out: Path) -> dict[str, Any]
         counts: dict[str, int] = {}
         with psycopg.connect(dsn) as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
-            tables = _tables(conn, schema)
+            tables = [t for t in _tables(conn, schema) if t not in NOT_BACKED_UP]
             if not tables:
                 raise BackupError(f"the database has no gateway tables in schema {schema!r}")
             for table in tables:
@@ -160,11 +189,23 @@ def read_archive(path: Path) -> dict[str, bytes]:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
-                return {n: z.read(n) for n in z.namelist() if not n.endswith("/")}
-        with tarfile.open(path, "r:*") as t:
-            return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
+                found = [(n, z.read(n)) for n in z.namelist() if not n.endswith("/")]
+        else:
+            with tarfile.open(path, "r:*") as t:
+                found = []
+                for m in t.getmembers():
+                    if m.isfile():
+                        found.append((m.name, t.extractfile(m).read()))  # type: ignore[union-attr]
+                    elif not m.isdir():  # a link or a device: a backup holds none
+                        raise BackupError(f"the archive holds {m.name}, which is not a plain file")
     except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
         raise BackupError(f"{path}: not a gateway backup ({exc})") from None
+    members: dict[str, bytes] = {}
+    for name, data in found:
+        if name in members:
+            raise BackupError(f"the archive holds {name} twice")
+        members[name] = data
+    return members
 
 
 def manifest_of(members: dict[str, bytes]) -> dict[str, Any]:
@@ -197,58 +238,11 @@ async def _migrate(dsn: str, schema: str) -> int:
         return int(row[0]) if row and row[0] is not None else 0
 
 
-def restore(archive: Path, dsn: str, schema: str, config_dir: Path | None) -> Restored:
-    """Replace the schema's rows with the archive's, and write its config files into
-    `config_dir` (None: leave the folder alone). Files not in the archive are kept."""
-    members = read_archive(archive)
-    manifest = manifest_of(members)
-    with ThreadPoolExecutor(1) as pool:  # its own event loop, also when called from one
-        current = pool.submit(asyncio.run, _migrate(dsn, schema)).result()
-    if (manifest.get("schema_version") or 0) > current:
-        raise BackupError(f"the backup's schema version {manifest['schema_version']} is newer than this "
-                          f"gateway's ({current}): restore it with a newer gateway")
-    counts: dict[str, int] = {}
-    with psycopg.connect(dsn) as conn, conn.transaction():
-        tables = [t for t in _tables(conn, schema) if t != "schema_version"]
-        if tables:
-            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
-                sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
-        for table in tables:
-            data = members.get(f"db/{table}.csv")
-            if data is None:
-                continue  # a table newer than the backup: left empty
-            header = data.split(b"\n", 1)[0].decode()  # the names, so a column order change fits
-            columns = next(csv.reader([header]), [])
-            query = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
-                sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-            with conn.cursor().copy(query) as copy:
-                copy.write(data)
-            counts[table] = manifest["tables"].get(table, 0)
-            _move_sequences(conn, schema, table)
-    files = []
-    if config_dir is not None:
-        for name, data in members.items():
-            if name.startswith("config/"):
-                rel = Path(name[len("config/"):])
-                if rel.is_absolute() or ".." in rel.parts:
-                    raise BackupError(f"the archive holds an unsafe path: {name}")
-                target = config_dir / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.restore.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(target)
-                files.append(rel.as_posix())
-    return Restored(counts, sorted(files))
+def restore(archive: Path, dsn: str, schema: str, config_dir: Path | None, box: Any) -> Restored:
+    """See reconciler.ops.restore (kept here for callers of the first version)."""
+    from reconciler.ops.restore import restore as run
 
-
-def _move_sequences(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
-    for (column,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
-            " AND column_default LIKE 'nextval(%%'", (schema, table)).fetchall():
-        conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, %s), coalesce(max({}), 0) + 1, false)"
-                             " FROM {}.{}").format(sql.Identifier(column), sql.Identifier(schema),
-                                                   sql.Identifier(table)),
-                     (f"{sql.Identifier(schema).as_string(conn)}.{sql.Identifier(table).as_string(conn)}", column))
+    return run(archive, dsn, schema, config_dir, box)
 
 
 # --- the database the CLI works on ------------------------------------------------------

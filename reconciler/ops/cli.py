@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reconciler import aio
 from reconciler.settings import resolve
 
 
@@ -61,27 +62,36 @@ def _gateway_running(data_dir: Any) -> bool:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from reconciler.ops.backup import BackupError, database, existing_rows, manifest_of, read_archive, restore
+    from reconciler import secretbox
+    from reconciler.ops.backup import BackupError, database, existing_rows
+    from reconciler.ops.restore import check, restore
 
     settings = resolve(args.config, args.data_dir)
     if _gateway_running(settings.data_dir):
         print("gateway restore: the gateway is running; stop it first (`gateway run` again afterwards "
               "reconciles from the restored data)", file=sys.stderr)
         return 3
+    config_dir = None if args.no_config else settings.config_dir
     try:
-        manifest = manifest_of(read_archive(args.file))
+        box = secretbox.load_or_create(settings.data_dir)
         with database(settings) as dsn:
+            checked = check(args.file, dsn, settings.schema, config_dir, box)  # every member, before anything
+            if checked.words():
+                print(f"gateway restore: {checked.words()}", file=sys.stderr)  # said before it happens
             present = existing_rows(dsn, settings.schema)
-            if present and not args.yes and not _confirm(
-                    f"the database holds {present} rows; replace them with the backup of {manifest['created_at']}?"):
+            question = (f"the database holds {present} rows; replace them with the backup of "
+                        f"{checked.manifest['created_at']}?" if present else
+                        f"restore the backup of {checked.manifest['created_at']}?")
+            if (present or checked.code_app_lost) and not args.yes and not _confirm(question):
                 print("gateway restore: nothing changed", file=sys.stderr)
                 return 1
-            done = restore(args.file, dsn, settings.schema, None if args.no_config else settings.config_dir)
-    except (BackupError, OSError) as exc:
+            done = restore(args.file, dsn, settings.schema, config_dir, box, checked)
+    except (BackupError, secretbox.SealError, OSError) as exc:
         print(f"gateway restore: {exc}", file=sys.stderr)
         return 1
     print(f"restored {sum(done.tables.values())} rows in {len(done.tables)} tables and {len(done.files)} files "
-          f"from {args.file}")
+          f"from {args.file}" + (f"; {', '.join(done.code_app_lost)}: set up the code app again (Security)"
+                                 if done.code_app_lost else ""))
     return 0
 
 
@@ -116,7 +126,6 @@ def cmd_autostart(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    import asyncio
 
     from reconciler.ops import notify as n
     from reconciler.settings import read_gateway_file
@@ -146,7 +155,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
                 await store.close()
 
         with database(settings) as dsn:
-            asyncio.run(record(dsn))
+            aio.run(record(dsn))
     if not ok:
         print(f"gateway notify: not sent: {error}", file=sys.stderr)
         return 1

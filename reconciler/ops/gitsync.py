@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from reconciler.ops import live_section, section_errors
+from reconciler.platform import current
 from reconciler.spec import parse_duration
 from reconciler.events import EventKind
 
@@ -75,7 +76,8 @@ class Pull:
 def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=False,
-                          timeout=GIT_TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+                          timeout=GIT_TIMEOUT, env=env, stdin=subprocess.DEVNULL,
+                          **current().quiet_kwargs())
 
 
 def head(folder: Path) -> str | None:
@@ -160,7 +162,7 @@ async def backup_forever(daemon: Any, settings: Any = None) -> None:
         folder = backup_folder(daemon, conf)
         path = folder / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
             if dsn is None:
                 raise RuntimeError("the database is not running")

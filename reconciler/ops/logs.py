@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+
+from reconciler.digits import plain_digits
 from reconciler.fsutil import server_log
 
 log = logging.getLogger("gateway")
@@ -186,7 +188,7 @@ def _rotated_indices(path: Path) -> list[int]:
     found = []
     for candidate in path.parent.glob(glob_escape(path.name) + ".*"):
         suffix = candidate.name[len(path.name) + 1:]
-        if suffix.isdigit():
+        if plain_digits(suffix):
             found.append(int(suffix))
     return found
 

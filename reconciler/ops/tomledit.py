@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.fsutil import atomic_write
+from reconciler.fsutil import atomic_write, read_regular
 
 DELETE = object()  # a change that removes its key
 
@@ -65,7 +65,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def edit(path: Path, changes: Mapping[str, Any]) -> str:
     """Apply `changes` to the file at `path` (created when missing); return the new text."""
-    text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    text = read_regular(path).decode("utf-8-sig") if path.exists() else ""
     out = render(text, changes)
     write_atomic(path, out)
     return out

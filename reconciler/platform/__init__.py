@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import socket
 import sys
 import threading
@@ -32,17 +33,37 @@ class Platform(Protocol):
     name: str
     reuse_address: bool  # set SO_REUSEADDR when testing whether a port is free (POSIX servers do)
 
-    def spawn_kwargs(self) -> dict[str, Any]:
-        """Extra keyword arguments for `asyncio.create_subprocess_exec`: a new process group."""
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop every `asyncio` run of the gateway uses (`reconciler.aio.run`). Windows:
+        a selector loop, the one psycopg's async mode accepts (it refuses the Proactor, asyncio's
+        default there); nothing the gateway runs needs the Proactor's pipes."""
+        ...
+
+    def spawn_kwargs(self, suspended: bool = False) -> dict[str, Any]:
+        """Extra keyword arguments for `subprocess.Popen` of a server: its own process group (POSIX)
+        or console (Windows). `suspended`: Windows creates it without running it, so that it is in
+        its job before it can start a child of its own (then `resume`)."""
+        ...
+
+    def resume(self, pid: int) -> None:
+        """Let a process started with `spawn_kwargs(suspended=True)` run."""
+        ...
+
+    def quiet_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments for a short program the gateway runs itself (pg_ctl, git,
+        schtasks, ...): on Windows no console window pops up for it when the gateway has no
+        console of its own (pythonw, the autostart task)."""
         ...
 
     def shell_argv(self, command: str) -> list[str]:
         """The argv that runs `command` through the system shell."""
         ...
 
-    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = (),
+                  timeout: float | None = None) -> None:
         """Ask the process group led by `pid` to stop (a spec signal name: TERM, INT, ..., BREAK).
-        `known` descendants that left the group are asked too where the OS allows it."""
+        `known` descendants that left the group are asked too where the OS allows it. `timeout`:
+        the stop's timeout, after which the caller kills the tree (Windows paces its steps by it)."""
         ...
 
     def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
@@ -90,9 +111,9 @@ class Platform(Protocol):
 
     def contain(self, data_dir: Path, name: str, pid: int) -> bool:
         """Hold the server `name`'s tree, rooted at the just-started (or adopted) `pid`, in something
-        the OS stops and accounts as one, found again after a gateway restart (Windows: a named
-        job object). False where none could be had: then pid + create time are all there is.
-        POSIX: the process group already is that; nothing to do."""
+        the OS stops and accounts as one, found again after a gateway restart (Windows: a job object
+        named for the server and the pid). False where none could be had: then pid + create time
+        are all there is. POSIX: the process group already is that; nothing to do."""
         ...
 
     def power_warnings(self) -> list[tuple[str, str]]:
@@ -111,6 +132,17 @@ class Platform(Protocol):
         that, or the pid is gone. Linux: boot id + start tick (psutil's create time adds a boot
         time the kernel recomputes from the wall clock, so an NTP step or a laptop's wake-up
         can move it by a second or more)."""
+        ...
+
+    def changed_ns(self, path: str, st: os.stat_result) -> int:
+        """When the file at `path` (whose `os.stat` is `st`) last changed in any way, content or
+        metadata, in ns: what moves on every write even when the writer puts the mtime back.
+        POSIX: st_ctime; Windows: the ChangeTime (its st_ctime is the creation time)."""
+        ...
+
+    def show_message(self, title: str, text: str) -> None:
+        """Tell the person at the screen (the launcher's words): Windows, a message box that closes
+        by itself after a few seconds; elsewhere nothing (the launcher also prints it and logs it)."""
         ...
 
     def release_memory(self) -> bool:
@@ -158,6 +190,18 @@ async def wait_in_thread(pid: int) -> None:
 
     threading.Thread(target=run, name=f"wait-exit-{pid}", daemon=True).start()
     await done
+
+
+def console_python(executable: str = sys.executable) -> str:
+    """The Python a server's bare `python` command runs: this one, but the console build where this
+    is Windows' windowless pythonw.exe (autostart runs the gateway so): a program with no console
+    cannot be asked to stop with Ctrl-C (reconciler/platform/windows_stop.py)."""
+    path = Path(executable)
+    if path.stem.lower().startswith("pythonw"):
+        sibling = path.with_name(path.name[:6] + path.name[7:])  # pythonw3.13.exe -> python3.13.exe
+        if sibling.exists():
+            return str(sibling)
+    return executable
 
 
 IS_WINDOWS = sys.platform == "win32"

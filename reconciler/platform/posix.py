@@ -83,13 +83,23 @@ class PosixPlatform:
     name = "posix"
     reuse_address = True
 
-    def spawn_kwargs(self) -> dict[str, Any]:
-        return {"start_new_session": True}
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()  # asyncio's default
+
+    def spawn_kwargs(self, suspended: bool = False) -> dict[str, Any]:
+        return {"start_new_session": True}  # a process group is had at once: nothing to wait for
+
+    def resume(self, pid: int) -> None:
+        pass
+
+    def quiet_kwargs(self) -> dict[str, Any]:
+        return {}
 
     def shell_argv(self, command: str) -> list[str]:
         return ["/bin/sh", "-c", command]
 
-    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = (),
+                  timeout: float | None = None) -> None:
         sig = to_signal(signal_name)
         escaped = _outside_group(pid, known)  # before signalling: afterwards they may be gone
         _signal_group_or_pid(pid, sig)
@@ -171,6 +181,12 @@ class PosixPlatform:
         loop = asyncio.get_running_loop()
         for sig, kind in HOST_SIGNALS.items():
             loop.add_signal_handler(sig, on_event, kind)
+
+    def show_message(self, title: str, text: str) -> None:
+        pass  # the launcher prints and logs it; a terminal user reads it there
+
+    def changed_ns(self, path: str, st: os.stat_result) -> int:
+        return st.st_ctime_ns
 
     def start_mark(self, pid: int) -> str | None:
         if SYSTEM != "linux":

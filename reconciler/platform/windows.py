@@ -1,5 +1,6 @@
-"""Windows: each child starts in a new process group with no console window; a graceful
-stop is CTRL_BREAK_EVENT to that group, and a kill takes the whole tree with psutil.
+"""Windows: each child starts with a console of its own and no window; a graceful stop is a
+console control event sent from a helper attached to that console, then WM_CLOSE
+(reconciler/platform/windows_stop.py, NSSM's order), and a kill takes the server's job object.
 
 This module imports on any OS (Windows-only names are looked up lazily with getattr) so
 its pure parts are contract-tested on Linux too.
@@ -7,11 +8,13 @@ its pure parts are contract-tested on Linux too.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import select
-import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,26 +23,30 @@ from typing import Any, BinaryIO, Literal
 import psutil
 
 from reconciler.platform import HostEvent, alive, wait_in_thread
+from reconciler.platform.listening import ListenTable
+from reconciler.platform.windows_stop import CLOSE_AFTER, CTRL_BREAK_EVENT, CTRL_C_EVENT
+
+log = logging.getLogger(__name__)
 
 # Win32 process creation flags (winbase.h); the subprocess module only has them on Windows.
-CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
 CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
-CTRL_BREAK_EVENT = 1  # wincon.h; signal.CTRL_BREAK_EVENT on Windows
+DETACHED_PROCESS = getattr(subprocess, "DETACHED_PROCESS", 0x00000008)
+CREATE_SUSPENDED = 0x00000004
 
-StopMethod = Literal["break", "kill"]
+StopMethod = Literal["ctrl-c", "break", "kill"]
 
-# A spec's stop signal -> what Windows can do. Console control events are the only graceful
-# stop a console program can receive; CTRL_C cannot be sent to a new process group (Windows
-# disables it there), so everything but KILL becomes CTRL_BREAK (Python raises
-# KeyboardInterrupt or runs its SIGBREAK handler). The stop timeout still ends in a tree kill.
+# A spec's stop signal -> what Windows can do. A console control event is the only graceful stop
+# a console program can receive: CTRL_C (Python raises KeyboardInterrupt, Node and Go programs
+# stop as they do on Ctrl-C), or CTRL_BREAK when asked for by name (Python's default for it
+# ends the process at once). The stop timeout still ends in a kill of the server's job.
 STOP_METHODS: dict[str, StopMethod] = {
-    "TERM": "break",
-    "INT": "break",
+    "TERM": "ctrl-c",
+    "INT": "ctrl-c",
+    "HUP": "ctrl-c",
+    "QUIT": "ctrl-c",
+    "USR1": "ctrl-c",
+    "USR2": "ctrl-c",
     "BREAK": "break",
-    "HUP": "break",
-    "QUIT": "break",
-    "USR1": "break",
-    "USR2": "break",
     "KILL": "kill",
 }
 
@@ -59,6 +66,8 @@ def stop_method(signal_name: str) -> StopMethod:
 # does not say whose log-off it is: it is reported and handled (TRUE: not ended), never waited on.
 CONSOLE_EVENTS: dict[int, HostEvent] = {0: "interrupt", 1: "interrupt", 2: "close", 5: "logoff", 6: "shutdown"}
 CONSOLE_GRACE = 4.5  # seconds
+MESSAGE_SECONDS = 8.0  # a launcher's message box closes by itself after this
+NO_DIALOG = "GATEWAY_NO_DIALOG"  # set: no message box (a test, a script)
 LOCK_OFFSET = 1 << 30  # the byte locked: far past the holder's note, which stays readable
 
 
@@ -73,19 +82,29 @@ _OPEN_ALWAYS, _ATTRIBUTE_NORMAL = 4, 0x80
 _INVALID_HANDLE = (1 << 64) - 1  # INVALID_HANDLE_VALUE as ctypes returns it (HANDLE is unsigned)
 
 
+def _console_host(proc: psutil.Process) -> bool:
+    """conhost.exe, the host of a server's console (Wine puts it in the server's job): it ends with
+    the console's last program and is never counted as one of the server's processes."""
+    try:
+        return proc.name().lower() == "conhost.exe"
+    except psutil.Error:
+        return False
+
+
 class WindowsPlatform:
     name = "windows"
     reuse_address = False  # on Windows SO_REUSEADDR lets a second socket steal a bound port
 
     def __init__(self) -> None:
         self.jobs: dict[int, Any] = {}  # root pid -> its server's windows_job.Job
+        self.helpers: dict[int, subprocess.Popen[bytes]] = {}  # root pid -> its graceful stop under way
 
     def contain(self, data_dir: Path, name: str, pid: int) -> bool:
         from reconciler.platform.windows_job import Job, job_name
 
-        key = job_name(data_dir, name)
+        key = job_name(data_dir, name, pid)
         try:
-            job = Job.open(key)  # a gateway restart: the job the root process keeps alive
+            job = Job.open(key)  # an adoption after a gateway restart: the job its root process keeps alive
             if job is not None and pid not in job.pids():
                 job.close()
                 job = None
@@ -97,24 +116,56 @@ class WindowsPlatform:
         self.jobs[pid] = job
         return True
 
-    def spawn_kwargs(self) -> dict[str, Any]:
-        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        # psycopg's async mode refuses the Proactor loop (asyncio's default on Windows). Children,
+        # command checks and tries run through subprocess.Popen, which needs no Proactor.
+        return asyncio.SelectorEventLoop()
+
+    def spawn_kwargs(self, suspended: bool = False) -> dict[str, Any]:
+        # A console of its own, without a window (not CREATE_NEW_PROCESS_GROUP: it disables CTRL_C)
+        return {"creationflags": CREATE_NO_WINDOW | (CREATE_SUSPENDED if suspended else 0)}
+
+    def resume(self, pid: int) -> None:
+        psutil.Process(pid).resume()  # NtResumeProcess: its one thread starts
+
+    def quiet_kwargs(self) -> dict[str, Any]:
+        return {"creationflags": CREATE_NO_WINDOW}  # a hidden console, not a window flashing up
 
     def shell_argv(self, command: str) -> list[str]:
         return [os.environ.get("COMSPEC") or "cmd.exe", "/d", "/s", "/c", command]
 
-    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = ()) -> None:
-        # `known` is not signalled one by one: a console event sent to a pid that does not
-        # lead a process group can reach every process on our console, the gateway included.
-        if stop_method(signal_name) == "kill":
+    def send_stop(self, pid: int, signal_name: str, known: Sequence[psutil.Process] = (),
+                  timeout: float | None = None) -> None:
+        method = stop_method(signal_name)
+        if method == "kill":
             self.kill_tree(pid, known)
             return
-        try:
-            os.kill(pid, getattr(signal, "CTRL_BREAK_EVENT", CTRL_BREAK_EVENT))
-        except OSError:
-            pass  # already gone, or not attached to a console: the timeout escalates to a kill
+        event = CTRL_BREAK_EVENT if method == "break" else CTRL_C_EVENT
+        close_after = CLOSE_AFTER if timeout is None else min(CLOSE_AFTER, timeout / 2)
+        pids = [pid, *(proc.pid for proc in known if proc.pid != pid)]
+        argv = [sys.executable, "-m", "reconciler.platform.windows_stop", str(event), f"{close_after:g}",
+                *map(str, pids)]
+        try:  # no console of its own: it attaches to the server's (reconciler/platform/windows_stop.py)
+            helper = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, creationflags=DETACHED_PROCESS)
+        except OSError as exc:
+            log.warning("pid %s: cannot start the stop helper: %s", pid, exc)
+            return
+
+        self.helpers[pid] = helper
+
+        def report() -> None:  # the helper says what it did; its end is waited for here, off the loop
+            said = helper.communicate()[0].decode(errors="replace").strip()
+            if self.helpers.get(pid) is helper:
+                del self.helpers[pid]
+            log.info("pid %s: graceful stop: %s", pid, "; ".join(said.splitlines()) or f"exit {helper.returncode}")
+
+        threading.Thread(target=report, name=f"stop-{pid}", daemon=True).start()
 
     def kill_tree(self, pid: int, known: Sequence[psutil.Process]) -> list[psutil.Process]:
+        helper = self.helpers.pop(pid, None)
+        if helper is not None and helper.poll() is None:
+            helper.kill()  # a graceful stop still trying: the kill ends that too
         job = self.jobs.pop(pid, None)
         if job is not None:  # the job knows its members whatever their pids: no tree walk, no guess
             members: list[psutil.Process] | None
@@ -122,6 +173,7 @@ class WindowsPlatform:
                 members = [psutil.Process(p) for p in job.pids() if psutil.pid_exists(p)]
                 job.terminate()
                 job.close()
+                members = [proc for proc in members if not _console_host(proc)]  # the console's, not the server's
             except (OSError, psutil.Error):
                 members = None  # fall back to the tree walk below
             if members is not None:
@@ -179,7 +231,7 @@ class WindowsPlatform:
         return os.fdopen(fd, "ab")
 
     def prepare_event_loop(self) -> None:
-        pass  # the proactor loop waits on process handles without threads
+        pass  # the selector loop (loop_factory) has nothing to prepare: exits are waited on in threads
 
     def try_lock(self, fd: int) -> bool:
         import msvcrt
@@ -231,6 +283,25 @@ class WindowsPlatform:
     def start_mark(self, pid: int) -> str | None:
         return None  # the create time is the FILETIME stamped at creation: the clock does not move it
 
+    def show_message(self, title: str, text: str) -> None:
+        if os.environ.get(NO_DIALOG):
+            return
+        import ctypes
+
+        user32: Any = ctypes.WinDLL("user32")  # type: ignore[attr-defined]
+        flags = 0x40 | 0x10000 | 0x40000  # MB_ICONINFORMATION | MB_SETFOREGROUND | MB_TOPMOST
+        box = getattr(user32, "MessageBoxTimeoutW", None)  # exported since XP, undocumented
+        if box is not None:
+            box(None, text, title, flags, 0, int(MESSAGE_SECONDS * 1000))
+        else:
+            user32.MessageBoxW(None, text, title, flags)
+
+    def changed_ns(self, path: str, st: os.stat_result) -> int:
+        from reconciler.platform.windows_files import change_time_ns
+
+        changed = change_time_ns(path)  # st_ctime is the creation time here: a write does not move it
+        return st.st_mtime_ns if changed is None else changed
+
     def release_memory(self) -> bool:
         return False  # no malloc_trim in the Windows C runtime (HeapCompact is untried)
 
@@ -240,8 +311,11 @@ class WindowsPlatform:
     async def wait_exit(self, pid: int) -> None:
         await wait_in_thread(pid)
 
-    def listening(self) -> None:
-        return None  # GetExtendedTcpTable would do; until it is tried on Windows, checks connect
+    def listening(self) -> ListenTable | None:
+        from reconciler.platform.windows_tcp import listeners, to_table
+
+        rows = listeners()  # GetExtendedTcpTable: the listeners only, IPv4 and IPv6
+        return None if rows is None else to_table(rows)
 
     def connect_done(self, sock: socket.socket) -> bool:
         _, done, failed = select.select([], [sock], [sock], 0)  # Winsock reports a refusal in the third set

@@ -4,8 +4,10 @@ Walking a tree by parent pid can reach unrelated processes once a pid is reused 
 wrapper once listed csrss.exe and winlogon.exe as its service's children). A job object holds
 exactly the processes started inside it, whatever their pids. Each server gets its own named job:
 
-- `Local\\omen-gateway-<data folder hash>-<server>`: found again by name after a gateway restart
-  (same session; the boot task always runs in session 0);
+- `Local\\omen-gateway-<data folder hash>-<server>-<pid>`: one per run (a no-gap change runs two
+  versions of a server at once), found again by name after a gateway restart from the recorded
+  pid (same session; the boot task always runs in session 0);
+- a server is created suspended, put in its job, then resumed: nothing it starts escapes the job;
 - never JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE: a gateway that crashes leaves the servers running;
 - Windows destroys a job when its last handle closes, even with processes still in it, so the
   gateway duplicates a handle to the job into the server's root process: the job (and its name)
@@ -69,12 +71,12 @@ class ProcessIdList(ctypes.Structure):  # JOBOBJECT_BASIC_PROCESS_ID_LIST with r
                 ("ProcessIdList", ULONG_PTR * MAX_IDS)]
 
 
-def job_name(data_dir: Path, server: str) -> str:
-    """The job's name: per data folder (two gateways never share one) and per server. Names of
-    kernel objects may hold any character but a backslash, up to MAX_PATH."""
+def job_name(data_dir: Path, server: str, pid: int) -> str:
+    """The job's name: per data folder (two gateways never share one), per server and per run (its
+    root's pid). Names of kernel objects may hold any character but a backslash, up to MAX_PATH."""
     folder = hashlib.sha256(os.fsencode(str(data_dir)).lower()).hexdigest()[:12]
     safe = re.sub(r"[^a-z0-9-]", "-", server.lower())[:63]
-    return f"Local\\omen-gateway-{folder}-{safe}"
+    return f"Local\\omen-gateway-{folder}-{safe}-{pid}"
 
 
 @dataclass(frozen=True)

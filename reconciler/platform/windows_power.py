@@ -90,7 +90,8 @@ def read_warnings() -> list[PowerWarning]:
     settings: dict[str, PowerSetting] = {}
     for argv in QUERIES:
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=20, check=False)
+            done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=20, check=False,
+                                  creationflags=0x08000000)  # CREATE_NO_WINDOW
         except (OSError, subprocess.SubprocessError):
             continue
         if done.returncode == 0:

@@ -138,6 +138,21 @@ async def enable_totp(store: Store, name: str, secret: str, step: int, code_hash
         await _replace_codes(conn, name, code_hashes)
 
 
+async def totp_values(store: Store) -> list[dict[str, Any]]:
+    """Every user's stored code app secrets (as stored: sealed, or clear from before sealing)."""
+    return await rows(store, "SELECT name, totp_secret, totp_pending FROM users"
+                      " WHERE totp_secret IS NOT NULL OR totp_pending IS NOT NULL ORDER BY name")
+
+
+async def replace_totp_values(store: Store, name: str, old: tuple[str | None, str | None],
+                              new: tuple[str | None, str | None]) -> bool:
+    """Store `new` (secret, pending) where `old` still is (a change made meanwhile wins)."""
+    found = await rows(store, "UPDATE users SET totp_secret = %(s)s, totp_pending = %(p)s WHERE name = %(n)s"
+                       " AND totp_secret IS NOT DISTINCT FROM %(os)s AND totp_pending IS NOT DISTINCT FROM %(op)s"
+                       " RETURNING name", {"s": new[0], "p": new[1], "n": name, "os": old[0], "op": old[1]})
+    return bool(found)
+
+
 async def disable_totp(store: Store, name: str) -> None:
     await rows(store, "UPDATE users SET totp_secret = NULL, totp_pending = NULL WHERE name = %(n)s", {"n": name})
 

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from reconciler.platform import IS_WINDOWS
+from reconciler.platform import IS_WINDOWS, current
 
 with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
     warnings.simplefilter("ignore")
@@ -37,7 +37,7 @@ DATABASE, SUPERUSER, SYSTEM_USER = "gateway", "postgres", "embedded_postgres"
 SOCKET_PORT = 5432  # with no TCP listener the port only names the socket file
 MAX_SOCKET_PATH = 100  # bytes; sun_path is 104 (macOS) or 108 (Linux) including the NUL
 TIMEOUT = 60  # seconds for pg_ctl start/stop
-GONE_AFTER = 2.0  # seconds after the launch with no live postmaster: it exited (or never began)
+GONE_AFTER = 20.0  # seconds after the launch with no postmaster seen yet: it never began
 # The server's settings for a small database beside a laptop program, given on the command line at
 # every start (so they hold for a new data folder and an old one alike, over postgresql.conf).
 # Measured with `python bench/pg_settings.py` (bench/README.md). Durability keeps PostgreSQL's
@@ -174,9 +174,10 @@ class EmbeddedPostgres:
         if socket_dir is not None:
             _clear_stale_lock(socket_dir / f".s.PGSQL.{SOCKET_PORT}")
         port = self.tcp_port() if self.windows else SOCKET_PORT
+        log_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         try:
             self._run(self.start_argv(socket_dir, port), TIMEOUT + 10)
-            self._wait_ready()
+            self._wait_ready(log_at)
         except _FAILED as exc:
             self._run_quietly(self.stop_argv("immediate"))
             raise EmbeddedPostgresError(self._failure(_output(exc))) from None
@@ -184,17 +185,36 @@ class EmbeddedPostgres:
             self._run_quietly(self.stop_argv("immediate"))
             raise EmbeddedPostgresError(self._failure(str(exc))) from None
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, log_at: int = 0) -> None:
         """Until postmaster.pid says "ready" (what `pg_ctl -w` waits for), looking every 5 ms.
-        A postmaster that exits (bad settings, a held port) or never comes is a TimeoutError."""
+        A postmaster that exits (bad settings, a held port: it says FATAL in its log from
+        `log_at` on, or its pid file goes), or never comes, is a TimeoutError. Its pid file may
+        take seconds to appear (a virus scan of a freshly unzipped postgres.exe; Wine)."""
         deadline = time.monotonic() + TIMEOUT
         launched = time.monotonic()
+        seen, looked = False, 0
         while self._pidfile_field(7) != "ready":
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise TimeoutError(f"the server was not ready after {TIMEOUT} s")
-            if self._postmaster() is None and time.monotonic() - launched > GONE_AFTER:
+            running = self._postmaster() is not None
+            seen = seen or running
+            if not running and (seen or now - launched > GONE_AFTER):
+                raise TimeoutError("the server exited while starting")
+            looked += 1
+            if looked % 20 == 0 and self._fatal_since(log_at):
                 raise TimeoutError("the server exited while starting")
             time.sleep(0.005)
+
+    def _fatal_since(self, offset: int) -> bool:
+        """The log says FATAL or PANIC past `offset` (the postmaster gives up)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                said = log.read(1 << 16)
+        except OSError:
+            return False
+        return b"FATAL:" in said or b"PANIC:" in said
 
     def _prepare(self) -> None:
         """Folders, the password file and the log; as root, hand them to the system user."""
@@ -208,7 +228,7 @@ class EmbeddedPostgres:
             return
         for path in (self.pgdata, self.password_path, self.log_path):
             os.chown(path, *self._system_ids())
-        _make_traversable(self.pgdata)
+        _make_traversable(self.pgdata, self.data_dir, self._system_ids()[1])
         _make_traversable(self.bin_dir / "postgres")
         if not os.stat(self.bin_dir / "postgres").st_mode & stat.S_IXOTH:
             read = stat.S_IRGRP | stat.S_IROTH
@@ -265,7 +285,7 @@ class EmbeddedPostgres:
     def _own(self, path: Path) -> Path:
         if self.system_user is not None:
             os.chown(path, *self._system_ids())
-            _make_traversable(path)
+            _make_traversable(path, self.data_dir, self._system_ids()[1])
         return path
 
     # --- connecting ------------------------------------------------------------------------------
@@ -316,7 +336,7 @@ class EmbeddedPostgres:
             try:
                 subprocess.run(  # type: ignore[call-overload]
                     argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
-                    timeout=timeout, check=True, cwd=self.pgdata, env=env, **ids,
+                    timeout=timeout, check=True, cwd=self.pgdata, env=env, **ids, **current().quiet_kwargs(),
                 )
             except _FAILED as exc:
                 out.seek(0)
@@ -360,12 +380,20 @@ def _socket_fits(directory: Path) -> bool:
     return fits and not set(str(directory)) & set(',"')  # unix_socket_directories is a quoted list
 
 
-def _make_traversable(path: Path) -> None:
-    """o+x on every parent, so the system user can reach `path` (no read access added)."""
+def _make_traversable(path: Path, private: Path | None = None, gid: int | None = None) -> None:
+    """x on every parent, so the system user can reach `path` (no read access added): through
+    the data folder `private` (and folders inside it) by its group `gid` only, so the data
+    folder stays closed to everyone else (issue 25); above it by others (o+x)."""
     for parent in path.parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+        st = parent.stat()
+        if private is not None and gid is not None and (parent == private or private in parent.parents):
+            if st.st_gid != gid:
+                os.chown(parent, -1, gid)
+            mode = (stat.S_IMODE(st.st_mode) | stat.S_IXGRP) & ~stat.S_IXOTH
+            if mode != stat.S_IMODE(st.st_mode):
+                parent.chmod(mode)
+        elif not st.st_mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
 
 
 def _clear_stale_lock(sock: Path) -> None:

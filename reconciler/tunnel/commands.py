@@ -12,6 +12,7 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
+from reconciler import aio
 from reconciler.client import Client, NotRunning
 from reconciler.settings import default_data_dir, resolve
 
@@ -124,7 +125,7 @@ def _connect(args: argparse.Namespace) -> int:
             return done
 
     try:
-        done = asyncio.run(go())
+        done = aio.run(go())
     except ConnectError as exc:
         print(f"gateway tunnel connect: {exc}", file=sys.stderr)
         for choice in exc.choices:
@@ -220,7 +221,7 @@ def _dns(args: argparse.Namespace) -> int:
               "Cloudflare API token with Zone:DNS:Edit", file=sys.stderr)
         return 1
     hostnames = [r.hostname for r in plan.rules[:-1]]
-    outcomes = asyncio.run(_sync(args, settings.api_url, token, uuid, hostnames, settings.zone, plan.hostnames))
+    outcomes = aio.run(_sync(args, settings.api_url, token, uuid, hostnames, settings.zone, plan.hostnames))
     for o in outcomes:
         print(o)
     return 1 if any(o.action in ("conflict", "error") for o in outcomes) else 0

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.config import ConfigError, LoadResult, _line_of
+from reconciler.digits import plain_digits
 from reconciler.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE, URL_FILE
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
@@ -66,7 +67,7 @@ def page_route(hostname: str | None, data_dir: Path) -> ServerSpec | None:
     except OSError:
         door = ""
     port = door.rpartition(":")[2] if door else ""
-    if not port.isdigit():  # like a server whose automatic port is not handed out yet: pending
+    if not plain_digits(port):  # like a server whose automatic port is not handed out yet: pending
         return ServerSpec(name=PAGE, command=["-"], port="auto", domain={"hostname": hostname})
     return ServerSpec(name=PAGE, command=["-"], port=int(port),
                       domain={"hostname": hostname, "service": f"http://127.0.0.1:{port}"})
@@ -195,7 +196,7 @@ def _port_in(path: Path) -> int | None:
         port = path.read_text(encoding="utf-8").strip().rpartition(":")[2]
     except OSError:
         return None
-    return int(port) if port.isdigit() else None
+    return int(port) if plain_digits(port) else None
 
 
 def own_ports(result: LoadResult, data_dir: Path, settings: TunnelSettings | None,
@@ -206,7 +207,7 @@ def own_ports(result: LoadResult, data_dir: Path, settings: TunnelSettings | Non
     page = _port_in(Path(data_dir) / URL_FILE)
     door = _port_in(Path(data_dir) / TUNNEL_URL_FILE)
     listen = str(result.settings.web.listen or "").rpartition(":")[2]
-    if listen.isdigit() and int(listen) > 0:
+    if plain_digits(listen) and int(listen) > 0:
         ports.add(int(listen))
         if door is None and not os.environ.get("GATEWAY_TUNNEL_LISTEN") and int(listen) < 65535:
             ports.add(int(listen) + 1)

@@ -72,8 +72,10 @@ def version_in_use(executable: Path | None, data_dir: Path) -> str | None:
         return None
     if key not in _versions:
         try:
+            from reconciler.platform import current
+
             done = subprocess.run([str(executable), "--version"], capture_output=True, text=True, timeout=10,
-                                  stdin=subprocess.DEVNULL, check=False)
+                                  stdin=subprocess.DEVNULL, check=False, **current().quiet_kwargs())
             _versions[key] = version_of(done.stdout + done.stderr)
         except (OSError, subprocess.TimeoutExpired):
             _versions[key] = None

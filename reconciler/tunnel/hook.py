@@ -133,7 +133,7 @@ async def _shutdown(rt: Any, within: float) -> None:
     child = rt.children.get(RESERVED)
     if child is not None and rt.state(RESERVED).phase in (Phase.STARTING, Phase.RUNNING) and child.is_alive():
         try:
-            current().send_stop(child.pid, "TERM", [])
+            current().send_stop(child.pid, "TERM", [], timeout=within)
         except OSError:
             pass
         try:

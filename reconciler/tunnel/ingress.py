@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.digits import plain_digits
 from reconciler.tunnel.goregex import go_regex_error
 from reconciler.tunnel.hostnames import HostnameError, check_works
 from reconciler.tunnel.origin import OriginError
@@ -96,7 +97,7 @@ def _go_url(raw: str) -> tuple[str, str, str]:
     else:
         hostname = host.rsplit(":", 1)[0] if ":" in host else host
         port = host.rsplit(":", 1)[1] if ":" in host else ""
-        if port and not port.isdigit():
+        if port and not plain_digits(port):
             raise IngressError(f'parse "{raw}": invalid port ":{port}" after host')
     return scheme, hostname, (slash + path) if slash else ""
 

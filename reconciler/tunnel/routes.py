@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import ConfigError, _line_of
+from reconciler.digits import plain_digits
 from reconciler.spec import ServerSpec
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname, in_zones
 from reconciler.tunnel.ingress import (
@@ -114,7 +115,7 @@ def _own_port(service: str, port: int | None, own: frozenset[int]) -> int | None
         port_text = text.rsplit("]:", 1)[1] if text.startswith("[") and "]:" in text else (
             text.rsplit(":", 1)[1] if ":" in text and not text.startswith("[") else "")
         local = host.lower() in _LOCAL_HOSTS or host.startswith("127.")
-        if not local or not port_text.isdigit():
+        if not local or not plain_digits(port_text):
             return None
         port = int(port_text)
     return port if port in own else None

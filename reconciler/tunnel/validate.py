@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.platform import current
 from reconciler.tunnel.ingress import Rule, ordered
 
 TIMEOUT = 20.0  # seconds: validation reads the file only (no network)
@@ -60,7 +61,8 @@ def _run(executable: Path, text: str, folder: Path) -> Verdict:
     candidate.write_text(text, encoding="utf-8")
     try:
         done = subprocess.run([str(executable), "tunnel", "--config", str(candidate), "ingress", "validate"],
-                              capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+                              capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False,
+                              **current().quiet_kwargs())
     except subprocess.TimeoutExpired:
         return Verdict(False, f"cloudflared did not finish validating within {TIMEOUT:g}s")
     except OSError as exc:

@@ -125,8 +125,8 @@ def test_a_settled_untouched_file_is_not_read_again_and_any_write_is_seen(
     seen: in place (same size), by rename, and right after the read (times too coarse)."""
     path = write(tmp_path, "web.toml", 'command = ["x"]\nport = 8080\n')
     reads: list[Path] = []
-    real_read = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real_read(self))
+    real_read = config.read_regular
+    monkeypatch.setattr(config, "read_regular", lambda path: reads.append(path) or real_read(path))
     first = load_dir(tmp_path)
     load_dir(tmp_path, first)
     assert len(reads) == 2  # just written: not settled, read each time

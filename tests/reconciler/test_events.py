@@ -21,7 +21,7 @@ def emitters() -> dict[str, list[str]]:
     """EventKind member name -> the files that record it (rt.event(EventKind.X, ...))."""
     found: dict[str, list[str]] = {}
     for path in [*SOURCE.glob("reconciler/**/*.py"), *SOURCE.glob("webview/**/*.py")]:
-        for name in EMITTED.findall(path.read_text()):
+        for name in EMITTED.findall(path.read_text(encoding="utf-8")):
             found.setdefault(name, []).append(str(path.relative_to(SOURCE)))
     return found
 
@@ -34,7 +34,7 @@ def test_every_event_kind_is_emitted_by_name():
 def test_no_event_is_recorded_under_a_free_string():
     free = []
     for path in [*SOURCE.glob("reconciler/**/*.py"), *SOURCE.glob("webview/**/*.py")]:
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if re.search(r"\.event\(\s*[\"']", line):
                 free.append(f"{path.relative_to(SOURCE)}:{number}: {line.strip()}")
     assert not free, free

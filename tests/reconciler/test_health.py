@@ -18,6 +18,7 @@ from reconciler.children import Child
 from reconciler.health import HealthResult, port_answers, port_holder, port_is_free, probe
 from reconciler.spec import CommandHealth, HttpHealth, NoHealth, TcpHealth
 from tests.fix_children import Reaper, program
+from tests.wine import NO_OWNER_PID
 
 
 def free_port() -> int:
@@ -238,6 +239,7 @@ async def test_none_is_ok() -> None:
 
 
 # --- port facts ---------------------------------------------------------------------------
+@NO_OWNER_PID
 def test_port_holder_names_the_listener(listener: socket.socket) -> None:
     port = listener.getsockname()[1]
     assert port_holder(port) == (os.getpid(), psutil.Process().name())

@@ -17,6 +17,7 @@ import pytest
 from reconciler.instance import LOCK_FILE, AlreadyRunning, InstanceLock, listen_problem
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_gateway import REPO, Gateway
+from tests.wine import NO_OWNER_PID
 
 HTTP = 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\nport = "auto"\n'
 
@@ -55,6 +56,7 @@ def test_an_unclean_stop_is_still_reported_after_a_start_that_never_ran(tmp_path
     assert InstanceLock(tmp_path).acquire().unclean is None
 
 
+@NO_OWNER_PID
 def test_listen_problem_names_the_program_holding_the_port() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,6 +67,22 @@ def test_listen_problem_names_the_program_holding_the_port() -> None:
         assert f"pid {os.getpid()}" in problem
     assert listen_problem("127.0.0.1", port) is None
     assert listen_problem("127.0.0.1", 0) is None
+
+
+def test_a_refused_bind_is_said_in_words_even_where_the_holder_cannot_be_named() -> None:
+    import errno
+
+    from reconciler.instance import bind_refusal
+
+    assert bind_refusal(OSError(errno.EADDRINUSE, "Address already in use")) == "another program is listening there"
+    windows = OSError(10048, "windows error 0x2740")  # Winsock's number, as Wine words it
+    assert bind_refusal(windows) == "another program is listening there"
+    assert "Hyper-V" in bind_refusal(OSError(errno.EACCES, "Permission denied"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        problem = listen_problem("127.0.0.1", sock.getsockname()[1])
+    assert problem is not None and "windows error" not in problem and ("another program" in problem)
 
 
 # --- real gateways ----------------------------------------------------------------------------
@@ -117,6 +135,7 @@ def test_a_killed_gateways_lock_does_not_block_and_the_start_says_it_recovered(g
     assert [e["kind"] for e in gateway.events()].count("gateway_recovered") == 1
 
 
+@NO_OWNER_PID
 def test_a_taken_page_port_is_said_in_words(gateway: Gateway) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

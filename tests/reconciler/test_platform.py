@@ -17,12 +17,7 @@ import pytest
 
 from reconciler import platform as platform_pkg
 from reconciler.platform import current, wait_in_thread
-from reconciler.platform.windows import (
-    CREATE_NEW_PROCESS_GROUP,
-    CREATE_NO_WINDOW,
-    WindowsPlatform,
-    stop_method,
-)
+from reconciler.platform.windows import CREATE_NO_WINDOW, WindowsPlatform, stop_method
 from reconciler.spec import SignalName
 from tests.fix_children import Reaper, gone, program
 
@@ -50,8 +45,9 @@ def test_only_the_platform_package_asks_which_os_it_is_on() -> None:
 
 # --- the Windows contract, checked here -----------------------------------------------------
 def test_windows_spawn_flags() -> None:
-    assert CREATE_NEW_PROCESS_GROUP == 0x00000200 and CREATE_NO_WINDOW == 0x08000000
-    assert WindowsPlatform().spawn_kwargs() == {"creationflags": 0x08000200}
+    # a console of its own, no window, and not a new process group (which would disable CTRL_C)
+    assert CREATE_NO_WINDOW == 0x08000000
+    assert WindowsPlatform().spawn_kwargs() == {"creationflags": 0x08000000}
 
 
 def test_windows_shell_argv(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,9 +60,9 @@ def test_windows_shell_argv(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_windows_stop_signal_table_covers_every_spec_signal() -> None:
     table = {name: stop_method(name) for name in get_args(SignalName)}
-    assert table == {"TERM": "break", "INT": "break", "HUP": "break", "QUIT": "break", "KILL": "kill",
-                     "USR1": "break", "USR2": "break", "BREAK": "break"}
-    assert stop_method("SIGTERM") == "break"
+    assert table == {"TERM": "ctrl-c", "INT": "ctrl-c", "HUP": "ctrl-c", "QUIT": "ctrl-c", "KILL": "kill",
+                     "USR1": "ctrl-c", "USR2": "ctrl-c", "BREAK": "break"}
+    assert stop_method("SIGTERM") == "ctrl-c"
     with pytest.raises(ValueError, match="'STOP' is not a stop signal"):
         stop_method("STOP")
 
@@ -187,16 +183,17 @@ def test_job_structures_have_the_x64_layout() -> None:
     assert j.LIMIT_KILL_ON_JOB_CLOSE == 0x2000 and j.PROCESS_SET_QUOTA | j.PROCESS_TERMINATE == 0x101
 
 
-def test_job_names_are_per_data_folder_and_server() -> None:
+def test_job_names_are_per_data_folder_server_and_run() -> None:
     from pathlib import Path
 
     from reconciler.platform.windows_job import job_name
 
-    a = job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"), "blog")
-    assert a == job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"), "blog")  # found again after a restart
+    home = Path(r"C:\Users\Ana\AppData\Local\omen-gateway")
+    a = job_name(home, "blog", 4120)
+    assert a == job_name(home, "blog", 4120)  # found again after a restart, from the recorded pid
     assert a.startswith("Local\\omen-gateway-") and "\\" not in a[len("Local\\"):] and len(a) < 260
-    assert a != job_name(Path(r"D:\other"), "blog") and a != job_name(Path(r"C:\Users\Ana\AppData\Local\omen-gateway"),
-                                                                       "api")
+    assert len({a, job_name(Path(r"D:\other"), "blog", 4120), job_name(home, "api", 4120),
+                job_name(home, "blog", 4188)}) == 4  # a no-gap change runs two versions: two jobs
 
 
 def test_job_accounting_members_and_the_survival_rule() -> None:

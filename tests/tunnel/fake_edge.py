@@ -15,6 +15,10 @@ Where it matters it behaves like Cloudflare:
   the request goes to another one, as the edge notices a closed HTTP/2 connection.
 - It adds Cf-Connecting-Ip, Cf-Ray, X-Forwarded-For and X-Forwarded-Proto: https, and answers
   with `Server: cloudflare`.
+- Visitors from elsewhere on the internet: a visitor's `Fake-Visitor-Ip` header is its public
+  address (an IPv4 or IPv6 address; default: the peer's), and `Fake-Visitor-Proto: http` says
+  it came by plain http (Cloudflare then sends X-Forwarded-Proto: http, when the zone does not
+  redirect to https itself). Both are removed before the request goes on.
 
 The connectors' door is /cdn-cgi/fake-edge/connectors (POST {"id", "tunnel", "address"}, DELETE
 .../ID, GET: the list with how many requests each served); /cdn-cgi/ is Cloudflare's own path.
@@ -39,6 +43,7 @@ from typing import Any
 
 ENV = "FAKE_CLOUDFLARED_PROXY_EDGE"  # what the fake cloudflared reads to find this edge
 CONTROL = "/cdn-cgi/fake-edge/connectors"
+VISITOR_IP, VISITOR_PROTO = "fake-visitor-ip", "fake-visitor-proto"  # a visitor's public address and scheme
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
        "transfer-encoding", "upgrade", "content-length", "host"}
 
@@ -175,12 +180,14 @@ class FakeEdge:
             tunnel = self.resolve(name)
             if tunnel is None:
                 return _error(530, 1016)
-        out = [(k, v) for k, v in given if k.lower() not in HOP and not k.lower().startswith("cf-")]
+        client_ip = next((v for k, v in given if k.lower() == VISITOR_IP), client_ip)
+        proto = next((v for k, v in given if k.lower() == VISITOR_PROTO), "https")
+        out = [(k, v) for k, v in given if k.lower() not in HOP and not k.lower().startswith(("cf-", "fake-visitor-"))]
         forwarded = next((v for k, v in given if k.lower() == "x-forwarded-for"), "")
         out = [(k, v) for k, v in out if k.lower() not in ("x-forwarded-for", "x-forwarded-proto")]
         out += [("Host", host), ("Cf-Connecting-Ip", client_ip), ("Cf-Ray", f"{secrets.token_hex(8)}-LHR"),
                 ("X-Forwarded-For", f"{forwarded}, {client_ip}" if forwarded else client_ip),
-                ("X-Forwarded-Proto", "https")]
+                ("X-Forwarded-Proto", proto)]
         tried: set[str] = set()
         while True:
             conn = self._pick(tunnel, tried)

@@ -68,13 +68,11 @@ def test_password_alone_does_not_sign_in_through_the_tunnel(web: Gateway) -> Non
         local.close()
 
 
-def test_rate_limits_per_user_and_per_address_through_the_tunnel(web: Gateway) -> None:
+def test_rate_limits_per_address_through_the_tunnel(web: Gateway) -> None:
     with httpx.Client(base_url=tunnel_of(web), trust_env=False, headers=SAME) as http:
         codes = [http.post("/login", data={"username": "mallory", "password": f"guess-{i}"},
-                           headers={"cf-connecting-ip": f"198.51.100.{i}"}).status_code for i in range(6)]
-        assert codes == [401] * 5 + [429]  # the user is locked out, whichever address asks
-        r = http.post("/login", data={"username": "mallory", "password": "x"}, headers={"cf-connecting-ip": "1.2.3.4"})
-        assert r.status_code == 429 and "Try again in" in r.text
+                           headers={"cf-connecting-ip": f"198.51.100.{i}"}).status_code for i in range(12)]
+        assert codes == [401] * 12  # never a user name: a stranger could lock out the owner (issue 25)
         codes = [http.post("/login", data={"username": f"user{i}", "password": "x"},
                            headers={"cf-connecting-ip": "203.0.113.9"}).status_code for i in range(11)]
         assert codes == [401] * 10 + [429]  # one address guessing many names is stopped too

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.fix_gateway import Gateway, finish, port_blocks
-from tests.webview.conftest import HTTP, PASSWORD, USER, cli, signed_in
+from tests.webview.conftest import CSRF_RE, HTTP, PASSWORD, USER, cli, signed_in
 
 LOW, NEW_LOW = port_blocks(2)  # the module gateway's range, and the one the page saves
 GATEWAY_TOML = f"""# my gateway: keep this comment
@@ -194,6 +194,8 @@ def test_backup_download_and_restore(gw: Gateway, http: httpx.Client, tmp_path: 
                   files=files)
     assert r.status_code == 303, r.text
     assert "Restored from b.tar.gz" in httpx.URL("/?x=" + r.cookies["gw_flash"]).params["x"]
+    # no session comes back from a backup: the one who restored has a new one (and a new form token)
+    http.csrf = CSRF_RE.search(http.get("/settings/backups").text).group(1)  # type: ignore[attr-defined,union-attr]
     r = http.post("/settings/backups/schedule", data={"csrf": http.csrf, "every": "1d", "keep": "3"})  # type: ignore[attr-defined]
     assert r.status_code == 303
     sync = tomllib.loads((gw.config_dir / "gateway.toml").read_text())["sync"]
