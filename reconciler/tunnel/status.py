@@ -76,6 +76,6 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
         return {**base, **details, "state": "restarting", "summary": f"restarting: {st.reason}"}
     if st.phase is Phase.RUNNING and reach is False:
         why = "cloudflared runs but has no connection to Cloudflare (its /ready says so); it keeps trying"
-        return {**base, **details, "state": "offline", "summary": f"not reachable from outside: {why}"}
+        return {**base, **details, "state": "offline", "summary": f"offline since {since}: {why}"}
     why = cause or st.health_error or st.last_exit or st.reason or str(st.phase)
     return {**base, **details, "state": "offline", "summary": f"offline since {since}: {why}"}
