@@ -5,16 +5,18 @@ whole `stop.timeout`) and wakes the loop when the process tree is gone."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from pathlib import Path
 
 from reconciler import observe
-from reconciler.actions import Action, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.actions import Action, Answered, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
+from reconciler.facts import EndedBy, ExitFact, HeldPort
 from reconciler.fsutil import server_log
 from reconciler.health import port_holder, port_is_free
 from reconciler.platform import console_python, current
@@ -40,6 +42,8 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
             changes["failures"] = action.failures
         if action.to is P.RUNNING:
             changes["health_failures"] = 0
+        if action.to is P.STOPPED:
+            changes["not_answering"] = None  # not meant to run: nothing that does not answer
         rt.set_phase(action.name, action.to, action.reason, actor=actor, detail=action.detail, **changes)
         if action.escalate:
             _escalate(rt, action.name, action.failures)
@@ -47,6 +51,8 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
         rt.forget(action.name)
     elif isinstance(action, Promote):
         _promote(rt, action)
+    elif isinstance(action, Answered):
+        remember_answered(rt, action.name, action.spec)
     elif isinstance(action, RollBack):
         _roll_back(rt, action, actor)
     elif isinstance(action, Replace):
@@ -59,11 +65,19 @@ def _promote(rt: Runtime, action: Promote) -> None:
     """The running version passed its probation: remember it as the last good one."""
     name, spec = action.name, action.spec
     rt.last_good[name] = spec
+    if (answered := rt.answered.get(name)) is None or answered.runtime_hash() != spec.runtime_hash():
+        remember_answered(rt, name, spec)  # (an adopted version never passed a first check here)
     rt.put({"op": "good", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
     if action.changed:
         rt.event(EventKind.CHANGE_APPLIED, name, f"your change is in force: it ran well for {spec.restart.probation:g}s",
                  detail={"hash": spec.runtime_hash()})
     rt.notify()
+
+
+def remember_answered(rt: Runtime, name: str, spec: ServerSpec) -> None:
+    """This version ran and answered: what a failed change goes back to, even on probation."""
+    rt.answered[name] = spec
+    rt.put({"op": "answered", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
 
 
 def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
@@ -72,10 +86,12 @@ def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
     name = action.name
     rt.failed[name] = action.failed_hash
     rt.failed_why[name] = action.detail
-    rt.put({"op": "rollout_failed", "name": name, "hash": action.failed_hash, "why": action.detail})
+    rt.failed_facts[name] = dict(action.facts)
+    rt.put({"op": "rollout_failed", "name": name, "hash": action.failed_hash, "why": action.detail,
+            "facts": dict(action.facts)})
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {action.detail}; "
              "the previous version runs again", actor=actor,
-             detail={"failed_hash": action.failed_hash, "why": action.detail})
+             detail={"failed_hash": action.failed_hash, "why": action.detail, **action.facts})
 
 
 def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
@@ -130,9 +146,8 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
             log.info("%s: port %d is held by %s; taking another", name, port, who)
             rt.wake.set()
             return
-        _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now,
-                {"port": port, "holder_pid": holder[0] if holder else None,
-                 "holder_name": holder[1] if holder else None})
+        held = HeldPort(port, holder[0] if holder else None, holder[1] if holder else None)
+        _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now, held)
         return
     try:
         child = await Child.spawn(
@@ -154,27 +169,37 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
         rt.put({"op": "port", "name": name, "port": port})
     health_none = spec.effective_health().type == "none"
     first_start = old.started_at is None and old.restarts == 0 and old.phase is P.STOPPED
+    # a restart because it did not answer keeps that fact until a check passes; another version
+    # (a fix, a rollback) or a start after a stop begins without it
+    failing = old.not_answering
+    if failing is not None and (old.spec_hash != spec.runtime_hash() or old.phase is P.STOPPED):
+        failing = None
+    elif failing is not None:
+        failing = dataclasses.replace(failing, restarts=failing.restarts + 1)
     rt.children[name] = child
     rt.set_phase(
         name, P.STARTING, action.reason, actor=actor, detail=action.detail or f"pid {child.pid}",
         pid=child.pid, create_time=child.create_time, start_mark=child.start_mark, port=port, spec_hash=spec.runtime_hash(),
         started_at=now, healthy_since=now if health_none else None, health_failures=0, health_error=None,
         next_try_at=None, failures=failures, restarts=old.restarts + (0 if first_start else 1),
-        restart_requested=False, kill_requested=False, after_stop=P.STOPPED,
+        restart_requested=False, kill_requested=False, after_stop=P.STOPPED, held=None, start_error=None,
+        not_answering=failing, last_check=None,
     )
     observe.watch_child(rt, name, child, spec)
 
 
 def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, actor: str, now: float,
-            detail: dict[str, object] | None = None) -> None:
+            held: HeldPort | None = None) -> None:
     failures += 1
     delay = max(Backoff.of(spec.restart).delay(failures), spec.restart.backoff_start)
     rt.set_phase(
-        name, P.ERROR, Reason.START_FAILED, actor=actor, detail=f"{why}; next try in {delay:.0f}s",
+        name, P.ERROR, Reason.START_FAILED, actor=actor, detail=why,  # the next try: `next_try_at` (one countdown, the page's)
         next_try_at=now + delay, failures=failures, pid=None, create_time=None, start_mark=None,
         spec_hash=spec.runtime_hash(),  # the version that could not start (a change is rolled back)
+        held=held, start_error=None if held else why,
     )
-    rt.event(EventKind.ERROR, name, why, detail={"failures": failures, **(detail or {})})
+    ports = {"port": held.port, "holder_pid": held.pid, "holder_name": held.program} if held else {}
+    rt.event(EventKind.ERROR, name, why, detail={"failures": failures, **ports})
     if failures == spec.restart.alert_after:
         _escalate(rt, name, failures)
 
@@ -182,7 +207,10 @@ def _failed(rt: Runtime, name: str, spec: ServerSpec, failures: int, why: str, a
 def _stop(rt: Runtime, action: Stop, actor: str) -> None:
     name = action.name
     child = rt.children.get(name)
-    changes = {} if action.failures is None else {"failures": action.failures}
+    changes: dict[str, object] = {} if action.failures is None else {"failures": action.failures}
+    state = rt.state(name)
+    if action.reason is Reason.START_TIMEOUT and state.not_answering is None and state.last_check is not None:
+        changes["not_answering"] = state.last_check  # it never answered: that check is why, through the restarts
     rt.set_phase(name, P.STOPPING, action.reason, actor=actor, detail=action.detail, after_stop=action.then,
                  **changes)
     rt.spawn_task(_finish_stop(rt, name, child, action, actor))
@@ -207,7 +235,11 @@ async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop
     if rt.state(name).phase is not P.STOPPING:
         return
     now = time.monotonic()
+    by = (EndedBy.OWNER_KILL if action.reason is Reason.OPERATOR_KILL
+          else EndedBy.FORCED if result.escalated else EndedBy.ASKED)
+    fact = ExitFact.of(result.exit.code, result.exit.signal, by, result.leftovers_killed)
     rt.set_phase(
         name, action.then, action.reason, actor=actor, detail=result.exit.describe(),
         pid=None, create_time=None, start_mark=None, exited_at=now, last_exit=result.exit.describe(), exit_ok=False,
+        ended=fact, **({"not_answering": None} if action.then is P.STOPPED else {}),
     )

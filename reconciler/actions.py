@@ -3,7 +3,9 @@ becomes the `why` of the event row the action produces. No I/O here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
 from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -63,14 +65,26 @@ class Promote:
 
 
 @dataclass(frozen=True)
+class Answered:
+    """The running version passed its first check: a rollback target from now on, also while
+    it is still on its own probation (remembered in PostgreSQL)."""
+
+    name: str
+    spec: ServerSpec
+    reason: Reason = Reason.HEALTHY
+
+
+@dataclass(frozen=True)
 class RollBack:
     """A changed version failed before its probation was over: remember its runtime hash
-    (never tried again by itself) and why; a Start of the last good version follows."""
+    (never tried again by itself) and why; a Start of the previous version follows.
+    `facts`: why, typed (reconciler/facts.py: cause, exit, check, held, start_error)."""
 
     name: str
     failed_hash: str
     detail: str
     reason: Reason = Reason.ROLLBACK
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,5 +100,5 @@ class Replace:
     reason: Reason = Reason.CHANGE
 
 
-Action = Start | Stop | Mark | Forget | Promote | RollBack | Replace
-__all__ = ["Action", "Forget", "Mark", "Promote", "Reason", "Replace", "RollBack", "Start", "Stop"]
+Action = Start | Stop | Mark | Forget | Promote | Answered | RollBack | Replace
+__all__ = ["Action", "Answered", "Forget", "Mark", "Promote", "Reason", "Replace", "RollBack", "Start", "Stop"]

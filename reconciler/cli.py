@@ -235,14 +235,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     tunnel = gw.get("tunnel") or {}
     if tunnel.get("state") not in (None, "not configured"):
         print(f"tunnel: {tunnel['state']}" + (f" - {tunnel['summary']}" if tunnel.get("summary") else ""))
-    rows: list[tuple[str, ...]] = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "LATENCY", "UP 24H/7D/30D",
+    rows: list[tuple[str, ...]] = [("NAME", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH", "LATENCY", "UP 24H/7D/30D/MONTH",
              "CPU", "MEM", "LAST EXIT", "WHY")]
     for s in data["servers"]:
         up = s.get("uptime_pct") or {}
         rows.append((s["name"], s["status"], str(s["pid"] or "-"), str(s["port"] or "-"), _duration(s["uptime_s"]),
                      str(s["restarts"]), s.get("health") or "-",
                      "-" if s["latency_ms"] is None else f"{s['latency_ms']:.1f}ms",
-                     "/".join(_pct(up.get(k)) for k in ("24h", "7d", "30d")),
+                     "/".join(_pct(up.get(k)) for k in ("24h", "7d", "30d", "month")),
                      "-" if s.get("cpu_percent") is None else f"{s['cpu_percent']:.1f}%",
                      _mb(s.get("rss_bytes")), s["last_exit"] or "-", s["reason"] or "-"))
     _table(rows)

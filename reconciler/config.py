@@ -19,7 +19,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, get_args
 
 import tomli_w
 from pydantic import BaseModel, ValidationError
@@ -471,6 +471,11 @@ def _errors_from(path: Path, text: str, data: Mapping[str, Any], exc: Validation
                 known = list(getattr(ann, "model_fields", {}))
             elif not known and model is GatewayFile:
                 known = list(GatewayFile.model_fields)
+            check = _health_kind(data) if model is ServerSpec and [str(k) for k in keys[:-1]] == ["health"] else None
+            if check is not None and keys[-1] in known:  # a setting of another kind of check
+                own = [k for k in check.model_fields if k != "type"]
+                message = f'a "{data["health"]["type"]}" check has no {keys[-1]} (its settings: {", ".join(own)})'
+                known = []
             close = difflib.get_close_matches(str(keys[-1]), [k for k in known if k != "name"], n=1)
             if close:
                 message += f"; did you mean {close[0]!r}?"
@@ -481,6 +486,13 @@ def _errors_from(path: Path, text: str, data: Mapping[str, Any], exc: Validation
             message = _clean(err["msg"])
         out.append(ConfigError(str(path), line, None, key, message))
     return out
+
+
+def _health_kind(data: Mapping[str, Any]) -> type[BaseModel] | None:
+    """The model of the file's kind of check (`[health] type`), when it names one."""
+    health = data.get("health")
+    kind = health.get("type") if isinstance(health, dict) else None
+    return next((m for m in HEALTH_KINDS if get_args(m.model_fields["type"].annotation) == (kind,)), None)
 
 
 def _clean(msg: str) -> str:
@@ -552,7 +564,7 @@ def _line_of(path: str, keys: tuple[str, ...]) -> int | None:
 
 
 # --- writing -------------------------------------------------------------------------------
-_DURATION_KEYS = {"interval", "timeout", "start_period", "backoff_start", "backoff_max", "backoff_reset", "probation"}
+_DURATION_KEYS = {"interval", "timeout", "start_period", "min_uptime", "backoff_start", "backoff_max", "backoff_reset", "probation"}
 
 
 def spec_to_toml(spec: ServerSpec) -> str:

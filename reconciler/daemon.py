@@ -12,11 +12,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.hostevents import listen as listen_host_events
-from reconciler.instance import record_recovery
+from reconciler.dark import beat_of, dark_forever
+from reconciler.instance import record_recovery, recovered_from
 from reconciler.power import power_forever
 from reconciler.resume import resume_forever
 from reconciler import secretbox
@@ -82,6 +84,7 @@ class Daemon:
         return dsn
 
     async def serve(self) -> None:
+        started = datetime.now(UTC)  # what came before is the previous run's (reconciler/dark.py)
         settings = self.settings
         current().prepare_event_loop()
         ensure_private_dir(settings.data_dir)
@@ -136,7 +139,9 @@ class Daemon:
                                              self.stop_event), name="watcher"),
             asyncio.create_task(server.serve(sockets=[sock]), name="web"),
             asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
-            asyncio.create_task(rollup_forever(self.rt, self.store), name="rollup"),
+            asyncio.create_task(rollup_forever(self.rt, self.store, beats=self._beats), name="rollup"),
+            asyncio.create_task(dark_forever(self, started, recovered_from(settings.data_dir) is not None, adopted),
+                                name="dark"),  # the hours it was off or asleep (reconciler/dark.py)
             asyncio.create_task(dns_forever(self), name="dns"),
             asyncio.create_task(cloudflared_forever(self), name="cloudflared"),  # fetched and kept up to date
             asyncio.create_task(resume_forever(self), name="resume"),  # sleep / freeze (reconciler/resume.py)
@@ -223,6 +228,12 @@ class Daemon:
         result = self.reconciler.result
         host = result.settings.host if result else HostSettings()
         return host.sample_every, os.environ.get("GATEWAY_INTERNET_CHECK") or host.internet_check
+
+    def _beats(self) -> dict[str, float]:
+        """Each server's beat (its check interval, or the sampling round): for availability."""
+        result = self.reconciler.result
+        every = self._sampling()[0]
+        return {name: beat_of(spec, every) for name, spec in (result.specs if result else {}).items()}
 
     def request_stop(self, keep_servers: bool | None = None) -> None:
         if keep_servers is not None:

@@ -30,6 +30,9 @@ class EventKind(StrEnum):
     GATEWAY_RECOVERED = "gateway_recovered"  # this start follows an unclean stop (killed, power lost)
     HOST_EVENT = "host_event"  # Ctrl-C, SIGTERM, the terminal or console closed, log-off, shutdown; detail: event, stop
     HOST_RESUMED = "host_resumed"  # the host slept or the gateway was frozen; detail: seconds, slept, settle
+    # nobody could reach the public servers for a while (off, power lost, asleep; or Cloudflare saw
+    # the tunnel offline): charged to their availability; detail: since, until, cause, servers
+    DARK = "dark"
     BATTERY_LOW = "battery_low"  # unplugged and below [host] battery_alert; detail: percent, secs_left
     POWER_SETTINGS = "power_settings"  # the power plan sleeps on AC, or on a closed lid; detail: fix
     GATEWAY_STOPPING = "gateway_stopping"
@@ -53,6 +56,7 @@ class EventKind(StrEnum):
     BACKUP_FAILED = "backup_failed"
     CONFIG_WRITTEN = "config_written"  # the page wrote a file
     ROLLED_BACK = "rolled_back"  # a change failed before its probation was over; detail: failed_hash, why
+    CHANGE_TRYING = "change_trying"  # a change starts next to the running version (no gap); detail: port, hash
     SWITCHED = "switched"  # a change without a gap: the new version took over, then the old one stopped
     CHANGE_APPLIED = "change_applied"  # a changed version passed its probation: it is the last good one
     SIGNED_IN = "signed_in"  # someone signed in to the page; detail: user, door, how, ip

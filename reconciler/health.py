@@ -20,9 +20,9 @@ import psutil
 
 from reconciler.platform import current
 from reconciler.platform.listening import ListenTable, accepts
-from reconciler.spec import HEALTH_KINDS, CommandHealth, HttpHealth, NoHealth, TcpHealth
+from reconciler.spec import HEALTH_KINDS, CommandHealth, HttpHealth, NoHealth, RunningHealth, TcpHealth
 
-Health = HttpHealth | TcpHealth | CommandHealth | NoHealth
+Health = HttpHealth | TcpHealth | CommandHealth | NoHealth | RunningHealth
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class HealthResult:
     ok: bool
     latency_ms: float | None
     error: str | None
+    problem: str | None = None  # what went wrong, typed for the page (reconciler.facts.PROBLEMS)
+    status: int | None = None  # the HTTP status a check got
 
 
 _OK_NO_CHECK = HealthResult(True, None, None)
@@ -85,11 +87,11 @@ async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
             await writer.drain()
             status_line = await reader.readline()
     except TimeoutError:
-        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}", "timeout")
     except OSError as exc:
         if _refused(exc):
-            return HealthResult(False, None, f"connection refused on {host}:{port}")
-        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+            return HealthResult(False, None, f"connection refused on {host}:{port}", "refused")
+        return HealthResult(False, None, f"cannot connect to {host}:{port}: {exc.strerror or exc}", "connect")
     finally:
         if writer is not None:
             writer.close()
@@ -101,11 +103,11 @@ async def _http(health: HttpHealth, host: str, port: int) -> HealthResult:
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         shown = status_line[:60].decode("latin-1").strip() or "the connection closed"
-        return HealthResult(False, latency, f"no valid HTTP answer from {url}: {shown!r}")
+        return HealthResult(False, latency, f"no valid HTTP answer from {url}: {shown!r}", "invalid")
     code = int(parts[1])
     if code >= 400:
-        return HealthResult(False, latency, f"HTTP {code} from {url}")
-    return HealthResult(True, latency, None)
+        return HealthResult(False, latency, f"HTTP {code} from {url}", "status", code)
+    return HealthResult(True, latency, None, status=code)
 
 
 async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
@@ -130,7 +132,7 @@ async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
             code = 0
         latency = _ms(started)
     except TimeoutError:
-        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+        return HealthResult(False, None, f"timed out after {_secs(health.timeout)}", "timeout")
     except OSError as exc:
         code = exc.errno or -1
         latency = None
@@ -139,8 +141,9 @@ async def _tcp(health: TcpHealth, host: str, port: int) -> HealthResult:
     if code == 0:
         return HealthResult(True, latency, None)
     if code in _REFUSED:
-        return HealthResult(False, None, f"connection refused on {host}:{port}")
-    return HealthResult(False, None, f"cannot connect to {host}:{port}: {os.strerror(code) if code > 0 else 'error'}")
+        return HealthResult(False, None, f"connection refused on {host}:{port}", "refused")
+    return HealthResult(False, None, f"cannot connect to {host}:{port}: {os.strerror(code) if code > 0 else 'error'}",
+                        "connect")
 
 
 def listen_table() -> ListenTable | None:
@@ -288,7 +291,8 @@ async def _tcp_probe(health: TcpHealth, target: _Target) -> HealthResult:
     return await _tcp_needs_port(health, target)
 
 
-async def _none(health: NoHealth, target: _Target) -> HealthResult:
+async def _none(health: NoHealth | RunningHealth, target: _Target) -> HealthResult:
+    """No check, or "it keeps running" (the loop waits `min_uptime`, observe.py): nothing to ask."""
     return _OK_NO_CHECK
 
 
@@ -303,6 +307,7 @@ PROBES: dict[type, Probe] = {
     TcpHealth: _tcp_probe,
     CommandHealth: _command_probe,
     NoHealth: _none,
+    RunningHealth: _none,
 }
 _missing = [kind.__name__ for kind in HEALTH_KINDS if kind not in PROBES]
 if _missing:  # a new kind of check without its probe fails here, not as a silent tcp check

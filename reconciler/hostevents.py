@@ -42,6 +42,9 @@ DECISIONS: dict[str, Decision] = {
     # Only a gateway outside the user's session (the boot task) sees a log-off, and not whose: keep going.
     "logoff": Decision(False, None, "a user logged off: the gateway runs outside that session and keeps running"),
     "shutdown": Decision(True, False, "the system is shutting down: stopping the servers"),
+    # A gateway with no console (pythonw: autostart) runs in the session that ends, as do its servers.
+    "signout": Decision(True, False, "you are signing out of Windows: stopping the servers, which end with your "
+                                     "session; they start again when the gateway does"),
 }
 assert set(DECISIONS) == set(get_args(HostEvent)), "every host event needs a decision"
 

@@ -20,7 +20,7 @@ from reconciler.config import LoadResult, load_dir
 from reconciler.events import EventKind
 from reconciler.plan import Plan, plan
 from reconciler.runtime import Runtime
-from reconciler.state import ALIVE, Desired, Observed, Phase
+from reconciler.state import ALIVE, Desired, Observed, Phase, ServerState
 
 log = logging.getLogger("gateway")
 P = Phase
@@ -72,6 +72,10 @@ class Reconciler:
         self.rt.specs = result.specs
         self.last_known.update(result.specs)
         self._record_config(previous, result)
+        for name, failed_hash in list(self.rt.failed.items()):  # saved again, reverted or fixed: over
+            spec = result.specs.get(name)
+            if spec is not None and spec.runtime_hash() != failed_hash:
+                self.rt.clear_failed(name)
         return result
 
     def _record_config(self, previous: LoadResult | None, result: LoadResult) -> None:
@@ -80,6 +84,11 @@ class Reconciler:
             if old_specs.get(name) != spec:
                 self.rt.put({"op": "server", "name": name, "spec": spec.model_dump(mode="json"),
                              "runtime_hash": spec.runtime_hash()})
+                state = self.rt.state(name)
+                if name in old_specs and state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None:
+                    # a new version of its file (its check, its restart settings too): the backoff is
+                    # over, tried at once (plan.py does the same for a new command, port, folder, env)
+                    self.rt.update(name, next_try_at=None, failures=0, cause=Reason.CHANGE)
         errors = frozenset(str(e) for e in result.errors)
         for err in result.errors:
             if str(err) not in self.shown_errors:
@@ -96,7 +105,8 @@ class Reconciler:
         stopped = frozenset(n for n, i in self.rt.intents.items() if i == "stop")
         rt = self.rt
         return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range),  # type: ignore[arg-type]
-                       last_good=dict(rt.last_good), failed=dict(rt.failed), last_known=dict(self.last_known),
+                       last_good=dict(rt.last_good), failed=dict(rt.failed), answered=dict(rt.answered),
+                       last_known=dict(self.last_known),
                        offline=rt.host.get("internet_ok") is False)
 
     def observed(self) -> Observed:
@@ -111,7 +121,11 @@ class Reconciler:
             self.result = LoadResult(specs=dict(fallback))
         await self.load_config()
         assert self.result is not None
-        return observe.adopt(self.rt, rows, self.result.specs)
+        adopted = observe.adopt(self.rt, rows, self.result.specs)
+        for name in rows:  # stopped with the previous gateway: started with this one ("started with the gateway")
+            if name in self.result.specs and name not in self.rt.states:
+                self.rt.states[name] = ServerState(name, cause=Reason.SHUTDOWN)
+        return adopted
 
     async def run(self) -> None:
         while not self.closing:
@@ -190,9 +204,7 @@ class Reconciler:
                     if child is not None and rt.state(name).phase is P.STOPPING:
                         child.kill()  # a graceful stop is under way: end it now
             elif verb == "retry":  # try the change that was rolled back once more
-                if rt.failed.pop(name, None) is not None:
-                    rt.failed_why.pop(name, None)
-                    rt.put({"op": "rollout_clear", "name": name})
+                rt.clear_failed(name)
             else:
                 if rt.intents.pop(name, None) is not None:
                     rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})
@@ -202,9 +214,11 @@ class Reconciler:
                         rt.event(EventKind.INTENT, name, f"{verb} requested", actor=actor)
                         own.restart(actor)  # without a gap (the tunnel: a second connector first)
                         continue
-                    rt.update(name, restart_requested=True)
+                    rt.update(name, restart_requested=True, restart_by_owner=actor.startswith("operator"))
                 if state.phase in (P.BACKOFF, P.ERROR):
                     rt.update(name, next_try_at=None)  # an operator start means now
+                if state.phase is P.STOPPED and state.cause is Reason.NO_RESTART:
+                    rt.update(name, cause=Reason.OPERATOR_START)  # it was set not to restart: the owner says now
             rt.event(EventKind.INTENT, name, f"{verb} requested", actor=actor)
         rt.notify()
 

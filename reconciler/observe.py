@@ -9,12 +9,13 @@ from typing import Any, Mapping
 
 from reconciler.children import Child
 from reconciler.events import EventKind
-from reconciler.health import probe
+from reconciler.facts import CheckFact, ExitFact, as_dict
+from reconciler.health import HealthResult, probe
 from reconciler.platform import current
 from reconciler.reasons import Reason
 from reconciler.resume import nap, settling
 from reconciler.runtime import Runtime
-from reconciler.spec import ServerSpec
+from reconciler.spec import RunningHealth, ServerSpec
 from reconciler.state import Phase
 
 P = Phase
@@ -45,10 +46,11 @@ async def _wait_exit(rt: Runtime, name: str, child: Child) -> None:
         return
     del rt.children[name]
     detail = status.describe() + (f"; ended {ended} processes it left running" if ended else "")
+    fact = ExitFact.of(status.code, status.signal, leftovers=ended)  # nobody asked: it, or someone outside
     rt.set_phase(
         name, P.EXITED, Reason.CRASH, detail=detail,
         pid=None, create_time=None, start_mark=None, exited_at=time.monotonic(), last_exit=status.describe(),
-        exit_ok=status.code == 0,
+        exit_ok=status.code == 0, ended=fact,
     )
 
 
@@ -60,6 +62,17 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         health = (rt.specs.get(name) or spec).effective_health()
         if health.type == "none":
             rt.update(name, healthy_since=rt.state(name).healthy_since or time.monotonic())
+            rt.notify()
+            return
+        if isinstance(health, RunningHealth):  # a program with no web page: healthy once it kept running
+            state = rt.state(name)
+            if state.phase is not P.STARTING or state.healthy_since is not None:
+                return
+            left = (state.started_at or time.monotonic()) + health.min_uptime - time.monotonic()
+            if left > 0:
+                await nap(rt, left)
+                continue
+            rt.update(name, healthy_since=time.monotonic())
             rt.notify()
             return
         state = rt.state(name)
@@ -83,10 +96,13 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             # a check the listening table answered has no latency: the last measured one stays
             latency = state.last_latency_ms if result.latency_ms is None else result.latency_ms
             if state.healthy_since is None:
-                rt.update(name, healthy_since=now, health_failures=0, health_error=None, last_latency_ms=latency)
+                rt.update(name, healthy_since=now, health_failures=0, health_error=None, last_latency_ms=latency,
+                          not_answering=None, last_check=None)
                 rt.notify()
-            elif state.health_failures or state.health_error:  # also a failure that was not counted
-                rt.update(name, health_failures=0, health_error=None, last_latency_ms=latency)
+            elif state.health_failures or state.health_error or state.not_answering:  # also one not counted
+                rt.update(name, health_failures=0, health_error=None, last_latency_ms=latency, not_answering=None,
+                          last_check=None)
+                rt.notify()  # it answers again: the card and the alerts hear it now
             elif latency != state.last_latency_ms:
                 rt.update(name, last_latency_ms=latency)
         elif state.phase is P.RUNNING and getattr(health, "needs_internet", False) and rt.host.get("internet_ok") is False:
@@ -94,18 +110,33 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         elif state.phase is P.RUNNING and settling(rt):  # the host is waking up (reconciler/resume.py)
             rt.update(name, health_error=f"{result.error} (just after a sleep: not counted)")
         elif state.phase is P.RUNNING:
-            rt.update(name, health_failures=state.health_failures + 1, health_error=result.error)
+            fact = failing(state.not_answering, result, now, state.health_failures + 1)
+            rt.update(name, health_failures=state.health_failures + 1, health_error=result.error, not_answering=fact,
+                      last_check=fact)
             rt.event(EventKind.HEALTH_FAILED, name, result.error or "check failed",
-                     detail={"failures": state.health_failures + 1})
+                     detail={"failures": state.health_failures + 1, "check": as_dict(fact)})
             rt.notify()
-        else:
-            rt.update(name, health_error=result.error)
+        elif state.not_answering is not None:  # restarted because it did not answer: still does not
+            # (nothing listening yet is what a start looks like: the cause it was restarted for stays)
+            booting = result.problem in ("refused", "connect")
+            fact = state.not_answering if booting else failing(state.not_answering, result, now,
+                                                                   state.not_answering.failures)
+            rt.update(name, health_error=result.error, not_answering=fact, last_check=fact)
+        else:  # starting: a failed check is expected for a while (kept: a start that times out names it)
+            count = state.last_check.failures + 1 if state.last_check else 1
+            rt.update(name, health_error=result.error, last_check=failing(state.last_check, result, now, count))
         if state.phase is P.STARTING and rt.state(name).healthy_since is None:
             pause = starting_pause
             starting_pause = min(SLOW_PROBE, starting_pause * PROBE_GROWTH)
         else:
             pause = on_the_beat(health.interval)  # type: ignore[union-attr]
         await nap(rt, pause)  # asyncio.sleep, cut short by a resume: check again at once
+
+
+def failing(fact: CheckFact | None, result: HealthResult, now: float, failures: int) -> CheckFact:
+    """The not-answering fact after one more failed check: what it got now, since the first."""
+    return CheckFact(result.error or "check failed", fact.since if fact else now, result.problem, result.status,
+                     failures, fact.restarts if fact else 0, fact.since_wall if fact else time.time())
 
 
 def on_the_beat(interval: float) -> float:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from reconciler.actions import Action, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.actions import Action, Answered, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.ports import NoFreePort, choose_port
-from reconciler.rollout import in_force, is_trial, promotion_due, replaceable, rollback_target
+from reconciler.rollout import failure_facts, in_force, is_trial, promotion_due, replaceable, rollback_target
 from reconciler.spec import ServerSpec
 from reconciler.state import Desired, Observed, Phase, ServerState
 
@@ -25,7 +25,14 @@ _RESTART_REASON = {
     Reason.OPERATOR_RESTART: Reason.OPERATOR_RESTART,
     Reason.CHANGE: Reason.CHANGE,
     Reason.DISABLE: Reason.CHANGE,
+    Reason.OPERATOR_START: Reason.OPERATOR_START,
+    Reason.WOKE_UP: Reason.WOKE_UP,
+    Reason.SHUTDOWN: Reason.BOOT,  # stopped with the gateway: starts with it
+    Reason.NO_RESTART: Reason.CHANGE,  # (only a new version of its file starts it again by itself)
 }
+# a run that ended for these keeps them as its cause through the backoff and the restart (the
+# page says "not answering", not "crashed")
+_NOT_ANSWERING = (Reason.UNHEALTHY, Reason.START_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,19 @@ def _plan_alive(
                 return [Replace(name, spec, port)], None, ""
         return [replace(_stop(spec, name, Reason.CHANGE), failures=failures)], None, ""
     if state.restart_requested:
-        return [replace(_stop(spec, name, Reason.OPERATOR_RESTART), failures=failures)], None, ""
+        why = Reason.OPERATOR_RESTART if state.restart_by_owner else Reason.WOKE_UP
+        return [replace(_stop(spec, name, why), failures=failures)], None, ""
     health = spec.effective_health()
     if state.phase is P.STARTING:
         if state.healthy_since is not None:
-            return [Mark(name, P.RUNNING, Reason.UP if health.type == "none" else Reason.HEALTHY)], None, ""
+            up = {"none": Reason.UP, "running": Reason.KEPT_RUNNING}.get(health.type, Reason.HEALTHY)
+            acts: list[Action] = [Mark(name, P.RUNNING, up)]
+            answered = desired.answered.get(name)
+            if answered is None or answered.runtime_hash() != spec.runtime_hash():
+                # a rollback target from now on, probation or not (first: acting on the Mark
+                # changes the phase, and the loop replans the actions after it)
+                acts.insert(0, Answered(name, spec))
+            return acts, None, ""
         started = state.started_at if state.started_at is not None else now
         deadline = started + getattr(health, "start_period", 0.0)
         if now >= deadline:
@@ -161,21 +176,24 @@ def _plan_exited(
         # it starts again the moment the internet check passes
         return [Mark(name, P.BACKOFF, Reason.WAITING_FOR_INTERNET, "retried as soon as the internet is back",
                      next_try_at=now)], None, ""
+    if _new_version(state, spec) and not _blocked_by(spec, observed):
+        return _start(spec, Reason.CHANGE, desired, observed, now, failures=0)  # a fix: at once, count reset
     backoff = Backoff.of(spec.restart)
     ended = state.exited_at if state.exited_at is not None else now
     failures = backoff.failures_after_exit(state.failures, state.healthy_since, ended)
     policy = spec.restart.policy
     if policy == "never" or (policy == "on-failure" and state.exit_ok):
         return [Mark(name, P.STOPPED, Reason.NO_RESTART, f"policy {policy}", failures=failures)], None, ""
+    why = state.cause if state.cause in _NOT_ANSWERING else Reason.CRASH
     delay = backoff.delay(failures)
     if delay == 0:
         blocked = _blocked_by(spec, observed)
         if not blocked:
-            return _start(spec, Reason.CRASH, desired, observed, now, failures=failures,
+            return _start(spec, why, desired, observed, now, failures=failures,
                           escalate=failures == spec.restart.alert_after)
     retry_at = ended + delay
-    detail = f"failure {failures} in a row; next try in {_secs(max(0.0, retry_at - now))}"
-    return [Mark(name, P.BACKOFF, Reason.CRASH, detail, next_try_at=retry_at, failures=failures,
+    detail = f"failure {failures} in a row"  # the next try is `next_try_at`: no countdown baked into words
+    return [Mark(name, P.BACKOFF, why, detail, next_try_at=retry_at, failures=failures,
                  escalate=failures == spec.restart.alert_after)], None, ""
 
 
@@ -200,15 +218,21 @@ def _plan_idle(
         rolled = _roll_back(name, spec, state, desired, observed, now)
         if rolled is not None:
             return rolled
-    if state.phase is P.BACKOFF and state.cause is Reason.WAITING_FOR_INTERNET and desired.offline:
+    new_version = _new_version(state, spec)  # a fix saved: the backoff is over (a changed spec in Kubernetes)
+    if state.phase is P.BACKOFF and state.cause is Reason.WAITING_FOR_INTERNET and desired.offline and not new_version:
         return [], None, ""  # the sampler wakes the loop when the internet check changes
-    if state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None and state.next_try_at > now:
+    if state.phase is P.STOPPED and state.cause is Reason.NO_RESTART and not new_version:
+        return [], None, ""  # it ended and is set not to restart: until its file changes or the owner starts it
+    if (state.phase in (P.BACKOFF, P.ERROR) and state.next_try_at is not None and state.next_try_at > now
+            and not new_version):
         return [], state.next_try_at, ""
     blocked = _blocked_by(spec, observed)
     if blocked:
         return [], None, f"waiting for {', '.join(blocked)} to be running"
+    if new_version and state.phase is not P.STOPPED:
+        return _start(spec, Reason.CHANGE, desired, observed, now, failures=0)
     if state.phase in (P.BACKOFF, P.ERROR):
-        reason = Reason.RETRY
+        reason = Reason.CHANGE if state.cause is Reason.CHANGE else Reason.RETRY  # (its file changed meanwhile)
     elif name not in observed.servers or state.cause is None:
         reason = Reason.CREATE
     else:
@@ -227,7 +251,7 @@ def _start(
         state = observed.servers.get(spec.name, ServerState(spec.name))
         count = failures if failures is not None else state.failures + 1
         retry_at = now + max(Backoff.of(spec.restart).delay(count), spec.restart.backoff_start)
-        detail = f"{exc}; next try in {_secs(retry_at - now)}"
+        detail = str(exc)
         return [Mark(spec.name, P.ERROR, Reason.NO_FREE_PORT, detail, next_try_at=retry_at, failures=count,
                      escalate=count == spec.restart.alert_after)], retry_at, ""
     return [Start(spec.name, spec, port, reason, failures=failures, escalate=escalate)], None, ""
@@ -252,7 +276,12 @@ def _roll_back(
         return None
     back = replace(desired, specs={**desired.specs, name: good})
     acts, wake, wait = _start(good, Reason.ROLLBACK, back, observed, now, failures=0)
-    return [RollBack(name, state.spec_hash, state.reason or "it failed"), *acts], wake, wait
+    return [RollBack(name, state.spec_hash, state.reason or "it failed", facts=failure_facts(state)), *acts], wake, wait
+
+
+def _new_version(state: ServerState, spec: ServerSpec) -> bool:
+    """The file now holds another version than the one that last ran (or could not start)."""
+    return state.spec_hash is not None and state.spec_hash != spec.runtime_hash()
 
 
 def _count_after_run(state: ServerState, spec: ServerSpec | None, now: float) -> int | None:

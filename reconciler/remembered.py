@@ -30,7 +30,8 @@ def _spec(name: str, data: Any) -> ServerSpec | None:
 
 def restore(rt: Runtime, rollouts: Iterable[Mapping[str, Any]], applied: Mapping[str, Any]) -> dict[str, ServerSpec]:
     """Put the rollout memory into `rt`; return, per server, the version to fall back on when
-    its file does not load: the last good one, else the one last in force."""
+    its file does not load: the one that last ran and answered, else the last good one, else
+    the one last in force."""
     fallback: dict[str, ServerSpec] = {}
     for name, data in applied.items():
         if (spec := _spec(name, data)) is not None:
@@ -40,7 +41,14 @@ def restore(rt: Runtime, rollouts: Iterable[Mapping[str, Any]], applied: Mapping
         if row.get("good_spec") is not None and (good := _spec(name, row["good_spec"])) is not None:
             rt.last_good[name] = good
             fallback[name] = good
+        # the version that ran and answered last (a good edit still on probation) is the one
+        # a file that does not load keeps running, not the older good one
+        if row.get("answered_spec") is not None and (answered := _spec(name, row["answered_spec"])) is not None:
+            rt.answered[name] = answered
+            if answered.runtime_hash() != row.get("failed_hash"):
+                fallback[name] = answered
         if row.get("failed_hash"):
             rt.failed[name] = row["failed_hash"]
             rt.failed_why[name] = row.get("failed_reason") or ""
+            rt.failed_facts[name] = dict(row.get("failed_facts") or {})
     return fallback

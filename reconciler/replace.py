@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
 from reconciler import observe
-from reconciler.act import child_cwd, child_env, command_argv, log_path
+from reconciler.act import child_cwd, child_env, command_argv, log_path, remember_answered
 from reconciler.actions import Replace
 from reconciler.children import Child, SpawnError
 from reconciler.platform import current
 from reconciler.events import EventKind
+from reconciler.facts import as_dict
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
 from reconciler.trial import first_answer, program_lines
@@ -38,7 +41,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
     name, spec, port = action.name, action.spec, action.port
     old_state, old = rt.state(name), rt.children.get(name)
     old_spec = rt.last_good.get(name)
-    rt.event(EventKind.INTENT, name, f"your change starts on port {port} next to the running version",
+    rt.event(EventKind.CHANGE_TRYING, name, f"the new version starts on port {port} next to the running one",
              actor=actor, detail={"port": port, "hash": spec.runtime_hash()})
     new: Child | None = None
     try:
@@ -48,7 +51,8 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
                                     env=child_env(spec, port), log_path=log_path(rt, name),
                                     contain=lambda pid: current().contain(rt.data_dir, name, pid))
         except SpawnError as exc:
-            return _failed(rt, name, spec.runtime_hash(), f"could not start: {exc}", actor)
+            return _failed(rt, name, spec.runtime_hash(), f"could not start: {exc}", actor,
+                           {"cause": "beside", "start_error": str(exc)})
         verdict = await first_answer(spec, new, port, started)
         now_state = rt.state(name)
         if now_state.phase is not Phase.RUNNING or rt.children.get(name) is not old or old is None:
@@ -59,8 +63,10 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
         if not verdict.ok:
             await new.stop(spec.stop.signal, spec.stop.timeout)
             printed = program_lines(log_path(rt, name))
-            why = f"{verdict.text}: {printed[-1][:200]}" if printed and "exited" in verdict.text else verdict.text
-            return _failed(rt, name, spec.runtime_hash(), why, actor)
+            why = f"{verdict.text}: {printed[-1][:200]}" if printed and verdict.exit is not None else verdict.text
+            facts = {"cause": "beside", "exit": as_dict(verdict.exit),
+                     "never_answered": verdict.exit is None, "waited": verdict.seconds}
+            return _failed(rt, name, spec.runtime_hash(), why, actor, facts)
         # the switch: from here on the server is the new process
         rt.children[name] = new
         rt.ports[name] = port
@@ -70,6 +76,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
             healthy_since=time.monotonic(), health_failures=0, health_error=None, last_latency_ms=None,
             restarts=now_state.restarts + 1, replacing=False)
         rt.save(name)
+        remember_answered(rt, name, spec)
         rt.event(EventKind.SWITCHED, name, f"the new version answers on port {port}; the previous one "
                  f"(port {old_state.port}) stops once the route has moved", actor=actor,
                  detail={"port": port, "old_port": old_state.port, "pid": new.pid, "old_pid": old.pid})
@@ -90,11 +97,12 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
             rt.update(name, replacing=False)
 
 
-def _failed(rt: Runtime, name: str, failed_hash: str, why: str, actor: str) -> None:
+def _failed(rt: Runtime, name: str, failed_hash: str, why: str, actor: str, facts: dict[str, Any]) -> None:
     rt.failed[name] = failed_hash
     rt.failed_why[name] = why
-    rt.put({"op": "rollout_failed", "name": name, "hash": failed_hash, "why": why})
+    rt.failed_facts[name] = facts
+    rt.put({"op": "rollout_failed", "name": name, "hash": failed_hash, "why": why, "facts": facts})
     rt.update(name, replacing=False)
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {why}; the previous version kept "
-             "running", actor=actor, detail={"failed_hash": failed_hash, "why": why, "gap": False})
+             "running", actor=actor, detail={"failed_hash": failed_hash, "why": why, "gap": False, **facts})
     rt.notify()

@@ -14,7 +14,9 @@ No I/O here: the two memories arrive in `Desired` (`last_good`, `failed`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
+from reconciler.facts import as_dict
 from reconciler.spec import ServerSpec
 from reconciler.state import Desired, ServerState
 
@@ -26,13 +28,23 @@ PROMOTE_BEAT = 5.0  # seconds: probations end on this beat (one pass promotes ev
 
 def in_force(name: str, desired: Desired) -> ServerSpec | None:
     """The version to run: the file's, unless that exact version failed and was rolled
-    back; then the last good version's command, port, folder and environment, with the
+    back; then the previous version's command, port, folder and environment, with the
     file's other settings (health, restart, stop, domain: they need no restart)."""
     spec = desired.specs.get(name)
-    good = desired.last_good.get(name)
-    if spec is None or good is None or desired.failed.get(name) != spec.runtime_hash():
+    if spec is None or desired.failed.get(name) != spec.runtime_hash():
         return spec
-    return keep_runtime_of(good, spec)
+    back = previous_version(name, spec.runtime_hash(), desired)
+    return spec if back is None else keep_runtime_of(back, spec)
+
+
+def previous_version(name: str, failing_hash: str, desired: Desired) -> ServerSpec | None:
+    """The version to go back to when `failing_hash` fails before its probation is over: the
+    one that last ran and answered (also while still on its own probation), else the last good
+    one; never the failing version itself (None: there is none)."""
+    for version in (desired.answered.get(name), desired.last_good.get(name)):
+        if version is not None and version.runtime_hash() != failing_hash:
+            return version
+    return None
 
 
 def keep_runtime_of(good: ServerSpec, spec: ServerSpec) -> ServerSpec:
@@ -68,8 +80,28 @@ def promotion_due(state: ServerState, spec: ServerSpec) -> float | None:
 
 def rollback_target(name: str, spec: ServerSpec, state: ServerState, desired: Desired) -> ServerSpec | None:
     """The version to go back to when the version that just failed (`state.spec_hash`) is
-    the file's change on probation; None when it was not a change (a brand-new server, or the
+    the file's version and still on probation: the previous one that ran and answered (even
+    if it was on probation itself: a new server that answered for 5 s, or a good edit), else
+    the last good one. None when there is none (a brand-new server that never answered, or the
     good version itself crashed: those are restarted with backoff as usual)."""
-    if not is_trial(name, state, desired) or state.spec_hash != spec.runtime_hash():
+    good = desired.last_good.get(name)
+    if state.spec_hash is None or state.spec_hash != spec.runtime_hash():
         return None
-    return keep_runtime_of(desired.last_good[name], spec)
+    if good is not None and state.spec_hash == good.runtime_hash():
+        return None  # the last good version failed: not a change, nothing to go back to
+    back = previous_version(name, state.spec_hash, desired)
+    return None if back is None else keep_runtime_of(back, spec)
+
+
+def failure_facts(state: ServerState) -> dict[str, Any]:
+    """Why the version on probation failed, typed, for the owner's "your change was not applied"."""
+    facts: dict[str, Any] = {"cause": str(state.cause) if state.cause else None}
+    if state.ended is not None:
+        facts["exit"] = as_dict(state.ended)
+    if (check := state.not_answering or state.last_check) is not None:
+        facts["check"] = as_dict(check)
+    if state.held is not None:
+        facts["held"] = as_dict(state.held)
+    if state.start_error:
+        facts["start_error"] = state.start_error
+    return facts

@@ -16,6 +16,7 @@ from typing import Any, Callable, Coroutine, Iterable
 from reconciler.aio import wait_for
 from reconciler.children import Child
 from reconciler.events import EventKind
+from reconciler.facts import as_dict
 from reconciler.own import OwnPart
 from reconciler.reasons import Reason
 from reconciler.state import Phase, ServerState
@@ -53,12 +54,15 @@ class Runtime:
         self.last_good: dict[str, Any] = {}
         self.failed: dict[str, str] = {}
         self.failed_why: dict[str, str] = {}
+        self.failed_facts: dict[str, dict[str, Any]] = {}  # why it failed, typed (rollout.failure_facts)
+        self.answered: dict[str, Any] = {}  # the version that last ran and answered (a rollback target)
         self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
         self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
         self.host: dict[str, Any] = {}  # latest host figures
         self.looked_at = -LOOKING_FOR  # monotonic: the last signed-in request to the page or the API
         self.look_began = asyncio.Event()  # set when someone looks after nobody did (the sampler waits on it)
-        self.uptime: dict[str, dict[str, float | None]] = {}  # % of passed checks: 24h, 7d, 30d
+        # availability (reconciler/store/availability.py): % over 24h, 7d, 30d and the month, dark hours counted
+        self.uptime: dict[str, dict[str, Any]] = {}
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -139,8 +143,7 @@ class Runtime:
         new = old.advance(target, text, cause=Reason(reason), **changes)
         self.states[name] = new
         self.event(EventKind.TRANSITION, name, reason, actor=actor, source=old.phase, target=target,
-            detail={"detail": detail} if detail else None,
-        )
+                   detail={**({"detail": detail} if detail else {}), **facts_of(new, changes)} or None)
         self.save(name)
         self.notify()
         return new
@@ -168,14 +171,25 @@ class Runtime:
         }
         self.put({"op": "state", "row": row})
 
+    def clear_failed(self, name: str) -> bool:
+        """Forget the change that was rolled back (the owner retries it, or saved another version)."""
+        if self.failed.pop(name, None) is None:
+            return False
+        self.failed_why.pop(name, None)
+        self.failed_facts.pop(name, None)
+        self.put({"op": "rollout_clear", "name": name})
+        return True
+
     def forget(self, name: str) -> None:
         self.states.pop(name, None)
         self.children.pop(name, None)
         self.ports.pop(name, None)
         self.put({"op": "state_delete", "name": name})
         self.put({"op": "server_delete", "name": name})
-        if self.last_good.pop(name, None) is not None or self.failed.pop(name, None) is not None:
+        remembered = [memory.pop(name, None) for memory in (self.last_good, self.failed, self.answered)]
+        if any(m is not None for m in remembered):
             self.failed_why.pop(name, None)
+            self.failed_facts.pop(name, None)
             self.put({"op": "rollout_forget", "name": name})
         self.event(EventKind.FORGOTTEN, name, "file removed; history kept")
         self.notify()
@@ -226,3 +240,23 @@ class Runtime:
 
 
 _SHOW_DETAIL = {Phase.ERROR, Phase.BACKOFF, Phase.EXITED, Phase.STOPPED}
+
+
+def facts_of(st: ServerState, changes: dict[str, Any]) -> dict[str, Any]:
+    """The typed facts a transition's event row carries (reconciler/facts.py), so the page
+    writes its words from data: how the run ended and who ended it, the failure count and the
+    next try, the program holding the port, the check that does not answer."""
+    out: dict[str, Any] = {}
+    if "ended" in changes and st.ended is not None:
+        out["exit"] = as_dict(st.ended)
+    if st.phase in (Phase.BACKOFF, Phase.ERROR):
+        out["failures"] = st.failures
+    if st.phase in (Phase.BACKOFF, Phase.ERROR) and st.next_try_at is not None:
+        out["next_try_at"] = to_wall(st.next_try_at)
+    if st.phase is Phase.ERROR and st.held is not None:
+        out["held"] = as_dict(st.held)
+    if st.phase is Phase.ERROR and st.start_error:
+        out["start_error"] = st.start_error
+    if st.not_answering is not None:
+        out["check"] = as_dict(st.not_answering)
+    return out

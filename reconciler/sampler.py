@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -151,9 +152,14 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
             for name, state in rt.states.items():
                 # down when it should be up: counts against availability (checks only run
                 # while a process is up, so without this a crash loop would look 100% up)
-                if state.phase in DOWN:
+                # (and one restarted because it did not answer, until a check passes)
+                if state.phase in DOWN or (state.phase is Phase.STARTING and state.not_answering is not None):
                     rt.put({"op": "health", "server": name, "ok": False, "latency_ms": None,
                             "error": f"{state.phase}: {state.reason}"})
+                elif state.phase is Phase.RUNNING and unchecked(rt.specs.get(name)):
+                    # no check runs (a bot): running is its passed check, or its availability
+                    # would be made of its failures alone (0.0 % for a bot that runs fine)
+                    rt.put({"op": "health", "server": name, "ok": True, "latency_ms": None, "error": None})
             if measure or changed:
                 rt.put({"op": "host", **rt.host})
         rt.look_began.clear()
@@ -161,13 +167,20 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
             await wait_for(rt.look_began.wait(), every)
 
 
-async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY) -> None:
-    """Hourly rollups and retention, and the uptime figures `status` shows."""
+def unchecked(spec: Any) -> bool:
+    """A server whose check never runs while it is up (no check, or "it keeps running")."""
+    return spec is not None and spec.effective_health().type in ("none", "running")
+
+
+async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY,
+                         beats: Callable[[], Mapping[str, float]] = dict) -> None:
+    """Hourly rollups and retention, and the availability figures `status` and the page show
+    (reconciler/store/availability.py; `beats()`: each server's beat in seconds)."""
     await asyncio.sleep(min(every, 5.0))  # a first figure soon after start
     while True:
         try:
             await store.rollup()
-            rt.uptime = await store.uptime()
+            rt.uptime = await store.availability(beats())
         except Exception as exc:  # noqa: BLE001 - the database may be away; the next round retries
             log.debug("rollup skipped: %s", exc)
         await asyncio.sleep(every)

@@ -140,10 +140,35 @@ class NoHealth(_Model):
     type: Literal["none"]
 
 
+RUNNING_GRACE = 10.0  # seconds past `min_uptime` before a start that never settled is given up on
+
+
+class RunningHealth(_Model):
+    """A program with no web page (a bot, a worker): healthy once it has kept running for
+    `min_uptime` (PM2's `min_uptime`, supervisord's `startsecs`). It has no port to check."""
+
+    type: Literal["running"]
+    min_uptime: Duration = 5.0
+    needs_internet: bool = False
+
+    @field_validator("min_uptime")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not 0 < value <= 3600:
+            raise ValueError(f'{format_duration(value)} cannot be a min_uptime: use more than 0 and at most 1h, like "5s"')
+        return value
+
+    @property
+    def start_period(self) -> float:
+        """How long a start may take before it counts as failed (the loop's one deadline)."""
+        return self.min_uptime + RUNNING_GRACE
+
+
 # Every kind of health check, once: a new kind is a model here plus its probe in health.py
 # (`PROBES`, checked complete at import); the loader's known keys come from this tuple.
-HEALTH_KINDS: tuple[type[_Model], ...] = (HttpHealth, TcpHealth, CommandHealth, NoHealth)
-HealthSpec = Annotated[Union[HttpHealth, TcpHealth, CommandHealth, NoHealth], Field(discriminator="type")]
+HEALTH_KINDS: tuple[type[_Model], ...] = (HttpHealth, TcpHealth, CommandHealth, NoHealth, RunningHealth)
+HealthSpec = Annotated[Union[HttpHealth, TcpHealth, CommandHealth, NoHealth, RunningHealth],
+                       Field(discriminator="type")]
 
 
 class RestartSpec(_Model):
@@ -251,7 +276,7 @@ class ServerSpec(_Model):
             raise ValueError(f"depends_on: {self.name} cannot depend on itself")
         return self
 
-    def effective_health(self) -> HttpHealth | TcpHealth | CommandHealth | NoHealth:
+    def effective_health(self) -> HttpHealth | TcpHealth | CommandHealth | NoHealth | RunningHealth:
         """The health check in force: the declared one, else tcp when there is a port."""
         if self.health is not None:
             return self.health

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Mapping
 
+from reconciler.facts import CheckFact, ExitFact, HeldPort
 from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
 
@@ -63,13 +64,21 @@ class ServerState:
     health_error: str | None = None
     last_latency_ms: float | None = None
     exited_at: float | None = None
-    last_exit: str | None = None  # "exited with code 1"
+    last_exit: str | None = None  # "exited with code 1" (for the log and the CLI; the page reads `ended`)
     exit_ok: bool = False  # the last exit was a clean one (code 0)
+    ended: ExitFact | None = None  # how the last run ended and who ended it
+    held: HeldPort | None = None  # the last start failed: another program holds the port
+    start_error: str | None = None  # the last start failed: what the OS said (no port held)
+    # running but not answering: the failing check, kept through the restarts it causes until a
+    # check passes (the card, the alerts and the uptime read it)
+    not_answering: CheckFact | None = None
+    last_check: CheckFact | None = None  # the latest failed check of this run (cleared when one passes)
     failures: int = 0  # consecutive failed runs, reset after a stable one
     restarts: int = 0
     next_try_at: float | None = None
     after_stop: Phase = Phase.STOPPED  # what a completed stop leads to (EXITED when it was a failure)
     restart_requested: bool = False  # an operator asked for a restart
+    restart_by_owner: bool = True  # ... the owner did (else the gateway itself: after a resume)
     replacing: bool = False  # a new version starts on another port next to this one (no gap)
     kill_requested: bool = False  # an operator asked for a force kill (no graceful signal, no wait)
 
@@ -94,6 +103,9 @@ class Desired:
     # (not tried again until the file changes or the owner asks)
     last_good: Mapping[str, ServerSpec] = field(default_factory=dict)
     failed: Mapping[str, str] = field(default_factory=dict)
+    # the version of each server that last passed its first check (ran and answered), a
+    # rollback target even while it is still on its own probation
+    answered: Mapping[str, ServerSpec] = field(default_factory=dict)
     # the last loaded version of every server, also of one whose file is gone: its stop
     # settings are the ones it is stopped with
     last_known: Mapping[str, ServerSpec] = field(default_factory=dict)

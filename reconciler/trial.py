@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.act import child_cwd, child_env, command_argv
-from reconciler.children import Child, SpawnError
+from reconciler.children import Child, ExitStatus, SpawnError
+from reconciler.facts import ExitFact
 from reconciler.platform import current
 from reconciler.health import probe
 from reconciler.spec import ServerSpec
@@ -35,6 +36,7 @@ class Verdict:
     seconds: float
     port: int | None
     last_lines: tuple[str, ...] = ()
+    exit: ExitFact | None = None  # it ended before answering: how (None: it ran, or never answered in time)
 
 
 def scratch_port() -> int:
@@ -45,9 +47,11 @@ def scratch_port() -> int:
 
 
 def try_length(spec: ServerSpec) -> float:
-    """The longest a try of `spec` runs, in seconds: its start period, or the few seconds a
-    server with no check must keep running."""
+    """The longest a try of `spec` runs, in seconds: its start period; for a program that
+    only has to keep running, its `min_uptime`; with no check, a few seconds."""
     health = spec.effective_health()
+    if health.type == "running":
+        return health.min_uptime
     waiting = float(getattr(health, "start_period", 30.0))
     return min(waiting, NO_CHECK_WATCH) if health.type == "none" else waiting
 
@@ -78,8 +82,12 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
             follower.read(final=True)  # the last lines it printed
     lines = tuple(program_lines(log_path)[-5:])
     if not verdict.ok and lines and "exited" in verdict.text:
-        verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines)
-    return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines)
+        verdict = Verdict(False, f"{verdict.text}: {lines[-1]}", verdict.seconds, port, lines, verdict.exit)
+    return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines, verdict.exit)
+
+
+def _exit(status: ExitStatus) -> ExitFact:
+    return ExitFact.of(status.code, status.signal)
 
 
 async def first_answer(spec: ServerSpec, child: Child, port: int | None, started: float) -> Verdict:
@@ -89,17 +97,20 @@ async def first_answer(spec: ServerSpec, child: Child, port: int | None, started
     waiting = try_length(spec)
     exited = asyncio.ensure_future(child.wait())
     try:
-        if health.type == "none":
+        if health.type in ("none", "running"):
             done, _ = await asyncio.wait([exited], timeout=waiting)
             seconds = round(time.monotonic() - started, 2)
             if done:
-                return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port)
+                return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port,
+                               exit=_exit(exited.result()))
+            if health.type == "running":
+                return Verdict(True, f"kept running for {waiting:g} s (that is its check)", seconds, port)
             return Verdict(True, f"kept running for {seconds:g} s (it has no check to answer)", seconds, port)
         deadline = started + waiting
         while time.monotonic() < deadline:
             if exited.done():
                 seconds = round(time.monotonic() - started, 2)
-                return Verdict(False, exited.result().describe(), seconds, port)
+                return Verdict(False, exited.result().describe(), seconds, port, exit=_exit(exited.result()))
             result = await probe(health, port)
             if result.ok:
                 seconds = round(time.monotonic() - started, 2)

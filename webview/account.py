@@ -5,6 +5,7 @@ here needs a signed-in session and the form's CSRF token (webview.auth)."""
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 from typing import Any
 
 from starlette.requests import Request
@@ -84,7 +85,7 @@ async def totp_post(request: Request) -> Response:
                       qr=Markup(totp.qr_svg(totp.uri(secret, me))),
                       error="That code is not right. Type the 6 digits your app shows now (they change every 30 s).")
     _changed(request, "turned on the code app", "totp on")
-    return render(request, "security_codes.html", codes=codes, first=True)
+    return _codes_page(request, me, codes, first=True)
 
 
 @auth.action
@@ -108,7 +109,15 @@ async def new_codes(request: Request) -> Response:
     codes = totp.new_recovery_codes()
     await accounts.replace_recovery_codes(_store(request), me, [totp.code_hash(c) for c in codes])
     _changed(request, "made new recovery codes (the old ones no longer work)", "recovery codes")
-    return render(request, "security_codes.html", codes=codes, first=False)
+    return _codes_page(request, me, codes, first=False)
+
+
+def _codes_page(request: Request, me: str, codes: list[str], first: bool) -> Response:
+    """The codes, shown once: on the page, and as a text file to keep (a link that holds the
+    file itself, so nothing of them is stored to fetch it again)."""
+    text = totp.codes_text(me, codes, request.url.hostname or "")
+    return render(request, "security_codes.html", codes=codes, first=first,
+                  download="data:text/plain;charset=utf-8," + quote(text), filename=totp.CODES_FILE)
 
 
 @auth.action
@@ -174,7 +183,7 @@ async def users_page(request: Request) -> Response:
 @auth.action
 async def user_add(request: Request) -> Response:
     form = await request.form()
-    name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+    name, password = users.normal_name(str(form.get("name", ""))), str(form.get("password", ""))
     store = _store(request)
     try:
         users.check_name(name)

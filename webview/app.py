@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -51,10 +51,16 @@ def _hostname(daemon: Gateway) -> str | None:
         return None
 
 
+async def favicon(request: Request) -> Response:
+    """/favicon.ico, where browsers look when a response names no icon (a JSON answer, a file)."""
+    return FileResponse(HERE / "static" / "icons" / "favicon.ico", media_type="image/vnd.microsoft.icon",
+                        headers={"cache-control": "public, max-age=86400"})
+
+
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched: the JSON API first (polled
     most, it would else be tried against every page's pattern), then the sign-in pages."""
-    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Route("/favicon.ico", favicon), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
 
 
 def create_app(daemon: Gateway) -> Starlette:

@@ -57,7 +57,9 @@ async def control(daemon: Gateway, verb: str, names: list[str], group: str | Non
     rec.control(verb, selected, actor)
     after_pass = rec.passes + 1  # the loop has seen the command once it completes one more pass
     wait = min(wait, MAX_WAIT)
-    if wait > 0:
+    if wait > 0 and verb == "retry":  # the change's trial takes its start period: the card shows it under way
+        await daemon.rt.wait_until(lambda: rec.passes > after_pass, wait)
+    elif wait > 0:
         await daemon.rt.wait_until(
             lambda: rec.passes > after_pass and all(settled(daemon, n, verb, before[n]) for n in selected), wait)
     return selected

@@ -33,7 +33,10 @@ from webview.starters import STARTERS
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
           "health_command", "domain")
-HEALTH_TYPES = ("", "http", "tcp", "command", "none")
+HEALTH_TYPES = ("", "http", "tcp", "command", "running", "none")
+# the settings of a check the form does not show, kept from the file when the form saves it
+KEPT_HEALTH_KEYS = {"running": ("min_uptime", "needs_internet"), "none": ()}
+CHECK_TIMING = ("interval", "timeout", "failures", "start_period")
 APPLY_WAIT = 5.0  # seconds to wait for the watcher to pick the file up
 RESERVED = frozenset({"gateway", "cloudflared"})  # names the gateway's own files and programs use
 
@@ -128,8 +131,7 @@ def merge(data: Mapping[str, Any], form: Mapping[str, str], errors: dict[str, st
         out.pop("health", None)
     else:
         old = dict(out.get("health") or {})
-        health = {k: v for k, v in old.items() if k in ("interval", "timeout", "failures", "start_period")} \
-            if kind != "none" else {}
+        health = {k: v for k, v in old.items() if k in KEPT_HEALTH_KEYS.get(kind, CHECK_TIMING)}
         health["type"] = kind
         if kind == "http":
             _set(health, "path", form.get("health_path", "").strip() or "/")

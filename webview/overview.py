@@ -4,6 +4,7 @@ server. Shared by the page and the stream, so both say the same."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import defaultdict
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.fsutil import server_log
 from reconciler.spec import NAME_PATTERN
+from webview.availability import availability_words
 from webview.doors import door_of
 from webview.render import daemon_of, fragment
 from webview.views import gateway_view, server_names, server_view
@@ -41,6 +43,38 @@ def tail_lines(path: Path, size: int = TAIL_BYTES) -> list[str]:
     return rows[1:] if end > size else rows
 
 
+VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at", "latency_ms", "uptime_pct",
+            "since_epoch", "next_try_at_epoch", "a", "v")  # a card's moving figures: they tick in the browser
+VOLATILE_WORDS = ("wait", "status", "countdown")
+
+
+def card_version(view: dict[str, Any]) -> str:
+    """What a card says apart from its moving figures, as a short digest (`data-v`): the page
+    and the live stream give the same card the same version, so a stream that (re)connects
+    does not put back a card the page already shows (with figures from when it was cached)."""
+    words = tuple((k, str(v)) for k, v in view["w"].items() if k not in VOLATILE_WORDS)
+    key = tuple((k, str(v)) for k, v in view.items() if k not in VOLATILE and k != "w") + words
+    return hashlib.blake2s(repr(key).encode(), digest_size=8).hexdigest()
+
+
+def host_words(host: dict[str, Any]) -> dict[str, Any]:
+    """The host line's figures as the page shows them (also sent by the live stream each time
+    they move, so a page left open is not stuck on the figures of its load)."""
+    def pct(key: str) -> str:
+        return f"{host[key]:.0f} %" if host.get(key) is not None else "-"
+
+    free = host.get("disk_free_bytes")
+    battery = host.get("battery_percent")
+    internet = host.get("internet_ok")
+    return {
+        "cpu": pct("cpu_percent"), "mem": pct("mem_percent"),
+        "disk": pct("disk_percent") + (f" ({free / 2**30:.1f} GB free)" if free is not None else ""),
+        "internet": None if internet is None else "Internet OK" if internet else "No internet",
+        "internet_ok": internet,
+        "battery": None if battery is None else f"Battery {battery} %" + (" on AC" if host.get("on_ac") else " on battery"),
+    }
+
+
 def card_view(daemon: Gateway, name: str) -> dict[str, Any]:
     """One card: the server's view and `w`, its words (with the last lines it printed when it
     is down: a small read of its log's end)."""
@@ -53,9 +87,11 @@ def card_view(daemon: Gateway, name: str) -> dict[str, Any]:
     log = tail_lines(server_log(daemon.settings.data_dir, name)) if view["phase"] in CRASHING \
         and view["last_exit"] else []
     view["w"] = server_words(view, log)
+    view["a"] = availability_words(view["uptime_pct"], public=bool(view["domain"]))
     if view["broken_new"]:
         view["w"].update(head="Not started: its file has a mistake", status="Not started: its file has a mistake",
                          tone="cant-start", attention=True)
+    view["v"] = card_version(view)
     return view
 
 
@@ -109,7 +145,7 @@ async def overview_model(request: Request) -> dict[str, Any]:
     # groups holding a server that needs attention first, then by name
     ordered = sorted(groups.items(), key=lambda kv: (not any(c["w"]["attention"] for c in kv[1]), kv[0]))
     return {
-        "gateway": gateway_view(daemon), "host": daemon.rt.host, "groups": ordered,
+        "gateway": gateway_view(daemon), "host": daemon.rt.host, "hw": host_words(daemon.rt.host), "groups": ordered,
         "all_groups": sorted({s["group"] for s in servers if s["group"]}),
         "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
         "counts": counts(servers), "problems": config_problems(daemon),

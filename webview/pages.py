@@ -7,7 +7,7 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 from starlette.exceptions import HTTPException
@@ -17,7 +17,9 @@ from starlette.routing import Route
 
 from reconciler.fsutil import server_log
 from reconciler.config import spec_to_toml
-from reconciler.spec import NAME_PATTERN
+from reconciler.rollout import in_force
+from reconciler.spec import NAME_PATTERN, ServerSpec
+from reconciler.state import Desired
 from webview import charts
 from webview.control import ControlError, control
 from webview.doors import is_tunnel
@@ -26,6 +28,9 @@ from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
 from webview.views import server_names, server_view
 from webview.words import event_kinds, event_words
+
+if TYPE_CHECKING:
+    from webview.gateway import Gateway
 
 NAME_RE = re.compile(NAME_PATTERN)
 CONTROL_WAIT = 20.0  # seconds a button waits for the outcome before answering "still working"
@@ -67,6 +72,7 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
     daemon = daemon_of(request)
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
+    running = version_in_force(daemon, name, spec)
     query = request.query_params.get("q", "")
     log = await asyncio.to_thread(log_tail, server_log(daemon.settings.data_dir, name), query)
     events: list[dict[str, Any]] = []
@@ -90,10 +96,21 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
             events_error = f"the database is unreachable: {exc}"
     return {
         "charts": graphs, "range": span, "ranges": list(charts.RANGES),
-        "s": card_view(daemon, name), "settings": spec_to_toml(spec) if spec else "",
+        "s": card_view(daemon, name), "settings": spec_to_toml(running) if running else "",
+        "not_the_file": running is not spec,
         "file": result.files.get(name) if result else None, "events": events, "events_error": events_error,
         "log": log, "q": query, "config_errors": errors,
     }
+
+
+def version_in_force(daemon: Gateway, name: str, spec: ServerSpec | None) -> ServerSpec | None:
+    """The version that runs: the file's, unless that exact version failed and was rolled back
+    (then the previous one's command, port, folder and environment: reconciler/rollout.py)."""
+    if spec is None:
+        return None
+    rt = daemon.rt
+    desired = Desired({name: spec}, last_good=rt.last_good, failed=rt.failed, answered=rt.answered)
+    return in_force(name, desired)
 
 
 @login_required

@@ -158,9 +158,11 @@ async def backup_restore(request: Request) -> Response:
             return _backups(request, 409, None, waiting={"id": path.name, "name": shown, "words": checked.words()})
         done = await asyncio.to_thread(restore, path, dsn, s.schema, s.config_dir, box, checked)
     except (BackupError, SealError, SettingsError, OSError, ValueError) as exc:
+        said = str(exc)
         if path is not None:
             await asyncio.to_thread(path.unlink, missing_ok=True)
-        return _backups(request, 422, f"Nothing was restored: {exc}")
+            said = said.replace(str(path), shown)  # the file the owner chose, not the copy kept here
+        return _backups(request, 422, f"Nothing was restored: {said}")
     await asyncio.to_thread(path.unlink, missing_ok=True)
     return await _restored(request, shown, done)
 
@@ -230,16 +232,22 @@ async def boot_page(request: Request) -> Response:
     return await _boot(request)
 
 
-async def _boot(request: Request, status: int = 200, error: str | None = None) -> Response:
+async def boot_state(daemon: Any) -> tuple[bool, list[str]]:
+    """(whether start at boot is in force, what the system reports), asking the system."""
     from reconciler.ops import autostart
 
-    daemon = daemon_of(request)
     try:
         lines = await asyncio.to_thread(autostart.status, _target(daemon))
     except Exception as exc:  # noqa: BLE001 - the system could not be asked: say so, truthfully
         lines = [f"autostart in force: unknown ({exc})"]
     first = lines[0] if lines else ""
-    on = first.startswith("autostart in force:") and not first.endswith(": none") and "unknown" not in first
+    return first.startswith("autostart in force:") and not first.endswith(": none") and "unknown" not in first, lines
+
+
+async def _boot(request: Request, status: int = 200, error: str | None = None) -> Response:
+    daemon = daemon_of(request)
+    on, lines = await boot_state(daemon)
+    first = lines[0] if lines else ""
     at_boot = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("at the next boot:")), "")
     return render(request, "settings_boot.html", status=status, error=error, lines=lines, on=on,
                   unknown="unknown" in first, at_boot=at_boot, section="boot",

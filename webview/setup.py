@@ -11,19 +11,24 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from reconciler.events import EventKind
-from webview import auth, signin, users
+from reconciler.store import accounts
+from reconciler.tunnel.status import tunnel_view
+from webview import auth, settings_ops, signin, users
 from webview.render import daemon_of, render
 
 COMMON = frozenset({"password", "12345678", "123456789", "1234567890", "qwertyuiop", "iloveyou", "password1",
                     "11111111", "abcdefgh", "letmein1", "sunshine", "football", "welcome1", "admin123"})
-# The optional steps: (title, why, button, page paths that may exist, the command when none does)
+# The optional steps, in order: (key, title, why, button, the page that does it)
 STEPS = [
-    ("Alerts", "Get a message on your phone when a server stops working.", "Set up alerts",
-     ["/settings/alerts", "/alerts"], "gateway notify test"),
-    ("Reach it from your phone", "Connect Cloudflare so this page and your servers can be opened from anywhere.",
-     "Connect Cloudflare", ["/cloudflare", "/settings/cloudflare", "/settings/tunnel"], "gateway tunnel status"),
-    ("Start when the laptop starts", "The gateway and your servers come back by themselves after a restart.",
-     "Turn on start at boot", ["/settings/boot", "/settings/autostart", "/boot"], "gateway autostart install"),
+    ("alerts", "Alerts", "Get a message on your phone when a server stops working.", "Set up alerts",
+     "/settings/alerts"),
+    ("tunnel", "Reach it from your phone", "Connect Cloudflare so this page and your servers can be opened from "
+     "anywhere.", "Connect Cloudflare", "/cloudflare"),
+    ("boot", "Start when the laptop starts", "The gateway and your servers come back by themselves after a "
+     "restart.", "Turn on start at boot", "/settings/boot"),
+    ("second", "A second step when you sign in", "A code app or a passkey (your fingerprint or face) keeps others "
+     "out, even if they learn your password. It is needed to sign in from outside this laptop.",
+     "Set up a second step", "/security"),
 ]
 
 
@@ -49,7 +54,7 @@ async def _nobody(request: Request) -> bool:
 async def setup_page(request: Request) -> Response:
     if not auth.has(request, auth.LOCAL) or not await _nobody(request):
         return RedirectResponse("/login", status_code=303)
-    return render(request, "setup.html", name="", error=None, min_length=users.MIN_PASSWORD)
+    return render(request, "setup.html", name="", error=None, error_at="", kept="", min_length=users.MIN_PASSWORD)
 
 
 async def setup_post(request: Request) -> Response:
@@ -59,19 +64,23 @@ async def setup_post(request: Request) -> Response:
         return RedirectResponse("/login", status_code=303)
     form = await request.form()
     name, password, again = (str(form.get(k, "")) for k in ("name", "password", "password2"))
-    name = name.strip()
-    error = None
+    name = users.normal_name(name)
+    error, error_at = None, ""
     level, words = strength(password, name)
     try:
         users.check_name(name)
     except users.UserError as exc:
-        error = str(exc)[0].upper() + str(exc)[1:] + "."
+        error, error_at = str(exc)[0].upper() + str(exc)[1:] + ".", "name"
     if error is None and password != again:
-        error = "The two passwords are not the same: type them again."
+        error, error_at = "The two passwords are not the same: type them again.", "password"
     elif error is None and level == "weak":
-        error = words
+        error, error_at = words, "password"
     if error is not None:
-        return render(request, "setup.html", status=400, name=name, error=error, min_length=users.MIN_PASSWORD)
+        # a mistake in the name leaves the two passwords as typed (this screen is only ever
+        # shown to this laptop's own browser, and the answer is not stored: no-store)
+        kept = password if error_at == "name" and password == again and level != "weak" else ""
+        return render(request, "setup.html", status=400, name=name, error=error, error_at=error_at, kept=kept,
+                      min_length=users.MIN_PASSWORD)
     store = daemon_of(request).store
     assert store is not None
     try:
@@ -83,12 +92,31 @@ async def setup_post(request: Request) -> Response:
     return await signin.open_session(request, name, False, "/setup/next", "")
 
 
+async def progress(request: Request, user: str) -> dict[str, str | None]:
+    """Each step's state in words when it is done (None: not yet), from what is in force."""
+    daemon = daemon_of(request)
+    result = daemon.reconciler.result
+    urls = list(dict(result.settings.notify).get("urls") or []) if result else []
+    tunnel = tunnel_view(daemon.rt).get("state")
+    boot, _ = await settings_ops.boot_state(daemon)
+    store = daemon.store
+    factors = await accounts.second_factors(store, user) if store is not None else {}
+    second = [w for w, on in (("a code app", factors.get("totp")), ("a passkey", factors.get("passkeys"))) if on]
+    return {
+        "alerts": f"On: alerts go to {len(urls)} address{'es' if len(urls) > 1 else ''}." if urls else None,
+        "tunnel": None if tunnel in (None, "not configured", "config error") else f"Connected (the tunnel is {tunnel}).",
+        "boot": "On: it starts by itself." if boot else None,
+        "second": f"On: {' and '.join(second)}." if second else None,
+    }
+
+
 @auth.page
 async def next_steps(request: Request) -> Response:
-    paths = {getattr(r, "path", "") for r in request.app.routes}
-    steps = [{"title": t, "why": why, "button": button, "href": next((p for p in pages if p in paths), None),
-              "command": cmd} for t, why, button, pages, cmd in STEPS]
-    return render(request, "setup_next.html", steps=steps)
+    user = request.user.display_name
+    done = await progress(request, user)
+    steps = [{"key": key, "title": t, "why": why, "button": button, "href": href, "done": done[key]}
+             for key, t, why, button, href in STEPS]
+    return render(request, "setup_next.html", steps=steps, done=sum(bool(s["done"]) for s in steps))
 
 
 routes = [

@@ -83,7 +83,10 @@ def failed(request: Request, name: str, second_step: bool = False) -> None:
 def quote_name(name: str) -> str:
     """A typed user name for the history and the log: as typed when it is a plain one, else
     repr-quoted (line breaks and other control characters escaped) and cut when long."""
-    return name if users.USER_RE.fullmatch(name) else quoted(name)
+    try:
+        return users.check_name(name)  # a name as names are made (no line break, no control character)
+    except users.UserError:
+        return quoted(name)
 
 
 def too_many(wait: float) -> str:
@@ -129,7 +132,7 @@ async def login_page(request: Request) -> Response:
 
 async def login_post(request: Request) -> Response:
     form = await request.form()
-    name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    name, password = users.normal_name(str(form.get("username", ""))), str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
     wait = wait_for(request)
     if wait > 0:

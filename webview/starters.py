@@ -12,6 +12,13 @@ STARTERS: dict[str, dict[str, Any]] = {
         "help": "Put your script's name in place of app.py and its folder below. Your script gets its port "
                 "in the PORT environment variable (or write {port} in the command where the port goes).",
     },
+    "bot": {
+        "label": "Bot or worker (no web page)",
+        "values": {"command": "python bot.py", "port": "", "health_type": "running"},
+        "help": "For a program that works without a web page: a chat bot, a worker, a job runner. It gets "
+                "no port; it counts as working once it has kept running for 5 s. Put your script's name in "
+                "place of bot.py and its folder below.",
+    },
     "node": {
         "label": "Node app",
         "values": {"command": "node server.js", "port": "auto", "health_type": "tcp"},

@@ -20,15 +20,13 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from webview.doors import door_of
-from webview.overview import CSRF_SLOT, all_names, card_view, counts
+from webview.overview import CSRF_SLOT, all_names, card_view, counts, host_words
 from webview.render import _mb, daemon_of, fragment
 from webview.security import current_user
 
 STATS_EVERY = 5.0  # seconds between looks at the figures when nothing changes (sent when they moved)
 KEEPALIVE = 15.0
 COALESCE = 0.05  # seconds: changes this close together go out as one batch
-VOLATILE = ("uptime_s", "next_try_in_s", "cpu_percent", "rss_bytes", "started_at", "latency_ms", "uptime_pct")
-VOLATILE_WORDS = ("wait", "status")
 
 
 def sse(event: str, data: str) -> str:
@@ -50,11 +48,6 @@ def card(view: dict[str, Any], key: tuple[Any, ...], back: str, door: str = "loc
     return hit[1]
 
 
-def _key(view: dict[str, Any]) -> tuple[Any, ...]:
-    words = tuple((k, str(v)) for k, v in view["w"].items() if k not in VOLATILE_WORDS)
-    return tuple((k, str(v)) for k, v in view.items() if k not in VOLATILE and k != "w") + words
-
-
 _now: dict[str, Any] = {}  # the cards and stats of this second and state, shared by every open stream
 
 
@@ -64,14 +57,15 @@ def cards_now(daemon: Any) -> tuple[list[tuple[dict[str, Any], tuple[Any, ...]]]
     key = (daemon.rt.changed, int(time.monotonic()))
     if _now.get("key") != key:
         cards = [card_view(daemon, name) for name in all_names(daemon)]
-        _now.update(key=key, cards=[(view, _key(view)) for view in cards], stats=sse("stats", stats(cards)))
+        _now.update(key=key, cards=[(view, (view["v"],)) for view in cards],
+                    stats=sse("stats", stats(cards, daemon.rt.host)))
     return _now["cards"], _now["stats"]
 
 
-def stats(cards: list[dict[str, Any]]) -> str:
+def stats(cards: list[dict[str, Any]], host: dict[str, Any]) -> str:
     c = counts(cards)
     return json.dumps({
-        **c, "attention_names": [s["name"] for s in cards if s["w"]["attention"]],
+        **c, "attention_names": [s["name"] for s in cards if s["w"]["attention"]], "host": host_words(host),
         "servers": {s["name"]: {"cpu": f"{s['cpu_percent']:.0f} %" if s["cpu_percent"] is not None else "-",
                                 "mem": _mb(s["rss_bytes"])} for s in cards},
     })

@@ -98,6 +98,18 @@ def new_recovery_codes() -> list[str]:
             for _ in range(RECOVERY_CODES)]
 
 
+CODES_FILE = "omen-gateway-recovery-codes.txt"
+
+
+def codes_text(user: str, codes: list[str], where: str = "") -> str:
+    """The recovery codes as a text file to keep (each works once, instead of a code)."""
+    made = time.strftime("%Y-%m-%d %H:%M")
+    lines = [f"omen-gateway recovery codes for {user}" + (f" at {where}" if where else "") + f", made {made}",
+             "Each code lets you sign in once instead of a code from your app. Keep this file safe;",
+             "making new codes ends these.", ""]
+    return "\r\n".join(lines + [f"{i:2}. {code}" for i, code in enumerate(codes, 1)]) + "\r\n"
+
+
 def code_hash(code: str) -> str:
     cleaned = "".join(c for c in code.lower() if c.isalnum())
     return hashlib.sha256(cleaned.encode()).hexdigest()

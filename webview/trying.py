@@ -76,7 +76,10 @@ def replaced(lines: deque[str]) -> dict[str, Any]:
 
 
 def waiting_note(spec: ServerSpec, port: int | None) -> str:
-    if spec.effective_health().type == "none":
+    kind = spec.effective_health().type
+    if kind == "running":
+        return f"it must keep running for {try_length(spec):g} s"
+    if kind == "none":
         return f"it has no check, so it must keep running for {try_length(spec):g} s"
     where = f" on port {port}, a spare one" if port is not None else ""
     return f"waiting up to {try_length(spec):g} s for it to answer{where}"

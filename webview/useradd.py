@@ -16,7 +16,7 @@ from webview.users import UserError
 
 def add_user(settings: Settings, name: str, password: str) -> str:
     """Create `name` or set its password; return what happened, in words. Raises UserError."""
-    users.check_name(name)
+    name = users.check_name(users.normal_name(name))
     users.check_password(password)
     try:
         client = Client(settings.data_dir)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,7 +21,8 @@ from reconciler.store import Store, accounts
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
-USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+NAME_MAX = 128
+NAME_MARKS = frozenset(" ._@+-'")  # besides letters and digits (of any alphabet)
 SESSION_TTL = timedelta(days=7)
 REFRESH_AFTER = timedelta(hours=1)  # extend a used session at most this often
 MIN_PASSWORD = 8
@@ -57,9 +58,18 @@ class Session:
 RESERVED = frozenset({"gateway", "cloudflared", "cli"})  # names the gateway uses for itself
 
 
+def normal_name(name: str) -> str:
+    """A name as typed, made comparable: Unicode NFC, no spaces around it, one space between
+    its words ("  Ada   Lovelace " -> "Ada Lovelace")."""
+    return " ".join(unicodedata.normalize("NFC", name).split())
+
+
 def check_name(name: str) -> str:
-    if not USER_RE.fullmatch(name):  # match() let "ada\n" through ($ matches before a last newline)
-        raise UserError(f"{name!r} is not a user name: use letters, digits and . _ @ + - (up to 128)")
+    """A person's name ("Ada Lovelace", "José", "ada") or a short one; `normal_name` first."""
+    if (not name or len(name) > NAME_MAX or not name[0].isalnum() or name != normal_name(name)
+            or any(not (c.isalnum() or c in NAME_MARKS) for c in name)):
+        raise UserError(f"{name!r} is not a user name: use letters, digits, spaces and . _ @ + - ' "
+                        f"(up to {NAME_MAX}), starting with a letter or digit")
     if name.lower() in RESERVED:
         raise UserError(f"{name!r} is a name the gateway uses itself: pick another one")
     return name

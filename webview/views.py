@@ -7,10 +7,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from reconciler.facts import as_dict
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
 from reconciler.tunnel.status import public_url, tunnel_view
-from webview.words import without_countdown
 
 if TYPE_CHECKING:
     from webview.gateway import Gateway
@@ -51,7 +51,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "name": name,
         "phase": str(state.phase),
         "status": status_word(daemon, name),
-        "reason": without_countdown(state.reason) if state.next_try_at else state.reason,
+        "reason": state.reason,  # the engine's text (CLI, API); the page's words come from the facts
         "cause": str(getattr(state, "cause", None) or ""),  # the typed Reason, when the loop records one
         "pid": state.pid if alive else None,
         "port": port,
@@ -68,8 +68,15 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "alert_after": spec.restart.alert_after if spec else 5,
         "health_failures": state.health_failures,
         "health_threshold": getattr(health_spec, "failures", None),
+        "min_uptime": getattr(health_spec, "min_uptime", None),  # a program with no web page
         "health_error": state.health_error,
         "latency_ms": state.last_latency_ms,
+        # typed facts (reconciler/facts.py): the page's words are written from these, never parsed
+        "ended": as_dict(state.ended),
+        "held": as_dict(state.held),
+        "start_error": state.start_error,
+        "not_answering": as_dict(state.not_answering),
+        "replacing": state.replacing,
         "stopped_by_operator": rt.intents.get(name) == "stop",
         "description": spec.description if spec else "",
         "group": spec.group if spec else None,
@@ -85,10 +92,12 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "uptime_pct": rt.uptime.get(name, {"24h": None, "7d": None, "30d": None}),
         # a change that failed and was rolled back (reconciler/rollout.py): not tried again by itself
         "rolled_back": rt.failed_why.get(name, "it failed") if name in rt.failed else None,
+        "rolled_back_facts": dict(rt.failed_facts.get(name) or {}) if name in rt.failed else None,
         # the gateway's own part (the tunnel): not in bulk actions, never cut through the tunnel door
         "own": name in rt.own_parts,
         "carries": carried(rt) if name in rt.own_parts else [],
     }
+
 
 
 def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> str:

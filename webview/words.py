@@ -1,26 +1,23 @@
 """The page's words: a server's phase, reason and last exit as the owner reads them
 (see VOICE.md), with the precise terms kept for a small "details" line. Pure: no I/O.
 
-Keyed on the phase and the planner's `Reason` (the prefix of a state's reason) and on the
-structured exit (`last_exit`); English is parsed only where the state carries nothing else
-(a held port's holder, which the loop records only in the reason's detail).
+Keyed on the phase, the planner's typed `Reason` (`cause`) and the engine's typed facts
+(reconciler/facts.py: how a run ended and who ended it, the program holding a port, the
+check that does not answer, the next try); nothing here parses the engine's English.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from reconciler.actions import Reason
+from webview.fact_words import change_failed_words, check_words, exit_words, held_words
 
 R = Reason
-_EXIT_RE = re.compile(r"exited with code (-?\d+)")
-_SIGNAL_RE = re.compile(r"killed by signal (\d+) \((\w+)\)")
-_HELD_RE = re.compile(r"port (\d+) is held by (?:pid (\d+) \(([^)]*)\)|another program)")
-_COUNTDOWN_RE = re.compile(r";?\s*next try in [\d.]+\s*s\b")
-_FAILURE_RE = re.compile(r";?\s*failure \d+ in a row")
 ATTENTION = ("crashed", "cant-start", "failing", "config")  # tones that put a card first
+__all__ = ["exit_words", "server_words", "event_words", "event_kinds", "last_printed", "duration"]
 
 # what a stop or a crash reason means, for the details line and the status
 _STOPPED_WHY = {
@@ -32,38 +29,12 @@ _STOPPED_WHY = {
 
 
 def reason_kind(reason: str) -> str:
-    """The planner's `Reason` a state's reason starts with ('' when none)."""
+    """The planner's `Reason` an event row's reason is ('' when none): the row holds the
+    enum's value itself (an older row may add ': detail')."""
     for r in Reason:
         if reason == r.value or reason.startswith(r.value + ":"):
             return r.value
     return ""
-
-
-def without_countdown(text: str) -> str:
-    """A recorded reason without the countdown baked into it when it was written (the page
-    shows one live countdown instead)."""
-    return _FAILURE_RE.sub("", _COUNTDOWN_RE.sub("", text)).strip().rstrip(";:").strip()
-
-
-def exit_words(last_exit: str | None) -> tuple[str, str]:
-    """('it stopped with an error', 'exit code 3') from 'exited with code 3' and friends."""
-    if not last_exit:
-        return "", ""
-    if m := _EXIT_RE.search(last_exit):
-        code = int(m.group(1))
-        if code == 0:
-            return "it finished on its own", "exit code 0"
-        return "it stopped with an error", f"exit code {code}"
-    if m := _SIGNAL_RE.search(last_exit):
-        name = m.group(2)
-        if name in ("SIGKILL",):
-            return "it was forced to stop", name
-        if name in ("SIGTERM", "SIGINT", "SIGBREAK"):
-            return "it was asked to stop", name
-        if name in ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE"):
-            return "it crashed inside the program", name
-        return "it was stopped from outside", name
-    return "it ended", last_exit
 
 
 def last_printed(lines: Sequence[str], count: int = 3) -> list[str]:
@@ -85,9 +56,11 @@ def _in(seconds: float | None) -> str:
 
 def _hhmm(iso: str) -> str:
     """An ISO time on the laptop's clock, as '14:02'."""
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).astimezone().strftime("%H:%M")
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().strftime("%H:%M")
 
 
 def duration(seconds: float | None) -> str:
@@ -102,42 +75,76 @@ def duration(seconds: float | None) -> str:
     return f"{s // 60} min" if s >= 60 else f"{s} s"
 
 
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "." if text else ""
+
+
+def _not_answering(s: dict[str, Any], check: dict[str, Any], out: dict[str, Any]) -> None:
+    """Running but not answering, through the restarts it causes: the check's result is the
+    reason, wherever the server is in its restarts."""
+    phase, restarts = s["phase"], int(check.get("restarts") or 0)
+    since = f" since {_clock(check['since_wall'])}" if check.get("since_wall") else ""
+    if phase == "running":
+        done, limit = s.get("health_failures") or check.get("failures") or 1, s.get("health_threshold")
+        count = f" ({done} of {limit} checks in a row)" if limit else ""
+        then = "it is restarted if the next one fails too" if limit and int(done) + 1 >= int(limit) else             "it is restarted if it keeps failing"
+        out.update(head="Running, but not answering", reason=_sentence(f"{check_words(check)}{count}; {then}"))
+    else:
+        head = "Not answering"
+        if phase == "starting":
+            head += " — restarted, waiting for an answer"
+        elif phase == "stopping":
+            head += " — restarting it"
+        again = f"; restarted {'once' if restarts == 1 else f'{restarts} times'} so far" if restarts else ""
+        out.update(head=head, reason=_sentence(f"{check_words(check)}{since}{again}"))
+    out.update(tone="failing", details=check.get("error") or "")
+
+
 def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
     """{status, tone, reason, details, countdown, printed} for one server view (`views.server_view`).
 
     `status` holds the one countdown ("… trying again in 16 s"); `countdown` is its wall-clock
     deadline (epoch seconds) so the page can tick it without a request; `reason` never repeats it.
     """
-    phase, raw = s["phase"], s.get("reason") or ""
-    kind = s.get("cause") or reason_kind(raw)
-    rest = without_countdown(raw[len(kind):].lstrip(": ")) if kind and raw.startswith(kind) else without_countdown(raw)
-    why, code = exit_words(s.get("last_exit"))
+    phase = s["phase"]
+    kind = s.get("cause") or reason_kind(s.get("reason") or "")
+    why, code = exit_words(s.get("ended"))
     wait = s.get("next_try_in_s")
     countdown = s.get("next_try_at_epoch") if wait is not None else None
+    check = s.get("not_answering")
     out: dict[str, Any] = {"tone": "idle", "reason": "", "details": "", "countdown": countdown, "printed": []}
     if s.get("config_stale"):
         out["config"] = (f"Your change to {s['name']}.toml has a mistake; the previous version keeps running."
                          if s.get("in_config") else f"{s['name']}.toml has a mistake; nothing was started.")
     if s.get("rolled_back"):
-        out["change"] = (f"Your change was not applied: {_plain_failure(s['rolled_back'])}. "
-                         "The previous version is running.")
+        words, engine = change_failed_words(s.get("rolled_back_facts"), s["rolled_back"])
+        out["change"] = f"Your change was not applied: {words}. The previous version is running."
+        out["change_details"] = engine
+    if s.get("replacing"):
+        out["trying"] = "Trying your change next to the running version…"
 
-    if phase == "running":
-        health = s.get("health") or ""
+    if check and phase in ("running", "starting", "stopping", "exited", "backoff"):
+        _not_answering(s, check, out)
+        if phase in ("exited", "backoff"):
+            out["printed"] = last_printed(log)
+    elif phase == "running":
         out.update(status="Running", tone="ok")
         if kind == R.ADOPTED.value:  # the typed cause, not the words of the reason
             out.update(status="Running (kept running while the gateway restarted)", details="same process as before")
-        if health.startswith("failing"):
+        if s.get("health_failures"):
             out.update(status="Running, but not answering", tone="failing",
-                       reason=f"{s.get('health_failures')} of {s.get('health_threshold')} checks in a row failed; "
-                              "it is restarted if the next ones fail too.",
-                       details=s.get("health_error") or health)
+                       reason=_sentence(f"{check_words(None)} ({s.get('health_failures')} of "
+                                        f"{s.get('health_threshold')} checks in a row)"),
+                       details=s.get("health_error") or "")
     elif phase == "starting":
         port = s.get("port")
         out.update(status="Starting…", tone="busy",
                    details=f"waiting for the first answer on port {port}" if port else "starting")
+        if s.get("min_uptime"):  # no web page: working once it has kept running that long
+            out["details"] = f"it counts as working once it has kept running {s['min_uptime']:g} s"
     elif phase == "stopping":
-        out.update(status="Stopping…", tone="busy", details=raw)
+        because = _REASON_WORDS.get(kind, "")
+        out.update(status="Stopping…", tone="busy", details=because)
     elif phase == "stopped":
         if s.get("stopped_by_operator"):
             since = f"since {_hhmm(s['ended_at'])} · " if s.get("ended_at") else ""
@@ -147,7 +154,7 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
             status, details = _STOPPED_WHY[kind]
             out.update(status=status, details=details or code)
             if kind == R.NO_RESTART.value and why:
-                out["reason"] = why[0].upper() + why[1:] + "."
+                out["reason"] = _sentence(why)
                 out["printed"] = last_printed(log)
         else:
             out.update(status="Stopped", details=code)
@@ -162,46 +169,33 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
                 head += " — still trying, we told you"
         elif kind == R.START_TIMEOUT.value:
             head = "Never answered after starting"
-        elif kind == R.UNHEALTHY.value:
-            head = "Stopped answering, so it was restarted"
         else:
             head = "Crashed"
-        reason = why[0].upper() + why[1:] + "." if why else ""
-        if kind in (R.START_TIMEOUT.value, R.UNHEALTHY.value) and rest:
-            reason = rest[0].upper() + rest[1:] + "."
-        out.update(head=head, tone="crashed", reason=reason,
+        out.update(head=head, tone="crashed", reason=_sentence(why),
                    details=" · ".join(x for x in (code, f"failure {failures} in a row" if failures else "") if x),
                    printed=last_printed(log))
     elif phase == "error":
-        held = _HELD_RE.search(raw)
+        held, pid_line = held_words(s.get("held"))
         if held:
-            port, pid, prog = held.groups()
-            who = f"another program ({prog})" if prog else "another program"
-            out.update(head=f"Can't start: port {port} is used by {who}", tone="cant-start",
-                       reason="Pick another port, or choose automatic, or stop that program.",
-                       details=(f"pid {pid} · " if pid else "") + "we did not touch it")
+            out.update(head=f"Can't start: {held}", tone="cant-start",
+                       reason="Pick another port, or choose automatic, or stop that program.", details=pid_line)
+        elif kind == R.NO_FREE_PORT.value:
+            out.update(head="Can't start: no free port is left", tone="cant-start",
+                       reason="Widen the port range in Settings, or stop a server you no longer need.")
         else:
-            out.update(head="Can't start", tone="cant-start",
-                       reason=(rest[0].upper() + rest[1:] + ".") if rest else "", details=raw)
+            out.update(head="Can't start", tone="cant-start", reason="The program could not be started.",
+                       details=s.get("start_error") or "")
     else:
-        out.update(status=phase.capitalize(), details=raw)
+        out.update(status=phase.capitalize(), details=_REASON_WORDS.get(kind, ""))
     if "head" in out:  # one countdown: the page ticks `countdown`, this text is its first frame
-        out["wait"] = _in(wait) if wait is not None else ""
-        out["status"] = out["head"] + (f" — trying again in {out['wait']}" if wait is not None else "")
+        out["wait"] = _in(wait) if wait is not None and phase in ("backoff", "error") else ""
+        if not out["wait"]:
+            out["countdown"] = None
+        out["status"] = out["head"] + (f" — trying again in {out['wait']}" if out["wait"] else "")
     else:
         out["head"], out["wait"], out["countdown"] = out["status"], "", None
     out["attention"] = out["tone"] in ATTENTION or bool(out.get("config")) or bool(out.get("change"))
     return out
-
-
-def _plain_failure(why: str) -> str:
-    """'the process exited: exited with code 2: Error: X' -> 'it stopped with an error (exit code 2): Error: X'."""
-    text = why.removeprefix(f"{R.CRASH.value}: ")
-    words, code = exit_words(text)
-    if words:
-        printed = text.split(": ", 1)[1] if ": " in text else ""
-        return f"{words} ({code})" + (f": {printed}" if printed else "")
-    return text
 
 
 # --- events -------------------------------------------------------------------------------
@@ -209,7 +203,7 @@ _PHASE_WORDS = {"stopped": "stopped", "starting": "starting", "running": "runnin
                 "exited": "ended", "backoff": "waiting to try again", "error": "could not start"}
 _KIND_WORDS = {
     "intent": "You asked", "error": "Could not start", "escalated": "Keeps crashing",
-    "stop_escalated": "Did not stop in time, so it was forced to stop", "health_failed": "A check failed",
+    "stop_escalated": "Did not stop in time, so the gateway forced it to stop", "health_failed": "A check failed",
     "not_adopted": "Was not running any more after the gateway restarted", "forgotten": "Removed (its history stays)",
     "internal_error": "The gateway hit a bug", "config_error": "A settings file has a mistake",
     "config_fixed": "The settings file is fixed", "gateway_started": "The gateway started",
@@ -224,6 +218,8 @@ _KIND_WORDS = {
     "backup_written": "Backup made", "backup_failed": "Backup failed", "config_written": "Settings saved from the page",
     "rolled_back": "Your change was not applied", "change_applied": "Your change is in force",
     "switched": "Switched to the new version without a gap", "tunnel_waiting": "Waiting for the internet",
+    "dark": "Nobody could reach the public servers",
+    "change_trying": "Trying the new version next to the running one",
 }
 _REASON_WORDS = {
     R.CREATE.value: "new server", R.CHANGE.value: "its settings changed", R.DELETE.value: "its file was removed",
@@ -231,16 +227,19 @@ _REASON_WORDS = {
     R.OPERATOR_START.value: "you started it", R.OPERATOR_RESTART.value: "you restarted it",
     R.OPERATOR_KILL.value: "you forced it to stop", R.CRASH.value: "it ended by itself",
     R.RETRY.value: "trying again", R.HEALTHY.value: "it answers", R.UP.value: "it started",
+    R.KEPT_RUNNING.value: "it kept running",
     R.UNHEALTHY.value: "it stopped answering", R.START_TIMEOUT.value: "it never answered after starting",
     R.NO_RESTART.value: "it is set not to restart", R.DEPENDENCY.value: "waiting for another server",
-    R.SHUTDOWN.value: "the gateway was stopping",
-    # reasons the loop is adding (reconciler/reasons.py); by value, so this works before and after
-    "could not start": "it could not start", "no free port left": "no free port is left in the range",
-    "adopted after a gateway restart": "kept running while the gateway restarted",
-    "ended what was left of its process tree": "what was left of it was ended",
+    R.SHUTDOWN.value: "the gateway was stopping", R.BOOT.value: "the gateway started",
+    R.WOKE_UP.value: "the gateway restarted it after the laptop woke up",
+    R.START_FAILED.value: "it could not start", R.NO_FREE_PORT.value: "no free port is left in the range",
+    R.ADOPTED.value: "kept running while the gateway restarted",
     R.ROLLBACK.value: "your change did not work, so the previous version runs again",
     R.PROMOTED.value: "your change ran well", R.WAITING_FOR_INTERNET.value: "waiting for the internet",
 }
+# who asked, when it was not the owner (an intent's actor)
+_AUTOMATIC = {"resume": "After the laptop woke up, the gateway asked", "gateway": "The gateway asked",
+              "config": "A settings file asked"}
 
 
 def event_kinds() -> list[tuple[str, str]]:
@@ -252,54 +251,84 @@ def event_kinds() -> list[tuple[str, str]]:
             for k in EventKind]
 
 
+def _facts_line(detail: dict[str, Any]) -> str:
+    """The precise terms of a row's typed facts, for its details line."""
+    parts = []
+    if detail.get("exit"):
+        parts.append(exit_words(detail["exit"])[1])
+    if detail.get("failures"):
+        parts.append(f"failure {detail['failures']} in a row")
+    if detail.get("check"):
+        parts.append(str(detail["check"].get("error") or ""))
+    if detail.get("held"):
+        parts.append(held_words(detail["held"])[1])
+    if detail.get("start_error"):
+        parts.append(str(detail["start_error"]))
+    return " · ".join(p for p in parts if p)
+
+
+def _transition_words(e: dict[str, Any], detail: dict[str, Any], who: str) -> dict[str, str]:
+    to, reason = e["to_phase"], e.get("reason") or ""
+    rk = reason_kind(reason)
+    text = _REASON_WORDS.get(rk, "")
+    if to == "starting" and rk == R.CRASH.value:
+        text = "trying again after it ended"
+    if to == "starting" and rk in (R.UNHEALTHY.value, R.START_TIMEOUT.value):
+        text = "trying again: it did not answer"
+    exit_fact = detail.get("exit") or {}
+    why = exit_words(exit_fact)[0] if exit_fact.get("by") != "asked" else ""  # (the stop row said why)
+    if why and to == "exited" and rk == R.CRASH.value:
+        text = why  # "it stopped with an error": ended by itself goes without saying
+    elif why and to in ("exited", "stopped") and rk not in (R.OPERATOR_KILL.value,):
+        text = f"{text}; {why}" if text else why
+    if detail.get("check") and to == "stopping":  # the decision: said once, with the check's result
+        text = f"{text}: {check_words(detail['check'])}" if text else check_words(detail["check"])
+    if to == "error" and detail.get("held"):
+        text = held_words(detail["held"])[0]
+    if who and "operator" in rk:
+        text = text.replace("you ", f"you ({who}) ", 1)
+    facts = _facts_line(detail)
+    if not facts and detail.get("detail") and not any(k in detail for k in ("exit", "failures", "held", "check")):
+        facts = str(detail["detail"])  # a row written before the typed facts: the engine's words, as they were
+    details = " · ".join(x for x in (f"{e.get('from_phase') or '-'} → {to}", facts) if x)
+    title = _PHASE_WORDS.get(to, to)
+    return {"title": title[0].upper() + title[1:], "text": text, "details": details}
+
+
 def event_words(e: dict[str, Any]) -> dict[str, str]:
     """{title, text, details} for one event row (kind, from/to phase, reason, actor, detail)."""
     kind, reason = e.get("kind") or "", e.get("reason") or ""
-    detail = e.get("detail") or {}
-    who = _actor(e.get("actor") or "")
+    detail = e.get("detail") if isinstance(e.get("detail"), dict) else {}
+    assert isinstance(detail, dict)
+    actor = e.get("actor") or ""
+    who = _actor(actor)
     if kind == "transition" and e.get("to_phase"):
-        to = _PHASE_WORDS.get(e["to_phase"], e["to_phase"])
-        rk = reason_kind(reason)
-        text = _REASON_WORDS.get(rk, "")
-        if e["to_phase"] == "starting" and rk in (R.CRASH.value, R.RETRY.value):
-            text = "trying again after it ended"
-        extra = str(detail.get("detail") or "") if isinstance(detail, dict) else ""
-        why, _code = exit_words(extra)
-        if why and e["to_phase"] == "exited" and rk == R.CRASH.value:
-            text = why  # "it stopped with an error": ended by itself goes without saying
-        elif why and e["to_phase"] in ("exited", "stopped"):
-            text = f"{text}; {why}" if text else why
-        if "adopted" in reason:
-            text = "kept running while the gateway restarted"
-        held = _HELD_RE.search(extra or reason)
-        if held and e["to_phase"] == "error":
-            prog = held.group(3)
-            text = f"port {held.group(1)} is used by another program" + (f" ({prog})" if prog else "")
-        title = to[0].upper() + to[1:]
-        details = " · ".join(x for x in (f"{e.get('from_phase') or '-'} → {e['to_phase']}", without_countdown(
-            reason + (f": {extra}" if extra and extra not in reason else ""))) if x)
-        if who and "operator" in rk:
-            text = text.replace("you ", f"you ({who}) ", 1)
-        return {"title": title, "text": text, "details": details}
+        return _transition_words(e, detail, who)
     title = _KIND_WORDS.get(kind, kind.replace("_", " ").capitalize())
-    if kind == "config_error" and isinstance(detail, dict) and detail.get("path"):
+    if kind == "config_error" and detail.get("path"):
         file = str(detail["path"]).replace("\\", "/").rsplit("/", 1)[-1]
         where = f" on line {detail['line']}" if detail.get("line") else ""
         key = f"{detail['key']}: " if detail.get("key") else ""
         return {"title": f"Your change to {file} has a mistake{where}",
                 "text": "nothing was stopped: what ran before keeps running",
                 "details": f"{key}{detail.get('message') or reason}"}
-    if kind == "escalated" and isinstance(detail, dict) and detail.get("failures"):
+    if kind == "escalated" and detail.get("failures"):
         n = int(detail["failures"])
         return {"title": "Keeps crashing", "text": f"{n} time{'s' if n != 1 else ''} in a row; still trying, and we "
                 "sent you an alert if alerts are set up", "details": f"{kind}: {reason}"}
-    if kind == "error" and (held := _HELD_RE.search(reason)):
-        prog = held.group(3)
-        return {"title": "Could not start", "text": f"port {held.group(1)} is used by another program" +
-                (f" ({prog})" if prog else ""), "details": f"{kind}: {reason}"}
-    if kind == "intent" and who:
-        title = f"{who[0].upper()}{who[1:]} asked"
-    return {"title": title, "text": _plain_reason(without_countdown(reason)), "details": f"{kind}: {reason}"}
+    if kind == "error" and detail.get("port") is not None:
+        held, pid_line = held_words({"port": detail["port"], "pid": detail.get("holder_pid"),
+                                     "program": detail.get("holder_name")})
+        return {"title": "Could not start", "text": held, "details": pid_line}
+    if kind == "rolled_back":
+        words, engine = change_failed_words(detail, str(detail.get("why") or reason))
+        return {"title": title, "text": f"{words}; the previous version runs", "details": engine}
+    if kind == "intent":
+        if who:
+            title = f"{who[0].upper()}{who[1:]} asked"
+        elif not actor.startswith("operator"):
+            title = _AUTOMATIC.get(actor.split(":", 1)[0], "The gateway asked")
+    return {"title": title, "text": _plain_reason(reason), "details": f"{kind}: {reason}"}
 
 
 def _plain_reason(text: str) -> str:
@@ -311,7 +340,6 @@ def _plain_reason(text: str) -> str:
 
 
 def _actor(actor: str) -> str:
-    """'operator:web:ada' -> 'ada'; 'gateway' -> ''."""
-    if actor.startswith("operator:"):
-        return actor.rsplit(":", 1)[-1]
-    return ""
+    """'operator:web:ada' -> 'ada'; 'operator:cli', 'gateway' -> ''."""
+    parts = actor.split(":")
+    return parts[2] if len(parts) >= 3 and parts[0] == "operator" else ""

@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import lzma
 import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -198,14 +200,26 @@ def read_archive(path: Path) -> dict[str, bytes]:
                         found.append((m.name, t.extractfile(m).read()))  # type: ignore[union-attr]
                     elif not m.isdir():  # a link or a device: a backup holds none
                         raise BackupError(f"the archive holds {m.name}, which is not a plain file")
-    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
-        raise BackupError(f"{path}: not a gateway backup ({exc})") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        raise BackupError(f"{path}: {_unreadable(path, exc)}") from None
     members: dict[str, bytes] = {}
     for name, data in found:
         if name in members:
             raise BackupError(f"the archive holds {name} twice")
         members[name] = data
     return members
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """Why an archive cannot be read, in words, with what to do (the library's text is not shown)."""
+    made_by = "choose a file made by \"Download a backup now\" (Settings → Backups) or `gateway backup`"
+    if isinstance(exc, tarfile.ReadError) and str(exc).startswith("file could not be opened"):
+        return f"this is not a gateway backup: it is not a .tar.gz or .zip archive; {made_by}"
+    if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError)) or (
+            isinstance(exc, OSError) and exc.errno is None):  # gzip's BadGzipFile, a bad CRC
+        return ("this backup is damaged or cut short (it ends before the archive does); download or copy it "
+                "again, or use an older backup")
+    return f"the file cannot be read ({getattr(exc, 'strerror', None) or exc})"
 
 
 def manifest_of(members: dict[str, bytes]) -> dict[str, Any]:

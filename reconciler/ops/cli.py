@@ -146,11 +146,12 @@ def cmd_notify(args: argparse.Namespace) -> int:
         from reconciler.ops.backup import database
 
         async def record(dsn: str) -> None:
+            from reconciler.ops.alerting import recorder
             from reconciler.store import Store
 
             store = await Store.connect(dsn, settings.schema)
             try:
-                await n.recorder(store.pool, lambda: len(conf.urls))(n.Sent(title, body, (alert,), ok, error))
+                await recorder(store.pool, lambda: len(conf.urls))(n.Sent(title, body, (alert,), ok, error))
             finally:
                 await store.close()
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reconciler.ops import gitsync, notify  # imported with the daemon: no slow import once it serves
+from reconciler.ops import alerting, gitsync  # imported with the daemon: no slow import once it serves
 from reconciler.ops.logs import rotate_forever
 
 log = logging.getLogger("gateway")
@@ -31,7 +31,7 @@ async def _guarded(name: str, work: Callable[[], Awaitable[None]]) -> None:
 
 def ops_tasks(daemon: Any) -> list[asyncio.Task[None]]:
     rt = daemon.rt
-    alerts = notify.start(daemon)
+    alerts = alerting.start(daemon)
     jobs: dict[str, Callable[[], Awaitable[None]]] = {
         "log-rotation": lambda: rotate_forever(rt),
         "alerts": alerts.run,

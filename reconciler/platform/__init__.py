@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 # What the OS told the gateway about its session (see `Platform.host_events`):
 # interrupt (Ctrl-C), terminate (SIGTERM: `kill`, systemd stop, logout, shutdown), hangup (the
-# terminal closed), close (the console window closed), logoff, shutdown (Windows' own events).
-HostEvent = Literal["interrupt", "terminate", "hangup", "close", "logoff", "shutdown"]
+# terminal closed), close (the console window closed), logoff, shutdown (Windows' own events), signout
+# (Windows: the session of a gateway with no console ends: it and its servers end with it).
+HostEvent = Literal["interrupt", "terminate", "hangup", "close", "logoff", "shutdown", "signout"]
 
 
 class Platform(Protocol):

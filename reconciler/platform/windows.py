@@ -277,6 +277,10 @@ class WindowsPlatform:
 
         routine = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)(handler)  # type: ignore[attr-defined]
         self._console_handler = routine  # a ctypes callback must outlive the registration
+        # Without a console (pythonw: autostart), the session's end comes to a window instead.
+        from reconciler.platform.windows_session import SessionWindow
+
+        self._session_window = SessionWindow(on_event, CONSOLE_GRACE)  # type: ignore[arg-type]
         if not ctypes.windll.kernel32.SetConsoleCtrlHandler(routine, True):  # type: ignore[attr-defined]
             raise ctypes.WinError()  # type: ignore[attr-defined]
 

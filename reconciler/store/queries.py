@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from reconciler.store import rollouts
+from reconciler.store import availability, incidents, rollouts
 from reconciler.store.db import Pool, migrate, open_pool
 
 Op = dict[str, Any]
@@ -190,6 +190,7 @@ WRITERS: dict[str, Callable[[Op], list[Statement]]] = {
     "config_revision": _config_revision, "host": _host,
 }
 WRITERS.update(rollouts.WRITERS)
+WRITERS.update(incidents.WRITERS)
 KINDS = frozenset(WRITERS)
 
 
@@ -220,15 +221,6 @@ _ROLLUP: tuple[LiteralString, ...] = (
     "DELETE FROM host_samples WHERE at < now() - %(raw)s::interval",
     "DELETE FROM health_hourly WHERE hour < now() - %(hourly)s::interval",
     "DELETE FROM resource_hourly WHERE hour < now() - %(hourly)s::interval",
-)
-_UPTIME: LiteralString = (
-    "SELECT server,"
-    " 100.0 * sum(ok) FILTER (WHERE hour >= now() - interval '24 hours')"
-    "   / nullif(sum(checks) FILTER (WHERE hour >= now() - interval '24 hours'), 0) AS \"24h\","
-    " 100.0 * sum(ok) FILTER (WHERE hour >= now() - interval '7 days')"
-    "   / nullif(sum(checks) FILTER (WHERE hour >= now() - interval '7 days'), 0) AS \"7d\","
-    " 100.0 * sum(ok) / nullif(sum(checks), 0) AS \"30d\""
-    " FROM health_hourly WHERE hour >= now() - interval '30 days' GROUP BY server"
 )
 _SERIES: dict[tuple[str, bool], LiteralString] = {
     ("health", False): "SELECT at, ok, latency_ms FROM health_samples WHERE server = %(server)s"
@@ -316,6 +308,10 @@ class Store:
         """The spec each server last had in force, as JSON (for a file that does not load at start)."""
         return {r["name"]: r["spec"] for r in await self._rows(rollouts.LAST_APPLIED)}
 
+    async def load_open_incidents(self) -> list[dict[str, Any]]:
+        """The incidents not resolved yet (reconciler/ops/incidents.py)."""
+        return await self._rows(incidents.LOAD_OPEN)
+
     async def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
         """The alerts sent (or not) lately, newest first: what the page lists."""
         return await self._rows("SELECT at, title, body, ok, error FROM alerts ORDER BY at DESC LIMIT %(limit)s",
@@ -355,9 +351,16 @@ class Store:
 
     async def uptime(self) -> dict[str, dict[str, float | None]]:
         """Per server: the share of passed health checks over 24 h, 7 d and 30 d (0-100)."""
-        rows = await self._rows(_UPTIME)
-        return {r["server"]: {k: (None if r[k] is None else round(float(r[k]), 3)) for k in ("24h", "7d", "30d")}
-                for r in rows}
+        return await availability.check_shares(self)
+
+    async def availability(self, beats: Mapping[str, float], now: datetime | None = None) -> dict[str, dict[str, Any]]:
+        """Per server: availability over 24 h, 7 d, 30 d and the month, dark hours counted
+        (reconciler/store/availability.py)."""
+        return await availability.compute(self, beats, now)
+
+    async def last_seen(self, before: datetime) -> datetime | None:
+        """When a gateway last wrote anything before `before`."""
+        return await availability.last_seen(self, before)
 
     async def series(self, server: str, since: datetime, hourly: bool) -> dict[str, list[dict[str, Any]]]:
         """Chart points for one server: raw samples (48 h), or hourly rollups for long ranges."""

@@ -1,7 +1,8 @@
 """The rollout memory in PostgreSQL: each server's last good version and its failed change.
 
 Ops (written through the sink like every other): ``{"op": "good", "name", "spec", "hash"}``,
-``{"op": "rollout_failed", "name", "hash", "why"}``, ``{"op": "rollout_clear", "name"}``.
+``{"op": "answered", "name", "spec", "hash"}`` (the version that last ran and answered),
+``{"op": "rollout_failed", "name", "hash", "why", "facts"}``, ``{"op": "rollout_clear", "name"}``.
 All are upserts, so a replay from the journal lands once.
 """
 
@@ -31,15 +32,24 @@ def _good(op: Op) -> list[Statement]:
              {"name": op["name"], "spec": Jsonb(dict(op["spec"])), "hash": str(op["hash"]), "at": _at(op)})]
 
 
+def _answered(op: Op) -> list[Statement]:
+    return [("INSERT INTO rollouts (name, answered_spec, answered_hash, answered_at) VALUES (%(name)s, %(spec)s,"
+             " %(hash)s, %(at)s) ON CONFLICT (name) DO UPDATE SET answered_spec = EXCLUDED.answered_spec,"
+             " answered_hash = EXCLUDED.answered_hash, answered_at = EXCLUDED.answered_at",
+             {"name": op["name"], "spec": Jsonb(dict(op["spec"])), "hash": str(op["hash"]), "at": _at(op)})]
+
+
 def _failed(op: Op) -> list[Statement]:
-    return [("INSERT INTO rollouts (name, failed_hash, failed_reason, failed_at) VALUES (%(name)s, %(hash)s,"
-             " %(why)s, %(at)s) ON CONFLICT (name) DO UPDATE SET failed_hash = EXCLUDED.failed_hash,"
-             " failed_reason = EXCLUDED.failed_reason, failed_at = EXCLUDED.failed_at",
-             {"name": op["name"], "hash": str(op["hash"]), "why": str(op.get("why") or ""), "at": _at(op)})]
+    return [("INSERT INTO rollouts (name, failed_hash, failed_reason, failed_facts, failed_at) VALUES (%(name)s,"
+             " %(hash)s, %(why)s, %(facts)s, %(at)s) ON CONFLICT (name) DO UPDATE SET"
+             " failed_hash = EXCLUDED.failed_hash, failed_reason = EXCLUDED.failed_reason,"
+             " failed_facts = EXCLUDED.failed_facts, failed_at = EXCLUDED.failed_at",
+             {"name": op["name"], "hash": str(op["hash"]), "why": str(op.get("why") or ""),
+              "facts": Jsonb(dict(op.get("facts") or {})), "at": _at(op)})]
 
 
 def _clear(op: Op) -> list[Statement]:
-    return [("UPDATE rollouts SET failed_hash = NULL, failed_reason = NULL, failed_at = NULL"
+    return [("UPDATE rollouts SET failed_hash = NULL, failed_reason = NULL, failed_facts = NULL, failed_at = NULL"
              " WHERE name = %(name)s", {"name": op["name"]})]
 
 
@@ -47,7 +57,8 @@ def _forget(op: Op) -> list[Statement]:
     return [("DELETE FROM rollouts WHERE name = %(name)s", {"name": op["name"]})]
 
 
-WRITERS = {"good": _good, "rollout_failed": _failed, "rollout_clear": _clear, "rollout_forget": _forget}
+WRITERS = {"good": _good, "answered": _answered, "rollout_failed": _failed, "rollout_clear": _clear, "rollout_forget": _forget}
 
-LOAD = "SELECT name, good_spec, good_hash, failed_hash, failed_reason, failed_at FROM rollouts ORDER BY name"
+LOAD = ("SELECT name, good_spec, good_hash, answered_spec, answered_hash, failed_hash, failed_reason, failed_facts,"
+        " failed_at FROM rollouts ORDER BY name")
 LAST_APPLIED = "SELECT name, spec FROM servers WHERE deleted_at IS NULL ORDER BY name"

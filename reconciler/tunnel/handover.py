@@ -125,7 +125,7 @@ def restart(rec: Reconciler, plan: TunnelPlan | None, actor: str) -> None:
                  actor=actor)
         return
     if plan is None or plan.spec is None or not serving(rt):
-        rt.update(RESERVED, restart_requested=True)  # not serving: nothing to keep, restart it now
+        rt.update(RESERVED, restart_requested=True, restart_by_owner=actor.startswith("operator"))  # nothing to keep
         rt.notify()
         return
     state = rt.state(RESERVED)
@@ -191,7 +191,7 @@ async def _bridge(rec: Reconciler, handover: Handover, plan: TunnelPlan, done: C
         rt.event(EventKind.TUNNEL_HANDOVER, RESERVED, "the second connector is ready: restarting the main one "
                  + ("on the new routes" if not handover.restart else "now"), actor=actor)
         if handover.restart:
-            rt.update(RESERVED, restart_requested=True)
+            rt.update(RESERVED, restart_requested=True, restart_by_owner=actor.startswith("operator"))
             rt.notify()
         else:
             rec.mark_config_dirty()

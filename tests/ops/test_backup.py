@@ -3,9 +3,12 @@ fresh embedded server (and to a fresh schema), compared table by table."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -109,8 +112,27 @@ def test_a_file_that_is_not_a_backup_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="manifest.json is missing"):
         restore(bad, "postgresql:///nowhere", "gateway", None, secretbox.load_or_create(tmp_path / "data"))
     (tmp_path / "y.tar.gz").write_text("not an archive")
-    with pytest.raises(BackupError, match="not a gateway backup"):
+    with pytest.raises(BackupError) as refused:
         read_archive(tmp_path / "y.tar.gz")
+    # in words, with what to do; not tarfile's "ReadError('not a gzip file') - method bz2 ..."
+    assert str(refused.value) == (f"{tmp_path / 'y.tar.gz'}: this is not a gateway backup: it is not a .tar.gz or "
+                                  ".zip archive; choose a file made by \"Download a backup now\" (Settings → "
+                                  "Backups) or `gateway backup`")
+
+
+def test_a_backup_cut_short_says_so(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.tar.gz"
+    with tarfile.open(whole, "w:gz") as t:
+        data = os.urandom(300_000)  # does not compress: the cut falls inside the member
+        member = tarfile.TarInfo("db/events.csv")
+        member.size = len(data)
+        t.addfile(member, io.BytesIO(data))
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(BackupError) as refused:
+        read_archive(cut)
+    assert str(refused.value) == (f"{cut}: this backup is damaged or cut short (it ends before the archive does); "
+                                  "download or copy it again, or use an older backup")
 
 
 def test_cli_backup_then_restore_asks_before_overwriting(seeded: str, pg_dsn: str, tmp_path: Path) -> None:

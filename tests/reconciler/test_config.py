@@ -52,6 +52,13 @@ def messages(result_errors) -> list[str]:
          "so remove this key or rename the file"),
         ('command = "x"\ndepends_on = ["web"]\n', "{f}: depends_on: web cannot depend on itself"),
         ('command = "x \'unclosed"\n', "{f}:1: command: cannot split the command: No closing quotation"),
+        ('command = "x"\n[health]\ntype = "running"\nmin_uptime = "0s"\n',
+         '{f}:4: health.min_uptime: 0ms cannot be a min_uptime: use more than 0 and at most 1h, like "5s"'),
+        ('command = "x"\n[health]\ntype = "running"\ninterval = "5s"\n',
+         '{f}:4: health.interval: a "running" check has no interval (its settings: min_uptime, needs_internet)'),
+        ('command = "x"\n[health]\ntype = "tcp"\nmin_uptime = "5s"\n',
+         '{f}:4: health.min_uptime: a "tcp" check has no min_uptime (its settings: interval, timeout, failures, '
+         'start_period, needs_internet)'),
     ],
 )
 def test_bad_file_messages(tmp_path: Path, text: str, expected: str):
@@ -244,6 +251,18 @@ def test_spec_to_toml_round_trips(tmp_path: Path):
     assert data["stop"] == {"timeout": "3s"}
     again = load_file(write(tmp_path, "web.toml", written))
     assert again == spec
+
+
+def test_a_program_without_a_web_page_is_healthy_once_it_kept_running(tmp_path: Path):
+    text = 'command = "python bot.py"\n[health]\ntype = "running"\nmin_uptime = "8s"\n'
+    spec = load_file(write(tmp_path, "bot.toml", text))
+    assert isinstance(spec, ServerSpec)
+    health = spec.effective_health()
+    assert spec.port is None and health.type == "running" and health.min_uptime == 8.0
+    assert health.start_period > health.min_uptime  # the start is given up on only after it could pass
+    assert tomllib.loads(spec_to_toml(spec))["health"] == {"type": "running", "min_uptime": "8s"}
+    default = load_file(write(tmp_path, "bot.toml", 'command = "python bot.py"\n[health]\ntype = "running"\n'))
+    assert isinstance(default, ServerSpec) and default.effective_health().min_uptime == 5.0
 
 
 def test_example_folder_is_valid():

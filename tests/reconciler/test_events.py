@@ -92,9 +92,20 @@ def test_listeners_hear_the_kinds_they_asked_for(tmp_path: Path):
 
 
 def test_the_tunnel_alert_is_raised_again_after_it_was_back_online():
-    c = Classifier()
+    """One incident per outage of the tunnel: opened once, resolved when it is back, and a later
+    outage is news again (the dispatcher's tracker, fed by the classifier's kinds)."""
+    from reconciler.ops.notify import Dispatcher, NotifySettings
+
+    d = Dispatcher(lambda: NotifySettings())
     offline = {"op": "event", "kind": "tunnel_offline", "server": "cloudflared", "reason": "not ready", "detail": {}}
     online = {"op": "event", "kind": "tunnel_online", "server": "cloudflared", "reason": "ready", "detail": {}}
-    assert c(offline, 0.0) is not None and c(offline, 1.0) is None  # one incident, one alert
-    assert c(online, 2.0) is None
-    assert c(offline, 3.0) is not None  # a new incident
+    d.observe(offline)
+    d.observe(offline)
+    [first] = d.tracker.open.values()
+    assert first.cause == "tunnel" and first.server is None  # one incident, however often it is said
+    d.observe(online)
+    assert d.tracker.open["gateway:tunnel"].answering_since is not None  # back: resolved after up_for
+    d.tracker.due(first.answering_since + 60, NotifySettings().policy(), d._truth)
+    assert not d.tracker.open  # (never told: closed quietly)
+    d.observe(offline)
+    assert d.tracker.open["gateway:tunnel"] is not first  # a new incident

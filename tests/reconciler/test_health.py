@@ -98,18 +98,19 @@ async def test_http_503(echo_503: tuple[Child, int]) -> None:
     result = await probe(http(path="/health"), port)
     assert not result.ok and result.latency_ms is not None
     assert result.error == f"HTTP 503 from http://127.0.0.1:{port}/health"
+    assert (result.problem, result.status) == ("status", 503)  # typed, for the page's words
 
 
 async def test_http_refused() -> None:
     port = free_port()
-    assert await probe(http(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}")
+    assert await probe(http(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}", "refused")
 
 
 @pytest.mark.alone  # how long the check took
 async def test_http_timeout(listener: socket.socket) -> None:
     started = time.monotonic()
     result = await probe(http(timeout="300ms"), listener.getsockname()[1])
-    assert result == HealthResult(False, None, "timed out after 0.3s")
+    assert result == HealthResult(False, None, "timed out after 0.3s", "timeout")
     assert 0.25 < time.monotonic() - started < 1.5
 
 
@@ -126,7 +127,7 @@ async def test_tcp_ok(listener: socket.socket) -> None:
 
 async def test_tcp_refused() -> None:
     port = free_port()
-    assert await probe(tcp(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}")
+    assert await probe(tcp(), port) == HealthResult(False, None, f"connection refused on 127.0.0.1:{port}", "refused")
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ async def test_tcp_pending_connect_times_out(full_listener: tuple[socket.socket,
     event loop, up to the timeout."""
     started = time.monotonic()
     result = await probe(tcp(timeout="300ms"), full_listener[0].getsockname()[1])
-    assert result == HealthResult(False, None, "timed out after 0.3s")
+    assert result == HealthResult(False, None, "timed out after 0.3s", "timeout")
     assert 0.25 < time.monotonic() - started < 1.5
 
 

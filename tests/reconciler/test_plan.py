@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.actions import Answered, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.plan import plan
 from reconciler.rollout import in_force
@@ -34,11 +34,14 @@ def running(s: ServerSpec, **kw: object) -> ServerState:
 def run_plan(specs: list[ServerSpec], states: list[ServerState], stopped: frozenset[str] = frozenset(),
              ports: dict[str, int] | None = None, busy: frozenset[int] = frozenset(), now: float = NOW,
              good: list[ServerSpec] | None = None, failed: dict[str, str] | None = None,
-             known: list[ServerSpec] = ()):
-    """`good`: the last good versions (default: the files' own, a steady state)."""
+             known: list[ServerSpec] = (), answered: list[ServerSpec] | None = None):
+    """`good`: the last good versions (default: the files' own, a steady state); `answered`: the
+    versions that last ran and answered (default: the good ones)."""
+    good = specs if good is None else good
     desired = Desired({s.name: s for s in specs}, stopped, (20000, 20010),
-                      last_good={s.name: s for s in (specs if good is None else good)}, failed=failed or {},
-                      last_known={s.name: s for s in known})
+                      last_good={s.name: s for s in good}, failed=failed or {},
+                      last_known={s.name: s for s in known},
+                      answered={s.name: s for s in (good if answered is None else answered)})
     observed = Observed({s.name: s for s in states}, ports or {}, busy)
     return plan(desired, observed, now)
 
@@ -71,7 +74,7 @@ def test_auto_ports_handed_out_in_one_pass_are_distinct():
 def test_no_free_port_is_an_error_not_a_crash():
     a = spec("a", port="auto")
     p = run_plan([a], [], busy=frozenset(range(20000, 20011)))
-    assert p.actions == (Mark("a", P.ERROR, Reason.NO_FREE_PORT, "every port in 20000-20010 is taken; next try in 1.0s",
+    assert p.actions == (Mark("a", P.ERROR, Reason.NO_FREE_PORT, "every port in 20000-20010 is taken",
                               next_try_at=NOW + 1.0, failures=1),)
     assert p.requeue_after == 1.0
 
@@ -188,6 +191,10 @@ def test_starting_becomes_running_once_healthy():
     s = spec()
     st_ = running(s, phase=P.STARTING, healthy_since=NOW)
     assert run_plan([s], [st_]).actions == (Mark("web", P.RUNNING, Reason.HEALTHY),)
+    # a version that answers for the first time is remembered (a rollback target on probation),
+    # before the Mark: the loop replans what follows an action that changed the phase
+    assert run_plan([s], [st_], good=[], answered=[]).actions == (
+        Answered("web", s), Mark("web", P.RUNNING, Reason.HEALTHY))
 
 
 def test_never_healthy_within_start_period_is_a_failure():
@@ -274,7 +281,8 @@ def test_plan_is_deterministic_and_transitions_are_legal(situation):
         if target is not None:
             state.advance(target, "check")  # raises IllegalTransition if the planner asked for one
         mine = [type(a) for a in first.actions if a.name == action.name]
-        assert len(mine) == 1 or mine == [RollBack, Start]  # one action per server per pass (a rollback: two)
+        # one action per server per pass (a rollback: two; a first answer: remembered, then marked)
+        assert len(mine) == 1 or mine in ([RollBack, Start], [Answered, Mark])
 
 
 def _apply(desired: Desired, observed: Observed, actions) -> tuple[Desired, Observed]:
@@ -284,6 +292,8 @@ def _apply(desired: Desired, observed: Observed, actions) -> tuple[Desired, Obse
     for a in actions:
         if isinstance(a, Promote):
             desired = dataclasses.replace(desired, last_good={**desired.last_good, a.name: a.spec})
+        elif isinstance(a, Answered):
+            desired = dataclasses.replace(desired, answered={**desired.answered, a.name: a.spec})
         elif isinstance(a, RollBack):
             desired = dataclasses.replace(desired, failed={**desired.failed, a.name: a.failed_hash})
         elif isinstance(a, Replace):  # the new version answered and took over
@@ -385,7 +395,8 @@ def test_a_failed_change_is_rolled_back_to_the_last_good_version(phase: Phase):
     failed = ServerState("web", phase, reason="the process exited: exited with code 2", spec_hash=CHANGED.runtime_hash(),
                          exited_at=NOW - 0.1, failures=1, next_try_at=NOW + 5, cause=Reason.CRASH)
     back, start = run_plan([CHANGED], [failed], good=[GOOD]).actions
-    assert back == RollBack("web", CHANGED.runtime_hash(), "the process exited: exited with code 2")
+    assert back == RollBack("web", CHANGED.runtime_hash(), "the process exited: exited with code 2",
+                            facts={"cause": str(Reason.CRASH)})
     assert isinstance(start, Start) and start.reason is Reason.ROLLBACK and start.failures == 0
     assert start.spec.command == GOOD.command and start.spec.runtime_hash() == GOOD.runtime_hash()
 
@@ -476,3 +487,70 @@ def test_servers_healthy_within_a_few_seconds_are_promoted_in_one_pass():
     early = run_plan(specs, states, good=[], now=NOW + 3.95)
     assert early.actions == () and early.requeue_after == pytest.approx(1.05)  # at NOW+5, the beat
     assert run_plan(specs, states, good=[], now=NOW + 5.0).actions == tuple(Promote(n, s) for n, s in zip(names, specs))
+
+
+# --- a fix saved, a rollback target on probation, what a run keeps (issue 23) ---------------
+def test_a_new_version_of_the_file_ends_the_backoff_and_starts_at_once():
+    # crash-looping, next try in 3 min 46 s: the owner saves a fix -> started now, count reset
+    broken = spec("bot", command=["python", "bot.py"], port=None)
+    fixed = spec("bot", command=["python", "bot.py", "--token", "x"], port=None)
+    waiting = ServerState("bot", P.BACKOFF, spec_hash=broken.runtime_hash(), failures=9, next_try_at=NOW + 226,
+                          cause=Reason.CRASH)
+    assert run_plan([broken], [waiting], good=[]).actions == ()  # the same version: the backoff holds
+    assert run_plan([fixed], [waiting], good=[]).actions == (Start("bot", fixed, None, Reason.CHANGE, failures=0),)
+    held = dataclasses.replace(waiting, phase=P.ERROR)  # could not start (port held): the same
+    assert run_plan([fixed], [held], good=[]).actions == (Start("bot", fixed, None, Reason.CHANGE, failures=0),)
+    ended = dataclasses.replace(waiting, phase=P.EXITED, next_try_at=None, exited_at=NOW)
+    assert run_plan([fixed], [ended], good=[]).actions == (Start("bot", fixed, None, Reason.CHANGE, failures=0),)
+
+
+def test_a_version_that_answered_is_a_rollback_target_while_on_probation():
+    # a new server answered for 5 s (no good version yet), then a command that crashes is saved
+    crashing = ServerState("web", P.EXITED, spec_hash=CHANGED.runtime_hash(), exited_at=NOW, failures=0,
+                           cause=Reason.CRASH)
+    back, start = run_plan([CHANGED], [crashing], good=[], answered=[GOOD]).actions
+    assert isinstance(back, RollBack) and back.failed_hash == CHANGED.runtime_hash()
+    assert isinstance(start, Start) and start.spec.command == GOOD.command and start.reason is Reason.ROLLBACK
+    # after a good edit (EDITED answered, still on probation; GOOD is the last good one), a broken
+    # file goes back to EDITED, the version that was running, not to the older GOOD
+    edited = spec("web", command=["python", "edited.py", "{port}"])
+    back, start = run_plan([CHANGED], [crashing], good=[GOOD], answered=[edited]).actions
+    assert isinstance(start, Start) and start.spec.command == edited.command
+    # the answered version itself failing on its probation goes back to the last good one
+    own = dataclasses.replace(crashing, spec_hash=edited.runtime_hash())
+    back, start = run_plan([edited], [own], good=[GOOD], answered=[edited]).actions
+    assert isinstance(start, Start) and start.spec.command == GOOD.command
+    # the one that never answered, with nothing before it: backoff, no rollback
+    (mark,) = run_plan([edited], [dataclasses.replace(own, failures=1)], good=[], answered=[edited]).actions
+    assert isinstance(mark, Mark) and mark.to is P.BACKOFF
+
+
+def test_not_answering_stays_the_cause_through_backoff_and_restart():
+    s = spec(health={"type": "http"})
+    stopped = ServerState("web", P.EXITED, spec_hash=s.runtime_hash(), exited_at=NOW, failures=0,
+                          cause=Reason.UNHEALTHY)
+    (start,) = run_plan([s], [stopped]).actions  # the first failure: at once
+    assert isinstance(start, Start) and start.reason is Reason.UNHEALTHY
+    (mark,) = run_plan([s], [dataclasses.replace(stopped, failures=2, cause=Reason.START_TIMEOUT)]).actions
+    assert isinstance(mark, Mark) and mark.to is P.BACKOFF and mark.reason is Reason.START_TIMEOUT
+    assert mark.detail == "failure 3 in a row"  # no countdown baked into words: next_try_at is the fact
+
+
+def test_set_not_to_restart_stays_stopped_until_its_file_changes():
+    s = spec(restart={"policy": "never"})
+    ended = ServerState("web", P.STOPPED, spec_hash=s.runtime_hash(), cause=Reason.NO_RESTART)
+    assert run_plan([s], [ended]).actions == ()  # it was started again as a "new server"
+    changed = spec(restart={"policy": "never"}, command=["python", "other.py"])
+    assert run_plan([changed], [ended]).actions == (Start("web", changed, 8080, Reason.CHANGE),)
+    owner = dataclasses.replace(ended, cause=Reason.OPERATOR_START)  # the owner's Start (loop.control)
+    assert run_plan([s], [owner]).actions == (Start("web", s, 8080, Reason.OPERATOR_START),)
+
+
+def test_a_restart_by_the_gateway_itself_is_not_the_owners():
+    s = spec()
+    (stop,) = run_plan([s], [running(s, restart_requested=True, restart_by_owner=False)]).actions
+    assert stop.reason is Reason.WOKE_UP
+    after = ServerState("web", P.STOPPED, cause=Reason.WOKE_UP)
+    assert run_plan([s], [after]).actions == (Start("web", s, 8080, Reason.WOKE_UP),)
+    booted = ServerState("web", P.STOPPED, cause=Reason.SHUTDOWN)  # stopped with the previous gateway
+    assert run_plan([s], [booted]).actions == (Start("web", s, 8080, Reason.BOOT),)

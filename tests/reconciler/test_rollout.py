@@ -119,6 +119,58 @@ def test_a_broken_file_across_a_restart_keeps_its_server_on_the_last_good_versio
     assert any("web.toml" in e for e in errors), errors
 
 
+def test_a_revert_saved_while_the_gateway_was_off_clears_the_change_not_applied(gateway: Gateway):
+    port = free_port()
+    gateway.write("web", good(port))
+    gateway.start()
+    healthy_and_good(gateway, "web")
+    gateway.write("web", bad(port))
+    wait_until(lambda: "rolled_back" in kinds(gateway, "web"), timeout=20, what="the rollback")
+    assert gateway.client.status()["servers"][0]["rolled_back"]
+    assert gateway.stop() == 0
+    gateway.write("web", good(port))  # reverted while the gateway was off
+    gateway.start()
+    gateway.wait_phase("web", "running")
+    (web,) = gateway.client.status()["servers"]
+    assert web["rolled_back"] is None, "'Your change was not applied' outlived the revert"
+    assert "failed" not in _rollout(gateway, "web")
+
+
+NEW = ', "--directory", "."'  # a second version of the same server, told apart by its command line
+
+
+def test_a_new_server_that_answered_is_what_a_crashing_change_goes_back_to(gateway: Gateway):
+    """Add a server, let it answer (well within its probation), save a command that crashes: it
+    goes back to the version that was answering, instead of crash-looping."""
+    port = free_port()
+    gateway.write("web", good(port, probation="60s"))
+    gateway.start()
+    gateway.wait_phase("web", "running")
+    gateway.write("web", bad(port))
+    wait_until(lambda: "rolled_back" in kinds(gateway, "web"), timeout=20, what="the rollback")
+    web = gateway.wait_phase("web", "running")
+    assert answers(port) and "http.server" in cmdline(web["pid"])
+    assert "escalated" not in kinds(gateway, "web")
+
+
+def test_a_broken_file_across_a_restart_runs_the_version_that_was_running_on_probation(gateway: Gateway):
+    """A good edit (still on its probation), then a broken file and a gateway restart: the edit
+    runs again, not the older last good version."""
+    port = free_port()
+    gateway.write("web", good(port))
+    gateway.start()
+    healthy_and_good(gateway, "web")
+    gateway.write("web", good(port, NEW, probation="60s"))
+    gateway.wait_for(lambda s: s["web"]["phase"] == "running" and "--directory" in cmdline(s["web"]["pid"]),
+                     timeout=20, what="the edit running")
+    time.sleep(0.5)  # its first answer is recorded
+    assert gateway.stop() == 0
+    (gateway.config_dir / "web.toml").write_text(good(port, NEW) + "<<<<<<< HEAD\n")  # a merge conflict
+    gateway.start()
+    web = gateway.wait_phase("web", "running")
+    assert "--directory" in cmdline(web["pid"]), "the older last good version runs, not the one that was running"
+
+
 @pytest.mark.alone  # how long the stop took
 def test_a_deleted_server_stops_with_its_own_timeout(gateway: Gateway, tmp_path: Path):
     script = tmp_path / "stubborn.py"

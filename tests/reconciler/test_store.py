@@ -82,12 +82,17 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
         {"op": "host", "cpu_percent": 12.5, "mem_percent": 40.0, "disk_percent": 70.0, "disk_free_bytes": 2**35,
          "battery_percent": 55.0, "on_ac": False, "internet_ok": True, "at": at},
         {"op": "good", "name": "blog", "spec": spec, "hash": "h1", "at": at},
-        {"op": "rollout_failed", "name": "blog", "hash": "h9", "why": "exited with code 2", "at": at},
+        {"op": "answered", "name": "blog", "spec": {**spec, "port": 1}, "hash": "h5", "at": at},
+        {"op": "rollout_failed", "name": "blog", "hash": "h9", "why": "exited with code 2", "at": at,
+         "facts": {"exit": {"code": 2, "signal": None, "by": "itself"}}},
         {"op": "good", "name": "api", "spec": spec, "hash": "h3", "at": at},
         {"op": "rollout_failed", "name": "api", "hash": "h4", "why": "x", "at": at},
         {"op": "rollout_clear", "name": "api", "at": at},
         {"op": "good", "name": "gone", "spec": spec, "hash": "h2", "at": at},
         {"op": "rollout_forget", "name": "gone", "at": at},
+        {"op": "incident", "id": "0b5d1f0e-4a4f-4b7e-9a57-3c1d7c8e2f10", "server": "blog", "cause": "down",
+         "text": "keeps crashing", "opened_at": at, "told_at": at, "reminded_at": None, "reminders": 0,
+         "resolved_at": None, "resolved_told": False},
     ]
     assert {op["op"] for op in ops} == KINDS
     ops = json.loads(json.dumps(ops))  # ops are plain JSON: what the journal stores
@@ -96,7 +101,12 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
 
     assert [(r["name"], r["good_hash"], r["failed_hash"], r["failed_reason"]) for r in await store.load_rollouts()] == [
         ("api", "h3", None, None), ("blog", "h1", "h9", "exited with code 2")]
+    blog = (await store.load_rollouts())[1]
+    assert (blog["answered_hash"], blog["answered_spec"]["port"]) == ("h5", 1)
+    assert blog["failed_facts"] == {"exit": {"code": 2, "signal": None, "by": "itself"}}
     assert await store.load_applied_specs() == {"blog": spec}
+    [incident] = await store.load_open_incidents()
+    assert (incident["server"], incident["cause"], incident["told_at"]) == ("blog", "down", T0)
     states = await store.load_states()
     assert set(states) == {"blog"}
     row = states["blog"]

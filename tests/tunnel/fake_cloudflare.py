@@ -4,8 +4,8 @@ result_info.total_pages) and error codes (10000 authentication, 9109 unauthorize
 requested resource, 81053 record exists, 7003 bad identifier).
 
 What it serves: GET /user/tokens/verify; GET /accounts; GET /zones (?name=, ?account.id=);
-GET/POST/PATCH/DELETE /zones/{z}/dns_records; GET/POST /accounts/{a}/cfd_tunnel and GET
-.../cfd_tunnel/{id}/token; GET/POST /accounts/{a}/alerting/v3/policies and POST
+GET/POST/PATCH/DELETE /zones/{z}/dns_records; GET/POST /accounts/{a}/cfd_tunnel, GET .../cfd_tunnel/{id}
+(with `conns_active_at` / `conns_inactive_at`, set by `connector`) and GET .../cfd_tunnel/{id}/token; GET/POST /accounts/{a}/alerting/v3/policies and POST
 .../alerting/v3/destinations/webhooks.
 
 Tokens carry permissions: `tokens = {"tok789": {"zone", "dns", "tunnel", "notify"}}`; a call the
@@ -135,8 +135,15 @@ class FakeCloudflare:
         tid = str(uuid.uuid4())
         self.tunnels[tid] = {"id": tid, "account_id": account_id, "name": name, "config_src": "local",
                              "secret": base64.b64encode(uuid.uuid4().bytes * 2).decode(), "deleted_at": None,
-                             "status": "inactive", "created_at": "2026-11-24T10:00:00Z"}
+                             "status": "inactive", "created_at": "2026-11-24T10:00:00Z",
+                             "conns_active_at": None, "conns_inactive_at": None}
         return tid
+
+    def connector(self, tid: str, up: bool, since: str) -> None:
+        """The edge's view of the tunnel's connector, as Cloudflare reports it: when connected,
+        `conns_active_at` is set and `conns_inactive_at` null; when not, the other way round."""
+        self.tunnels[tid].update(status="healthy" if up else "down", conns_active_at=since if up else None,
+                                 conns_inactive_at=None if up else since)
 
     # --- answering -----------------------------------------------------------------------------
     @staticmethod
@@ -232,6 +239,8 @@ class FakeCloudflare:
             tunnel["credentials_file"] = {"AccountTag": account, "TunnelID": tid, "TunnelName": body["name"],
                                           "TunnelSecret": body["tunnel_secret"]}
             return 200, tunnel, None
+        if len(parts) == 4 and method == "GET" and parts[3] in self.tunnels:  # one tunnel, with its connections
+            return 200, self._tunnel(self.tunnels[parts[3]]), None
         if len(parts) == 5 and parts[4] == "token" and parts[3] in self.tunnels:
             t = self.tunnels[parts[3]]
             token = {"a": account, "t": t["id"], "s": t["secret"]}

@@ -47,8 +47,18 @@ def test_the_card_says_the_change_was_not_applied_and_retry_tries_it_again(rolle
     assert "Your change was not applied: it stopped with an error (exit code 2)" in page
     assert "The previous version is running." in page and "Retry my change" in page
     assert 'href="/servers/web/edit"' in page
+    # its settings as in force: the version that runs, not the file's rejected one
+    detail = http.get("/servers/web").text
+    settings = detail[detail.index("Its settings, as in force"):]
+    assert "data-not-the-file" in settings and "http.server" in settings and "TOKEN" not in settings
     done = http.post("/servers/web/control", data={"verb": "retry", "csrf": http.csrf, "back": "/"})  # type: ignore[attr-defined]
     assert done.status_code in (200, 303)
+    # the answer comes once the loop acted (it waited for the whole try before): the card shows it under way
+    card = http.get("/").text
+    card = card[card.index('id="srv-web"'):]
+    card = card[:card.index("</article>")]
+    assert "Your change was not applied" not in card
+    assert any(w in card for w in ("Stopping…", "Starting…", "Trying your change")), card
     wait_until(lambda: kinds(rolled_back, "web").count("rolled_back") == 2, timeout=20, what="tried again")
     http.close()
 

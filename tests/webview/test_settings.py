@@ -190,6 +190,12 @@ def test_backup_download_and_restore(gw: Gateway, http: httpx.Client, tmp_path: 
     files = {"file": ("b.tar.gz", archive.read_bytes(), "application/gzip")}
     r = http.post("/settings/backups/restore", data={"csrf": http.csrf}, files=files)  # type: ignore[attr-defined]
     assert r.status_code == 422 and "Nothing was restored" in r.text
+    junk = {"file": ("notes.tar.gz", b"my shopping list, not a backup", "application/gzip")}
+    r = http.post("/settings/backups/restore", data={"csrf": http.csrf, "confirm": "yes"},  # type: ignore[attr-defined]
+                  files=junk)
+    # in words, naming the file the owner chose (not Python's "ReadError('not a gzip file') - method bz2 ...")
+    assert r.status_code == 422 and "Nothing was restored: notes.tar.gz: this is not a gateway backup" in r.text
+    assert "ReadError" not in r.text and "restore-" not in r.text
     r = http.post("/settings/backups/restore", data={"csrf": http.csrf, "confirm": "yes"},  # type: ignore[attr-defined]
                   files=files)
     assert r.status_code == 303, r.text

@@ -196,6 +196,56 @@ def test_output_shows_live_then_the_verdict_then_save(web: Gateway, browser: Bro
     web.wait_for(lambda s: name not in s, 20, f"{name} removed")
 
 
+BOT = """\
+import time
+print("logged in as omen-bot; waiting for messages", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width,height", [(390, 844), (1280, 800)])
+def test_a_bot_is_added_by_following_the_form(web: Gateway, browser: Browser, tmp_path: Path,  # noqa: F811
+                                              width: int, height: int) -> None:
+    """A program without a web page: its own kind presets no port and "it keeps running" as its
+    check, so "Try it first" passes once it has kept running, and it is saved and runs (the
+    Python kind presets a port check, which such a program never answers: 30 s, then a failure)."""
+    (tmp_path / "bot.py").write_text(BOT)
+    name = f"bot-{width}"
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    base = url_of(web)
+    sign_in(page, base)
+    page.goto(base + "/new")
+    page.get_by_role("link", name="Bot or worker (no web page)").click()
+    expect(page.locator("[data-start-help]")).to_contain_text("no port")
+    expect(page.locator("input[name=port]")).to_have_value("")
+    expect(page.locator("select[name=health_type]")).to_have_value("running")
+    page.locator("input[name=name]").fill(name)
+    page.locator("input[name=command]").fill("python bot.py")
+    page.locator("input[name=cwd]").fill(str(tmp_path))
+    page.get_by_role("button", name="Try it first").click()
+    box = page.locator("[data-tried]")
+    expect(box).to_contain_text("it must keep running for 5 s")
+    expect(box.locator("[data-try-lines]")).to_contain_text("logged in as omen-bot")
+    expect(box).to_contain_text("It works: kept running for 5 s (that is its check)",
+                                timeout=20_000)
+    no_horizontal_scroll(page)
+    page.screenshot(path=str(artifacts() / f"try-bot-{width}.png"), full_page=True)
+    page.get_by_role("button", name="Save and start").click()
+    expect(page).to_have_url(re.compile(rf"/servers/{name}$|/$"))
+    saved = (web.config_dir / f"{name}.toml").read_text()
+    assert "port" not in saved and 'type = "running"' in saved
+    web.wait_for(lambda s: s.get(name, {}).get("phase") == "running", 30, f"{name} running")
+    page.goto(base + f"/servers/{name}")
+    expect(page.locator(f"#srv-{name} [data-status]")).to_contain_text("Running")
+    page.screenshot(path=str(artifacts() / f"bot-card-{width}.png"), full_page=True)
+    context.close()
+    (web.config_dir / f"{name}.toml").unlink()
+    web.wait_for(lambda s: name not in s, 20, f"{name} removed")
+
+
 @pytest.mark.browser
 def test_a_bad_candidate_says_its_last_line_and_a_form_mistake_shows_the_form(web: Gateway,
                                                                              browser: Browser) -> None:  # noqa: F811

@@ -92,3 +92,20 @@ def test_users_page_add_remove_password_and_sign_out_everywhere(gateway: Gateway
     finally:
         ada.close()
         ada_phone.close()
+
+
+def test_a_person_s_name_is_a_user_name() -> None:
+    """"Ada Lovelace" was refused as "Your name" (letters, digits and . _ @ + - only)."""
+    from webview.users import UserError, check_name, normal_name
+
+    for name in ("Ada Lovelace", "ada", "José Núñez", "李雷", "Seán O'Brien", "ada.l@example.com", "x" * 128):
+        assert check_name(name) == name
+    assert normal_name("  Ada \t  Lovelace\n") == "Ada Lovelace"
+    assert normal_name("Jose\u0301") == "José"  # one way to write each name (NFC)
+    for bad in ("", " ada", "a/b", "-ada", "a\nb", "ada  lovelace", "x" * 129, "a:b", "<ada>"):
+        try:
+            check_name(bad)
+        except UserError as exc:
+            assert "is not a user name" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} was taken as a user name")

@@ -49,8 +49,11 @@
       if (!fresh) return;
       const old = document.getElementById(fresh.id);
       const cards = document.querySelector("#servers .cards");
-      if (old) old.replaceWith(fresh);
-      else if (cards && !location.search) cards.appendChild(fresh);  // a new server: shown at once
+      // the same card as shown (a stream that connects sends every card): keep the page's own,
+      // whose figures are as fresh as the page; a cached copy's would go back in time
+      if (old && old.dataset.v && old.dataset.v === fresh.dataset.v) return;
+      if (old) { old.replaceWith(fresh); tick(); }
+      else if (cards && !location.search) { cards.appendChild(fresh); tick(); }  // a new server: shown at once
       else if (document.getElementById("servers") && hint) hint.textContent = "New server " + fresh.dataset.name + ": reload to see it.";
     });
     source.addEventListener("gone", function (ev) {
@@ -68,6 +71,15 @@
         att.textContent = d.attention ? d.attention + (d.attention === 1 ? " needs" : " need") + " attention: " +
           d.attention_names.join(", ") : "Nothing needs your attention.";
         att.classList.toggle("none", !d.attention);
+      }
+      if (d.host) {
+        ["cpu", "mem", "disk", "internet", "battery"].forEach(function (key) {
+          const el = document.querySelector('[data-host="' + key + '"]');
+          if (!el) return;
+          el.textContent = d.host[key] || "";
+          el.hidden = !d.host[key];
+          if (key === "internet") { el.classList.toggle("ok", !!d.host.internet_ok); el.classList.toggle("bad", !d.host.internet_ok); }
+        });
       }
       Object.keys(d.servers).forEach(function (name) {
         const c = document.getElementById("srv-" + name);

@@ -1,0 +1,85 @@
+"""The alert dispatcher (ops/notify.py) wired into a running daemon: each server's truth read
+from the runtime, the polled conditions (disk, database), and the record of every message sent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.ops import live_section
+from reconciler.ops.incidents import Incident, Truth, assess
+from reconciler.ops.notify import Alert, Dispatcher, NotifySettings, Record, Sent, TruthOf, parse_settings
+
+DATABASE_AFTER = 30.0  # seconds unreachable before it alerts
+
+
+INSERT = ("INSERT INTO alerts (kinds, servers, title, body, targets, ok, error) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+
+
+def recorder(pool: Any, targets: Callable[[], int]) -> Record:
+    async def record(sent: Sent) -> None:
+        async with pool.connection(timeout=5) as conn:
+            await conn.execute(INSERT, (sorted({a.kind for a in sent.alerts}),
+                                        sorted({a.server or "gateway" for a in sent.alerts}),
+                                        sent.title, sent.body, targets(), sent.ok, sent.error))
+    return record
+
+
+def watcher(rt: Any, sink: Any, settings: Callable[[], NotifySettings]) -> Callable[[], list[Alert]]:
+    """Polled conditions: disk use from the sampler's host figures, database unreachable."""
+    state = {"disk": False, "db": False}
+
+    def check() -> list[Alert]:
+        out = []
+        disk = (rt.host or {}).get("disk_percent")
+        full = disk is not None and disk >= settings().disk_percent
+        if full and not state["disk"]:
+            out.append(Alert("disk", None, f"the data folder's disk is {disk:.0f}% full", "note"))
+        state["disk"] = full
+        since = sink.unreachable_since if sink is not None else None  # a property of Sink
+        down = since is not None and (time.time() - since.timestamp()) > DATABASE_AFTER
+        if down and not state["db"]:
+            out.append(Alert("database", None, f"PostgreSQL unreachable since {since:%H:%M:%S}; events wait "
+                                               "in the journal"))
+        elif state["db"] and not down:
+            out.append(Alert("database", None, "PostgreSQL is reachable again", "resolved"))
+        state["db"] = down
+        return out
+
+    return check
+
+
+def server_truth(rt: Any, specs: Callable[[], Any], settings: Callable[[], NotifySettings],
+                 skip: frozenset[str] = frozenset()) -> TruthOf:
+    """A server's truth from the runtime: its state, its spec, whether the owner stopped it."""
+    def truth(name: str) -> Truth | None:
+        if name in skip:  # the tunnel's connector: "tunnel offline" speaks for it
+            return Truth(None, False, watched=False)
+        watched = rt.intents.get(name) != "stop"
+        return assess(rt.state(name), specs().get(name), watched, settings().health_after)
+    return truth
+
+
+def start(daemon: Any) -> Dispatcher:
+    """Wire a dispatcher into a running daemon: observe its events, read `[notify]` live."""
+    from reconciler.tunnel.connector import RESERVED
+
+    settings = live_section(daemon, "notify", parse_settings, NotifySettings,
+                            "alerts use the defaults and no URLs until fixed")
+    rt = daemon.rt
+
+    def specs() -> Any:
+        result = daemon.reconciler.result
+        return result.specs if result is not None else {}
+
+    async def load() -> list[Incident]:
+        return [Incident.from_row(r) for r in await daemon.store.load_open_incidents()]
+
+    dispatcher = Dispatcher(settings, recorder(daemon.store.pool, lambda: len(settings().urls)),
+                            watcher(rt, daemon.sink, settings),
+                            server_truth=server_truth(rt, specs, settings, frozenset({RESERVED})),
+                            put=rt.put, load=load, names=lambda: list(rt.states))
+    rt.subscribe(dispatcher.observe)
+    daemon.notifier = dispatcher
+    return dispatcher
