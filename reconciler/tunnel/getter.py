@@ -98,8 +98,9 @@ async def install(rt: Any, data_dir: Path, release: Release | None, actor: str, 
         keep = (f"cloudflared {before} stays in use" if before else
                 "the gateway tries again by itself (in a minute, then less often)")
         words = f"cloudflared was not installed: {exc}; {keep}."
+        if words != got.said or actor != "gateway":  # the gateway's own retries say a new reason once
+            rt.event(EventKind.CLOUDFLARED_FAILED, RESERVED, words, actor=actor, detail={"error": str(exc)})
         got.said, got.ok = words, False
-        rt.event(EventKind.CLOUDFLARED_FAILED, RESERVED, words, actor=actor, detail={"error": str(exc)})
         return False, words
     finally:
         got.busy = None
@@ -156,5 +157,5 @@ async def cloudflared_forever(daemon: Daemon) -> None:
                 got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
             continue
         due = started + FIRST_CHECK if got.checked_at is None else got.checked_at + CHECK_EVERY
-        if plan.executable is not None and now >= due and not got.busy:
+        if plan.executable is not None and not plan.settings.cloudflared and now >= due and not got.busy:
             await look_for_newer(rt, data_dir)
