@@ -159,6 +159,30 @@ async def test_a_graceful_stop_reaches_the_server_on_its_own_console(tmp_path) -
             child.kill()
 
 
+@on_windows
+async def test_a_program_that_ignores_ctrl_c_is_closed_by_its_window(tmp_path) -> None:
+    """NSSM's second step: still running after the console event, it is sent WM_CLOSE, and a
+    program with a window ends its own way, long before the kill."""
+    import asyncio
+
+    from reconciler.children import Child
+    from tests.fix_children import program
+
+    log = tmp_path / "window.log"
+    child = await Child.spawn(program("window_app"), log_path=log)
+    try:
+        for _ in range(300):
+            if "window ready" in log.read_text(encoding="utf-8", errors="replace"):
+                break
+            await asyncio.sleep(0.05)
+        result = await child.stop("TERM", timeout=30)
+        assert not result.escalated and result.exit.code == 0, result
+        assert "closed by WM_CLOSE" in log.read_text(encoding="utf-8", errors="replace")
+    finally:
+        if child.is_alive():
+            child.kill()
+
+
 def test_a_server_ended_by_ctrl_c_is_said_so() -> None:
     from reconciler.children import ExitStatus
 
