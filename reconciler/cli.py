@@ -309,7 +309,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"gateway check: {folder} is not a folder", file=sys.stderr)
         return 2
     result = load_dir(folder)
-    errors = [*result.errors, *tunnel_cli.domain_errors(result, folder)]  # [tunnel] and every [domain] too
+    data_dir = default_data_dir(getattr(args, "data_dir", None))
+    errors = [*result.errors, *tunnel_cli.domain_errors(result, folder, data_dir)]  # [tunnel], every [domain] too
     for err in sorted(errors, key=lambda e: (e.path, e.line or 0, e.column or 0, e.key or "")):
         print(err)
     print(f"{len(result.specs)} servers ok, {len(errors)} errors in {folder}")

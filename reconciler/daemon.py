@@ -37,6 +37,7 @@ from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
 from reconciler.tunnel import with_tunnel
 from reconciler.tunnel.dns_task import dns_forever
+from reconciler.tunnel.getter import cloudflared_forever
 from reconciler.watch import watch_folder
 
 log = logging.getLogger("gateway")
@@ -142,6 +143,7 @@ class Daemon:
             asyncio.create_task(dark_forever(self, started, recovered_from(settings.data_dir) is not None, adopted),
                                 name="dark"),  # the hours it was off or asleep (reconciler/dark.py)
             asyncio.create_task(dns_forever(self), name="dns"),
+            asyncio.create_task(cloudflared_forever(self), name="cloudflared"),  # fetched and kept up to date
             asyncio.create_task(resume_forever(self), name="resume"),  # sleep / freeze (reconciler/resume.py)
             asyncio.create_task(power_forever(self), name="power"),  # battery, power plan (reconciler/power.py)
         ]

@@ -45,6 +45,8 @@ class EventKind(StrEnum):
     TUNNEL_OFFLINE = "tunnel_offline"  # the connector is not ready (no edge connection)
     TUNNEL_ONLINE = "tunnel_online"
     TUNNEL_WAITING = "tunnel_waiting"  # offline because the internet is: held back, retried when it is back
+    CLOUDFLARED_INSTALLED = "cloudflared_installed"  # the gateway fetched, checked and installed cloudflared
+    CLOUDFLARED_FAILED = "cloudflared_failed"  # a fetch or an update did not work; the previous one stays
     DNS_SYNCED = "dns_synced"
     DNS_FAILED = "dns_failed"
     DNS_UNAVAILABLE = "dns_unavailable"
@@ -74,7 +76,7 @@ class EventKind(StrEnum):
 K = EventKind
 _WARNINGS = frozenset({
     K.ERROR, K.ESCALATED, K.STOP_ESCALATED, K.HEALTH_FAILED, K.NOT_ADOPTED, K.INTERNAL_ERROR,
-    K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED,
+    K.CONFIG_ERROR, K.DATABASE_EXITED, K.TUNNEL_UNAVAILABLE, K.TUNNEL_OFFLINE, K.DNS_FAILED, K.CLOUDFLARED_FAILED,
     K.SYNC_FAILED, K.BACKUP_FAILED, K.GATEWAY_RECOVERED, K.ROLLED_BACK, K.BATTERY_LOW, K.POWER_SETTINGS,
     K.SIGN_IN_LOCKED,
 })

@@ -179,20 +179,25 @@ class Reconciler:
 
     # --- operator commands ----------------------------------------------------------------
     def select(self, names: Iterable[str] = (), group: str | None = None, everything: bool = False) -> list[str]:
+        """The servers a command names; "all" and a group never include the gateway's own parts
+        (the tunnel): only a command that names one touches it."""
         specs = self.result.specs if self.result else {}
+        own = self.rt.own_parts
         if everything:
-            return sorted(specs)
+            return sorted(n for n in specs if n not in own)
         if group is not None:
-            return sorted(n for n, s in specs.items() if s.group == group)
+            return sorted(n for n, s in specs.items() if s.group == group and n not in own)
         return list(names)
 
     def control(self, verb: str, names: list[str], actor: str) -> None:
         """Record an operator intent (kept in PostgreSQL) and wake the loop."""
         rt = self.rt
         for name in names:
+            own = rt.own_parts.get(name)
             if verb in ("stop", "kill"):
                 rt.intents[name] = "stop"
-                rt.put({"op": "intent", "name": name, "intent": "stop", "actor": actor})
+                if own is None:  # an own part's stop lasts until the gateway restarts
+                    rt.put({"op": "intent", "name": name, "intent": "stop", "actor": actor})
                 if verb == "kill":
                     rt.update(name, kill_requested=True)
                     child = rt.children.get(name)
@@ -205,6 +210,10 @@ class Reconciler:
                     rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})
                 state = rt.state(name)
                 if verb == "restart" and state.phase in ALIVE:
+                    if own is not None:
+                        rt.event(EventKind.INTENT, name, f"{verb} requested", actor=actor)
+                        own.restart(actor)  # without a gap (the tunnel: a second connector first)
+                        continue
                     rt.update(name, restart_requested=True, restart_by_owner=actor.startswith("operator"))
                 if state.phase in (P.BACKOFF, P.ERROR):
                     rt.update(name, next_try_at=None)  # an operator start means now
@@ -230,7 +239,9 @@ class Reconciler:
             self.rt.event(EventKind.GATEWAY_STOPPING, None, "leaving servers running for the next gateway")
             return
         specs = self.result.specs if self.result else {}
-        for layer in _stop_layers(specs, [n for n, s in self.rt.states.items() if s.phase in ALIVE]):
+        await self._stop_own_parts(specs, timeout_cap)
+        alive = [n for n, s in self.rt.states.items() if s.phase in ALIVE and n not in self.rt.own_parts]
+        for layer in _stop_layers(specs, alive):
             for name in layer:
                 state = self.rt.state(name)
                 if state.phase in (P.STARTING, P.RUNNING):
@@ -240,6 +251,26 @@ class Reconciler:
                         timeout = min(timeout, timeout_cap)
                     await act(self.rt, Stop(name, Reason.SHUTDOWN, signal, timeout))
             await self.rt.wait_until(self._all_stopped(layer), 60.0)
+
+
+    async def _stop_own_parts(self, specs: Mapping[str, Any], timeout_cap: float | None) -> None:
+        """The gateway's own parts go first, each within its `stop_within` (the tunnel: the
+        edge sends it nothing new from the first signal; requests under way get those seconds),
+        so that a stop fits the few seconds an OS gives at shutdown or log-off."""
+        work: list[Awaitable[Any]] = []
+        for name, own in self.rt.own_parts.items():
+            cap = own.stop_within if timeout_cap is None else min(own.stop_within, timeout_cap)
+            if own.shutdown is not None:
+                work.append(own.shutdown(cap))
+            elif self.rt.state(name).phase in (P.STARTING, P.RUNNING):
+                spec = specs.get(name)
+                signal, timeout = (spec.stop.signal, spec.stop.timeout) if spec else ("TERM", cap)
+                work.append(act(self.rt, Stop(name, Reason.SHUTDOWN, signal, min(timeout, cap))))
+        if work:
+            await asyncio.gather(*work, return_exceptions=True)
+            names = list(self.rt.own_parts)
+            await self.rt.wait_until(self._all_stopped(names), max(o.stop_within for o in self.rt.own_parts.values())
+                                     + 2.0)
 
 
 def _stop_layers(specs: Mapping[str, Any], alive: list[str]) -> list[list[str]]:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from webview import auth, users
 from webview.control import ControlError
+from webview.doors import is_tunnel
 from webview.control import control as shared_control
 from webview.views import server_view, status_view
 
@@ -64,7 +65,8 @@ async def control(request: Request) -> JSONResponse:
     try:
         names = await shared_control(
             daemon, str(verb), body.get("names") or [], body.get("group"), bool(body.get("all")),
-            actor=f"operator:{body.get('actor') or 'cli'}", wait=float(body.get("wait", 0) or 0))
+            actor=f"operator:{body.get('actor') or 'cli'}", wait=float(body.get("wait", 0) or 0),
+            remote=is_tunnel(request))
     except ControlError as exc:
         return _error(exc.status, str(exc))
     return JSONResponse({"verb": verb, "servers": [server_view(daemon, n) for n in names]})

@@ -10,6 +10,10 @@ POST /cloudflare/connect: token -> (account / existing tunnel to pick, when ther
 -> `reconciler.tunnel.connect.connect`; errors in words, Cloudflare's codes in "details".
 POST /cloudflare/alarm: the outside alarm (Cloudflare's tunnel health notification) by email
 or to an https webhook, with the token the gateway keeps.
+POST /cloudflare/update: get the newest official cloudflared now (checked against Cloudflare's
+published checksum); the tunnel moves to it through the two-connector handover, no gap.
+Connecting another token changes the tunnel itself, so it is offered at the laptop only: the
+tunnel door would cut the very connection the request came through.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from reconciler.tunnel.connect import (
 )
 from reconciler.tunnel.hook import plan_of
 from reconciler.tunnel.status import public_url, tunnel_view
+from webview.doors import is_tunnel
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
 
@@ -51,10 +56,23 @@ def _api_url(request: Request) -> str:
 
 
 def _cloudflared(request: Request) -> str | None:
-    plan = plan_of(daemon_of(request).rt)
+    daemon = daemon_of(request)
+    plan = plan_of(daemon.rt)
     configured = plan.settings.cloudflared if plan is not None and plan.settings is not None else None
-    found = locate.find(configured)
+    found = locate.find(configured, data_dir=daemon.settings.data_dir)
     return str(found) if found else None
+
+
+def _getting(request: Request) -> dict[str, Any]:
+    """What the gateway does about cloudflared: the version in use, a newer one offered, what
+    it is doing, and how the last try went (in words)."""
+    from reconciler.tunnel.getter import getter_of, offered
+
+    daemon = daemon_of(request)
+    got = getter_of(daemon.rt)
+    offer = offered(daemon.rt, daemon.settings.data_dir)
+    return {"version": got.version, "offer": offer.version if offer else None, "busy": got.busy,
+            "said": got.said, "ok": got.ok}
 
 
 def model(request: Request) -> dict[str, Any]:
@@ -73,7 +91,9 @@ def model(request: Request) -> dict[str, Any]:
 
     return {
         "connected": connected, "summary": summary, "view": view, "routes": routes, "errors": errors,
-        "cloudflared": _cloudflared(request), "windows": current().name == "windows", "winget": WINGET,
+        "cloudflared": _cloudflared(request), "getting": _getting(request), "remote": is_tunnel(request),
+        "configured_path": plan.settings.cloudflared if connected and plan and plan.settings else None,
+        "windows": current().name == "windows", "winget": WINGET,
         "install": locate.INSTALL, "template_url": template_url(), "permissions": [p[2] for p in PERMISSIONS],
         "tunnel_id": plan.settings.id if connected and plan and plan.settings else None,
     }
@@ -88,7 +108,7 @@ async def page(request: Request) -> Response:
 async def state(request: Request) -> Response:
     """For the page's script: is cloudflared there now, and the tunnel's state."""
     return JSONResponse({"cloudflared": _cloudflared(request), "state": tunnel_view(daemon_of(request).rt)["state"],
-                         "at": time.time()})
+                         "said": _getting(request)["said"] or "", "at": time.time()})
 
 
 @login_required
@@ -99,6 +119,9 @@ async def zones(request: Request) -> Response:
 
 async def connect_post(request: Request) -> Response:
     _, form = await guard_post(request)
+    if is_tunnel(request):
+        return _again(request, "Connect another Cloudflare token on the laptop itself: this page reaches you through "
+                               "the tunnel that connecting would replace.", status=403)
     token = str(form.get("token", "")).strip()
     account = str(form.get("account", "")).strip() or None
     choice = str(form.get("tunnel", "")).strip()  # "" (not asked yet), "new", or an existing tunnel's id
@@ -160,8 +183,27 @@ async def alarm_post(request: Request) -> Response:
     return redirect(request, "/cloudflare", said)
 
 
-def _again(request: Request, error: str, detail: str | None = None) -> Response:
-    return render(request, "cloudflare.html", status=422, **model(request), step="token", error=error, detail=detail)
+async def update_post(request: Request) -> Response:
+    """Get the newest official cloudflared now (or the version offered); the tunnel moves to
+    it without a gap. A download that fails or does not match changes nothing, in words."""
+    from reconciler.tunnel.getter import install
+
+    user, _ = await guard_post(request)
+    daemon = daemon_of(request)
+    plan = plan_of(daemon.rt)
+    if plan is None or plan.settings is None:
+        return _again(request, "Connect Cloudflare first (below): cloudflared runs the tunnel it makes.")
+    if plan.settings.cloudflared:
+        return _again(request, "The cloudflared in use is the one set in gateway.toml (tunnel.cloudflared): update "
+                               "that one yourself, or remove the setting and the gateway keeps its own up to date.")
+    _, said = await install(daemon.rt, daemon.settings.data_dir, None, f"operator:web:{user}",  # asks again
+                            daemon.reconciler.mark_config_dirty)
+    return redirect(request, "/cloudflare", said)
+
+
+def _again(request: Request, error: str, detail: str | None = None, status: int = 422) -> Response:
+    return render(request, "cloudflare.html", status=status, **model(request), step="token", error=error,
+                  detail=detail)
 
 
 routes = [
@@ -170,4 +212,5 @@ routes = [
     Route("/cloudflare/zones.json", zones),
     Route("/cloudflare/connect", connect_post, methods=["POST"]),
     Route("/cloudflare/alarm", alarm_post, methods=["POST"]),
+    Route("/cloudflare/update", update_post, methods=["POST"]),
 ]

@@ -28,13 +28,22 @@ def known_names(daemon: Gateway) -> set[str]:
     return set(rec.result.specs if rec.result else ()) | set(daemon.rt.states)
 
 
+CUTS = ("stop", "kill", "restart")  # what a request through the tunnel may not do to the tunnel itself
+
+
 async def control(daemon: Gateway, verb: str, names: list[str], group: str | None, everything: bool,
-                  actor: str, wait: float) -> list[str]:
-    """Apply `verb` to the selected servers; return their names once settled (or `wait` s)."""
+                  actor: str, wait: float, remote: bool = False) -> list[str]:
+    """Apply `verb` to the selected servers; return their names once settled (or `wait` s).
+    `remote`: the request came through the tunnel door, which may not stop or restart the
+    gateway's own parts (the tunnel carries that very request)."""
     if verb not in VERBS:
         raise ControlError(400, f"verb must be one of {', '.join(VERBS)}")
     rec = daemon.reconciler
     selected = rec.select(names, group, everything)
+    own = [n for n in selected if n in daemon.rt.own_parts]
+    if remote and verb in CUTS and own:
+        raise ControlError(403, f"{', '.join(own)} carries this page to you over the internet: it can be stopped or "
+                                "restarted only on the laptop itself (from here, that would cut you off)")
     unknown = [n for n in selected if n not in known_names(daemon)]
     if unknown:
         raise ControlError(404, f"no server named {', '.join(unknown)}")

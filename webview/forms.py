@@ -22,6 +22,7 @@ from reconciler.events import EventKind
 from reconciler.fsutil import NotRegularFile, read_regular
 from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
+from reconciler.tunnel.connector import domain_problems
 from webview import trying
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
 from webview.pages import NAME_RE, known
@@ -264,6 +265,11 @@ async def save(request: Request) -> Response | trying.LiveTry:
     specs = daemon.reconciler.result.specs if daemon.reconciler.result else {}
     spec = validate(name if path is not None else "x", data, specs, errors)
     await asyncio.to_thread(check_world, data, daemon.settings.config_dir, errors)
+    if spec is not None and spec.domain is not None and "domain" not in errors and daemon.reconciler.result:
+        problems = await asyncio.to_thread(domain_problems, daemon.reconciler.result, daemon.settings.config_dir,
+                                           daemon.settings.data_dir, dict(daemon.rt.ports), spec)
+        if problems:  # the tunnel would refuse it: said before it is saved, not after
+            errors["domain"] = "; ".join(problems)
     if errors or spec is None or path is None:
         return _page(request, form, errors, adding, status=422, start=start)
     if raw.get("action") == "try":  # nothing is saved: webview/trying.py

@@ -32,6 +32,8 @@ class Loaded(Protocol):
 
     def control(self, verb: str, names: list[str], actor: str) -> None: ...
 
+    def mark_config_dirty(self) -> None: ...  # reload the folder (e.g. a new cloudflared is there)
+
 
 class Gateway(Protocol):
     settings: Settings

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.fsutil import server_log
 from reconciler.spec import NAME_PATTERN
 from webview.availability import availability_words
+from webview.doors import door_of
 from webview.render import daemon_of, fragment
 from webview.views import gateway_view, server_names, server_view
 from webview.words import server_words
@@ -149,23 +150,27 @@ async def overview_model(request: Request) -> dict[str, Any]:
         "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
         "counts": counts(servers), "problems": config_problems(daemon),
         "attention": [s["name"] for s in sorted(servers, key=_order) if s["w"]["attention"]],
+        # "Stop all" names what it stops: every server but the gateway's own parts (the tunnel)
+        "stoppable": [s["name"] for s in servers if not s["own"] and s["phase"] in ("starting", "running")],
+        "own_names": [s["name"] for s in servers if s["own"]],
     }
 
 
-_cards: dict[tuple[str | None, str | None], tuple[Any, int, dict[str, Any], str]] = {}
+_cards: dict[tuple[str | None, str | None, str], tuple[Any, int, dict[str, Any], str]] = {}
 
 
 async def overview_cached(request: Request) -> tuple[dict[str, Any], str]:
     """The overview's model and its cards' HTML, rendered at most once per state change and
     second (uptimes tick), whoever asks: 100 cards take milliseconds to render."""
     daemon = daemon_of(request)
-    key = (request.query_params.get("group") or None, request.query_params.get("tag") or None)
+    door = door_of(request.scope)  # the tunnel door's cards offer no way to cut the tunnel
+    key = (request.query_params.get("group") or None, request.query_params.get("tag") or None, door)
     changed, second = daemon.rt.changed, int(time.monotonic())
     hit = _cards.get(key)
     if hit is not None and hit[0] is changed and hit[1] == second:
         return hit[2], hit[3]
     model = await overview_model(request)
-    html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT)
+    html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT, door=door)
     if len(_cards) > 100:
         _cards.clear()
     _cards[key] = (changed, second, model, html)

@@ -22,6 +22,7 @@ from reconciler.spec import NAME_PATTERN, ServerSpec
 from reconciler.state import Desired
 from webview import charts
 from webview.control import ControlError, control
+from webview.doors import is_tunnel
 from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
 from webview.render import daemon_of, login_required, redirect, render
 from webview.security import guard_post
@@ -141,7 +142,7 @@ async def control_post(request: Request) -> Response:
     back = back if back.startswith("/") and not back.startswith("//") else "/"
     try:
         done = await control(daemon_of(request), verb, names, group, form.get("all") == "1",
-                             actor=f"operator:web:{user}", wait=CONTROL_WAIT)
+                             actor=f"operator:web:{user}", wait=CONTROL_WAIT, remote=is_tunnel(request))
     except ControlError as exc:
         if wants_json(request):
             return JSONResponse({"error": str(exc)}, status_code=exc.status)

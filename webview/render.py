@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from webview import auth, cookies
+from webview.doors import door_of
 from webview.words import duration
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     context.setdefault("flash", flash)
     html = env.get_template(template).render(
         user=getattr(request.state, "user", None), csrf=getattr(request.state, "csrf", ""), path=request.url.path,
-        **context)
+        door=door_of(request.scope), **context)
     response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
     if flash:
         cookies.drop(response, request, cookies.FLASH)

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from webview.doors import door_of
 from webview.overview import CSRF_SLOT, all_names, card_view, counts, host_words
 from webview.render import _mb, daemon_of, fragment
 from webview.security import current_user
@@ -32,17 +33,18 @@ def sse(event: str, data: str) -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in data.splitlines()) + "\n"
 
 
-_rendered: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}  # (name, back) -> (key, html)
+_rendered: dict[tuple[str, str, str], tuple[tuple[Any, ...], str]] = {}  # (name, back, door) -> (key, html)
 
 
-def card(view: dict[str, Any], key: tuple[Any, ...], back: str) -> str:
-    """One card's HTML, rendered once per change however many streams send it."""
-    slot = (view["name"], back)
+def card(view: dict[str, Any], key: tuple[Any, ...], back: str, door: str = "local") -> str:
+    """One card's HTML, rendered once per change however many streams send it (per door: the
+    tunnel door's cards offer no way to cut the tunnel)."""
+    slot = (view["name"], back, door)
     hit = _rendered.get(slot)
     if hit is None or hit[0] != key:
         if len(_rendered) > 5000:
             _rendered.clear()
-        hit = _rendered[slot] = (key, fragment("_server_row.html", s=view, csrf=CSRF_SLOT, back=back))
+        hit = _rendered[slot] = (key, fragment("_server_row.html", s=view, csrf=CSRF_SLOT, back=back, door=door))
     return hit[1]
 
 
@@ -76,6 +78,7 @@ async def stream(request: Request) -> StreamingResponse:
     csrf = request.state.csrf
     back = request.query_params.get("back", "/")
     back = back if back.startswith("/") and not back.startswith("//") else "/"
+    door = door_of(request.scope)
 
     async def events() -> AsyncIterator[str]:
         sent: dict[str, tuple[Any, ...]] = {}
@@ -91,7 +94,7 @@ async def stream(request: Request) -> StreamingResponse:
                 for view, key in cards:
                     if sent.get(view["name"]) != key:
                         sent[view["name"]] = key
-                        out.append(sse("server", card(view, key, back).replace(CSRF_SLOT, csrf)))
+                        out.append(sse("server", card(view, key, back, door).replace(CSRF_SLOT, csrf)))
                 for gone in set(sent) - {view["name"] for view, _ in cards}:
                     del sent[gone]
                     out.append(sse("gone", gone))  # its file was removed: the page drops its card

@@ -29,6 +29,15 @@ def status_word(daemon: Gateway, name: str) -> str:
     return str(state.phase)
 
 
+def carried(rt: Any) -> list[str]:
+    """The public addresses the tunnel carries now (what a stop of it cuts)."""
+    from reconciler.tunnel.hook import plan_of
+
+    plan = plan_of(rt)
+    names = [r.hostname for r in plan.rules[:-1]] if plan is not None and plan.rules else []
+    return list(dict.fromkeys(n if n.startswith("*") else f"https://{n}" for n in names))
+
+
 def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
     rt = daemon.rt
     result = daemon.reconciler.result
@@ -84,6 +93,9 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         # a change that failed and was rolled back (reconciler/rollout.py): not tried again by itself
         "rolled_back": rt.failed_why.get(name, "it failed") if name in rt.failed else None,
         "rolled_back_facts": dict(rt.failed_facts.get(name) or {}) if name in rt.failed else None,
+        # the gateway's own part (the tunnel): not in bulk actions, never cut through the tunnel door
+        "own": name in rt.own_parts,
+        "carries": carried(rt) if name in rt.own_parts else [],
     }
 
 

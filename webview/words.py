@@ -148,7 +148,8 @@ def server_words(s: dict[str, Any], log: Sequence[str] = ()) -> dict[str, Any]:
     elif phase == "stopped":
         if s.get("stopped_by_operator"):
             since = f"since {_hhmm(s['ended_at'])} · " if s.get("ended_at") else ""
-            out.update(status="Stopped by you", details=f"{since}stays stopped until you start it")
+            until = "you start it, or the gateway restarts" if s.get("own") else "you start it"
+            out.update(status="Stopped by you", details=f"{since}stays stopped until {until}")
         elif kind in _STOPPED_WHY:
             status, details = _STOPPED_WHY[kind]
             out.update(status=status, details=details or code)
@@ -211,6 +212,7 @@ _KIND_WORDS = {
     "tunnel_config": "The tunnel's settings were updated", "tunnel_unavailable": "The tunnel cannot run",
     "tunnel_handover": "The tunnel switched over", "tunnel_offline": "Not reachable from outside",
     "tunnel_online": "Reachable from outside again", "dns_synced": "Web address set up",
+    "cloudflared_installed": "cloudflared installed", "cloudflared_failed": "cloudflared was not installed",
     "dns_failed": "Could not set up the web address", "dns_unavailable": "Web addresses cannot be set up",
     "sync_pulled": "Got new settings from git", "sync_failed": "Could not get settings from git",
     "backup_written": "Backup made", "backup_failed": "Backup failed", "config_written": "Settings saved from the page",

@@ -153,6 +153,19 @@ class Client:
         return dict(await self.call("POST", f"/accounts/{account['id']}/cfd_tunnel", body=body,
                                     what={"account": f"the account {account.get('name') or account['id']}"}))
 
+    async def can_edit_dns(self, zone_id: str, zone_name: str) -> bool:
+        """Does the token have DNS edit for this zone? Asked without changing anything: a PATCH
+        of a record that does not exist is refused (403) without the permission, and "not found"
+        (404) with it."""
+        try:
+            await self.call("PATCH", f"/zones/{zone_id}/dns_records/{'0' * 32}", body={},
+                            what={"zone": zone_name})
+        except CloudflareError as exc:
+            if exc.status in (401, 403):
+                return False
+            return True  # 404 (record does not exist) or a refusal of the empty change: allowed
+        return True
+
     async def tunnel_token(self, account: dict[str, Any], tunnel_id: str) -> str:
         return str(await self.call("GET", f"/accounts/{account['id']}/cfd_tunnel/{tunnel_id}/token",
                                    what={"account": f"the account {account.get('name') or account['id']}"}))

@@ -61,15 +61,16 @@ def _load(args: argparse.Namespace) -> tuple[LoadResult, TunnelPlan]:
     return result, build(result, settings.config_dir, settings.data_dir, ports)
 
 
-def domain_errors(result: LoadResult, folder: Path) -> list[ConfigError]:
+def domain_errors(result: LoadResult, folder: Path, data_dir: Path | None = None) -> list[ConfigError]:
     """`gateway check DIR`: the [tunnel] table and every [domain], as the daemon would judge
-    them (with the installed cloudflared's validator when there is one), without writing."""
+    them (with the installed cloudflared's validator when there is one; against the account's
+    domains and the page's addresses the data folder knows), without writing."""
     import tempfile
 
     from reconciler.tunnel.connector import RESERVED, build, routes
 
     with tempfile.TemporaryDirectory(prefix="gateway-check-") as scratch:
-        plan = build(result, folder, Path(scratch), {})
+        plan = build(result, folder, Path(scratch), {}, facts_dir=data_dir)
     if plan.settings is not None:
         return list(plan.errors)
     return [*plan.errors, *routes(result.specs, result.files, {}, frozenset({RESERVED}))[1]]  # no (good) [tunnel]

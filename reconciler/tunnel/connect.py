@@ -27,6 +27,9 @@ from typing import Any
 from reconciler.fsutil import write_secret
 from reconciler.tunnel.cfapi import DEFAULT_API, TUNNEL_EDIT, Client, CloudflareError
 
+DNS_ALL = ("add the DNS edit permission (Zone → DNS → Edit) with Zone Resources “All zones” (the link on the "
+           "page fills it in)")
+
 TOKEN_FILE = "cloudflare-token"
 PERMISSIONS = (  # (template key, type, what it is for), shown on the page in this order
     ("argotunnel", "edit", "Cloudflare Tunnel — edit: create the tunnel and run it"),
@@ -95,12 +98,26 @@ async def find(client: Client, account_id: str | None = None) -> Found:
                            choices=[{"id": a["id"], "name": a.get("name", "")} for a in accounts])
     else:
         account = accounts[0]
-    try:
-        zones = sorted(z["name"] for z in await client.zones(account["id"]))
+    name = account.get("name") or account["id"]
+    try:  # the tunnel permission first (it is the tunnel), then the domains and their DNS
         tunnels = [t for t in await client.tunnels(account) if not t.get("deleted_at")]
+        listed = await client.zones(account["id"])
+    except CloudflareError as exc:
+        if exc.status in (401, 403) and "/zones" in exc.detail.split(":", 1)[0]:
+            raise ConnectError(f"this token cannot see the domains of {name}: {DNS_ALL}", exc.detail) from None
+        raise ConnectError(exc.words, exc.detail) from None
+    if not listed:
+        raise ConnectError(f"Cloudflare shows this token no domain in {name}: if your domain is there, the token "
+                           f"lacks the DNS permission ({DNS_ALL}); if not, add your domain to Cloudflare first. "
+                           "Then connect again") from None
+    try:
+        editable = await client.can_edit_dns(str(listed[0]["id"]), str(listed[0]["name"]))
     except CloudflareError as exc:
         raise ConnectError(exc.words, exc.detail) from None
-    return Found(account, zones, tunnels)
+    if not editable:
+        raise ConnectError(f"this token can see your domains but cannot change their DNS records, so your servers' "
+                           f"names cannot point at the tunnel: {DNS_ALL}")
+    return Found(account, sorted(str(z["name"]) for z in listed), tunnels)
 
 
 def default_name() -> str:
@@ -158,6 +175,17 @@ def write_summary(data_dir: Path, done: Connected) -> None:
     data = {"account_id": done.account_id, "account_name": done.account_name, "tunnel_id": done.tunnel_id,
             "tunnel_name": done.tunnel_name, "zones": done.zones, "connected_at": time.time()}
     write_secret(data_folder(data_dir) / SUMMARY, json.dumps(data, indent=2) + "\n")
+
+
+def update_zones(data_dir: Path, zones: list[str]) -> bool:
+    """The account's domains as Cloudflare lists them now (the daemon refreshes them); whether
+    they changed."""
+    summary = read_summary(data_dir)
+    if not summary or summary.get("zones") == zones:
+        return False
+    summary["zones"] = zones
+    write_secret(data_folder(data_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return True
 
 
 def read_summary(data_dir: Path) -> dict[str, Any]:

@@ -5,10 +5,12 @@ gets a config error naming the key; the others keep their routes), the config.ym
 the synthesized ``cloudflared`` `ServerSpec`: ``cloudflared tunnel --config FILE --metrics
 127.0.0.1:{port} run``, checked by GET /ready on that port. The hash of the rendered config is
 in the spec's env (``GATEWAY_INGRESS_HASH``), so a changed config changes the spec's runtime
-hash and the loop restarts the connector: a restart, not a two-connector handover.
+hash; the hook (`hook.with_tunnel`) then restarts the connector through the two-connector
+handover (`handover`). The rules come from `routes` (every check, against `routes.Known`:
+the account's domains, the page's own hostname and ports, routes cloudflared could not start).
 
 When cloudflared is installed, its own validator screens the candidate (`validate`): a rule it
-refuses is left out and named on its server's file. The loop's hook is `hook.with_tunnel`.
+refuses is left out and named on its server's file (on the key its message is about).
 """
 
 from __future__ import annotations
@@ -23,27 +25,20 @@ from pathlib import Path
 from reconciler.config import ConfigError, LoadResult, _line_of
 from reconciler.digits import plain_digits
 from reconciler.fsutil import atomic_write
-from reconciler.settings import TUNNEL_URL_FILE
+from reconciler.settings import TUNNEL_URL_FILE, URL_FILE
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
 from reconciler.tunnel import locate, validate
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
-from reconciler.tunnel.ingress import (
-    IngressError,
-    Rule,
-    check_dns_name,
-    check_hostname,
-    check_origin,
-    check_path,
-    check_service,
-    ordered,
-    render,
-)
-from reconciler.tunnel.origin import ca_pool_error
+from reconciler.tunnel.ingress import Rule, render
+from reconciler.tunnel.routes import PAGE, Known, _error, routes, with_ca_pool
 from reconciler.tunnel.settings import TunnelSettings, parse
+
+__all__ = ["PAGE", "RESERVED", "Known", "TunnelPlan", "build", "routes"]
 
 RESERVED = "cloudflared"  # the synthesized server's name; a user file with it is refused
 STOP_MARGIN = 5.0  # seconds past the grace period before a stop is forced
+SHUTDOWN_DRAIN = 2.0  # seconds requests under way get when the gateway stops (the OS allows a few)
 
 
 @dataclass(frozen=True)
@@ -60,76 +55,6 @@ class TunnelPlan:
     written: bool = False  # config.yml changed on this load
     refused: bool = False  # cloudflared refused the candidate as a whole: `text` is the running one
     hostnames: tuple[str, ...] = ()  # every server's domain hostname (ASCII), routed or not: DNS keeps these
-
-
-def _error(files: Mapping[str, str], name: str, key: str, message: str) -> ConfigError:
-    path = files.get(name, name)
-    return ConfigError(path, _line_of(path, ("domain", key)) if os.path.exists(path) else None, None,
-                       f"domain.{key}", message)
-
-
-def routes(specs: Mapping[str, ServerSpec], files: Mapping[str, str], ports: Mapping[str, int],
-           skip: frozenset[str] = frozenset()) -> tuple[list[Rule], list[ConfigError], list[str]]:
-    """The ingress rules of every enabled server with a domain, ordered, catch-all last."""
-    errors: list[ConfigError] = []
-    pending: list[str] = []
-    candidates: list[Rule] = []
-    for name, spec in sorted(specs.items()):
-        dom = spec.domain
-        if dom is None or not spec.enabled or name in skip:
-            continue
-        stage = "service"
-        try:  # cloudflared's order: the service, then the hostname; then our own checks
-            if dom.service is not None:
-                check_service(dom.service)
-            stage = "hostname"
-            check_hostname(dom.hostname, 0, 2, dom.path or "")  # port, wildcard; "*" alone is a catch-all
-            check_dns_name(dom.hostname, dom.path or "")
-            hostname = ascii_hostname(dom.hostname)  # emitted and compared lower-case ASCII
-            stage = "origin"
-            check_origin(dom.origin)
-            missing_ca = ca_pool_error(dom.origin, lambda p: Path(p).expanduser().is_file())
-            if missing_ca:
-                raise IngressError(missing_ca)
-        except (IngressError, HostnameError) as exc:
-            errors.append(_error(files, name, stage, str(exc)))
-            continue
-        port = spec.port if isinstance(spec.port, int) else ports.get(name)
-        if dom.service is None and spec.port is None:
-            errors.append(_error(files, name, "service", "this server has no port: set `port` in the file, "
-                                 "or `service` here (e.g. \"http://127.0.0.1:8080\")"))
-            continue
-        if dom.service is None and port is None:
-            pending.append(name)  # port = "auto", not handed out yet: routed on the next load
-            continue
-        rule = Rule(hostname, dom.path or "", dom.service or f"http://127.0.0.1:{port}", dom.origin, name)
-        twin = next((r for r in candidates if (r.hostname, r.path) == (rule.hostname, rule.path)), None)
-        if twin is not None:
-            what = dom.hostname + (f" (that is {hostname})" if hostname != dom.hostname else "")
-            what += f" with path {rule.path!r}" if rule.path else ""
-            errors.append(_error(files, name, "hostname", f"{what} is already routed to {twin.server} "
-                                 f"({files.get(twin.server or '', twin.server)}); cloudflared would only "
-                                 "ever use the first rule"))
-            continue
-        candidates.append(rule)
-    # the path is checked in its final place, so "Rule #N" is the number cloudflared would print
-    while True:
-        rules = ordered(candidates)
-        bad = None
-        for index, rule in enumerate(rules[:-1]):
-            if rule.path:
-                try:
-                    check_path(rule.path, index)
-                except IngressError as exc:
-                    bad = (rule, str(exc))
-                    break
-        if bad is None:
-            return rules, errors, pending
-        errors.append(_error(files, bad[0].server or "", "path", bad[1]))
-        candidates.remove(bad[0])
-
-
-PAGE = "gateway"  # the page's route is named after the settings file that asks for it
 
 
 def page_route(hostname: str | None, data_dir: Path) -> ServerSpec | None:
@@ -193,13 +118,50 @@ def connector_spec(settings: TunnelSettings, executable: Path, config_path: Path
 
 
 _KEY_OF = (("invalid regex", "path"), ("invalid address", "service"), ("HTTP status", "service"),
-           ("ostname", "hostname"), ("unmarshal", "origin"), ("not found in type", "origin"),
-           ("access.", "origin"), ("cert pool", "origin"))
+           ("ostname", "hostname"), ("not found in type", "origin"), ("access.", "origin"), ("cert pool", "origin"),
+           ("unmarshal", "origin"))
+_YAML_KEYS = {"hostname": "hostname", "path": "path", "service": "service", "originRequest": "origin"}
 
 
-def _refused_key(message: str) -> str:
-    """Which [domain] key cloudflared's refusal is about (its messages name no key)."""
-    return next((key for words, key in _KEY_OF if words in message), "hostname")
+def refused_key(message: str, text: str) -> tuple[str, str]:
+    """Which [domain] key cloudflared's refusal is about (its messages name none), and the
+    message without the line number of the gateway's candidate file when that line named it."""
+    import re
+
+    m = re.search(r"\bline (\d+): (?:field (\w+) not found)?", message)
+    lines = text.splitlines()
+    if m and 0 < int(m.group(1)) <= len(lines):
+        key = _yaml_key(lines, int(m.group(1)) - 1, m.group(2))
+        if key:
+            return key, re.sub(r"\bline \d+: ", "", message)
+    unknown = re.search(r"field (\w+) not found in type config\.OriginRequestConfig", message)
+    if unknown:
+        return f"origin.{unknown.group(1)}", message
+    return next((key for words, key in _KEY_OF if words in message), "hostname"), message
+
+
+def _yaml_key(lines: list[str], index: int, field_name: str | None) -> str | None:
+    """The [domain] key of the YAML line `index` of a rendered config (its parents by indent)."""
+    path: list[str] = []
+    indent = len(lines[index]) - len(lines[index].lstrip(" -"))
+    name = lines[index].strip(" -").split(":", 1)[0].strip('"')
+    if field_name:
+        name = field_name
+    path.append(name)
+    for line in reversed(lines[:index]):
+        own = len(line) - len(line.lstrip(" -"))
+        if own < indent and line.strip():
+            path.append(line.strip(" -").split(":", 1)[0].strip('"'))
+            indent = own
+            if path[-1] == "ingress":
+                break
+    path.reverse()
+    if path[:1] != ["ingress"] or len(path) < 2:
+        return None
+    head = _YAML_KEYS.get(path[1])
+    if head is None:
+        return None
+    return ".".join([head, *path[2:]]) if head == "origin" else head
 
 
 def _screened(plan: TunnelPlan, files: Mapping[str, str], gw_path: str) -> TunnelPlan:
@@ -213,8 +175,10 @@ def _screened(plan: TunnelPlan, files: Mapping[str, str], gw_path: str) -> Tunne
         return render(settings.id, settings.credentials_file, rules, settings.origin)
 
     result = validate.screen(text_of, plan.rules, lambda text: validate.run(executable, text, config_path.parent))
-    errors = [*plan.errors, *(_error(files, rule.server or "", _refused_key(msg), f"cloudflared refused this "
-                                     f"route: {msg}") for rule, msg in result.refused)]
+    errors = list(plan.errors)
+    for rule, msg in result.refused:
+        key, words = refused_key(msg, text_of([rule, Rule()]))
+        errors.append(_error(files, rule.server or "", key, f"cloudflared refused this route: {words}"))
     if result.whole is None:
         return dataclasses.replace(plan, rules=result.rules, text=text_of(result.rules), errors=errors)
     errors.append(ConfigError(gw_path, None, None, "tunnel", f"cloudflared refused the new config.yml: "
@@ -227,10 +191,56 @@ def _screened(plan: TunnelPlan, files: Mapping[str, str], gw_path: str) -> Tunne
                                missing=None if running else f"cloudflared refused the config: {result.whole}")
 
 
+def _port_in(path: Path) -> int | None:
+    try:
+        port = path.read_text(encoding="utf-8").strip().rpartition(":")[2]
+    except OSError:
+        return None
+    return int(port) if plain_digits(port) else None
+
+
+def own_ports(result: LoadResult, data_dir: Path, settings: TunnelSettings | None,
+              running: Mapping[str, int] | None = None) -> frozenset[int]:
+    """The gateway's own ports: the page's local door and its tunnel door (as bound, from the
+    data folder, else as configured: the port after the page's), the connector's metrics port."""
+    ports: set[int] = set()
+    page = _port_in(Path(data_dir) / URL_FILE)
+    door = _port_in(Path(data_dir) / TUNNEL_URL_FILE)
+    listen = str(result.settings.web.listen or "").rpartition(":")[2]
+    if plain_digits(listen) and int(listen) > 0:
+        ports.add(int(listen))
+        if door is None and not os.environ.get("GATEWAY_TUNNEL_LISTEN") and int(listen) < 65535:
+            ports.add(int(listen) + 1)
+    ports.update(p for p in (page, door) if p)
+    if settings is not None and isinstance(settings.metrics_port, int):
+        ports.add(settings.metrics_port)
+    if running and running.get(RESERVED):
+        ports.add(running[RESERVED])
+    return frozenset(ports)
+
+
+def account_zones(data_dir: Path, settings: TunnelSettings) -> tuple[str, ...] | None:
+    """The account's domains as last read from Cloudflare (at connect, then refreshed), else
+    the configured zone; None when not known."""
+    from reconciler.tunnel.connect import read_summary
+
+    summary = read_summary(data_dir)
+    zones = summary.get("zones")
+    if isinstance(zones, list) and summary.get("tunnel_id") in (None, settings.id, settings.tunnel_uuid()):
+        return tuple(str(z).lower() for z in zones)
+    return (settings.zone.lower(),) if settings.zone else None
+
+
 def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[str, int],
-          environ: Mapping[str, str] | None = None, screen: bool = True) -> TunnelPlan:
-    """Everything the tunnel needs from one load of the folder (reads: credentials, PATH; and,
-    when cloudflared is installed and `screen`, its validator on the candidate config)."""
+          environ: Mapping[str, str] | None = None, screen: bool = True,
+          failed: Mapping[str, str] | None = None, facts_dir: Path | None = None) -> TunnelPlan:
+    """Everything the tunnel needs from one load of the folder (reads: credentials, PATH, the
+    data folder's addresses and account summary; and, when cloudflared is installed and
+    `screen`, its validator on the candidate config). `failed`: routes cloudflared could not
+    start (`routes.route_key` -> its words), left out. `facts_dir`: the data folder to read
+    the account's domains and the page's addresses from, when `data_dir` is a scratch one
+    (`gateway check`)."""
+    facts = facts_dir or data_dir
     parsed = parse(result.settings.tunnel, config_dir)
     if parsed is None:
         return TunnelPlan(missing="not configured: add a [tunnel] table to gateway.toml")
@@ -249,35 +259,59 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
         errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "credentials_file")), None,
                                   "tunnel.credentials_file", f"Tunnel credentials file "
                                   f"'{settings.credentials_file}' doesn't exist or is not a file"))
-    missing_ca = ca_pool_error(settings.origin, lambda p: Path(p).expanduser().is_file())
+    known = Known(zones=account_zones(facts, settings), page_hostname=result.settings.web.hostname,
+                  own_ports=own_ports(result, facts, settings, ports), failed=dict(failed or {}),
+                  config_dir=Path(config_dir))
+    origin, missing_ca = with_ca_pool(settings.origin, known)
     if missing_ca:
         errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "origin", "caPool")), None,
                                   "tunnel.origin.caPool", missing_ca))
+    settings = settings.model_copy(update={"origin": origin})
     if isinstance(settings.metrics_port, int):
         holder = next((n for n, s in result.specs.items() if s.port == settings.metrics_port and n != RESERVED), None)
         if holder:
             errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "metrics_port")), None,
                                       "tunnel.metrics_port", f"{settings.metrics_port} is already used by {holder}"))
     specs, files = dict(result.specs), dict(result.files)
-    page = page_route(result.settings.web.hostname, data_dir)
+    page = page_route(result.settings.web.hostname, facts)
     if page is not None:  # the page itself, at [web] hostname, through its tunnel door
         specs[PAGE], files[PAGE] = page, gw_path
-    rules, route_errors, pending = routes(specs, files, ports, skip)
+    rules, route_errors, pending = routes(specs, files, ports, skip, known)
     errors.extend(route_errors)
     text = render(settings.id, settings.credentials_file, rules, settings.origin)
     config_path = settings.config_path(data_dir)
-    executable = locate.find(settings.cloudflared, environ)
+    executable = locate.find(settings.cloudflared, environ, data_dir=data_dir)
     plan = TunnelPlan(settings=settings, executable=executable, rules=rules, text=text, config_path=config_path,
                       errors=errors, pending=pending, hostnames=domain_hostnames(specs))
     if executable is None:
         return dataclasses.replace(plan, missing=locate.missing_message(settings.cloudflared))
     if screen:
-        plan = _screened(plan, result.files, gw_path)
+        plan = _screened(plan, files, gw_path)
     if any(e.key == "tunnel.metrics_port" for e in errors):
         return dataclasses.replace(plan, missing="the metrics port is taken (see the config errors)")
     if plan.text is None:
         return plan
     return dataclasses.replace(plan, spec=connector_spec(settings, executable, config_path, plan.text))
+
+
+def domain_problems(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[str, int],
+                    spec: ServerSpec) -> list[str]:
+    """What the tunnel would say about `spec`'s [domain] if it were saved now (the add/edit
+    form asks before it writes): the same checks as a load, against the same facts."""
+    import tempfile
+
+    if spec.domain is None:
+        return []
+    specs = {**result.specs, spec.name: spec}
+    files = {**result.files, spec.name: str(Path(config_dir) / f"{spec.name}.toml")}
+    with tempfile.TemporaryDirectory(prefix="gateway-form-") as scratch:
+        plan = build(dataclasses.replace(result, specs=specs, files=files), config_dir, Path(scratch), ports,
+                     screen=False, facts_dir=data_dir)
+    if plan.settings is None:
+        from reconciler.tunnel.routes import routes as check_routes
+
+        return [e.message for e in check_routes({spec.name: spec}, files, ports)[1]]
+    return [e.message for e in plan.errors if Path(e.path).stem == spec.name and (e.key or "").startswith("domain")]
 
 
 def write_config(path: Path, text: str) -> bool:

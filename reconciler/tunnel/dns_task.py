@@ -1,6 +1,8 @@
 """Keep DNS in step by itself: whenever the tunnel's hostnames (or its id) change, make each
 one a proxied CNAME to the tunnel (`dns.sync`), and record the outcome as events. Retried
-with backoff on failure; without an API token it says once what is missing and waits."""
+with backoff on failure; without an API token it says once what is missing and waits.
+Also: the account's list of domains is read again every `ZONES_EVERY` (a domain added in
+Cloudflare counts without reconnecting; hostnames are checked against that list)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway")
 CHECK_EVERY = 2.0  # seconds: a cheap look at the last loaded plan
 RETRY_START, RETRY_CAP = 5.0, 300.0
+ZONES_EVERY = 900.0  # seconds between two reads of the account's domains
+
+
+async def refresh_zones(daemon: Daemon, api_url: str, token: str, account_id: str) -> None:
+    """The account's domains as Cloudflare lists them now, kept for the hostname check."""
+    from reconciler.tunnel.cfapi import Client, CloudflareError
+    from reconciler.tunnel.connect import update_zones
+
+    try:
+        async with Client(api_url, token) as client:
+            zones = sorted(str(z["name"]) for z in await client.zones(account_id))
+    except CloudflareError:
+        return  # offline or not allowed: the list from the last look stays
+    if update_zones(daemon.settings.data_dir, zones):
+        daemon.reconciler.mark_config_dirty()
 
 
 async def dns_forever(daemon: Daemon) -> None:
@@ -26,6 +43,7 @@ async def dns_forever(daemon: Daemon) -> None:
     said_missing: str | None = None
     retry, retry_at = RETRY_START, 0.0
     loop = asyncio.get_running_loop()
+    zones_at = 0.0
     while True:
         await asyncio.sleep(CHECK_EVERY)
         plan = plan_of(daemon.rt)
@@ -33,6 +51,9 @@ async def dns_forever(daemon: Daemon) -> None:
             continue
         settings = plan.settings
         uuid, token = settings.tunnel_uuid(), settings.api_token(os.environ)
+        if token is not None and settings.account_id and loop.time() >= zones_at:
+            zones_at = loop.time() + ZONES_EVERY
+            await refresh_zones(daemon, settings.api_url, token, settings.account_id)
         hostnames = tuple(sorted({r.hostname for r in plan.rules[:-1] if r.hostname}))
         key = (uuid or "", hostnames, plan.hostnames)
         if uuid is None or key == done or loop.time() < retry_at:

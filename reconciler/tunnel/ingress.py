@@ -169,12 +169,17 @@ def check_rules(rules: list[Rule]) -> None:
 # --- ordering ---------------------------------------------------------------------------------
 def specificity(rule: Rule) -> tuple[Any, ...]:
     """Sort key, most specific first: exact hostnames before wildcards, longer wildcard suffixes
-    before shorter ones; for one hostname, rules with a path before the one without, longer paths
-    first. Ties go by hostname, path and server name, so the order is stable."""
+    before shorter ones; for one hostname, rules with a path before the one without (and a
+    path matching every path counts as none), narrower paths first: a longer literal start
+    (``^/api/v1`` before ``^/api.*``), then longer paths. Ties go by hostname, path and server
+    name, so the order is stable. A broad path never comes before a narrower one it covers."""
+    from reconciler.tunnel.paths import literal_prefix, universal
+
     wildcard = rule.hostname.startswith("*")
     labels = rule.hostname.count(".")
-    return (wildcard, -labels if wildcard else 0, rule.hostname, rule.path == "", -len(rule.path), rule.path,
-            rule.server or "")
+    broad = rule.path == "" or universal(rule.path)
+    return (wildcard, -labels if wildcard else 0, rule.hostname, broad, -len(literal_prefix(rule.path)),
+            -len(rule.path), rule.path, rule.server or "")
 
 
 def ordered(rules: Iterable[Rule]) -> list[Rule]:

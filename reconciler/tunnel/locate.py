@@ -1,4 +1,5 @@
-"""Find the cloudflared executable, or say exactly how to install it and make a tunnel."""
+"""Find the cloudflared executable, or say what happens instead: the gateway fetches the
+official one itself (`fetch`); the install commands remain for a computer it cannot fetch for."""
 
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ def windows_locations(environ: Mapping[str, str]) -> list[str]:
 
 
 def find(configured: str | None = None, environ: Mapping[str, str] | None = None,
-         windows: bool | None = None) -> Path | None:
-    """The configured path (a file, or a name looked up on PATH), else `cloudflared` on PATH,
-    else (on Windows) the winget/MSI install locations."""
+         windows: bool | None = None, data_dir: Path | None = None) -> Path | None:
+    """The configured path (a file, or a name looked up on PATH), else the one the gateway
+    fetched into `data_dir` (it keeps that one up to date), else `cloudflared` on PATH, else
+    (on Windows) the winget/MSI install locations."""
     environ = os.environ if environ is None else environ
     if windows is None:
         from reconciler.platform import current
@@ -50,6 +52,11 @@ def find(configured: str | None = None, environ: Mapping[str, str] | None = None
             return candidate
         found = shutil.which(configured, path=path_var) if os.sep not in configured else None
         return Path(found) if found else None
+    from reconciler.tunnel.fetch import executable
+
+    fetched = executable(data_dir)
+    if fetched is not None:
+        return fetched
     found = shutil.which("cloudflared", path=path_var)
     if found:
         return Path(found)
@@ -62,10 +69,10 @@ def find(configured: str | None = None, environ: Mapping[str, str] | None = None
 
 
 def missing_message(configured: str | None = None) -> str:
-    """What to do when cloudflared is not found, in one paragraph."""
+    """What happens when cloudflared is not found, in one paragraph."""
     if configured:
-        head = f"cloudflared not found at {configured!r} (tunnel.cloudflared in gateway.toml)"
-    else:
-        head = "cloudflared is not installed (not on PATH)"
-    how = "; ".join(f"{where}: {cmd}" for where, cmd in INSTALL.items())
-    return f"{head}. Install it - {how}; {SETUP}."
+        how = "; ".join(f"{where}: {cmd}" for where, cmd in INSTALL.items())
+        return (f"cloudflared not found at {configured!r} (tunnel.cloudflared in gateway.toml): fix the path, or "
+                f"remove the setting and the gateway fetches the official cloudflared itself. Or install it - {how}.")
+    return ("cloudflared is not there yet: the gateway is fetching the official one from Cloudflare's releases "
+            f"(checked against its published checksum); {SETUP}.")

@@ -32,8 +32,20 @@ class OriginError(ValueError):
     """A value cloudflared would refuse (or warn about); the message is cloudflared's."""
 
 
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
+            "h": 3600 * 10**9}
+_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+
+
 def is_go_duration(value: Any) -> bool:
-    return isinstance(value, str) and bool(GO_DURATION.match(value))
+    """time.ParseDuration accepts it: the grammar, and a total that fits in int64 nanoseconds
+    (``"3000000h"`` reads as a duration but overflows: Go says "invalid duration")."""
+    if not isinstance(value, str) or not GO_DURATION.fullmatch(value):
+        return False
+    from fractions import Fraction
+
+    total = sum((Fraction(number or "0") * _UNIT_NS[unit] for number, unit in _PART.findall(value)), Fraction(0))
+    return total <= (1 << 63) - 1
 
 
 def yaml_tag(value: Any) -> str:

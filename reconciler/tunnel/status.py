@@ -1,6 +1,8 @@
 """The tunnel's state in words, for `gateway status`, the page and `gateway tunnel status`:
-not configured / cloudflared missing (and how to install it) / connecting / running /
-offline since ... / stopped."""
+not configured / cloudflared missing (being fetched) / connecting / running / offline since
+... / stopped. "running" means reachable from outside: a connector (the managed one, or the
+second one of a handover) said so at /ready at the last look (`reach`, every 2 s), not only
+that a process runs; until the first look, the health check decides."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from reconciler.spec import ServerSpec
 from reconciler.state import Phase
 from reconciler.tunnel import uplink
 from reconciler.tunnel.connector import RESERVED
-from reconciler.tunnel.hook import memory_of, plan_of
+from reconciler.tunnel import handover
+from reconciler.tunnel.hook import memory_of, plan_of, reachable
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 
 TLS_NOTE = ("Cloudflare's edge serves each hostname over https with its own certificate: there are no "
@@ -35,7 +38,7 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
         missing = plan.missing if plan else "not configured: add a [tunnel] table to gateway.toml"
         state = "config error" if plan and plan.errors else "not configured"
         return {"state": state, "summary": missing, "routes": [], "tls": TLS_NOTE}
-    base = {
+    base: dict[str, Any] = {
         "tunnel": plan.settings.id,
         "config_file": str(plan.config_path),
         "cloudflared": str(plan.executable) if plan.executable else None,
@@ -50,10 +53,16 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
     st = rt.state(RESERVED)
     mem = memory_of(rt)
     up = mem.uplink if mem else None
-    if st.phase is Phase.RUNNING and not st.health_failures and not st.health_error:
-        return {**base, "state": "running", "summary": f"running: {len(plan.rules) - 1} routes, ready"}
+    reach = reachable(rt)
+    bridge = handover.under_way(rt)
+    base["reachable"] = bool(reach) if reach is not None else uplink.is_up(st)
     if rt.intents.get(RESERVED) == "stop" and st.phase in (Phase.STOPPED, Phase.STOPPING):
-        return {**base, "state": "stopped", "summary": "stopped by you"}
+        return {**base, "reachable": False, "state": "stopped", "summary": "stopped by you"}
+    if base["reachable"]:
+        switching = " (switching to a second connector: no gap)" if bridge is not None and bridge.ready else ""
+        held = f"; the new routes wait: {bridge.failed}" if bridge is not None and bridge.failed else ""
+        return {**base, "state": "running",
+                "summary": f"reachable from outside: {len(plan.rules) - 1} routes{switching}{held}"}
     since = to_wall(up.since if up and up.since is not None else (st.exited_at or time.monotonic()))
     cause = (up.cause if up else None) or uplink.cause_of(rt)
     details = {"since": since, "cause": cause}
@@ -65,5 +74,8 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
         return {**base, **details, "state": "connecting", "summary": "connecting to Cloudflare's edge"}
     if st.phase is Phase.STOPPING:
         return {**base, **details, "state": "restarting", "summary": f"restarting: {st.reason}"}
+    if st.phase is Phase.RUNNING and reach is False:
+        why = "cloudflared runs but has no connection to Cloudflare (its /ready says so); it keeps trying"
+        return {**base, **details, "state": "offline", "summary": f"offline since {since}: {why}"}
     why = cause or st.health_error or st.last_exit or st.reason or str(st.phase)
     return {**base, **details, "state": "offline", "summary": f"offline since {since}: {why}"}

@@ -50,7 +50,7 @@ class Uplink:
     cause_key: tuple[Any, ...] | None = None
 
 
-def last_error_line(log: Path, limit: int = 64 * 1024) -> str | None:
+def last_error_line(log: Path, limit: int = 64 * 1024, width: int = 300) -> str | None:
     """The last line of cloudflared's log that reads like an error (else its last line)."""
     try:
         with open(log, "rb") as fh:
@@ -60,10 +60,16 @@ def last_error_line(log: Path, limit: int = 64 * 1024) -> str | None:
             lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     except OSError:
         return None
+    return error_line(lines, width)
+
+
+def error_line(lines: list[str], width: int = 300) -> str | None:
+    """The last line that reads like an error (else the last line), at most `width` characters."""
+    lines = [ln.strip() for ln in lines if ln.strip()]
     for line in reversed(lines):
         if any(word in line for word in _ERROR_WORDS):
-            return line[-300:]
-    return lines[-1][-300:] if lines else None
+            return line[-width:]
+    return lines[-1][-width:] if lines else None
 
 
 def cause_of(rt: Any) -> str | None:
@@ -92,8 +98,11 @@ def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> No
     st = rt.state(RESERVED)
     internet = rt.host.get("internet_ok")
     offline = internet is False
-    if is_up(st) or rt.intents.get(RESERVED) == "stop":
-        if up.said is not None and is_up(st):
+    from reconciler.tunnel.hook import reachable
+
+    bridged = st.phase is not Phase.RUNNING and reachable(rt) is True  # a second connector serves meanwhile
+    if is_up(st) or bridged or rt.intents.get(RESERVED) == "stop":
+        if up.said is not None and (is_up(st) or bridged):
             rt.event(EventKind.TUNNEL_ONLINE, RESERVED, f"reachable from outside again (offline since "
                      f"{_clock(up.since)})", detail={"offline_since": to_wall(up.since)})
         held, up.held = up.held, False
@@ -137,10 +146,23 @@ def _clock(mono: float | None) -> str:
     return wall[11:19] + " UTC" if wall else "?"
 
 
-async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | None]) -> None:
-    """Look after every change of the runtime (a connector exit), and once a second."""
+def exit_words(rt: Any) -> str | None:
+    """When the connector has just exited because of an error it printed last, that text
+    (the whole line: a route's service URL may be at its start)."""
+    st = rt.state(RESERVED)
+    if st.phase not in _EXITED:
+        return None
+    line = last_error_line(server_log(rt.data_dir, RESERVED), width=2000)
+    return line if line and "Error starting local service" in line else None
+
+
+async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | None],
+                exited: Callable[[str], None] | None = None) -> None:
+    """Look after every change of the runtime (a connector exit), and once a second.
+    `exited(words)`: the connector stopped on an error naming a route (see `exit_words`)."""
     rt = rec.rt
     ticks = 0
+    seen_exit: float | None = None
     while True:
         changed, ticked = rt.changed, False
         try:
@@ -148,7 +170,14 @@ async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | Non
         except TimeoutError:
             ticks, ticked = ticks + 1, True
         current = plan()
+        st = rt.state(RESERVED)
+        if exited is not None and st.phase in _EXITED and st.exited_at is not None and st.exited_at != seen_exit:
+            seen_exit = st.exited_at
+            words = exit_words(rt)
+            if words:
+                exited(words)
         step(rec, up, current, time.monotonic())
         if ticked and ticks % INSTALLED_EVERY == 0 and current is not None and current.settings is not None \
-                and current.executable is None and locate.find(current.settings.cloudflared) is not None:
+                and current.executable is None \
+                and locate.find(current.settings.cloudflared, data_dir=rt.data_dir) is not None:
             rec.mark_config_dirty()  # cloudflared was just installed: noticed without a restart

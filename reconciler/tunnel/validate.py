@@ -76,18 +76,21 @@ def _run(executable: Path, text: str, folder: Path) -> Verdict:
 
 
 def _words(lines: list[str], candidate: str, code: int) -> str:
-    """cloudflared's refusal: the `Validation failed:` line, else the Warning and what follows
-    it, else the last line; the candidate's temporary name is not shown."""
+    """cloudflared's refusal: the `Validation failed:` line, else the Warning or the YAML
+    decoder's error and the lines that follow it (yaml.v3 puts each problem on a line of its
+    own), else the last line; the candidate's temporary name is not shown, nor its folder."""
     useful = [ln for ln in lines if not ln.startswith("Validating rules from")]
     failed = next((ln for ln in useful if ln.startswith("Validation failed: ")), None)
+    start = next((i for i, ln in enumerate(useful) if ln.startswith(("Warning", "error parsing YAML"))), None)
     if failed is not None:
         text = failed.removeprefix("Validation failed: ")
-    elif any(ln.startswith("Warning") for ln in useful):
-        start = next(i for i, ln in enumerate(useful) if ln.startswith("Warning"))
+    elif start is not None:
         text = " ".join(useful[start:])
     else:
         text = useful[-1] if useful else f"exit code {code} and no OK"
-    return text.replace(f" at {candidate}", "").replace(candidate, "config.yml")
+    folder = str(Path(candidate).parent)
+    return (text.replace(f" at {candidate}", "").replace(candidate, "config.yml")
+            .replace(folder + os.sep, "").replace(folder, "the data folder"))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,12 @@ GET/POST/PATCH/DELETE /zones/{z}/dns_records; GET/POST /accounts/{a}/cfd_tunnel,
 .../alerting/v3/destinations/webhooks.
 
 Tokens carry permissions: `tokens = {"tok789": {"zone", "dns", "tunnel", "notify"}}`; a call the
-token's permissions do not cover is a 403 with code 9109, as Cloudflare answers it.
+token's permissions do not cover is a 403 with code 9109, as Cloudflare answers it. Listing the
+zones needs a zone permission on all the account's zones (Cloudflare's
+``com.cloudflare.api.account.zone.list``): without one, 403 naming that permission, as Cloudflare
+says it ("Actor 'com.cloudflare.api.token.ID' requires permission '...' to list zones"). A DNS
+change without "dns" is refused with 403 before the record is even looked up (so a PATCH of a
+record that does not exist is 403 without the permission and 404 with it).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ Reply = tuple[int, Any, "list[dict[str, Any]] | None"]
 class FakeCloudflare:
     def __init__(self, token: str = "tok789", per_page_max: int = 50) -> None:
         self.token = token
+        self.token_id = uuid.uuid4().hex
         self.tokens: dict[str, set[str]] = {token: set(ALL)}
         self.per_page_max = per_page_max
         self.accounts: dict[str, str] = {}  # account id -> name
@@ -152,7 +158,8 @@ class FakeCloudflare:
             return 200, [{"id": a, "name": n, "type": "standard"} for a, n in self.accounts.items()], None
         if parts == ["zones"] and method == "GET":
             if not perms & {"zone", "dns"}:
-                return 200, [], None  # a token without zone access sees no zones
+                return 403, None, [{"code": 9109, "message": f"Actor 'com.cloudflare.api.token.{self.token_id}' "
+                                    "requires permission 'com.cloudflare.api.account.zone.list' to list zones"}]
             return 200, [{"id": z, "name": n, "status": "active",
                           "account": {"id": self.zone_account.get(z), "name": self.accounts.get(
                               self.zone_account.get(z, ""))}} for z, n in self.zones.items()

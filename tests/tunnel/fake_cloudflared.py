@@ -25,6 +25,13 @@ behaves like cloudflared 2026.8.2 (see shared/notes/cloudflared-real.md):
   originRequest.httpHostHeader); an origin that cannot be reached: 502, like cloudflared.
 A file FILE.fake next to the config steers a running one: "not-ready" makes /ready 503;
 "crash" makes it exit 1. Each start appends "PID HASH-OF-CONFIG" to FILE.starts.
+Also like the real one: `--version` prints "cloudflared version V (built ...)" (V from a file
+`version` next to this executable, else 2026.8.2); a service listed in a file `unstartable` next
+to it cannot be started: `run` prints "Error starting local service URL: ..." and exits 1 before
+the metrics answer (as cloudflared does when an origin's caPool cannot be read); a second SIGTERM
+during the graceful shutdown ends it at once (cloudflared stops listening after the first). A
+line "HOSTNAME yaml" in `refuse` makes validation fail with a two-line YAML decoding error at
+that rule's first originRequest key (its service when it has none), as yaml.v3 words it.
 """
 
 from __future__ import annotations
@@ -63,12 +70,35 @@ def log(level: str, text: str) -> None:
     print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {level} {text}", file=sys.stderr, flush=True)
 
 
-def refused_hostnames() -> set[str]:
-    path = Path(sys.argv[0]).resolve().with_name("refuse")
+def beside(name: str) -> list[str]:
+    """The lines of a steering file next to this executable."""
+    path = Path(sys.argv[0]).resolve().with_name(name)
     try:
-        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     except OSError:
-        return set()
+        return []
+
+
+def refused_hostnames() -> set[str]:
+    return {line for line in beside("refuse") if " " not in line}
+
+
+def yaml_refused(config: Path) -> str | None:
+    """The two-line YAML error for a rule listed as "HOSTNAME yaml" in `refuse`."""
+    hosts = {line.split()[0] for line in beside("refuse") if line.endswith(" yaml")}
+    if not hosts:
+        return None
+    root = yaml.compose(config.read_text())
+    ingress = next((v for k, v in root.value if k.value == "ingress"), None) if root is not None else None
+    for rule in ingress.value if ingress is not None else []:
+        fields = {k.value: v for k, v in rule.value}
+        if fields.get("hostname") is None or fields["hostname"].value not in hosts:
+            continue
+        origin = fields.get("originRequest")
+        node = origin.value[0][1] if origin is not None and origin.value else fields["service"]
+        return (f"error parsing YAML in config file at {config}: yaml: unmarshal errors:\n"
+                f"  line {node.start_mark.line + 1}: cannot unmarshal !!str `{node.value}` into time.Duration")
+    return None
 
 
 def validate(config: Path) -> tuple[bool, str]:
@@ -86,6 +116,9 @@ def validate(config: Path) -> tuple[bool, str]:
     if last.get("hostname", "") not in ("", "*") or last.get("path"):
         return False, ("Validation failed: The last ingress rule must match all URLs (i.e. it should not have a "
                        "hostname or path filter)")
+    broken = yaml_refused(config)
+    if broken:
+        return False, broken
     refuse = refused_hostnames()
     if "ALL" in refuse:
         return False, "Validation failed: The config file doesn't contain any ingress rules"
@@ -218,6 +251,12 @@ def run(opts: dict[str, str]) -> int:
     if creds and not Path(creds).expanduser().is_file():
         print(f"Tunnel credentials file '{creds}' doesn't exist or is not a file", file=sys.stderr)
         return 1
+    unstartable = set(beside("unstartable"))
+    for rule in data.get("ingress") or []:
+        if rule.get("service") in unstartable:
+            log("ERR", f'Error starting local service {rule["service"]}: Error loading cert pool: unable to read the '
+                f'file ca.pem for --origin-ca-pool: open ca.pem: no such file or directory')
+            return 1
     grace = go_seconds(opts.get("--grace-period") or os.environ.get("TUNNEL_GRACE_PERIOD") or "30s")
     host, _, port = opts["--metrics"].rpartition(":")
     control = config.with_name(config.name + ".fake")
@@ -232,7 +271,12 @@ def run(opts: dict[str, str]) -> int:
             return ""
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def first_signal(*_: object) -> None:  # like cloudflared: the next one ends it at once
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, first_signal)
     proxy, me, door = None, f"fake-{os.getpid()}", {}
     link = {"registered": False}  # with the edge: it sends this connector requests
     if os.environ.get(PROXY_EDGE) and connected:
@@ -302,6 +346,10 @@ def run(opts: dict[str, str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--version"]:
+        version = (beside("version") or ["2026.8.2"])[0]
+        print(f"cloudflared version {version} (built 2026-08-20-1200 UTC)")
+        return 0
     if argv[:1] != ["tunnel"] or argv[1:2] != ["--config"]:
         print(f"Incorrect Usage: flag provided but not defined (got {argv})", file=sys.stderr)
         return 0  # like the real one: a usage error exits 0

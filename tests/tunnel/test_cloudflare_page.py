@@ -1,9 +1,10 @@
-"""The page's Cloudflare step against a real gateway and the local stand-in of Cloudflare's
-API: cloudflared missing is said with the winget command, and noticed once it appears on
-PATH (no restart); a token is refused in words; with tunnels already there the page asks
-which one; connecting creates the tunnel, writes the credentials 0600, records [tunnel], and
-from then on a server's hostname is routed and gets its DNS record, which goes when the
-server is deleted. Screenshots at a phone's and a desktop's width."""
+"""The page's Cloudflare step against a real gateway and the local stand-ins of Cloudflare's
+API and of GitHub's releases: a token is refused in words; with tunnels already there the
+page asks which one; connecting creates the tunnel, writes the credentials 0600, records
+[tunnel]; the gateway then fetches cloudflared itself (here the release server has none yet:
+said in words, with the install command as a fallback), and one that appears on PATH is
+noticed (no restart); from then on a server's hostname is routed and gets its DNS record,
+which goes when the server is deleted. Screenshots at a phone's and a desktop's width."""
 
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ import pytest
 
 from tests.fix_gateway import Gateway
 from tests.tunnel.fake_cloudflare import FakeCloudflare
+from tests.tunnel.fake_releases import FakeReleases
 from tests.tunnel.test_connector import fake_cloudflared, wait
-from tests.webview.conftest import PASSWORD, USER, cli, signed_in, url_of
+from tests.webview.conftest import PASSWORD, USER, artifacts, cli, signed_in, url_of
 
-SHOTS = Path("/work/notes-helpers/shots")
+SHOTS = artifacts()  # this checkout's test-artifacts/ (a folder shared by several checkouts mixes their shots)
 BLOG = ('command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\nport = "auto"\n'
         '[domain]\nhostname = "Blog.Example.com"\n')
 
 
-def _start(gateway: Gateway, cf: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _start(gateway: Gateway, cf: FakeCloudflare, monkeypatch: pytest.MonkeyPatch, releases: str = "") -> Path:
     bin_dir = gateway.config_dir.parent / "later-bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("GATEWAY_CLOUDFLARE_API", cf.url)
+    monkeypatch.setenv("GATEWAY_CLOUDFLARED_RELEASES", releases or "http://127.0.0.1:9/none")  # nothing there
     gateway.write("blog", BLOG)
     toml = gateway.config_dir / "gateway.toml"  # a short drain, so the test's gateway stops quickly
     toml.write_text(toml.read_text() + '\n[tunnel]\ngrace_period = "1s"\n')
@@ -40,18 +43,18 @@ def _start(gateway: Gateway, cf: FakeCloudflare, monkeypatch: pytest.MonkeyPatch
 
 
 def test_connect_on_the_page_then_routes_and_dns_follow(gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
-    with FakeCloudflare() as cf:
+    with FakeCloudflare() as cf, FakeReleases() as releases:
         account = cf.add_account("Ada's account")
         zone = cf.add_zone("example.com", account)
         old = cf.add_tunnel(account, "old-laptop")
-        bin_dir = _start(gateway, cf, monkeypatch)
+        bin_dir = _start(gateway, cf, monkeypatch, releases.url)
         http = signed_in(gateway)
         try:
             page = http.get("/cloudflare")
             assert page.status_code == 200
             assert "Connect in one step" in page.text and "permissionGroupKeys=" in page.text
             assert "Cloudflare Tunnel — edit: create the tunnel and run it" in page.text
-            assert "winget install --id Cloudflare.cloudflared" in page.text and 'data-copy="cf-winget"' in page.text
+            assert "winget" not in page.text  # nothing to install by hand: the gateway gets cloudflared itself
 
             r = http.post("/cloudflare/connect", data={"csrf": http.csrf, "token": "wrong"})
             assert r.status_code == 422
@@ -72,7 +75,13 @@ def test_connect_on_the_page_then_routes_and_dns_follow(gateway: Gateway, monkey
             assert cf.token not in (gateway.config_dir / "gateway.toml").read_text()
 
             page = http.get("/cloudflare")
-            assert "Connected to <b>Ada&#39;s account</b>" in page.text and "cloudflared is not installed" in page.text
+            assert "Connected to <b>Ada&#39;s account</b>" in page.text
+            wait(lambda: releases.checks > 0, what="the gateway asked the release server for cloudflared")
+            wait(lambda: "cloudflared is not there yet" in http.get("/cloudflare").text, what="the failure said")
+            page = http.get("/cloudflare")
+            assert "cloudflared was not installed: GitHub did not say which cloudflared is the newest (HTTP 404)" \
+                in page.text
+            assert "winget install --id Cloudflare.cloudflared" in page.text and 'data-copy="cf-winget"' in page.text
             # cloudflared appears on PATH: noticed without a restart, the tunnel runs and routes the blog
             fake_cloudflared(bin_dir)
             config_yml = gateway.data_dir / "tunnel" / "config.yml"
@@ -136,6 +145,7 @@ def test_the_page_at_phone_and_desktop_width(gateway: Gateway, monkeypatch: pyte
                 for width, page in pages.items():
                     page.goto(url_of(gateway) + "/cloudflare")
                     page.get_by_text("Connected to").wait_for()
+                    page.get_by_text("cloudflared is not there yet").wait_for()  # no release server here: said
                     no_horizontal_scroll(page)
                     page.screenshot(path=str(SHOTS / f"cloudflare-connected-{width}.png"), full_page=True)
                 for context in contexts.values():

@@ -70,6 +70,7 @@ def test_connect_creates_the_tunnel_writes_credentials_and_records_it(cf, home, 
 
 async def test_an_existing_tunnel_is_picked_with_its_secret(cf, home):
     account = cf.add_account()
+    cf.add_zone("example.com", account)
     tid = cf.add_tunnel(account, "laptop")
     async with Client(cf.url, cf.token) as client:
         done = await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token=cf.token,
@@ -94,6 +95,39 @@ async def test_token_errors_in_words(cf, home, perms, words):
     assert not (home / "data" / "tunnel").exists()  # nothing written
 
 
+@pytest.mark.parametrize("perms, words, detail", [
+    ({"tunnel"}, "this token cannot see the domains of Ada's account: add the DNS edit permission (Zone → DNS → "
+                 "Edit) with Zone Resources “All zones”", "requires permission 'com.cloudflare.api.account.zone.list'"),
+    ({"tunnel", "zone"}, "this token can see your domains but cannot change their DNS records, so your servers' "
+                         "names cannot point at the tunnel: add the DNS edit permission (Zone → DNS → Edit)", ""),
+])
+async def test_a_token_without_the_dns_permission_is_told_at_connect(cf, home, perms, words, detail):
+    """Not "connected, domains: none": the missing permission is named (Cloudflare reports it as
+    a 403 naming com.cloudflare.api.account.zone.list for the zone list, and refuses a DNS change
+    before looking the record up), and nothing is created or written."""
+    account = cf.add_account("Ada's account")
+    cf.add_zone("example.com", account)
+    cf.tokens["nodns"] = perms
+    async with Client(cf.url, "nodns") as client:
+        with pytest.raises(ConnectError) as err:
+            await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token="nodns", api_url=cf.url)
+    assert str(err.value).startswith(words), str(err.value)
+    assert detail in err.value.detail
+    assert not cf.tunnels and not cf.records and not (home / "data" / "tunnel").exists()
+    probe = ("PATCH", f"/client/v4/zones/{next(iter(cf.zones))}/dns_records/{'0' * 32}")  # changes nothing
+    assert (probe in cf.calls) == ("zone" in perms)
+
+
+async def test_an_account_without_a_domain_is_told_to_add_one(cf, home):
+    cf.add_account("Ada's account")
+    async with Client(cf.url, cf.token) as client:
+        with pytest.raises(ConnectError) as err:
+            await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token=cf.token, api_url=cf.url)
+    assert str(err.value).startswith("Cloudflare shows this token no domain in Ada's account: if your domain is "
+                                     "there, the token lacks the DNS permission")
+    assert "add your domain to Cloudflare first" in str(err.value) and not cf.tunnels
+
+
 async def test_wrong_token_several_accounts_and_no_account(cf, home):
     async with Client(cf.url, "nope") as client:
         with pytest.raises(ConnectError) as err:
@@ -105,6 +139,7 @@ async def test_wrong_token_several_accounts_and_no_account(cf, home):
             await connect(client, home / "data", home / "x.toml", token=cf.token)
         assert str(err.value).startswith("this token reaches no Cloudflare account")
         a, b = cf.add_account("Home"), cf.add_account("Work")
+        cf.add_zone("example.com", b)
         with pytest.raises(ConnectError) as err:
             await connect(client, home / "data", home / "x.toml", token=cf.token)
         assert str(err.value) == "this token reaches 2 accounts: pick one"
@@ -129,6 +164,7 @@ async def test_the_outside_alarm_once_per_tunnel_and_in_words(cf, home):
     from reconciler.tunnel.connect import read_summary, set_alarm
 
     account = cf.add_account("Ada's account")
+    cf.add_zone("example.com", account)
     async with Client(cf.url, cf.token) as client:
         done = await connect(client, home / "data", home / "gateway.d" / "gateway.toml", token=cf.token,
                              api_url=cf.url)

@@ -33,8 +33,28 @@ def test_configured_then_path_then_windows_locations(tmp_path: Path):
     assert find(None, env, windows=True) == msi
 
 
-def test_missing_message_says_how_to_install_and_connect():
+def test_missing_message_says_the_gateway_fetches_it():
     text = missing_message()
-    for part in ("winget install --id Cloudflare.cloudflared", "sudo apt-get install cloudflared",
-                 "brew install cloudflared", "gateway tunnel connect", "notices cloudflared once it is installed"):
+    for part in ("the gateway is fetching the official one", "published checksum", "gateway tunnel connect"):
         assert part in text
+    configured = missing_message("/opt/cf")
+    for part in ("cloudflared not found at '/opt/cf'", "winget install --id Cloudflare.cloudflared",
+                 "brew install cloudflared", "remove the setting and the gateway fetches"):
+        assert part in configured
+
+
+def test_the_fetched_one_comes_after_the_configured_and_before_path(tmp_path: Path):
+    import json
+
+    on_path = _exe(tmp_path / "bin" / "cloudflared")
+    data = tmp_path / "data"
+    fetched = _exe(data / "cloudflared" / "2026.9.0" / "cloudflared")
+    env = {"PATH": str(tmp_path / "bin")}
+    assert find(None, env, windows=False, data_dir=data) == on_path  # nothing recorded yet
+    (data / "cloudflared" / "installed.json").write_text(json.dumps({"version": "2026.9.0",
+                                                                      "file": "2026.9.0/cloudflared"}))
+    assert find(None, env, windows=False, data_dir=data) == fetched
+    own = _exe(tmp_path / "opt" / "cf")
+    assert find(str(own), env, windows=False, data_dir=data) == own
+    fetched.unlink()  # its file gone: the next one
+    assert find(None, env, windows=False, data_dir=data) == on_path

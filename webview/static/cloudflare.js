@@ -1,4 +1,4 @@
-// The Cloudflare page: copy buttons, and noticing cloudflared once it is installed.
+// The Cloudflare page: copy buttons, and noticing cloudflared once it is there (or why it is not).
 (function () {
   document.addEventListener("click", function (ev) {
     var button = ev.target.closest("[data-copy]");
@@ -20,7 +20,8 @@
   if (!missing && !state) return;
   setInterval(function () {
     fetch("/cloudflare/state.json", {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (s) {
-      var changed = (missing && s.cloudflared) || (state && s.state !== state.getAttribute("data-cf-state"));
+      var changed = (missing && (s.cloudflared || (s.said || "") !== missing.getAttribute("data-said"))) ||
+        (state && s.state !== state.getAttribute("data-cf-state"));
       if (changed && !typing()) location.reload();
     }).catch(function () {});
   }, 5000);
