@@ -176,8 +176,19 @@ def finish(gw: Gateway, pg_dsn: str) -> None:
     """Stop the gateway, kill (by pid) anything of its servers still running, drop its schema
     and its own embedded database; then fail if something had been left behind, or if the
     gateway exited badly, printed a traceback or recorded an internal error."""
-    code = gw.stop() if gw.proc is not None else None
+    stopped = ""
+    try:
+        code = gw.stop() if gw.proc is not None else None
+    except Exception as exc:  # noqa: BLE001 - it did not stop: end it (by pid) and say so below
+        code, stopped = None, f"the gateway did not stop when asked ({exc!r}); it was killed"
+        if gw.proc is not None:
+            gw.remember_pids()
+            gw.proc.kill()
+            gw.proc.wait(30)
+            gw.proc = None
     found = problems(gw, code) if not gw.allow_problems else []
+    if stopped:
+        found.append(stopped)
     leftovers = [pid for pid in gw.seen_pids if psutil.pid_exists(pid) and
                  psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     for pid in leftovers:
