@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconciler import secretbox
-from webview import account, api, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream, tokens
+from webview import account, api, auth, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream, tokens
 from webview.access import Access
 from webview.auth import Authenticate, CsrfGuard
 from webview.lockout import LockOuts
@@ -51,6 +51,7 @@ def _hostname(daemon: Gateway) -> str | None:
         return None
 
 
+@auth.anyone
 async def favicon(request: Request) -> Response:
     """/favicon.ico, where browsers look when a response names no icon (a JSON answer, a file)."""
     return FileResponse(HERE / "static" / "icons" / "favicon.ico", media_type="image/vnd.microsoft.icon",
@@ -60,14 +61,18 @@ async def favicon(request: Request) -> Response:
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched: the JSON API first (polled
     most, it would else be tried against every page's pattern), then the sign-in pages."""
-    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Route("/favicon.ico", favicon), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Route("/favicon.ico", favicon), Mount("/static", auth.anyone(StaticFiles(directory=HERE / "static")), name="static")]
 
 
 def create_app(daemon: Gateway) -> Starlette:
     result = daemon.reconciler.result
     access = Access.from_settings(result.settings.web if result else None)
+    routes = all_routes()
+    undeclared = auth.undeclared(routes)
+    if undeclared:  # every route says what it requires (webview.auth.Guard); one that does not is a bug
+        raise RuntimeError(f"routes that declare no guard (webview.auth): {', '.join(undeclared)}")
     app = Starlette(
-        routes=all_routes(),
+        routes=routes,
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
                     Middleware(doors.HttpsOnly, hostname=lambda: _hostname(daemon)),
                     Middleware(Authenticate), Middleware(CsrfGuard)],

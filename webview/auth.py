@@ -21,8 +21,9 @@ import hashlib
 import hmac
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from dataclasses import dataclass
+from typing import TypeVar, cast
+from urllib.parse import parse_qs, quote
 
 from starlette.authentication import (
     AuthCredentials,
@@ -34,10 +35,12 @@ from starlette.authentication import (
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webview import cookies, doors, users
 from webview.access import AccessDenied
+from webview.security import same_site
 
 PAGE, API, READ, STRONG, LOCAL = "page", "api", "read", "strong", "local"
 STATUS = "status"  # /metrics and the status API: what a read-only token may read
@@ -145,16 +148,6 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
-def same_site(headers: Any) -> bool:
-    """Sent by our own pages: Sec-Fetch-Site when the browser sends it, else an Origin (or
-    Referer) naming this host. A request with neither is refused."""
-    fetch_site = headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site in ("same-origin", "none")
-    origin = headers.get("origin") or headers.get("referer")
-    return bool(origin) and urlsplit(origin).netloc == headers.get("host", "")
-
-
 FORM_LIMIT = 512 * 1024 * 1024  # bytes of a POST body read before the CSRF check (a backup upload)
 
 
@@ -256,39 +249,83 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, messa
     await response(scope, receive, send)
 
 
-# --- what a route needs --------------------------------------------------------------------
-Handler = Callable[[Request], Awaitable[Response]]
+# --- what a route requires: declared on every route -----------------------------------------
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[object]])
+_GUARD = "_requires"  # the attribute a guarded endpoint carries its Guard in
 
 
 def has(request: HTTPConnection, *scopes: str) -> bool:
     return all(s in request.auth.scopes for s in scopes)
 
 
-def requires(scopes: str | Sequence[str], status_code: int = 401, redirect: bool = False,
-             message: str = "sign in first") -> Callable[[Handler], Handler]:
-    """starlette's `requires`, with the page's answers: a GET page redirects to the sign-in
-    page and back (a relative `next`), anything else gets `status_code` and `message`."""
-    wanted = [scopes] if isinstance(scopes, str) else list(scopes)
+def user_name(request: HTTPConnection) -> str:
+    """The signed-in person's name (or the token's): what a guarded route acts as."""
+    return str(request.user.display_name)
 
-    def decorator(handler: Handler) -> Handler:
-        assert "request" in inspect.signature(handler).parameters, handler
 
-        @functools.wraps(handler)
-        async def guarded(request: Request) -> Response:
-            if not has(request, *wanted):
-                if redirect and request.method == "GET":
+@dataclass(frozen=True)
+class Guard:
+    """What a route requires, as starlette's `@requires` declares it, with the page's answers to
+    whoever lacks it: a GET page goes to the sign-in page and back (`sign_in`, a relative
+    `next`), a route with `elsewhere` sends them there, anything else gets `status_code` and
+    `message`. Every route declares one (`anyone` when nothing is required): `create_app`
+    refuses a route without (see `undeclared`). The scopes come from `GatewayAuth`."""
+
+    scopes: tuple[str, ...]
+    message: str = "sign in first"
+    status_code: int = 401
+    sign_in: bool = False
+    elsewhere: str | None = None
+
+    def __call__(self, endpoint: Endpoint) -> Endpoint:
+        if not self.scopes:  # nothing to check: the endpoint itself, marked (it may be an ASGI app)
+            setattr(endpoint, _GUARD, self)
+            return endpoint
+        assert "request" in inspect.signature(endpoint).parameters, endpoint
+
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> object:
+            if not has(request, *self.scopes):
+                if self.elsewhere is not None:
+                    return RedirectResponse(self.elsewhere, status_code=303)
+                if self.sign_in and request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-                raise HTTPException(status_code, message)
-            return await handler(request)
+                raise HTTPException(self.status_code, self.message)
+            return await endpoint(request)
 
-        return guarded
+        setattr(guarded, _GUARD, self)
+        return cast(Endpoint, guarded)
 
-    return decorator
+
+def requires(*scopes: str, message: str = "sign in first", status_code: int = 401) -> Guard:
+    return Guard(scopes, message, status_code)
 
 
-page = requires(PAGE, redirect=True)  # a page a person reads: sign in, then back here
-action = requires(PAGE)  # a POST a person sends (CsrfGuard has checked its token)
+def guard_of(endpoint: object) -> Guard | None:
+    found = getattr(endpoint, _GUARD, None)
+    return found if isinstance(found, Guard) else None
+
+
+def undeclared(routes: Sequence[BaseRoute]) -> list[str]:
+    """The paths of `routes` (and of those mounted under them) that declare no Guard."""
+    missing = []
+    for route in routes:
+        if isinstance(route, Mount) and route.routes:
+            missing += [f"{route.path}{path}" for path in undeclared(route.routes)]
+        elif isinstance(route, Mount):
+            missing += [] if guard_of(route.app) else [route.path]
+        elif isinstance(route, Route):
+            missing += [] if guard_of(route.endpoint) else [route.path]
+        else:
+            missing.append(str(getattr(route, "path", route)))  # a websocket or a host: not used here yet
+    return missing
+
+
+page = Guard((PAGE,), sign_in=True)  # a page a person reads: sign in, then back here
+action = Guard((PAGE,))  # anything else a signed-in person sends or fetches (a form, a script's request): 401
 api = requires(API, message="missing or wrong API token")  # the command line on this machine
 read = requires(READ, message="send the API token or sign in")  # either
 status = requires(STATUS, message="missing or wrong API token")  # any API token (a read-only one too) or a session
+local = Guard((LOCAL,), elsewhere="/login")  # this laptop's own browser (first-run setup); anyone else: sign in
+anyone = Guard(())  # the sign-in forms, the icon, the static files: nobody needs to be signed in

@@ -41,8 +41,8 @@ from reconciler.tunnel.connect import (
 from reconciler.tunnel.hook import plan_of
 from reconciler.tunnel.status import public_url, tunnel_view
 from webview.doors import is_tunnel
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import daemon_of, redirect, render
 
 WINGET = "winget install --id Cloudflare.cloudflared"
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the new [tunnel]
@@ -99,26 +99,27 @@ def model(request: Request) -> dict[str, Any]:
     }
 
 
-@login_required
+@auth.page
 async def page(request: Request) -> Response:
     return render(request, "cloudflare.html", **model(request), step="token", error=None, detail=None)
 
 
-@login_required
+@auth.page
 async def state(request: Request) -> Response:
     """For the page's script: is cloudflared there now, and the tunnel's state."""
     return JSONResponse({"cloudflared": _cloudflared(request), "state": tunnel_view(daemon_of(request).rt)["state"],
                          "said": _getting(request)["said"] or "", "at": time.time()})
 
 
-@login_required
+@auth.page
 async def zones(request: Request) -> Response:
     """The account's domains (as found when connecting), for the add/edit form's suggestions."""
     return JSONResponse({"zones": list(read_summary(daemon_of(request).settings.data_dir).get("zones") or [])})
 
 
+@auth.action
 async def connect_post(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     if is_tunnel(request):
         return _again(request, "Connect another Cloudflare token on the laptop itself: this page reaches you through "
                                "the tunnel that connecting would replace.", status=403)
@@ -168,9 +169,10 @@ async def _alarm(api_url: str, token: str, data_dir: Any, account_id: str, tunne
         return f"The outside alarm is not on: {exc}"
 
 
+@auth.action
 async def alarm_post(request: Request) -> Response:
     """Set up the outside alarm later, with the token the gateway keeps."""
-    _, form = await guard_post(request)
+    form = await request.form()
     daemon = daemon_of(request)
     plan = plan_of(daemon.rt)
     settings = plan.settings if plan is not None else None
@@ -183,12 +185,13 @@ async def alarm_post(request: Request) -> Response:
     return redirect(request, "/cloudflare", said)
 
 
+@auth.action
 async def update_post(request: Request) -> Response:
     """Get the newest official cloudflared now (or the version offered); the tunnel moves to
     it without a gap. A download that fails or does not match changes nothing, in words."""
     from reconciler.tunnel.getter import install
 
-    user, _ = await guard_post(request)
+    user = auth.user_name(request)
     daemon = daemon_of(request)
     plan = plan_of(daemon.rt)
     if plan is None or plan.settings is None:

@@ -27,8 +27,8 @@ from webview import trying
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
 from webview.pages import NAME_RE, known
 from webview.portcheck import check_port, port_message
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import daemon_of, redirect, render
 from webview.starters import STARTERS
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
@@ -215,7 +215,7 @@ def _page(request: Request, values: dict[str, str], errors: dict[str, str], addi
                   start_help=STARTERS.get(start, {}).get("help", ""), tried=tried)
 
 
-@login_required
+@auth.page
 async def new_form(request: Request) -> Response:
     start = request.query_params.get("start", "")
     values = form_values({"port": "auto"})
@@ -224,7 +224,7 @@ async def new_form(request: Request) -> Response:
     return _page(request, values, {}, adding=True, start=start if start in STARTERS else "")
 
 
-@login_required
+@auth.page
 async def edit_form(request: Request) -> Response:
     name = known(request, request.path_params["name"])
     path = server_path(daemon_of(request).settings.config_dir, name)
@@ -235,8 +235,9 @@ async def edit_form(request: Request) -> Response:
     return _page(request, values, {}, adding=False)
 
 
+@auth.action
 async def save(request: Request) -> Response | trying.LiveTry:
-    user, raw = await guard_post(request)
+    user, raw = auth.user_name(request), await request.form()
     form = {k: str(raw.get(k, "")) for k in FIELDS}
     adding = "name" not in request.path_params
     name = (form["name"].strip() if adding else request.path_params["name"])
@@ -284,14 +285,15 @@ async def save(request: Request) -> Response | trying.LiveTry:
     return redirect(request, f"/servers/{name}" if applied else "/", message)
 
 
-@login_required
+@auth.page
 async def delete_form(request: Request) -> Response:
     name = known(request, request.path_params["name"])
     return render(request, "delete.html", name=name)
 
 
+@auth.action
 async def delete(request: Request) -> Response:
-    user, _ = await guard_post(request)
+    user = auth.user_name(request)
     name = request.path_params["name"]
     daemon = daemon_of(request)
     try:

@@ -24,8 +24,8 @@ from webview import charts
 from webview.control import ControlError, control
 from webview.doors import is_tunnel
 from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import daemon_of, redirect, render
 from webview.views import server_names, server_view
 from webview.words import event_kinds, event_words
 
@@ -38,7 +38,7 @@ LOG_BYTES = 256 * 1024
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
-@login_required
+@auth.page
 async def overview(request: Request) -> Response:
     model, cards = await overview_cached(request)
     return render(request, "overview.html", **model, cards=Markup(cards.replace(CSRF_SLOT, request.state.csrf)))
@@ -113,13 +113,13 @@ def version_in_force(daemon: Gateway, name: str, spec: ServerSpec | None) -> Ser
     return in_force(name, desired)
 
 
-@login_required
+@auth.page
 async def detail(request: Request) -> Response:
     name = known(request, request.path_params["name"])
     return render(request, "server.html", **await detail_model(request, name))
 
 
-@login_required
+@auth.page
 async def log_part(request: Request) -> Response:
     name = known(request, request.path_params["name"])
     path = server_log(daemon_of(request).settings.data_dir, name)
@@ -131,9 +131,10 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+@auth.action
 async def control_post(request: Request) -> Response:
     """The Start / Stop / Restart buttons, for one server, a group or all."""
-    user, form = await guard_post(request)
+    user, form = auth.user_name(request), await request.form()
     name = request.path_params.get("name")
     names = [known(request, name)] if name else [str(n) for n in form.getlist("name")]
     group = str(form.get("group") or "") or None
@@ -156,7 +157,7 @@ async def control_post(request: Request) -> Response:
     return redirect(request, back, message)
 
 
-@login_required
+@auth.page
 async def events_page(request: Request) -> Response:
     daemon = daemon_of(request)
     q = request.query_params
@@ -181,13 +182,12 @@ async def events_page(request: Request) -> Response:
                   kinds=event_kinds())
 
 
-
-
+@auth.action
 async def alert_test_post(request: Request) -> Response:
     """Send a test alert to every [notify] url, now; say whether it reached them."""
     from webview.settings_pages import send_test_alert
 
-    ok, error = await send_test_alert(request)
+    ok, error = await send_test_alert(getattr(daemon_of(request), "notifier", None), auth.user_name(request))
     if ok is None:
         return redirect(request, "/events", "No alert addresses yet: add one in Settings, Alerts.")
     return redirect(request, "/events", "Test alert sent." if ok else f"The test alert failed: {error}")

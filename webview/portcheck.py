@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from reconciler.digits import plain_digits
 from reconciler.health import port_holder, port_is_free
 from webview.render import daemon_of
-from webview.security import current_user
+from webview import auth
 
 
 async def port_message(request: Request, raw: str, name: str = "") -> str:
@@ -54,9 +53,8 @@ def server_holding(daemon: Any, pid: int) -> str | None:
     return None
 
 
+@auth.action
 async def check_port(request: Request) -> Response:
-    if await current_user(request) is None:
-        raise HTTPException(401, "sign in first")
     message = await port_message(request, request.query_params.get("port", ""), request.query_params.get("name", ""))
     return JSONResponse({"message": message, "free": message.endswith("is free.")})
 

@@ -1,5 +1,5 @@
 """Templates and the small helpers every page shares: render with the signed-in user and the
-CSRF token, one-shot flash messages, and the sign-in requirement for GET pages."""
+CSRF token, and one-shot flash messages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from webview import auth, cookies
+from webview import cookies
 from webview.doors import door_of
 from webview.words import duration
 
@@ -77,5 +77,3 @@ def redirect(request: Request, to: str, message: str | None = None) -> RedirectR
         cookies.put(response, request, cookies.FLASH, quote(message)[:900], max_age=60)
     return response
 
-
-login_required = auth.page  # GET pages: a visitor who is not signed in goes to the sign-in page, then back

@@ -26,8 +26,8 @@ from starlette.routing import Route
 from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from webview import doors
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import daemon_of, redirect, render
 from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
 
 SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
@@ -47,7 +47,7 @@ def terminal(daemon: Any, *args: str) -> str:
 
 
 # --- backups -----------------------------------------------------------------------------
-@login_required
+@auth.page
 async def backups_page(request: Request) -> Response:
     return _backups(request)
 
@@ -66,7 +66,7 @@ def _backups(request: Request, status: int = 200, error: str | None = None,
                   cli_restore=terminal(daemon, "restore", "FILE.tar.gz"), waiting=waiting)
 
 
-@login_required
+@auth.page
 async def backup_download(request: Request) -> Response:
     from reconciler.ops.backup import backup
 
@@ -92,8 +92,9 @@ def _remove(folder: Path) -> None:
     folder.rmdir()
 
 
+@auth.action
 async def backup_schedule(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     every = str(form.get("every", ""))
     keep = str(form.get("keep", "7")).strip()
     if every not in SCHEDULES:
@@ -123,6 +124,7 @@ WAITING = "restore-waiting"  # an upload kept while its owner reads what restori
 WAITING_FOR = 900.0  # seconds
 
 
+@auth.action
 async def backup_restore(request: Request) -> Response:
     """Restore an uploaded backup: every member is checked first (nothing is replaced when one
     cannot be restored); a backup whose code app secrets this gateway cannot open (made on
@@ -132,7 +134,7 @@ async def backup_restore(request: Request) -> Response:
     from reconciler.ops.restore import check, restore
     from reconciler.secretbox import SealError
 
-    _, form = await guard_post(request)
+    form = await request.form()
     daemon = daemon_of(request)
     upload = form.get("file")
     waiting = str(form.get("waiting", ""))
@@ -228,7 +230,7 @@ def _target(daemon: Any) -> Any:
     return autostart.Target(Path(sys.executable), daemon.settings.config_dir, daemon.settings.data_dir)
 
 
-@login_required
+@auth.page
 async def boot_page(request: Request) -> Response:
     return await _boot(request)
 
@@ -256,8 +258,9 @@ async def _boot(request: Request, status: int = 200, error: str | None = None) -
                   cli_remove=terminal(daemon, "autostart", "remove"))
 
 
+@auth.action
 async def boot_post(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     from reconciler.ops import autostart
 
     verb = str(form.get("verb", ""))

@@ -21,8 +21,8 @@ from reconciler.digits import plain_digits
 from reconciler.fsutil import read_regular
 from reconciler.ops import tomledit
 from reconciler.spec import GatewayFile
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import daemon_of, redirect, render
 
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the saved file
 EVENT_WORDS = {
@@ -107,7 +107,7 @@ def _check_notify(data: dict[str, Any]) -> None:
             raise SettingsError(f"not an address alerts can go to: {', '.join(bad)} (see the examples)")
 
 
-@login_required
+@auth.page
 async def alerts_page(request: Request) -> Response:
     return await _alerts(request)
 
@@ -134,8 +134,9 @@ async def _alerts(request: Request, status: int = 200, error: str | None = None,
                   db_error=db_error, live_targets=len(live.urls) if live else 0, section="alerts")
 
 
+@auth.action
 async def alerts_save(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     from reconciler.ops.notify import ALL_KINDS
 
     urls = [u.strip() for u in str(form.get("urls", "")).splitlines() if u.strip()]
@@ -155,12 +156,10 @@ async def alerts_save(request: Request) -> Response:
     return redirect(request, "/settings/alerts", f"Alert settings saved. {in_force(ok)}")
 
 
-async def send_test_alert(request: Request) -> tuple[bool | None, str]:
+async def send_test_alert(notifier: Any, user: str) -> tuple[bool | None, str]:
     """Send a test alert to every address in force, now: (None: no address yet | it went out, error)."""
     from reconciler.ops.notify import Alert
 
-    user, _ = await guard_post(request)
-    notifier = getattr(daemon_of(request), "notifier", None)
     if notifier is None or not notifier.settings().urls:
         return None, ""
     alert = Alert("test", None, f"a test alert sent by {user} from the web page: alerts reach you")
@@ -168,8 +167,9 @@ async def send_test_alert(request: Request) -> tuple[bool | None, str]:
     return sent.ok, sent.error or ""
 
 
+@auth.action
 async def alerts_test(request: Request) -> Response:
-    ok, error = await send_test_alert(request)
+    ok, error = await send_test_alert(getattr(daemon_of(request), "notifier", None), auth.user_name(request))
     if ok is None:
         return redirect(request, "/settings/alerts", "No alert addresses yet: add one above and save first.")
     return redirect(request, "/settings/alerts", "Test alert sent: check that it arrived." if ok else
@@ -177,7 +177,7 @@ async def alerts_test(request: Request) -> Response:
 
 
 # --- ports -------------------------------------------------------------------------------
-@login_required
+@auth.page
 async def ports_page(request: Request) -> Response:
     return _ports(request)
 
@@ -189,8 +189,9 @@ def _ports(request: Request, status: int = 200, error: str | None = None, value:
                   in_force=f"{lo}-{hi}", section="ports")
 
 
+@auth.action
 async def ports_save(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     value = str(form.get("range", "")).strip().replace(" ", "")
     lo, _, hi = value.partition("-")
     if not (plain_digits(lo) and plain_digits(hi) and 1024 <= int(lo) <= int(hi) <= 65535):
@@ -206,7 +207,7 @@ async def ports_save(request: Request) -> Response:
                                                 "it needs an automatic port.")
 
 
-@login_required
+@auth.page
 async def index(request: Request) -> Response:
     return redirect(request, "/settings/alerts")
 

@@ -51,15 +51,15 @@ async def _nobody(request: Request) -> bool:
     return store is not None and await users.count_users(store) == 0
 
 
+@auth.local
 async def setup_page(request: Request) -> Response:
-    if not auth.has(request, auth.LOCAL) or not await _nobody(request):
+    if not await _nobody(request):
         return RedirectResponse("/login", status_code=303)
     return render(request, "setup.html", name="", error=None, error_at="", kept="", min_length=users.MIN_PASSWORD)
 
 
+@auth.local  # the tunnel door, or not from this machine: never
 async def setup_post(request: Request) -> Response:
-    if not auth.has(request, auth.LOCAL):  # the tunnel door, or not from this machine: never
-        return RedirectResponse("/login", status_code=303)
     if not await _nobody(request):
         return RedirectResponse("/login", status_code=303)
     form = await request.form()

@@ -118,6 +118,7 @@ async def _login_page(request: Request, status: int = 200, **context: Any) -> Re
                   passkeys_here=passkeys.place(request) is not None, **context)
 
 
+@auth.anyone
 async def login_page(request: Request) -> Response:
     if auth.has(request, auth.PAGE):
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
@@ -130,6 +131,7 @@ async def login_page(request: Request) -> Response:
     return await _login_page(request, not_set_up=no_users)
 
 
+@auth.anyone
 async def login_post(request: Request) -> Response:
     form = await request.form()
     name, password = users.normal_name(str(form.get("username", ""))), str(form.get("password", ""))
@@ -161,6 +163,7 @@ async def login_post(request: Request) -> Response:
     return response
 
 
+@auth.anyone
 async def verify_page(request: Request, status: int = 200, error: str | None = None) -> Response:
     pending = _pending(request)
     if pending is None:
@@ -172,6 +175,7 @@ async def verify_page(request: Request, status: int = 200, error: str | None = N
                   passkeys_here=passkeys.place(request) is not None, error=error)
 
 
+@auth.anyone
 async def verify_post(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
@@ -193,6 +197,7 @@ async def verify_post(request: Request) -> Response:
                               "a password and the code app" if plain_digits(digits) else "a password and a recovery code")
 
 
+@auth.anyone
 async def passkey_options(request: Request) -> Response:
     """Options for signing in with a passkey here: after the password (that user's passkeys),
     or on its own (any passkey of this address)."""
@@ -211,6 +216,7 @@ async def passkey_options(request: Request) -> Response:
     return response
 
 
+@auth.anyone
 async def passkey_post(request: Request) -> Response:
     pending = _pending(request)
     claimed = str(pending["user"]) if pending else ""

@@ -14,15 +14,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from webview import auth
 from webview.doors import door_of
 from webview.overview import CSRF_SLOT, all_names, card_view, counts, host_words
 from webview.render import _mb, daemon_of, fragment
-from webview.security import current_user
 
 STATS_EVERY = 5.0  # seconds between looks at the figures when nothing changes (sent when they moved)
 KEEPALIVE = 15.0
@@ -71,9 +70,8 @@ def stats(cards: list[dict[str, Any]], host: dict[str, Any]) -> str:
     })
 
 
+@auth.action
 async def stream(request: Request) -> StreamingResponse:
-    if await current_user(request) is None:
-        raise HTTPException(401, "sign in first")
     daemon = daemon_of(request)
     csrf = request.state.csrf
     back = request.query_params.get("back", "/")
