@@ -38,8 +38,9 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webview import cookies, doors, users
+from webview import cookies, doors, tokens
 from webview.access import AccessDenied
+from webview.page import Page
 from webview.security import same_site
 
 PAGE, API, READ, STRONG, LOCAL = "page", "api", "read", "strong", "local"
@@ -67,27 +68,29 @@ def _bearer(conn: HTTPConnection) -> str:
 
 
 class GatewayAuth(AuthenticationBackend):
-    """The one gate: API token, session cookie, Cloudflare Access token."""
+    """The one gate: API token, session cookie, Cloudflare Access token; what it looked up is
+    remembered by the page (its `sessions` and `read_tokens`)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        state = conn.app.state
+        page, gateway = self.page, self.page.gateway
         door = doors.door_of(conn.scope)
         forwarded = any(h in conn.headers for h in ("cf-connecting-ip", "cf-ray", "x-forwarded-for"))  # via a proxy
         base = [LOCAL] if door == doors.LOCAL and doors.from_loopback(conn) and not forwarded else []
         bearer = _bearer(conn)
-        token = state.daemon.token
+        token = gateway.token
         if door == doors.LOCAL and bearer and token and hmac.compare_digest(bearer, token):
             return AuthCredentials([API, READ, STATUS, *base]), GatewayUser("cli", "token")
-        if door == doors.LOCAL and bearer.startswith("gwr_"):  # webview.tokens.PREFIX: a read-only token
-            from webview import tokens  # (it imports this module for its pages)
-
+        if door == doors.LOCAL and bearer.startswith(tokens.PREFIX):  # a read-only token
             try:
-                name = await tokens.lookup(state.daemon.store, bearer)
+                name = await page.read_tokens.lookup(gateway.store, bearer)
             except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
                 raise DatabaseDown(str(exc)) from None
             if name is not None:
                 return AuthCredentials([STATUS]), GatewayUser(f"token:{name}", "read-token")
-        access = state.access
+        access = page.access
         assertion = conn.headers.get("cf-access-jwt-assertion", "")
         if access is not None and (assertion or door == doors.TUNNEL) and not conn.url.path.startswith("/static/"):
             try:
@@ -97,9 +100,9 @@ class GatewayAuth(AuthenticationBackend):
             return AuthCredentials([PAGE, READ, STATUS, STRONG, *base]), GatewayUser(who, "access", f"access:{who}",
                                                                                       True)
         cookie = cookies.get(conn, cookies.SESSION)  # at the tunnel door only its __Host- cookie
-        if cookie and state.daemon.store is not None:
+        if cookie and gateway.store is not None:
             try:
-                session = await users.find_session(state.daemon.store, cookie)
+                session = await page.sessions.find(gateway.store, cookie)
             except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
                 raise DatabaseDown(str(exc)) from None
             if session is not None and (door == doors.LOCAL or (session.door == doors.TUNNEL and session.second_factor)):
@@ -121,8 +124,8 @@ class Authenticate:
     """Runs GatewayAuth for every http request: sets scope["auth"], scope["user"] and, for the
     templates, state.user (the name or None) and state.csrf (this visitor's form token)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app, self.backend = app, GatewayAuth()
+    def __init__(self, app: ASGIApp, page: Page) -> None:
+        self.app, self.backend, self.page = app, GatewayAuth(page), page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,10 +143,10 @@ class Authenticate:
             return
         scope["auth"], scope["user"] = creds, user
         if creds.scopes:  # a person (or their phone, or `gateway status`) looks: figures at full rate
-            conn.app.state.daemon.rt.looked()
+            self.page.gateway.rt.looked()
         state = scope.setdefault("state", {})
         state["user"] = user.display_name if PAGE in creds.scopes else None
-        state["csrf"] = csrf_for(conn.app.state.secret, user.key) if isinstance(user, GatewayUser) and \
+        state["csrf"] = csrf_for(self.page.secret, user.key) if isinstance(user, GatewayUser) and \
             PAGE in creds.scopes else ""
         await self.app(scope, receive, send)
 

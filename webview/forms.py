@@ -28,8 +28,9 @@ from webview.cmdline import CommandError, folder_problem, join_command, program_
 from webview.pages import NAME_RE, known
 from webview.portcheck import check_port, port_message
 from webview import auth
-from webview.render import daemon_of, redirect, render
+from webview.render import redirect, render
 from webview.starters import STARTERS
+from webview.page import gateway_of, page_of
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
           "health_command", "domain")
@@ -203,7 +204,7 @@ def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 
 async def _wait_applied(request: Request, check: Any) -> bool:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     return await daemon.rt.wait_until(
         lambda: daemon.reconciler.result is not None and check(daemon.reconciler.result.specs), APPLY_WAIT)
 
@@ -227,7 +228,7 @@ async def new_form(request: Request) -> Response:
 @auth.page
 async def edit_form(request: Request) -> Response:
     name = known(request, request.path_params["name"])
-    path = server_path(daemon_of(request).settings.config_dir, name)
+    path = server_path(gateway_of(request).settings.config_dir, name)
     try:
         values = form_values(read_file(path), name)
     except FormError as exc:
@@ -242,7 +243,7 @@ async def save(request: Request) -> Response | trying.LiveTry:
     adding = "name" not in request.path_params
     name = (form["name"].strip() if adding else request.path_params["name"])
     form["name"] = name
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     if raw.get("action") == "check-port":
         return _page(request, form, {}, adding, note=await port_message(request, form["port"], name))
     errors: dict[str, str] = {}
@@ -275,8 +276,9 @@ async def save(request: Request) -> Response | trying.LiveTry:
         return _page(request, form, errors, adding, status=422, start=start)
     if raw.get("action") == "try":  # nothing is saved: webview/trying.py
         if trying.wants_live(request):
-            return trying.LiveTry(request, spec, adding)
-        return _page(request, form, {}, adding, start=start, tried=await trying.tried(request, spec))
+            return trying.LiveTry(page_of(request).tries, daemon.settings, spec, adding)
+        tried = await trying.tried(page_of(request).tries, daemon.settings, spec)
+        return _page(request, form, {}, adding, start=start, tried=tried)
     await asyncio.to_thread(write_atomic, path, data)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, name, f"{'added' if adding else 'edited'} from the page",
                     actor=f"operator:web:{user}")
@@ -295,7 +297,7 @@ async def delete_form(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     user = auth.user_name(request)
     name = request.path_params["name"]
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     try:
         path = server_path(daemon.settings.config_dir, name)  # never gateway.toml: "gateway" is reserved
     except FormError:

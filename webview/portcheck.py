@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 
 from reconciler.digits import plain_digits
 from reconciler.health import port_holder, port_is_free
-from webview.render import daemon_of
 from webview import auth
+from webview.page import gateway_of
 
 
 async def port_message(request: Request, raw: str, name: str = "") -> str:
@@ -28,7 +28,7 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
     holder = await asyncio.to_thread(port_holder, port)
     if holder is None:
         return f"Port {port} is in use by another program; pick another port or choose auto."
-    owner = await asyncio.to_thread(server_holding, daemon_of(request), holder[0])
+    owner = await asyncio.to_thread(server_holding, gateway_of(request), holder[0])
     if owner is not None and owner == name:
         return f"Port {port} is used by {name} itself (this server, pid {holder[0]}): that is fine."
     if owner is not None:

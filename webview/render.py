@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -15,9 +15,6 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from webview import cookies
 from webview.doors import door_of
 from webview.words import duration
-
-if TYPE_CHECKING:
-    from webview.gateway import Gateway
 
 HERE = Path(__file__).resolve().parent
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
@@ -49,10 +46,6 @@ env.filters["mb"] = _mb
 env.filters["clock"] = _clock
 env.filters["ms"] = _ms
 env.filters["duration"] = duration
-
-
-def daemon_of(request: Request) -> Gateway:
-    return request.app.state.daemon  # type: ignore[no-any-return]
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

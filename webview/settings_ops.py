@@ -27,14 +27,15 @@ from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from webview import doors
 from webview import auth
-from webview.render import daemon_of, redirect, render
+from webview.render import redirect, render
 from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
+from webview.page import gateway_of, page_of
 
 SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
 
 
 def _dsn(daemon: Any) -> str:
-    dsn = daemon.settings.dsn or (daemon.pg.dsn if getattr(daemon, "pg", None) is not None else None)
+    dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
     if not dsn:
         raise SettingsError("the database is not running, so there is nothing to back up right now")
     return str(dsn)
@@ -54,7 +55,7 @@ async def backups_page(request: Request) -> Response:
 
 def _backups(request: Request, status: int = 200, error: str | None = None,
              waiting: dict[str, str] | None = None) -> Response:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     sync = current_table(gateway_toml(request), "sync")
     every = str(sync.get("backup_every") or "")
     folder = Path(sync["backup_dir"]).expanduser() if sync.get("backup_dir") else daemon.settings.data_dir / "backups"
@@ -70,7 +71,7 @@ def _backups(request: Request, status: int = 200, error: str | None = None,
 async def backup_download(request: Request) -> Response:
     from reconciler.ops.backup import backup
 
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     try:
         dsn = _dsn(daemon)
     except SettingsError as exc:
@@ -135,7 +136,7 @@ async def backup_restore(request: Request) -> Response:
     from reconciler.secretbox import SealError
 
     form = await request.form()
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     upload = form.get("file")
     waiting = str(form.get("waiting", ""))
     if not waiting and (upload is None or isinstance(upload, str) or not upload.filename):
@@ -154,7 +155,7 @@ async def backup_restore(request: Request) -> Response:
             shown = str(upload.filename)
             path = folder / f"{secrets.token_hex(16)}{'.zip' if shown.lower().endswith('.zip') else '.tar.gz'}"
             await asyncio.to_thread(_keep, path, await upload.read())
-        dsn, box = _dsn(daemon), request.app.state.box
+        dsn, box = _dsn(daemon), page_of(request).box
         s = daemon.settings
         checked = await asyncio.to_thread(check, path, dsn, s.schema, s.config_dir, box)
         if checked.code_app_lost and form.get("code_apps") != "again":
@@ -176,12 +177,12 @@ async def _restored(request: Request, shown: str, done: Any) -> Response:
     from urllib.parse import quote
 
     from reconciler.store import accounts
-    from webview import cookies, signin, users
+    from webview import cookies, signin
 
-    daemon, user = daemon_of(request), request.user
+    daemon, user = gateway_of(request), request.user
     daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({shown})",
                     actor=f"operator:web:{user.display_name}")
-    users.forget_all_sessions()
+    page_of(request).sessions.forget_all()
     words = f"Restored from {shown}: {_restored_words(done)} The servers follow their restored files by themselves."
     if done.code_app_lost:
         words += f" {', '.join(done.code_app_lost)}: set up the code app again (Security)."
@@ -248,7 +249,7 @@ async def boot_state(daemon: Any) -> tuple[bool, list[str]]:
 
 
 async def _boot(request: Request, status: int = 200, error: str | None = None) -> Response:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     on, lines = await boot_state(daemon)
     first = lines[0] if lines else ""
     at_boot = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("at the next boot:")), "")
@@ -269,9 +270,9 @@ async def boot_post(request: Request) -> Response:
     at_the_laptop = doors.door_of(request.scope) == doors.LOCAL  # Windows' permission prompt is on that screen
     try:
         if verb == "install":
-            done = await asyncio.to_thread(autostart.install, _target(daemon_of(request)), elevate=at_the_laptop)
+            done = await asyncio.to_thread(autostart.install, _target(gateway_of(request)), elevate=at_the_laptop)
         else:
-            done = await asyncio.to_thread(autostart.remove, _target(daemon_of(request)))
+            done = await asyncio.to_thread(autostart.remove, _target(gateway_of(request)))
     except (autostart.AutostartError, OSError) as exc:
         return await _boot(request, 409, f"Could not {'turn it on' if verb == 'install' else 'turn it off'} from "
                                          f"the page: {exc}")

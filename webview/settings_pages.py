@@ -22,7 +22,9 @@ from reconciler.fsutil import read_regular
 from reconciler.ops import tomledit
 from reconciler.spec import GatewayFile
 from webview import auth
-from webview.render import daemon_of, redirect, render
+from webview.render import redirect, render
+from webview.gateway import Notifier
+from webview.page import gateway_of
 
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the saved file
 EVENT_WORDS = {
@@ -42,7 +44,7 @@ class SettingsError(ValueError):
 
 
 def gateway_toml(request: Request) -> Path:
-    return daemon_of(request).settings.config_dir / "gateway.toml"
+    return gateway_of(request).settings.config_dir / "gateway.toml"
 
 
 def current_table(path: Path, section: str) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def write_checked(path: Path, changes: Mapping[str, Any], check: Callable[[dict[
 async def save(request: Request, changes: Mapping[str, Any], check: Callable[[dict[str, Any]], None],
                loaded: Callable[[Any], bool]) -> bool:
     """Write the change; True once the gateway has it in force (`loaded(result.settings)`)."""
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     await asyncio.to_thread(write_checked, gateway_toml(request), changes, check)
     deadline = time.monotonic() + APPLY_WAIT
     while time.monotonic() < deadline:
@@ -114,11 +116,11 @@ async def alerts_page(request: Request) -> Response:
 
 async def _alerts(request: Request, status: int = 200, error: str | None = None,
                   form: dict[str, Any] | None = None) -> Response:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     from reconciler.ops.notify import ALL_KINDS
 
     table = current_table(gateway_toml(request), "notify")
-    notifier = getattr(daemon, "notifier", None)
+    notifier = daemon.notifier
     live = notifier.settings() if notifier is not None else None
     alerts: list[dict[str, Any]] = []
     db_error = None
@@ -156,7 +158,7 @@ async def alerts_save(request: Request) -> Response:
     return redirect(request, "/settings/alerts", f"Alert settings saved. {in_force(ok)}")
 
 
-async def send_test_alert(notifier: Any, user: str) -> tuple[bool | None, str]:
+async def send_test_alert(notifier: Notifier | None, user: str) -> tuple[bool | None, str]:
     """Send a test alert to every address in force, now: (None: no address yet | it went out, error)."""
     from reconciler.ops.notify import Alert
 
@@ -169,7 +171,7 @@ async def send_test_alert(notifier: Any, user: str) -> tuple[bool | None, str]:
 
 @auth.action
 async def alerts_test(request: Request) -> Response:
-    ok, error = await send_test_alert(getattr(daemon_of(request), "notifier", None), auth.user_name(request))
+    ok, error = await send_test_alert(gateway_of(request).notifier, auth.user_name(request))
     if ok is None:
         return redirect(request, "/settings/alerts", "No alert addresses yet: add one above and save first.")
     return redirect(request, "/settings/alerts", "Test alert sent: check that it arrived." if ok else
@@ -183,7 +185,7 @@ async def ports_page(request: Request) -> Response:
 
 
 def _ports(request: Request, status: int = 200, error: str | None = None, value: str | None = None) -> Response:
-    result = daemon_of(request).reconciler.result
+    result = gateway_of(request).reconciler.result
     lo, hi = result.settings.ports.range if result else (20000, 29999)
     return render(request, "settings_ports.html", status=status, error=error, value=value or f"{lo}-{hi}",
                   in_force=f"{lo}-{hi}", section="ports")
