@@ -13,20 +13,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.events import EventKind
-from reconciler.store import accounts
+from reconciler.store import Store, accounts
 from webview import auth, cookies, doors, passkeys, signin, totp, users
 from webview.render import redirect, render
 from webview.page import gateway_of, page_of
 
 
-def _store(request: Request) -> Any:
+def _store(request: Request) -> Store:
     store = gateway_of(request).store
     assert store is not None
     return store
 
 
 def _me(request: Request) -> str:
-    return str(request.user.display_name)
+    return auth.user_name(request)
 
 
 def _key_id(raw: bytes) -> str:
@@ -53,7 +53,7 @@ async def security_page(request: Request) -> Response:
     keys = [{**k, "key": _key_id(k["id"])} for k in await accounts.passkeys_of(store, me)]
     here = passkeys.place(request)
     return render(request, "security.html", factors=factors, keys=keys, here=here[0] if here else None,
-                  via=request.user.via, outside=_outside(request), tunnel=doors.is_tunnel(request),
+                  via=auth.signed_in(request).via, outside=_outside(request), tunnel=doors.is_tunnel(request),
                   local_name=request.url.replace(hostname="localhost").replace(path="/security", query=""))
 
 
@@ -163,11 +163,11 @@ async def passkey_remove(request: Request) -> Response:
 def own_password_wait(request: Request) -> float:
     """Seconds until this session may give its current password again (0: now). Only its own
     wrong tries count: whatever strangers try at the sign-in never blocks it (webview.lockout)."""
-    return float(page_of(request).lockouts.own_password.retry_after(request.user.key))
+    return float(page_of(request).lockouts.own_password.retry_after(auth.signed_in(request).key))
 
 
 def own_password_wrong(request: Request) -> None:
-    page_of(request).lockouts.own_password.fail(request.user.key)
+    page_of(request).lockouts.own_password.fail(auth.signed_in(request).key)
 
 
 def too_many_own(wait: float) -> str:
@@ -178,7 +178,7 @@ def too_many_own(wait: float) -> str:
 @auth.page
 async def users_page(request: Request) -> Response:
     people = await accounts.list_users(_store(request))
-    return render(request, "users.html", people=people, me=_me(request), via=request.user.via,
+    return render(request, "users.html", people=people, me=_me(request), via=auth.signed_in(request).via,
                   min_length=users.MIN_PASSWORD)
 
 
@@ -229,7 +229,7 @@ async def password_post(request: Request) -> Response:
     except users.UserError as exc:
         return redirect(request, "/users", f"Not changed: {exc}.")
     _changed(request, "changed their password (signed out everywhere else)", "password")
-    response = await signin.open_session(request, me, request.user.second_factor, "/users", "")  # ... but this one
+    response = await signin.open_session(request, me, auth.signed_in(request).second_factor, "/users", "")  # ... but this one
     cookies.put(response, request, cookies.FLASH, "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
                 max_age=60)
     return response

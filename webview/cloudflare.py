@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -162,7 +163,7 @@ async def connect_post(request: Request) -> Response:
     return redirect(request, "/cloudflare", said)
 
 
-async def _alarm(api_url: str, token: str, data_dir: Any, account_id: str, tunnel_id: str, to: str) -> str:
+async def _alarm(api_url: str, token: str, data_dir: Path, account_id: str, tunnel_id: str, to: str) -> str:
     try:
         async with Client(api_url, token) as client:
             return await set_alarm(client, data_dir, account_id, tunnel_id, to)

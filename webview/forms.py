@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,7 @@ def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tomledit.write_atomic(path, tomledit.replace_all(read_text(path), data))
 
 
-async def _wait_applied(request: Request, check: Any) -> bool:
+async def _wait_applied(request: Request, check: Callable[[Mapping[str, ServerSpec]], bool]) -> bool:
     daemon = gateway_of(request)
     return await daemon.rt.wait_until(
         lambda: daemon.reconciler.result is not None and check(daemon.reconciler.result.specs), APPLY_WAIT)

@@ -113,7 +113,8 @@ class Passkeys:
                                                time.time() + CHALLENGE_TTL))
         return options_to_json(options), key
 
-    async def register(self, request: Request, store: Store, user: str, credential: Any, label: str) -> None:
+    async def register(self, request: Request, store: Store, user: str, credential: dict[str, Any] | str,
+                       label: str) -> None:
         from webauthn import verify_registration_response
         from webauthn.helpers.exceptions import WebAuthnException
 
@@ -148,7 +149,7 @@ class Passkeys:
                                                time.time() + CHALLENGE_TTL))
         return options_to_json(options), key
 
-    async def authenticate(self, request: Request, store: Store, credential: Any) -> str:
+    async def authenticate(self, request: Request, store: Store, credential: dict[str, Any] | str) -> str:
         """The user a passkey assertion proves; raises PasskeyError (a bad signature, someone
         else's passkey, a passkey of another address, a replayed or cloned one)."""
         from webauthn import base64url_to_bytes, verify_authentication_response

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from reconciler.digits import plain_digits
 from reconciler.health import port_holder, port_is_free
 from webview import auth
+from webview.gateway import Gateway
 from webview.page import gateway_of
 
 
@@ -37,7 +38,7 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
         "; pick another port or choose auto."
 
 
-def server_holding(daemon: Any, pid: int) -> str | None:
+def server_holding(daemon: Gateway, pid: int) -> str | None:
     """Which of our servers runs `pid` (itself or as a process it started), or None."""
     import psutil
 

@@ -21,17 +21,17 @@ env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select
                   trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 
 
-def _mb(value: Any) -> str:
+def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f} MB"
 
 
-def _ms(value: Any) -> str:
+def _ms(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
-def _clock(value: Any) -> str:
+def _clock(value: datetime | str | None) -> str:
     """An ISO time (or datetime) on the laptop's clock: '14:02:05' today, else 'Mon 1 Dec 14:02'."""
     if not value:
         return "-"

@@ -37,7 +37,7 @@ class _DatedState(uvicorn.server.ServerState):
         self._second = -1
         self._headers: list[tuple[bytes, bytes]] = []
 
-    @property  # type: ignore[override]
+    @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         now = int(time.time())
         if now != self._second:

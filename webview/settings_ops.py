@@ -16,7 +16,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -25,23 +25,27 @@ from starlette.routing import Route
 
 from reconciler.digits import plain_digits
 from reconciler.events import EventKind
-from webview import doors
-from webview import auth
+from webview import auth, doors
+from webview.gateway import Gateway
+from webview.page import gateway_of, page_of
 from webview.render import redirect, render
 from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
-from webview.page import gateway_of, page_of
+
+if TYPE_CHECKING:
+    from reconciler.ops.autostart_files import Target
+    from reconciler.ops.backup import Restored
 
 SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
 
 
-def _dsn(daemon: Any) -> str:
+def _dsn(daemon: Gateway) -> str:
     dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
     if not dsn:
         raise SettingsError("the database is not running, so there is nothing to back up right now")
     return str(dsn)
 
 
-def terminal(daemon: Any, *args: str) -> str:
+def terminal(daemon: Gateway, *args: str) -> str:
     """The one command that does it from a terminal on this machine."""
     s = daemon.settings
     return shlex.join(["gateway", *args, "--config", str(s.config_dir), "--data-dir", str(s.data_dir)])
@@ -171,7 +175,7 @@ async def backup_restore(request: Request) -> Response:
     return await _restored(request, shown, done)
 
 
-async def _restored(request: Request, shown: str, done: Any) -> Response:
+async def _restored(request: Request, shown: str, done: Restored) -> Response:
     """Said in the events and on the page. Nobody's session came back with the backup: the
     person who restored it is signed in again (when the backup knows them), the others sign in."""
     from urllib.parse import quote
@@ -179,18 +183,16 @@ async def _restored(request: Request, shown: str, done: Any) -> Response:
     from reconciler.store import accounts
     from webview import cookies, signin
 
-    daemon, user = gateway_of(request), request.user
+    daemon, user = gateway_of(request), auth.signed_in(request)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({shown})",
-                    actor=f"operator:web:{user.display_name}")
+                    actor=f"operator:web:{user.name}")
     page_of(request).sessions.forget_all()
     words = f"Restored from {shown}: {_restored_words(done)} The servers follow their restored files by themselves."
     if done.code_app_lost:
         words += f" {', '.join(done.code_app_lost)}: set up the code app again (Security)."
     store = daemon.store
-    if getattr(user, "via", "") == "session" and store is not None and \
-            await accounts.password_hash(store, user.display_name) is not None:
-        response = await signin.open_session(request, user.display_name, bool(getattr(user, "second_factor", False)),
-                                             "/settings/backups", "")
+    if user.via == "session" and store is not None and await accounts.password_hash(store, user.name) is not None:
+        response = await signin.open_session(request, user.name, user.second_factor, "/settings/backups", "")
         cookies.put(response, request, cookies.FLASH, quote(words + " Everyone else signs in again.")[:900], 60)
         return response
     response = redirect(request, "/login", words + " Sign in again.")
@@ -217,18 +219,15 @@ def _forget_old(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _restored_words(done: Any) -> str:
-    rows = getattr(done, "tables", None)
-    if isinstance(rows, dict):
-        return f"{sum(rows.values())} rows of history and the server files are back."
-    return "the history and the server files are back."
+def _restored_words(done: Restored) -> str:
+    return f"{sum(done.tables.values())} rows of history and the server files are back."
 
 
 # --- start at boot -----------------------------------------------------------------------
-def _target(daemon: Any) -> Any:
-    from reconciler.ops import autostart
+def _target(daemon: Gateway) -> Target:
+    from reconciler.ops.autostart_files import Target
 
-    return autostart.Target(Path(sys.executable), daemon.settings.config_dir, daemon.settings.data_dir)
+    return Target(Path(sys.executable), daemon.settings.config_dir, daemon.settings.data_dir)
 
 
 @auth.page
@@ -236,7 +235,7 @@ async def boot_page(request: Request) -> Response:
     return await _boot(request)
 
 
-async def boot_state(daemon: Any) -> tuple[bool, list[str]]:
+async def boot_state(daemon: Gateway) -> tuple[bool, list[str]]:
     """(whether start at boot is in force, what the system reports), asking the system."""
     from reconciler.ops import autostart
 
@@ -276,7 +275,7 @@ async def boot_post(request: Request) -> Response:
     except (autostart.AutostartError, OSError) as exc:
         return await _boot(request, 409, f"Could not {'turn it on' if verb == 'install' else 'turn it off'} from "
                                          f"the page: {exc}")
-    notes = " ".join(getattr(done, "notes", []) or [])
+    notes = " ".join(done.notes)
     return redirect(request, "/settings/boot", ("Start at boot turned on" if verb == "install" else
                                                 "Start at boot turned off") + f" ({done.path})." +
                     (f" {notes}" if notes else ""))

@@ -76,7 +76,7 @@ def write_checked(path: Path, changes: Mapping[str, Any], check: Callable[[dict[
 
 
 async def save(request: Request, changes: Mapping[str, Any], check: Callable[[dict[str, Any]], None],
-               loaded: Callable[[Any], bool]) -> bool:
+               loaded: Callable[[GatewayFile], bool]) -> bool:
     """Write the change; True once the gateway has it in force (`loaded(result.settings)`)."""
     daemon = gateway_of(request)
     await asyncio.to_thread(write_checked, gateway_toml(request), changes, check)
@@ -146,7 +146,7 @@ async def alerts_save(request: Request) -> Response:
     changes = {"notify": {"urls": urls or tomledit.DELETE,
                           "events": tomledit.DELETE if set(events) == set(ALL_KINDS) else events}}
 
-    def loaded(settings: Any) -> bool:
+    def loaded(settings: GatewayFile) -> bool:
         notify = dict(settings.notify)
         want = list(ALL_KINDS) if set(events) == set(ALL_KINDS) else events
         return list(notify.get("urls") or []) == urls and list(notify.get("events", ALL_KINDS)) == want

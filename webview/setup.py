@@ -113,7 +113,7 @@ async def progress(request: Request, user: str) -> dict[str, str | None]:
 
 @auth.page
 async def next_steps(request: Request) -> Response:
-    user = request.user.display_name
+    user = auth.user_name(request)
     done = await progress(request, user)
     steps = [{"key": key, "title": t, "why": why, "button": button, "href": href, "done": done[key]}
              for key, t, why, button, href in STEPS]

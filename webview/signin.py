@@ -19,7 +19,7 @@ from starlette.routing import Route
 from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from reconciler.spec import quote as quoted
-from reconciler.store import accounts
+from reconciler.store import Store, accounts
 from webview import auth, cookies, doors, lockout, passkeys, totp, users
 from webview.lockout import LockOuts
 from webview.render import redirect, render
@@ -32,7 +32,7 @@ def safe_next(raw: str | None) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
-def _store(request: Request) -> Any:
+def _store(request: Request) -> Store:
     store = gateway_of(request).store
     assert store is not None
     return store

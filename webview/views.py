@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.facts import as_dict
 from reconciler.runtime import to_wall
+from reconciler.spec import RunningHealth
 from reconciler.state import Phase
 from reconciler.tunnel.status import public_url, tunnel_view
 
 if TYPE_CHECKING:
-    from webview.gateway import Gateway
+    from reconciler.spec import ServerSpec
+    from webview.gateway import Gateway, Live
 
 P = Phase
 
@@ -33,7 +35,7 @@ def status_word(daemon: Gateway, name: str) -> str:
     return str(state.phase)
 
 
-def carried(rt: Any) -> list[str]:
+def carried(rt: Live) -> list[str]:
     """The public addresses the tunnel carries now (what a stop of it cuts)."""
     from reconciler.tunnel.hook import plan_of
 
@@ -56,7 +58,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "phase": str(state.phase),
         "status": status_word(daemon, name),
         "reason": state.reason,  # the engine's text (CLI, API); the page's words come from the facts
-        "cause": str(getattr(state, "cause", None) or ""),  # the typed Reason, when the loop records one
+        "cause": str(state.cause or ""),  # the typed Reason, when the loop records one
         "pid": state.pid if alive else None,
         "port": port,
         "local_url": f"http://127.0.0.1:{port}/" if port else None,
@@ -104,7 +106,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
 
 
 
-def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> str:
+def _health_word(phase: Phase, spec: ServerSpec | None, failures: int, error: str | None) -> str:
     """'ok', 'failing (2 of 3): <error>', 'no check', or '-' when not running."""
     if spec is None or phase not in (P.STARTING, P.RUNNING):
         return "-"
@@ -113,13 +115,14 @@ def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> s
         return "no check"
     if phase is P.STARTING:
         return "starting" + (f": {error}" if error else "")
-    if failures:
-        return f"failing ({failures} of {health.failures})" + (f": {error}" if error else "")
+    if failures:  # a program with no web page has no threshold (it has no check to fail, so far)
+        of = "" if isinstance(health, RunningHealth) else f" of {health.failures}"
+        return f"failing ({failures}{of})" + (f": {error}" if error else "")
     return "ok"
 
 
 def _usage(usage: Mapping[int, tuple[float, int]] | None, pid: int | None, alive: bool, index: int,
-           sampled: Any = None) -> Any:
+           sampled: float | int | None = None) -> float | int | None:
     if pid is None or not alive:
         return None
     if usage is None or pid not in usage:
