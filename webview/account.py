@@ -249,7 +249,8 @@ async def hostname_post(request: Request) -> Response:
     """`[web] hostname`: the name the tunnel publishes this page at (empty: not published)."""
     from reconciler.ops import tomledit
     from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
-    from webview.settings_pages import SettingsError, in_force, save
+    from webview.settings_form import SettingsError
+    from webview.settings_pages import in_force, save
 
     form = await request.form()
     wanted = str(form.get("hostname", "")).strip().lower().removeprefix("https://").rstrip("/")

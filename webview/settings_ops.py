@@ -16,26 +16,32 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from reconciler.digits import plain_digits
 from reconciler.events import EventKind
+from reconciler.ops.gitsync import SyncSettings
 from webview import auth, doors
 from webview.gateway import Gateway
 from webview.page import gateway_of, page_of
 from webview.render import redirect, render
-from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
+from webview.settings_form import Setting, SettingsError, SettingsForm
+from webview.settings_pages import current_table, gateway_toml, in_force, save_form
 
 if TYPE_CHECKING:
     from reconciler.ops.autostart_files import Target
     from reconciler.ops.backup import Restored
 
 SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
+SCHEDULE = SettingsForm("sync", SyncSettings, [
+    Setting("backup_every", "Make a backup", name="every", choices=SCHEDULES, refused="Choose one of the listed schedules."),
+    Setting("backup_keep", "Keep the newest", name="keep", refused="Keep: write how many backups to keep, 1 or more.",
+            attrs={"inputmode": "numeric", "size": "4"}),
+])
 
 
 def _dsn(daemon: Gateway) -> str:
@@ -58,14 +64,13 @@ async def backups_page(request: Request) -> Response:
 
 
 def _backups(request: Request, status: int = 200, error: str | None = None,
-             waiting: dict[str, str] | None = None) -> Response:
+             waiting: dict[str, str] | None = None, typed: dict[str, str | list[str]] | None = None) -> Response:
     daemon = gateway_of(request)
     sync = current_table(gateway_toml(request), "sync")
-    every = str(sync.get("backup_every") or "")
     folder = Path(sync["backup_dir"]).expanduser() if sync.get("backup_dir") else daemon.settings.data_dir / "backups"
     found = sorted(folder.glob("gateway-*.tar.gz")) if folder.is_dir() else []
-    return render(request, "settings_backups.html", status=status, error=error, every=every, schedules=SCHEDULES,
-                  keep=int(sync.get("backup_keep") or 7), folder=str(folder), count=len(found),
+    return render(request, "settings_backups.html", status=status, error=error, fields=SCHEDULE.fields(sync, typed),
+                  folder=str(folder), count=len(found),
                   newest=found[-1].name if found else None, section="backups",
                   cli_backup=terminal(daemon, "backup", "FILE.tar.gz"),
                   cli_restore=terminal(daemon, "restore", "FILE.tar.gz"), waiting=waiting)
@@ -99,29 +104,14 @@ def _remove(folder: Path) -> None:
 
 @auth.action
 async def backup_schedule(request: Request) -> Response:
-    form = await request.form()
-    every = str(form.get("every", ""))
-    keep = str(form.get("keep", "7")).strip()
-    if every not in SCHEDULES:
-        return _backups(request, 422, "Choose one of the listed schedules.")
-    if not plain_digits(keep) or int(keep) < 1:
-        return _backups(request, 422, "Keep: write how many backups to keep, 1 or more.")
-    from reconciler.ops import tomledit
-    from reconciler.ops.gitsync import SyncSettingsError, parse_settings
-
-    def check(data: dict[str, Any]) -> None:
-        try:
-            parse_settings(dict(data.get("sync") or {}))
-        except SyncSettingsError as exc:
-            raise SettingsError(str(exc)) from None
-
+    sent = await request.form()
     try:
-        ok = await save(request, {"sync": {"backup_every": every or tomledit.DELETE, "backup_keep": int(keep)}},
-                        check, lambda s: str(dict(s.sync).get("backup_every") or "") == every)
+        ok = await save_form(request, SCHEDULE, sent)
     except SettingsError as exc:
-        return _backups(request, 422, str(exc))
-    when = f"The first one is written {SCHEDULES[every].lower()} from now (within a minute of it)." if every else \
-        "Scheduled backups are off."
+        return _backups(request, 422, str(exc), typed=SCHEDULE.typed(sent))
+    every = SCHEDULE.typed(sent)["every"]
+    when = f"The first one is written {SCHEDULES[str(every)].lower()} from now (within a minute of it)." if every \
+        else "Scheduled backups are off."
     return redirect(request, "/settings/backups", f"Backup schedule saved. {in_force(ok)} {when}")
 
 
