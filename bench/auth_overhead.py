@@ -24,7 +24,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from webview import doors
-from webview.auth import Authenticate, CsrfGuard
+from webview.auth import Authenticate
+from webview.csrf import CsrfGuard
 from webview.page import Page
 
 TOKEN = "t" * 43

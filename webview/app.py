@@ -15,7 +15,8 @@ from starlette.staticfiles import StaticFiles
 
 from webview import (account, api, auth, cloudflare, doors, forms, pages, settings_ops, settings_pages,
                      settings_tokens, setup, signin, stream)
-from webview.auth import Authenticate, CsrfGuard
+from webview.auth import Authenticate
+from webview.csrf import CsrfGuard
 from webview.gateway import Gateway
 from webview.metrics import metrics
 from webview.page import Page

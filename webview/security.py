@@ -1,6 +1,6 @@
 """The page's protections that are not "who is asking" (that is webview.auth): security
 headers, the CSRF key file, whether a request came from our own pages (`same_site`, which
-webview.auth.CsrfGuard asks of every POST), rate limits, and signed cookie values."""
+webview.csrf.CsrfGuard asks of every POST), rate limits, and signed cookie values."""
 
 from __future__ import annotations
 
