@@ -183,9 +183,10 @@ async def _command(health: CommandHealth, port: int | None, env: dict[str, str] 
         except FileNotFoundError:
             where = (f"working folder {cwd} does not exist" if cwd and not os.path.isdir(cwd)
                      else "no such file or directory")
-            return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {where}")
+            return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {where}", "command")
         except OSError as exc:
-            return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {exc.strerror or exc}")
+            return HealthResult(False, None, f"cannot run health command {argv[0]!r}: {exc.strerror or exc}",
+                                "command")
         try:  # in a job of its own before it runs (Windows): what it leaves behind is ended with it
             platform.contain(Path(tempfile.gettempdir()), "health-check", proc.pid)
         finally:
@@ -205,13 +206,13 @@ async def _command(health: CommandHealth, port: int | None, env: dict[str, str] 
             if code is None:
                 await asyncio.to_thread(proc.wait)  # killed: gone at once (never a zombie left)
         if code is None:
-            return HealthResult(False, None, f"timed out after {_secs(health.timeout)}")
+            return HealthResult(False, None, f"timed out after {_secs(health.timeout)}", "timeout")
         if code == 0:
             return HealthResult(True, latency, None)
         out.seek(0)
         lines = out.read()[-2000:].decode(errors="replace").strip().splitlines()
         said = f": {lines[-1].strip()}" if lines else ""
-        return HealthResult(False, latency, f"{shlex.join(argv)} exited with code {code}{said}")
+        return HealthResult(False, latency, f"{shlex.join(argv)} exited with code {code}{said}", "command")
 
 
 def _kill_tree(pid: int) -> None:

@@ -52,6 +52,7 @@ def check_words(check: Fact) -> str:
         "refused": "nothing answers on its port",
         "connect": "its check cannot connect",
         "invalid": "its check gets an answer that is not HTTP",
+        "command": "its check command says something is wrong",
     }.get(str(problem), "its check fails")
 
 

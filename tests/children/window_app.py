@@ -7,8 +7,8 @@ import sys
 from ctypes import wintypes
 
 WM_CLOSE, WM_DESTROY = 0x0010, 0x0002
-kernel32 = ctypes.WinDLL("kernel32")
-user32 = ctypes.WinDLL("user32")
+kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+user32 = ctypes.WinDLL("user32", use_last_error=True)
 kernel32.SetConsoleCtrlHandler(None, True)  # Ctrl-C and Ctrl-Break: ignored
 
 LRESULT = ctypes.c_ssize_t
@@ -45,7 +45,7 @@ user32.CreateWindowExW.argtypes = [wintypes.DWORD, wintypes.LPCWSTR, wintypes.LP
                                    wintypes.HINSTANCE, wintypes.LPVOID]
 hwnd = user32.CreateWindowExW(0, "window-app", "window app", 0, 0, 0, 100, 100, None, None, instance, None)
 if not hwnd:
-    sys.exit("no window")
+    sys.exit(f"no window (error {ctypes.get_last_error()})")
 print("window ready", flush=True)
 message = wintypes.MSG()
 while user32.GetMessageW(ctypes.byref(message), None, 0, 0) > 0:

@@ -200,13 +200,14 @@ async def test_command_failure_says_code_and_last_line(reap: Reaper) -> None:
     result = await probe(command([sys.executable, "-c", code]), None)
     assert not result.ok
     assert result.error is not None and result.error.endswith("exited with code 2: database unreachable")
+    assert result.problem == "command"  # typed for the page: "its check command says something is wrong"
 
 
 @pytest.mark.alone  # how long the check took
 async def test_command_timeout_kills_the_check(reap: Reaper) -> None:
     started = time.monotonic()
     result = await probe(command(program("ignore_sigterm"), timeout="300ms"), None)
-    assert result == HealthResult(False, None, "timed out after 0.3s")
+    assert result == HealthResult(False, None, "timed out after 0.3s", "timeout")
     assert time.monotonic() - started < 2.0
     # `reap` fails the test at teardown if the check is still running
 
@@ -232,7 +233,7 @@ async def test_command_timeout_with_a_grandchild(tmp_path: Path, reap: Reaper) -
 async def test_command_missing() -> None:
     result = await probe(command(["no-such-check-x1"]), None)
     error = "cannot run health command 'no-such-check-x1': no such file or directory"
-    assert result == HealthResult(False, None, error)
+    assert result == HealthResult(False, None, error, "command")
 
 
 async def test_none_is_ok() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,51 +137,43 @@ except KeyboardInterrupt:
 """
 
 
+async def stopped_its_own_way(argv: list[str], log: Path, ready: str) -> str:
+    """Start `argv` as the gateway starts a server, wait for its line `ready`, stop it as the
+    gateway does (timeout 30 s), check it ended by itself (exit code 0, no kill) and return its log."""
+    import asyncio
+
+    from reconciler.children import Child
+
+    child = await Child.spawn(argv, log_path=log)
+    try:
+        for _ in range(300):  # its own line (the gateway's note of the command may hold the words too)
+            if ready in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                break
+            await asyncio.sleep(0.05)
+        result = await child.stop("TERM", timeout=30)
+        assert not result.escalated and result.exit.code == 0, result
+        return log.read_text(encoding="utf-8", errors="replace")
+    finally:
+        if child.is_alive():
+            child.kill()
+
+
 @on_windows
-async def test_a_graceful_stop_reaches_the_server_on_its_own_console(tmp_path) -> None:
+async def test_a_graceful_stop_reaches_the_server_on_its_own_console(tmp_path: Path) -> None:
     """The helper attaches to the server's console and sends CTRL_C: the server ends its own way
     (under Wine too, which delivers the event to a console it attached to), long before the kill."""
-    import asyncio
-
-    from reconciler.children import Child
-
-    log = tmp_path / "server.log"
-    child = await Child.spawn([sys.executable, "-c", CTRL_C_AWARE], log_path=log)
-    try:
-        for _ in range(300):  # its own line (the gateway's note of the command holds the word too)
-            if "ready" in log.read_text(encoding="utf-8", errors="replace").splitlines():
-                break
-            await asyncio.sleep(0.05)
-        result = await child.stop("TERM", timeout=30)
-        assert not result.escalated and result.exit.code == 0, result
-        assert "stopping cleanly" in log.read_text(encoding="utf-8", errors="replace")
-    finally:
-        if child.is_alive():
-            child.kill()
+    said = await stopped_its_own_way([sys.executable, "-c", CTRL_C_AWARE], tmp_path / "server.log", "ready")
+    assert "stopping cleanly" in said
 
 
 @on_windows
-async def test_a_program_that_ignores_ctrl_c_is_closed_by_its_window(tmp_path) -> None:
+async def test_a_program_that_ignores_ctrl_c_is_closed_by_its_window(tmp_path: Path) -> None:
     """NSSM's second step: still running after the console event, it is sent WM_CLOSE, and a
     program with a window ends its own way, long before the kill."""
-    import asyncio
-
-    from reconciler.children import Child
     from tests.fix_children import program
 
-    log = tmp_path / "window.log"
-    child = await Child.spawn(program("window_app"), log_path=log)
-    try:
-        for _ in range(300):
-            if "window ready" in log.read_text(encoding="utf-8", errors="replace").splitlines():
-                break
-            await asyncio.sleep(0.05)
-        result = await child.stop("TERM", timeout=30)
-        assert not result.escalated and result.exit.code == 0, result
-        assert "closed by WM_CLOSE" in log.read_text(encoding="utf-8", errors="replace")
-    finally:
-        if child.is_alive():
-            child.kill()
+    said = await stopped_its_own_way(program("window_app"), tmp_path / "window.log", "window ready")
+    assert "closed by WM_CLOSE" in said
 
 
 def test_a_server_ended_by_ctrl_c_is_said_so() -> None:

@@ -134,6 +134,13 @@ def test_running_but_not_answering_keeps_its_cause_through_the_restarts() -> Non
     assert "SIGTERM" not in waiting["status"] + waiting["reason"] and waiting["tone"] == "failing"
 
 
+def test_a_failing_check_command_is_its_own_cause() -> None:
+    check = {"error": "check.cmd exited with code 1: database unreachable", "problem": "command", "failures": 1}
+    w = server_words({"name": "db", "phase": "running", "not_answering": check, "health_threshold": 3,
+                      "health_failures": 1})
+    assert w["reason"].startswith("Its check command says something is wrong")
+
+
 def test_a_change_not_applied_and_its_retry_under_way() -> None:
     w = server_words({"name": "web", "phase": "running", "rolled_back": "the process exited: exited with code 2",
                       "rolled_back_facts": {"cause": "the process exited", "exit": {**CODE3, "code": 2}}})

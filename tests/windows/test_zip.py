@@ -141,7 +141,9 @@ def test_the_zip_runs_the_examples_from_a_double_click_to_a_clean_stop(desk: Des
     stopped = desk.gateway("stop", "hello")
     assert stopped.returncode == 0 and "hello" in stopped.stdout, stopped
     assert desk.status()["hello"]["phase"] == "stopped" and not psutil.pid_exists(pids["hello"])
-    desk.step("gateway.cmd stop hello (Wine: no console event, so after its stop timeout)")
+    said = (desk.data / "logs" / "hello.log").read_text(encoding="utf-8", errors="replace")
+    assert "Keyboard interrupt received, exiting." in said  # http.server heard the Ctrl-C: no kill
+    desk.step("gateway.cmd stop hello (Ctrl-C on its own console: it ends its own way)")
     assert desk.gateway("start", "hello").returncode == 0
     pids["hello"] = desk.wait_running({"hello"})["hello"]["pid"]
     desk.step("gateway.cmd start hello")
