@@ -24,7 +24,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from webview import doors
-from webview.auth import Authenticate, CsrfGuard
+from webview.auth import Authenticate
+from webview.csrf import CsrfGuard
+from webview.page import Page
 
 TOKEN = "t" * 43
 
@@ -34,10 +36,11 @@ async def ok(request: Any) -> PlainTextResponse:
 
 
 def app(layers: bool) -> Any:
-    middleware = [Middleware(doors.HostGuard, names=set), Middleware(Authenticate), Middleware(CsrfGuard)]
+    gateway = SimpleNamespace(token=TOKEN, store=None, rt=SimpleNamespace(looked=lambda: None))
+    page = Page(gateway, secret=b"k" * 32, box=None, access=None)  # type: ignore[arg-type]
+    middleware = [Middleware(doors.HostGuard, names=set), Middleware(Authenticate, page=page), Middleware(CsrfGuard)]
     built = Starlette(routes=[Route("/", ok, methods=["GET", "POST"])], middleware=middleware if layers else [])
-    built.state.daemon = SimpleNamespace(token=TOKEN, store=None)
-    built.state.access, built.state.secret = None, b"k" * 32
+    built.state.page = page
     return doors.Door(built, doors.LOCAL) if layers else built
 
 

@@ -13,7 +13,10 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.spec import WebSettings
 
 KEYS_TTL = 3600.0  # seconds to trust fetched keys
 REFETCH_GAP = 30.0  # an unknown key id refetches at most this often
@@ -38,9 +41,9 @@ class Access:
         self.certs_url = self.certs_url or f"{self.issuer}/cdn-cgi/access/certs"
 
     @classmethod
-    def from_settings(cls, web: Any = None) -> Access | None:
-        team = os.environ.get("GATEWAY_ACCESS_TEAM") or getattr(web, "access_team", None)
-        aud = os.environ.get("GATEWAY_ACCESS_AUD") or getattr(web, "access_aud", None)
+    def from_settings(cls, web: WebSettings | None = None) -> Access | None:
+        team = os.environ.get("GATEWAY_ACCESS_TEAM") or (web.access_team if web else None)
+        aud = os.environ.get("GATEWAY_ACCESS_AUD") or (web.access_aud if web else None)
         if not team or not aud:
             return None
         return cls(team, aud, os.environ.get("GATEWAY_ACCESS_CERTS_URL", ""))

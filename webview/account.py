@@ -13,19 +13,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.events import EventKind
-from reconciler.store import accounts
+from reconciler.store import Store, accounts
 from webview import auth, cookies, doors, passkeys, signin, totp, users
-from webview.render import daemon_of, redirect, render
+from webview.render import redirect, render
+from webview.page import gateway_of, page_of
 
 
-def _store(request: Request) -> Any:
-    store = daemon_of(request).store
+def _store(request: Request) -> Store:
+    store = gateway_of(request).store
     assert store is not None
     return store
 
 
 def _me(request: Request) -> str:
-    return str(request.user.display_name)
+    return auth.user_name(request)
 
 
 def _key_id(raw: bytes) -> str:
@@ -38,11 +39,11 @@ def _changed(request: Request, what: str, change: str) -> None:
 
 
 def _outside(request: Request) -> dict[str, Any]:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     result = daemon.reconciler.result
     web = result.settings.web if result else None
-    return {"door": getattr(daemon, "tunnel_url", None), "hostname": getattr(web, "hostname", None),
-            "access": request.app.state.access is not None}
+    page = page_of(request)
+    return {"door": page.tunnel_url, "hostname": web.hostname if web else None, "access": page.access is not None}
 
 
 @auth.page
@@ -52,7 +53,7 @@ async def security_page(request: Request) -> Response:
     keys = [{**k, "key": _key_id(k["id"])} for k in await accounts.passkeys_of(store, me)]
     here = passkeys.place(request)
     return render(request, "security.html", factors=factors, keys=keys, here=here[0] if here else None,
-                  via=request.user.via, outside=_outside(request), tunnel=doors.is_tunnel(request),
+                  via=auth.signed_in(request).via, outside=_outside(request), tunnel=doors.is_tunnel(request),
                   local_name=request.url.replace(hostname="localhost").replace(path="/security", query=""))
 
 
@@ -62,7 +63,7 @@ async def totp_page(request: Request) -> Response:
     factors = await accounts.second_factors(store, me)
     if factors["totp"]:
         return redirect(request, "/security", "Your code app is already on.")
-    secret = await totp.pending(store, request.app.state.box, me)
+    secret = await totp.pending(store, page_of(request).box, me)
     from markupsafe import Markup
 
     return render(request, "security_totp.html", qr=Markup(totp.qr_svg(totp.uri(secret, me))),
@@ -73,14 +74,14 @@ async def totp_page(request: Request) -> Response:
 async def totp_post(request: Request) -> Response:
     me, store = _me(request), _store(request)
     form = await request.form()
-    codes = await totp.confirm(store, request.app.state.box, me, str(form.get("code", "")))
+    codes = await totp.confirm(store, page_of(request).box, me, str(form.get("code", "")))
     if codes is None:
         factors = await accounts.second_factors(store, me)
         if not factors["pending"]:
             return redirect(request, "/security/totp")
         from markupsafe import Markup
 
-        secret = await totp.pending(store, request.app.state.box, me)
+        secret = await totp.pending(store, page_of(request).box, me)
         return render(request, "security_totp.html", status=400, secret=totp.grouped(secret),
                       qr=Markup(totp.qr_svg(totp.uri(secret, me))),
                       error="That code is not right. Type the 6 digits your app shows now (they change every 30 s).")
@@ -124,7 +125,8 @@ def _codes_page(request: Request, me: str, codes: list[str], first: bool) -> Res
 async def passkey_options(request: Request) -> Response:
     me = _me(request)
     try:
-        options, key = passkeys.registration_options(request, me, await accounts.passkeys_of(_store(request), me))
+        options, key = page_of(request).passkeys.registration_options(request, me,
+                                                                     await accounts.passkeys_of(_store(request), me))
     except passkeys.PasskeyError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     response = Response(options, media_type="application/json")
@@ -137,7 +139,7 @@ async def passkey_add(request: Request) -> Response:
     try:
         body = await request.json()
         label = str(body.pop("label", "") or "") if isinstance(body, dict) else ""
-        await passkeys.register(request, _store(request), _me(request), body, label)
+        await page_of(request).passkeys.register(request, _store(request), _me(request), body, label)
     except (ValueError, passkeys.PasskeyError) as exc:
         return JSONResponse({"error": f"The passkey was not added: {exc}"}, status_code=400)
     _changed(request, "added a passkey", "passkey added")
@@ -161,11 +163,11 @@ async def passkey_remove(request: Request) -> Response:
 def own_password_wait(request: Request) -> float:
     """Seconds until this session may give its current password again (0: now). Only its own
     wrong tries count: whatever strangers try at the sign-in never blocks it (webview.lockout)."""
-    return float(request.app.state.lockouts.own_password.retry_after(request.user.key))
+    return float(page_of(request).lockouts.own_password.retry_after(auth.signed_in(request).key))
 
 
 def own_password_wrong(request: Request) -> None:
-    request.app.state.lockouts.own_password.fail(request.user.key)
+    page_of(request).lockouts.own_password.fail(auth.signed_in(request).key)
 
 
 def too_many_own(wait: float) -> str:
@@ -176,7 +178,7 @@ def too_many_own(wait: float) -> str:
 @auth.page
 async def users_page(request: Request) -> Response:
     people = await accounts.list_users(_store(request))
-    return render(request, "users.html", people=people, me=_me(request), via=request.user.via,
+    return render(request, "users.html", people=people, me=_me(request), via=auth.signed_in(request).via,
                   min_length=users.MIN_PASSWORD)
 
 
@@ -189,7 +191,7 @@ async def user_add(request: Request) -> Response:
         users.check_name(name)
         if await accounts.password_hash(store, name) is not None:
             raise users.UserError(f"there is already a user named {name}")
-        await users.set_user(store, name, password)
+        await users.set_user(store, name, password, sessions=page_of(request).sessions)
     except users.UserError as exc:
         return redirect(request, "/users", f"Not added: {exc}.")
     _changed(request, f"added the user {name}", "user added")
@@ -201,7 +203,7 @@ async def user_remove(request: Request) -> Response:
     name = request.path_params["name"]
     if name == _me(request):
         return redirect(request, "/users", "You cannot remove yourself. Another user can.")
-    users.forget_sessions(name)
+    page_of(request).sessions.forget(name)
     gone = await accounts.delete_user(_store(request), name)
     if gone:
         _changed(request, f"removed the user {name}", "user removed")
@@ -223,11 +225,11 @@ async def password_post(request: Request) -> Response:
     if new != again:
         return redirect(request, "/users", "The two new passwords are not the same: nothing changed.")
     try:
-        await users.set_user(store, me, new)  # ends every session of yours ...
+        await users.set_user(store, me, new, sessions=page_of(request).sessions)  # ends every session of yours ...
     except users.UserError as exc:
         return redirect(request, "/users", f"Not changed: {exc}.")
     _changed(request, "changed their password (signed out everywhere else)", "password")
-    response = await signin.open_session(request, me, request.user.second_factor, "/users", "")  # ... but this one
+    response = await signin.open_session(request, me, auth.signed_in(request).second_factor, "/users", "")  # ... but this one
     cookies.put(response, request, cookies.FLASH, "Password%20changed.%20You%20were%20signed%20out%20everywhere%20else.",
                 max_age=60)
     return response
@@ -235,7 +237,7 @@ async def password_post(request: Request) -> Response:
 
 @auth.action
 async def signout_all(request: Request) -> Response:
-    await users.end_all_sessions(_store(request), _me(request))
+    await page_of(request).sessions.end_all(_store(request), _me(request))
     _changed(request, "signed out on every device", "signed out everywhere")
     response = redirect(request, "/login", "You were signed out on every device.")
     cookies.drop(response, request, cookies.SESSION)
@@ -247,7 +249,8 @@ async def hostname_post(request: Request) -> Response:
     """`[web] hostname`: the name the tunnel publishes this page at (empty: not published)."""
     from reconciler.ops import tomledit
     from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
-    from webview.settings_pages import SettingsError, in_force, save
+    from webview.settings_form import SettingsError
+    from webview.settings_pages import in_force, save
 
     form = await request.form()
     wanted = str(form.get("hostname", "")).strip().lower().removeprefix("https://").rstrip("/")

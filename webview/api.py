@@ -5,12 +5,8 @@ folder only the user can read; it is accepted at the local door only (webview.au
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
-import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -19,16 +15,10 @@ from starlette.routing import Route
 
 from webview import auth, users
 from webview.control import ControlError
-from webview.doors import is_tunnel
 from webview.control import control as shared_control
+from webview.doors import is_tunnel
+from webview.page import gateway_of, page_of
 from webview.views import server_view, status_view
-
-if TYPE_CHECKING:
-    from webview.gateway import Gateway
-
-
-def _daemon(request: Request) -> Gateway:
-    return request.app.state.daemon  # type: ignore[no-any-return]
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -51,12 +41,12 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 @auth.status
 async def status(request: Request) -> JSONResponse:
-    return JSONResponse(status_view(_daemon(request)))
+    return JSONResponse(status_view(gateway_of(request)))
 
 
 @auth.api
 async def control(request: Request) -> JSONResponse:
-    daemon = _daemon(request)
+    daemon = gateway_of(request)
     try:
         body = await json_body(request)
     except BadBody as exc:
@@ -74,7 +64,7 @@ async def control(request: Request) -> JSONResponse:
 
 @auth.api
 async def events(request: Request) -> JSONResponse:
-    daemon = _daemon(request)
+    daemon = gateway_of(request)
     q = request.query_params
     since = None
     if q.get("since"):
@@ -98,56 +88,18 @@ async def events(request: Request) -> JSONResponse:
 @auth.api
 async def add_user(request: Request) -> JSONResponse:
     """`gateway user add`: only with the local API token (a file only this user can read)."""
-    daemon = _daemon(request)
+    daemon = gateway_of(request)
     try:
         body = await json_body(request)
     except BadBody as exc:
         return _error(400, str(exc))
     assert daemon.store is not None
     try:
-        created = await users.set_user(daemon.store, str(body.get("name", "")), str(body.get("password", "")))
+        created = await users.set_user(daemon.store, str(body.get("name", "")), str(body.get("password", "")),
+                                       sessions=page_of(request).sessions)
     except users.UserError as exc:
         return _error(400, str(exc))
     return JSONResponse({"name": body["name"], "created": created})
-
-
-class ServersAnswer:
-    """The body of `GET /api/servers` and its weak ETag, built when someone asks and at most
-    once per change of the runtime (a phase, an intent: `rt.changed`), per loaded folder and
-    per second (uptimes tick), however many ask at once: no timer, no query. The ETag leaves
-    out what only the clock moves (CLOCK), so a phone asking with If-None-Match gets 304
-    until something it shows has changed; its copy's clock fields are as of its last 200.
-    Gzipped once per body when someone asks for it (100 servers: 74 KB -> 3 KB, through a
-    laptop's uplink when a phone polls over the tunnel)."""
-
-    CLOCK = frozenset({"uptime_s", "started_at", "since_epoch", "ended_at", "next_try_in_s", "next_try_at_epoch",
-                       "status"})  # status: the phase and intent (both kept) with the backoff's countdown
-
-    def __init__(self) -> None:
-        self._key: tuple[Any, Any, int] | None = None
-        self.body, self.etag = b"", ""
-        self._gzipped: bytes | None = None
-
-    def current(self, daemon: Gateway, now: float | None = None) -> tuple[bytes, str]:
-        """(body, etag) as of `now` (time.monotonic())."""
-        second = int(time.monotonic() if now is None else now)
-        changed, result = daemon.rt.changed, daemon.reconciler.result
-        key = self._key
-        if key is None or key[0] is not changed or key[1] is not result or key[2] != second:
-            view = status_view(daemon)
-            self.body = json.dumps({**view["gateway"], "servers": view["servers"]}, ensure_ascii=False,
-                                   allow_nan=False, separators=(",", ":")).encode()  # as JSONResponse
-            stable = [{k: v for k, v in s.items() if k not in self.CLOCK} for s in view["servers"]]
-            text = json.dumps([view["gateway"], stable], separators=(",", ":")).encode()
-            self.etag = f'W/"{hashlib.blake2b(text, digest_size=8).hexdigest()}"'
-            self._key, self._gzipped = (changed, result, second), None
-        return self.body, self.etag
-
-    def gzipped(self) -> bytes:
-        """The current body, gzipped (made on the first ask after each build)."""
-        if self._gzipped is None:
-            self._gzipped = gzip.compress(self.body, 6, mtime=0)
-        return self._gzipped
 
 
 def none_match(header: str, etag: str) -> bool:
@@ -161,11 +113,9 @@ def none_match(header: str, etag: str) -> bool:
 async def servers(request: Request) -> Response:
     """Everything the overview shows (any API token or a signed-in session); 304 when the asker's
     If-None-Match is still current."""
-    state = request.app.state
-    answer = getattr(state, "servers_answer", None)
-    if answer is None:
-        answer = state.servers_answer = ServersAnswer()
-    body, etag = answer.current(_daemon(request))
+    page = page_of(request)
+    answer = page.servers
+    body, etag = answer.current(page.gateway)
     headers = {"etag": etag, "cache-control": "private, no-cache", "vary": "accept-encoding"}  # ask each time
     if none_match(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
@@ -177,7 +127,7 @@ async def servers(request: Request) -> Response:
 @auth.read
 async def server(request: Request) -> JSONResponse:
     """Everything the detail page shows, less the log (token or a signed-in session)."""
-    daemon = _daemon(request)
+    daemon = gateway_of(request)
     name = request.path_params["name"]
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
@@ -204,7 +154,7 @@ async def shutdown(request: Request) -> JSONResponse:
     keep = body.get("keep_servers", False)
     if not isinstance(keep, bool):
         return _error(400, "keep_servers must be true or false")
-    daemon = _daemon(request)
+    daemon = gateway_of(request)
     return JSONResponse({"stopping": True, "keep_servers": keep},
                         background=BackgroundTask(daemon.request_stop, keep))
 

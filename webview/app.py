@@ -1,10 +1,9 @@
-"""`create_app(daemon) -> Starlette`: the page, its live stream, the JSON API and /metrics,
+"""`create_app(page) -> Starlette`: the page, its live stream, the JSON API and /metrics,
 behind the security headers, the local door's Host check (webview.doors), the one
-authentication backend (webview.auth) and the CSRF check of every POST."""
+authentication backend (webview.auth) and the CSRF check of every POST. What the app holds
+(the gateway, its keys, its memory) is one `webview.page.Page`, at `app.state.page`."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,17 +13,16 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from reconciler import secretbox
-from webview import account, api, cloudflare, doors, forms, pages, settings_ops, settings_pages, setup, signin, stream, tokens
-from webview.access import Access
-from webview.auth import Authenticate, CsrfGuard
-from webview.lockout import LockOuts
+from webview import (account, api, auth, cloudflare, doors, forms, pages, settings_ops, settings_pages,
+                     settings_tokens, setup, signin, stream)
+from webview.auth import Authenticate
+from webview.csrf import CsrfGuard
+from webview.gateway import Gateway
 from webview.metrics import metrics
+from webview.page import Page
 from webview.render import HERE, render
-from webview.security import SecurityHeaders, read_or_create_secret
+from webview.security import SecurityHeaders
 
-if TYPE_CHECKING:
-    from webview.gateway import Gateway
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
@@ -51,6 +49,7 @@ def _hostname(daemon: Gateway) -> str | None:
         return None
 
 
+@auth.anyone
 async def favicon(request: Request) -> Response:
     """/favicon.ico, where browsers look when a response names no icon (a JSON answer, a file)."""
     return FileResponse(HERE / "static" / "icons" / "favicon.ico", media_type="image/vnd.microsoft.icon",
@@ -60,22 +59,24 @@ async def favicon(request: Request) -> Response:
 def all_routes() -> list[BaseRoute]:
     """Every route of the page, in the order they are matched: the JSON API first (polled
     most, it would else be tried against every page's pattern), then the sign-in pages."""
-    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes, *settings_pages.routes, *settings_ops.routes, *tokens.routes, *cloudflare.routes, *stream.routes, Route("/metrics", metrics), Route("/favicon.ico", favicon), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
+    return [*api.routes, *signin.routes, *setup.routes, *account.routes, *pages.routes, *forms.routes,
+            *settings_pages.routes, *settings_ops.routes, *settings_tokens.routes, *cloudflare.routes, *stream.routes,
+            Route("/metrics", metrics), Route("/favicon.ico", favicon),
+            Mount("/static", auth.anyone(StaticFiles(directory=HERE / "static")), name="static")]
 
 
-def create_app(daemon: Gateway) -> Starlette:
-    result = daemon.reconciler.result
-    access = Access.from_settings(result.settings.web if result else None)
+def create_app(page: Page) -> Starlette:
+    daemon = page.gateway
+    routes = all_routes()
+    undeclared = auth.undeclared(routes)
+    if undeclared:  # every route says what it requires (webview.auth.Guard); one that does not is a bug
+        raise RuntimeError(f"routes that declare no guard (webview.auth): {', '.join(undeclared)}")
     app = Starlette(
-        routes=all_routes(),
+        routes=routes,
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),
                     Middleware(doors.HttpsOnly, hostname=lambda: _hostname(daemon)),
-                    Middleware(Authenticate), Middleware(CsrfGuard)],
+                    Middleware(Authenticate, page=page), Middleware(CsrfGuard)],
         exception_handlers={HTTPException: http_error},
     )
-    app.state.daemon = daemon
-    app.state.secret = read_or_create_secret(daemon.settings.data_dir)
-    app.state.box = secretbox.load_or_create(daemon.settings.data_dir)  # seals the code app's secrets
-    app.state.access = access
-    app.state.lockouts = LockOuts()
+    app.state.page = page
     return app

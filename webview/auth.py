@@ -11,8 +11,7 @@ Credentials, by door (webview.doors says which listener a request came in by):
 Every request at the local door from a loopback address also gets the scope "local"
 (first-run setup needs it); the tunnel door never does.
 
-Every POST is checked by `CsrfGuard`: same-site always, and the page's CSRF token whenever
-the request is signed in by cookie or Access (a bearer token is not sent by browsers by itself)."""
+Every POST is checked by webview.csrf.CsrfGuard (with the form token `csrf_for` makes here)."""
 
 from __future__ import annotations
 
@@ -21,8 +20,9 @@ import hashlib
 import hmac
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from dataclasses import dataclass
+from typing import TypeVar, cast
+from urllib.parse import quote
 
 from starlette.authentication import (
     AuthCredentials,
@@ -33,11 +33,13 @@ from starlette.authentication import (
 )
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from webview import cookies, doors, users
+from webview import cookies, doors, tokens
 from webview.access import AccessDenied
+from webview.page import Page
 
 PAGE, API, READ, STRONG, LOCAL = "page", "api", "read", "strong", "local"
 STATUS = "status"  # /metrics and the status API: what a read-only token may read
@@ -64,27 +66,29 @@ def _bearer(conn: HTTPConnection) -> str:
 
 
 class GatewayAuth(AuthenticationBackend):
-    """The one gate: API token, session cookie, Cloudflare Access token."""
+    """The one gate: API token, session cookie, Cloudflare Access token; what it looked up is
+    remembered by the page (its `sessions` and `read_tokens`)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        state = conn.app.state
+        page, gateway = self.page, self.page.gateway
         door = doors.door_of(conn.scope)
         forwarded = any(h in conn.headers for h in ("cf-connecting-ip", "cf-ray", "x-forwarded-for"))  # via a proxy
         base = [LOCAL] if door == doors.LOCAL and doors.from_loopback(conn) and not forwarded else []
         bearer = _bearer(conn)
-        token = state.daemon.token
+        token = gateway.token
         if door == doors.LOCAL and bearer and token and hmac.compare_digest(bearer, token):
             return AuthCredentials([API, READ, STATUS, *base]), GatewayUser("cli", "token")
-        if door == doors.LOCAL and bearer.startswith("gwr_"):  # webview.tokens.PREFIX: a read-only token
-            from webview import tokens  # (it imports this module for its pages)
-
+        if door == doors.LOCAL and bearer.startswith(tokens.PREFIX):  # a read-only token
             try:
-                name = await tokens.lookup(state.daemon.store, bearer)
+                name = await page.read_tokens.lookup(gateway.store, bearer)
             except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
                 raise DatabaseDown(str(exc)) from None
             if name is not None:
                 return AuthCredentials([STATUS]), GatewayUser(f"token:{name}", "read-token")
-        access = state.access
+        access = page.access
         assertion = conn.headers.get("cf-access-jwt-assertion", "")
         if access is not None and (assertion or door == doors.TUNNEL) and not conn.url.path.startswith("/static/"):
             try:
@@ -94,9 +98,9 @@ class GatewayAuth(AuthenticationBackend):
             return AuthCredentials([PAGE, READ, STATUS, STRONG, *base]), GatewayUser(who, "access", f"access:{who}",
                                                                                       True)
         cookie = cookies.get(conn, cookies.SESSION)  # at the tunnel door only its __Host- cookie
-        if cookie and state.daemon.store is not None:
+        if cookie and gateway.store is not None:
             try:
-                session = await users.find_session(state.daemon.store, cookie)
+                session = await page.sessions.find(gateway.store, cookie)
             except Exception as exc:  # noqa: BLE001 - e.g. PoolTimeout: say so
                 raise DatabaseDown(str(exc)) from None
             if session is not None and (door == doors.LOCAL or (session.door == doors.TUNNEL and session.second_factor)):
@@ -118,8 +122,8 @@ class Authenticate:
     """Runs GatewayAuth for every http request: sets scope["auth"], scope["user"] and, for the
     templates, state.user (the name or None) and state.csrf (this visitor's form token)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app, self.backend = app, GatewayAuth()
+    def __init__(self, app: ASGIApp, page: Page) -> None:
+        self.app, self.backend, self.page = app, GatewayAuth(page), page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,158 +141,98 @@ class Authenticate:
             return
         scope["auth"], scope["user"] = creds, user
         if creds.scopes:  # a person (or their phone, or `gateway status`) looks: figures at full rate
-            conn.app.state.daemon.rt.looked()
+            self.page.gateway.rt.looked()
         state = scope.setdefault("state", {})
         state["user"] = user.display_name if PAGE in creds.scopes else None
-        state["csrf"] = csrf_for(conn.app.state.secret, user.key) if isinstance(user, GatewayUser) and \
+        state["csrf"] = csrf_for(self.page.secret, user.key) if isinstance(user, GatewayUser) and \
             PAGE in creds.scopes else ""
         await self.app(scope, receive, send)
 
 
-def same_site(headers: Any) -> bool:
-    """Sent by our own pages: Sec-Fetch-Site when the browser sends it, else an Origin (or
-    Referer) naming this host. A request with neither is refused."""
-    fetch_site = headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site in ("same-origin", "none")
-    origin = headers.get("origin") or headers.get("referer")
-    return bool(origin) and urlsplit(origin).netloc == headers.get("host", "")
-
-
-FORM_LIMIT = 512 * 1024 * 1024  # bytes of a POST body read before the CSRF check (a backup upload)
-
-
-class CsrfGuard:
-    """Every POST (PUT, PATCH, DELETE): from our own pages, and with the form's CSRF token when
-    it is signed in by cookie or Access. The body is read once and handed on unchanged."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        user = scope.get("user")
-        if getattr(user, "via", "") in ("token", "read-token"):  # a bearer token is never sent by a browser itself
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        expected = scope.get("state", {}).get("csrf", "")
-        if not expected and scope["path"].startswith("/api/"):  # not signed in: the API answers 401
-            await self.app(scope, receive, send)
-            return
-        if not same_site(request.headers):
-            await _refuse(scope, receive, send, 403, "this request came from another site")
-            return
-        if not expected:  # not signed in: sign-in and setup forms; same-site is the check
-            await self.app(scope, receive, send)
-            return
-        given = request.headers.get("x-csrf-token", "")
-        if not given:
-            try:
-                body, receive = await _buffer(receive)
-            except TooLarge:
-                await _refuse(scope, receive, send, 413, "this upload is too large")
-                return
-            given = await _form_token(scope, body)
-        if not given or not hmac.compare_digest(given, expected):
-            await _refuse(scope, receive, send, 403,
-                          "the form expired or did not come from this page: reload and try again")
-            return
-        await self.app(scope, receive, send)
-
-
-class TooLarge(Exception):
-    pass
-
-
-async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > FORM_LIMIT:
-            raise TooLarge
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
-
-
-async def _form_token(scope: Scope, body: bytes) -> str:
-    kind = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-    if kind.startswith("application/x-www-form-urlencoded"):
-        return (parse_qs(body.decode("utf-8", "replace")).get("csrf") or [""])[0]
-    if kind.startswith("multipart/form-data"):
-        async def once() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        form = await Request(scope, once).form()
-        try:
-            return str(form.get("csrf", ""))
-        finally:
-            await form.close()
-    return ""
-
-
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    request = Request(scope, receive)
-    from webview.render import render  # the error page, in the page's own look
-
-    if scope["path"].startswith("/api/") or "application/json" in request.headers.get("accept", ""):
-        from starlette.responses import JSONResponse
-
-        response: Response = JSONResponse({"error": message}, status_code=status)
-    else:
-        response = render(request, "error.html", status=status, code=status, message=message)
-    await response(scope, receive, send)
-
-
-# --- what a route needs --------------------------------------------------------------------
-Handler = Callable[[Request], Awaitable[Response]]
+# --- what a route requires: declared on every route -----------------------------------------
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[object]])
+_GUARD = "_requires"  # the attribute a guarded endpoint carries its Guard in
 
 
 def has(request: HTTPConnection, *scopes: str) -> bool:
     return all(s in request.auth.scopes for s in scopes)
 
 
-def requires(scopes: str | Sequence[str], status_code: int = 401, redirect: bool = False,
-             message: str = "sign in first") -> Callable[[Handler], Handler]:
-    """starlette's `requires`, with the page's answers: a GET page redirects to the sign-in
-    page and back (a relative `next`), anything else gets `status_code` and `message`."""
-    wanted = [scopes] if isinstance(scopes, str) else list(scopes)
+def signed_in(request: HTTPConnection) -> GatewayUser:
+    """Who a guarded route acts for: the person (or the token) its Guard let in."""
+    user = request.user
+    assert isinstance(user, GatewayUser), user
+    return user
 
-    def decorator(handler: Handler) -> Handler:
-        assert "request" in inspect.signature(handler).parameters, handler
 
-        @functools.wraps(handler)
-        async def guarded(request: Request) -> Response:
-            if not has(request, *wanted):
-                if redirect and request.method == "GET":
+def user_name(request: HTTPConnection) -> str:
+    """The signed-in person's name (or the token's): what a guarded route acts as."""
+    return signed_in(request).name
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a route requires, as starlette's `@requires` declares it, with the page's answers to
+    whoever lacks it: a GET page goes to the sign-in page and back (`sign_in`, a relative
+    `next`), a route with `elsewhere` sends them there, anything else gets `status_code` and
+    `message`. Every route declares one (`anyone` when nothing is required): `create_app`
+    refuses a route without (see `undeclared`). The scopes come from `GatewayAuth`."""
+
+    scopes: tuple[str, ...]
+    message: str = "sign in first"
+    status_code: int = 401
+    sign_in: bool = False
+    elsewhere: str | None = None
+
+    def __call__(self, endpoint: Endpoint) -> Endpoint:
+        if not self.scopes:  # nothing to check: the endpoint itself, marked (it may be an ASGI app)
+            setattr(endpoint, _GUARD, self)
+            return endpoint
+        assert "request" in inspect.signature(endpoint).parameters, endpoint
+
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> object:
+            if not has(request, *self.scopes):
+                if self.elsewhere is not None:
+                    return RedirectResponse(self.elsewhere, status_code=303)
+                if self.sign_in and request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-                raise HTTPException(status_code, message)
-            return await handler(request)
+                raise HTTPException(self.status_code, self.message)
+            return await endpoint(request)
 
-        return guarded
+        setattr(guarded, _GUARD, self)
+        return cast(Endpoint, guarded)
 
-    return decorator
+
+def requires(*scopes: str, message: str = "sign in first", status_code: int = 401) -> Guard:
+    return Guard(scopes, message, status_code)
 
 
-page = requires(PAGE, redirect=True)  # a page a person reads: sign in, then back here
-action = requires(PAGE)  # a POST a person sends (CsrfGuard has checked its token)
+def guard_of(endpoint: object) -> Guard | None:
+    found = getattr(endpoint, _GUARD, None)
+    return found if isinstance(found, Guard) else None
+
+
+def undeclared(routes: Sequence[BaseRoute]) -> list[str]:
+    """The paths of `routes` (and of those mounted under them) that declare no Guard."""
+    missing = []
+    for route in routes:
+        if isinstance(route, Mount) and route.routes:
+            missing += [f"{route.path}{path}" for path in undeclared(route.routes)]
+        elif isinstance(route, Mount):
+            missing += [] if guard_of(route.app) else [route.path]
+        elif isinstance(route, Route):
+            missing += [] if guard_of(route.endpoint) else [route.path]
+        else:
+            missing.append(str(getattr(route, "path", route)))  # a websocket or a host: not used here yet
+    return missing
+
+
+page = Guard((PAGE,), sign_in=True)  # a page a person reads: sign in, then back here
+action = Guard((PAGE,))  # anything else a signed-in person sends or fetches (a form, a script's request): 401
 api = requires(API, message="missing or wrong API token")  # the command line on this machine
 read = requires(READ, message="send the API token or sign in")  # either
 status = requires(STATUS, message="missing or wrong API token")  # any API token (a read-only one too) or a session
+local = Guard((LOCAL,), elsewhere="/login")  # this laptop's own browser (first-run setup); anyone else: sign in
+anyone = Guard(())  # the sign-in forms, the icon, the static files: nobody needs to be signed in

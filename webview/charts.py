@@ -12,7 +12,7 @@ WIDTH, HEIGHT, PAD = 600, 120, 4
 RANGES = {"1h": (timedelta(hours=1), False), "24h": (timedelta(hours=24), False), "7d": (timedelta(days=7), True)}
 
 
-def _ts(value: Any) -> float:
+def _ts(value: datetime | str) -> float:
     return (value if isinstance(value, datetime) else datetime.fromisoformat(str(value))).timestamp()
 
 
@@ -61,7 +61,7 @@ def nice_top(peak: float) -> float:
     want = peak * 1.1
     if want <= 0:
         return 1.0
-    step = 10 ** math.floor(math.log10(want))
+    step = 10.0 ** math.floor(math.log10(want))
     for m in (1, 2, 2.5, 5, 10):
         if m * step >= want:
             return m * step

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -41,22 +42,23 @@ from reconciler.tunnel.connect import (
 from reconciler.tunnel.hook import plan_of
 from reconciler.tunnel.status import public_url, tunnel_view
 from webview.doors import is_tunnel
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import redirect, render
+from webview.page import gateway_of
 
 WINGET = "winget install --id Cloudflare.cloudflared"
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the new [tunnel]
 
 
 def _api_url(request: Request) -> str:
-    plan = plan_of(daemon_of(request).rt)
+    plan = plan_of(gateway_of(request).rt)
     if plan is not None and plan.settings is not None and plan.settings.api_url != DEFAULT_API:
         return plan.settings.api_url
     return os.environ.get("GATEWAY_CLOUDFLARE_API") or DEFAULT_API
 
 
 def _cloudflared(request: Request) -> str | None:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     plan = plan_of(daemon.rt)
     configured = plan.settings.cloudflared if plan is not None and plan.settings is not None else None
     found = locate.find(configured, data_dir=daemon.settings.data_dir)
@@ -68,7 +70,7 @@ def _getting(request: Request) -> dict[str, Any]:
     it is doing, and how the last try went (in words)."""
     from reconciler.tunnel.getter import getter_of, offered
 
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     got = getter_of(daemon.rt)
     offer = offered(daemon.rt, daemon.settings.data_dir)
     return {"version": got.version, "offer": offer.version if offer else None, "busy": got.busy,
@@ -76,7 +78,7 @@ def _getting(request: Request) -> dict[str, Any]:
 
 
 def model(request: Request) -> dict[str, Any]:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     rt = daemon.rt
     plan = plan_of(rt)
     view = tunnel_view(rt)
@@ -99,26 +101,27 @@ def model(request: Request) -> dict[str, Any]:
     }
 
 
-@login_required
+@auth.page
 async def page(request: Request) -> Response:
     return render(request, "cloudflare.html", **model(request), step="token", error=None, detail=None)
 
 
-@login_required
+@auth.page
 async def state(request: Request) -> Response:
     """For the page's script: is cloudflared there now, and the tunnel's state."""
-    return JSONResponse({"cloudflared": _cloudflared(request), "state": tunnel_view(daemon_of(request).rt)["state"],
+    return JSONResponse({"cloudflared": _cloudflared(request), "state": tunnel_view(gateway_of(request).rt)["state"],
                          "said": _getting(request)["said"] or "", "at": time.time()})
 
 
-@login_required
+@auth.page
 async def zones(request: Request) -> Response:
     """The account's domains (as found when connecting), for the add/edit form's suggestions."""
-    return JSONResponse({"zones": list(read_summary(daemon_of(request).settings.data_dir).get("zones") or [])})
+    return JSONResponse({"zones": list(read_summary(gateway_of(request).settings.data_dir).get("zones") or [])})
 
 
+@auth.action
 async def connect_post(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     if is_tunnel(request):
         return _again(request, "Connect another Cloudflare token on the laptop itself: this page reaches you through "
                                "the tunnel that connecting would replace.", status=403)
@@ -127,7 +130,7 @@ async def connect_post(request: Request) -> Response:
     choice = str(form.get("tunnel", "")).strip()  # "" (not asked yet), "new", or an existing tunnel's id
     if not token:
         return _again(request, "Paste the API token first (the link above creates one).")
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     api_url = _api_url(request)
     try:
         async with Client(api_url, token) as client:
@@ -160,7 +163,7 @@ async def connect_post(request: Request) -> Response:
     return redirect(request, "/cloudflare", said)
 
 
-async def _alarm(api_url: str, token: str, data_dir: Any, account_id: str, tunnel_id: str, to: str) -> str:
+async def _alarm(api_url: str, token: str, data_dir: Path, account_id: str, tunnel_id: str, to: str) -> str:
     try:
         async with Client(api_url, token) as client:
             return await set_alarm(client, data_dir, account_id, tunnel_id, to)
@@ -168,10 +171,11 @@ async def _alarm(api_url: str, token: str, data_dir: Any, account_id: str, tunne
         return f"The outside alarm is not on: {exc}"
 
 
+@auth.action
 async def alarm_post(request: Request) -> Response:
     """Set up the outside alarm later, with the token the gateway keeps."""
-    _, form = await guard_post(request)
-    daemon = daemon_of(request)
+    form = await request.form()
+    daemon = gateway_of(request)
     plan = plan_of(daemon.rt)
     settings = plan.settings if plan is not None else None
     token = settings.api_token(os.environ) if settings is not None else None
@@ -183,13 +187,14 @@ async def alarm_post(request: Request) -> Response:
     return redirect(request, "/cloudflare", said)
 
 
+@auth.action
 async def update_post(request: Request) -> Response:
     """Get the newest official cloudflared now (or the version offered); the tunnel moves to
     it without a gap. A download that fails or does not match changes nothing, in words."""
     from reconciler.tunnel.getter import install
 
-    user, _ = await guard_post(request)
-    daemon = daemon_of(request)
+    user = auth.user_name(request)
+    daemon = gateway_of(request)
     plan = plan_of(daemon.rt)
     if plan is None or plan.settings is None:
         return _again(request, "Connect Cloudflare first (below): cloudflared runs the tunnel it makes.")

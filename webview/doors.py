@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from reconciler.spec import WebSettings
 
 LOCAL, TUNNEL = "local", "tunnel"
 KEY = "gateway.door"
@@ -83,10 +87,10 @@ def is_https(conn: HTTPConnection) -> bool:
     return is_tunnel(conn) and conn.headers.get("x-forwarded-proto", "https").lower() == "https"
 
 
-def configured_names(web: Any = None) -> set[str]:
+def configured_names(web: WebSettings | None = None) -> set[str]:
     raw = os.environ.get("GATEWAY_LOCAL_NAMES", "")
     names = {n.strip().lower() for n in raw.split(",") if n.strip()}
-    names |= {str(n).lower() for n in (getattr(web, "local_names", None) or [])}
+    names |= {str(n).lower() for n in (web.local_names if web else [])}
     return names
 
 
@@ -118,7 +122,7 @@ class HttpsOnly:
     any sign-in, form or page sees it. `hostname()`: the page's configured public name (else the
     request's Host, which Cloudflare's edge sets to the routed name)."""
 
-    def __init__(self, app: ASGIApp, hostname: Any) -> None:
+    def __init__(self, app: ASGIApp, hostname: Callable[[], str | None]) -> None:
         self.app, self.hostname = app, hostname
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,7 +141,7 @@ class HttpsOnly:
 class HostGuard:
     """At the local door: a request whose Host is not ours gets 421 and nothing else."""
 
-    def __init__(self, app: ASGIApp, names: Any) -> None:
+    def __init__(self, app: ASGIApp, names: Callable[[], set[str]]) -> None:
         self.app, self.names = app, names  # names: a callable, so settings changes apply live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

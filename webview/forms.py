@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ from webview import trying
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
 from webview.pages import NAME_RE, known
 from webview.portcheck import check_port, port_message
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview import auth
+from webview.render import redirect, render
 from webview.starters import STARTERS
+from webview.page import gateway_of, page_of
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
           "health_command", "domain")
@@ -202,8 +203,8 @@ def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tomledit.write_atomic(path, tomledit.replace_all(read_text(path), data))
 
 
-async def _wait_applied(request: Request, check: Any) -> bool:
-    daemon = daemon_of(request)
+async def _wait_applied(request: Request, check: Callable[[Mapping[str, ServerSpec]], bool]) -> bool:
+    daemon = gateway_of(request)
     return await daemon.rt.wait_until(
         lambda: daemon.reconciler.result is not None and check(daemon.reconciler.result.specs), APPLY_WAIT)
 
@@ -215,7 +216,7 @@ def _page(request: Request, values: dict[str, str], errors: dict[str, str], addi
                   start_help=STARTERS.get(start, {}).get("help", ""), tried=tried)
 
 
-@login_required
+@auth.page
 async def new_form(request: Request) -> Response:
     start = request.query_params.get("start", "")
     values = form_values({"port": "auto"})
@@ -224,10 +225,10 @@ async def new_form(request: Request) -> Response:
     return _page(request, values, {}, adding=True, start=start if start in STARTERS else "")
 
 
-@login_required
+@auth.page
 async def edit_form(request: Request) -> Response:
     name = known(request, request.path_params["name"])
-    path = server_path(daemon_of(request).settings.config_dir, name)
+    path = server_path(gateway_of(request).settings.config_dir, name)
     try:
         values = form_values(read_file(path), name)
     except FormError as exc:
@@ -235,13 +236,14 @@ async def edit_form(request: Request) -> Response:
     return _page(request, values, {}, adding=False)
 
 
+@auth.action
 async def save(request: Request) -> Response | trying.LiveTry:
-    user, raw = await guard_post(request)
+    user, raw = auth.user_name(request), await request.form()
     form = {k: str(raw.get(k, "")) for k in FIELDS}
     adding = "name" not in request.path_params
     name = (form["name"].strip() if adding else request.path_params["name"])
     form["name"] = name
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     if raw.get("action") == "check-port":
         return _page(request, form, {}, adding, note=await port_message(request, form["port"], name))
     errors: dict[str, str] = {}
@@ -274,8 +276,9 @@ async def save(request: Request) -> Response | trying.LiveTry:
         return _page(request, form, errors, adding, status=422, start=start)
     if raw.get("action") == "try":  # nothing is saved: webview/trying.py
         if trying.wants_live(request):
-            return trying.LiveTry(request, spec, adding)
-        return _page(request, form, {}, adding, start=start, tried=await trying.tried(request, spec))
+            return trying.LiveTry(page_of(request).tries, daemon.settings, spec, adding)
+        tried = await trying.tried(page_of(request).tries, daemon.settings, spec)
+        return _page(request, form, {}, adding, start=start, tried=tried)
     await asyncio.to_thread(write_atomic, path, data)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, name, f"{'added' if adding else 'edited'} from the page",
                     actor=f"operator:web:{user}")
@@ -284,16 +287,17 @@ async def save(request: Request) -> Response | trying.LiveTry:
     return redirect(request, f"/servers/{name}" if applied else "/", message)
 
 
-@login_required
+@auth.page
 async def delete_form(request: Request) -> Response:
     name = known(request, request.path_params["name"])
     return render(request, "delete.html", name=name)
 
 
+@auth.action
 async def delete(request: Request) -> Response:
-    user, _ = await guard_post(request)
+    user = auth.user_name(request)
     name = request.path_params["name"]
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     try:
         path = server_path(daemon.settings.config_dir, name)  # never gateway.toml: "gateway" is reserved
     except FormError:

@@ -11,8 +11,8 @@ from starlette.responses import PlainTextResponse
 
 from reconciler.state import Phase
 from webview import auth
-from webview.render import daemon_of
 from webview.views import gateway_view, server_names, server_view
+from webview.page import gateway_of
 
 SERIES = [  # (name, type, help, view key)
     ("gateway_server_restarts_total", "counter", "Restarts since the gateway started.", "restarts"),
@@ -53,6 +53,6 @@ def render_metrics(gateway: dict[str, Any], servers: list[dict[str, Any]]) -> st
 @auth.requires(auth.STATUS, message="send an API token (Authorization: Bearer; a read-only one from "
                "Settings, API tokens, is enough) or sign in")
 async def metrics(request: Request) -> PlainTextResponse:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     text = render_metrics(gateway_view(daemon), [server_view(daemon, n) for n in server_names(daemon)])
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,27 +1,26 @@
 """The overview's model: every server's card (its view plus its plain words), servers that
 need attention first, the counts the live stream keeps current, and config errors named by
-server. Shared by the page and the stream, so both say the same."""
+server. Shared by the page and the stream, so both say the same; `Cards` is their memory."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.fsutil import server_log
 from reconciler.spec import NAME_PATTERN
 from webview.availability import availability_words
-from webview.doors import door_of
-from webview.render import daemon_of, fragment
+from webview.render import _mb, fragment
 from webview.views import gateway_view, server_names, server_view
 from webview.words import server_words
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-
     from webview.gateway import Gateway
 
 NAME_RE = re.compile(NAME_PATTERN)
@@ -57,7 +56,7 @@ def card_version(view: dict[str, Any]) -> str:
     return hashlib.blake2s(repr(key).encode(), digest_size=8).hexdigest()
 
 
-def host_words(host: dict[str, Any]) -> dict[str, Any]:
+def host_words(host: Mapping[str, Any]) -> dict[str, Any]:
     """The host line's figures as the page shows them (also sent by the live stream each time
     they move, so a page left open is not stuck on the figures of its load)."""
     def pct(key: str) -> str:
@@ -134,10 +133,8 @@ def _order(card: dict[str, Any]) -> tuple[int, str]:
     return (0 if card["w"]["attention"] else 1, card["name"])
 
 
-async def overview_model(request: Request) -> dict[str, Any]:
-    daemon = daemon_of(request)
+def overview_model(daemon: Gateway, group: str | None, tag: str | None) -> dict[str, Any]:
     servers = [card_view(daemon, n) for n in all_names(daemon)]
-    group, tag = request.query_params.get("group") or None, request.query_params.get("tag") or None
     shown = [s for s in servers if (group is None or s["group"] == group) and (tag is None or tag in s["tags"])]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in sorted(shown, key=_order):
@@ -156,22 +153,70 @@ async def overview_model(request: Request) -> dict[str, Any]:
     }
 
 
-_cards: dict[tuple[str | None, str | None, str], tuple[Any, int, dict[str, Any], str]] = {}
+def sse(event: str, data: str) -> str:
+    """One server-sent event (webview.stream)."""
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in data.splitlines()) + "\n"
 
 
-async def overview_cached(request: Request) -> tuple[dict[str, Any], str]:
-    """The overview's model and its cards' HTML, rendered at most once per state change and
-    second (uptimes tick), whoever asks: 100 cards take milliseconds to render."""
-    daemon = daemon_of(request)
-    door = door_of(request.scope)  # the tunnel door's cards offer no way to cut the tunnel
-    key = (request.query_params.get("group") or None, request.query_params.get("tag") or None, door)
-    changed, second = daemon.rt.changed, int(time.monotonic())
-    hit = _cards.get(key)
-    if hit is not None and hit[0] is changed and hit[1] == second:
-        return hit[2], hit[3]
-    model = await overview_model(request)
-    html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT, door=door)
-    if len(_cards) > 100:
-        _cards.clear()
-    _cards[key] = (changed, second, model, html)
-    return model, html
+def stats(cards: list[dict[str, Any]], host: Mapping[str, Any]) -> str:
+    """What the live stream says every few seconds: the counts, who needs attention, the host's
+    and each server's figures."""
+    c = counts(cards)
+    return json.dumps({
+        **c, "attention_names": [s["name"] for s in cards if s["w"]["attention"]], "host": host_words(host),
+        "servers": {s["name"]: {"cpu": f"{s['cpu_percent']:.0f} %" if s["cpu_percent"] is not None else "-",
+                                "mem": _mb(s["rss_bytes"])} for s in cards},
+    })
+
+
+CardKey = tuple[Any, ...]  # what a card says apart from its moving figures (its version)
+
+
+class Cards:
+    """The page's memory of its cards (one per app, held by webview.page.Page): rendered at most
+    once per state change and second (uptimes tick), however many ask: 100 cards take
+    milliseconds to render, 50 phones with the live page open ask every few seconds."""
+
+    def __init__(self) -> None:
+        # the overview's model and cards' HTML, per (group, tag, door): (changed, second, model, html)
+        self._overview: dict[tuple[str | None, str | None, str], tuple[object, int, dict[str, Any], str]] = {}
+        # the live stream's: one card's HTML per (name, back, door), as of its version
+        self._rendered: dict[tuple[str, str, str], tuple[CardKey, str]] = {}
+        # every server's card view and the stats message of this second and state
+        self._now: tuple[tuple[object, int], list[tuple[dict[str, Any], CardKey]], str] | None = None
+
+    def overview(self, daemon: Gateway, door: str, group: str | None, tag: str | None) -> tuple[dict[str, Any], str]:
+        """The overview's model and its cards' HTML (the tunnel door's cards offer no way to cut
+        the tunnel)."""
+        key = (group, tag, door)
+        changed, second = daemon.rt.changed, int(time.monotonic())
+        hit = self._overview.get(key)
+        if hit is not None and hit[0] is changed and hit[1] == second:
+            return hit[2], hit[3]
+        model = overview_model(daemon, group, tag)
+        html = fragment("_servers.html", groups=model["groups"], csrf=CSRF_SLOT, door=door)
+        if len(self._overview) > 100:
+            self._overview.clear()
+        self._overview[key] = (changed, second, model, html)
+        return model, html
+
+    def card(self, view: dict[str, Any], key: CardKey, back: str, door: str = "local") -> str:
+        """One card's HTML, rendered once per change however many streams send it (per door: the
+        tunnel door's cards offer no way to cut the tunnel)."""
+        slot = (view["name"], back, door)
+        hit = self._rendered.get(slot)
+        if hit is None or hit[0] != key:
+            if len(self._rendered) > 5000:
+                self._rendered.clear()
+            hit = self._rendered[slot] = (key, fragment("_server_row.html", s=view, csrf=CSRF_SLOT, back=back,
+                                                        door=door))
+        return hit[1]
+
+    def now(self, daemon: Gateway) -> tuple[list[tuple[dict[str, Any], CardKey]], str]:
+        """Every server's card view and the stats message, built at most once per state change and
+        second however many streams are open (50 phones: one build, not fifty)."""
+        key = (daemon.rt.changed, int(time.monotonic()))
+        if self._now is None or self._now[0] != key:
+            cards = [card_view(daemon, name) for name in all_names(daemon)]
+            self._now = (key, [(view, (view["v"],)) for view in cards], sse("stats", stats(cards, daemon.rt.host)))
+        return self._now[1], self._now[2]

@@ -22,12 +22,13 @@ from reconciler.spec import NAME_PATTERN, ServerSpec
 from reconciler.state import Desired
 from webview import charts
 from webview.control import ControlError, control
-from webview.doors import is_tunnel
-from webview.overview import CSRF_SLOT, card_view, config_problems, overview_cached
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from webview.doors import door_of, is_tunnel
+from webview.overview import CSRF_SLOT, card_view, config_problems
+from webview import auth
+from webview.render import redirect, render
 from webview.views import server_names, server_view
 from webview.words import event_kinds, event_words
+from webview.page import gateway_of, page_of
 
 if TYPE_CHECKING:
     from webview.gateway import Gateway
@@ -38,14 +39,16 @@ LOG_BYTES = 256 * 1024
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
-@login_required
+@auth.page
 async def overview(request: Request) -> Response:
-    model, cards = await overview_cached(request)
+    q = request.query_params
+    model, cards = page_of(request).cards.overview(gateway_of(request), door_of(request.scope), q.get("group") or None,
+                                                   q.get("tag") or None)
     return render(request, "overview.html", **model, cards=Markup(cards.replace(CSRF_SLOT, request.state.csrf)))
 
 
 def known(request: Request, name: str) -> str:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     result = daemon.reconciler.result
     if not NAME_RE.match(name) or (name not in daemon.rt.states and not (result and name in result.specs)):
         raise HTTPException(404, f"no server named {name!r}")
@@ -69,7 +72,7 @@ def log_tail(path: Path, query: str = "", lines: int = 200) -> list[str]:
 
 
 async def detail_model(request: Request, name: str) -> dict[str, Any]:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     result = daemon.reconciler.result
     spec = result.specs.get(name) if result else None
     running = version_in_force(daemon, name, spec)
@@ -113,16 +116,16 @@ def version_in_force(daemon: Gateway, name: str, spec: ServerSpec | None) -> Ser
     return in_force(name, desired)
 
 
-@login_required
+@auth.page
 async def detail(request: Request) -> Response:
     name = known(request, request.path_params["name"])
     return render(request, "server.html", **await detail_model(request, name))
 
 
-@login_required
+@auth.page
 async def log_part(request: Request) -> Response:
     name = known(request, request.path_params["name"])
-    path = server_log(daemon_of(request).settings.data_dir, name)
+    path = server_log(gateway_of(request).settings.data_dir, name)
     rows = await asyncio.to_thread(log_tail, path, request.query_params.get("q", ""))
     return JSONResponse({"lines": rows})
 
@@ -131,9 +134,10 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+@auth.action
 async def control_post(request: Request) -> Response:
     """The Start / Stop / Restart buttons, for one server, a group or all."""
-    user, form = await guard_post(request)
+    user, form = auth.user_name(request), await request.form()
     name = request.path_params.get("name")
     names = [known(request, name)] if name else [str(n) for n in form.getlist("name")]
     group = str(form.get("group") or "") or None
@@ -141,14 +145,14 @@ async def control_post(request: Request) -> Response:
     back = str(form.get("back") or "/")
     back = back if back.startswith("/") and not back.startswith("//") else "/"
     try:
-        done = await control(daemon_of(request), verb, names, group, form.get("all") == "1",
+        done = await control(gateway_of(request), verb, names, group, form.get("all") == "1",
                              actor=f"operator:web:{user}", wait=CONTROL_WAIT, remote=is_tunnel(request))
     except ControlError as exc:
         if wants_json(request):
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         return redirect(request, back, f"Could not {verb}: {exc}")
-    views = [server_view(daemon_of(request), n) for n in done]
-    cards = [card_view(daemon_of(request), n) for n in done]
+    views = [server_view(gateway_of(request), n) for n in done]
+    cards = [card_view(gateway_of(request), n) for n in done]
     message = "; ".join(f"{c['name']}: {c['w']['status']}" + (f" ({c['w']['reason']})" if c["w"]["reason"] else "")
                         for c in cards)
     if wants_json(request):
@@ -156,9 +160,9 @@ async def control_post(request: Request) -> Response:
     return redirect(request, back, message)
 
 
-@login_required
+@auth.page
 async def events_page(request: Request) -> Response:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     q = request.query_params
     server, kind, period = q.get("server") or None, q.get("kind") or None, q.get("period") or "24h"
     since = datetime.now(UTC) - PERIODS[period] if period in PERIODS else None
@@ -174,20 +178,19 @@ async def events_page(request: Request) -> Response:
         commit = await daemon.store.last_commit()
     except Exception as exc:  # noqa: BLE001 - the database is down: say so on the page
         error = f"the database is unreachable: {exc}"
-    notifier = getattr(daemon, "notifier", None)
+    notifier = daemon.notifier
     return render(request, "events.html", events=rows, error=error, server=server, kind=kind, period=period,
                   alerts=alerts, commit=commit, can_alert=bool(notifier and notifier.settings().urls),
                   servers=server_names(daemon), periods=[*PERIODS, "all"],
                   kinds=event_kinds())
 
 
-
-
+@auth.action
 async def alert_test_post(request: Request) -> Response:
     """Send a test alert to every [notify] url, now; say whether it reached them."""
     from webview.settings_pages import send_test_alert
 
-    ok, error = await send_test_alert(request)
+    ok, error = await send_test_alert(gateway_of(request).notifier, auth.user_name(request))
     if ok is None:
         return redirect(request, "/events", "No alert addresses yet: add one in Settings, Alerts.")
     return redirect(request, "/events", "Test alert sent." if ok else f"The test alert failed: {error}")

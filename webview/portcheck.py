@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from reconciler.digits import plain_digits
 from reconciler.health import port_holder, port_is_free
-from webview.render import daemon_of
-from webview.security import current_user
+from webview import auth
+from webview.gateway import Gateway
+from webview.page import gateway_of
 
 
 async def port_message(request: Request, raw: str, name: str = "") -> str:
@@ -29,7 +29,7 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
     holder = await asyncio.to_thread(port_holder, port)
     if holder is None:
         return f"Port {port} is in use by another program; pick another port or choose auto."
-    owner = await asyncio.to_thread(server_holding, daemon_of(request), holder[0])
+    owner = await asyncio.to_thread(server_holding, gateway_of(request), holder[0])
     if owner is not None and owner == name:
         return f"Port {port} is used by {name} itself (this server, pid {holder[0]}): that is fine."
     if owner is not None:
@@ -38,7 +38,7 @@ async def port_message(request: Request, raw: str, name: str = "") -> str:
         "; pick another port or choose auto."
 
 
-def server_holding(daemon: Any, pid: int) -> str | None:
+def server_holding(daemon: Gateway, pid: int) -> str | None:
     """Which of our servers runs `pid` (itself or as a process it started), or None."""
     import psutil
 
@@ -54,9 +54,8 @@ def server_holding(daemon: Any, pid: int) -> str | None:
     return None
 
 
+@auth.action
 async def check_port(request: Request) -> Response:
-    if await current_user(request) is None:
-        raise HTTPException(401, "sign in first")
     message = await port_message(request, request.query_params.get("port", ""), request.query_params.get("name", ""))
     return JSONResponse({"message": message, "free": message.endswith("is free.")})
 

@@ -1,40 +1,37 @@
 """Templates and the small helpers every page shares: render with the signed-in user and the
-CSRF token, one-shot flash messages, and the sign-in requirement for GET pages."""
+CSRF token, and one-shot flash messages."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from webview import auth, cookies
+from webview import cookies
 from webview.doors import door_of
 from webview.words import duration
-
-if TYPE_CHECKING:
-    from webview.gateway import Gateway
 
 HERE = Path(__file__).resolve().parent
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 
 
-def _mb(value: Any) -> str:
+def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f} MB"
 
 
-def _ms(value: Any) -> str:
+def _ms(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
-def _clock(value: Any) -> str:
+def _clock(value: datetime | str | None) -> str:
     """An ISO time (or datetime) on the laptop's clock: '14:02:05' today, else 'Mon 1 Dec 14:02'."""
     if not value:
         return "-"
@@ -49,10 +46,6 @@ env.filters["mb"] = _mb
 env.filters["clock"] = _clock
 env.filters["ms"] = _ms
 env.filters["duration"] = duration
-
-
-def daemon_of(request: Request) -> Gateway:
-    return request.app.state.daemon  # type: ignore[no-any-return]
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -77,5 +70,3 @@ def redirect(request: Request, to: str, message: str | None = None) -> RedirectR
         cookies.put(response, request, cookies.FLASH, quote(message)[:900], max_age=60)
     return response
 
-
-login_required = auth.page  # GET pages: a visitor who is not signed in goes to the sign-in page, then back

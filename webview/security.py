@@ -1,6 +1,6 @@
 """The page's protections that are not "who is asking" (that is webview.auth): security
-headers, the CSRF key file, sign-in rate limits; and the small names pages use
-(`current_user`, `guard_post`, `client_ip`, `is_https`) over webview.auth and webview.doors."""
+headers, the CSRF key file, whether a request came from our own pages (`same_site`, which
+webview.csrf.CsrfGuard asks of every POST), rate limits, and signed cookie values."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.fsutil import write_secret
-from webview.auth import PAGE
-from webview.auth import same_site as _same_site
-from webview.doors import TUNNEL, client_ip, door_of, is_https
-
-__all__ = ["RateLimit", "SecurityHeaders", "client_ip", "current_user", "guard_post", "is_https",
-           "read_or_create_secret", "same_site"]
+from webview.doors import TUNNEL, door_of
 SECRET_FILE = "web-secret"
 HEADERS = [
     (b"content-security-policy", (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -81,22 +76,14 @@ def read_or_create_secret(data_dir: Path) -> bytes:
     return key
 
 
-# --- the names the pages use; the deciding is done by webview.auth ---------------------------
-async def current_user(request: Request) -> str | None:
-    """The signed-in person's name, or None (webview.auth.Authenticate decided)."""
-    return request.state.user if PAGE in request.auth.scopes else None
-
-
-async def guard_post(request: Request) -> tuple[str, FormData]:
-    """(user, form) of a signed-in POST, else 401. Its CSRF token was checked by
-    webview.auth.CsrfGuard before any route ran."""
-    if PAGE not in request.auth.scopes:
-        raise HTTPException(401, "sign in first")
-    return request.user.display_name, await request.form()
-
-
-def same_site(request: Request) -> bool:
-    return _same_site(request.headers)
+def same_site(headers: Headers) -> bool:
+    """Sent by our own pages: Sec-Fetch-Site when the browser sends it, else an Origin (or
+    Referer) naming this host. A request with neither is refused."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = headers.get("origin") or headers.get("referer")
+    return bool(origin) and urlsplit(origin).netloc == headers.get("host", "")
 
 
 class RateLimit:

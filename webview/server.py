@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
-from typing import Any
+from pathlib import Path
 
 import uvicorn
 import uvicorn.server
@@ -21,6 +21,8 @@ from reconciler.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE, SettingsError
 from webview import doors
 from webview.app import create_app
+from webview.gateway import checked
+from webview.page import Page
 
 log = logging.getLogger("gateway")
 
@@ -35,7 +37,7 @@ class _DatedState(uvicorn.server.ServerState):
         self._second = -1
         self._headers: list[tuple[bytes, bytes]] = []
 
-    @property  # type: ignore[override]
+    @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         now = int(time.time())
         if now != self._second:
@@ -76,7 +78,7 @@ class Doors(WebServer):
     started and stopped together: the daemon sees one server."""
 
     def __init__(self, config: uvicorn.Config, tunnel: WebServer | None, tunnel_sock: socket.socket | None,
-                 url_file: Any) -> None:
+                 url_file: Path) -> None:
         super().__init__(config)
         self.tunnel, self.tunnel_sock, self.url_file = tunnel, tunnel_sock, url_file
 
@@ -116,22 +118,24 @@ def _bind_tunnel_door(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build(daemon: Any) -> WebServer:
+def build(daemon: object) -> WebServer:
     """The server for the page and the local API at the local door, with the tunnel door
-    beside it; `serve(sockets=[...])` runs both, the local one on the socket the daemon bound."""
-    app = create_app(daemon)
+    beside it; `serve(sockets=[...])` runs both, the local one on the socket the daemon bound.
+    `daemon` is checked first for every door the page uses (webview.gateway)."""
+    page = Page.open(checked(daemon))
+    app = create_app(page)
     # proxy_headers off at both doors: the client address is the peer's (or, at the tunnel door only,
     # Cf-Connecting-Ip: webview.doors.client_ip), never X-Forwarded-For
     config = uvicorn.Config(doors.Door(app, doors.LOCAL), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False)
     tunnel, sock = None, None
     try:
-        host, port = daemon.settings.tunnel_host_port
+        host, port = page.gateway.settings.tunnel_host_port
         sock = _bind_tunnel_door(host, port)
         tunnel = WebServer(uvicorn.Config(doors.Door(app, doors.TUNNEL), log_level="warning", access_log=False,
                                           lifespan="off", proxy_headers=False))
-        daemon.tunnel_url = tunnel_url(sock)
+        page.tunnel_url = tunnel_url(sock)
     except (OSError, ValueError, SettingsError) as exc:
         print(f"omen-gateway: the page cannot be reached through the tunnel: its door did not open ({exc})",
               flush=True)
-    return Doors(config, tunnel, sock, daemon.settings.data_dir / TUNNEL_URL_FILE)
+    return Doors(config, tunnel, sock, page.gateway.settings.data_dir / TUNNEL_URL_FILE)

@@ -16,61 +16,71 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from reconciler.digits import plain_digits
 from reconciler.events import EventKind
-from webview import doors
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
-from webview.settings_pages import SettingsError, current_table, gateway_toml, in_force, save
+from reconciler.ops.gitsync import SyncSettings
+from webview import auth, doors
+from webview.gateway import Gateway
+from webview.page import gateway_of, page_of
+from webview.render import redirect, render
+from webview.settings_form import Setting, SettingsError, SettingsForm
+from webview.settings_pages import current_table, gateway_toml, in_force, save_form
+
+if TYPE_CHECKING:
+    from reconciler.ops.autostart_files import Target
+    from reconciler.ops.backup import Restored
 
 SCHEDULES = {"": "Off", "1h": "Every hour", "6h": "Every 6 hours", "1d": "Every day", "7d": "Every week"}
+SCHEDULE = SettingsForm("sync", SyncSettings, [
+    Setting("backup_every", "Make a backup", name="every", choices=SCHEDULES, refused="Choose one of the listed schedules."),
+    Setting("backup_keep", "Keep the newest", name="keep", refused="Keep: write how many backups to keep, 1 or more.",
+            attrs={"inputmode": "numeric", "size": "4"}),
+])
 
 
-def _dsn(daemon: Any) -> str:
-    dsn = daemon.settings.dsn or (daemon.pg.dsn if getattr(daemon, "pg", None) is not None else None)
+def _dsn(daemon: Gateway) -> str:
+    dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
     if not dsn:
         raise SettingsError("the database is not running, so there is nothing to back up right now")
     return str(dsn)
 
 
-def terminal(daemon: Any, *args: str) -> str:
+def terminal(daemon: Gateway, *args: str) -> str:
     """The one command that does it from a terminal on this machine."""
     s = daemon.settings
     return shlex.join(["gateway", *args, "--config", str(s.config_dir), "--data-dir", str(s.data_dir)])
 
 
 # --- backups -----------------------------------------------------------------------------
-@login_required
+@auth.page
 async def backups_page(request: Request) -> Response:
     return _backups(request)
 
 
 def _backups(request: Request, status: int = 200, error: str | None = None,
-             waiting: dict[str, str] | None = None) -> Response:
-    daemon = daemon_of(request)
+             waiting: dict[str, str] | None = None, typed: dict[str, str | list[str]] | None = None) -> Response:
+    daemon = gateway_of(request)
     sync = current_table(gateway_toml(request), "sync")
-    every = str(sync.get("backup_every") or "")
     folder = Path(sync["backup_dir"]).expanduser() if sync.get("backup_dir") else daemon.settings.data_dir / "backups"
     found = sorted(folder.glob("gateway-*.tar.gz")) if folder.is_dir() else []
-    return render(request, "settings_backups.html", status=status, error=error, every=every, schedules=SCHEDULES,
-                  keep=int(sync.get("backup_keep") or 7), folder=str(folder), count=len(found),
+    return render(request, "settings_backups.html", status=status, error=error, fields=SCHEDULE.fields(sync, typed),
+                  folder=str(folder), count=len(found),
                   newest=found[-1].name if found else None, section="backups",
                   cli_backup=terminal(daemon, "backup", "FILE.tar.gz"),
                   cli_restore=terminal(daemon, "restore", "FILE.tar.gz"), waiting=waiting)
 
 
-@login_required
+@auth.page
 async def backup_download(request: Request) -> Response:
     from reconciler.ops.backup import backup
 
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     try:
         dsn = _dsn(daemon)
     except SettingsError as exc:
@@ -92,30 +102,16 @@ def _remove(folder: Path) -> None:
     folder.rmdir()
 
 
+@auth.action
 async def backup_schedule(request: Request) -> Response:
-    _, form = await guard_post(request)
-    every = str(form.get("every", ""))
-    keep = str(form.get("keep", "7")).strip()
-    if every not in SCHEDULES:
-        return _backups(request, 422, "Choose one of the listed schedules.")
-    if not plain_digits(keep) or int(keep) < 1:
-        return _backups(request, 422, "Keep: write how many backups to keep, 1 or more.")
-    from reconciler.ops import tomledit
-    from reconciler.ops.gitsync import SyncSettingsError, parse_settings
-
-    def check(data: dict[str, Any]) -> None:
-        try:
-            parse_settings(dict(data.get("sync") or {}))
-        except SyncSettingsError as exc:
-            raise SettingsError(str(exc)) from None
-
+    sent = await request.form()
     try:
-        ok = await save(request, {"sync": {"backup_every": every or tomledit.DELETE, "backup_keep": int(keep)}},
-                        check, lambda s: str(dict(s.sync).get("backup_every") or "") == every)
+        ok = await save_form(request, SCHEDULE, sent)
     except SettingsError as exc:
-        return _backups(request, 422, str(exc))
-    when = f"The first one is written {SCHEDULES[every].lower()} from now (within a minute of it)." if every else \
-        "Scheduled backups are off."
+        return _backups(request, 422, str(exc), typed=SCHEDULE.typed(sent))
+    every = SCHEDULE.typed(sent)["every"]
+    when = f"The first one is written {SCHEDULES[str(every)].lower()} from now (within a minute of it)." if every \
+        else "Scheduled backups are off."
     return redirect(request, "/settings/backups", f"Backup schedule saved. {in_force(ok)} {when}")
 
 
@@ -123,6 +119,7 @@ WAITING = "restore-waiting"  # an upload kept while its owner reads what restori
 WAITING_FOR = 900.0  # seconds
 
 
+@auth.action
 async def backup_restore(request: Request) -> Response:
     """Restore an uploaded backup: every member is checked first (nothing is replaced when one
     cannot be restored); a backup whose code app secrets this gateway cannot open (made on
@@ -132,8 +129,8 @@ async def backup_restore(request: Request) -> Response:
     from reconciler.ops.restore import check, restore
     from reconciler.secretbox import SealError
 
-    _, form = await guard_post(request)
-    daemon = daemon_of(request)
+    form = await request.form()
+    daemon = gateway_of(request)
     upload = form.get("file")
     waiting = str(form.get("waiting", ""))
     if not waiting and (upload is None or isinstance(upload, str) or not upload.filename):
@@ -152,7 +149,7 @@ async def backup_restore(request: Request) -> Response:
             shown = str(upload.filename)
             path = folder / f"{secrets.token_hex(16)}{'.zip' if shown.lower().endswith('.zip') else '.tar.gz'}"
             await asyncio.to_thread(_keep, path, await upload.read())
-        dsn, box = _dsn(daemon), request.app.state.box
+        dsn, box = _dsn(daemon), page_of(request).box
         s = daemon.settings
         checked = await asyncio.to_thread(check, path, dsn, s.schema, s.config_dir, box)
         if checked.code_app_lost and form.get("code_apps") != "again":
@@ -168,26 +165,24 @@ async def backup_restore(request: Request) -> Response:
     return await _restored(request, shown, done)
 
 
-async def _restored(request: Request, shown: str, done: Any) -> Response:
+async def _restored(request: Request, shown: str, done: Restored) -> Response:
     """Said in the events and on the page. Nobody's session came back with the backup: the
     person who restored it is signed in again (when the backup knows them), the others sign in."""
     from urllib.parse import quote
 
     from reconciler.store import accounts
-    from webview import cookies, signin, users
+    from webview import cookies, signin
 
-    daemon, user = daemon_of(request), request.user
+    daemon, user = gateway_of(request), auth.signed_in(request)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({shown})",
-                    actor=f"operator:web:{user.display_name}")
-    users.forget_all_sessions()
+                    actor=f"operator:web:{user.name}")
+    page_of(request).sessions.forget_all()
     words = f"Restored from {shown}: {_restored_words(done)} The servers follow their restored files by themselves."
     if done.code_app_lost:
         words += f" {', '.join(done.code_app_lost)}: set up the code app again (Security)."
     store = daemon.store
-    if getattr(user, "via", "") == "session" and store is not None and \
-            await accounts.password_hash(store, user.display_name) is not None:
-        response = await signin.open_session(request, user.display_name, bool(getattr(user, "second_factor", False)),
-                                             "/settings/backups", "")
+    if user.via == "session" and store is not None and await accounts.password_hash(store, user.name) is not None:
+        response = await signin.open_session(request, user.name, user.second_factor, "/settings/backups", "")
         cookies.put(response, request, cookies.FLASH, quote(words + " Everyone else signs in again.")[:900], 60)
         return response
     response = redirect(request, "/login", words + " Sign in again.")
@@ -214,26 +209,23 @@ def _forget_old(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _restored_words(done: Any) -> str:
-    rows = getattr(done, "tables", None)
-    if isinstance(rows, dict):
-        return f"{sum(rows.values())} rows of history and the server files are back."
-    return "the history and the server files are back."
+def _restored_words(done: Restored) -> str:
+    return f"{sum(done.tables.values())} rows of history and the server files are back."
 
 
 # --- start at boot -----------------------------------------------------------------------
-def _target(daemon: Any) -> Any:
-    from reconciler.ops import autostart
+def _target(daemon: Gateway) -> Target:
+    from reconciler.ops.autostart_files import Target
 
-    return autostart.Target(Path(sys.executable), daemon.settings.config_dir, daemon.settings.data_dir)
+    return Target(Path(sys.executable), daemon.settings.config_dir, daemon.settings.data_dir)
 
 
-@login_required
+@auth.page
 async def boot_page(request: Request) -> Response:
     return await _boot(request)
 
 
-async def boot_state(daemon: Any) -> tuple[bool, list[str]]:
+async def boot_state(daemon: Gateway) -> tuple[bool, list[str]]:
     """(whether start at boot is in force, what the system reports), asking the system."""
     from reconciler.ops import autostart
 
@@ -246,7 +238,7 @@ async def boot_state(daemon: Any) -> tuple[bool, list[str]]:
 
 
 async def _boot(request: Request, status: int = 200, error: str | None = None) -> Response:
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     on, lines = await boot_state(daemon)
     first = lines[0] if lines else ""
     at_boot = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("at the next boot:")), "")
@@ -256,8 +248,9 @@ async def _boot(request: Request, status: int = 200, error: str | None = None) -
                   cli_remove=terminal(daemon, "autostart", "remove"))
 
 
+@auth.action
 async def boot_post(request: Request) -> Response:
-    _, form = await guard_post(request)
+    form = await request.form()
     from reconciler.ops import autostart
 
     verb = str(form.get("verb", ""))
@@ -266,13 +259,13 @@ async def boot_post(request: Request) -> Response:
     at_the_laptop = doors.door_of(request.scope) == doors.LOCAL  # Windows' permission prompt is on that screen
     try:
         if verb == "install":
-            done = await asyncio.to_thread(autostart.install, _target(daemon_of(request)), elevate=at_the_laptop)
+            done = await asyncio.to_thread(autostart.install, _target(gateway_of(request)), elevate=at_the_laptop)
         else:
-            done = await asyncio.to_thread(autostart.remove, _target(daemon_of(request)))
+            done = await asyncio.to_thread(autostart.remove, _target(gateway_of(request)))
     except (autostart.AutostartError, OSError) as exc:
         return await _boot(request, 409, f"Could not {'turn it on' if verb == 'install' else 'turn it off'} from "
                                          f"the page: {exc}")
-    notes = " ".join(getattr(done, "notes", []) or [])
+    notes = " ".join(done.notes)
     return redirect(request, "/settings/boot", ("Start at boot turned on" if verb == "install" else
                                                 "Start at boot turned off") + f" ({done.path})." +
                     (f" {notes}" if notes else ""))

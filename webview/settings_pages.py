@@ -1,7 +1,8 @@
 """Settings pages that write `gateway.d/gateway.toml`: alerts and the port range (backups and
-start at boot are in webview.settings_ops). Each save edits the file with tomlkit (comments
-and key order kept), atomically, after checking the whole file still loads; then waits
-until the gateway has loaded it, so the page can say "in force now" or what is not yet."""
+start at boot are in webview.settings_ops). Each form is made from the schema of its section
+(webview.settings_form: ALERTS, PORTS); a save edits the file with tomlkit (comments and key
+order kept), atomically, after checking the whole file still loads; then waits until the
+gateway has loaded it, so the page can say "in force now" or what is not yet."""
 
 from __future__ import annotations
 
@@ -12,17 +13,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reconciler.digits import plain_digits
 from reconciler.fsutil import read_regular
 from reconciler.ops import tomledit
-from reconciler.spec import GatewayFile
-from webview.render import daemon_of, login_required, redirect, render
-from webview.security import guard_post
+from reconciler.ops.messages import load_apprise
+from reconciler.ops.notify import NotifySettings
+from reconciler.spec import GatewayFile, PortsSettings
+from webview import auth
+from webview.gateway import Notifier
+from webview.page import gateway_of
+from webview.render import redirect, render
+from webview.settings_form import Model, Setting, SettingsError, SettingsForm
 
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the saved file
 EVENT_WORDS = {
@@ -37,12 +44,8 @@ URL_EXAMPLES = ("ntfy://my-secret-topic", "tgram://BOT_TOKEN/CHAT_ID", "mailto:/
                 "discord://WEBHOOK_ID/WEBHOOK_TOKEN", "json://127.0.0.1:9000/hook")
 
 
-class SettingsError(ValueError):
-    pass
-
-
 def gateway_toml(request: Request) -> Path:
-    return daemon_of(request).settings.config_dir / "gateway.toml"
+    return gateway_of(request).settings.config_dir / "gateway.toml"
 
 
 def current_table(path: Path, section: str) -> dict[str, Any]:
@@ -64,19 +67,19 @@ def write_checked(path: Path, changes: Mapping[str, Any], check: Callable[[dict[
     except tomledit.TomlEditError as exc:
         raise SettingsError(f"gateway.toml cannot be read ({exc}); fix it in an editor first") from None
     data = tomllib.loads(out)
+    check(data)  # first: a form's own words for its fields
     try:
         GatewayFile.model_validate(data)
     except ValidationError as exc:
         raise SettingsError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
-    check(data)
     tomledit.write_atomic(path, out)
     return out
 
 
 async def save(request: Request, changes: Mapping[str, Any], check: Callable[[dict[str, Any]], None],
-               loaded: Callable[[Any], bool]) -> bool:
+               loaded: Callable[[GatewayFile], bool]) -> bool:
     """Write the change; True once the gateway has it in force (`loaded(result.settings)`)."""
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     await asyncio.to_thread(write_checked, gateway_toml(request), changes, check)
     deadline = time.monotonic() + APPLY_WAIT
     while time.monotonic() < deadline:
@@ -93,13 +96,13 @@ def in_force(ok: bool) -> str:
 
 
 # --- alerts ------------------------------------------------------------------------------
-def _check_notify(data: dict[str, Any]) -> None:
-    from reconciler.ops.notify import NotifySettingsError, load_apprise, parse_settings
+URL_HINT = (Markup("For a phone, the free ntfy app is the simplest: pick a secret topic and write ntfy://that-topic. "
+                   "Other examples: ") + Markup(", ").join(Markup("<code>{}</code>").format(e) for e in URL_EXAMPLES)
+            + Markup("."))
 
-    try:
-        settings = parse_settings(dict(data.get("notify") or {}))
-    except NotifySettingsError as exc:
-        raise SettingsError(str(exc)) from None
+
+def _reachable(settings: NotifySettings) -> None:
+    """Every address is one apprise can send to (what the schema cannot say)."""
     if settings.urls:
         box = load_apprise().Apprise()
         bad = [u for u in settings.urls if not box.add(u)]
@@ -107,18 +110,30 @@ def _check_notify(data: dict[str, Any]) -> None:
             raise SettingsError(f"not an address alerts can go to: {', '.join(bad)} (see the examples)")
 
 
-@login_required
+ALERTS = SettingsForm("notify", NotifySettings, [
+    Setting("urls", "Where to send alerts, one address a line", hint=URL_HINT, attrs={
+        "rows": "3", "spellcheck": "false", "autocapitalize": "none", "placeholder": "ntfy://my-secret-topic"}),
+    Setting("events", "Tell me when", choices=EVENT_WORDS,
+            empty="Nothing is ticked, so no alert is sent, whatever happens."),
+], check=_reachable)
+
+
+async def save_form(request: Request, form: SettingsForm[Model], sent: FormData) -> bool:
+    """Write what `sent` changes of `form`'s section, checked by its schema; True once in force."""
+    written: list[Model] = []
+    return await save(request, form.changes(sent), lambda data: written.append(form.check(data)),
+                      lambda settings: form.in_force(written[-1], settings))
+
+
+@auth.page
 async def alerts_page(request: Request) -> Response:
     return await _alerts(request)
 
 
 async def _alerts(request: Request, status: int = 200, error: str | None = None,
-                  form: dict[str, Any] | None = None) -> Response:
-    daemon = daemon_of(request)
-    from reconciler.ops.notify import ALL_KINDS
-
-    table = current_table(gateway_toml(request), "notify")
-    notifier = getattr(daemon, "notifier", None)
+                  typed: dict[str, str | list[str]] | None = None) -> Response:
+    daemon = gateway_of(request)
+    notifier = daemon.notifier
     live = notifier.settings() if notifier is not None else None
     alerts: list[dict[str, Any]] = []
     db_error = None
@@ -127,40 +142,25 @@ async def _alerts(request: Request, status: int = 200, error: str | None = None,
             alerts = await daemon.store.recent_alerts()
         except Exception as exc:  # noqa: BLE001 - the database is down: say so
             db_error = f"The list of sent alerts cannot be read: the database is unreachable ({exc})."
-    urls = form["urls"] if form else "\n".join(table.get("urls") or [])
-    chosen = form["events"] if form else list(table.get("events", ALL_KINDS))
-    return render(request, "settings_alerts.html", status=status, error=error, urls=urls, chosen=chosen,
-                  kinds=[(k, EVENT_WORDS.get(k, k)) for k in ALL_KINDS], examples=URL_EXAMPLES, alerts=alerts,
+    fields = ALERTS.fields(current_table(gateway_toml(request), "notify"), typed)
+    return render(request, "settings_alerts.html", status=status, error=error, fields=fields, alerts=alerts,
                   db_error=db_error, live_targets=len(live.urls) if live else 0, section="alerts")
 
 
+@auth.action
 async def alerts_save(request: Request) -> Response:
-    _, form = await guard_post(request)
-    from reconciler.ops.notify import ALL_KINDS
-
-    urls = [u.strip() for u in str(form.get("urls", "")).splitlines() if u.strip()]
-    events = [str(e) for e in form.getlist("events") if str(e) in ALL_KINDS]
-    changes = {"notify": {"urls": urls or tomledit.DELETE,
-                          "events": tomledit.DELETE if set(events) == set(ALL_KINDS) else events}}
-
-    def loaded(settings: Any) -> bool:
-        notify = dict(settings.notify)
-        want = list(ALL_KINDS) if set(events) == set(ALL_KINDS) else events
-        return list(notify.get("urls") or []) == urls and list(notify.get("events", ALL_KINDS)) == want
-
+    sent = await request.form()
     try:
-        ok = await save(request, changes, _check_notify, loaded)
+        ok = await save_form(request, ALERTS, sent)
     except SettingsError as exc:
-        return await _alerts(request, 422, str(exc), {"urls": "\n".join(urls), "events": events})
+        return await _alerts(request, 422, str(exc), ALERTS.typed(sent))
     return redirect(request, "/settings/alerts", f"Alert settings saved. {in_force(ok)}")
 
 
-async def send_test_alert(request: Request) -> tuple[bool | None, str]:
+async def send_test_alert(notifier: Notifier | None, user: str) -> tuple[bool | None, str]:
     """Send a test alert to every address in force, now: (None: no address yet | it went out, error)."""
     from reconciler.ops.notify import Alert
 
-    user, _ = await guard_post(request)
-    notifier = getattr(daemon_of(request), "notifier", None)
     if notifier is None or not notifier.settings().urls:
         return None, ""
     alert = Alert("test", None, f"a test alert sent by {user} from the web page: alerts reach you")
@@ -168,8 +168,9 @@ async def send_test_alert(request: Request) -> tuple[bool | None, str]:
     return sent.ok, sent.error or ""
 
 
+@auth.action
 async def alerts_test(request: Request) -> Response:
-    ok, error = await send_test_alert(request)
+    ok, error = await send_test_alert(gateway_of(request).notifier, auth.user_name(request))
     if ok is None:
         return redirect(request, "/settings/alerts", "No alert addresses yet: add one above and save first.")
     return redirect(request, "/settings/alerts", "Test alert sent: check that it arrived." if ok else
@@ -177,36 +178,46 @@ async def alerts_test(request: Request) -> Response:
 
 
 # --- ports -------------------------------------------------------------------------------
-@login_required
+def _range_text(value: object) -> str:
+    return "-".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+PORTS = SettingsForm("ports", PortsSettings, [
+    Setting("range", "Port range", hint="two numbers from 1024 to 65535, like 20000-29999",
+            refused="Write two port numbers from 1024 to 65535, the smaller first, like 20000-29999.",
+            accept=lambda value: isinstance(value, tuple) and value[0] >= 1024,  # not a port only root may use
+            show=_range_text, clean=lambda text: text.strip().replace(" ", ""),
+            attrs={"inputmode": "numeric", "autocapitalize": "none", "placeholder": "20000-29999"}),
+])
+
+
+@auth.page
 async def ports_page(request: Request) -> Response:
     return _ports(request)
 
 
-def _ports(request: Request, status: int = 200, error: str | None = None, value: str | None = None) -> Response:
-    result = daemon_of(request).reconciler.result
+def _ports(request: Request, status: int = 200, error: str | None = None,
+           typed: dict[str, str | list[str]] | None = None) -> Response:
+    result = gateway_of(request).reconciler.result
     lo, hi = result.settings.ports.range if result else (20000, 29999)
-    return render(request, "settings_ports.html", status=status, error=error, value=value or f"{lo}-{hi}",
-                  in_force=f"{lo}-{hi}", section="ports")
+    fields = PORTS.fields(current_table(gateway_toml(request), "ports"), typed)
+    return render(request, "settings_ports.html", status=status, error=error, fields=fields, in_force=f"{lo}-{hi}",
+                  section="ports")
 
 
+@auth.action
 async def ports_save(request: Request) -> Response:
-    _, form = await guard_post(request)
-    value = str(form.get("range", "")).strip().replace(" ", "")
-    lo, _, hi = value.partition("-")
-    if not (plain_digits(lo) and plain_digits(hi) and 1024 <= int(lo) <= int(hi) <= 65535):
-        return _ports(request, 422, "Write two port numbers from 1024 to 65535, the smaller first, "
-                                    "like 20000-29999.", value)
+    sent = await request.form()
     try:
-        ok = await save(request, {"ports": {"range": value}}, lambda data: None,
-                        lambda s: tuple(s.ports.range) == (int(lo), int(hi)))
+        ok = await save_form(request, PORTS, sent)
     except SettingsError as exc:
-        return _ports(request, 422, str(exc), value)
+        return _ports(request, 422, str(exc), PORTS.typed(sent))
     return redirect(request, "/settings/ports", f"Port range saved. {in_force(ok)} Servers already running keep "
                                                 "their ports; a server gets one from the new range the next time "
                                                 "it needs an automatic port.")
 
 
-@login_required
+@auth.page
 async def index(request: Request) -> Response:
     return redirect(request, "/settings/alerts")
 

@@ -14,7 +14,8 @@ from reconciler.events import EventKind
 from reconciler.store import accounts
 from reconciler.tunnel.status import tunnel_view
 from webview import auth, settings_ops, signin, users
-from webview.render import daemon_of, render
+from webview.render import render
+from webview.page import gateway_of, page_of
 
 COMMON = frozenset({"password", "12345678", "123456789", "1234567890", "qwertyuiop", "iloveyou", "password1",
                     "11111111", "abcdefgh", "letmein1", "sunshine", "football", "welcome1", "admin123"})
@@ -47,19 +48,19 @@ def strength(password: str, name: str = "") -> tuple[str, str]:
 
 
 async def _nobody(request: Request) -> bool:
-    store = daemon_of(request).store
+    store = gateway_of(request).store
     return store is not None and await users.count_users(store) == 0
 
 
+@auth.local
 async def setup_page(request: Request) -> Response:
-    if not auth.has(request, auth.LOCAL) or not await _nobody(request):
+    if not await _nobody(request):
         return RedirectResponse("/login", status_code=303)
     return render(request, "setup.html", name="", error=None, error_at="", kept="", min_length=users.MIN_PASSWORD)
 
 
+@auth.local  # the tunnel door, or not from this machine: never
 async def setup_post(request: Request) -> Response:
-    if not auth.has(request, auth.LOCAL):  # the tunnel door, or not from this machine: never
-        return RedirectResponse("/login", status_code=303)
     if not await _nobody(request):
         return RedirectResponse("/login", status_code=303)
     form = await request.form()
@@ -81,10 +82,10 @@ async def setup_post(request: Request) -> Response:
         kept = password if error_at == "name" and password == again and level != "weak" else ""
         return render(request, "setup.html", status=400, name=name, error=error, error_at=error_at, kept=kept,
                       min_length=users.MIN_PASSWORD)
-    store = daemon_of(request).store
+    store = gateway_of(request).store
     assert store is not None
     try:
-        await users.set_user(store, name, password, first=True)
+        await users.set_user(store, name, password, sessions=page_of(request).sessions, first=True)
     except users.UserError:  # someone else finished setup a moment ago
         return RedirectResponse("/login", status_code=303)
     signin.Audit(request).event(EventKind.ACCOUNT_CHANGED, f"{name} set up the gateway: the owner", user=name,
@@ -94,7 +95,7 @@ async def setup_post(request: Request) -> Response:
 
 async def progress(request: Request, user: str) -> dict[str, str | None]:
     """Each step's state in words when it is done (None: not yet), from what is in force."""
-    daemon = daemon_of(request)
+    daemon = gateway_of(request)
     result = daemon.reconciler.result
     urls = list(dict(result.settings.notify).get("urls") or []) if result else []
     tunnel = tunnel_view(daemon.rt).get("state")
@@ -112,7 +113,7 @@ async def progress(request: Request, user: str) -> dict[str, str | None]:
 
 @auth.page
 async def next_steps(request: Request) -> Response:
-    user = request.user.display_name
+    user = auth.user_name(request)
     done = await progress(request, user)
     steps = [{"key": key, "title": t, "why": why, "button": button, "href": href, "done": done[key]}
              for key, t, why, button, href in STEPS]

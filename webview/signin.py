@@ -19,11 +19,12 @@ from starlette.routing import Route
 from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from reconciler.spec import quote as quoted
-from reconciler.store import accounts
+from reconciler.store import Store, accounts
 from webview import auth, cookies, doors, lockout, passkeys, totp, users
 from webview.lockout import LockOuts
-from webview.render import daemon_of, redirect, render
+from webview.render import redirect, render
 from webview.security import PENDING_TTL, sign, unsign
+from webview.page import gateway_of, page_of
 
 
 def safe_next(raw: str | None) -> str:
@@ -31,8 +32,8 @@ def safe_next(raw: str | None) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
-def _store(request: Request) -> Any:
-    store = daemon_of(request).store
+def _store(request: Request) -> Store:
+    store = gateway_of(request).store
     assert store is not None
     return store
 
@@ -40,7 +41,7 @@ def _store(request: Request) -> Any:
 def wait_for(request: Request, second_step_user: str | None = None) -> float:
     """Seconds until this address may try again at this door (and, at the second step, this
     user); 0: now."""
-    locks: LockOuts = request.app.state.lockouts
+    locks: LockOuts = page_of(request).lockouts
     return locks.wait(doors.door_of(request.scope), doors.client_ip(request), second_step_user)
 
 
@@ -56,7 +57,7 @@ class Audit:
         where = "through the tunnel" if doors.is_tunnel(request) else "on this laptop"
         detail = {"door": doors.door_of(request.scope), "ip": doors.client_ip(request), **detail}
         user = detail.get("user")
-        daemon_of(request).rt.event(kind, None, f"{reason} ({where}, from {detail['ip']})",
+        gateway_of(request).rt.event(kind, None, f"{reason} ({where}, from {detail['ip']})",
                                     actor=f"web:{user}" if user else "web", detail=detail)
 
 
@@ -64,7 +65,7 @@ def failed(request: Request, name: str, second_step: bool = False) -> None:
     """One wrong answer from this address at this door (at the second step: also for this user
     at this door); says so once when it locks one of them out. `name` is what was typed as the
     user name: it is quoted, never written as it came (a line break in it forged log lines)."""
-    locks: LockOuts = request.app.state.lockouts
+    locks: LockOuts = page_of(request).lockouts
     door, ip = doors.door_of(request.scope), doors.client_ip(request)
     tried = f" (the last try was as {quote_name(name)})" if name else ""
     for what in locks.fail(door, ip, name if second_step else None):
@@ -95,7 +96,7 @@ def too_many(wait: float) -> str:
 
 async def open_session(request: Request, user: str, second_factor: bool, target: str, how: str) -> Response:
     """Sign `user` in (this browser), say so in the events, and go to `target`."""
-    request.app.state.lockouts.signed_in(doors.door_of(request.scope), user)
+    page_of(request).lockouts.signed_in(doors.door_of(request.scope), user)
     if how:
         Audit(request).event(EventKind.SIGNED_IN, f"{user} signed in with {how}", user=user, how=how)
     token = await users.new_session(_store(request), user, second_factor, doors.door_of(request.scope))
@@ -106,7 +107,7 @@ async def open_session(request: Request, user: str, second_factor: bool, target:
 
 
 def _pending(request: Request) -> dict[str, Any] | None:
-    found = unsign(request.app.state.secret, cookies.get(request, cookies.PENDING))
+    found = unsign(page_of(request).secret, cookies.get(request, cookies.PENDING))
     if found is None or found.get("door") != doors.door_of(request.scope):
         return None
     return found
@@ -118,6 +119,7 @@ async def _login_page(request: Request, status: int = 200, **context: Any) -> Re
                   passkeys_here=passkeys.place(request) is not None, **context)
 
 
+@auth.anyone
 async def login_page(request: Request) -> Response:
     if auth.has(request, auth.PAGE):
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
@@ -130,6 +132,7 @@ async def login_page(request: Request) -> Response:
     return await _login_page(request, not_set_up=no_users)
 
 
+@auth.anyone
 async def login_post(request: Request) -> Response:
     form = await request.form()
     name, password = users.normal_name(str(form.get("username", ""))), str(form.get("password", ""))
@@ -154,13 +157,14 @@ async def login_post(request: Request) -> Response:
             "On the laptop, open Security and turn on a code app or add a passkey."))
     if not has_factor:
         return await open_session(request, name, False, target, "a password")
-    pending = sign(request.app.state.secret, {"user": name, "next": target, "door": doors.door_of(request.scope),
+    pending = sign(page_of(request).secret, {"user": name, "next": target, "door": doors.door_of(request.scope),
                                               "exp": time.time() + PENDING_TTL})
     response = RedirectResponse("/login/verify", status_code=303)
     cookies.put(response, request, cookies.PENDING, pending, max_age=PENDING_TTL)
     return response
 
 
+@auth.anyone
 async def verify_page(request: Request, status: int = 200, error: str | None = None) -> Response:
     pending = _pending(request)
     if pending is None:
@@ -172,6 +176,7 @@ async def verify_page(request: Request, status: int = 200, error: str | None = N
                   passkeys_here=passkeys.place(request) is not None, error=error)
 
 
+@auth.anyone
 async def verify_post(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
@@ -184,7 +189,7 @@ async def verify_post(request: Request) -> Response:
     code = str(form.get("code", "")).strip()
     store = _store(request)
     digits = code.replace(" ", "")
-    ok = await (totp.check(store, request.app.state.box, user, digits) if plain_digits(digits) else totp.use_recovery(store, user, code))
+    ok = await (totp.check(store, page_of(request).box, user, digits) if plain_digits(digits) else totp.use_recovery(store, user, code))
     if not ok:
         failed(request, user, second_step=True)
         return await verify_page(request, 401, "That code is not right, or it was already used. "
@@ -193,6 +198,7 @@ async def verify_post(request: Request) -> Response:
                               "a password and the code app" if plain_digits(digits) else "a password and a recovery code")
 
 
+@auth.anyone
 async def passkey_options(request: Request) -> Response:
     """Options for signing in with a passkey here: after the password (that user's passkeys),
     or on its own (any passkey of this address)."""
@@ -203,7 +209,7 @@ async def passkey_options(request: Request) -> Response:
         return JSONResponse({"error": too_many(wait)}, status_code=429)
     mine = await accounts.passkeys_of(_store(request), user) if user else []
     try:
-        options, key = passkeys.signin_options(request, user, mine)
+        options, key = page_of(request).passkeys.signin_options(request, user, mine)
     except passkeys.PasskeyError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     response = Response(options, media_type="application/json")
@@ -211,6 +217,7 @@ async def passkey_options(request: Request) -> Response:
     return response
 
 
+@auth.anyone
 async def passkey_post(request: Request) -> Response:
     pending = _pending(request)
     claimed = str(pending["user"]) if pending else ""
@@ -219,7 +226,7 @@ async def passkey_post(request: Request) -> Response:
         return JSONResponse({"error": too_many(wait)}, status_code=429)
     try:
         body = await request.json()
-        user = await passkeys.authenticate(request, _store(request), body)
+        user = await page_of(request).passkeys.authenticate(request, _store(request), body)
     except (ValueError, passkeys.PasskeyError) as exc:
         failed(request, claimed, second_step=bool(claimed))
         return JSONResponse({"error": f"That passkey did not work: {exc}"}, status_code=401)
@@ -233,9 +240,9 @@ async def passkey_post(request: Request) -> Response:
 @auth.action
 async def logout_post(request: Request) -> Response:
     token = cookies.get(request, cookies.SESSION)
-    store = daemon_of(request).store
+    store = gateway_of(request).store
     if token and store is not None:
-        await users.end_session(store, token)
+        await page_of(request).sessions.end(store, token)
     response = redirect(request, "/login", "Signed out.")
     cookies.drop(response, request, cookies.SESSION)
     return response

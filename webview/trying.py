@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from reconciler.fsutil import server_log
+from reconciler.settings import Settings
 from reconciler.spec import ServerSpec
 from reconciler.trial import Verdict, try_length, try_spec
-from webview.render import daemon_of, fragment
+from webview.render import fragment
 
 LIVE = "application/x-ndjson"
 KEEP_LINES = 200  # lines of output kept for the verdict section (the live box keeps its own)
@@ -35,35 +36,33 @@ def wants_live(request: Request) -> bool:
     return LIVE in request.headers.get("accept", "")
 
 
-def _running(request: Request) -> dict[str, asyncio.Task[Verdict]]:
-    """The tries under way, by server name; held by the app (its state), not this module."""
-    state = request.app.state
-    if not hasattr(state, "tries"):
-        state.tries = {}
-    return state.tries  # type: ignore[no-any-return]
+class Tries:
+    """The tries under way, by server name: the page's memory of them (one per app, held by
+    webview.page.Page), in the folders of `settings`."""
 
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[Verdict]] = {}
 
-async def start(request: Request, spec: ServerSpec, on_line: Callable[[str], None],
-                on_start: Callable[[int | None], None] = lambda port: None) -> asyncio.Task[Verdict]:
-    """Begin a try of `spec` as a task of its own, after ending an earlier try of that name."""
-    tries = _running(request)
-    earlier = tries.get(spec.name)
-    if earlier is not None and not earlier.done():
-        earlier.cancel()
-        await asyncio.wait([earlier])
-    settings = daemon_of(request).settings
-    task = asyncio.ensure_future(try_spec(spec, settings.config_dir, server_log(settings.data_dir, f"try-{spec.name}"),
-                                          on_line, on_start))
-    tries[spec.name] = task
+    async def start(self, settings: Settings, spec: ServerSpec, on_line: Callable[[str], None],
+                    on_start: Callable[[int | None], None] = lambda port: None) -> asyncio.Task[Verdict]:
+        """Begin a try of `spec` as a task of its own, after ending an earlier try of that name."""
+        tries = self._running
+        earlier = tries.get(spec.name)
+        if earlier is not None and not earlier.done():
+            earlier.cancel()
+            await asyncio.wait([earlier])
+        log = server_log(settings.data_dir, f"try-{spec.name}")
+        task = asyncio.ensure_future(try_spec(spec, settings.config_dir, log, on_line, on_start))
+        tries[spec.name] = task
 
-    def forget(done: asyncio.Task[Verdict]) -> None:
-        if tries.get(spec.name) is done:
-            del tries[spec.name]
-        if not done.cancelled():
-            done.exception()  # retrieved: a failed try is reported by whoever awaits it
+        def forget(done: asyncio.Task[Verdict]) -> None:
+            if tries.get(spec.name) is done:
+                del tries[spec.name]
+            if not done.cancelled():
+                done.exception()  # retrieved: a failed try is reported by whoever awaits it
 
-    task.add_done_callback(forget)
-    return task
+        task.add_done_callback(forget)
+        return task
 
 
 def tried_view(verdict: Verdict, lines: list[str]) -> dict[str, Any]:
@@ -85,10 +84,10 @@ def waiting_note(spec: ServerSpec, port: int | None) -> str:
     return f"waiting up to {try_length(spec):g} s for it to answer{where}"
 
 
-async def tried(request: Request, spec: ServerSpec) -> dict[str, Any]:
+async def tried(tries: Tries, settings: Settings, spec: ServerSpec) -> dict[str, Any]:
     """Without JavaScript: run the try to its end; the verdict section's view."""
     lines: deque[str] = deque(maxlen=KEEP_LINES)
-    task = await start(request, spec, lines.append)
+    task = await tries.start(settings, spec, lines.append)
     try:
         await asyncio.wait([task])
     finally:
@@ -105,8 +104,8 @@ async def _closed(receive: Receive) -> None:
 class LiveTry:
     """The live answer to a try (an ASGI response): see the module's docstring."""
 
-    def __init__(self, request: Request, spec: ServerSpec, adding: bool) -> None:
-        self.request, self.spec, self.adding = request, spec, adding
+    def __init__(self, tries: Tries, settings: Settings, spec: ServerSpec, adding: bool) -> None:
+        self.tries, self.settings, self.spec, self.adding = tries, settings, spec, adding
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -121,8 +120,8 @@ class LiveTry:
         closed = asyncio.ensure_future(_closed(receive))
         task: asyncio.Task[Verdict] | None = None
         try:
-            task = await start(self.request, self.spec, on_line,
-                               lambda port: out.put_nowait({"note": waiting_note(self.spec, port)}))
+            task = await self.tries.start(self.settings, self.spec, on_line,
+                                          lambda port: out.put_nowait({"note": waiting_note(self.spec, port)}))
             while not task.done():
                 getting = asyncio.ensure_future(out.get())
                 done, _ = await asyncio.wait({getting, task, closed}, return_when=asyncio.FIRST_COMPLETED)

@@ -38,7 +38,7 @@ async def _add_direct(settings: Settings, name: str, password: str) -> bool:
     try:
         store = await Store.connect(dsn, schema=settings.schema)
         try:
-            return await users.set_user(store, name, password)
+            return await users.set_user(store, name, password, sessions=None)  # no gateway runs: no page remembers
         finally:
             await store.close()
     finally:

@@ -27,8 +27,6 @@ SESSION_TTL = timedelta(days=7)
 REFRESH_AFTER = timedelta(hours=1)  # extend a used session at most this often
 MIN_PASSWORD = 8
 CACHE_FOR = 5.0  # seconds a looked-up session is trusted without asking PostgreSQL again
-_cache: dict[str, tuple[Session, float]] = {}  # token hash -> (session, when looked up)
-_inflight: dict[str, asyncio.Future[Session | None]] = {}
 
 
 @functools.cache
@@ -85,10 +83,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def set_user(store: Store, name: str, password: str, *, first: bool = False) -> bool:
+async def set_user(store: Store, name: str, password: str, *, sessions: Sessions | None,
+                   first: bool = False) -> bool:
     """Create the user, or set a new password; True when the user is new. Setting a new
-    password ends the user's sessions. With `first`, only while nobody exists yet (first run):
-    raises UserError when someone does."""
+    password ends the user's sessions (and `sessions` forgets them: the running page's memory,
+    None where no page runs). With `first`, only while nobody exists yet (first run): raises
+    UserError when someone does."""
     check_name(name)
     password = check_password(password)
     hasher, _ = await asyncio.to_thread(_argon2)
@@ -96,19 +96,9 @@ async def set_user(store: Store, name: str, password: str, *, first: bool = Fals
     created = await accounts.upsert_user(store, name, hashed, only_if_none=first)
     if created is None:
         raise UserError("this gateway already has an owner: sign in instead")
-    if not created:
-        forget_sessions(name)
+    if not created and sessions is not None:
+        sessions.forget(name)
     return created
-
-
-def forget_sessions(name: str) -> None:
-    for key in [k for k, (sess, _) in _cache.items() if sess.user == name]:
-        _cache.pop(key, None)
-
-
-def forget_all_sessions() -> None:
-    """After a restore: no session seen before is trusted from memory (the table was replaced)."""
-    _cache.clear()
 
 
 async def count_users(store: Store) -> int:
@@ -140,54 +130,70 @@ async def new_session(store: Store, user: str, second_factor: bool = False, door
     return token
 
 
-async def find_session(store: Store, token: str) -> Session | None:
-    """The live session for a cookie token, extended when it is in use (sliding expiry).
-    Looked up in PostgreSQL at most every CACHE_FOR seconds per session."""
-    key = token_hash(token)
-    cached = _cache.get(key)
-    if cached is not None and time.monotonic() - cached[1] < CACHE_FOR and cached[0].expires_at > datetime.now(UTC):
-        return cached[0]
-    pending = _inflight.get(key)
-    if pending is not None:  # the same session asked for many times at once: one query
-        return await asyncio.shield(pending)
-    task = asyncio.ensure_future(_lookup(store, key))
-    _inflight[key] = task
-    try:
-        return await asyncio.shield(task)
-    except Exception:
-        if cached is not None and cached[0].expires_at > datetime.now(UTC):
-            return cached[0]  # PostgreSQL is away: a session seen recently stays good until it expires
-        raise
-    finally:
-        if task.done():
-            _inflight.pop(key, None)
-        else:
-            task.add_done_callback(lambda _: _inflight.pop(key, None))
+class Sessions:
+    """The page's memory of sessions (one per app, held by webview.page.Page): a session looked
+    up in PostgreSQL is trusted for CACHE_FOR seconds without asking again, and the same
+    session asked for many times at once is one query. Ending a session goes through here, so
+    the memory never outlives the row."""
 
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[Session, float]] = {}  # token hash -> (session, when looked up)
+        self._asking: dict[str, asyncio.Future[Session | None]] = {}
 
-async def _lookup(store: Store, key: str) -> Session | None:
-    row = await accounts.find_session(store, key)
-    if row is None:
-        _cache.pop(key, None)
-        return None
-    expires = row["expires_at"]
-    now = datetime.now(UTC)
-    if expires - now < SESSION_TTL - REFRESH_AFTER:
-        expires = now + SESSION_TTL
-        await accounts.extend_session(store, key, expires)
-    session = Session(row["user_name"], key, expires, row["second_factor"], row["door"])
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[key] = (session, time.monotonic())
-    return session
+    async def find(self, store: Store, token: str) -> Session | None:
+        """The live session for a cookie token, extended when it is in use (sliding expiry)."""
+        key = token_hash(token)
+        cached = self._seen.get(key)
+        if cached is not None and time.monotonic() - cached[1] < CACHE_FOR and \
+                cached[0].expires_at > datetime.now(UTC):
+            return cached[0]
+        pending = self._asking.get(key)
+        if pending is not None:  # the same session asked for many times at once: one query
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._lookup(store, key))
+        self._asking[key] = task
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            if cached is not None and cached[0].expires_at > datetime.now(UTC):
+                return cached[0]  # PostgreSQL is away: a session seen recently stays good until it expires
+            raise
+        finally:
+            if task.done():
+                self._asking.pop(key, None)
+            else:
+                task.add_done_callback(lambda _: self._asking.pop(key, None))
 
+    async def _lookup(self, store: Store, key: str) -> Session | None:
+        row = await accounts.find_session(store, key)
+        if row is None:
+            self._seen.pop(key, None)
+            return None
+        expires = row["expires_at"]
+        now = datetime.now(UTC)
+        if expires - now < SESSION_TTL - REFRESH_AFTER:
+            expires = now + SESSION_TTL
+            await accounts.extend_session(store, key, expires)
+        session = Session(row["user_name"], key, expires, row["second_factor"], row["door"])
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[key] = (session, time.monotonic())
+        return session
 
-async def end_session(store: Store, token: str) -> None:
-    _cache.pop(token_hash(token), None)
-    await accounts.delete_session(store, token_hash(token))
+    def forget(self, user: str) -> None:
+        """`user`'s sessions are asked again (a new password, the user removed)."""
+        for key in [k for k, (sess, _) in self._seen.items() if sess.user == user]:
+            self._seen.pop(key, None)
 
+    def forget_all(self) -> None:
+        """After a restore: no session seen before is trusted from memory (the table was replaced)."""
+        self._seen.clear()
 
-async def end_all_sessions(store: Store, user: str) -> int:
-    """Sign `user` out everywhere: every browser, every phone."""
-    forget_sessions(user)
-    return await accounts.delete_sessions(store, user)
+    async def end(self, store: Store, token: str) -> None:
+        self._seen.pop(token_hash(token), None)
+        await accounts.delete_session(store, token_hash(token))
+
+    async def end_all(self, store: Store, user: str) -> int:
+        """Sign `user` out everywhere: every browser, every phone."""
+        self.forget(user)
+        return await accounts.delete_sessions(store, user)

@@ -1,19 +1,25 @@
 """View models: the live runtime and the loaded config as plain dicts, for the JSON API,
-`gateway status` and the templates alike. Nothing here has methods a template could call."""
+`gateway status` and the templates alike. Nothing here has methods a template could call.
+`ServersAnswer` is the memory of `GET /api/servers` (one per app, held by webview.page.Page)."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from reconciler.facts import as_dict
 from reconciler.runtime import to_wall
+from reconciler.spec import RunningHealth
 from reconciler.state import Phase
 from reconciler.tunnel.status import public_url, tunnel_view
 
 if TYPE_CHECKING:
-    from webview.gateway import Gateway
+    from reconciler.spec import ServerSpec
+    from webview.gateway import Gateway, Live
 
 P = Phase
 
@@ -29,7 +35,7 @@ def status_word(daemon: Gateway, name: str) -> str:
     return str(state.phase)
 
 
-def carried(rt: Any) -> list[str]:
+def carried(rt: Live) -> list[str]:
     """The public addresses the tunnel carries now (what a stop of it cuts)."""
     from reconciler.tunnel.hook import plan_of
 
@@ -52,7 +58,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "phase": str(state.phase),
         "status": status_word(daemon, name),
         "reason": state.reason,  # the engine's text (CLI, API); the page's words come from the facts
-        "cause": str(getattr(state, "cause", None) or ""),  # the typed Reason, when the loop records one
+        "cause": str(state.cause or ""),  # the typed Reason, when the loop records one
         "pid": state.pid if alive else None,
         "port": port,
         "local_url": f"http://127.0.0.1:{port}/" if port else None,
@@ -100,7 +106,7 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
 
 
 
-def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> str:
+def _health_word(phase: Phase, spec: ServerSpec | None, failures: int, error: str | None) -> str:
     """'ok', 'failing (2 of 3): <error>', 'no check', or '-' when not running."""
     if spec is None or phase not in (P.STARTING, P.RUNNING):
         return "-"
@@ -109,13 +115,14 @@ def _health_word(phase: Phase, spec: Any, failures: int, error: str | None) -> s
         return "no check"
     if phase is P.STARTING:
         return "starting" + (f": {error}" if error else "")
-    if failures:
-        return f"failing ({failures} of {health.failures})" + (f": {error}" if error else "")
+    if failures:  # a program with no web page has no threshold (it has no check to fail, so far)
+        of = "" if isinstance(health, RunningHealth) else f" of {health.failures}"
+        return f"failing ({failures}{of})" + (f": {error}" if error else "")
     return "ok"
 
 
 def _usage(usage: Mapping[int, tuple[float, int]] | None, pid: int | None, alive: bool, index: int,
-           sampled: Any = None) -> Any:
+           sampled: float | int | None = None) -> float | int | None:
     if pid is None or not alive:
         return None
     if usage is None or pid not in usage:
@@ -147,3 +154,42 @@ def server_names(daemon: Gateway) -> list[str]:
 
 def status_view(daemon: Gateway, usage: Mapping[int, tuple[float, int]] | None = None) -> dict[str, Any]:
     return {"gateway": gateway_view(daemon), "servers": [server_view(daemon, n, usage) for n in server_names(daemon)]}
+
+
+class ServersAnswer:
+    """The body of `GET /api/servers` and its weak ETag, built when someone asks and at most
+    once per change of the runtime (a phase, an intent: `rt.changed`), per loaded folder and
+    per second (uptimes tick), however many ask at once: no timer, no query. The ETag leaves
+    out what only the clock moves (CLOCK), so a phone asking with If-None-Match gets 304
+    until something it shows has changed; its copy's clock fields are as of its last 200.
+    Gzipped once per body when someone asks for it (100 servers: 74 KB -> 3 KB, through a
+    laptop's uplink when a phone polls over the tunnel)."""
+
+    CLOCK = frozenset({"uptime_s", "started_at", "since_epoch", "ended_at", "next_try_in_s", "next_try_at_epoch",
+                       "status"})  # status: the phase and intent (both kept) with the backoff's countdown
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, Any, int] | None = None
+        self.body, self.etag = b"", ""
+        self._gzipped: bytes | None = None
+
+    def current(self, daemon: Gateway, now: float | None = None) -> tuple[bytes, str]:
+        """(body, etag) as of `now` (time.monotonic())."""
+        second = int(time.monotonic() if now is None else now)
+        changed, result = daemon.rt.changed, daemon.reconciler.result
+        key = self._key
+        if key is None or key[0] is not changed or key[1] is not result or key[2] != second:
+            view = status_view(daemon)
+            self.body = json.dumps({**view["gateway"], "servers": view["servers"]}, ensure_ascii=False,
+                                   allow_nan=False, separators=(",", ":")).encode()  # as JSONResponse
+            stable = [{k: v for k, v in s.items() if k not in self.CLOCK} for s in view["servers"]]
+            text = json.dumps([view["gateway"], stable], separators=(",", ":")).encode()
+            self.etag = f'W/"{hashlib.blake2b(text, digest_size=8).hexdigest()}"'
+            self._key, self._gzipped = (changed, result, second), None
+        return self.body, self.etag
+
+    def gzipped(self) -> bytes:
+        """The current body, gzipped (made on the first ask after each build)."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, 6, mtime=0)
+        return self._gzipped

@@ -17,7 +17,8 @@ from reconciler.reasons import Reason
 from reconciler.state import Phase, ServerState
 from tests.fix_gateway import Gateway
 from tests.webview.conftest import HTTP, url_of
-from webview.api import ServersAnswer, none_match
+from webview.api import none_match
+from webview.views import ServersAnswer
 
 
 def token(gw: Gateway) -> dict[str, str]:

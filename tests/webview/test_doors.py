@@ -2,7 +2,7 @@
 DNS rebinding) and never believes Cf-Connecting-Ip; the tunnel listener treats everything as
 remote (client address from Cf-Connecting-Ip, no API token, no sign-in without a second
 factor, https cookies); the local API token works at the local door only. Every POST needs
-a session and its CSRF token."""
+a session and its CSRF token, and every route declares what it requires (webview.auth.Guard)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import os
 
 import httpx
 import pytest
+from starlette.routing import Mount, Route
 
 from tests.fix_gateway import Gateway
 from tests.webview.conftest import HTTP, PASSWORD, USER, signed_in, url_of
 from webview.app import all_routes
+from webview.auth import Guard, action, guard_of, undeclared
 
 SAME = {"sec-fetch-site": "same-origin"}
 
@@ -136,6 +138,54 @@ def test_every_post_needs_a_session_and_its_csrf_token(web: Gateway, path: str) 
         assert r.status_code == 403, path  # someone else's
     finally:
         http.close()
+    assert web.status()["alpha"]["phase"] == "running"
+
+
+def test_every_route_declares_what_it_requires() -> None:
+    """One way to guard a route: each declares its webview.auth.Guard (`anyone` when nothing is
+    required), and the app is not built with one that does not."""
+    assert undeclared(all_routes()) == []
+
+    async def bare(request: object) -> None:
+        pass
+
+    assert undeclared([Route("/bare", bare), Mount("/mounted", routes=[Route("/x", bare)]),
+                       Route("/declared", action(bare))]) == ["/bare", "/mounted/x"]
+
+
+def _stranger_cases() -> list[tuple[str, str, Guard]]:
+    """(method, path, guard) of every guarded route a stranger can be sent to."""
+    cases = []
+    for route in all_routes():
+        guard = guard_of(route.endpoint) if isinstance(route, Route) else None
+        if guard is None or not guard.scopes:
+            continue  # the sign-in forms and the files: tried by the tests of each (a wrong password counts)
+        path = route.path.replace("{name}", "alpha").replace("{key}", "AAAA")
+        cases += [(method, path, guard) for method in sorted(route.methods or ()) if method != "HEAD"]
+    return cases
+
+
+@pytest.mark.parametrize("door", ["local", "tunnel"])
+def test_a_stranger_gets_what_each_route_declares_at_both_doors(web: Gateway, door: str) -> None:
+    from urllib.parse import quote
+
+    cases = _stranger_cases()
+    assert {(m, p) for m, p, _ in cases} >= {("GET", "/"), ("POST", "/alerts/test"), ("POST", "/settings/alerts/test"),
+                                            ("GET", "/stream"), ("POST", "/api/control"), ("POST", "/setup")}
+    base = url_of(web) if door == "local" else tunnel_of(web)
+    headers = {**SAME, "cf-connecting-ip": "198.51.100.200"}  # a stranger's own address (at the tunnel door)
+    with httpx.Client(base_url=base, trust_env=False, headers=headers) as http:
+        for method, path, guard in cases:
+            r = http.request(method, path, data={"verb": "stop"} if method == "POST" else None)
+            if guard.scopes == ("local",) and door == "local":  # a browser on this laptop: setup itself answers
+                assert r.status_code == 303 and r.headers["location"] == "/login", (method, path)
+            elif guard.elsewhere:
+                assert (r.status_code, r.headers.get("location")) == (303, guard.elsewhere), (method, path)
+            elif guard.sign_in and method == "GET":
+                assert (r.status_code, r.headers.get("location")) == (303, f"/login?next={quote(path)}"), path
+            else:
+                assert r.status_code == guard.status_code and guard.message in r.text, (method, path, r.text[:200])
+        assert http.get("/login").status_code == 200 and http.get("/static/style.css").status_code == 200
     assert web.status()["alpha"]["phase"] == "running"
 
 

@@ -161,3 +161,22 @@ def test_who_asked_is_the_owner_only_when_it_was() -> None:
     woke_stop = event_words({"kind": "transition", "from_phase": "running", "to_phase": "stopping",
                              "reason": "restarted after the laptop woke up"})
     assert "you" not in woke_stop["text"]
+
+
+def test_the_health_word_of_every_kind_of_check() -> None:
+    """A program with no web page has no threshold of failed checks (mypy --strict found the card's
+    health word reading one: an AttributeError, a 500, once such a program counted a failure)."""
+    from reconciler.spec import ServerSpec
+    from reconciler.state import Phase
+    from webview.views import _health_word
+
+    def spec(health: dict[str, object]) -> ServerSpec:
+        return ServerSpec.model_validate({"name": "x", "command": ["x"], "health": health})
+
+    bot, web = spec({"type": "running"}), spec({"type": "http", "failures": 4})
+    assert _health_word(Phase.RUNNING, bot, 0, None) == "ok"
+    assert _health_word(Phase.RUNNING, bot, 2, "it exited") == "failing (2): it exited"
+    assert _health_word(Phase.RUNNING, web, 2, "timed out") == "failing (2 of 4): timed out"
+    assert _health_word(Phase.STARTING, web, 0, None) == "starting"
+    assert _health_word(Phase.RUNNING, spec({"type": "none"}), 0, None) == "no check"
+    assert _health_word(Phase.STOPPED, web, 0, None) == "-"
