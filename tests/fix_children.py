@@ -9,6 +9,7 @@ teardown anything still running is killed, and the test fails naming it.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -27,6 +28,12 @@ SWEEP_EVERY = 0.05
 def program(name: str, *args: object) -> list[str]:
     """argv running tests/children/NAME.py with this Python."""
     return [sys.executable, str(CHILDREN / f"{name}.py"), *map(str, args)]
+
+
+def toml_str(value: object) -> str:
+    """`value` (a path) as a TOML basic string, quotes included: a Windows path's backslashes are
+    escaped (in "double quotes" TOML reads a backslash as the start of an escape)."""
+    return json.dumps(str(value))
 
 
 def running(proc: psutil.Process) -> bool:

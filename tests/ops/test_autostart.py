@@ -11,14 +11,16 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from reconciler.instance import InstanceLock
 from reconciler.ops import autostart as a
 
-TARGET = a.Target(Path("/opt/gw venv/bin/python"), Path("/home/ana/gateway.d"), Path("/home/ana/.local/gw"))
+# a Linux or macOS target, written the same from any OS (its paths stay POSIX paths on Windows too)
+TARGET = a.Target(PurePosixPath("/opt/gw venv/bin/python"), PurePosixPath("/home/ana/gateway.d"),  # type: ignore[arg-type]
+                  PurePosixPath("/home/ana/.local/gw"))
 NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,9 +100,10 @@ def test_a_program_run_through_the_permission_prompt_gives_its_exit_code() -> No
 
 
 def test_the_registered_task_is_read_from_schtasks_query_xml(tmp_path: Path) -> None:
-    said = a.windows_task_xml(TARGET, "LAPTOP\\ana", "boot-task")  # /Query /XML prints the task back
+    windows = a.Target(tmp_path / "python.exe", Path(r"C:\Users\Ana\gateway.d"), Path(r"C:\Users\Ana\data"))
+    said = a.windows_task_xml(windows, "LAPTOP\\ana", "boot-task")  # /Query /XML prints the task back
     assert a.parse_task_query(said) == a.TaskFacts(True, "boot-task")
-    disabled = a.windows_task_xml(TARGET, "LAPTOP\\ana", "logon-task").replace(
+    disabled = a.windows_task_xml(windows, "LAPTOP\\ana", "logon-task").replace(
         "<Enabled>true</Enabled>\n    <Hidden>", "<Enabled>false</Enabled>\n    <Hidden>")
     assert a.parse_task_query(disabled) == a.TaskFacts(False, "logon-task")
 

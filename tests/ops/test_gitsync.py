@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from reconciler.ops.gitsync import SyncSettingsError, parse_settings, prune, pull
+from tests.fix_children import toml_str
 
 HTTP = Path(__file__).resolve().parent.parent / "children" / "http_echo.py"
 
@@ -76,7 +77,7 @@ def test_the_daemon_pulls_reconciles_records_and_survives_a_broken_remote(gatewa
     toml.write_text(toml.read_text() + '[sync]\ngit_pull = "200ms"\nbackup_every = "500ms"\nbackup_keep = 2\n')
     bare, other = remote_with_clone(tmp_path, gateway.config_dir)
     gateway.start()
-    commit = push_file(other, "web.toml", f'command = ["{sys.executable}", "{HTTP}", "{{port}}"]\nport = "auto"\n')
+    commit = push_file(other, "web.toml", f'command = [{toml_str(sys.executable)}, {toml_str(HTTP)}, "{{port}}"]\nport = "auto"\n')
     gateway.wait_phase("web", "running", timeout=20)
     bare.rename(bare.with_name("gone.git"))  # the remote disappears: pulls fail, the gateway carries on
     deadline = time.monotonic() + 15

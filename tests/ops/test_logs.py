@@ -15,6 +15,7 @@ import pytest
 
 from reconciler.children import Child
 from reconciler.ops.logs import LogSettings, follow, log_files, parse_size, rotate, rotate_folder, tail
+from tests.fix_children import toml_str
 
 WRITER = ("import os, sys\n"
           "n = int(sys.argv[1])\n"
@@ -118,7 +119,7 @@ def test_daemon_rotates_a_running_server_without_restarting_it(gateway, monkeypa
     monkeypatch.setenv("GATEWAY_LOG_MAX_SIZE", "16KB")
     monkeypatch.setenv("GATEWAY_LOG_CHECK_EVERY", "0.2")
     ticker = Path(__file__).resolve().parent.parent / "children" / "ticker.py"
-    gateway.write("chatty", f'command = ["{sys.executable}", "{ticker}", "0.0005"]\nport = "auto"\n'
+    gateway.write("chatty", f'command = [{toml_str(sys.executable)}, {toml_str(ticker)}, "0.0005"]\nport = "auto"\n'
                   '[health]\ntype = "none"\n')
     gateway.start()
     first = gateway.wait_phase("chatty", "running")

@@ -34,6 +34,7 @@ from reconciler.reasons import Reason
 from reconciler.spec import HttpHealth, ServerSpec
 from reconciler.state import Phase, ServerState
 from reconciler.store import Store
+from tests.fix_children import toml_str
 from tests.fix_db import rows
 
 
@@ -304,14 +305,14 @@ def test_the_daemon_alerts_when_a_server_stays_down_and_when_the_fix_brings_it_b
     toml = gateway.config_dir / "gateway.toml"
     toml.write_text(toml.read_text() + f'[notify]\nurls = ["{receiver.url}"]\ngroup = "100ms"\nup_for = "1s"\n')
     restart = '[health]\ntype = "none"\n[restart]\nbackoff_start = "30s"\nbackoff_max = "5m"\nalert_after = 2\n'
-    gateway.write("flaky", f'command = ["{sys.executable}", "{crash}", "3"]\n{restart}')
+    gateway.write("flaky", f'command = [{toml_str(sys.executable)}, {toml_str(crash)}, "3"]\n{restart}')
     gateway.start()
     got = receiver.wait(1, timeout=20)
     assert got and got[0][1]["title"] == "omen-gateway: flaky down", got
     assert "keeps crashing (2 times in a row): exit code 3" in got[0][1]["message"]
     # the fix is saved while it waits 30 s for its next try: it starts at once, and "back up" follows
     saved = time.monotonic()
-    gateway.write("flaky", f'command = ["{sys.executable}", "{crash}", "0", "600"]\n{restart}')
+    gateway.write("flaky", f'command = [{toml_str(sys.executable)}, {toml_str(crash)}, "0", "600"]\n{restart}')
     got = receiver.wait(2, timeout=20)
     assert len(got) == 2 and got[1][1]["title"] == "omen-gateway: flaky back up", got
     assert time.monotonic() - saved < 10  # not after the 30 s backoff

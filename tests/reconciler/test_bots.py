@@ -13,6 +13,7 @@ import psycopg
 from tests.fix_gateway import Gateway
 from tests.reconciler.test_loop import wait_until
 from tests.reconciler.test_supervision import transitions
+from tests.fix_children import toml_str
 
 CHILDREN = Path(__file__).resolve().parent.parent / "children"
 FAST_SAMPLES = '[host]\nsample_every = "200ms"\ninternet_check = "off"\n'
@@ -29,7 +30,7 @@ def _samples(gw: Gateway, name: str) -> tuple[int, int]:
 
 
 def test_a_bot_is_starting_until_it_kept_running_then_running(gateway: Gateway):
-    gateway.write("bot", f'command = ["python", "{CHILDREN / "ticker.py"}", "0.5"]\n'
+    gateway.write("bot", f'command = ["python", {toml_str(CHILDREN / "ticker.py")}, "0.5"]\n'
                          '[health]\ntype = "running"\nmin_uptime = "1500ms"\n')
     gateway.start()
     running = gateway.wait_phase("bot", "running", timeout=15)
@@ -43,7 +44,7 @@ def test_a_bot_is_starting_until_it_kept_running_then_running(gateway: Gateway):
 
 def test_a_bot_that_dies_before_its_min_uptime_never_counts_as_running(gateway: Gateway):
     # (min_uptime well past the interpreter's start on a loaded machine: the 0.3 s are the program's)
-    gateway.write("bot", f'command = ["python", "{CHILDREN / "crash_after.py"}", "1", "0.3"]\n'
+    gateway.write("bot", f'command = ["python", {toml_str(CHILDREN / "crash_after.py")}, "1", "0.3"]\n'
                          '[health]\ntype = "running"\nmin_uptime = "5s"\n[restart]\nbackoff_start = "1m"\n')
     gateway.start()
     gateway.wait_for(lambda s: s.get("bot", {}).get("last_exit") == "exited with code 1", what="the exit")
@@ -55,9 +56,9 @@ def test_a_running_bot_has_passed_checks_not_only_its_failures(gateway: Gateway)
     """A bot that ran fine for minutes showed "Up last 24 h 0.0 %": its check never runs, so only
     the rounds it was down were recorded. Now every round it runs is a passed check."""
     gateway.write("gateway", (gateway.config_dir / "gateway.toml").read_text() + FAST_SAMPLES)
-    gateway.write("bot", f'command = ["python", "{CHILDREN / "ticker.py"}", "0.5"]\n'
+    gateway.write("bot", f'command = ["python", {toml_str(CHILDREN / "ticker.py")}, "0.5"]\n'
                          '[health]\ntype = "running"\nmin_uptime = "200ms"\n')
-    gateway.write("worker", f'command = ["python", "{CHILDREN / "ticker.py"}", "0.5"]\n')  # no check at all
+    gateway.write("worker", f'command = ["python", {toml_str(CHILDREN / "ticker.py")}, "0.5"]\n')  # no check at all
     gateway.start()
     gateway.wait_phase("bot", "running")
     gateway.wait_phase("worker", "running")

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.fix_gateway import REPO, Gateway
+from tests.fix_children import toml_str
 
 HTTP = 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
 
@@ -165,7 +166,7 @@ def start_stubborn(gateway: Gateway, tmp_path: Path, stop_timeout: str) -> tuple
     program = tmp_path / "stubborn.py"
     program.write_text(STUBBORN)
     marker = tmp_path / "grandchild.pid"
-    gateway.write("stubborn", f'command = ["python", "{program}", "{marker}"]\n[stop]\ntimeout = "{stop_timeout}"\n')
+    gateway.write("stubborn", f'command = ["python", {toml_str(program)}, {toml_str(marker)}]\n[stop]\ntimeout = "{stop_timeout}"\n')
     gateway.start()
     pid = gateway.wait_phase("stubborn", "running")["pid"]
     wait_until(marker.exists, what="grandchild started")

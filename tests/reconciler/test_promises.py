@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.config import load_dir
 from reconciler.store.embedded import EmbeddedPostgres
-from tests.fix_children import CHILDREN
+from tests.fix_children import CHILDREN, toml_str
 from tests.fix_gateway import REPO, Gateway, finish, own_port_range
 from tests.reconciler.test_loop import HTTP, answers, cli, free_port, gone, wait_until
 
@@ -118,7 +118,7 @@ def test_a_child_outlives_any_end_of_the_process_that_spawned_it(tmp_path: Path,
 # --- 3. a crashed server's leftovers ------------------------------------------------------
 def test_a_crashed_servers_leftover_workers_are_ended_before_it_restarts(gateway: Gateway, tmp_path: Path):
     port, pidfile = free_port(), tmp_path / "prefork.json"
-    gateway.write("pre", f'command = ["python", "{CHILDREN / "prefork_http.py"}", "{port}", "{pidfile}"]\n'
+    gateway.write("pre", f'command = ["python", {toml_str(CHILDREN / "prefork_http.py")}, "{port}", {toml_str(pidfile)}]\n'
                          f"port = {port}\n")
     gateway.start()
     gateway.wait_phase("pre", "running")

@@ -14,6 +14,7 @@ import pytest
 
 from tests.fix_gateway import REPO, Gateway
 from tests.reconciler.test_loop import answers, cli, free_port, gone, wait_until
+from tests.fix_children import toml_str
 
 BAD = ('command = ["python", "-c", "import sys; print(\'Error: TOKEN not set\', file=sys.stderr); sys.exit(2)"]\n')
 
@@ -175,7 +176,7 @@ def test_a_broken_file_across_a_restart_runs_the_version_that_was_running_on_pro
 def test_a_deleted_server_stops_with_its_own_timeout(gateway: Gateway, tmp_path: Path):
     script = tmp_path / "stubborn.py"
     script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)\n")
-    gateway.write("slow", f'command = ["python", "{script}"]\n[stop]\ntimeout = "2s"\n')
+    gateway.write("slow", f'command = ["python", {toml_str(script)}]\n[stop]\ntimeout = "2s"\n')
     gateway.start()
     pid = gateway.wait_phase("slow", "running")["pid"]
     (gateway.config_dir / "slow.toml").unlink()

@@ -21,6 +21,7 @@ from reconciler.client import ApiError
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_gateway import Gateway
 from tests.reconciler.test_loop import HTTP, answers, free_port, gone, wait_until
+from tests.fix_children import toml_str
 
 CHILDREN = Path(__file__).resolve().parent.parent / "children"
 
@@ -57,7 +58,7 @@ def gaps_exit_to_start(events: list[dict]) -> list[float]:
 
 @pytest.mark.alone  # how long each wait took
 def test_crash_loop_follows_the_backoff_and_escalates(gateway: Gateway):
-    gateway.write("crashy", f'command = ["python", "{CHILDREN / "crash_after.py"}", "3"]\n'
+    gateway.write("crashy", f'command = ["python", {toml_str(CHILDREN / "crash_after.py")}, "3"]\n'
                             '[restart]\nbackoff_start = "200ms"\nbackoff_max = "800ms"\nalert_after = 3\n')
     gateway.start()
     gateway.wait_for(lambda s: s.get("crashy", {}).get("failures", 0) >= 6, timeout=20, what="six failures")
@@ -80,7 +81,7 @@ def test_crash_loop_follows_the_backoff_and_escalates(gateway: Gateway):
 def test_backoff_resets_after_a_healthy_run(gateway: Gateway):
     # runs 1.2 s (no health check: up at once), longer than backoff_reset: every restart is immediate,
     # not the 5 s backoff_start (a loaded machine has taken 0.33 s to start one)
-    gateway.write("steady", f'command = ["python", "{CHILDREN / "crash_after.py"}", "1", "1.2"]\n'
+    gateway.write("steady", f'command = ["python", {toml_str(CHILDREN / "crash_after.py")}, "1", "1.2"]\n'
                             '[restart]\nbackoff_start = "5s"\nbackoff_reset = "1s"\n')
     gateway.start()
     gateway.wait_for(lambda s: s.get("steady", {}).get("restarts", 0) >= 3, timeout=20, what="three restarts")
@@ -92,7 +93,7 @@ def test_backoff_resets_after_a_healthy_run(gateway: Gateway):
 def test_failing_health_check_restarts_after_the_threshold(gateway: Gateway, tmp_path: Path):
     program, flag = tmp_path / "flaky.py", tmp_path / "fail-now"
     program.write_text(FLAKY)
-    gateway.write("flaky", f'command = ["python", "{program}", "{{port}}", "{flag}"]\nport = "auto"\n'
+    gateway.write("flaky", f'command = ["python", {toml_str(program)}, "{{port}}", {toml_str(flag)}]\nport = "auto"\n'
                            '[health]\ntype = "http"\npath = "/health"\ninterval = "200ms"\nfailures = 3\n')
     gateway.start()
     first = gateway.wait_phase("flaky", "running")
@@ -161,7 +162,7 @@ def test_database_outage_loses_no_event(gateway: Gateway, private_pg: EmbeddedPo
     ~0.2 s): supervision goes on, events queue and spill, and once the database is back
     every event is in the table exactly once, in order."""
     gateway.dsn = private_pg.start()
-    gateway.write("churn", f'command = ["python", "{CHILDREN / "crash_after.py"}", "1", "0.1"]\n'
+    gateway.write("churn", f'command = ["python", {toml_str(CHILDREN / "crash_after.py")}, "1", "0.1"]\n'
                            '[restart]\nbackoff_start = "100ms"\nbackoff_max = "100ms"\n')
     gateway.start()
     gateway.wait_for(lambda s: s.get("churn", {}).get("restarts", 0) >= 2, what="churn")
@@ -234,7 +235,7 @@ def test_needs_internet_checks_do_not_count_while_offline(gateway: Gateway, tmp_
     internet = free_port()
     monkeypatch.setenv("GATEWAY_INTERNET_CHECK", f"127.0.0.1:{internet}")
     gateway.write("gateway", (gateway.config_dir / "gateway.toml").read_text() + '[host]\nsample_every = "200ms"\n')
-    gateway.write("bot", f'command = ["python", "{program}", "{{port}}", "{flag}"]\nport = "auto"\n'
+    gateway.write("bot", f'command = ["python", {toml_str(program)}, "{{port}}", {toml_str(flag)}]\nport = "auto"\n'
                          '[health]\ntype = "http"\npath = "/health"\ninterval = "200ms"\nfailures = 2\n'
                          'needs_internet = true\n')
     gateway.start()

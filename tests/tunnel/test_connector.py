@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from tests.fix_gateway import Gateway
+from tests.fix_children import toml_str
 
 HERE = Path(__file__).resolve().parent
 TUNNEL_ID = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
@@ -42,7 +43,7 @@ def with_tunnel(gw: Gateway, exe: Path | None, extra: str = "") -> Path:
     text += (f'\n[tunnel]\nid = "{TUNNEL_ID}"\ncredentials_file = "{creds}"\nconfig_file = "{config_yml}"\n'
              f'check_interval = "200ms"\nrestart_after = "1s"\nstart_period = "5s"\ngrace_period = "1s"\n{extra}')
     if exe is not None:
-        text += f'cloudflared = "{exe}"\n'
+        text += f'cloudflared = {toml_str(exe)}\n'
     (gw.config_dir / "gateway.toml").write_text(text)
     return config_yml
 

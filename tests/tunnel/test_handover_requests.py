@@ -30,6 +30,7 @@ from tests.tunnel.fake_cloudflare import FakeCloudflare
 from tests.tunnel.fake_cloudflared import CONNECT_DELAY
 from tests.tunnel.fake_edge import ENV, FakeEdge, cloudflare_dns
 from tests.tunnel.test_connector import TUNNEL_ID, fake_cloudflared, starts, wait, with_tunnel
+from tests.fix_children import toml_str
 
 CHILD = REPO / "tests" / "children" / "http_env.py"
 HOST = "web.example.com"
@@ -200,7 +201,7 @@ def test_the_edge_answers_only_for_hostnames_routed_to_a_tunnel():
 # --- a real gateway ------------------------------------------------------------------------
 
 def web_file(version: int, port: str = '"auto"', start_delay: float = 0.0, host: str = HOST) -> str:
-    return (f'command = ["python", "{CHILD}", "{{port}}", "VERSION"]\nport = {port}\n'
+    return (f'command = ["python", {toml_str(CHILD)}, "{{port}}", "VERSION"]\nport = {port}\n'
             f'env = {{ VERSION = "{version}", HTTP_ENV_START_DELAY = "{start_delay}" }}\n'
             '[health]\ntype = "http"\nstart_period = "10s"\n[restart]\nprobation = "1s"\n'
             f'[domain]\nhostname = "{host}"\n')

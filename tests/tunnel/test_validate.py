@@ -13,6 +13,7 @@ from reconciler.tunnel.connector import build, ingress_hash, routes
 from reconciler.tunnel.ingress import Rule, render
 from reconciler.tunnel.validate import Verdict, run, screen
 from tests.tunnel.test_connector import fake_cloudflared
+from tests.fix_children import toml_str
 
 CMD = 'command = ["python", "-m", "http.server", "{port}"]\n'
 
@@ -20,7 +21,7 @@ CMD = 'command = ["python", "-m", "http.server", "{port}"]\n'
 def _folder(tmp_path: Path, exe: Path, files: dict[str, str], tunnel: str = "") -> Path:
     folder = tmp_path / "gateway.d"
     folder.mkdir()
-    (folder / "gateway.toml").write_text(f'[tunnel]\nid = "t"\ncloudflared = "{exe}"\n{tunnel}')
+    (folder / "gateway.toml").write_text(f'[tunnel]\nid = "t"\ncloudflared = {toml_str(exe)}\n{tunnel}')
     for name, text in files.items():
         (folder / f"{name}.toml").write_text(text)
     return folder
