@@ -31,29 +31,44 @@ from reconciler.platform import alive, current
 
 log = logging.getLogger(__name__)
 TABLE_FRESH_FOR = 0.05  # seconds a process-table scan is reused (stopping 100 servers: one scan)
-_table: tuple[float, dict[int, list[psutil.Process]]] = (-1.0, {})
+Table = dict[int, list[tuple[psutil.Process, float]]]  # parent pid -> its children, each with its create time
+_table: tuple[float, Table] = (-1.0, {})
 
 
-def _children_map() -> dict[int, list[psutil.Process]]:
+def _children_map() -> Table:
     """parent pid -> its children, from one pass over the process table, reused for
     `TABLE_FRESH_FOR` (psutil's children() scans the whole table on every call)."""
     global _table
     now = time.monotonic()
     if now - _table[0] > TABLE_FRESH_FOR:
-        kids: dict[int, list[psutil.Process]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            kids.setdefault(proc.info["ppid"], []).append(proc)
+        kids: Table = {}
+        for proc in psutil.process_iter(["ppid", "create_time"]):
+            kids.setdefault(proc.info["ppid"], []).append((proc, proc.info["create_time"] or 0.0))
         _table = (now, kids)
     return _table[1]
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
-    kids, out, todo = _children_map(), [], [pid]
+def descendants_in(table: Table, pid: int, create_time: float) -> list[psutil.Process]:
+    """The processes below `pid` (created at `create_time`) in `table`. A child is never older
+    than its parent: on Windows a process keeps the pid of a parent that has exited, and that
+    pid is soon another process's, so a walk by parent pid alone reaches strangers (seen under
+    Wine: a server's kill took the PostgreSQL whose pg_ctl had had the server's pid)."""
+    out, todo = [], [(pid, create_time)]
     while todo:
-        for proc in kids.get(todo.pop(), ()):
-            out.append(proc)
-            todo.append(proc.pid)
-    return [proc for proc in out if alive(proc)]
+        parent, born = todo.pop()
+        for proc, ctime in table.get(parent, ()):
+            if ctime + CREATE_TIME_TOLERANCE >= born and proc.pid != parent:
+                out.append(proc)
+                todo.append((proc.pid, ctime))
+    return out
+
+
+def _descendants(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        born = psutil.Process(root.pid).create_time()  # read now, as the table's were (a clock step moves both)
+    except psutil.NoSuchProcess:
+        return []
+    return [proc for proc in descendants_in(_children_map(), root.pid, born) if alive(proc)]
 
 
 CREATE_TIME_TOLERANCE = 0.01  # seconds, where the create time is all there is (no start mark: Windows, macOS, old rows)
@@ -243,7 +258,7 @@ class Child:
         """The process and all its descendants that run now (empty once it has exited)."""
         if self._ps is None or not alive(self._ps):
             return []
-        descendants = _descendants(self.pid)
+        descendants = _descendants(self._ps)
         for proc in descendants:
             self._seen.setdefault(proc.pid, proc)
         return [self._ps, *descendants]

@@ -19,6 +19,7 @@ from reconciler.client import ApiError, Client, NotRunning
 from reconciler.fsutil import server_log
 from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem, wait_stopped
 from reconciler.ops import cli as ops_cli
+from reconciler.platform import current as current_platform
 from reconciler.settings import (Settings, SettingsError, default_config_dir, default_data_dir, ensure_private_dir,
                                  peek, resolve)
 from reconciler.tunnel import commands as tunnel_cli
@@ -90,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `gateway status | head -1`: the reader has all it wanted
+    except OSError as exc:
+        if not current_platform().closed_pipe(exc):
+            raise
+        # `gateway status | head -1`: the reader has all it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         return 0

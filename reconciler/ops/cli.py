@@ -165,10 +165,13 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        print(f"gateway restore: {question} (not asked: no terminal; pass --yes)", file=sys.stderr)
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    if sys.stdin.isatty():
+        try:
+            return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:  # Windows calls the NUL device a terminal: nobody is there to answer
+            pass
+    print(f"gateway restore: {question} (not asked: no terminal; pass --yes)", file=sys.stderr)
+    return False
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

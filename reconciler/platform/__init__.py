@@ -151,6 +151,11 @@ class Platform(Protocol):
         by itself after a few seconds; elsewhere nothing (the launcher also prints it and logs it)."""
         ...
 
+    def closed_pipe(self, exc: OSError) -> bool:
+        """Whether a write failed because the reader of our stdout is gone (`gateway status | head -1`):
+        BrokenPipeError on POSIX; on Windows the C runtime also says EINVAL for a pipe with no reader."""
+        ...
+
     def release_memory(self) -> bool:
         """Give the C heap's free pages back to the OS (Linux with glibc: `malloc_trim`,
         reconciler/platform/glibc.py); False where there is no such call (nothing was done)."""

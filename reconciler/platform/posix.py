@@ -198,6 +198,9 @@ class PosixPlatform:
 
         return start_mark(pid)
 
+    def closed_pipe(self, exc: OSError) -> bool:
+        return isinstance(exc, BrokenPipeError)
+
     def release_memory(self) -> bool:
         if SYSTEM != "linux":
             return False  # no malloc_trim in macOS's libc (malloc_zone_pressure_relief is untried)

@@ -9,6 +9,7 @@ its pure parts are contract-tested on Linux too.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import select
@@ -310,6 +311,9 @@ class WindowsPlatform:
 
         changed = change_time_ns(path)  # st_ctime is the creation time here: a write does not move it
         return st.st_mtime_ns if changed is None else changed
+
+    def closed_pipe(self, exc: OSError) -> bool:
+        return isinstance(exc, BrokenPipeError) or exc.errno == errno.EINVAL
 
     def release_memory(self) -> bool:
         return False  # no malloc_trim in the Windows C runtime (HeapCompact is untried)

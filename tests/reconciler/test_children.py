@@ -307,3 +307,31 @@ async def test_spawn_errors_say_what_is_wrong(tmp_path: Path) -> None:
         await Child.spawn([str(not_executable)], env=env(), log_path=log)
     with pytest.raises(SpawnError, match="empty command"):
         await Child.spawn([], env=env(), log_path=log)
+
+
+def test_a_process_older_than_its_parent_pid_is_not_in_the_tree(reap: Reaper):
+    """On Windows a process keeps the pid of a parent that exited, and the pid is soon another
+    process's: the tree walk must not take an older process for the newer one's child (a
+    server's kill ended the tests' PostgreSQL under Wine, whose pg_ctl had had the server's pid)."""
+    from reconciler.children import descendants_in
+
+    popens: list[subprocess.Popen[bytes]] = []
+
+    def started() -> tuple[psutil.Process, float]:
+        popens.append(subprocess.Popen(program("ticker", 1), stdout=subprocess.DEVNULL))
+        reap.track(popens[-1].pid)
+        ps = psutil.Process(popens[-1].pid)
+        time.sleep(0.05)  # the next one is born later, also at the create time's resolution
+        return ps, ps.create_time()
+
+    try:
+        stranger, stranger_born = started()
+        server, server_born = started()
+        child, child_born = started()
+        # the table as Windows can show it: the stranger's parent pid is now the server's
+        table = {server.pid: [(stranger, stranger_born), (child, child_born)]}
+        assert [p.pid for p in descendants_in(table, server.pid, server_born)] == [child.pid]
+    finally:
+        for popen in popens:
+            popen.kill()
+            popen.wait()
