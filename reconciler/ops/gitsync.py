@@ -61,6 +61,10 @@ def live_settings(daemon: Any) -> Any:
     return live_section(daemon, "sync", parse_settings, SyncSettings, "sync is off until fixed")
 
 
+NO_GIT = ("git is not installed on this computer, so the folder is not pulled (on Windows: install Git for "
+          "Windows from git-scm.com, then restart the gateway)")
+
+
 @dataclass(frozen=True)
 class Pull:
     ok: bool
@@ -91,6 +95,8 @@ def pull(folder: Path) -> Pull:
         before = head(folder)
         done = _git(folder, "pull", "--ff-only", "--quiet")
         after = head(folder)
+    except FileNotFoundError:
+        return Pull(False, None, None, NO_GIT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Pull(False, None, None, f"git pull: {exc}")
     if done.returncode != 0:

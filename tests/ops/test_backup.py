@@ -137,7 +137,8 @@ def test_a_backup_cut_short_says_so(tmp_path: Path) -> None:
 
 def test_cli_backup_then_restore_asks_before_overwriting(seeded: str, pg_dsn: str, tmp_path: Path) -> None:
     folder = config_folder(tmp_path)
-    env = {"GATEWAY_DSN": pg_dsn, "GATEWAY_DB_SCHEMA": seeded, "PATH": "/usr/bin:/bin"}
+    env = {"GATEWAY_DSN": pg_dsn, "GATEWAY_DB_SCHEMA": seeded, "PATH": "/usr/bin:/bin",
+           **{k: v for k, v in os.environ.items() if k.upper() == "SYSTEMROOT"}}  # Windows' sockets need it
     base = [sys.executable, "-m", "reconciler"]
     common = ["--config", str(folder), "--data-dir", str(tmp_path / "data")]
     out = gateway_cli([*base, "backup", str(tmp_path / "b.tar.gz"), *common], env=env)
