@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from reconciler.store.embedded import SYSTEM_USER, EmbeddedPostgres, EmbeddedPostgresError
 
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="unix sockets and root handling")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX: unix sockets, root handling, kill -9 of the postmaster")
 
 
 def gone(pid: int, timeout: float = 10.0) -> bool:
@@ -80,6 +80,7 @@ def test_listens_on_a_socket_only(pg: EmbeddedPostgres) -> None:
         assert pg.pgdata.owner() == SYSTEM_USER
 
 
+@posix_only
 def test_restart_after_kill_9_keeps_data(pg: EmbeddedPostgres) -> None:
     dsn = pg.start()
     query(dsn, "CREATE TABLE survivor (x int)", "INSERT INTO survivor VALUES (42)")
@@ -94,6 +95,7 @@ def test_restart_after_kill_9_keeps_data(pg: EmbeddedPostgres) -> None:
     assert query(dsn2, "SELECT x FROM survivor") == 42
 
 
+@posix_only
 def test_start_right_after_kill_9(pg: EmbeddedPostgres) -> None:
     """No wait between the kill and the start: the dying postmaster must not be adopted."""
     pg.start()
@@ -162,6 +164,7 @@ def test_windows_command_lines(tmp_path: Path) -> None:
     assert pg.stop_argv()[-3:-1] == ["fast", "-D"]
 
 
+@posix_only
 def test_posix_options_quote_the_socket_dir(tmp_path: Path) -> None:
     pg = EmbeddedPostgres(tmp_path, windows=False)
     options = pg.start_argv(Path("/tmp/with space"), 5432)[-1]

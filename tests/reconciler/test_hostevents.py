@@ -61,6 +61,8 @@ def _host_events(gw: Gateway) -> list[dict]:
     return [e for e in gw.events() if e["kind"] == "host_event"]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP and SIGTERM: POSIX (Windows' console and session "
+                    "events are this file's other tests)")
 def test_a_closed_terminal_leaves_the_gateway_running_and_sigterm_stops_it(gateway: Gateway) -> None:
     gateway.write("web", HTTP)
     gateway.start()
