@@ -4,7 +4,6 @@ PostgreSQL. Each test leaves no process behind (the `gateway` fixture checks by 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -261,7 +260,7 @@ def test_children_survive_a_gateway_kill_and_are_adopted(gateway: Gateway):
         assert phases.count(adoption) == 1 and phases[-1] == adoption, (n, phases)
         assert phases[-2][0] == "running", (n, phases)
     # exits of adopted children are still seen
-    os.kill(after["a1"]["pid"], signal.SIGKILL)
+    psutil.Process(after["a1"]["pid"]).kill()
     again = gateway.wait_for(lambda s: s["a1"]["pid"] not in (None, after["a1"]["pid"]) and
                              s["a1"]["phase"] == "running")
     assert answers(again["a1"]["port"])
