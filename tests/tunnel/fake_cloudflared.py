@@ -24,7 +24,8 @@ behaves like cloudflared 2026.8.2 (see shared/notes/cloudflared-real.md):
   `http_status:N` answers N; `http(s)://...` is proxied with the Host header kept (or
   originRequest.httpHostHeader); an origin that cannot be reached: 502, like cloudflared.
 A file FILE.fake next to the config steers a running one: "not-ready" makes /ready 503;
-"crash" makes it exit 1. Each start appends "PID HASH-OF-CONFIG" to FILE.starts.
+"crash" makes it exit 1. Each start appends "PID HASH-OF-CONFIG METRICS-PORT" to FILE.starts (PID: the
+program the gateway started, the shebang.exe in front of it on Windows).
 Also like the real one: `--version` prints "cloudflared version V (built ...)" (V from a file
 `version` next to this executable, else 2026.8.2); a service listed in a file `unstartable` next
 to it cannot be started: `run` prints "Error starting local service URL: ..." and exits 1 before
@@ -260,8 +261,8 @@ def run(opts: dict[str, str]) -> int:
     grace = go_seconds(opts.get("--grace-period") or os.environ.get("TUNNEL_GRACE_PERIOD") or "30s")
     host, _, port = opts["--metrics"].rpartition(":")
     control = config.with_name(config.name + ".fake")
-    with open(config.with_name(config.name + ".starts"), "a") as fh:
-        fh.write(f"{os.getpid()} {hashlib.sha256(text.encode()).hexdigest()[:16]}\n")
+    with open(config.with_name(config.name + ".starts"), "a") as fh:  # the pid the gateway started, and where /ready is
+        fh.write(f"{os.environ.get('SHEBANG_PID') or os.getpid()} {hashlib.sha256(text.encode()).hexdigest()[:16]} {port}\n")
     connected = edge_reachable()
 
     def mode() -> str:
@@ -274,9 +275,11 @@ def run(opts: dict[str, str]) -> int:
 
     def first_signal(*_: object) -> None:  # like cloudflared: the next one ends it at once
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         stop.set()
 
     signal.signal(signal.SIGTERM, first_signal)
+    signal.signal(signal.SIGINT, first_signal)  # Windows: the gateway's graceful stop is Ctrl-C
     proxy, me, door = None, f"fake-{os.getpid()}", {}
     link = {"registered": False}  # with the edge: it sends this connector requests
     if os.environ.get(PROXY_EDGE) and connected:

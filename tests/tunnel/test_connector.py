@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.fix_gateway import Gateway
 from tests.fix_children import toml_str
@@ -26,10 +28,20 @@ TUNNEL_ID = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
 
 
 def fake_cloudflared(folder: Path) -> Path:
-    """An executable `cloudflared` (the fake, run by this Python)."""
+    """An executable `cloudflared` (the fake, run by this Python). Windows reads no "#!" line: there
+    it is cloudflared.py run by a copy of the lane's tests/windows/shebang.c (GATEWAY_TEST_SHEBANG_EXE)."""
     folder.mkdir(parents=True, exist_ok=True)
+    script = f"#!{sys.executable}\n" + (HERE / "fake_cloudflared.py").read_text()
+    if sys.platform == "win32":
+        shim = os.environ.get("GATEWAY_TEST_SHEBANG_EXE")
+        if not shim:
+            pytest.skip("a script as a program on Windows needs the lane's shebang.exe (GATEWAY_TEST_SHEBANG_EXE)")
+        exe = folder / "cloudflared.exe"
+        shutil.copyfile(shim, exe)
+        (folder / "cloudflared.py").write_text(script)
+        return exe
     exe = folder / "cloudflared"
-    exe.write_text(f"#!{sys.executable}\n" + (HERE / "fake_cloudflared.py").read_text())
+    exe.write_text(script)
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     return exe
 
@@ -40,7 +52,7 @@ def with_tunnel(gw: Gateway, exe: Path | None, extra: str = "") -> Path:
     creds.write_text('{"AccountTag":"a","TunnelSecret":"c2VjcmV0","TunnelID":"%s"}' % TUNNEL_ID)
     config_yml = gw.config_dir.parent / "tunnel" / "config.yml"
     text = (gw.config_dir / "gateway.toml").read_text()
-    text += (f'\n[tunnel]\nid = "{TUNNEL_ID}"\ncredentials_file = "{creds}"\nconfig_file = "{config_yml}"\n'
+    text += (f'\n[tunnel]\nid = "{TUNNEL_ID}"\ncredentials_file = {toml_str(creds)}\nconfig_file = {toml_str(config_yml)}\n'
              f'check_interval = "200ms"\nrestart_after = "1s"\nstart_period = "5s"\ngrace_period = "1s"\n{extra}')
     if exe is not None:
         text += f'cloudflared = {toml_str(exe)}\n'
@@ -60,19 +72,15 @@ class ReadinessWatch(threading.Thread):
         self.config_yml, self.polls, self.gaps, self.done = config_yml, 0, 0, threading.Event()
 
     def ready_somewhere(self) -> bool:
-        for line in starts(self.config_yml):
-            try:
-                proc = psutil.Process(int(line.split()[0]))
-                ports = [c.laddr.port for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+        for pid, _, port in started(self.config_yml):
+            if not psutil.pid_exists(int(pid)):
                 continue
-            for port in ports:
-                try:
-                    with NO_PROXY.open(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
-                        if r.status == 200:
-                            return True
-                except OSError:
-                    continue
+            try:
+                with NO_PROXY.open(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return True
+            except OSError:
+                continue
         return False
 
     def run(self) -> None:
@@ -85,9 +93,15 @@ class ReadinessWatch(threading.Thread):
         self.join(5)
 
 
-def starts(config_yml: Path) -> list[str]:
+def started(config_yml: Path) -> list[list[str]]:
+    """Each start of the fake: [pid, hash of its config, its metrics port]."""
     path = config_yml.with_name(config_yml.name + ".starts")
-    return path.read_text().splitlines() if path.exists() else []
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def starts(config_yml: Path) -> list[str]:
+    """Each start of the fake as "PID HASH-OF-CONFIG"."""
+    return [" ".join(fields[:2]) for fields in started(config_yml)]
 
 
 def no_handover_under_way(gw: Gateway, config_yml: Path) -> bool:
