@@ -54,6 +54,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+PID = int(os.environ.get("SHEBANG_PID") or os.getpid())  # the pid the gateway started (Windows: shebang.exe)
+
 ORIGIN_KEYS = {"connectTimeout", "tlsTimeout", "tcpKeepAlive", "noHappyEyeballs", "keepAliveConnections",
                "keepAliveTimeout", "httpHostHeader", "originServerName", "matchSNItoHost", "caPool", "noTLSVerify",
                "disableChunkedEncoding", "bastionMode", "proxyAddress", "proxyPort", "proxyType", "ipRules",
@@ -262,7 +264,7 @@ def run(opts: dict[str, str]) -> int:
     host, _, port = opts["--metrics"].rpartition(":")
     control = config.with_name(config.name + ".fake")
     with open(config.with_name(config.name + ".starts"), "a") as fh:  # the pid the gateway started, and where /ready is
-        fh.write(f"{os.environ.get('SHEBANG_PID') or os.getpid()} {hashlib.sha256(text.encode()).hexdigest()[:16]} {port}\n")
+        fh.write(f"{PID} {hashlib.sha256(text.encode()).hexdigest()[:16]} {port}\n")
     connected = edge_reachable()
 
     def mode() -> str:
@@ -280,7 +282,7 @@ def run(opts: dict[str, str]) -> int:
 
     signal.signal(signal.SIGTERM, first_signal)
     signal.signal(signal.SIGINT, first_signal)  # Windows: the gateway's graceful stop is Ctrl-C
-    proxy, me, door = None, f"fake-{os.getpid()}", {}
+    proxy, me, door = None, f"fake-{PID}", {}
     link = {"registered": False}  # with the edge: it sends this connector requests
     if os.environ.get(PROXY_EDGE) and connected:
         proxy = ThreadingHTTPServer(("127.0.0.1", 0), proxy_handler(data))
@@ -296,7 +298,7 @@ def run(opts: dict[str, str]) -> int:
                 ready = connected and mode() != "not-ready" and (proxy is None or link["registered"])
                 code = 200 if ready else 503
                 body = json.dumps({"status": code, "readyConnections": 1 if ready else 0,
-                                   "connectorId": f"fake-{os.getpid()}"})
+                                   "connectorId": f"fake-{PID}"})
             elif self.path == "/config":
                 code, body = 200, json.dumps({"version": -1, "config": {"text": text}})
             elif self.path == "/healthcheck":
