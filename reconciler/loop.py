@@ -198,11 +198,8 @@ class Reconciler:
                 rt.intents[name] = "stop"
                 if own is None:  # an own part's stop lasts until the gateway restarts
                     rt.put({"op": "intent", "name": name, "intent": "stop", "actor": actor})
-                if verb == "kill":
+                if verb == "kill":  # the plan kills it: at once, or ends a graceful stop under way (Kill)
                     rt.update(name, kill_requested=True)
-                    child = rt.children.get(name)
-                    if child is not None and rt.state(name).phase is P.STOPPING:
-                        child.kill()  # a graceful stop is under way: end it now
             elif verb == "retry":  # try the change that was rolled back once more
                 rt.clear_failed(name)
             else:

@@ -19,6 +19,7 @@ from reconciler.events import EventKind
 from reconciler.facts import as_dict
 from reconciler.own import OwnPart
 from reconciler.reasons import Reason
+from reconciler.spec import ServerSpec
 from reconciler.state import Phase, ServerState
 
 log = logging.getLogger("gateway")
@@ -170,6 +171,18 @@ class Runtime:
             "restarts": st.restarts,
         }
         self.put({"op": "state", "row": row})
+
+    def remember_answered(self, name: str, spec: ServerSpec) -> None:
+        """This version ran and answered: what a failed change goes back to, even on probation."""
+        self.answered[name] = spec
+        self.put({"op": "answered", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
+
+    def remember_failed(self, name: str, failed_hash: str, why: str, facts: dict[str, Any]) -> None:
+        """A change that failed before its probation was over: not tried again by itself."""
+        self.failed[name] = failed_hash
+        self.failed_why[name] = why
+        self.failed_facts[name] = facts
+        self.put({"op": "rollout_failed", "name": name, "hash": failed_hash, "why": why, "facts": facts})
 
     def clear_failed(self, name: str) -> bool:
         """Forget the change that was rolled back (the owner retries it, or saved another version)."""
