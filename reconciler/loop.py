@@ -29,9 +29,10 @@ SHUTDOWN_PASS_WAIT = 30.0  # seconds the pass in progress has to end when the ga
 
 
 # What may join the loading of the folder: the tunnel adds its connector this way. A hook
-# gets the reconciler (for its runtime, folder and mark_config_dirty) and the loaded result,
-# and returns the result to use. The loop imports no hook; the daemon hands them in.
-LoadHook = Callable[["Reconciler", LoadResult], Awaitable[LoadResult]]
+# gets the loaded result and returns the result to use; it was built with whatever else it
+# uses (the tunnel: the runtime, the folder, a way to ask for a reload). The loop imports no
+# hook; the daemon hands them in.
+LoadHook = Callable[[LoadResult], Awaitable[LoadResult]]
 
 
 class Reconciler:
@@ -67,7 +68,7 @@ class Reconciler:
         held = {n: p for n, p in self.rt.ports.items() if self.rt.state(n).phase in ALIVE}
         result = await asyncio.to_thread(load_dir, self.config_dir, previous, held)
         for hook in self.load_hooks:  # e.g. + the cloudflared connector when [tunnel] is set
-            result = await hook(self, result)
+            result = await hook(result)
         self.result = result
         self.rt.specs = result.specs
         self.last_known.update(result.specs)

@@ -81,7 +81,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
         rt.routes_changed()  # the loop reloads: the tunnel's route follows the new port
         rt.notify()
         new = None  # it is the server now: not stopped below
-        await rt.wait_until(lambda: rt.routes_applied(name, port), ROUTE_WITHIN)
+        await rt.wait_until(lambda: rt.routing.routes_applied(name, port), ROUTE_WITHIN)
         await asyncio.sleep(DRAIN)
         signal, timeout = (old_spec.stop.signal, old_spec.stop.timeout) if old_spec else ("TERM", 10.0)
         result = await old.stop(signal, timeout)

@@ -17,7 +17,7 @@ from reconciler.aio import wait_for
 from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.facts import as_dict
-from reconciler.own import OwnPart
+from reconciler.own import NoRouting, OwnPart, Routing
 from reconciler.reasons import Reason
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase, ServerState
@@ -70,8 +70,8 @@ class Runtime:
         self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
         self.resume_sleepers: set[Any] = set()  # health loops napping (reconciler/resume.py wakes them)
         self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
-        # does the tunnel route server NAME to PORT yet? (no tunnel: yes) - set by the tunnel's hook
-        self.routes_applied: Callable[[str, int], bool] = lambda name, port: True
+        # who routes traffic to the servers (the tunnel, set by its hook): has a route moved yet?
+        self.routing: Routing = NoRouting()
         # the gateway's own parts that run as servers (reconciler/own.py), registered by their hook
         self.own_parts: dict[str, OwnPart] = {}
         self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
