@@ -30,8 +30,7 @@ PAUSE = 0.05  # seconds between checks while waiting for the first answer
 def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
     """The argv with `{port}` filled in; a bare `python`/`python3` means this Python (its console
     build on Windows: reconciler.platform.console_python)."""
-    fill = (lambda text: text.replace("{port}", str(port))) if port is not None else (lambda text: text)
-    argv = [fill(part) for part in spec.command]
+    argv = [part.replace("{port}", str(port)) if port is not None else part for part in spec.command]
     if not spec.shell and argv and argv[0] in ("python", "python3", "python.exe"):
         argv[0] = console_python()
     return argv
