@@ -13,8 +13,8 @@ record what the page did), `reconciler.control` (an owner's intent), files writt
 for a folder changed otherwise), `request_stop` (the gateway itself).
 
 Besides these the page calls engine functions with what it holds of them: the tunnel's
-state by `rt` (reconciler.tunnel.status, .hook, .getter: the tunnel keeps its memory per
-runtime), a try with `settings` (reconciler.trial), backups and autostart with `settings`
+state by `rt` (reconciler.tunnel.status, .hook, .getter: the runtime's `routing` is the
+tunnel, `tunnel_of(rt)`, which owns its memory), a try with `settings` (reconciler.trial), backups and autostart with `settings`
 and the database's address (reconciler.ops), and the pure schema (reconciler.spec, .config).
 """
 
