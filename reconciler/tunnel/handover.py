@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-import re
 from typing import TYPE_CHECKING
 
 from reconciler.children import Child, SpawnError
@@ -36,10 +36,9 @@ from reconciler.health import probe
 from reconciler.names import CONNECTOR
 from reconciler.spec import HttpHealth
 from reconciler.state import Phase
-from reconciler.tunnel.uplink import error_line
-
 from reconciler.tunnel.memory import Handover, Memory, TunnelContext
 from reconciler.tunnel.routes import route_key
+from reconciler.tunnel.uplink import error_line
 
 if TYPE_CHECKING:
     from reconciler.runtime import Runtime
