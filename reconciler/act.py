@@ -53,7 +53,7 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
     elif isinstance(action, Promote):
         _promote(rt, action)
     elif isinstance(action, Answered):
-        rt.remember_answered(action.name, action.spec)
+        rt.rollouts.remember_answered(action.name, action.spec)
     elif isinstance(action, RollBack):
         _roll_back(rt, action, actor)
     elif isinstance(action, Replace):
@@ -63,10 +63,10 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
 def _promote(rt: Runtime, action: Promote) -> None:
     """The running version passed its probation: remember it as the last good one."""
     name, spec = action.name, action.spec
-    rt.last_good[name] = spec
-    if (answered := rt.answered.get(name)) is None or answered.runtime_hash() != spec.runtime_hash():
-        rt.remember_answered(name, spec)  # (an adopted version never passed a first check here)
-    rt.put({"op": "good", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
+    memory = rt.rollouts
+    if (answered := memory.answered.get(name)) is None or answered.runtime_hash() != spec.runtime_hash():
+        memory.remember_answered(name, spec)  # (an adopted version never passed a first check here)
+    memory.remember_good(name, spec)
     if action.changed:
         rt.event(EventKind.CHANGE_APPLIED, name, f"your change is in force: it ran well for {spec.restart.probation:g}s",
                  detail={"hash": spec.runtime_hash()})
@@ -77,7 +77,7 @@ def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
     """Remember the failed change (it is not tried again by itself); a Start of the last
     good version follows in the same plan."""
     name = action.name
-    rt.remember_failed(name, action.failed_hash, action.detail, dict(action.facts))
+    rt.rollouts.remember_failed(name, action.failed_hash, action.detail, dict(action.facts))
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {action.detail}; "
              "the previous version runs again", actor=actor,
              detail={"failed_hash": action.failed_hash, "why": action.detail, **action.facts})

@@ -73,10 +73,10 @@ class Reconciler:
         self.rt.specs = result.specs
         self.last_known.update(result.specs)
         self._record_config(previous, result)
-        for name, failed_hash in list(self.rt.failed.items()):  # saved again, reverted or fixed: over
+        for name, failed_hash in list(self.rt.rollouts.failed.items()):  # saved again, reverted or fixed: over
             spec = result.specs.get(name)
             if spec is not None and spec.runtime_hash() != failed_hash:
-                self.rt.clear_failed(name)
+                self.rt.rollouts.clear_failed(name)
         return result
 
     def _record_config(self, previous: LoadResult | None, result: LoadResult) -> None:
@@ -106,7 +106,8 @@ class Reconciler:
         stopped = frozenset(n for n, i in self.rt.intents.items() if i == "stop")
         rt = self.rt
         return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range),  # type: ignore[arg-type]
-                       last_good=dict(rt.last_good), failed=dict(rt.failed), answered=dict(rt.answered),
+                       last_good=dict(rt.rollouts.last_good), failed=dict(rt.rollouts.failed),
+                       answered=dict(rt.rollouts.answered),
                        last_known=dict(self.last_known),
                        offline=rt.host.get("internet_ok") is False)
 
@@ -202,7 +203,7 @@ class Reconciler:
                 if verb == "kill":  # the plan kills it: at once, or ends a graceful stop under way (Kill)
                     rt.update(name, kill_requested=True)
             elif verb == "retry":  # try the change that was rolled back once more
-                rt.clear_failed(name)
+                rt.rollouts.clear_failed(name)
             else:
                 if rt.intents.pop(name, None) is not None:
                     rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})

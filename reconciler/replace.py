@@ -38,7 +38,7 @@ def start_replace(rt: Runtime, action: Replace, actor: str) -> None:
 async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
     name, spec, port = action.name, action.spec, action.port
     old_state, old = rt.state(name), rt.children.get(name)
-    old_spec = rt.last_good.get(name)
+    old_spec = rt.rollouts.last_good.get(name)
     rt.event(EventKind.CHANGE_TRYING, name, f"the new version starts on port {port} next to the running one",
              actor=actor, detail={"port": port, "hash": spec.runtime_hash()})
     new: Child | None = None
@@ -73,7 +73,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
             healthy_since=time.monotonic(), health_failures=0, health_error=None, last_latency_ms=None,
             restarts=now_state.restarts + 1, replacing=False)
         rt.save(name)
-        rt.remember_answered(name, spec)
+        rt.rollouts.remember_answered(name, spec)
         rt.event(EventKind.SWITCHED, name, f"the new version answers on port {port}; the previous one "
                  f"(port {old_state.port}) stops once the route has moved", actor=actor,
                  detail={"port": port, "old_port": old_state.port, "pid": new.pid, "old_pid": old.pid})
@@ -95,7 +95,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
 
 
 def _failed(rt: Runtime, name: str, failed_hash: str, why: str, actor: str, facts: dict[str, Any]) -> None:
-    rt.remember_failed(name, failed_hash, why, facts)
+    rt.rollouts.remember_failed(name, failed_hash, why, facts)
     rt.update(name, replacing=False)
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {why}; the previous version kept "
              "running", actor=actor, detail={"failed_hash": failed_hash, "why": why, "gap": False, **facts})

@@ -19,7 +19,7 @@ from reconciler.events import EventKind
 from reconciler.facts import as_dict
 from reconciler.own import NoRouting, OwnPart, Routing
 from reconciler.reasons import Reason
-from reconciler.spec import ServerSpec
+from reconciler.rollout_memory import RolloutMemory
 from reconciler.state import Phase, ServerState
 
 log = logging.getLogger("gateway")
@@ -50,13 +50,9 @@ class Runtime:
         self.ports: dict[str, int] = {}
         self.busy_ports: set[int] = set()
         self.intents: dict[str, str] = {}
-        # rollouts (reconciler/rollout.py), loaded from PostgreSQL at start: the last good
-        # version of each server, and a failed change's runtime hash with why it failed
-        self.last_good: dict[str, Any] = {}
-        self.failed: dict[str, str] = {}
-        self.failed_why: dict[str, str] = {}
-        self.failed_facts: dict[str, dict[str, Any]] = {}  # why it failed, typed (rollout.failure_facts)
-        self.answered: dict[str, Any] = {}  # the version that last ran and answered (a rollback target)
+        # each server's remembered versions (last good, answered, a failed change), loaded from
+        # PostgreSQL at start (reconciler/remembered.py)
+        self.rollouts = RolloutMemory(put)
         self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
         self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
         self.host: dict[str, Any] = {}  # latest host figures
@@ -172,38 +168,13 @@ class Runtime:
         }
         self.put({"op": "state", "row": row})
 
-    def remember_answered(self, name: str, spec: ServerSpec) -> None:
-        """This version ran and answered: what a failed change goes back to, even on probation."""
-        self.answered[name] = spec
-        self.put({"op": "answered", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
-
-    def remember_failed(self, name: str, failed_hash: str, why: str, facts: dict[str, Any]) -> None:
-        """A change that failed before its probation was over: not tried again by itself."""
-        self.failed[name] = failed_hash
-        self.failed_why[name] = why
-        self.failed_facts[name] = facts
-        self.put({"op": "rollout_failed", "name": name, "hash": failed_hash, "why": why, "facts": facts})
-
-    def clear_failed(self, name: str) -> bool:
-        """Forget the change that was rolled back (the owner retries it, or saved another version)."""
-        if self.failed.pop(name, None) is None:
-            return False
-        self.failed_why.pop(name, None)
-        self.failed_facts.pop(name, None)
-        self.put({"op": "rollout_clear", "name": name})
-        return True
-
     def forget(self, name: str) -> None:
         self.states.pop(name, None)
         self.children.pop(name, None)
         self.ports.pop(name, None)
         self.put({"op": "state_delete", "name": name})
         self.put({"op": "server_delete", "name": name})
-        remembered = [memory.pop(name, None) for memory in (self.last_good, self.failed, self.answered)]
-        if any(m is not None for m in remembered):
-            self.failed_why.pop(name, None)
-            self.failed_facts.pop(name, None)
-            self.put({"op": "rollout_forget", "name": name})
+        self.rollouts.forget(name)
         self.event(EventKind.FORGOTTEN, name, "file removed; history kept")
         self.notify()
 
