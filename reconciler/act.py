@@ -5,21 +5,20 @@ whole `stop.timeout`) and wakes the loop when the process tree is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-import os
 import time
-from pathlib import Path
 
 from reconciler import observe
-from reconciler.actions import Action, Answered, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.actions import Action, Answered, Forget, Kill, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.children import Child, SpawnError
 from reconciler.events import EventKind
 from reconciler.facts import EndedBy, ExitFact, HeldPort
-from reconciler.fsutil import server_log
 from reconciler.health import port_holder, port_is_free
-from reconciler.platform import console_python, current
+from reconciler.launch import log_path, spawn
+from reconciler.replace import start_replace
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -34,6 +33,8 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
         await _start(rt, action, actor)
     elif isinstance(action, Stop):
         _stop(rt, action, actor)
+    elif isinstance(action, Kill):
+        await _kill(rt, action)
     elif isinstance(action, Mark):
         changes: dict[str, object] = {}
         if action.next_try_at is not None or action.to in (P.STOPPED, P.STARTING):
@@ -52,77 +53,34 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
     elif isinstance(action, Promote):
         _promote(rt, action)
     elif isinstance(action, Answered):
-        remember_answered(rt, action.name, action.spec)
+        rt.rollouts.remember_answered(action.name, action.spec)
     elif isinstance(action, RollBack):
         _roll_back(rt, action, actor)
     elif isinstance(action, Replace):
-        from reconciler.replace import start_replace  # it builds on this module
-
         start_replace(rt, action, actor)
 
 
 def _promote(rt: Runtime, action: Promote) -> None:
     """The running version passed its probation: remember it as the last good one."""
     name, spec = action.name, action.spec
-    rt.last_good[name] = spec
-    if (answered := rt.answered.get(name)) is None or answered.runtime_hash() != spec.runtime_hash():
-        remember_answered(rt, name, spec)  # (an adopted version never passed a first check here)
-    rt.put({"op": "good", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
+    memory = rt.rollouts
+    if (answered := memory.answered.get(name)) is None or answered.runtime_hash() != spec.runtime_hash():
+        memory.remember_answered(name, spec)  # (an adopted version never passed a first check here)
+    memory.remember_good(name, spec)
     if action.changed:
         rt.event(EventKind.CHANGE_APPLIED, name, f"your change is in force: it ran well for {spec.restart.probation:g}s",
                  detail={"hash": spec.runtime_hash()})
     rt.notify()
 
 
-def remember_answered(rt: Runtime, name: str, spec: ServerSpec) -> None:
-    """This version ran and answered: what a failed change goes back to, even on probation."""
-    rt.answered[name] = spec
-    rt.put({"op": "answered", "name": name, "spec": spec.model_dump(mode="json"), "hash": spec.runtime_hash()})
-
-
 def _roll_back(rt: Runtime, action: RollBack, actor: str) -> None:
     """Remember the failed change (it is not tried again by itself); a Start of the last
     good version follows in the same plan."""
     name = action.name
-    rt.failed[name] = action.failed_hash
-    rt.failed_why[name] = action.detail
-    rt.failed_facts[name] = dict(action.facts)
-    rt.put({"op": "rollout_failed", "name": name, "hash": action.failed_hash, "why": action.detail,
-            "facts": dict(action.facts)})
+    rt.rollouts.remember_failed(name, action.failed_hash, action.detail, dict(action.facts))
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {action.detail}; "
              "the previous version runs again", actor=actor,
              detail={"failed_hash": action.failed_hash, "why": action.detail, **action.facts})
-
-
-def command_argv(spec: ServerSpec, port: int | None) -> list[str]:
-    """The argv with `{port}` filled in; a bare `python`/`python3` means this Python (its console
-    build on Windows: reconciler.platform.console_python)."""
-    fill = (lambda text: text.replace("{port}", str(port))) if port is not None else (lambda text: text)
-    argv = [fill(part) for part in spec.command]
-    if not spec.shell and argv and argv[0] in ("python", "python3", "python.exe"):
-        argv[0] = console_python()
-    return argv
-
-
-def child_env(spec: ServerSpec, port: int | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(spec.env)
-    if port is not None:
-        env["PORT"] = str(port)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def child_cwd(config_dir: Path, spec: ServerSpec) -> str:
-    """A relative `cwd` is relative to the config folder, which is also the default."""
-    if spec.cwd is None:
-        return str(config_dir)
-    path = Path(spec.cwd).expanduser()
-    return str(path if path.is_absolute() else config_dir / path)
-
-
-def log_path(rt: Runtime, name: str) -> Path:
-    return server_log(rt.data_dir, name)
 
 
 def _escalate(rt: Runtime, name: str, failures: int | None) -> None:
@@ -150,14 +108,8 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
         _failed(rt, name, spec, failures, f"port {port} is held by {who}", actor, now, held)
         return
     try:
-        child = await Child.spawn(
-            command_argv(spec, port),
-            shell=spec.shell,
-            cwd=child_cwd(rt.config_dir, spec),
-            env=child_env(spec, port),
-            log_path=log_path(rt, name),
-            contain=lambda pid: current().contain(rt.data_dir, name, pid),  # Windows: its own job object
-        )
+        child = await spawn(spec, port, config_dir=rt.config_dir, log_to=log_path(rt.data_dir, name),
+                            job_dir=rt.data_dir, job_name=name)  # Windows: its own job object
     except SpawnError as exc:
         _failed(rt, name, spec, failures, str(exc), actor, now)
         return
@@ -208,6 +160,8 @@ def _stop(rt: Runtime, action: Stop, actor: str) -> None:
     name = action.name
     child = rt.children.get(name)
     changes: dict[str, object] = {} if action.failures is None else {"failures": action.failures}
+    if action.reason is Reason.OPERATOR_KILL:
+        changes["kill_requested"] = False  # this stop is the kill: no Kill on top of it
     state = rt.state(name)
     if action.reason is Reason.START_TIMEOUT and state.not_answering is None and state.last_check is not None:
         changes["not_answering"] = state.last_check  # it never answered: that check is why, through the restarts
@@ -216,9 +170,17 @@ def _stop(rt: Runtime, action: Stop, actor: str) -> None:
     rt.spawn_task(_finish_stop(rt, name, child, action, actor))
 
 
-async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop, actor: str) -> None:
-    import asyncio
+async def _kill(rt: Runtime, action: Kill) -> None:
+    """End the stop under way now: the whole tree is killed (the psutil sweep in a thread,
+    off the loop); `_finish_stop` sees the exit and records it."""
+    rt.update(action.name, kill_requested=False)  # carried out: planned once
+    child = rt.children.get(action.name)
+    if child is not None:
+        killed = await asyncio.to_thread(child.kill)
+        log.info("%s: killed the process tree of pid %s (%d processes)", action.name, child.pid, len(killed))
 
+
+async def _finish_stop(rt: Runtime, name: str, child: Child | None, action: Stop, actor: str) -> None:
     if child is None:
         rt.set_phase(name, action.then, action.reason, actor=actor, pid=None, create_time=None, start_mark=None)
         return

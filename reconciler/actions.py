@@ -34,6 +34,15 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Kill:
+    """A graceful stop is under way and the owner asked to force it: kill the whole process
+    tree now. The stop in progress then ends as it does when the tree is gone."""
+
+    name: str
+    reason: Reason = Reason.OPERATOR_KILL
+
+
+@dataclass(frozen=True)
 class Mark:
     """A pure bookkeeping transition: no process is touched."""
 
@@ -100,5 +109,5 @@ class Replace:
     reason: Reason = Reason.CHANGE
 
 
-Action = Start | Stop | Mark | Forget | Promote | Answered | RollBack | Replace
-__all__ = ["Action", "Answered", "Forget", "Mark", "Promote", "Reason", "Replace", "RollBack", "Start", "Stop"]
+Action = Start | Stop | Kill | Mark | Forget | Promote | Answered | RollBack | Replace
+__all__ = ["Action", "Answered", "Forget", "Kill", "Mark", "Promote", "Reason", "Replace", "RollBack", "Start", "Stop"]

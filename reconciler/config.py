@@ -26,11 +26,10 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.fsutil import NotRegularFile, read_regular
 from reconciler.platform import current
-from reconciler.settings import GATEWAY_FILE
+from reconciler.names import GATEWAY_FILE, RESERVED_NAMES
 from reconciler.spec import (
     MAX_QUOTED,
     NAME_PATTERN,
-    RESERVED_NAMES,
     HEALTH_KINDS,
     DomainSpec,
     GatewayFile,

@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.hostevents import listen as listen_host_events
-from reconciler.dark import beat_of, dark_forever
+from reconciler.dark import DarkHours, beat_of
 from reconciler.instance import record_recovery, recovered_from
-from reconciler.power import power_forever
+from reconciler.power import PowerWatch, battery_alert
 from reconciler.resume import resume_forever
 from reconciler import secretbox
+from reconciler.config import LoadResult
 from reconciler.events import EventKind
 from reconciler.fsutil import atomic_write, read_or_create_secret
 from reconciler.loop import Reconciler
-from reconciler.ops.tasks import ops_tasks
+from reconciler.ops.notify import Dispatcher
+from reconciler.ops.tasks import add_ops_tasks
 from reconciler.platform import Platform, current, desktop
 from reconciler.remembered import restore
+from reconciler.runner import Runner
 from reconciler.runtime import Runtime
 from reconciler.sampler import rollup_forever, sample_forever
 from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
@@ -35,7 +38,7 @@ from reconciler.spec import HostSettings
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
-from reconciler.tunnel import with_tunnel
+from reconciler.tunnel.hook import Tunnel
 from reconciler.tunnel.dns_task import dns_forever
 from reconciler.tunnel.getter import cloudflared_forever
 from reconciler.watch import watch_folder
@@ -58,6 +61,7 @@ class Daemon:
     keep_servers: bool = False
     rt: Runtime = field(init=False)
     reconciler: Reconciler = field(init=False)
+    tunnel: Tunnel = field(init=False)
     sink: Sink = field(init=False)
     store: Store | None = None
     pg: EmbeddedPostgres | None = None
@@ -68,6 +72,7 @@ class Daemon:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     crashed: str | None = None
     watchdog: threading.Timer | None = None  # from the servers' stop to the end of the process
+    notifier: Dispatcher | None = None  # the alerts' dispatcher, once the background tasks run
 
     async def open_database(self) -> str:
         dsn = self.settings.dsn
@@ -85,91 +90,125 @@ class Daemon:
 
     async def serve(self) -> None:
         started = datetime.now(UTC)  # what came before is the previous run's (reconciler/dark.py)
-        settings = self.settings
         current().prepare_event_loop()
-        ensure_private_dir(settings.data_dir)
-        self.token = read_or_create_token(settings.data_dir)
-        await self.open_database()
-        assert self.store is not None
-        self.sink = Sink(self.store, settings.data_dir / "journal.jsonl")
-        sink_task = asyncio.create_task(self.sink.run())
-        # What the previous run could not write (the database was away when it died) goes in
-        # first: the recorded states, intents and ports are read only after it.
-        if self.sink.pending and not await self.sink.flush(JOURNAL_REPLAY_TIMEOUT):
-            log.warning("the previous run's journal is not written yet (%d ops): starting from what the "
-                        "database holds", self.sink.pending)
-        rows, intents, ports = (
-            await self.store.load_states(), await self.store.load_intents(), await self.store.load_ports()
-        )
-        self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
-        await self._seal_second_steps()
-        self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
-        self.rt.ports.update(ports)
-        self.reconciler = Reconciler(self.rt, settings.config_dir, load_hooks=[with_tunnel])
-        fallback = restore(self.rt, await self.store.load_rollouts(), await self.store.load_applied_specs())
-        adopted = await self.reconciler.start(rows, fallback)
-        result = self.reconciler.result
-        assert result is not None
-        self.rt.event(EventKind.GATEWAY_STARTED, None, f"{len(result.specs)} servers, {len(adopted)} adopted")
-        record_recovery(self.rt, settings.data_dir)  # after a kill or a power cut (reconciler/instance.py)
-        self._install_signals()
-        sock = _listen(*settings.host_port)  # a taken address fails here, before any server starts
+        ensure_private_dir(self.settings.data_dir)
+        self.token = read_or_create_token(self.settings.data_dir)
+        sink_task = await self._open_database()
+        adopted = await self._start_servers()
+        sock = _listen(*self.settings.host_port)  # a taken address fails here, before any server starts
         self.url = _url_of(sock)
-        tasks = ops_tasks(self)  # alerts see every event from the first start on
+        runner = Runner(self.rt)  # every background task, under one guard (reconciler/runner.py)
+        assert self.store is not None
+        self.notifier = add_ops_tasks(runner, self.rt, self.store, self.sink, self.settings, self._loaded,
+                                      self.reconciler.mark_config_dirty, self._dsn)  # alerts see every event
         # The servers first: uvicorn and the page are imported and built while they boot.
         core = asyncio.create_task(self.reconciler.run(), name="reconciler")
         await self.rt.wait_until(lambda: self.reconciler.passes > 0 or core.done(), 30.0)
         from webview.server import build
 
         server = build(self)
+        await self._say_ready(len(adopted))
+        self._background(runner, started, adopted)
+        tasks = [core, asyncio.create_task(server.serve(sockets=[sock]), name="web"),
+                 asyncio.create_task(watch_folder(self.settings.config_dir, self.reconciler.mark_config_dirty,
+                                                  self.stop_event), name="watcher")]
+        # Each task takes its first step: the watcher is watching from here on. A file written
+        # between the first load and now would be missed: read the folder once more.
+        await asyncio.sleep(0)
+        self.reconciler.mark_config_dirty()
+        # now `gateway ...` may talk to us; atomically, as a reader may look the moment it appears
+        atomic_write(self.settings.data_dir / URL_FILE, self.url + "\n")
+        await self._until_stopped(tasks)
+        server.stop()
+        await self.reconciler.shutdown(self.keep_servers)
+        self.watchdog = _watchdog(asyncio.get_running_loop())  # the rest never hangs: ended by `gateway run`
+        await self._close(tasks + runner.cancel(), sink_task)
+
+    async def _open_database(self) -> asyncio.Task[None]:
+        """The database and the sink; what the previous run could not write (the database was
+        away when it died) goes in first: the recorded states, intents and ports are read only
+        after it. The sink's task."""
+        await self.open_database()
+        assert self.store is not None
+        self.sink = Sink(self.store, self.settings.data_dir / "journal.jsonl")
+        sink_task = asyncio.create_task(self.sink.run())
+        if self.sink.pending and not await self.sink.flush(JOURNAL_REPLAY_TIMEOUT):
+            log.warning("the previous run's journal is not written yet (%d ops): starting from what the "
+                        "database holds", self.sink.pending)
+        return sink_task
+
+    async def _start_servers(self) -> list[str]:
+        """The runtime from what PostgreSQL recorded, the tunnel, the reconciler; the first load,
+        adopting what a previous gateway left running. The names adopted."""
+        settings, store = self.settings, self.store
+        assert store is not None
+        rows, intents, ports = await store.load_states(), await store.load_intents(), await store.load_ports()
+        self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
+        await self._seal_second_steps()
+        self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
+        self.rt.ports.update(ports)
+        self.tunnel = Tunnel(self.rt, settings.config_dir, reload=lambda: self.reconciler.mark_config_dirty())
+        self.reconciler = Reconciler(self.rt, settings.config_dir, load_hooks=[self.tunnel.load])
+        fallback = restore(self.rt, await store.load_rollouts(), await store.load_applied_specs())
+        adopted = await self.reconciler.start(rows, fallback)
+        result = self.reconciler.result
+        assert result is not None
+        self.rt.event(EventKind.GATEWAY_STARTED, None, f"{len(result.specs)} servers, {len(adopted)} adopted")
+        record_recovery(self.rt, settings.data_dir)  # after a kill or a power cut (reconciler/instance.py)
+        self._install_signals()
+        return adopted
+
+    def _background(self, runner: Runner, started: datetime, adopted: list[str]) -> None:
+        """The engine's background tasks, each built with what it uses, added to `runner`."""
+        rt, store, settings, loaded = self.rt, self.store, self.settings, self._loaded
+        assert store is not None
+        if current().release_memory():  # start-up is over: what it freed goes back to the OS
+            runner.add("memory", lambda: _release_memory_forever(current()))
+        runner.add("sampler", lambda: sample_forever(rt, settings.data_dir, self._sampling))
+        runner.add("rollup", lambda: rollup_forever(rt, store, beats=self._beats))
+        dark = DarkHours(rt, store, loaded, lambda: self._sampling()[0], lambda: self.tunnel.plan, started=started,
+                         unclean=recovered_from(settings.data_dir) is not None, adopted=adopted)
+        runner.add("dark", dark.run)  # the hours it was off or asleep (reconciler/dark.py)
+        runner.add("dns", lambda: dns_forever(self))
+        runner.add("cloudflared", lambda: cloudflared_forever(self.tunnel, settings.data_dir))  # fetched, kept up to date
+        runner.add("resume", lambda: resume_forever(self))  # sleep / freeze (reconciler/resume.py)
+        power = PowerWatch(rt, lambda: battery_alert(loaded()))
+        runner.add("power", power.run)  # battery, power plan (reconciler/power.py)
+        if self.pg is not None:
+            runner.add("database", self._supervise_database)
+
+    async def _say_ready(self, adopted: int) -> None:
+        result = self.reconciler.result
+        assert result is not None
         print(f"omen-gateway: page at {self.url}/", flush=True)
         if await _nobody_yet(self.store):  # first run: the owner is made in the browser, not here
             print(f"omen-gateway: open {self.url}/ to finish setting up", flush=True)
             desktop.open_page(self.url + "/")
         print(f"omen-gateway: database: {self.db_label}", flush=True)
-        print(f"omen-gateway: {len(result.specs)} servers in {settings.config_dir}"
-              f" ({len(result.errors)} config errors, {len(adopted)} adopted)", flush=True)
+        print(f"omen-gateway: {len(result.specs)} servers in {self.settings.config_dir}"
+              f" ({len(result.errors)} config errors, {adopted} adopted)", flush=True)
         for err in result.errors:
             print(f"  {err}", flush=True)
-        if current().release_memory():  # start-up is over: what it freed goes back to the OS
-            tasks.append(asyncio.create_task(_release_memory_forever(current()), name="memory"))
-        tasks += [
-            core,
-            asyncio.create_task(watch_folder(settings.config_dir, self.reconciler.mark_config_dirty,
-                                             self.stop_event), name="watcher"),
-            asyncio.create_task(server.serve(sockets=[sock]), name="web"),
-            asyncio.create_task(sample_forever(self.rt, settings.data_dir, self._sampling), name="sampler"),
-            asyncio.create_task(rollup_forever(self.rt, self.store, beats=self._beats), name="rollup"),
-            asyncio.create_task(dark_forever(self, started, recovered_from(settings.data_dir) is not None, adopted),
-                                name="dark"),  # the hours it was off or asleep (reconciler/dark.py)
-            asyncio.create_task(dns_forever(self), name="dns"),
-            asyncio.create_task(cloudflared_forever(self), name="cloudflared"),  # fetched and kept up to date
-            asyncio.create_task(resume_forever(self), name="resume"),  # sleep / freeze (reconciler/resume.py)
-            asyncio.create_task(power_forever(self), name="power"),  # battery, power plan (reconciler/power.py)
-        ]
-        if self.pg is not None:
-            tasks.append(asyncio.create_task(self._supervise_database(), name="database"))
-        # Each task takes its first step: the watcher is watching from here on. A file written
-        # between the first load and now would be missed: read the folder once more.
-        await asyncio.sleep(0)
-        self.reconciler.mark_config_dirty()
-        url_file = settings.data_dir / URL_FILE  # now `gateway ...` may talk to us; atomically, as
-        atomic_write(url_file, self.url + "\n")  # a reader may look the moment it appears
+
+    async def _until_stopped(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Until the stop is asked for, or a core task ends: a bug. Then the servers are left
+        running (the next start adopts them), the gateway says why loudly, and exits non-zero
+        so autostart restarts it."""
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopper}:
             if self.stop_event.is_set() and not task.cancelled() and task.exception() is None:
                 continue  # it ended because the stop was asked for (the watcher does): no crash
-            # A core task ended on its own: a bug. Leave the servers running (the next start
-            # adopts them), say why loudly, and exit non-zero so autostart restarts us.
             self.crashed = repr(task.exception() if not task.cancelled() else "cancelled")
             log.critical("the %s task ended: %s; stopping, servers keep running", task.get_name(), self.crashed)
             self.keep_servers = True
         stopper.cancel()
         print("omen-gateway: stopping" + (" (servers keep running)" if self.keep_servers else ""), flush=True)
-        server.stop()
-        await self.reconciler.shutdown(self.keep_servers)
-        self.watchdog = _watchdog(asyncio.get_running_loop())  # the rest never hangs: ended by `gateway run`
+
+    async def _close(self, tasks: list[asyncio.Task[None]], sink_task: asyncio.Task[None]) -> None:
+        """The servers are stopped (or left running): end every task, write what is queued,
+        close the database, stop the embedded one."""
+        assert self.store is not None
         for task in tasks:
             task.cancel()
         await _ended(tasks, "the gateway's tasks")
@@ -181,11 +220,18 @@ class Daemon:
         sink_task.cancel()
         await asyncio.gather(sink_task, return_exceptions=True)
         await self.store.close()
-        (settings.data_dir / URL_FILE).unlink(missing_ok=True)
+        (self.settings.data_dir / URL_FILE).unlink(missing_ok=True)
         if self.pg is not None:
             await asyncio.to_thread(self.pg.stop)
         print("omen-gateway: stopped; " + ("your servers were left running" if self.keep_servers
                                           else "your servers are stopped"), flush=True)
+
+    def _loaded(self) -> LoadResult | None:
+        return self.reconciler.result
+
+    def _dsn(self) -> str | None:
+        """The database's address now (the embedded one's changes when it restarts)."""
+        return self.settings.dsn or (self.pg.dsn if self.pg is not None else None)
 
     async def _seal_second_steps(self) -> None:
         """Code app secrets sealed with the data folder's key (reconciler.secretbox); one this key

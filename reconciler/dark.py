@@ -21,19 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reconciler.events import EventKind
+from reconciler.names import CONNECTOR
 
 if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
+    from reconciler.config import LoadResult
     from reconciler.runtime import Runtime
+    from reconciler.store import Store
+    from reconciler.tunnel.connector import TunnelPlan
 
 log = logging.getLogger("gateway")
 MIN_DARK = 5.0  # seconds: shorter gaps (a quick restart) are not recorded
-TUNNEL = "cloudflared"
 CLOUDFLARE_EVERY = 15.0  # seconds between two looks at the tunnel while it is down
 CLOUDFLARE_FOR = 300.0  # seconds to keep looking after a dark period (the network wakes, the tunnel reconnects)
 CLOUDFLARE_REACH = timedelta(minutes=15)  # how far before the gateway's own start of a period Cloudflare's may go
@@ -79,18 +81,21 @@ def _words(seconds: float) -> str:
 class DarkHours:
     """The daemon's recorder: the gap before this start, every wake, and Cloudflare's view."""
 
-    def __init__(self, daemon: Daemon, started: datetime, unclean: bool, adopted: Iterable[str]) -> None:
-        self.daemon, self.started, self.unclean, self.adopted = daemon, started, unclean, list(adopted)
+    def __init__(self, rt: Runtime, store: Store | None, loaded: Callable[[], LoadResult | None],
+                 sample_every: Callable[[], float], tunnel: Callable[[], TunnelPlan | None], *,
+                 started: datetime, unclean: bool, adopted: Iterable[str]) -> None:
+        """`loaded()`: the folder as last loaded; `sample_every()`: the sampling round in s;
+        `tunnel()`: the tunnel's plan (its settings say where to ask Cloudflare); `started`: this
+        run's start; `unclean`: the previous run ended without a clean stop; `adopted`: the
+        servers that kept running through the gap."""
+        self.rt, self.store, self.loaded, self.sample_every, self.tunnel = rt, store, loaded, sample_every, tunnel
+        self.started, self.unclean, self.adopted = started, unclean, list(adopted)
         self.asking: set[asyncio.Task[None]] = set()
 
-    @property
-    def rt(self) -> Runtime:
-        return self.daemon.rt
-
     def servers(self, kept: Iterable[str] = ()) -> dict[str, float]:
-        result = self.daemon.reconciler.result
+        result = self.loaded()
         specs = result.specs if result else {}
-        return public_beats(specs, self.rt.intents, self.daemon._sampling()[0], kept)
+        return public_beats(specs, self.rt.intents, self.sample_every(), kept)
 
     async def run(self) -> None:
         self.rt.subscribe(self._resumed, kinds=[EventKind.HOST_RESUMED])
@@ -101,7 +106,7 @@ class DarkHours:
         await asyncio.Event().wait()  # wakes come through the listener; Cloudflare looks run as tasks
 
     async def before_start(self) -> None:
-        store = self.daemon.store
+        store = self.store
         if store is None:
             return
         last = await store.last_seen(self.started)
@@ -109,8 +114,8 @@ class DarkHours:
             return  # the first run on this database
         # adopted servers kept running through the gap, and were reachable if the tunnel's
         # connector was kept too (or there is none to lose)
-        result = self.daemon.reconciler.result
-        tunnel_kept = TUNNEL in self.adopted or TUNNEL not in (result.specs if result else {})
+        result = self.loaded()
+        tunnel_kept = CONNECTOR in self.adopted or CONNECTOR not in (result.specs if result else {})
         servers = self.servers(self.adopted if tunnel_kept else ())
         if record(self.rt, last, self.started, "power" if self.unclean else "off", servers):
             self.ask_cloudflare(last, self.started, servers)
@@ -128,7 +133,7 @@ class DarkHours:
         task.add_done_callback(self.asking.discard)
 
     async def _cloudflare(self, since: datetime, until: datetime, servers: dict[str, float]) -> None:
-        where = tunnel_where(self.rt)
+        where = tunnel_where(self.tunnel())
         if where is None:
             return  # no tunnel, or no token that may read it
         every = float(os.environ.get("GATEWAY_CLOUDFLARE_EVERY") or CLOUDFLARE_EVERY)  # tests: shorter
@@ -141,11 +146,8 @@ class DarkHours:
             record(self.rt, span[0], span[1], "tunnel", servers, seen_by="cloudflare")
 
 
-def tunnel_where(rt: Any) -> tuple[str, str, str, str] | None:
+def tunnel_where(plan: TunnelPlan | None) -> tuple[str, str, str, str] | None:
     """(api url, token, account id, tunnel id) when the tunnel's settings name them all."""
-    from reconciler.tunnel.hook import plan_of
-
-    plan = plan_of(rt)
     settings = plan.settings if plan is not None else None
     if settings is None:
         return None
@@ -188,8 +190,3 @@ def _when(value: Any) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-async def dark_forever(daemon: Daemon, started: datetime, unclean: bool, adopted: Iterable[str]) -> None:
-    """The daemon's task (reconciler/daemon.py)."""
-    await DarkHours(daemon, started, unclean, adopted).run()

@@ -29,9 +29,10 @@ SHUTDOWN_PASS_WAIT = 30.0  # seconds the pass in progress has to end when the ga
 
 
 # What may join the loading of the folder: the tunnel adds its connector this way. A hook
-# gets the reconciler (for its runtime, folder and mark_config_dirty) and the loaded result,
-# and returns the result to use. The loop imports no hook; the daemon hands them in.
-LoadHook = Callable[["Reconciler", LoadResult], Awaitable[LoadResult]]
+# gets the loaded result and returns the result to use; it was built with whatever else it
+# uses (the tunnel: the runtime, the folder, a way to ask for a reload). The loop imports no
+# hook; the daemon hands them in.
+LoadHook = Callable[[LoadResult], Awaitable[LoadResult]]
 
 
 class Reconciler:
@@ -67,15 +68,15 @@ class Reconciler:
         held = {n: p for n, p in self.rt.ports.items() if self.rt.state(n).phase in ALIVE}
         result = await asyncio.to_thread(load_dir, self.config_dir, previous, held)
         for hook in self.load_hooks:  # e.g. + the cloudflared connector when [tunnel] is set
-            result = await hook(self, result)
+            result = await hook(result)
         self.result = result
         self.rt.specs = result.specs
         self.last_known.update(result.specs)
         self._record_config(previous, result)
-        for name, failed_hash in list(self.rt.failed.items()):  # saved again, reverted or fixed: over
+        for name, failed_hash in list(self.rt.rollouts.failed.items()):  # saved again, reverted or fixed: over
             spec = result.specs.get(name)
             if spec is not None and spec.runtime_hash() != failed_hash:
-                self.rt.clear_failed(name)
+                self.rt.rollouts.clear_failed(name)
         return result
 
     def _record_config(self, previous: LoadResult | None, result: LoadResult) -> None:
@@ -105,7 +106,8 @@ class Reconciler:
         stopped = frozenset(n for n, i in self.rt.intents.items() if i == "stop")
         rt = self.rt
         return Desired(self.result.specs, stopped, tuple(self.result.settings.ports.range),  # type: ignore[arg-type]
-                       last_good=dict(rt.last_good), failed=dict(rt.failed), answered=dict(rt.answered),
+                       last_good=dict(rt.rollouts.last_good), failed=dict(rt.rollouts.failed),
+                       answered=dict(rt.rollouts.answered),
                        last_known=dict(self.last_known),
                        offline=rt.host.get("internet_ok") is False)
 
@@ -198,13 +200,10 @@ class Reconciler:
                 rt.intents[name] = "stop"
                 if own is None:  # an own part's stop lasts until the gateway restarts
                     rt.put({"op": "intent", "name": name, "intent": "stop", "actor": actor})
-                if verb == "kill":
+                if verb == "kill":  # the plan kills it: at once, or ends a graceful stop under way (Kill)
                     rt.update(name, kill_requested=True)
-                    child = rt.children.get(name)
-                    if child is not None and rt.state(name).phase is P.STOPPING:
-                        child.kill()  # a graceful stop is under way: end it now
             elif verb == "retry":  # try the change that was rolled back once more
-                rt.clear_failed(name)
+                rt.rollouts.clear_failed(name)
             else:
                 if rt.intents.pop(name, None) is not None:
                     rt.put({"op": "intent", "name": name, "intent": None, "actor": actor})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,18 @@ class OwnPart:
     restart: Callable[[str], None]  # restart(actor): without a gap, or say why not
     stop_within: float  # seconds it may take when the gateway stops
     shutdown: Callable[[float], Awaitable[None]] | None = None  # stop it and its helpers within N s
+
+
+class Routing(Protocol):
+    """What routes traffic to the servers from outside (the tunnel, registered on the runtime
+    by its hook): the no-gap change (reconciler/replace.py) stops the old version only once
+    the route of `name` points at its new `port`."""
+
+    def routes_applied(self, name: str, port: int) -> bool: ...
+
+
+class NoRouting:
+    """No tunnel: nothing routes to a server, so any route is where it should be."""
+
+    def routes_applied(self, name: str, port: int) -> bool:
+        return True

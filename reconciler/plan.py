@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from reconciler.actions import Action, Answered, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.actions import Action, Answered, Forget, Kill, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.ports import NoFreePort, choose_port
 from reconciler.rollout import failure_facts, in_force, is_trial, promotion_due, replaceable, rollback_target
@@ -81,6 +81,8 @@ def _plan_one(
     name: str, spec: ServerSpec | None, state: ServerState, desired: Desired, observed: Observed, now: float
 ) -> _Result:
     if state.phase is P.STOPPING:
+        if state.kill_requested:  # the owner forces the stop under way
+            return [Kill(name)], None, ""
         return [], None, ""  # the stop finishes on its own and wakes the loop
     why_not = _why_not_running(name, spec, desired)
     if state.phase in (P.STARTING, P.RUNNING):

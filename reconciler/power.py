@@ -6,7 +6,7 @@
   back above the threshold by REARM points.
 - The power plan (Windows: sleep / hibernate after N minutes on power, the lid's action; read by
   `platform.power_warnings`): each new finding is one `power_settings` event naming the one
-  command that fixes it, and stays in `rt.power_warnings` for the page.
+  command that fixes it, and stays in the watch's `warnings` while it holds.
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psutil
 
 from reconciler.events import EventKind
 from reconciler.platform import current
+
+if TYPE_CHECKING:
+    from reconciler.config import LoadResult
+    from reconciler.runtime import Runtime
 
 log = logging.getLogger("gateway")
 CHECK_EVERY = 60.0  # seconds between two battery readings
@@ -77,19 +82,18 @@ class BatteryAlarm:
         return None
 
 
-def _threshold(daemon: Any) -> float:
-    result = getattr(getattr(daemon, "reconciler", None), "result", None)
-    host = getattr(getattr(result, "settings", None), "host", None)
-    return float(getattr(host, "battery_alert", DEFAULT_ALERT))  # `[host] battery_alert`
+def battery_alert(result: LoadResult | None) -> float:
+    """`[host] battery_alert` of the loaded folder (the default before the first load)."""
+    return float(result.settings.host.battery_alert) if result is not None else DEFAULT_ALERT
 
 
 class PowerWatch:
-    def __init__(self, rt: Any, threshold: Any = lambda: DEFAULT_ALERT) -> None:
+    def __init__(self, rt: Runtime, threshold: Callable[[], float] = lambda: DEFAULT_ALERT) -> None:
         self.rt = rt
         self.threshold = threshold
         self.alarm = BatteryAlarm()
         self.shown: list[tuple[str, str]] = []
-        rt.power_warnings = []
+        self.warnings: list[dict[str, str]] = []  # the power settings that would stop the servers, now
 
     def battery(self, reading: Battery | None) -> None:
         self.alarm.threshold = self.threshold()
@@ -104,7 +108,7 @@ class PowerWatch:
             if (text, fix) not in self.shown:
                 self.rt.event(EventKind.POWER_SETTINGS, None, f"{text}; to fix it, run: {fix}", detail={"fix": fix})
         self.shown = list(found)
-        self.rt.power_warnings = [{"text": text, "fix": fix} for text, fix in found]
+        self.warnings = [{"text": text, "fix": fix} for text, fix in found]
 
     async def run(self) -> None:
         next_settings = 0.0
@@ -117,8 +121,3 @@ class PowerWatch:
             except Exception:  # a reading we cannot take is skipped; the watch never ends
                 log.exception("reading the battery or the power settings failed")
             await asyncio.sleep(CHECK_EVERY)
-
-
-async def power_forever(daemon: Any) -> None:
-    """The daemon's task."""
-    await PowerWatch(daemon.rt, lambda: _threshold(daemon)).run()

@@ -39,16 +39,16 @@ def restore(rt: Runtime, rollouts: Iterable[Mapping[str, Any]], applied: Mapping
     for row in rollouts:
         name = row["name"]
         if row.get("good_spec") is not None and (good := _spec(name, row["good_spec"])) is not None:
-            rt.last_good[name] = good
+            rt.rollouts.last_good[name] = good
             fallback[name] = good
         # the version that ran and answered last (a good edit still on probation) is the one
         # a file that does not load keeps running, not the older good one
         if row.get("answered_spec") is not None and (answered := _spec(name, row["answered_spec"])) is not None:
-            rt.answered[name] = answered
+            rt.rollouts.answered[name] = answered
             if answered.runtime_hash() != row.get("failed_hash"):
                 fallback[name] = answered
         if row.get("failed_hash"):
-            rt.failed[name] = row["failed_hash"]
-            rt.failed_why[name] = row.get("failed_reason") or ""
-            rt.failed_facts[name] = dict(row.get("failed_facts") or {})
+            rt.rollouts.failed[name] = row["failed_hash"]
+            rt.rollouts.failed_why[name] = row.get("failed_reason") or ""
+            rt.rollouts.failed_facts[name] = dict(row.get("failed_facts") or {})
     return fallback

@@ -17,15 +17,13 @@ import time
 from typing import Any
 
 from reconciler import observe
-from reconciler.act import child_cwd, child_env, command_argv, log_path, remember_answered
 from reconciler.actions import Replace
 from reconciler.children import Child, SpawnError
-from reconciler.platform import current
 from reconciler.events import EventKind
 from reconciler.facts import as_dict
+from reconciler.launch import first_answer, log_path, program_lines, spawn
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
-from reconciler.trial import first_answer, program_lines
 
 ROUTE_WITHIN = 120.0  # seconds the tunnel may take to move the route before the old one stops anyway
 DRAIN = 2.0  # seconds the old version still serves after the route moved (requests under way, and
@@ -40,16 +38,15 @@ def start_replace(rt: Runtime, action: Replace, actor: str) -> None:
 async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
     name, spec, port = action.name, action.spec, action.port
     old_state, old = rt.state(name), rt.children.get(name)
-    old_spec = rt.last_good.get(name)
+    old_spec = rt.rollouts.last_good.get(name)
     rt.event(EventKind.CHANGE_TRYING, name, f"the new version starts on port {port} next to the running one",
              actor=actor, detail={"port": port, "hash": spec.runtime_hash()})
     new: Child | None = None
     try:
         started = time.monotonic()
         try:
-            new = await Child.spawn(command_argv(spec, port), shell=spec.shell, cwd=child_cwd(rt.config_dir, spec),
-                                    env=child_env(spec, port), log_path=log_path(rt, name),
-                                    contain=lambda pid: current().contain(rt.data_dir, name, pid))
+            new = await spawn(spec, port, config_dir=rt.config_dir, log_to=log_path(rt.data_dir, name),
+                              job_dir=rt.data_dir, job_name=name)
         except SpawnError as exc:
             return _failed(rt, name, spec.runtime_hash(), f"could not start: {exc}", actor,
                            {"cause": "beside", "start_error": str(exc)})
@@ -62,7 +59,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
             return
         if not verdict.ok:
             await new.stop(spec.stop.signal, spec.stop.timeout)
-            printed = program_lines(log_path(rt, name))
+            printed = program_lines(log_path(rt.data_dir, name))
             why = f"{verdict.text}: {printed[-1][:200]}" if printed and verdict.exit is not None else verdict.text
             facts = {"cause": "beside", "exit": as_dict(verdict.exit),
                      "never_answered": verdict.exit is None, "waited": verdict.seconds}
@@ -76,7 +73,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
             healthy_since=time.monotonic(), health_failures=0, health_error=None, last_latency_ms=None,
             restarts=now_state.restarts + 1, replacing=False)
         rt.save(name)
-        remember_answered(rt, name, spec)
+        rt.rollouts.remember_answered(name, spec)
         rt.event(EventKind.SWITCHED, name, f"the new version answers on port {port}; the previous one "
                  f"(port {old_state.port}) stops once the route has moved", actor=actor,
                  detail={"port": port, "old_port": old_state.port, "pid": new.pid, "old_pid": old.pid})
@@ -84,7 +81,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
         rt.routes_changed()  # the loop reloads: the tunnel's route follows the new port
         rt.notify()
         new = None  # it is the server now: not stopped below
-        await rt.wait_until(lambda: rt.routes_applied(name, port), ROUTE_WITHIN)
+        await rt.wait_until(lambda: rt.routing.routes_applied(name, port), ROUTE_WITHIN)
         await asyncio.sleep(DRAIN)
         signal, timeout = (old_spec.stop.signal, old_spec.stop.timeout) if old_spec else ("TERM", 10.0)
         result = await old.stop(signal, timeout)
@@ -98,10 +95,7 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
 
 
 def _failed(rt: Runtime, name: str, failed_hash: str, why: str, actor: str, facts: dict[str, Any]) -> None:
-    rt.failed[name] = failed_hash
-    rt.failed_why[name] = why
-    rt.failed_facts[name] = facts
-    rt.put({"op": "rollout_failed", "name": name, "hash": failed_hash, "why": why, "facts": facts})
+    rt.rollouts.remember_failed(name, failed_hash, why, facts)
     rt.update(name, replacing=False)
     rt.event(EventKind.ROLLED_BACK, name, f"your change was not applied: {why}; the previous version kept "
              "running", actor=actor, detail={"failed_hash": failed_hash, "why": why, "gap": False, **facts})

@@ -17,8 +17,9 @@ from reconciler.aio import wait_for
 from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.facts import as_dict
-from reconciler.own import OwnPart
+from reconciler.own import NoRouting, OwnPart, Routing
 from reconciler.reasons import Reason
+from reconciler.rollout_memory import RolloutMemory
 from reconciler.state import Phase, ServerState
 
 log = logging.getLogger("gateway")
@@ -49,13 +50,9 @@ class Runtime:
         self.ports: dict[str, int] = {}
         self.busy_ports: set[int] = set()
         self.intents: dict[str, str] = {}
-        # rollouts (reconciler/rollout.py), loaded from PostgreSQL at start: the last good
-        # version of each server, and a failed change's runtime hash with why it failed
-        self.last_good: dict[str, Any] = {}
-        self.failed: dict[str, str] = {}
-        self.failed_why: dict[str, str] = {}
-        self.failed_facts: dict[str, dict[str, Any]] = {}  # why it failed, typed (rollout.failure_facts)
-        self.answered: dict[str, Any] = {}  # the version that last ran and answered (a rollback target)
+        # each server's remembered versions (last good, answered, a failed change), loaded from
+        # PostgreSQL at start (reconciler/remembered.py)
+        self.rollouts = RolloutMemory(put)
         self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
         self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
         self.host: dict[str, Any] = {}  # latest host figures
@@ -69,8 +66,8 @@ class Runtime:
         self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
         self.resume_sleepers: set[Any] = set()  # health loops napping (reconciler/resume.py wakes them)
         self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
-        # does the tunnel route server NAME to PORT yet? (no tunnel: yes) - set by the tunnel's hook
-        self.routes_applied: Callable[[str, int], bool] = lambda name, port: True
+        # who routes traffic to the servers (the tunnel, set by its hook): has a route moved yet?
+        self.routing: Routing = NoRouting()
         # the gateway's own parts that run as servers (reconciler/own.py), registered by their hook
         self.own_parts: dict[str, OwnPart] = {}
         self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
@@ -171,26 +168,13 @@ class Runtime:
         }
         self.put({"op": "state", "row": row})
 
-    def clear_failed(self, name: str) -> bool:
-        """Forget the change that was rolled back (the owner retries it, or saved another version)."""
-        if self.failed.pop(name, None) is None:
-            return False
-        self.failed_why.pop(name, None)
-        self.failed_facts.pop(name, None)
-        self.put({"op": "rollout_clear", "name": name})
-        return True
-
     def forget(self, name: str) -> None:
         self.states.pop(name, None)
         self.children.pop(name, None)
         self.ports.pop(name, None)
         self.put({"op": "state_delete", "name": name})
         self.put({"op": "server_delete", "name": name})
-        remembered = [memory.pop(name, None) for memory in (self.last_good, self.failed, self.answered)]
-        if any(m is not None for m in remembered):
-            self.failed_why.pop(name, None)
-            self.failed_facts.pop(name, None)
-            self.put({"op": "rollout_forget", "name": name})
+        self.rollouts.forget(name)
         self.event(EventKind.FORGOTTEN, name, "file removed; history kept")
         self.notify()
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.digits import plain_digits
+from reconciler.names import GATEWAY_FILE
 
 if TYPE_CHECKING:  # the schema (pydantic) loads when gateway.toml is read, not with these names
     from reconciler.spec import GatewayFile
-
-GATEWAY_FILE = "gateway.toml"
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
 TOKEN_FILE = "api-token"  # in the data folder: the local API's bearer token (0600)

@@ -28,7 +28,6 @@ from reconciler.digits import plain_digits
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Names the gateway itself uses: `gateway.toml` holds the global settings and `cloudflared`
 # is the tunnel connector it runs. No server file, form or API call may take them.
-RESERVED_NAMES = frozenset({"gateway", "cloudflared"})
 _NAME_RE = re.compile(NAME_PATTERN)
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

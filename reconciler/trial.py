@@ -15,28 +15,11 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.act import child_cwd, child_env, command_argv
-from reconciler.children import Child, ExitStatus, SpawnError
-from reconciler.facts import ExitFact
-from reconciler.platform import current
-from reconciler.health import probe
+from reconciler.children import Child, SpawnError
+from reconciler.launch import Verdict, first_answer, program_lines, spawn
 from reconciler.spec import ServerSpec
-
-NO_CHECK_WATCH = 3.0  # seconds a server with no health check must keep running to pass
-PAUSE = 0.05  # seconds between checks while waiting for the first answer
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    text: str  # in words: "answered on port 8123 in 0.4 s", "exited with code 2: Error: ..."
-    seconds: float
-    port: int | None
-    last_lines: tuple[str, ...] = ()
-    exit: ExitFact | None = None  # it ended before answering: how (None: it ran, or never answered in time)
 
 
 def scratch_port() -> int:
@@ -44,16 +27,6 @@ def scratch_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def try_length(spec: ServerSpec) -> float:
-    """The longest a try of `spec` runs, in seconds: its start period; for a program that
-    only has to keep running, its `min_uptime`; with no check, a few seconds."""
-    health = spec.effective_health()
-    if health.type == "running":
-        return health.min_uptime
-    waiting = float(getattr(health, "start_period", 30.0))
-    return min(waiting, NO_CHECK_WATCH) if health.type == "none" else waiting
 
 
 async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
@@ -64,9 +37,8 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
     log_path.write_bytes(b"")
     started = time.monotonic()
     try:
-        child = await Child.spawn(command_argv(spec, port), shell=spec.shell, cwd=child_cwd(config_dir, spec),
-                                  env=child_env(spec, port), log_path=log_path,
-                                  contain=lambda pid: current().contain(log_path.parent, f"try-{log_path.stem}", pid))
+        child = await spawn(spec, port, config_dir=config_dir, log_to=log_path,
+                            job_dir=log_path.parent, job_name=f"try-{log_path.stem}")
     except SpawnError as exc:
         return Verdict(False, f"could not start: {exc}", 0.0, port)
     follower = _Follower(log_path, on_line)
@@ -86,42 +58,6 @@ async def try_spec(spec: ServerSpec, config_dir: Path, log_path: Path,
     return Verdict(verdict.ok, verdict.text, verdict.seconds, port, lines, verdict.exit)
 
 
-def _exit(status: ExitStatus) -> ExitFact:
-    return ExitFact.of(status.code, status.signal)
-
-
-async def first_answer(spec: ServerSpec, child: Child, port: int | None, started: float) -> Verdict:
-    """Wait for the started `child` to pass its check within its start period (or, with no
-    check, to keep running a few seconds); the verdict in words. Stops nothing."""
-    health = spec.effective_health()
-    waiting = try_length(spec)
-    exited = asyncio.ensure_future(child.wait())
-    try:
-        if health.type in ("none", "running"):
-            done, _ = await asyncio.wait([exited], timeout=waiting)
-            seconds = round(time.monotonic() - started, 2)
-            if done:
-                return Verdict(False, f"{exited.result().describe()} after {seconds:g} s", seconds, port,
-                               exit=_exit(exited.result()))
-            if health.type == "running":
-                return Verdict(True, f"kept running for {waiting:g} s (that is its check)", seconds, port)
-            return Verdict(True, f"kept running for {seconds:g} s (it has no check to answer)", seconds, port)
-        deadline = started + waiting
-        while time.monotonic() < deadline:
-            if exited.done():
-                seconds = round(time.monotonic() - started, 2)
-                return Verdict(False, exited.result().describe(), seconds, port, exit=_exit(exited.result()))
-            result = await probe(health, port)
-            if result.ok:
-                seconds = round(time.monotonic() - started, 2)
-                where = f"on port {port}" if port is not None else "its check"
-                return Verdict(True, f"answered {where} in {seconds:g} s", seconds, port)
-            await asyncio.wait([exited], timeout=PAUSE)
-        return Verdict(False, f"did not answer within {waiting:g} s", round(time.monotonic() - started, 2), port)
-    finally:
-        exited.cancel()
-
-
 async def _stop_surely(child: Child, spec: ServerSpec) -> None:
     """Stop the whole tree with the server's own stop settings. Cancelling the caller again
     meanwhile does not interrupt it (it would leave the tree running); the cancel is passed on
@@ -138,15 +74,6 @@ async def _stop_surely(child: Child, spec: ServerSpec) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-
-
-def program_lines(log_path: Path) -> list[str]:
-    """What the program printed (the gateway's own `--- gateway: ...` markers left out)."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("--- gateway:")]
 
 
 class _Follower:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reconciler.config import is_server_file
+from reconciler.names import GATEWAY_FILE
 from reconciler.platform import inotify
 
 log = logging.getLogger("gateway")
@@ -22,7 +23,7 @@ DEBOUNCE_MS = 100  # after the first change, gather more of the same batch for t
 
 def is_config_file(change: Any, path: str) -> bool:  # watchfiles' filter: (Change, path)
     p = Path(path)
-    return p.name == "gateway.toml" or is_server_file(p)
+    return p.name == GATEWAY_FILE or is_server_file(p)
 
 
 async def watch_folder(folder: Path, on_change: Callable[[], None], stop: asyncio.Event) -> None:

@@ -68,7 +68,8 @@ def _cloudflared(request: Request) -> str | None:
 def _getting(request: Request) -> dict[str, Any]:
     """What the gateway does about cloudflared: the version in use, a newer one offered, what
     it is doing, and how the last try went (in words)."""
-    from reconciler.tunnel.getter import getter_of, offered
+    from reconciler.tunnel.getter import offered
+    from reconciler.tunnel.hook import getter_of
 
     daemon = gateway_of(request)
     got = getter_of(daemon.rt)

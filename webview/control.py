@@ -50,7 +50,7 @@ async def control(daemon: Gateway, verb: str, names: list[str], group: str | Non
     if not selected:
         raise ControlError(404, "no server matches" + (f" group {group!r}" if group else ""))
     if verb == "retry":
-        nothing = [n for n in selected if n not in daemon.rt.failed]
+        nothing = [n for n in selected if n not in daemon.rt.rollouts.failed]
         if nothing:
             raise ControlError(409, f"nothing to retry for {', '.join(nothing)}: its last change was not rolled back")
     before = {n: daemon.rt.state(n).started_at for n in selected}

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from reconciler.digits import plain_digits
 from reconciler.events import EventKind
 from reconciler.fsutil import NotRegularFile, read_regular
+from reconciler.names import RESERVED_NAMES
 from reconciler.ops import tomledit
 from reconciler.spec import ServerSpec
 from reconciler.tunnel.connector import domain_problems
@@ -39,7 +40,6 @@ HEALTH_TYPES = ("", "http", "tcp", "command", "running", "none")
 KEPT_HEALTH_KEYS = {"running": ("min_uptime", "needs_internet"), "none": ()}
 CHECK_TIMING = ("interval", "timeout", "failures", "start_period")
 APPLY_WAIT = 5.0  # seconds to wait for the watcher to pick the file up
-RESERVED = frozenset({"gateway", "cloudflared"})  # names the gateway's own files and programs use
 
 
 class FormError(Exception):
@@ -52,7 +52,7 @@ def server_path(config_dir: Path, name: str) -> Path:
     """gateway.d/NAME.toml for a valid name, never a path outside the folder."""
     if not NAME_RE.match(name):
         raise FormError({"name": "use 1-63 lowercase letters, digits and '-', starting with a letter or digit"})
-    if name in RESERVED:
+    if name in RESERVED_NAMES:
         raise FormError({"name": f"{name} is a name the gateway uses for itself; pick another"})
     path = (config_dir / f"{name}.toml").resolve()
     if path.parent != config_dir.resolve():

@@ -13,8 +13,8 @@ record what the page did), `reconciler.control` (an owner's intent), files writt
 for a folder changed otherwise), `request_stop` (the gateway itself).
 
 Besides these the page calls engine functions with what it holds of them: the tunnel's
-state by `rt` (reconciler.tunnel.status, .hook, .getter: the tunnel keeps its memory per
-runtime), a try with `settings` (reconciler.trial), backups and autostart with `settings`
+state by `rt` (reconciler.tunnel.status, .hook, .getter: the runtime's `routing` is the
+tunnel, `tunnel_of(rt)`, which owns its memory), a try with `settings` (reconciler.trial), backups and autostart with `settings`
 and the database's address (reconciler.ops), and the pure schema (reconciler.spec, .config).
 """
 
@@ -76,19 +76,7 @@ class Live(Protocol):
     def uptime(self) -> Mapping[str, Mapping[str, Any]]: ...  # availability per server and period
 
     @property
-    def last_good(self) -> Mapping[str, ServerSpec]: ...
-
-    @property
-    def answered(self) -> Mapping[str, ServerSpec]: ...
-
-    @property
-    def failed(self) -> Mapping[str, str]: ...  # a rolled back change: server -> its runtime hash
-
-    @property
-    def failed_why(self) -> Mapping[str, str]: ...
-
-    @property
-    def failed_facts(self) -> Mapping[str, Mapping[str, Any]]: ...
+    def rollouts(self) -> Rollouts: ...  # each server's remembered versions
 
     @property
     def own_parts(self) -> Mapping[str, OwnPart]: ...  # the gateway's own parts (the tunnel)
@@ -104,6 +92,25 @@ class Live(Protocol):
               detail: dict[str, Any] | None = None) -> None: ...
 
     async def wait_until(self, done: Callable[[], bool], timeout: float) -> bool: ...
+
+
+class Rollouts(Protocol):
+    """The remembered versions (reconciler.rollout_memory.RolloutMemory) as the page reads them."""
+
+    @property
+    def last_good(self) -> Mapping[str, ServerSpec]: ...
+
+    @property
+    def answered(self) -> Mapping[str, ServerSpec]: ...
+
+    @property
+    def failed(self) -> Mapping[str, str]: ...  # a rolled back change: server -> its runtime hash
+
+    @property
+    def failed_why(self) -> Mapping[str, str]: ...
+
+    @property
+    def failed_facts(self) -> Mapping[str, Mapping[str, Any]]: ...
 
 
 class Journal(Protocol):
@@ -188,6 +195,9 @@ def missing(daemon: object) -> list[str]:
         part = getattr(daemon, name, None)
         if part is not None:
             parts.append((f"{name}.", part, protocol))
+    rollouts = getattr(getattr(daemon, "rt", None), "rollouts", None)
+    if rollouts is not None:
+        parts.append(("rt.rollouts.", rollouts, Rollouts))
     return [f"{where}{name}" for where, part, protocol in parts for name in members(protocol)
             if not hasattr(part, name)]
 

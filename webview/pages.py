@@ -112,7 +112,8 @@ def version_in_force(daemon: Gateway, name: str, spec: ServerSpec | None) -> Ser
     if spec is None:
         return None
     rt = daemon.rt
-    desired = Desired({name: spec}, last_good=rt.last_good, failed=rt.failed, answered=rt.answered)
+    memory = rt.rollouts
+    desired = Desired({name: spec}, last_good=memory.last_good, failed=memory.failed, answered=memory.answered)
     return in_force(name, desired)
 
 

@@ -25,7 +25,8 @@ from starlette.types import Receive, Scope, Send
 from reconciler.fsutil import server_log
 from reconciler.settings import Settings
 from reconciler.spec import ServerSpec
-from reconciler.trial import Verdict, try_length, try_spec
+from reconciler.launch import Verdict, try_length
+from reconciler.trial import try_spec
 from webview.render import fragment
 
 LIVE = "application/x-ndjson"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from reconciler.names import RESERVED_NAMES
 from reconciler.store import Store, accounts
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Session:
     door: str = "local"
 
 
-RESERVED = frozenset({"gateway", "cloudflared", "cli"})  # names the gateway uses for itself
+RESERVED = RESERVED_NAMES | {"cli"}  # names the gateway uses for itself (the CLI's actor too)
 
 
 def normal_name(name: str) -> str:

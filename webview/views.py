@@ -97,8 +97,9 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "health": _health_word(state.phase, spec, state.health_failures, state.health_error),
         "uptime_pct": rt.uptime.get(name, {"24h": None, "7d": None, "30d": None}),
         # a change that failed and was rolled back (reconciler/rollout.py): not tried again by itself
-        "rolled_back": rt.failed_why.get(name, "it failed") if name in rt.failed else None,
-        "rolled_back_facts": dict(rt.failed_facts.get(name) or {}) if name in rt.failed else None,
+        "rolled_back": rt.rollouts.failed_why.get(name, "it failed") if name in rt.rollouts.failed else None,
+        "rolled_back_facts": (dict(rt.rollouts.failed_facts.get(name) or {}) if name in rt.rollouts.failed
+                              else None),
         # the gateway's own part (the tunnel): not in bulk actions, never cut through the tunnel door
         "own": name in rt.own_parts,
         "carries": carried(rt) if name in rt.own_parts else [],

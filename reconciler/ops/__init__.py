@@ -10,18 +10,23 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from reconciler.config import LoadResult
+
 T = TypeVar("T")
 log = logging.getLogger("gateway")
 
 
-def live_section(daemon: Any, section: str, parse: Callable[[dict[str, Any]], T], default: Callable[[], T],
+Loaded = Callable[[], "LoadResult | None"]  # the folder as last loaded (`Reconciler.result`)
+
+
+def live_section(loaded: Loaded, section: str, parse: Callable[[dict[str, Any]], T], default: Callable[[], T],
                  broken: str) -> Callable[[], T]:
     """A function returning gateway.toml's `[section]` as last loaded, validated by `parse`
     (re-parsed only when the table changes); `default()` and one logged error while it is broken."""
     cache: dict[str, Any] = {"table": None, "value": default()}
 
     def current() -> T:
-        result = daemon.reconciler.result
+        result = loaded()
         table = dict(getattr(result.settings, section)) if result is not None else {}
         if table != cache["table"]:
             cache["table"] = table

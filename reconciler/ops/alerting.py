@@ -4,12 +4,18 @@ from the runtime, the polled conditions (disk, database), and the record of ever
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from reconciler.ops import live_section
+from reconciler.ops import Loaded, live_section
 from reconciler.ops.incidents import Incident, Truth, assess
 from reconciler.ops.notify import Alert, Dispatcher, NotifySettings, Record, Sent, TruthOf, parse_settings
+
+if TYPE_CHECKING:
+    from reconciler.runtime import Runtime
+    from reconciler.spec import ServerSpec
+    from reconciler.store import Store
+    from reconciler.store.sink import Sink
 
 DATABASE_AFTER = 30.0  # seconds unreachable before it alerts
 
@@ -61,25 +67,24 @@ def server_truth(rt: Any, specs: Callable[[], Any], settings: Callable[[], Notif
     return truth
 
 
-def start(daemon: Any) -> Dispatcher:
-    """Wire a dispatcher into a running daemon: observe its events, read `[notify]` live."""
-    from reconciler.tunnel.connector import RESERVED
+def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded) -> Dispatcher:
+    """Wire a dispatcher into a running gateway: observe the runtime's events, read `[notify]`
+    live from the loaded folder, record what is sent in `store`, watch `sink` for the database."""
+    from reconciler.names import CONNECTOR
 
-    settings = live_section(daemon, "notify", parse_settings, NotifySettings,
+    settings = live_section(loaded, "notify", parse_settings, NotifySettings,
                             "alerts use the defaults and no URLs until fixed")
-    rt = daemon.rt
 
-    def specs() -> Any:
-        result = daemon.reconciler.result
+    def specs() -> Mapping[str, ServerSpec]:
+        result = loaded()
         return result.specs if result is not None else {}
 
     async def load() -> list[Incident]:
-        return [Incident.from_row(r) for r in await daemon.store.load_open_incidents()]
+        return [Incident.from_row(r) for r in await store.load_open_incidents()]
 
-    dispatcher = Dispatcher(settings, recorder(daemon.store.pool, lambda: len(settings().urls)),
-                            watcher(rt, daemon.sink, settings),
-                            server_truth=server_truth(rt, specs, settings, frozenset({RESERVED})),
+    dispatcher = Dispatcher(settings, recorder(store.pool, lambda: len(settings().urls)),
+                            watcher(rt, sink, settings),
+                            server_truth=server_truth(rt, specs, settings, frozenset({CONNECTOR})),
                             put=rt.put, load=load, names=lambda: list(rt.states))
     rt.subscribe(dispatcher.observe)
-    daemon.notifier = dispatcher
     return dispatcher

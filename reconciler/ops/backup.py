@@ -252,13 +252,6 @@ async def _migrate(dsn: str, schema: str) -> int:
         return int(row[0]) if row and row[0] is not None else 0
 
 
-def restore(archive: Path, dsn: str, schema: str, config_dir: Path | None, box: Any) -> Restored:
-    """See reconciler.ops.restore (kept here for callers of the first version)."""
-    from reconciler.ops.restore import restore as run
-
-    return run(archive, dsn, schema, config_dir, box)
-
-
 # --- the database the CLI works on ------------------------------------------------------
 @contextlib.contextmanager
 def database(settings: Any) -> Iterator[str]:

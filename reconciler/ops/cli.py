@@ -97,9 +97,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_autostart(args: argparse.Namespace) -> int:
     from reconciler.ops import autostart as a
+    from reconciler.ops.autostart_files import Target
 
     settings = resolve(args.config, args.data_dir)
-    target = a.Target(Path(sys.executable), settings.config_dir, settings.data_dir)
+    target = Target(Path(sys.executable), settings.config_dir, settings.data_dir)
     try:
         if args.autostart_command == "status":
             print("\n".join(a.status(target, ask=not args.print)))

@@ -21,14 +21,19 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from reconciler.ops import live_section, section_errors
+from reconciler.ops import Loaded, live_section, section_errors
 from reconciler.platform import current
 from reconciler.spec import parse_duration
 from reconciler.events import EventKind
+
+if TYPE_CHECKING:
+    from reconciler.runtime import Runtime
+    from reconciler.store import Store
 
 log = logging.getLogger("gateway")
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -56,9 +61,9 @@ def parse_settings(table: dict[str, Any]) -> SyncSettings:
         raise SyncSettingsError(section_errors("sync", exc)) from None
 
 
-def live_settings(daemon: Any) -> Any:
-    """A function returning the daemon's current `[sync]`, validated (defaults when broken)."""
-    return live_section(daemon, "sync", parse_settings, SyncSettings, "sync is off until fixed")
+def live_settings(loaded: Loaded) -> Callable[[], SyncSettings]:
+    """A function returning the current `[sync]`, validated (defaults when broken)."""
+    return live_section(loaded, "sync", parse_settings, SyncSettings, "sync is off until fixed")
 
 
 NO_GIT = ("git is not installed on this computer, so the folder is not pulled (on Windows: install Git for "
@@ -108,10 +113,9 @@ def pull(folder: Path) -> Pull:
 RECORD = "INSERT INTO sync_commits (commit, previous, ok, error) VALUES (%s, %s, %s, %s)"
 
 
-async def pull_forever(daemon: Any, settings: Any = None) -> None:
-    """The daemon's task: pull on the `git_pull` schedule; record and report the outcome."""
-    settings = settings or live_settings(daemon)
-    rt, folder = daemon.rt, Path(daemon.settings.config_dir)
+async def pull_forever(rt: Runtime, store: Store, folder: Path, reload: Callable[[], None],
+                       settings: Callable[[], SyncSettings]) -> None:
+    """The daemon's task: pull `folder` on the `git_pull` schedule; record and report the outcome."""
     while True:
         every = settings().git_pull
         await asyncio.sleep(every if every else IDLE_CHECK)
@@ -123,19 +127,19 @@ async def pull_forever(daemon: Any, settings: Any = None) -> None:
         if result.ok:
             rt.event(EventKind.SYNC_PULLED, None, f"git pull applied {result.after} (was {result.before})",
                      detail={"commit": result.after, "previous": result.before})
-            daemon.reconciler.mark_config_dirty()
+            reload()
         else:
             rt.event(EventKind.SYNC_FAILED, None, result.error or "git pull failed", detail={"commit": result.after})
         try:
-            async with daemon.store.pool.connection(timeout=5) as conn:
+            async with store.pool.connection(timeout=5) as conn:
                 await conn.execute(RECORD, (result.after, result.before, result.ok, result.error))
         except Exception as exc:  # noqa: BLE001 - the database may be away: the event is queued anyway
             log.warning("git pull outcome not recorded in PostgreSQL: %s", exc)
 
 
 # --- scheduled backups -------------------------------------------------------------------
-def backup_folder(daemon: Any, conf: SyncSettings) -> Path:
-    return Path(conf.backup_dir).expanduser() if conf.backup_dir else Path(daemon.settings.data_dir) / "backups"
+def backup_folder(data_dir: Path, conf: SyncSettings) -> Path:
+    return Path(conf.backup_dir).expanduser() if conf.backup_dir else Path(data_dir) / "backups"
 
 
 def prune(folder: Path, keep: int) -> list[Path]:
@@ -157,24 +161,25 @@ def write_and_prune(dsn: str, schema: str, config_dir: Path, path: Path, keep: i
     return manifest
 
 
-async def backup_forever(daemon: Any, settings: Any = None) -> None:
-    settings = settings or live_settings(daemon)
+async def backup_forever(rt: Runtime, settings: Callable[[], SyncSettings], dsn: Callable[[], str | None],
+                         schema: str, config_dir: Path, data_dir: Path) -> None:
+    """The daemon's task: a backup of the database `dsn()` (schema `schema`) and `config_dir` on
+    the `backup_every` schedule, into `backup_dir` (else DATA/backups), the newest `backup_keep` kept."""
     while True:
         every = settings().backup_every
         await asyncio.sleep(every if every else IDLE_CHECK)
         conf = settings()
         if not conf.backup_every:
             continue
-        folder = backup_folder(daemon, conf)
+        folder = backup_folder(data_dir, conf)
         path = folder / f"gateway-{datetime.now():%Y%m%d-%H%M%S}.tar.gz"
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            dsn = daemon.settings.dsn or (daemon.pg.dsn if daemon.pg is not None else None)
-            if dsn is None:
+            address = dsn()
+            if address is None:
                 raise RuntimeError("the database is not running")
-            manifest = await asyncio.to_thread(write_and_prune, dsn, daemon.settings.schema,
-                                               daemon.settings.config_dir, path, conf.backup_keep)
+            manifest = await asyncio.to_thread(write_and_prune, address, schema, config_dir, path, conf.backup_keep)
         except Exception as exc:  # noqa: BLE001 - reported, retried at the next slot
-            daemon.rt.event(EventKind.BACKUP_FAILED, None, f"scheduled backup to {path} failed: {exc}")
+            rt.event(EventKind.BACKUP_FAILED, None, f"scheduled backup to {path} failed: {exc}")
             continue
-        daemon.rt.event(EventKind.BACKUP_WRITTEN, None, f"{path} ({sum(manifest['tables'].values())} rows)")
+        rt.event(EventKind.BACKUP_WRITTEN, None, f"{path} ({sum(manifest['tables'].values())} rows)")

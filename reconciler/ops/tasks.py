@@ -1,41 +1,35 @@
-"""The operations' background tasks, started by `Daemon.serve` with the core ones.
-
-The daemon treats a task that ends as a crash, so each of these runs inside `_guarded`:
-a failure is logged and the work starts again after a pause, never ending the gateway.
-"""
+"""The operations' background tasks, each built with what it uses and added to the gateway's
+runner (reconciler/runner.py), which restarts one that fails: log rotation, alerts, the git
+pull and the scheduled backup of `[sync]`."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from reconciler.ops import alerting, gitsync  # imported with the daemon: no slow import once it serves
+from reconciler.ops import Loaded, alerting, gitsync  # imported with the daemon: no slow import once it serves
 from reconciler.ops.logs import rotate_forever
+from reconciler.ops.notify import Dispatcher
 
-log = logging.getLogger("gateway")
-RETRY_AFTER = 30.0
-
-
-async def _guarded(name: str, work: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        try:
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # an operations task never takes the gateway down
-            log.exception("the %s task failed; starting it again in %.0fs", name, RETRY_AFTER)
-        await asyncio.sleep(RETRY_AFTER)
+if TYPE_CHECKING:
+    from reconciler.runner import Runner
+    from reconciler.runtime import Runtime
+    from reconciler.settings import Settings
+    from reconciler.store import Store
+    from reconciler.store.sink import Sink
 
 
-def ops_tasks(daemon: Any) -> list[asyncio.Task[None]]:
-    rt = daemon.rt
-    alerts = alerting.start(daemon)
-    jobs: dict[str, Callable[[], Awaitable[None]]] = {
-        "log-rotation": lambda: rotate_forever(rt),
-        "alerts": alerts.run,
-        "git-pull": lambda: gitsync.pull_forever(daemon),
-        "scheduled-backup": lambda: gitsync.backup_forever(daemon),
-    }
-    return [asyncio.create_task(_guarded(name, job), name=name) for name, job in jobs.items()]
+def add_ops_tasks(runner: Runner, rt: Runtime, store: Store, sink: Sink, settings: Settings, loaded: Loaded,
+                  reload: Callable[[], None], dsn: Callable[[], str | None]) -> Dispatcher:
+    """Add the operations' tasks to `runner`. `loaded()`: the folder as last loaded (its
+    `[notify]` and `[sync]` are read live); `reload()`: read the folder again (a pull brought
+    commits); `dsn()`: the database's address now. Returns the alerts' dispatcher (the page's
+    `notifier`): alerts see every event from the first start on."""
+    alerts = alerting.start(rt, store, sink, loaded)
+    sync = gitsync.live_settings(loaded)
+    runner.add("log-rotation", lambda: rotate_forever(rt))
+    runner.add("alerts", alerts.run)
+    runner.add("git-pull", lambda: gitsync.pull_forever(rt, store, settings.config_dir, reload, sync))
+    runner.add("scheduled-backup", lambda: gitsync.backup_forever(rt, sync, dsn, settings.schema, settings.config_dir,
+                                                                  settings.data_dir))
+    return alerts

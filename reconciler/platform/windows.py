@@ -87,7 +87,7 @@ def _console_host(proc: psutil.Process) -> bool:
     """conhost.exe, the host of a server's console (Wine puts it in the server's job): it ends with
     the console's last program and is never counted as one of the server's processes."""
     try:
-        return proc.name().lower() == "conhost.exe"
+        return bool(proc.name().lower() == "conhost.exe")
     except psutil.Error:
         return False
 

@@ -7,7 +7,8 @@
 - `connector`: the synthesized ``cloudflared`` server (plan, spec, config.yml).
 - `goregex`, `origin`, `hostnames`: cloudflared's checks of paths, originRequest and hostnames.
 - `validate`: the installed cloudflared's own validator on a candidate config.
-- `hook`: the loop's one hook, `with_tunnel`; `uplink`: offline, waiting for the internet, online.
+- `hook`: the loop's one hook, `Tunnel` (its memory: `memory`); `uplink`: offline, waiting for the
+  internet, online; `reach`: what the connectors say at /ready; `handover`: restarts without a gap.
 - `dns`: proxied CNAMEs through the Cloudflare API, remembering which records it created.
 - `commands`: ``gateway tunnel status|render|check|dns``.
 """
@@ -16,17 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RESERVED", "plan_of", "with_tunnel"]
+__all__ = ["Tunnel", "plan_of"]
 
 
 def __getattr__(name: str) -> Any:
     """The connector and the hook load on first use: `gateway status` imports this package
     for its commands and never needs them."""
-    if name == "RESERVED":
-        from reconciler.tunnel.connector import RESERVED
-
-        return RESERVED
-    if name in ("plan_of", "with_tunnel"):
+    if name in ("Tunnel", "plan_of"):
         from reconciler.tunnel import hook
 
         return getattr(hook, name)

@@ -67,13 +67,14 @@ def domain_errors(result: LoadResult, folder: Path, data_dir: Path | None = None
     domains and the page's addresses the data folder knows), without writing."""
     import tempfile
 
-    from reconciler.tunnel.connector import RESERVED, build, routes
+    from reconciler.names import CONNECTOR
+    from reconciler.tunnel.connector import build, routes
 
     with tempfile.TemporaryDirectory(prefix="gateway-check-") as scratch:
         plan = build(result, folder, Path(scratch), {}, facts_dir=data_dir)
     if plan.settings is not None:
         return list(plan.errors)
-    return [*plan.errors, *routes(result.specs, result.files, {}, frozenset({RESERVED}))[1]]  # no (good) [tunnel]
+    return [*plan.errors, *routes(result.specs, result.files, {}, frozenset({CONNECTOR}))[1]]  # no (good) [tunnel]
 
 
 def cmd_tunnel(args: argparse.Namespace) -> int:

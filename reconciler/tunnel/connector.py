@@ -25,6 +25,7 @@ from pathlib import Path
 from reconciler.config import ConfigError, LoadResult, _line_of
 from reconciler.digits import plain_digits
 from reconciler.fsutil import atomic_write
+from reconciler.names import CONNECTOR, GATEWAY_FILE
 from reconciler.settings import TUNNEL_URL_FILE, URL_FILE
 from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
 from reconciler.spec import format_duration as fd
@@ -34,9 +35,9 @@ from reconciler.tunnel.ingress import Rule, render
 from reconciler.tunnel.routes import PAGE, Known, _error, routes, with_ca_pool
 from reconciler.tunnel.settings import TunnelSettings, parse
 
-__all__ = ["PAGE", "RESERVED", "Known", "TunnelPlan", "build", "routes"]
+__all__ = ["PAGE", "CONNECTOR", "RESERVED", "Known", "TunnelPlan", "build", "routes"]
 
-RESERVED = "cloudflared"  # the synthesized server's name; a user file with it is refused
+RESERVED = CONNECTOR  # the old name, still imported by tunnel/dns_task.py; new code: reconciler.names.CONNECTOR
 STOP_MARGIN = 5.0  # seconds past the grace period before a stop is forced
 SHUTDOWN_DRAIN = 2.0  # seconds requests under way get when the gateway stops (the OS allows a few)
 
@@ -103,7 +104,7 @@ def run_argv(settings: TunnelSettings, executable: Path, config_path: Path, metr
 
 def connector_spec(settings: TunnelSettings, executable: Path, config_path: Path, text: str) -> ServerSpec:
     return ServerSpec(
-        name=RESERVED,
+        name=CONNECTOR,
         command=run_argv(settings, executable, config_path, "127.0.0.1:{port}"),
         port=settings.metrics_port,
         env={"GATEWAY_INGRESS_HASH": ingress_hash(text)},
@@ -214,8 +215,8 @@ def own_ports(result: LoadResult, data_dir: Path, settings: TunnelSettings | Non
     ports.update(p for p in (page, door) if p)
     if settings is not None and isinstance(settings.metrics_port, int):
         ports.add(settings.metrics_port)
-    if running and running.get(RESERVED):
-        ports.add(running[RESERVED])
+    if running and running.get(CONNECTOR):
+        ports.add(running[CONNECTOR])
     return frozenset(ports)
 
 
@@ -248,12 +249,12 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
         return TunnelPlan(errors=parsed, missing="[tunnel] in gateway.toml has errors")
     settings = parsed
     errors: list[ConfigError] = []
-    gw_path = str(Path(config_dir) / "gateway.toml")
+    gw_path = str(Path(config_dir) / GATEWAY_FILE)
     skip: frozenset[str] = frozenset()
-    if RESERVED in result.specs:
-        skip = frozenset({RESERVED})
-        path = result.files.get(RESERVED, RESERVED)
-        errors.append(ConfigError(path, None, None, None, f"the name {RESERVED!r} is reserved for the tunnel "
+    if CONNECTOR in result.specs:
+        skip = frozenset({CONNECTOR})
+        path = result.files.get(CONNECTOR, CONNECTOR)
+        errors.append(ConfigError(path, None, None, None, f"the name {CONNECTOR!r} is reserved for the tunnel "
                                   "connector the gateway runs from [tunnel]; rename this file"))
     if settings.credentials_file and not Path(settings.credentials_file).expanduser().is_file():
         errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "credentials_file")), None,
@@ -268,7 +269,7 @@ def build(result: LoadResult, config_dir: Path, data_dir: Path, ports: Mapping[s
                                   "tunnel.origin.caPool", missing_ca))
     settings = settings.model_copy(update={"origin": origin})
     if isinstance(settings.metrics_port, int):
-        holder = next((n for n, s in result.specs.items() if s.port == settings.metrics_port and n != RESERVED), None)
+        holder = next((n for n, s in result.specs.items() if s.port == settings.metrics_port and n != CONNECTOR), None)
         if holder:
             errors.append(ConfigError(gw_path, _line_of(gw_path, ("tunnel", "metrics_port")), None,
                                       "tunnel.metrics_port", f"{settings.metrics_port} is already used by {holder}"))
@@ -327,8 +328,8 @@ def write_config(path: Path, text: str) -> bool:
 
 
 def merge(result: LoadResult, plan: TunnelPlan) -> LoadResult:
-    specs = {n: s for n, s in result.specs.items() if not (plan.settings and n == RESERVED)}
+    specs = {n: s for n, s in result.specs.items() if not (plan.settings and n == CONNECTOR)}
     if plan.spec is not None:
-        specs[RESERVED] = plan.spec
+        specs[CONNECTOR] = plan.spec
     return dataclasses.replace(result, specs=dict(sorted(specs.items())),
                                errors=(*result.errors, *plan.errors))

@@ -17,42 +17,20 @@ import asyncio
 import os
 import subprocess
 import time
-import weakref
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.events import EventKind
+from reconciler.names import CONNECTOR
 from reconciler.tunnel import fetch
+from reconciler.tunnel.hook import getter_of
+from reconciler.tunnel.memory import RETRY_START, TunnelContext
 from reconciler.tunnel.release import Release, ReleaseError, newer, version_of
 
-if TYPE_CHECKING:
-    from reconciler.daemon import Daemon
-
-RESERVED = "cloudflared"
 LOOK_EVERY = 2.0  # seconds between looks at the plan
 CHECK_EVERY = float(os.environ.get("GATEWAY_CLOUDFLARED_CHECK_EVERY") or 24 * 3600)  # newer releases
 FIRST_CHECK = 10.0  # seconds after the start: the first look for a newer release
-RETRY_START, RETRY_CAP = 60.0, 3600.0
-
-
-@dataclass
-class Getter:
-    version: str | None = None  # the version in use, when known
-    offer: Release | None = None  # a newer release, offered on the page
-    busy: str | None = None  # what is being done now, in words
-    said: str | None = None  # the last outcome, in words
-    ok: bool = True  # whether that outcome was good
-    checked_at: float | None = None  # monotonic: the last look for a newer release
-    retry_at: float = 0.0
-    retry: float = RETRY_START
-
-
-_getters: weakref.WeakKeyDictionary[Any, Getter] = weakref.WeakKeyDictionary()
-
-
-def getter_of(rt: Any) -> Getter:
-    return _getters.setdefault(rt, Getter())
+RETRY_CAP = 3600.0  # seconds: the longest wait between two tries to fetch cloudflared
 
 
 _versions: dict[tuple[str, float], str | None] = {}
@@ -99,7 +77,7 @@ async def install(rt: Any, data_dir: Path, release: Release | None, actor: str, 
                 "the gateway tries again by itself (in a minute, then less often)")
         words = f"cloudflared was not installed: {exc}; {keep}."
         if words != got.said or actor != "gateway":  # the gateway's own retries say a new reason once
-            rt.event(EventKind.CLOUDFLARED_FAILED, RESERVED, words, actor=actor, detail={"error": str(exc)})
+            rt.event(EventKind.CLOUDFLARED_FAILED, CONNECTOR, words, actor=actor, detail={"error": str(exc)})
         got.said, got.ok = words, False
         return False, words
     finally:
@@ -108,7 +86,7 @@ async def install(rt: Any, data_dir: Path, release: Release | None, actor: str, 
     words = (f"cloudflared {done.version} is installed (checked against the checksum Cloudflare published)"
              + (f"; the tunnel moves to it from {before} without a gap" if before and before != done.version else ""))
     got.said, got.ok = words + ".", True
-    rt.event(EventKind.CLOUDFLARED_INSTALLED, RESERVED, words, actor=actor,
+    rt.event(EventKind.CLOUDFLARED_INSTALLED, CONNECTOR, words, actor=actor,
              detail={"version": done.version, "sha256": done.sha256, "path": str(done.path)})
     mark_dirty()
     return True, got.said
@@ -137,22 +115,19 @@ def offered(rt: Any, data_dir: Path) -> Release | None:
     return offer
 
 
-async def cloudflared_forever(daemon: Daemon) -> None:
-    from reconciler.tunnel.hook import plan_of
-
-    rt = daemon.rt
-    data_dir = daemon.settings.data_dir
+async def cloudflared_forever(tunnel: TunnelContext, data_dir: Path) -> None:
+    """The daemon's task: fetch cloudflared when the tunnel needs one, look for a newer one daily."""
+    rt, got = tunnel.rt, tunnel.memory.getter
     started = time.monotonic()
-    got = getter_of(rt)
     while True:
         await asyncio.sleep(LOOK_EVERY)
-        plan = plan_of(rt)
+        plan = tunnel.memory.plan
         if plan is None or plan.settings is None:
             continue
         now = time.monotonic()
         got.version = await asyncio.to_thread(version_in_use, plan.executable, data_dir)
         if plan.executable is None and not plan.settings.cloudflared and now >= got.retry_at and not got.busy:
-            ok, _ = await install(rt, data_dir, None, "gateway", daemon.reconciler.mark_config_dirty)
+            ok, _ = await install(rt, data_dir, None, "gateway", tunnel.reload)
             if not ok:
                 got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
             continue

@@ -197,7 +197,7 @@ def to_yaml(data: Mapping[str, Any], header: str = "") -> str:
     ``*.example.com``, ``^/api/.*$``, ``"yes"`` or ``"0o17"`` are never read as something else."""
     import yaml  # PyYAML: only when a config is rendered
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types (mypy sees Any)
         pass
 
     def text(dumper: yaml.SafeDumper, value: str) -> Any:
@@ -208,7 +208,7 @@ def to_yaml(data: Mapping[str, Any], header: str = "") -> str:
     head = "".join(f"# {line}\n" for line in header.splitlines())
     body = yaml.dump(dict(data), Dumper=Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True,
                      width=10_000)
-    return head + body
+    return head + str(body)
 
 
 def rule_dict(rule: Rule) -> dict[str, Any]:

@@ -9,51 +9,58 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciler.health import probe
+from reconciler.names import CONNECTOR
 from reconciler.spec import HttpHealth
 from reconciler.state import Phase
-from reconciler.tunnel import handover
+from reconciler.tunnel.memory import Memory
 
 if TYPE_CHECKING:
-    from reconciler.tunnel.hook import Reach
+    from reconciler.runtime import Runtime
 
-RESERVED = "cloudflared"
 EVERY = 2.0  # seconds between looks
 TIMEOUT = "1s"
+STALE = 30.0  # seconds after which the last look says nothing any more
 _READY = HttpHealth(type="http", path="/ready", timeout=TIMEOUT)
 
 
-def ports(rt: Any) -> dict[str, int]:
+def ports(rt: Runtime, memory: Memory) -> dict[str, int]:
     """The metrics ports of the connectors that run now: the managed one, and a bridge."""
     out: dict[str, int] = {}
-    st = rt.state(RESERVED)
+    st = rt.state(CONNECTOR)
     if st.phase in (Phase.STARTING, Phase.RUNNING) and st.port:
         out["main"] = st.port
-    bridge = handover.under_way(rt)
+    bridge = memory.handover
     if bridge is not None and bridge.port and bridge.child is not None and bridge.child.is_alive():
         out["bridge"] = bridge.port
     return out
 
 
-async def look(rt: Any, reach: Reach) -> None:
-    asked = ports(rt)
+async def look(rt: Runtime, memory: Memory) -> None:
+    reach = memory.reach
+    asked = ports(rt, memory)
     answers = await asyncio.gather(*(probe(_READY, port) for port in asked.values()))
     reach.ready = {name: result.ok for name, result in zip(asked, answers)}
     reach.at = time.monotonic()
 
 
-def now_ready(rt: Any, reach: Reach) -> bool:
-    """Any connector that still runs said it is ready at the last look."""
-    running = ports(rt)
+def reachable(rt: Runtime, memory: Memory) -> bool | None:
+    """Is the tunnel reachable from outside, as its connectors that still run last said at
+    /ready (None: not asked yet, or not lately)?"""
+    reach = memory.reach
+    if reach.at is None or time.monotonic() - reach.at > STALE:
+        return None
+    running = ports(rt, memory)
     return any(ok for name, ok in reach.ready.items() if name in running)
 
 
-async def watch(rt: Any, reach: Reach) -> None:
+async def watch(rt: Runtime, memory: Memory) -> None:
+    reach = memory.reach
     while True:
         before = dict(reach.ready)
-        await look(rt, reach)
+        await look(rt, memory)
         if reach.ready != before:
             rt.announce()  # the page's live view (and the uplink's look) follow
         await asyncio.sleep(EVERY)

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reconciler.config import GATEWAY_FILE, ConfigError, _line_of
+from reconciler.config import ConfigError, _line_of
+from reconciler.names import GATEWAY_FILE
 from reconciler.spec import Duration, PortSpec
 from reconciler.tunnel.ingress import IngressError, check_origin
 

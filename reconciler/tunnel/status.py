@@ -9,13 +9,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from reconciler.names import CONNECTOR
 from reconciler.runtime import to_wall
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
 from reconciler.tunnel import uplink
-from reconciler.tunnel.connector import RESERVED
-from reconciler.tunnel import handover
-from reconciler.tunnel.hook import memory_of, plan_of, reachable
+from reconciler.tunnel.hook import tunnel_of
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 
 TLS_NOTE = ("Cloudflare's edge serves each hostname over https with its own certificate: there are no "
@@ -33,7 +32,8 @@ def public_url(spec: ServerSpec | None) -> str | None:
 
 
 def tunnel_view(rt: Any) -> dict[str, Any]:
-    plan = plan_of(rt)
+    tunnel = tunnel_of(rt)
+    plan = tunnel.plan if tunnel else None
     if plan is None or plan.settings is None:
         missing = plan.missing if plan else "not configured: add a [tunnel] table to gateway.toml"
         state = "config error" if plan and plan.errors else "not configured"
@@ -50,13 +50,12 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
     if plan.spec is None:
         return {**base, "state": "cloudflared missing" if plan.executable is None else "not started",
                 "summary": plan.missing}
-    st = rt.state(RESERVED)
-    mem = memory_of(rt)
-    up = mem.uplink if mem else None
-    reach = reachable(rt)
-    bridge = handover.under_way(rt)
+    st = rt.state(CONNECTOR)
+    up = tunnel.memory.uplink if tunnel else None
+    reach = tunnel.reachable() if tunnel else None
+    bridge = tunnel.memory.handover if tunnel else None
     base["reachable"] = bool(reach) if reach is not None else uplink.is_up(st)
-    if rt.intents.get(RESERVED) == "stop" and st.phase in (Phase.STOPPED, Phase.STOPPING):
+    if rt.intents.get(CONNECTOR) == "stop" and st.phase in (Phase.STOPPED, Phase.STOPPING):
         return {**base, "reachable": False, "state": "stopped", "summary": "stopped by you"}
     if base["reachable"]:
         switching = " (switching to a second connector: no gap)" if bridge is not None and bridge.ready else ""

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 from reconciler.aio import wait_for
 from reconciler.events import EventKind
 from reconciler.fsutil import server_log
+from reconciler.names import CONNECTOR
 from reconciler.runtime import to_wall
 from reconciler.state import Phase
 from reconciler.tunnel import locate
 
 if TYPE_CHECKING:
-    from reconciler.loop import Reconciler
+    from reconciler.runtime import Runtime
     from reconciler.tunnel.connector import TunnelPlan
 
-RESERVED = "cloudflared"
 TICK = 1.0  # seconds between looks when nothing changes (the internet check has its own pace)
 INSTALLED_EVERY = 5  # ticks between looks for a cloudflared installed meanwhile
 _EXITED = (Phase.EXITED, Phase.BACKOFF)
@@ -73,14 +73,14 @@ def error_line(lines: list[str], width: int = 300) -> str | None:
 
 
 def cause_of(rt: Any) -> str | None:
-    st = rt.state(RESERVED)
+    st = rt.state(CONNECTOR)
     parts = []
     if st.phase in _EXITED or st.phase is Phase.STOPPED:
         if st.last_exit:
             parts.append(st.last_exit)
     elif st.health_error:
         parts.append(f"not ready: {st.health_error}")
-    line = last_error_line(server_log(rt.data_dir, RESERVED))
+    line = last_error_line(server_log(rt.data_dir, CONNECTOR))
     if line:
         parts.append(f'"{line}"')
     return " · ".join(parts) or None
@@ -90,26 +90,25 @@ def is_up(st: Any) -> bool:
     return st.phase is Phase.RUNNING and not st.health_failures and not st.health_error
 
 
-def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> None:
-    """Look once: hold or let go, and say what changed."""
-    rt = rec.rt
+def step(rt: Runtime, up: Uplink, plan: TunnelPlan | None, now: float, reload: Callable[[], None],
+         bridged: Callable[[], bool]) -> None:
+    """Look once: hold or let go, and say what changed. `bridged()`: a second connector of a
+    handover serves (the tunnel is reachable although the managed one does not run)."""
     if plan is None or plan.settings is None or (plan.spec is None and not up.held):
         return
-    st = rt.state(RESERVED)
+    st = rt.state(CONNECTOR)
     internet = rt.host.get("internet_ok")
     offline = internet is False
-    from reconciler.tunnel.hook import reachable
-
-    bridged = st.phase is not Phase.RUNNING and reachable(rt) is True  # a second connector serves meanwhile
-    if is_up(st) or bridged or rt.intents.get(RESERVED) == "stop":
-        if up.said is not None and (is_up(st) or bridged):
-            rt.event(EventKind.TUNNEL_ONLINE, RESERVED, f"reachable from outside again (offline since "
+    serves = st.phase is not Phase.RUNNING and bridged()  # a second connector serves meanwhile
+    if is_up(st) or serves or rt.intents.get(CONNECTOR) == "stop":
+        if up.said is not None and (is_up(st) or serves):
+            rt.event(EventKind.TUNNEL_ONLINE, CONNECTOR, f"reachable from outside again (offline since "
                      f"{_clock(up.since)})", detail={"offline_since": to_wall(up.since)})
         held, up.held = up.held, False
         up.since = up.clock = up.said = up.cause = up.cause_key = None
         up.internet = internet
         if held:
-            rec.mark_config_dirty()
+            reload()
         return
     if up.since is None:
         up.since = st.exited_at if st.phase in _EXITED and st.exited_at is not None else now
@@ -123,21 +122,21 @@ def step(rec: Reconciler, up: Uplink, plan: TunnelPlan | None, now: float) -> No
     if offline:
         if up.said != "waiting":
             up.said = "waiting"
-            rt.event(EventKind.TUNNEL_WAITING, RESERVED, "waiting for the internet: this laptop has no internet, "
+            rt.event(EventKind.TUNNEL_WAITING, CONNECTOR, "waiting for the internet: this laptop has no internet, "
                      "so the tunnel cannot connect; it retries as soon as the internet is back",
                      detail={"cause": up.cause, "offline_since": to_wall(up.since)})
         if not up.held and st.phase in _EXITED:
             up.held = True
-            rec.mark_config_dirty()
+            reload()
         return
     if up.held:
         up.held = False
-        rec.mark_config_dirty()  # the internet is back: start it now, not after a backoff
+        reload()  # the internet is back: start it now, not after a backoff
         return
     after = plan.settings.offline_alert_after
     if up.said != "offline" and up.clock is not None and now - up.clock >= after and st.phase is not Phase.STARTING:
         up.said = "offline"
-        rt.event(EventKind.TUNNEL_OFFLINE, RESERVED, f"not reachable from outside since {_clock(up.since)}: "
+        rt.event(EventKind.TUNNEL_OFFLINE, CONNECTOR, f"not reachable from outside since {_clock(up.since)}: "
                  f"{up.cause or st.reason or st.phase}", detail={"cause": up.cause, "offline_since": to_wall(up.since)})
 
 
@@ -149,18 +148,17 @@ def _clock(mono: float | None) -> str:
 def exit_words(rt: Any) -> str | None:
     """When the connector has just exited because of an error it printed last, that text
     (the whole line: a route's service URL may be at its start)."""
-    st = rt.state(RESERVED)
+    st = rt.state(CONNECTOR)
     if st.phase not in _EXITED:
         return None
-    line = last_error_line(server_log(rt.data_dir, RESERVED), width=2000)
+    line = last_error_line(server_log(rt.data_dir, CONNECTOR), width=2000)
     return line if line and "Error starting local service" in line else None
 
 
-async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | None],
-                exited: Callable[[str], None] | None = None) -> None:
+async def watch(rt: Runtime, up: Uplink, plan: Callable[[], TunnelPlan | None], reload: Callable[[], None],
+                bridged: Callable[[], bool], exited: Callable[[str], None] | None = None) -> None:
     """Look after every change of the runtime (a connector exit), and once a second.
     `exited(words)`: the connector stopped on an error naming a route (see `exit_words`)."""
-    rt = rec.rt
     ticks = 0
     seen_exit: float | None = None
     while True:
@@ -170,14 +168,14 @@ async def watch(rec: Reconciler, up: Uplink, plan: Callable[[], TunnelPlan | Non
         except TimeoutError:
             ticks, ticked = ticks + 1, True
         current = plan()
-        st = rt.state(RESERVED)
+        st = rt.state(CONNECTOR)
         if exited is not None and st.phase in _EXITED and st.exited_at is not None and st.exited_at != seen_exit:
             seen_exit = st.exited_at
             words = exit_words(rt)
             if words:
                 exited(words)
-        step(rec, up, current, time.monotonic())
+        step(rt, up, current, time.monotonic(), reload, bridged)
         if ticked and ticks % INSTALLED_EVERY == 0 and current is not None and current.settings is not None \
                 and current.executable is None \
                 and locate.find(current.settings.cloudflared, data_dir=rt.data_dir) is not None:
-            rec.mark_config_dirty()  # cloudflared was just installed: noticed without a restart
+            reload()  # cloudflared was just installed: noticed without a restart

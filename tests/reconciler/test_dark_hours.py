@@ -102,6 +102,7 @@ def test_servers_kept_running_through_a_restart_are_not_charged(gateway: Gateway
     gateway.write("shop", PUBLIC)
     gateway.start()
     gateway.wait_phase("shop", "running")
+    gateway.events()  # flushes: its state row is in PostgreSQL (what the next gateway adopts by)
     gateway.kill9()  # the gateway alone dies: its servers keep running (a clean stop stops them)
     time.sleep(OFF_FOR)
     gateway.start()

@@ -293,3 +293,28 @@ def test_force_kill_skips_the_graceful_stop(gateway: Gateway, tmp_path: Path):
     stop = [e for e in gateway.events("stubborn") if e["to_phase"] == "stopping"]
     assert stop[-1]["reason"] == "force-killed by operator"
     assert cli(gateway, "start", "stubborn").returncode == 0  # and it can be started again
+
+
+@pytest.mark.alone  # how long the stop took
+def test_force_kill_ends_a_graceful_stop_under_way(gateway: Gateway, tmp_path: Path):
+    """`gateway kill` while a stop waits out its timeout: the plan's Kill ends it now (the
+    tree killed off the event loop), not after the 20 s of the stop's timeout."""
+    pid, grandchild = start_stubborn(gateway, tmp_path, "20s")
+    stopping = subprocess.Popen([sys.executable, "-m", "reconciler", "stop", "stubborn", "--data-dir",
+                                 str(gateway.data_dir)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        gateway.wait_phase("stubborn", "stopping")
+        started = time.monotonic()
+        result = cli(gateway, "kill", "stubborn")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert time.monotonic() - started < 5.0  # not the 20 s stop timeout
+        assert gone(pid) and gone(grandchild)
+        assert stopping.wait(timeout=10) == 0  # the stop that was under way ends with it
+    finally:
+        if stopping.poll() is None:
+            stopping.kill()
+            stopping.wait()
+    assert gateway.status()["stubborn"]["status"] == "stopped by operator"
+    escalated = [e for e in gateway.events("stubborn") if e["kind"] == "stop_escalated"]
+    assert not escalated  # the kill was the owner's, not the stop timeout's

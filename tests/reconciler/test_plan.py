@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import Answered, Forget, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.actions import Answered, Forget, Kill, Mark, Promote, Reason, Replace, RollBack, Start, Stop
 from reconciler.backoff import Backoff
 from reconciler.plan import plan
 from reconciler.rollout import in_force
@@ -150,6 +150,15 @@ def test_deleted_and_stopped_server_is_forgotten():
 def test_stopping_server_is_left_alone():
     s = spec()
     assert run_plan([], [running(s, phase=P.STOPPING)]).actions == ()
+
+
+def test_a_kill_asked_during_a_graceful_stop_is_a_kill_action():
+    s = spec()
+    p = run_plan([s], [running(s, phase=P.STOPPING, kill_requested=True)], stopped={"web"})
+    assert p.actions == (Kill("web"),) and p.actions[0].reason is Reason.OPERATOR_KILL
+    # a kill asked while it runs is the stop itself: a Stop with KILL, no wait
+    p = run_plan([s], [running(s, kill_requested=True)], stopped={"web"})
+    assert p.actions == (Stop("web", Reason.OPERATOR_KILL, "KILL", 0.0),)
 
 
 def test_first_crash_after_a_stable_run_restarts_at_once():
@@ -306,7 +315,9 @@ def _apply(desired: Desired, observed: Observed, actions) -> tuple[Desired, Obse
                                           restart_requested=False, next_try_at=None)
         elif isinstance(a, Stop):
             servers[a.name] = old.advance(P.STOPPING, a.reason).advance(a.then, a.reason, exited_at=NOW,
-                                                                        healthy_since=None)
+                                                                        healthy_since=None, kill_requested=False)
+        elif isinstance(a, Kill):
+            servers[a.name] = old.update(kill_requested=False)
         elif isinstance(a, Mark):
             servers[a.name] = old.advance(a.to, a.reason, next_try_at=a.next_try_at)
         elif isinstance(a, Forget):

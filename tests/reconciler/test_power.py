@@ -75,7 +75,7 @@ def test_the_watch_records_each_finding_once(tmp_path: Path) -> None:
     assert [e["kind"] for e in events] == ["battery_low", "power_settings"]
     assert events[0]["detail"] == {"percent": 10, "secs_left": 600, "threshold": 20.0}
     assert events[1]["reason"].endswith("to fix it, run: powercfg /change standby-timeout-ac 0")
-    assert rt.power_warnings == [{"text": plan[0][0], "fix": plan[0][1]}]
+    assert watch.warnings == [{"text": plan[0][0], "fix": plan[0][1]}]
     alert = Classifier()(events[0])
     assert alert is not None and alert.kind == "battery" and "about 10 min" in alert.text
 

@@ -44,10 +44,10 @@ async def test_saving_another_version_clears_the_change_that_was_not_applied(tmp
     rec, rt, ops = reconciler(tmp_path, CMD)
     result = await rec.load_config()
     broken = result.specs["web"].runtime_hash()
-    rt.failed["web"], rt.failed_why["web"] = broken, "the process exited: exited with code 2"
+    rt.rollouts.failed["web"], rt.rollouts.failed_why["web"] = broken, "the process exited: exited with code 2"
     await rec.load_config()
-    assert rt.failed == {"web": broken}  # the same version: still not applied
+    assert rt.rollouts.failed == {"web": broken}  # the same version: still not applied
     (rec.config_dir / "web.toml").write_text(CMD.replace("60", "61"), encoding="utf-8")
     await rec.load_config()
-    assert rt.failed == {} and rt.failed_why == {}
+    assert rt.rollouts.failed == {} and rt.rollouts.failed_why == {}
     assert {"op": "rollout_clear", "name": "web"} in ops  # PostgreSQL forgets it too

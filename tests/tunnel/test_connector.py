@@ -184,9 +184,14 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     # not ready for longer than restart_after (e.g. stuck after the internet came back): restarted
     count = len(starts(config_yml))
     control.write_text("not-ready")
-    wait(lambda: gateway.client.status()["gateway"]["tunnel"]["state"] == "offline", timeout=5,
-         what="offline shown")
-    assert "offline since" in gateway.client.status()["gateway"]["tunnel"]["summary"]
+    shown: dict[str, str] = {}
+
+    def offline() -> bool:  # the state and its summary from one answer (the restart may follow at once)
+        shown.update(gateway.client.status()["gateway"]["tunnel"])
+        return shown["state"] == "offline"
+
+    wait(offline, timeout=5, what="offline shown")
+    assert "offline since" in shown["summary"]
     wait(lambda: len(starts(config_yml)) > count, timeout=15, what="a restart while not ready")
     control.unlink()
     gateway.wait_for(lambda s: s["cloudflared"]["phase"] == "running" and s["cloudflared"]["health"] == "ok",
