@@ -83,7 +83,7 @@ def test_not_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
 
 def test_dns(folder: Path, pg_dsn: str, schema_name: str, monkeypatch: pytest.MonkeyPatch,
              capsys: pytest.CaptureFixture[str]):
-    import asyncio
+    from reconciler import aio
 
     with FakeCloudflare() as cf:
         cf.add_zone("example.com")
@@ -101,4 +101,4 @@ def test_dns(folder: Path, pg_dsn: str, schema_name: str, monkeypatch: pytest.Mo
             assert main(["tunnel", "dns"]) == 0
             assert "blog.example.com: unchanged" in capsys.readouterr().out
         finally:
-            asyncio.run(drop_schema(pg_dsn, schema_name))
+            aio.run(drop_schema(pg_dsn, schema_name))  # the platform's loop: psycopg refuses Windows' Proactor

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from reconciler.tunnel.locate import find, missing_message
+
+
+NAME = "cloudflared.exe" if sys.platform == "win32" else "cloudflared"  # what a PATH lookup finds here
 
 
 def _exe(path: Path) -> Path:
@@ -17,7 +21,7 @@ def _exe(path: Path) -> Path:
 
 def test_configured_then_path_then_windows_locations(tmp_path: Path):
     assert find(None, {"PATH": str(tmp_path / "empty")}, windows=False) is None
-    on_path = _exe(tmp_path / "bin" / "cloudflared")
+    on_path = _exe(tmp_path / "bin" / NAME)
     assert find(None, {"PATH": str(tmp_path / "bin")}, windows=False) == on_path
     own = _exe(tmp_path / "opt" / "cf")
     assert find(str(own), {"PATH": str(tmp_path / "bin")}, windows=False) == own
@@ -46,13 +50,13 @@ def test_missing_message_says_the_gateway_fetches_it():
 def test_the_fetched_one_comes_after_the_configured_and_before_path(tmp_path: Path):
     import json
 
-    on_path = _exe(tmp_path / "bin" / "cloudflared")
+    on_path = _exe(tmp_path / "bin" / NAME)
     data = tmp_path / "data"
-    fetched = _exe(data / "cloudflared" / "2026.9.0" / "cloudflared")
+    fetched = _exe(data / "cloudflared" / "2026.9.0" / NAME)
     env = {"PATH": str(tmp_path / "bin")}
     assert find(None, env, windows=False, data_dir=data) == on_path  # nothing recorded yet
     (data / "cloudflared" / "installed.json").write_text(json.dumps({"version": "2026.9.0",
-                                                                      "file": "2026.9.0/cloudflared"}))
+                                                                      "file": f"2026.9.0/{NAME}"}))
     assert find(None, env, windows=False, data_dir=data) == fetched
     own = _exe(tmp_path / "opt" / "cf")
     assert find(str(own), env, windows=False, data_dir=data) == own

@@ -7,6 +7,7 @@ from pathlib import Path
 from reconciler.config import load_dir
 from reconciler.settings import TUNNEL_URL_FILE
 from reconciler.tunnel.connector import build
+from tests.fix_children import toml_str
 
 
 def folder_with(tmp_path: Path, web: str) -> Path:
@@ -15,7 +16,7 @@ def folder_with(tmp_path: Path, web: str) -> Path:
     creds = tmp_path / "creds.json"
     creds.write_text("{}")
     (config / "gateway.toml").write_text(
-        f'[web]\n{web}\n[tunnel]\nid = "6ff42ae2-765d-4adf-8112-31c55c1551ef"\ncredentials_file = "{creds}"\n')
+        f'[web]\n{web}\n[tunnel]\nid = "6ff42ae2-765d-4adf-8112-31c55c1551ef"\ncredentials_file = {toml_str(creds)}\n')
     (config / "blog.toml").write_text('command = ["x"]\nport = 8080\n[domain]\nhostname = "blog.example.com"\n')
     return config
 
