@@ -36,6 +36,12 @@ def toml_str(value: object) -> str:
     return json.dumps(str(value))
 
 
+def private(path: Path) -> bool:
+    """Readable by its owner only: mode 0600 on POSIX; on Windows a file is private by its folder's
+    ACL (the user profile), not by mode bits, so there it only has to exist."""
+    return path.exists() and (os.name != "posix" or path.stat().st_mode & 0o777 == 0o600)
+
+
 def running(proc: psutil.Process) -> bool:
     """Runs (same pid and create time) and is not a zombie. Orphans killed in a container
     whose PID 1 does not reap stay zombies forever, so `pid_exists` alone is not "alive"."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from tests.fix_gateway import Gateway
+from tests.fix_children import private
 from tests.tunnel.fake_cloudflare import FakeCloudflare
 from tests.tunnel.fake_releases import FakeReleases
 from tests.tunnel.test_connector import fake_cloudflared, wait
@@ -71,7 +71,7 @@ def test_connect_on_the_page_then_routes_and_dns_follow(gateway: Gateway, monkey
             assert r.status_code == 303, r.text
             [new] = [t for t in cf.tunnels if t != old]
             settings = tomllib.loads((gateway.config_dir / "gateway.toml").read_text())["tunnel"]
-            assert settings["id"] == new and stat.S_IMODE(Path(settings["credentials_file"]).stat().st_mode) == 0o600
+            assert settings["id"] == new and private(Path(settings["credentials_file"]))
             assert cf.token not in (gateway.config_dir / "gateway.toml").read_text()
 
             page = http.get("/cloudflare")

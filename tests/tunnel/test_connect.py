@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import stat
 import tomllib
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from reconciler.cli import main
 from reconciler.tunnel.cfapi import Client
 from reconciler.tunnel.connect import ConnectError, connect, template_url
+from tests.fix_children import private
 from tests.tunnel.fake_cloudflare import FakeCloudflare
 
 
@@ -58,11 +58,11 @@ def test_connect_creates_the_tunnel_writes_credentials_and_records_it(cf, home, 
     settings = tomllib.loads((home / "gateway.d" / "gateway.toml").read_text())["tunnel"]
     assert settings["id"] == made["id"] and settings["account_id"] == account and settings["api_url"] == cf.url
     creds = Path(settings["credentials_file"])
-    assert creds.parent == home / "data" / "tunnel" and stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert creds.parent == home / "data" / "tunnel" and private(creds)
     assert json.loads(creds.read_text()) == {"AccountTag": account, "TunnelSecret": made["secret"],
                                              "TunnelID": made["id"]}
     token_file = Path(settings["api_token_file"])
-    assert token_file.read_text().strip() == cf.token and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token_file.read_text().strip() == cf.token and private(token_file)
     text = (home / "gateway.d" / "gateway.toml").read_text()
     assert text.startswith("# my settings\n") and "# the page" in text and cf.token not in text
     assert not any(cf.token in p.read_text() for p in (home / "gateway.d").iterdir())

@@ -11,6 +11,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -110,7 +111,10 @@ def test_the_stand_in_behaves_like_cloudflared(tmp_path, edge, monkeypatch):
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 1 and "Could not lookup srv records on _v2-origintunneld._tcp.argotunnel.com" in err
 
-    # connected: SIGTERM waits for the grace period; not connected: it stops at once
+    # connected: SIGTERM waits for the grace period; not connected: it stops at once (POSIX: Windows has no
+    # signal to send to one process; the gateway's Ctrl-C reaches the fake in test_connector's stops)
+    if sys.platform == "win32":
+        return
     edge.up()
     for grace, connected in (("1500ms", True), ("30s", False)):
         if not connected:
