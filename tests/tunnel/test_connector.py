@@ -177,7 +177,7 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     count = len(starts(config_yml))
     control.write_text("crash")
     wait(lambda: gateway.status()["cloudflared"]["pid"] != int(pid), what="the crash noticed")
-    control.unlink()
+    control.write_text("")  # back to normal (no unlink: Windows refuses it while the fake reads)
     wait(lambda: gateway.status()["cloudflared"]["phase"] == "running" and len(starts(config_yml)) > count,
          what="running again after the crash")
 
@@ -193,7 +193,7 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     wait(offline, timeout=5, what="offline shown")
     assert "offline since" in shown["summary"]
     wait(lambda: len(starts(config_yml)) > count, timeout=15, what="a restart while not ready")
-    control.unlink()
+    control.write_text("")  # back to normal (no unlink: Windows refuses it while the fake reads)
     gateway.wait_for(lambda s: s["cloudflared"]["phase"] == "running" and s["cloudflared"]["health"] == "ok",
                      what="ready again")
     kinds = {(e["to_phase"], e["server"]) for e in gateway.events("cloudflared")}

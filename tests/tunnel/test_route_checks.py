@@ -194,7 +194,7 @@ def test_a_ca_pool_in_tunnel_settings_is_resolved_too(tmp_path, monkeypatch):
                      'origin = { caPool = "ca.pem" }\n')
     plan = build(load_dir(folder), folder, tmp_path / "data", {}, environ={"PATH": ""}, screen=False)
     assert [e.key for e in plan.errors] == ["tunnel.origin.caPool"]
-    assert "looked for gateway.d/ca.pem" in plan.errors[0].message
+    assert f"looked for {os.path.join('gateway.d', 'ca.pem')}" in plan.errors[0].message
     (folder / "ca.pem").write_text("pem")
     plan = build(load_dir(folder), folder, tmp_path / "data", {}, environ={"PATH": ""}, screen=False)
     assert not plan.errors and f'caPool: "{folder / "ca.pem"}"' in (plan.text or "")
