@@ -90,8 +90,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             return
         now = time.monotonic()
         if state.phase is P.RUNNING and (result.ok or not settling(rt)):  # just after a sleep: not charged
-            rt.put({"op": "health", "server": name, "ok": result.ok, "latency_ms": result.latency_ms,
-                    "error": result.error})
+            rt.checks.check(name, result.ok, result.latency_ms, result.error)
         if result.ok:
             # a check the listening table answered has no latency: the last measured one stays
             latency = state.last_latency_ms if result.latency_ms is None else result.latency_ms

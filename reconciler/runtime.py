@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterable
 
 from reconciler.aio import wait_for
+from reconciler.checklog import CheckLog
 from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.facts import as_dict
@@ -44,6 +45,7 @@ class Runtime:
         self.data_dir = data_dir
         self.config_dir = config_dir
         self.put = put  # Sink.put: never blocks
+        self.checks = CheckLog(lambda op: self.put(op))  # health results -> change rows and minutes (reconciler/checklog.py)
         self.states: dict[str, ServerState] = {}
         self.children: dict[str, Child] = {}
         self.ports: dict[str, int] = {}

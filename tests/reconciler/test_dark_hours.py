@@ -52,7 +52,8 @@ def month_of(gw: Gateway, name: str, causes: tuple[str, ...] = (), timeout: floa
 def checks_of(gw: Gateway, name: str) -> int:
     gw.client.events(limit=1)  # the API writes the gateway's queue before it reads
     with psycopg.connect(gw.read_dsn(), options=f"-c search_path={gw.schema}") as conn:
-        row = conn.execute("SELECT count(*) FROM health_samples WHERE server = %s", (name,)).fetchone()
+        row = conn.execute("SELECT coalesce(sum(checks), 0) FROM health_minutes WHERE server = %s",
+                           (name,)).fetchone()
     return int(row[0]) if row else 0
 
 

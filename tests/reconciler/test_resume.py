@@ -59,8 +59,11 @@ def test_no_down_alert_while_the_host_settles() -> None:
 
 
 def _samples(gw: Gateway, server: str) -> list[tuple[Any, bool]]:
+    """(when, passed) of each check of `server`, as its health minutes count them (1 s long in tests)."""
     with psycopg.connect(gw.dsn, options=f"-c search_path={gw.schema}") as conn:
-        return conn.execute("SELECT at, ok FROM health_samples WHERE server = %s ORDER BY at", (server,)).fetchall()
+        minutes = conn.execute("SELECT last_at, checks, failures FROM health_minutes WHERE server = %s ORDER BY minute",
+                               (server,)).fetchall()
+    return [(at, i >= failures) for at, checks, failures in minutes for i in range(checks)]
 
 
 def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, receiver: Receiver) -> None:  # noqa: F811
