@@ -70,6 +70,7 @@ class Runtime:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
         self.resume_sleepers: set[Any] = set()  # health loops napping (reconciler/resume.py wakes them)
+        self.resume_watch: Any = None  # reconciler/resume.py's ResumeWatch, which the checks ask between its beats
         self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
         # does the tunnel route server NAME to PORT yet? (no tunnel: yes) - set by the tunnel's hook
         self.routes_applied: Callable[[str, int], bool] = lambda name, port: True

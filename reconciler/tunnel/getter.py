@@ -14,6 +14,7 @@ What happened is kept for the page (`Getter`) and recorded as events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.aio import wait_for
 from reconciler.events import EventKind
 from reconciler.tunnel import fetch
 from reconciler.tunnel.release import Release, ReleaseError, newer, version_of
@@ -138,24 +140,37 @@ def offered(rt: Any, data_dir: Path) -> Release | None:
 
 
 async def cloudflared_forever(daemon: Daemon) -> None:
-    from reconciler.tunnel.hook import plan_of
+    """Wakes when the tunnel's plan is loaded again (`plan_changes`), and when a download to
+    retry or the daily look for a newer release is due; it looked at the plan every 2 s before
+    (issue 27). While the page fetches one (`busy`), it looks again every LOOK_EVERY."""
+    from reconciler.tunnel.hook import plan_changes, plan_of
 
     rt = daemon.rt
     data_dir = daemon.settings.data_dir
     started = time.monotonic()
     got = getter_of(rt)
+    changed = plan_changes(rt)
+    wait: float | None = LOOK_EVERY  # the first look: once the first load has made a plan
     while True:
-        await asyncio.sleep(LOOK_EVERY)
+        with contextlib.suppress(TimeoutError):
+            await wait_for(changed.wait(), wait)
+        changed.clear()
+        wait = None  # until the plan changes, unless a deadline below comes first
         plan = plan_of(rt)
         if plan is None or plan.settings is None:
             continue
         now = time.monotonic()
         got.version = await asyncio.to_thread(version_in_use, plan.executable, data_dir)
-        if plan.executable is None and not plan.settings.cloudflared and now >= got.retry_at and not got.busy:
-            ok, _ = await install(rt, data_dir, None, "gateway", daemon.reconciler.mark_config_dirty)
-            if not ok:
-                got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
+        if plan.executable is None and not plan.settings.cloudflared:
+            if now >= got.retry_at and not got.busy:
+                ok, _ = await install(rt, data_dir, None, "gateway", daemon.reconciler.mark_config_dirty)
+                if not ok:
+                    got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
+            wait = max(LOOK_EVERY, got.retry_at - time.monotonic())  # (installed: the reload wakes it first)
             continue
-        due = started + FIRST_CHECK if got.checked_at is None else got.checked_at + CHECK_EVERY
-        if plan.executable is not None and not plan.settings.cloudflared and now >= due and not got.busy:
-            await look_for_newer(rt, data_dir)
+        if plan.executable is not None and not plan.settings.cloudflared:
+            due = started + FIRST_CHECK if got.checked_at is None else got.checked_at + CHECK_EVERY
+            if now >= due and not got.busy:
+                await look_for_newer(rt, data_dir)
+                due = (got.checked_at or time.monotonic()) + CHECK_EVERY
+            wait = max(LOOK_EVERY, due - time.monotonic())

@@ -63,6 +63,7 @@ class Memory:
     poll: asyncio.Future[Any] | None = None
     registered: bool = False  # the connector was registered as an own part once
     failed: dict[str, str] = field(default_factory=dict)  # route key -> what cloudflared said starting it
+    waiters: list[asyncio.Event] = field(default_factory=list)  # set at every load of the plan (`plan_changes`)
 
 
 _memory: weakref.WeakKeyDictionary[Any, Memory] = weakref.WeakKeyDictionary()
@@ -79,6 +80,16 @@ def plan_of(rt: Any) -> TunnelPlan | None:
     """The tunnel plan of the last load (for the page and `gateway status`)."""
     mem = memory_of(rt)
     return mem.plan if mem else None
+
+
+def plan_changes(rt: Any) -> asyncio.Event:
+    """An event set at every load of the tunnel's plan from now on (and set now: look once at
+    the start). A task that acts on the plan (DNS, fetching cloudflared) waits on it and clears
+    it, instead of looking at the plan every few seconds."""
+    changed = asyncio.Event()
+    changed.set()
+    _memory.setdefault(rt, Memory()).waiters.append(changed)
+    return changed
 
 
 def route_failed(rt: Any, plan: TunnelPlan, printed: str) -> str | None:
@@ -162,6 +173,8 @@ async def with_tunnel(rec: Reconciler, result: LoadResult) -> LoadResult:
     plan = handover.hold(rec, plan)  # a restart of a serving connector: a second connector first
     # no internet: the planner holds the connector (its check `needs_internet`), not this hook
     previous, mem.plan = mem.plan, plan
+    for changed in mem.waiters:
+        changed.set()
     _register(rec, mem, plan.settings is not None)
     if plan.written:
         rt.event(EventKind.TUNNEL_CONFIG, RESERVED, f"wrote {plan.config_path}: {len(plan.rules) - 1} routes",
