@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from reconciler.resume import BEAT, JUMP
 from tests.fix_gateway import Gateway
 from tests.reconciler.test_loop import wait_until
 from tests.reconciler.test_power_loss import cut_power
@@ -125,7 +126,7 @@ def test_the_time_asleep_is_charged_to_public_servers(gateway: Gateway) -> None:
         os.killpg(pid, signal.SIGSTOP)
     os.kill(gateway.proc.pid, signal.SIGSTOP)
     try:
-        time.sleep(8.0)
+        time.sleep(JUMP + BEAT + 3)  # longer than any freeze the resume watch's beat can miss
     finally:
         for pid in pids:
             os.killpg(pid, signal.SIGCONT)
