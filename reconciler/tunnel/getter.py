@@ -164,8 +164,10 @@ async def cloudflared_forever(daemon: Daemon) -> None:
         if plan.executable is None and not plan.settings.cloudflared:
             if now >= got.retry_at and not got.busy:
                 ok, _ = await install(rt, data_dir, None, "gateway", daemon.reconciler.mark_config_dirty)
-                if not ok:
-                    got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
+                if ok:  # the plans loaded while it downloaded still lack it: wait for the load it asked for
+                    changed.clear()
+                    continue
+                got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
             wait = max(LOOK_EVERY, got.retry_at - time.monotonic())  # (installed: the reload wakes it first)
             continue
         if plan.executable is not None and not plan.settings.cloudflared:
