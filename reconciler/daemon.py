@@ -32,6 +32,7 @@ from reconciler.platform import Platform, current, desktop
 from reconciler.remembered import restore
 from reconciler.runner import Runner
 from reconciler.runtime import Runtime
+from reconciler.checklog import MINUTE
 from reconciler.sampler import rollup_forever, sample_forever
 from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
 from reconciler.spec import HostSettings
@@ -144,6 +145,7 @@ class Daemon:
         assert store is not None
         rows, intents, ports = await store.load_states(), await store.load_intents(), await store.load_ports()
         self.rt = Runtime(settings.data_dir, settings.config_dir, self.sink.put)
+        self.rt.checks.bucket = float(os.environ.get("GATEWAY_HEALTH_BUCKET") or MINUTE)  # tests: shorter
         await self._seal_second_steps()
         self.rt.intents.update({n: i for n, i in intents.items() if i == "stop"})
         self.rt.ports.update(ports)
@@ -215,6 +217,7 @@ class Daemon:
         for task in list(self.rt.tasks):  # health loops and exit waits: nothing to finish
             task.cancel()
         await _ended(list(self.rt.tasks), "health checks and exit waits")
+        self.rt.checks.flush(everything=True)  # the minute under way is counted too
         self.rt.event(EventKind.GATEWAY_STOPPED, None, "clean stop")
         await self.sink.close()
         sink_task.cancel()

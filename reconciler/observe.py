@@ -13,7 +13,7 @@ from reconciler.facts import CheckFact, ExitFact, as_dict
 from reconciler.health import HealthResult, probe
 from reconciler.platform import current
 from reconciler.reasons import Reason
-from reconciler.resume import nap, settling
+from reconciler.resume import look, nap, settling
 from reconciler.runtime import Runtime
 from reconciler.spec import RunningHealth, ServerSpec
 from reconciler.state import Phase
@@ -83,6 +83,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         # first recorded check connects, so the response-time chart has a point at once.
         shared = state.phase is P.RUNNING and time.monotonic() - connected_at < REAL_CHECK_EVERY
         result = await probe(health, state.port, env=None, cwd=None, shared=shared)
+        look(rt)  # woken from a suspend since the last look: settling starts before this result counts
         if result.latency_ms is not None and state.phase is P.RUNNING:
             connected_at = time.monotonic()
         state = rt.state(name)  # as it is now: the probe took time
@@ -90,8 +91,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             return
         now = time.monotonic()
         if state.phase is P.RUNNING and (result.ok or not settling(rt)):  # just after a sleep: not charged
-            rt.put({"op": "health", "server": name, "ok": result.ok, "latency_ms": result.latency_ms,
-                    "error": result.error})
+            rt.checks.check(name, result.ok, result.latency_ms, result.error)
         if result.ok:
             # a check the listening table answered has no latency: the last measured one stays
             latency = state.last_latency_ms if result.latency_ms is None else result.latency_ms

@@ -4,7 +4,10 @@ a debugger, a VM paused), and keep the gap from looking like an outage.
 A timer that wakes every BEAT seconds compares how long it really slept with what it asked for,
 on two clocks: `time.monotonic` (stops during a suspend on Linux and macOS, runs on through a
 freeze) and `platform.suspend_clock` (counts through both: CLOCK_BOOTTIME, GetTickCount64).
-Late by JUMP or more: one `host_resumed` event with how long, then
+Between two beats, every health check looks too before its result is judged (`look`): a
+suspend shows at any moment as the suspend clock ahead of the monotonic one, so the first
+check after a wake finds it, whatever the beat. Late by JUMP or more: one `host_resumed`
+event with how long, then
 
 - every server's count of failed health checks starts again from zero, and the loop runs at once;
 - for SETTLE seconds failed checks are not failures (`settling(rt)`; the network and the disks
@@ -28,7 +31,11 @@ from reconciler.platform import current
 log = logging.getLogger("gateway")
 # A freeze that begins while the timer sleeps shows as late by (freeze - what was left of the
 # beat): every freeze longer than BEAT + JUMP is seen, and its length is known to within BEAT.
-BEAT = 1.0  # seconds between two looks (a timer callback a second: microseconds of CPU)
+# A suspend needs no beat on Linux and macOS (the checks' `look` sees the two clocks part); on
+# Windows both clocks count the sleep, and the beat, overdue at the wake, fires with the checks'
+# own overdue timers, before any of their probes has an answer to judge. The beat was 1 s: a
+# wake-up a second, a third of the gateway's at rest (issue 27); 5 s leaves freezes of 6-10 s unseen.
+BEAT = 5.0  # seconds between two looks
 JUMP = 5.0  # this much later than asked: slept or frozen (a busy loop is late by milliseconds)
 SETTLE = 20.0  # seconds after a resume in which failed checks are not counted
 TUNNEL_AFTER = 15.0  # seconds after a resume: cloudflared not ready by then is restarted
@@ -91,25 +98,48 @@ def settling(rt: Any, now: float | None = None) -> bool:
     return float(getattr(rt, "settling_until", 0.0)) > (time.monotonic() if now is None else now)
 
 
+def look(rt: Any) -> None:
+    """A health check is about to judge its result: a suspend since the last look is handled
+    first (settling starts, the failure counts are cleared), not at the watch's next beat."""
+    watch = getattr(rt, "resume_watch", None)
+    if watch is not None:
+        watch.look()
+
+
 class ResumeWatch:
     def __init__(self, rt: Any, restart: Any = None, *, beat: float = BEAT, jump: float = JUMP,
-                 settle: float = SETTLE, tunnel_after: float = TUNNEL_AFTER) -> None:
+                 settle: float = SETTLE, tunnel_after: float = TUNNEL_AFTER, clock: Any = None) -> None:
         self.rt = rt
         self.restart = restart  # restart(name): an owner-like restart through the reconciler
         self.beat, self.jump, self.settle, self.tunnel_after = beat, jump, settle, tunnel_after
         self.resumes = 0
+        self.clock = clock or current().suspend_clock
+        self.mark = (time.monotonic(), self.clock())  # both clocks at the last look
 
     async def run(self) -> None:
-        clock = current().suspend_clock
+        self.rt.resume_watch = self  # the checks look between beats (`look`)
         while True:
-            mono, suspend = time.monotonic(), clock()
+            self.mark = (time.monotonic(), self.clock())
             await asyncio.sleep(self.beat)
-            found = gap(self.beat, time.monotonic() - mono, clock() - suspend, self.jump)
-            if found is not None:
-                try:
-                    self.resumed(found)
-                except Exception:  # never end the watch (the daemon takes an ended task for a crash)
-                    log.exception("handling a resume failed")
+            mono, suspend = self.mark  # (moved on if a check found a suspend meanwhile)
+            self._found(gap(self.beat, time.monotonic() - mono, self.clock() - suspend, self.jump))
+
+    def look(self) -> Gap | None:
+        """Between beats: the suspend clock ahead of the monotonic one by JUMP since the last look."""
+        mono, suspend = time.monotonic(), self.clock()
+        ran = mono - self.mark[0]
+        found = gap(ran, ran, suspend - self.mark[1], self.jump)
+        if found is not None:
+            self.mark = (mono, suspend)
+            self._found(found)
+        return found
+
+    def _found(self, found: Gap | None) -> None:
+        if found is not None:
+            try:
+                self.resumed(found)
+            except Exception:  # never end the watch (the daemon takes an ended task for a crash)
+                log.exception("handling a resume failed")
 
     def resumed(self, found: Gap) -> None:
         rt = self.rt

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterable
 
 from reconciler.aio import wait_for
+from reconciler.checklog import CheckLog
 from reconciler.children import Child
 from reconciler.events import EventKind
 from reconciler.facts import as_dict
@@ -45,6 +46,7 @@ class Runtime:
         self.data_dir = data_dir
         self.config_dir = config_dir
         self.put = put  # Sink.put: never blocks
+        self.checks = CheckLog(lambda op: self.put(op))  # health results -> change rows and minutes (reconciler/checklog.py)
         self.states: dict[str, ServerState] = {}
         self.children: dict[str, Child] = {}
         self.ports: dict[str, int] = {}
@@ -65,6 +67,7 @@ class Runtime:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
         self.resume_sleepers: set[Any] = set()  # health loops napping (reconciler/resume.py wakes them)
+        self.resume_watch: Any = None  # reconciler/resume.py's ResumeWatch, which the checks ask between its beats
         self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
         # who routes traffic to the servers (the tunnel, set by its hook): has a route moved yet?
         self.routing: Routing = NoRouting()

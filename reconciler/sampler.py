@@ -154,14 +154,14 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
                 # while a process is up, so without this a crash loop would look 100% up)
                 # (and one restarted because it did not answer, until a check passes)
                 if state.phase in DOWN or (state.phase is Phase.STARTING and state.not_answering is not None):
-                    rt.put({"op": "health", "server": name, "ok": False, "latency_ms": None,
-                            "error": f"{state.phase}: {state.reason}"})
+                    rt.checks.check(name, False, None, f"{state.phase}: {state.reason}")
                 elif state.phase is Phase.RUNNING and unchecked(rt.specs.get(name)):
                     # no check runs (a bot): running is its passed check, or its availability
                     # would be made of its failures alone (0.0 % for a bot that runs fine)
-                    rt.put({"op": "health", "server": name, "ok": True, "latency_ms": None, "error": None})
+                    rt.checks.check(name, True, None, None)
             if measure or changed:
                 rt.put({"op": "host", **rt.host})
+        rt.checks.flush()  # the minutes that are over, of servers whose checks stopped (the rest go with their next check)
         rt.look_began.clear()
         with contextlib.suppress(TimeoutError):  # a look after a quiet spell: figures now
             await wait_for(rt.look_began.wait(), every)

@@ -31,6 +31,7 @@ from reconciler import aio, secretbox
 from reconciler.fsutil import file_kind
 from reconciler.ops.backup import (
     KEPT_ON_RESTORE,
+    RETIRED,
     NOT_BACKED_UP,
     BackupError,
     Restored,
@@ -134,6 +135,8 @@ def check(archive: Path, dsn: str, schema: str, config_dir: Path | None, box: Bo
                 continue
             table = _TABLE_MEMBER.match(name)
             if table:
+                if table.group(1) in RETIRED - known:
+                    continue  # an older gateway's detail (reconciler/ops/backup.py RETIRED)
                 if table.group(1) not in known:
                     raise BackupError(f"the archive holds {name}, but this gateway has no table {table.group(1)}")
                 unknown = [c for c in _header(data) if c not in _columns(conn, schema, table.group(1))]

@@ -1,10 +1,10 @@
 """Availability: the share of the time a server should have answered in which it did, over the
 last 24 h, 7 d, 30 d and this calendar month, against the 99 % an owner can promise. The one
-place it is computed (issue 27 turns health history into change rows and minute aggregates: this
-module moves with it).
+place it is computed. It reads health_hourly, which the rollup sums from the minutes
+(reconciler/checklog.py): the same checks as when every check was a row.
 
 How it counts, like Uptime Kuma's UptimeCalculator (server/uptime-calculator.js): every check is a
-beat, up or down, summed per bucket (our hourly rollups); the figure is up / (up + down). A
+beat, up or down, summed per bucket (our minutes, then hourly rollups); the figure is up / (up + down). A
 server that should run but is down (backoff, error, exited) gets a down beat each sampling round,
 and one with no check gets an up beat each round it runs (reconciler/sampler.py).
 
@@ -59,7 +59,8 @@ _DARK: LiteralString = (
 # the last thing a gateway wrote before `before`: where the previous run ended (or lost power)
 _LAST_SEEN: LiteralString = (
     "SELECT greatest((SELECT max(at) FROM events WHERE at < %(before)s),"
-    " (SELECT max(at) FROM health_samples WHERE at < %(before)s),"
+    " (SELECT max(at) FROM health_changes WHERE at < %(before)s),"
+    " (SELECT max(last_at) FROM health_minutes WHERE last_at < %(before)s),"
     " (SELECT max(at) FROM host_samples WHERE at < %(before)s)) AS at"
 )
 

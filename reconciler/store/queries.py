@@ -120,8 +120,8 @@ def _port(op: Op) -> list[Statement]:
     return [("DELETE FROM ports WHERE port = %(port)s AND name <> %(name)s", params), (_PORT, params)]
 
 
-_HEALTH = (
-    "INSERT INTO health_samples (at, server, ok, latency_ms, error)"
+_HEALTH = (  # a result that differs from the server's last one (reconciler/checklog.py)
+    "INSERT INTO health_changes (at, server, ok, latency_ms, error)"
     " VALUES (%(at)s, %(server)s, %(ok)s, %(latency_ms)s, %(error)s) ON CONFLICT DO NOTHING"
 )
 
@@ -129,6 +129,36 @@ _HEALTH = (
 def _health(op: Op) -> list[Statement]:
     return [(_HEALTH, {"at": _ts(op["at"]), "server": op["server"], "ok": bool(op["ok"]),
                        "latency_ms": op.get("latency_ms"), "error": op.get("error")})]
+
+
+_MINUTE_COLUMNS: tuple[tuple[LiteralString, LiteralString], ...] = (
+    ("server", "text"), ("minute", "timestamptz"), ("checks", "integer"), ("failures", "integer"),
+    ("timed", "integer"), ("latency_min", "real"), ("latency_avg", "real"), ("latency_max", "real"),
+    ("last_at", "timestamptz"), ("run", "text"))
+# A minute two runs of the gateway both counted (a restart within it) adds up; the same run's
+# minute written again (a replay from the journal) changes nothing.
+_MINUTE_MERGE: LiteralString = (
+    " ON CONFLICT (server, minute) DO UPDATE SET checks = m.checks + EXCLUDED.checks,"
+    " failures = m.failures + EXCLUDED.failures, timed = m.timed + EXCLUDED.timed,"
+    " latency_min = least(m.latency_min, EXCLUDED.latency_min),"
+    " latency_avg = (coalesce(m.latency_avg * m.timed, 0) + coalesce(EXCLUDED.latency_avg * EXCLUDED.timed, 0))"
+    "   / nullif(m.timed + EXCLUDED.timed, 0),"
+    " latency_max = greatest(m.latency_max, EXCLUDED.latency_max),"
+    " last_at = greatest(m.last_at, EXCLUDED.last_at), run = EXCLUDED.run WHERE m.run <> EXCLUDED.run"
+)
+_HEALTH_MINUTE: LiteralString = (
+    "INSERT INTO health_minutes AS m (server, minute, checks, failures, timed, latency_min, latency_avg,"
+    " latency_max, last_at, run) VALUES (%(server)s, %(minute)s, %(checks)s, %(failures)s, %(timed)s,"
+    " %(latency_min)s, %(latency_avg)s, %(latency_max)s, %(last_at)s, %(run)s)" + _MINUTE_MERGE
+)
+
+
+def _health_minute(op: Op) -> list[Statement]:
+    return [(_HEALTH_MINUTE, {
+        "server": op["server"], "minute": _ts(op["minute"]), "checks": int(op["checks"]),
+        "failures": int(op["failures"]), "timed": int(op.get("timed") or 0), "latency_min": op.get("latency_min"),
+        "latency_avg": op.get("latency_avg"), "latency_max": op.get("latency_max"),
+        "last_at": _ts(op.get("last_at") or op["minute"]), "run": str(op.get("run") or "")})]
 
 
 _RESOURCE = (
@@ -176,9 +206,19 @@ def _bulk(table: LiteralString, columns: tuple[tuple[LiteralString, LiteralStrin
     return query, tuple(name for name, _ in columns)
 
 
+def _bulk_minutes() -> tuple[LiteralString, tuple[str, ...]]:
+    """A minute's rows for every server: one statement (the same merge as one row)."""
+    arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in _MINUTE_COLUMNS)
+    names = ", ".join(name for name, _ in _MINUTE_COLUMNS)
+    query: LiteralString = (f"INSERT INTO health_minutes AS m ({names}) SELECT * FROM unnest({arrays})"  # type: ignore[assignment]
+                            + _MINUTE_MERGE)
+    return query, tuple(name for name, _ in _MINUTE_COLUMNS)
+
+
 BULK: dict[str, tuple[LiteralString, tuple[str, ...]]] = {
-    _HEALTH: _bulk("health_samples", (("at", "timestamptz"), ("server", "text"), ("ok", "boolean"),
+    _HEALTH: _bulk("health_changes", (("at", "timestamptz"), ("server", "text"), ("ok", "boolean"),
                                       ("latency_ms", "real"), ("error", "text"))),
+    _HEALTH_MINUTE: _bulk_minutes(),
     _RESOURCE: _bulk("resource_samples", (("at", "timestamptz"), ("server", "text"), ("cpu_percent", "real"),
                                           ("rss_bytes", "bigint"))),
 }
@@ -186,7 +226,8 @@ BULK: dict[str, tuple[LiteralString, tuple[str, ...]]] = {
 
 WRITERS: dict[str, Callable[[Op], list[Statement]]] = {
     "event": _event, "state": _state, "state_delete": _state_delete, "intent": _intent, "server": _server,
-    "server_delete": _server_delete, "port": _port, "health": _health, "resource": _resource,
+    "server_delete": _server_delete, "port": _port, "health": _health, "health_minute": _health_minute,
+    "resource": _resource,
     "config_revision": _config_revision, "host": _host,
 }
 WRITERS.update(rollouts.WRITERS)
@@ -202,12 +243,13 @@ def statements(op: Op) -> list[Statement]:
         raise OpError(f"cannot write {op!r}: {type(exc).__name__}: {exc}") from None
 
 
-RAW_KEEP_HOURS = 26  # the 24 h chart, and a margin
-HOURLY_KEEP_DAYS = 400
+RAW_KEEP_HOURS = 26  # the 24 h chart, and a margin (raw resource and host samples, health minutes)
+HOURLY_KEEP_DAYS = 400  # hourly rollups, and the health changes
 _ROLLUP: tuple[LiteralString, ...] = (
     "INSERT INTO health_hourly (server, hour, checks, ok, latency_avg, latency_max)"
-    " SELECT server, date_trunc('hour', at), count(*), count(*) FILTER (WHERE ok), avg(latency_ms),"
-    " max(latency_ms) FROM health_samples WHERE at >= date_trunc('hour', now() - interval '1 hour')"
+    " SELECT server, date_trunc('hour', minute), sum(checks), sum(checks - failures),"
+    " sum(latency_avg * timed) / nullif(sum(timed), 0), max(latency_max)"
+    " FROM health_minutes WHERE minute >= date_trunc('hour', now() - interval '1 hour')"
     " GROUP BY 1, 2 ON CONFLICT (server, hour) DO UPDATE SET checks = EXCLUDED.checks, ok = EXCLUDED.ok,"
     " latency_avg = EXCLUDED.latency_avg, latency_max = EXCLUDED.latency_max",
     "INSERT INTO resource_hourly (server, hour, samples, cpu_avg, cpu_max, rss_avg, rss_max)"
@@ -216,15 +258,20 @@ _ROLLUP: tuple[LiteralString, ...] = (
     " GROUP BY 1, 2 ON CONFLICT (server, hour) DO UPDATE SET samples = EXCLUDED.samples,"
     " cpu_avg = EXCLUDED.cpu_avg, cpu_max = EXCLUDED.cpu_max, rss_avg = EXCLUDED.rss_avg,"
     " rss_max = EXCLUDED.rss_max",
-    "DELETE FROM health_samples WHERE at < now() - %(raw)s::interval",
+    "DELETE FROM health_minutes WHERE minute < now() - %(raw)s::interval",
+    "DELETE FROM health_changes WHERE at < now() - %(hourly)s::interval",
     "DELETE FROM resource_samples WHERE at < now() - %(raw)s::interval",
     "DELETE FROM host_samples WHERE at < now() - %(raw)s::interval",
     "DELETE FROM health_hourly WHERE hour < now() - %(hourly)s::interval",
     "DELETE FROM resource_hourly WHERE hour < now() - %(hourly)s::interval",
 )
 _SERIES: dict[tuple[str, bool], LiteralString] = {
-    ("health", False): "SELECT at, ok, latency_ms FROM health_samples WHERE server = %(server)s"
-                       " AND at >= %(since)s ORDER BY at",
+    # each minute's average response time, and a gap where the server went down (a failed
+    # check broke the line when every check was a row)
+    ("health", False): "SELECT minute AS at, checks, failures, latency_min, latency_avg AS latency_ms, latency_max"
+                       " FROM health_minutes WHERE server = %(server)s AND minute >= %(since)s AND (timed > 0 OR failures > 0)"
+                       " UNION ALL SELECT at, NULL, NULL, NULL, NULL, NULL FROM health_changes"
+                       " WHERE server = %(server)s AND at >= %(since)s AND NOT ok ORDER BY at",
     ("resource", False): "SELECT at, cpu_percent, rss_bytes FROM resource_samples WHERE server = %(server)s"
                          " AND at >= %(since)s ORDER BY at",
     ("health", True): "SELECT hour AS at, checks, ok, latency_avg AS latency_ms, latency_max FROM health_hourly"
@@ -363,7 +410,8 @@ class Store:
         return await availability.last_seen(self, before)
 
     async def series(self, server: str, since: datetime, hourly: bool) -> dict[str, list[dict[str, Any]]]:
-        """Chart points for one server: raw samples (48 h), or hourly rollups for long ranges."""
+        """Chart points for one server: health minutes and raw resource samples (26 h), or hourly
+        rollups for long ranges."""
         out: dict[str, list[dict[str, Any]]] = {}
         for kind in ("health", "resource"):
             rows = await self._rows(_SERIES[(kind, hourly)], {"server": server, "since": since})

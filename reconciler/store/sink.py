@@ -28,7 +28,7 @@ from reconciler.store.queries import KINDS, Op, OpError, Store
 
 log = logging.getLogger("gateway.sink")
 BATCH = 500
-SAMPLES = frozenset({"health", "resource", "host"})
+SAMPLES = frozenset({"health", "health_minute", "resource", "host"})
 SAMPLE_LINGER = 1.0  # seconds samples may wait to share a transaction; anything else goes at once
 BACKOFF_START, BACKOFF_CAP = 0.2, 5.0
 APPLY_TIMEOUT = 30.0

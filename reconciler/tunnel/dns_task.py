@@ -7,19 +7,21 @@ Cloudflare counts without reconnecting; hostnames are checked against that list)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING
 
+from reconciler.aio import wait_for
 from reconciler.events import EventKind
 from reconciler.tunnel.connector import RESERVED
-from reconciler.tunnel.hook import plan_of
+from reconciler.tunnel.hook import plan_changes, plan_of
 
 if TYPE_CHECKING:
     from reconciler.daemon import Daemon
 
 log = logging.getLogger("gateway")
-CHECK_EVERY = 2.0  # seconds: a cheap look at the last loaded plan
+CHECK_EVERY = 2.0  # seconds: a look again while the database is not there yet
 RETRY_START, RETRY_CAP = 5.0, 300.0
 ZONES_EVERY = 900.0  # seconds between two reads of the account's domains
 
@@ -38,25 +40,46 @@ async def refresh_zones(daemon: Daemon, api_url: str, token: str, account_id: st
         daemon.reconciler.mark_config_dirty()
 
 
+def _sooner(a: float | None, b: float | None) -> float | None:
+    """The nearer of two waits (None: no deadline)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 async def dns_forever(daemon: Daemon) -> None:
+    """Wakes when the tunnel's plan is loaded again (`plan_changes`: a file, a setting, a port,
+    the resync), when a failed sync is due again, and when the domains are due a read; nothing
+    else. It looked at the plan every 2 s before (issue 27: a wake-up every 2 s at rest)."""
     done: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None  # (tunnel id, hostnames, kept) synced
     said_missing: str | None = None
     retry, retry_at = RETRY_START, 0.0
     loop = asyncio.get_running_loop()
     zones_at = 0.0
+    changed = plan_changes(daemon.tunnel.memory)  # the tunnel is built before the tasks
+    wait: float | None = None
     while True:
-        await asyncio.sleep(CHECK_EVERY)
+        with contextlib.suppress(TimeoutError):
+            await wait_for(changed.wait(), wait)
+        changed.clear()
+        wait = None  # until the plan changes, unless a deadline below comes first
         plan = plan_of(daemon.rt)
-        if plan is None or plan.settings is None or daemon.store is None or not plan.settings.dns:
+        if plan is None or plan.settings is None or not plan.settings.dns:
+            continue
+        if daemon.store is None:  # the database is not there yet: look again soon
+            wait = CHECK_EVERY
             continue
         settings = plan.settings
         uuid, token = settings.tunnel_uuid(), settings.api_token(os.environ)
-        if token is not None and settings.account_id and loop.time() >= zones_at:
-            zones_at = loop.time() + ZONES_EVERY
-            await refresh_zones(daemon, settings.api_url, token, settings.account_id)
+        if token is not None and settings.account_id:
+            if loop.time() >= zones_at:
+                zones_at = loop.time() + ZONES_EVERY
+                await refresh_zones(daemon, settings.api_url, token, settings.account_id)
+            wait = max(0.0, zones_at - loop.time())
         hostnames = tuple(sorted({r.hostname for r in plan.rules[:-1] if r.hostname}))
         key = (uuid or "", hostnames, plan.hostnames)
-        if uuid is None or key == done or loop.time() < retry_at:
+        if uuid is None or key == done:
+            continue
+        if loop.time() < retry_at:
+            wait = _sooner(wait, retry_at - loop.time())
             continue
         if token is None:
             why = (f"DNS routes are not managed: no API token (connect Cloudflare on the page or with `gateway tunnel "
@@ -73,14 +96,16 @@ async def dns_forever(daemon: Daemon) -> None:
         except Exception as exc:  # noqa: BLE001 - the API or the database is away: retry later
             daemon.rt.event(EventKind.DNS_FAILED, RESERVED, f"DNS sync failed, retrying in {retry:.0f}s: {exc}")
             retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
+            wait = _sooner(wait, retry_at - loop.time())
             continue
         finally:
             await api.close()
-        changed = [o for o in outcomes if o.action != "unchanged"]
-        if changed or done is None:
+        changed_records = [o for o in outcomes if o.action != "unchanged"]
+        if changed_records or done is None:
             daemon.rt.event(EventKind.DNS_SYNCED, RESERVED, "; ".join(str(o) for o in outcomes) or "no DNS records",
                             detail={"outcomes": [{"hostname": o.hostname, "action": o.action} for o in outcomes]})
         if any(o.action == "error" for o in outcomes):
             retry_at, retry = loop.time() + retry, min(retry * 2, RETRY_CAP)
+            wait = _sooner(wait, retry_at - loop.time())
         else:
             done, retry = key, RETRY_START

@@ -14,12 +14,14 @@ What happened is kept for the page (`Getter`) and recorded as events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from reconciler.aio import wait_for
 from reconciler.events import EventKind
 from reconciler.names import CONNECTOR
 from reconciler.tunnel import fetch
@@ -116,21 +118,37 @@ def offered(rt: Any, data_dir: Path) -> Release | None:
 
 
 async def cloudflared_forever(tunnel: TunnelContext, data_dir: Path) -> None:
-    """The daemon's task: fetch cloudflared when the tunnel needs one, look for a newer one daily."""
+    """The daemon's task: fetch cloudflared when the tunnel needs one, look for a newer one daily.
+    It wakes when the tunnel's plan is loaded again (`plan_changes`), and when a download to retry
+    or the daily look is due; it looked at the plan every 2 s before (issue 27)."""
+    from reconciler.tunnel.hook import plan_changes
+
     rt, got = tunnel.rt, tunnel.memory.getter
     started = time.monotonic()
+    changed = plan_changes(tunnel.memory)
+    wait: float | None = LOOK_EVERY  # the first look: once the first load has made a plan
     while True:
-        await asyncio.sleep(LOOK_EVERY)
+        with contextlib.suppress(TimeoutError):
+            await wait_for(changed.wait(), wait)
+        changed.clear()
+        wait = None  # until the plan changes, unless a deadline below comes first
         plan = tunnel.memory.plan
         if plan is None or plan.settings is None:
             continue
         now = time.monotonic()
         got.version = await asyncio.to_thread(version_in_use, plan.executable, data_dir)
-        if plan.executable is None and not plan.settings.cloudflared and now >= got.retry_at and not got.busy:
-            ok, _ = await install(rt, data_dir, None, "gateway", tunnel.reload)
-            if not ok:
+        if plan.executable is None and not plan.settings.cloudflared:
+            if now >= got.retry_at and not got.busy:
+                ok, _ = await install(rt, data_dir, None, "gateway", tunnel.reload)
+                if ok:  # the plans loaded while it downloaded still lack it: wait for the load it asked for
+                    changed.clear()
+                    continue
                 got.retry_at, got.retry = time.monotonic() + got.retry, min(got.retry * 2, RETRY_CAP)
+            wait = max(LOOK_EVERY, got.retry_at - time.monotonic())  # (installed: the reload wakes it first)
             continue
-        due = started + FIRST_CHECK if got.checked_at is None else got.checked_at + CHECK_EVERY
-        if plan.executable is not None and not plan.settings.cloudflared and now >= due and not got.busy:
-            await look_for_newer(rt, data_dir)
+        if plan.executable is not None and not plan.settings.cloudflared:
+            due = started + FIRST_CHECK if got.checked_at is None else got.checked_at + CHECK_EVERY
+            if now >= due and not got.busy:
+                await look_for_newer(rt, data_dir)
+                due = (got.checked_at or time.monotonic()) + CHECK_EVERY
+            wait = max(LOOK_EVERY, due - time.monotonic())

@@ -78,6 +78,7 @@ class Memory:
     handover: Handover | None = None
     getter: Getter = field(default_factory=Getter)
     watch: asyncio.Future[Any] | None = None  # the uplink's watch
+    waiters: list[asyncio.Event] = field(default_factory=list)  # set at every load of the plan (`plan_changes`)
     poll: asyncio.Future[Any] | None = None  # the /ready poll
     registered: bool = False  # the connector was registered as an own part once
 

@@ -154,3 +154,20 @@ def test_cli_backup_then_restore_asks_before_overwriting(seeded: str, pg_dsn: st
     assert "port = 8080" in (folder / "blog.toml").read_text()
     manifest = json.loads(read_archive(tmp_path / "b.tar.gz")["manifest.json"])
     assert manifest["gateway_version"] and manifest["created_at"]
+
+
+async def test_a_backup_made_before_health_minutes_restores_without_its_raw_checks(
+        seeded: str, pg_dsn: str, tmp_path: Path) -> None:
+    """A backup from before migration 0027 holds health_samples (a row per check): the restore
+    leaves it out (its counts are in health_hourly) instead of refusing the whole backup."""
+    archive = tmp_path / "old.zip"
+    backup(pg_dsn, seeded, tmp_path / "missing", archive)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr("db/health_samples.csv", "at,server,ok,latency_ms,error\n2026-11-24 10:00:00+00,blog,t,3.5,\n")
+    other = seeded + "_old"
+    try:
+        await (await Store.connect(pg_dsn, other)).close()
+        done = restore(archive, pg_dsn, other, None, secretbox.load_or_create(tmp_path / "data"))
+        assert "health_samples" not in done.tables and done.tables["events"] == 500
+    finally:
+        await drop_schema(pg_dsn, other)

@@ -14,13 +14,13 @@ from typing import Any
 import psycopg
 
 from reconciler.ops.notify import Classifier
-from reconciler.resume import JUMP, Gap, ResumeWatch, gap, settling
+from reconciler.resume import BEAT, JUMP, Gap, ResumeWatch, gap, settling
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
 from tests.fix_gateway import Gateway
 from tests.ops.test_notify import Receiver, receiver  # noqa: F401 - the fixture
 
-# A freeze well past the detection threshold (JUMP, 5 s) and spanning six 2 s health intervals,
+# A freeze well past the detection threshold (BEAT + JUMP, 10 s) and spanning six 2 s health intervals,
 # more than `failures x interval`: if missed checks were charged, or the first checks after the
 # freeze counted, the server would be restarted. 30 s (the issue's figure) is the bench's default.
 FREEZE = 12.0
@@ -59,8 +59,11 @@ def test_no_down_alert_while_the_host_settles() -> None:
 
 
 def _samples(gw: Gateway, server: str) -> list[tuple[Any, bool]]:
+    """(when, passed) of each check of `server`, as its health minutes count them (1 s long in tests)."""
     with psycopg.connect(gw.dsn, options=f"-c search_path={gw.schema}") as conn:
-        return conn.execute("SELECT at, ok FROM health_samples WHERE server = %s ORDER BY at", (server,)).fetchall()
+        minutes = conn.execute("SELECT last_at, checks, failures FROM health_minutes WHERE server = %s ORDER BY minute",
+                               (server,)).fetchall()
+    return [(at, i >= failures) for at, checks, failures in minutes for i in range(checks)]
 
 
 def test_a_frozen_gateway_and_server_resume_without_a_restart(gateway: Gateway, receiver: Receiver) -> None:  # noqa: F811
@@ -138,7 +141,7 @@ def test_checks_failing_while_the_host_settles_are_not_counted(gateway: Gateway)
     os.killpg(before["pid"], signal.SIGSTOP)
     os.kill(gateway.proc.pid, signal.SIGSTOP)
     try:
-        time.sleep(JUMP + 3)
+        time.sleep(JUMP + BEAT + 3)  # longer than any freeze the beat can miss
         os.kill(gateway.proc.pid, signal.SIGCONT)  # the server stays stopped a while longer
         gateway.wait_for(lambda s: "not counted" in (s["web"].get("health_error") or ""), 20,
                          "a failed check marked as not counted")
@@ -154,3 +157,28 @@ def test_checks_failing_while_the_host_settles_are_not_counted(gateway: Gateway)
     assert now["pid"] == before["pid"] and now["restarts"] == before["restarts"]
     assert all(ok for _, ok in _samples(gateway, "web")), "a failed check just after the resume was charged"
     assert not [e for e in gateway.events() if e["kind"] == "health_failed"]
+
+
+def test_a_check_finds_a_suspend_between_two_beats(tmp_path: Path) -> None:
+    """The suspend clock ahead of the monotonic one since the last look is a suspend, found by
+    the first check after the wake (`look`), whatever is left of the watch's beat."""
+    from reconciler.resume import look
+
+    recorded: list[dict[str, Any]] = []
+    rt = Runtime(tmp_path, tmp_path, recorded.append)
+    suspend = [1000.0]
+    watch = ResumeWatch(rt, clock=lambda: suspend[0])
+    rt.resume_watch = watch
+    look(rt)
+    assert not settling(rt) and recorded == []  # neither clock moved apart
+    suspend[0] += 3.0  # less than JUMP
+    look(rt)
+    assert not settling(rt)
+    suspend[0] += 40.0  # asleep: the monotonic clock stood still
+    look(rt)
+    assert settling(rt)
+    [event] = [op for op in recorded if op.get("op") == "event"]
+    assert event["kind"] == "host_resumed" and event["detail"]["slept"] is True
+    assert 40.0 <= event["detail"]["seconds"] <= 43.5
+    look(rt)  # the same suspend is found once
+    assert len([op for op in recorded if op.get("op") == "event"]) == 1

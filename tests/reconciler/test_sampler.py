@@ -96,12 +96,17 @@ async def test_figures_come_once_while_nobody_looks_and_every_round_while_someon
     task = asyncio.create_task(sampler.sample_forever(rt, tmp_path, lambda: (every[0], "off")))
 
     def count(kind: str) -> int:
+        if kind == "health":  # checks counted: in the minutes written and the one under way (reconciler/checklog.py)
+            return sum(op["checks"] for op in ops if op["op"] == "health_minute") + sum(
+                m.checks for m in rt.checks.open.values())
         return sum(op["op"] == kind for op in ops)
 
     try:
         await until(lambda: count("health") >= 8)
         assert count("host") == 1  # the first round only
-        assert all(op["ok"] is False for op in ops if op["op"] == "health")
+        assert [op["ok"] for op in ops if op["op"] == "health"] == [False]  # one row: the change
+        assert sum(m.failures for m in rt.checks.open.values()) + sum(
+            op["failures"] for op in ops if op["op"] == "health_minute") == count("health")
         rt.looked()
         rounds = count("health")
         await until(lambda: count("health") >= rounds + 5)

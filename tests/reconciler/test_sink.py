@@ -232,5 +232,5 @@ async def test_samples_wait_to_share_a_transaction_but_events_do_not(store: Stor
         assert sink.pending == 3  # held back (up to SAMPLE_LINGER)
         sink.put(event(1))  # an event goes at once, and takes the samples with it
         await eventually(lambda: sink.pending == 0, timeout=0.5)
-    assert await rows(store, "SELECT count(*) FROM health_samples") == [(3,)]
+    assert await rows(store, "SELECT count(*) FROM health_changes") == [(3,)]
     assert await seqs_in_write_order(store) == [1]

@@ -51,7 +51,8 @@ def test_migration_files_must_be_numbered_once(tmp_path: Path) -> None:
 async def test_tables_live_in_the_schema(store: Store, schema_name: str) -> None:
     tables = {r[0] for r in await rows(store, f"SELECT table_name FROM information_schema.tables"
                                                 f" WHERE table_schema = '{schema_name}'")}
-    assert {"servers", "state", "events", "intents", "ports", "health_samples", "resource_samples",
+    assert {"servers", "state", "events", "intents", "ports", "health_changes", "health_minutes",
+            "resource_samples",
             "config_revisions", "users", "sessions", "schema_version"} <= tables
 
 
@@ -76,6 +77,8 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
         {"op": "port", "name": "api", "port": 9002, "at": at},
         {"op": "port", "name": "api", "port": 9001, "at": at},  # blog's old port moved to api: blog loses it
         {"op": "health", "server": "blog", "ok": False, "latency_ms": 12.5, "error": "refused", "at": at},
+        {"op": "health_minute", "server": "blog", "minute": at, "checks": 6, "failures": 1, "timed": 2,
+         "latency_min": 2.0, "latency_avg": 3.5, "latency_max": 5.0, "last_at": at, "run": "r1", "at": at},
         {"op": "resource", "server": "blog", "cpu_percent": 1.5, "rss_bytes": 2**33, "at": at},
         {"op": "config_revision", "path": "gateway.d/blog.toml", "sha256": "00ff", "ok": True, "error": None,
          "at": at},
@@ -123,7 +126,9 @@ async def test_every_op_kind_round_trips(store: Store) -> None:
     got = events[0]
     assert datetime.fromisoformat(got.pop("at")) == datetime.fromisoformat(ev["at"])
     assert got == {k: v for k, v in ev.items() if k not in ("op", "at")}
-    assert await rows(store, "SELECT ok, latency_ms, error FROM health_samples") == [(False, 12.5, "refused")]
+    assert await rows(store, "SELECT ok, latency_ms, error FROM health_changes") == [(False, 12.5, "refused")]
+    assert await rows(store, "SELECT checks, failures, timed, latency_min, latency_avg, latency_max, run"
+                             " FROM health_minutes") == [(6, 1, 2, 2.0, 3.5, 5.0, "r1")]
     assert await rows(store, "SELECT cpu_percent, rss_bytes FROM resource_samples") == [(1.5, 2**33)]
     revisions = await rows(store, "SELECT path, sha256, ok FROM config_revisions")
     assert revisions == [("gateway.d/blog.toml", "00ff", True)]
@@ -186,29 +191,61 @@ async def test_search_path_is_the_schema(store: Store, schema_name: str) -> None
         assert (await cur.fetchone()) == (schema_name,)
 
 
-async def test_rollup_keeps_hourly_figures_and_drops_old_raw_samples(store: Store) -> None:
-    now = datetime.now(UTC)
+def minute_op(server: str, minute: datetime, checks: int, failures: int = 0, latencies: tuple[float, ...] = (),
+              run: str = "r1") -> Op:
+    """A health_minute op as reconciler/checklog.py writes it."""
+    return {"op": "health_minute", "server": server, "minute": minute.isoformat(), "checks": checks,
+            "failures": failures, "timed": len(latencies), "latency_min": min(latencies, default=None),
+            "latency_avg": sum(latencies) / len(latencies) if latencies else None,
+            "latency_max": max(latencies, default=None), "last_at": minute.isoformat(), "run": run,
+            "at": minute.isoformat()}
+
+
+async def test_rollup_keeps_hourly_figures_and_drops_old_minutes(store: Store) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     ops: list[Op] = []
-    for minutes in range(0, 50, 10):  # five checks in the last hour, one failed
-        at = (now - timedelta(minutes=minutes)).isoformat()
-        ops.append({"op": "health", "server": "web", "ok": minutes != 20, "latency_ms": 10.0 + minutes, "at": at})
-        ops.append({"op": "resource", "server": "web", "cpu_percent": 2.0, "rss_bytes": 1000, "at": at})
-    old = (now - timedelta(hours=72)).isoformat()  # past the raw retention
-    ops.append({"op": "health", "server": "web", "ok": True, "latency_ms": 1.0, "at": old})
+    for minutes in range(0, 50, 10):  # five minutes in the last hour, 6 checks each, one failed in one
+        at = now - timedelta(minutes=minutes)
+        ops.append(minute_op("web", at, 6, int(minutes == 20), (10.0 + minutes,)))
+        ops.append({"op": "resource", "server": "web", "cpu_percent": 2.0, "rss_bytes": 1000, "at": at.isoformat()})
+    ops.append({"op": "health", "server": "web", "ok": False, "latency_ms": None, "error": "refused",
+                "at": (now - timedelta(minutes=20, seconds=-5)).isoformat()})
+    old = now - timedelta(hours=72)  # past the retention of minutes
+    ops.append(minute_op("web", old, 6, 0, (1.0,)))
     await store.apply(ops)
     await store.rollup()
     await store.rollup()  # idempotent: the recent hours are recomputed, not added twice
     checks = await rows(store, "SELECT sum(checks), sum(ok) FROM health_hourly")
-    assert checks == [(5, 4)]
-    assert await rows(store, "SELECT count(*) FROM health_samples") == [(5,)]
+    assert checks == [(30, 29)]
+    assert await rows(store, "SELECT count(*) FROM health_minutes") == [(5,)]
+    assert await rows(store, "SELECT count(*) FROM health_changes") == [(1,)]  # changes are kept like the hourly
     assert await rows(store, "SELECT sum(samples), max(rss_max) FROM resource_hourly") == [(5, 1000)]
-    up = await store.uptime()
-    assert up == {"web": {"24h": 80.0, "7d": 80.0, "30d": 80.0}}
+    up = await store.uptime()  # the share of passed checks: the same whether each check was a row or not
+    assert up == {"web": {"24h": 96.667, "7d": 96.667, "30d": 96.667}}
     series = await store.series("web", now - timedelta(hours=1, minutes=1), hourly=False)
-    assert [p["ok"] for p in series["health"]] == [True, True, False, True, True]
+    # each minute's response time, oldest first, and a gap (None) where it went down
+    assert [p["latency_ms"] for p in series["health"]] == [50.0, 40.0, 30.0, None, 20.0, 10.0]
     assert len(series["resource"]) == 5
     hourly = await store.series("web", now - timedelta(days=7), hourly=True)
-    assert sum(p["checks"] for p in hourly["health"]) == 5
+    assert sum(p["checks"] for p in hourly["health"]) == 30
+
+
+async def test_a_minute_two_runs_counted_adds_up_and_a_replay_lands_once(store: Store) -> None:
+    minute = T0.replace(second=0)
+    first = minute_op("web", minute, 3, 1, (2.0, 4.0), run="a")
+    second = minute_op("web", minute, 2, 0, (9.0,), run="b")
+    await store.apply([first])
+    await store.apply([first])  # the same run's minute again (a replay from the journal)
+    await store.apply([second])  # the gateway restarted within the minute
+    await store.apply([second])
+    assert await rows(store, "SELECT checks, failures, timed, latency_min, latency_avg, latency_max, run"
+                             " FROM health_minutes") == [(5, 1, 3, 2.0, 5.0, 9.0, "b")]
+    # a beat of minutes for many servers is one statement with the same rules
+    batch = [minute_op(f"s{i}", minute, 6, i % 2, (float(i),)) for i in range(3)]
+    await store.apply(batch)
+    await store.apply(batch)
+    assert await rows(store, "SELECT server, checks, failures, latency_avg FROM health_minutes WHERE server <> 'web'"
+                             " ORDER BY server") == [("s0", 6, 0, 0.0), ("s1", 6, 1, 1.0), ("s2", 6, 0, 2.0)]
 
 
 async def test_a_beat_of_samples_goes_as_one_statement_and_lands_once(store: Store) -> None:
@@ -224,7 +261,42 @@ async def test_a_beat_of_samples_goes_as_one_statement_and_lands_once(store: Sto
     ]
     await store.apply(batch)
     await store.apply(batch)
-    assert await rows(store, "SELECT server, ok, latency_ms, error FROM health_samples ORDER BY server, at") == [
+    assert await rows(store, "SELECT server, ok, latency_ms, error FROM health_changes ORDER BY server, at") == [
         ("a", True, None, None), ("a", False, None, "refused, it said"), ("b", True, 0.25, None)]
     assert await rows(store, "SELECT cpu_percent, rss_bytes FROM resource_samples ORDER BY at") == [
         (None, None), (12.5, 2**40)]
+
+
+async def test_the_checks_kept_before_become_minutes_and_changes(pg_dsn: str, schema_name: str,
+                                                                 tmp_path: Path) -> None:
+    """Migration 0027 on a database written by the gateway before it: every raw check row is
+    counted in its minute, and only the rows where the result changed stay, as health_changes."""
+    import shutil
+
+    from reconciler.store.db import MIGRATIONS
+
+    for m in migrations():
+        if m.version < 27:
+            shutil.copy(m.path, tmp_path / m.path.name)
+    checks = [(0, True, 3.0, None), (10, True, None, None), (20, False, None, "refused"),
+              (30, False, None, "refused"), (40, False, None, "timed out"), (50, True, 5.0, None),
+              (70, True, 4.0, None)]
+    try:
+        async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+            await migrate(conn, schema_name, tmp_path)
+            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name)))
+            for seconds, ok, latency, error in checks:
+                await conn.execute("INSERT INTO health_samples (at, server, ok, latency_ms, error)"
+                                   " VALUES (%s, 'web', %s, %s, %s)", (T0 + timedelta(seconds=seconds), ok, latency,
+                                                                      error))
+            assert await migrate(conn, schema_name, MIGRATIONS) == [m.version for m in migrations() if m.version >= 27]
+            cur = await conn.execute("SELECT extract(epoch FROM at - %s)::int, ok, error FROM health_changes"
+                                     " ORDER BY at", (T0,))
+            assert await cur.fetchall() == [(0, True, None), (20, False, "refused"), (40, False, "timed out"),
+                                            (50, True, None)]
+            cur = await conn.execute("SELECT extract(epoch FROM minute - %s)::int, checks, failures, timed,"
+                                     " latency_min, latency_max, extract(epoch FROM last_at - %s)::int"
+                                     " FROM health_minutes ORDER BY minute", (T0, T0))
+            assert await cur.fetchall() == [(0, 6, 3, 2, 3.0, 5.0, 50), (60, 1, 0, 1, 4.0, 4.0, 70)]
+    finally:
+        await drop_schema(pg_dsn, schema_name)

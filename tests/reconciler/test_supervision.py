@@ -132,7 +132,8 @@ def test_port_held_by_another_program(gateway: Gateway):
     assert answers(port) and web["pid"] != holder.pid
 
 
-def test_status_shows_samples_health_and_uptime(gateway: Gateway):
+def test_status_shows_samples_health_and_uptime(gateway: Gateway, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GATEWAY_HEALTH_BUCKET", "60")  # the product's minute: counted in memory, written at the stop
     gateway.write("gateway", (gateway.config_dir / "gateway.toml").read_text()
                   + '[host]\nsample_every = "200ms"\ninternet_check = "off"\n')
     gateway.write("web", HTTP + 'port = "auto"\n[health]\ntype = "tcp"\ninterval = "200ms"\n')
@@ -142,14 +143,25 @@ def test_status_shows_samples_health_and_uptime(gateway: Gateway):
     assert s["web"]["rss_bytes"] > 5_000_000 and s["web"]["health"] == "ok"
     host = gateway.client.status()["gateway"]["host"]
     assert 0 <= host["mem_percent"] <= 100 and host["internet_ok"] is None
-    wait_until(lambda: _count(gateway, "health_samples") >= 3 and _count(gateway, "resource_samples") >= 3
-               and _count(gateway, "host_samples") >= 3, what="samples in PostgreSQL")
+    wait_until(lambda: _count(gateway, "resource_samples") >= 3 and _count(gateway, "host_samples") >= 3,
+               what="samples in PostgreSQL")
+    # a change row at once: the first result of this run (up), with its response time
+    assert _count(gateway, "health_changes WHERE ok AND latency_ms IS NOT NULL") == 1
+    assert gateway.stop() == 0  # a clean stop writes the minute under way
+    checks, timed = _sum(gateway, "checks"), _sum(gateway, "timed")
+    assert checks >= 2 and _sum(gateway, "failures") == 0
     # the first recorded check connects (a response time at once); the next ones are answered by
     # the kernel's listening table (Linux), with no latency, until the next real connect
-    timed = _count(gateway, "health_samples WHERE latency_ms IS NOT NULL")
     assert timed >= 1
     if sys.platform.startswith("linux"):
-        assert timed < _count(gateway, "health_samples")
+        assert timed < checks
+    assert _count(gateway, "health_changes") == 1  # nothing changed after the first result
+
+
+def _sum(gw: Gateway, column: str) -> int:
+    """A column of health_minutes summed over every server and minute."""
+    with psycopg.connect(gw.read_dsn(), options=f"-c search_path={gw.schema}") as conn:
+        return int(conn.execute(f"SELECT coalesce(sum({column}), 0) FROM health_minutes").fetchone()[0])  # type: ignore[index]
 
 
 def _count(gw: Gateway, table: str) -> int:

@@ -32,8 +32,8 @@ def test_detail_page_draws_samples(web: Gateway, http: httpx.Client) -> None:
         for i in range(30):
             at = now - timedelta(minutes=29) + timedelta(seconds=60 * i)  # the last one is the newest row: the
             # gateway's own sampler measures alpha too, but its rows are older than `now`
-            conn.execute("INSERT INTO health_samples (at, server, ok, latency_ms) VALUES (%s, 'alpha', true, %s)"
-                         " ON CONFLICT DO NOTHING", (at, 2.0 + i % 5))
+            conn.execute("INSERT INTO health_minutes (minute, server, checks, failures, timed, latency_avg, last_at)"
+                         " VALUES (%s, 'alpha', 6, 0, 1, %s, %s) ON CONFLICT DO NOTHING", (at, 2.0 + i % 5, at))
             conn.execute("INSERT INTO resource_samples (at, server, cpu_percent, rss_bytes) VALUES"
                          " (%s, 'alpha', %s, %s) ON CONFLICT DO NOTHING", (at, 1.5, 30 * 2**20))
     page = http.get("/servers/alpha", params={"range": "1h"}).text

@@ -1,0 +1,48 @@
+"""Issue 27: the DNS task and the cloudflared getter wait for the tunnel's plan to be loaded
+again instead of looking at it every 2 s (reconciler/tunnel/hook.py `plan_changes`)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from reconciler.runtime import Runtime
+from reconciler.tunnel import dns_task, getter, hook
+
+
+@pytest.mark.parametrize("task", ["dns", "getter"])
+async def test_the_plan_is_read_once_then_only_when_it_is_loaded_again(
+        task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = Runtime(tmp_path, tmp_path, lambda op: None)
+    looks: list[Any] = []
+
+    def plan_of(runtime: Any) -> None:
+        looks.append(runtime)
+        return None  # no tunnel set: nothing to do
+
+    monkeypatch.setattr(hook, "plan_of", plan_of)
+    monkeypatch.setattr(dns_task, "plan_of", plan_of)
+    monkeypatch.setattr(getter, "LOOK_EVERY", 0.01)  # the getter's first look, after the start
+    daemon = SimpleNamespace(rt=rt, store=None, settings=SimpleNamespace(data_dir=tmp_path), reconciler=None)
+    run = asyncio.ensure_future(dns_task.dns_forever(daemon) if task == "dns"  # type: ignore[arg-type]
+                                else getter.cloudflared_forever(daemon))  # type: ignore[arg-type]
+    try:
+        while not looks:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # (was: a look every 2 s; here nothing may come at all)
+        assert len(looks) == 1
+        memory = hook.memory_of(rt)
+        assert memory is not None and len(memory.waiters) == 1
+        for changed in memory.waiters:  # what the tunnel's hook does at every load of the plan
+            changed.set()
+        while len(looks) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert len(looks) == 2 and not memory.waiters[0].is_set()
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
