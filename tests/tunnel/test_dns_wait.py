@@ -12,37 +12,46 @@ import pytest
 
 from reconciler.runtime import Runtime
 from reconciler.tunnel import dns_task, getter, hook
+from reconciler.tunnel.memory import Memory
+
+
+class CountedMemory(Memory):
+    """The tunnel's memory, counting the looks at its plan (none is ever made: nothing to do)."""
+
+    looks = 0
+
+    @property  # type: ignore[override]
+    def plan(self) -> Any:
+        self.looks += 1
+        return None
+
+    @plan.setter
+    def plan(self, value: Any) -> None:
+        pass
 
 
 @pytest.mark.parametrize("task", ["dns", "getter"])
 async def test_the_plan_is_read_once_then_only_when_it_is_loaded_again(
         task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rt = Runtime(tmp_path, tmp_path, lambda op: None)
-    looks: list[Any] = []
-
-    def plan_of(runtime: Any) -> None:
-        looks.append(runtime)
-        return None  # no tunnel set: nothing to do
-
-    monkeypatch.setattr(hook, "plan_of", plan_of)
-    monkeypatch.setattr(dns_task, "plan_of", plan_of)
+    tunnel = hook.Tunnel(rt, tmp_path, reload=lambda: None)
+    tunnel.memory = memory = CountedMemory()
+    monkeypatch.setattr(dns_task, "plan_of", lambda runtime: memory.plan)
     monkeypatch.setattr(getter, "LOOK_EVERY", 0.01)  # the getter's first look, after the start
-    daemon = SimpleNamespace(rt=rt, store=None, settings=SimpleNamespace(data_dir=tmp_path), reconciler=None)
+    daemon = SimpleNamespace(rt=rt, store=None, tunnel=tunnel, settings=SimpleNamespace(data_dir=tmp_path))
     run = asyncio.ensure_future(dns_task.dns_forever(daemon) if task == "dns"  # type: ignore[arg-type]
-                                else getter.cloudflared_forever(daemon))  # type: ignore[arg-type]
+                                else getter.cloudflared_forever(tunnel, tmp_path))
     try:
-        while not looks:
+        while not memory.looks:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # (was: a look every 2 s; here nothing may come at all)
-        assert len(looks) == 1
-        memory = hook.memory_of(rt)
-        assert memory is not None and len(memory.waiters) == 1
+        assert memory.looks == 1 and len(memory.waiters) == 1
         for changed in memory.waiters:  # what the tunnel's hook does at every load of the plan
             changed.set()
-        while len(looks) < 2:
+        while memory.looks < 2:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)
-        assert len(looks) == 2 and not memory.waiters[0].is_set()
+        assert memory.looks == 2 and not memory.waiters[0].is_set()
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
