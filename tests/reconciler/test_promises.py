@@ -89,7 +89,6 @@ def test_a_deeply_nested_gateway_toml_keeps_the_settings_and_check_says_why(tmp_
 
 
 # --- 2. servers keep running on every exit that is not a requested stop ------------------------
-@wine_gap("console control events: GenerateConsoleCtrlEvent delivers no Ctrl-C")
 def test_keep_servers_then_ctrl_c_leaves_them_running_for_the_next_gateway(gateway: Gateway):
     for name in ("a", "b"):
         gateway.write(name, HTTP + 'port = "auto"\n')
