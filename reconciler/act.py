@@ -97,7 +97,7 @@ async def _start(rt: Runtime, action: Start, actor: str) -> None:
     failures = action.failures if action.failures is not None else old.failures
     now = time.monotonic()
     if port is not None and not port_is_free(port):
-        holder = port_holder(port)
+        holder = await asyncio.to_thread(port_holder, port)  # a sweep of every connection: ~30 s once under Wine
         who = f"pid {holder[0]} ({holder[1]})" if holder else "another program"
         if spec.port == "auto":  # not the server's failure: the next pass gives it another port
             rt.busy_ports.add(port)

@@ -74,6 +74,7 @@ def _descendants(root: psutil.Process) -> list[psutil.Process]:
 CREATE_TIME_TOLERANCE = 0.01  # seconds, where the create time is all there is (no start mark: Windows, macOS, old rows)
 GIVE_UP_AFTER = 2.0  # seconds after the tree kill to wait for the tree to be gone
 ERROR_BAD_EXE_FORMAT = 193  # Windows: "%1 is not a valid Win32 application"
+ERROR_FILENAME_EXCED_RANGE = 206  # Windows: a command line over 32,767 characters ("filename ... too long")
 STATUS_CONTROL_C_EXIT = 0xC000013A  # Windows: the exit code of a program the Ctrl-C event ended
 
 
@@ -177,11 +178,14 @@ class Child:
                     run, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd, env=env,
                     **platform.spawn_kwargs(suspended=contain is not None),
                 )
-            except FileNotFoundError:
-                raise SpawnError(f"cannot start {run[0]!r}: no such file or directory") from None
-            except PermissionError:
-                raise SpawnError(f"cannot start {run[0]!r}: permission denied") from None
             except OSError as exc:
+                if getattr(exc, "winerror", None) == ERROR_FILENAME_EXCED_RANGE:  # Python calls it ENOENT
+                    raise SpawnError(f"the command is too long for the OS ({len(subprocess.list2cmdline(run))} "
+                                     "characters; Windows takes 32,767): make it shorter") from None
+                if isinstance(exc, FileNotFoundError):
+                    raise SpawnError(f"cannot start {run[0]!r}: no such file or directory") from None
+                if isinstance(exc, PermissionError):
+                    raise SpawnError(f"cannot start {run[0]!r}: permission denied") from None
                 if exc.errno == errno.E2BIG:
                     raise SpawnError(too_big(run, env)) from None
                 if getattr(exc, "winerror", None) == ERROR_BAD_EXE_FORMAT:

@@ -124,9 +124,31 @@ WINDOWS_PATH_HINT = ("; a backslash in \"double quotes\" starts an escape: write
                      "('C:\\Users\\me') or with forward slashes (\"C:/Users/me\")")
 
 
+# Deeper than this is "nested too deeply", whatever the Python: a list nested hundreds of times
+# exhausts tomllib's recursion, but a table header of a thousand dotted keys parses on every version
+# and then exhausted the recursion in the checks only where they recurse in Python (3.11; 3.13's
+# repr does not count against the limit), and was a type error elsewhere.
+MAX_NESTING = 100
+
+
+def _nesting(data: object) -> int:
+    """How deeply lists and tables nest in `data` (a top-level table: 1), without recursion."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            if depth > MAX_NESTING:
+                break
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse_toml(path: Path, text: str) -> dict[str, Any] | ConfigError:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+        return _too_deep(path) if _nesting(data) > MAX_NESTING else data
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_POS_RE.match(message)

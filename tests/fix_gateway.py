@@ -32,7 +32,9 @@ class Gateway:
         self.allow_problems = False  # a test that provokes a bad exit on purpose sets this
 
     # --- life ---------------------------------------------------------------------------
-    def start(self, *extra: str, wait: float = 30.0) -> None:
+    def start(self, *extra: str, wait: float = 30.0, own_console: bool = False) -> None:
+        """`own_console`: on Windows, a (hidden) console of its own, so that a Ctrl-C can reach the
+        gateway alone (a console control event reaches every process on the console)."""
         (self.data_dir / "gateway.url").unlink(missing_ok=True)
         env = dict(os.environ, GATEWAY_DB_SCHEMA=self.schema)
         env.setdefault("GATEWAY_INTERNET_CHECK", "off")  # nothing beyond this machine
@@ -42,11 +44,15 @@ class Gateway:
         env.pop("GATEWAY_DSN", None)
         if self.dsn:  # else: the gateway's own embedded PostgreSQL in its data folder
             env["GATEWAY_DSN"] = self.dsn
+        console: dict[str, Any] = {}
+        if own_console and sys.platform == "win32":
+            hidden = subprocess.STARTUPINFO(dwFlags=subprocess.STARTF_USESHOWWINDOW, wShowWindow=0)
+            console = {"creationflags": subprocess.CREATE_NEW_CONSOLE, "startupinfo": hidden}
         with self.output.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "reconciler", "run", "--config", str(self.config_dir),
                  "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *extra],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, **console,
             )
         deadline = time.monotonic() + wait
         while not (self.data_dir / "gateway.url").exists():
@@ -58,11 +64,16 @@ class Gateway:
 
     def stop(self, sig: int | None = None, timeout: float = 60.0) -> int:  # a hang guard, not a timing
         """A clean stop: SIGTERM (or `sig`) on POSIX; on Windows, which has no SIGTERM (send_signal
-        would be TerminateProcess, a kill), what the owner does: `gateway shutdown`."""
+        would be TerminateProcess, a kill), what the owner does: `gateway shutdown`; SIGINT there is a
+        Ctrl-C on the gateway's console (started with `own_console`)."""
         assert self.proc is not None
         self.remember_pids()
         if sig is None and sys.platform == "win32":
             self.client.shutdown()
+        elif sig == signal.SIGINT and sys.platform == "win32":
+            from reconciler.platform import current
+
+            current().send_stop(self.proc.pid, "INT")  # its helper attaches to that console
         else:
             self.proc.send_signal(signal.SIGTERM if sig is None else sig)
         code = self.proc.wait(timeout)

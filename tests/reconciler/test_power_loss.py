@@ -1,12 +1,10 @@
 """A power cut, as near as a test can get: the gateway, every server and the embedded PostgreSQL
-are SIGKILLed at once. The next `gateway run` recovers the database, keeps every event recorded
+are SIGKILLed (Windows: TerminateProcess) at once. The next `gateway run` recovers the database, keeps every event recorded
 before the cut, starts every server again and says it recovered after an unclean stop."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 
 import psutil
@@ -28,8 +26,8 @@ def cut_power(gw: Gateway) -> list[int]:
                postmaster, *postmaster.children(recursive=True)]
     gw.remember_pids()
     for proc in victims:  # no waiting in between: nobody gets to clean up
-        with contextlib.suppress(ProcessLookupError):  # a worker that ended by itself meanwhile
-            os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess):  # a worker that ended by itself meanwhile
+            proc.kill()  # SIGKILL; TerminateProcess on Windows
     gw.proc.wait(10)
     gw.proc = None
     deadline = time.monotonic() + 10

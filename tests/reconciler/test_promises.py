@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from reconciler.config import load_dir
@@ -19,6 +20,7 @@ from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_children import CHILDREN, toml_str
 from tests.fix_gateway import REPO, Gateway, finish, own_port_range
 from tests.reconciler.test_loop import HTTP, answers, cli, free_port, gone, wait_until
+from tests.wine import wine_gap
 
 DEEP = "a = " + "[" * 500 + "]" * 500 + "\n"
 
@@ -90,7 +92,7 @@ def test_a_deeply_nested_gateway_toml_keeps_the_settings_and_check_says_why(tmp_
 def test_keep_servers_then_ctrl_c_leaves_them_running_for_the_next_gateway(gateway: Gateway):
     for name in ("a", "b"):
         gateway.write(name, HTTP + 'port = "auto"\n')
-    gateway.start("--keep-servers")
+    gateway.start("--keep-servers", own_console=True)
     before = gateway.wait_for(lambda s: all(s.get(n, {}).get("phase") == "running" for n in "ab"))
     gateway.events()  # the state rows are written
     assert gateway.stop(signal.SIGINT) == 0  # Ctrl-C
@@ -112,7 +114,7 @@ def test_a_child_outlives_any_end_of_the_process_that_spawned_it(tmp_path: Path,
         assert not gone(pid), f"the child died with its parent ({how})"
     finally:
         if not gone(pid):
-            os.kill(pid, signal.SIGKILL)
+            psutil.Process(pid).kill()
 
 
 # --- 3. a crashed server's leftovers ------------------------------------------------------
@@ -126,7 +128,7 @@ def test_a_crashed_servers_leftover_workers_are_ended_before_it_restarts(gateway
     first = json.loads(pidfile.read_text())
     gateway.seen_pids.update(first["workers"])
     pidfile.unlink()
-    os.kill(first["parent"], signal.SIGKILL)  # a crash of the main process only
+    psutil.Process(first["parent"]).kill()  # a crash of the main process only
     wait_until(pidfile.exists, timeout=20, what="the new instance")
     second = json.loads(pidfile.read_text())
     gateway.seen_pids.update(second["workers"])
@@ -167,13 +169,14 @@ async def test_a_change_during_the_read_is_read_next(tmp_path: Path, monkeypatch
 def test_values_the_os_refuses_are_config_errors(tmp_path: Path):
     folder = tmp_path / "gateway.d"
     folder.mkdir()
-    (folder / "nul.toml").write_text('command = ["python", "-c", "print(1)\\u0000"]\n')
+    # (not "nul.toml": NUL is a device name on Windows, in any folder)
+    (folder / "zero.toml").write_text('command = ["python", "-c", "print(1)\\u0000"]\n')
     (folder / "envs.toml").write_text('command = ["true"]\n[env]\n"A=B" = "1"\nC = "x\\u0000y"\nOK = "1"\n"" = "2"\n')
     out = subprocess.run([sys.executable, "-m", "reconciler", "check", str(folder)], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stdout
     lines = out.stdout.splitlines()
-    assert any("nul.toml:1: command: part 3 of the command holds a NUL character" in line for line in lines), lines
+    assert any("zero.toml:1: command: part 3 of the command holds a NUL character" in line for line in lines), lines
     (envs,) = [line for line in lines if "envs.toml" in line]
     assert "A=B: a variable name cannot be empty or hold '='" in envs  # every bad one named
     assert "C: the value holds a NUL character" in envs and "'': a variable name cannot be empty" in envs
@@ -184,19 +187,42 @@ async def test_any_spawn_refusal_is_a_spawn_error(tmp_path: Path):
     from reconciler.children import Child, SpawnError
 
     with pytest.raises(SpawnError, match="cannot start"):
-        await Child.spawn(["/bin/echo", "a\0b"], log_path=tmp_path / "log")
-    with pytest.raises(SpawnError, match=r"the environment is too large .*'BIG'"):
-        await Child.spawn(["/bin/true"], env={"BIG": "x" * 3_000_000}, log_path=tmp_path / "log")
+        await Child.spawn([sys.executable, "-c", "print('a\0b')"], log_path=tmp_path / "log")
 
 
+# What the OS refuses for its size: on POSIX argv and the environment together (ARG_MAX, 128 KB a
+# string: E2BIG); Windows sets no limit on the environment block but takes a command line of at most
+# 32,767 characters (CreateProcess: ERROR_FILENAME_EXCED_RANGE, which Python calls "no such file").
+TOO_LARGE_GAP = wine_gap("CreateProcess takes a command line longer than 32,767 characters")
+
+
+@TOO_LARGE_GAP
+async def test_a_spawn_too_large_for_the_os_is_said_in_words(tmp_path: Path):
+    from reconciler.children import Child, SpawnError
+
+    if sys.platform == "win32":
+        with pytest.raises(SpawnError, match=r"the command is too long for the OS \(4\d{4} characters"):
+            await Child.spawn([sys.executable, "-c", "pass", "x" * 40_000], log_path=tmp_path / "log")
+    else:
+        with pytest.raises(SpawnError, match=r"the environment is too large .*'BIG'"):
+            await Child.spawn(["/bin/true"], env={"BIG": "x" * 3_000_000}, log_path=tmp_path / "log")
+
+
+@TOO_LARGE_GAP
 def test_a_spawn_failure_backs_off_without_internal_errors(gateway: Gateway):
-    # a value that passes the schema but that the OS refuses: a variable larger than it takes
-    gateway.write("big", 'command = ["true"]\n[env]\nBIG = "' + "x" * 200_000 + '"\n')
+    # a value that passes the schema but that the OS refuses: a variable larger than it takes (POSIX),
+    # a command line longer than it takes (Windows)
+    if sys.platform == "win32":
+        gateway.write("big", 'command = ["python", "-c", "pass", "' + "x" * 40_000 + '"]\n')
+        said = ("the command is too long for the OS",)
+    else:
+        gateway.write("big", 'command = ["true"]\n[env]\nBIG = "' + "x" * 200_000 + '"\n')
+        said = ("the environment is too large", "'BIG'")
     gateway.write("web", HTTP + 'port = "auto"\n')
     gateway.start()
     gateway.wait_phase("web", "running")
     big = gateway.wait_phase("big", "error")
-    assert "the environment is too large" in big["reason"] and "'BIG'" in big["reason"]
+    assert all(words in big["reason"] for words in said), big["reason"]
     time.sleep(2.5)
     rows = gateway.events("big")
     assert "internal_error" not in [e["kind"] for e in rows]
@@ -209,13 +235,13 @@ def test_a_stable_run_then_restart_starts_the_count_again(gateway: Gateway):
     gateway.start()
     for _ in range(2):  # two crashes in a row: the second one waits (failure 2)
         pid = gateway.wait_phase("web", "running")["pid"]
-        os.kill(pid, signal.SIGKILL)
+        psutil.Process(pid).kill()
         gateway.wait_for(lambda s, pid=pid: s["web"]["pid"] not in (None, pid))
     gateway.wait_phase("web", "running")
     time.sleep(1.5)  # healthy past backoff_reset
     assert cli(gateway, "restart", "web").returncode == 0
     pid = gateway.wait_phase("web", "running")["pid"]
-    os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).kill()
     gateway.wait_for(lambda s: s["web"]["phase"] == "running" and s["web"]["pid"] != pid)
     after_restart = transitions(gateway, "web")
     last_stop = max(i for i, (p, _) in enumerate(after_restart) if p == "stopping")
@@ -243,6 +269,10 @@ def test_a_start_after_an_operator_stop_is_not_called_new(gateway: Gateway):
 
 
 # --- 7. links --------------------------------------------------------------------------------
+NO_SYMLINKS = wine_gap("symbolic links: CreateSymbolicLinkW says yes and makes nothing")
+
+
+@NO_SYMLINKS
 def test_links_that_cannot_be_read_are_errors(tmp_path: Path):
     folder = tmp_path / "gateway.d"
     folder.mkdir()
@@ -259,6 +289,7 @@ def test_links_that_cannot_be_read_are_errors(tmp_path: Path):
     assert out.returncode == 1 and "dangling.toml: cannot read" in out.stdout
 
 
+@NO_SYMLINKS
 def test_a_running_servers_file_replaced_by_a_dangling_link_keeps_it_running(gateway: Gateway, tmp_path: Path):
     gateway.write("web", HTTP + 'port = "auto"\n')
     gateway.start()
@@ -362,7 +393,8 @@ async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monke
 
     folder = tmp_path / "gateway.d"
     folder.mkdir()
-    (folder / "web.toml").write_text('command = ["sleep", "3600"]\n[health]\ntype = "none"\n')
+    (folder / "web.toml").write_text('command = ["python", "-c", "import time; time.sleep(3600)"]\n'
+                                     '[health]\ntype = "none"\n')
     rt = Runtime(tmp_path, folder, lambda op: None)
     rec = Reconciler(rt, folder)
     await rec.start({})
@@ -395,8 +427,8 @@ async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monke
         await asyncio.gather(core, return_exceptions=True)
         for pid in started:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
+                psutil.Process(pid).kill()
+            except psutil.Error:
                 pass
 
 

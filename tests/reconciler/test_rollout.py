@@ -175,7 +175,9 @@ def test_a_broken_file_across_a_restart_runs_the_version_that_was_running_on_pro
 @pytest.mark.alone  # how long the stop took
 def test_a_deleted_server_stops_with_its_own_timeout(gateway: Gateway, tmp_path: Path):
     script = tmp_path / "stubborn.py"
-    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)\n")
+    # deaf to the stop the gateway sends: SIGTERM on POSIX, Ctrl-C on Windows (reconciler/platform/windows.py)
+    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: time.sleep(1)\n")
     gateway.write("slow", f'command = ["python", {toml_str(script)}]\n[stop]\ntimeout = "2s"\n')
     gateway.start()
     pid = gateway.wait_phase("slow", "running")["pid"]

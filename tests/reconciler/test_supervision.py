@@ -4,8 +4,6 @@ real children, real PostgreSQL; every test leaves no process behind."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_gateway import Gateway
 from tests.reconciler.test_loop import HTTP, answers, free_port, gone, wait_until
 from tests.fix_children import toml_str
+from tests.wine import NO_OWNER_PID
 
 CHILDREN = Path(__file__).resolve().parent.parent / "children"
 
@@ -111,6 +110,7 @@ def test_failing_health_check_restarts_after_the_threshold(gateway: Gateway, tmp
     assert "3 checks failed in a row" in stop["detail"]["detail"]
 
 
+@NO_OWNER_PID
 def test_port_held_by_another_program(gateway: Gateway):
     port = free_port()
     holder = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
@@ -207,7 +207,7 @@ def test_embedded_database_is_restarted_when_it_dies(gateway: Gateway):
     pg = EmbeddedPostgres(gateway.data_dir)
     first = pg.pid
     assert first is not None
-    os.kill(first, signal.SIGKILL)
+    psutil.Process(first).kill()  # SIGKILL; TerminateProcess on Windows
     wait_until(lambda: pg.pid not in (None, first), timeout=30, what="a new postmaster")
 
     def restart_recorded() -> bool:

@@ -51,7 +51,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Gatew
         finish(gw, pg_dsn)
 
 
-@pytest.mark.browser
+@pytest.mark.browser  # a real Chromium: not in a non-browser run (none for Windows under Wine)
 def test_a_public_server_s_month_counts_the_time_the_gateway_was_off(web: Gateway, browser: Browser) -> None:  # noqa: F811
     from tests.webview.conftest import PASSWORD
 

@@ -66,10 +66,11 @@ def test_the_same_digits_in_gateway_toml_and_the_environment(tmp_path, monkeypat
     from reconciler.config import load_dir
     from reconciler.settings import SettingsError, resolve
 
-    (tmp_path / "gateway.toml").write_text('[ports]\nrange = "2²000-29999"\n[host]\ninternet_check = "1.1.1.1:44³"\n')
+    (tmp_path / "gateway.toml").write_text('[ports]\nrange = "2²000-29999"\n[host]\ninternet_check = "1.1.1.1:44³"\n',
+                                          encoding="utf-8")  # what a settings file is (Windows' default is cp1252)
     errors = [str(e) for e in load_dir(tmp_path).errors]
     assert len(errors) == 1 and "'2²000-29999' is not a port range" in errors[0], errors
-    (tmp_path / "gateway.toml").write_text('[host]\ninternet_check = "1.1.1.1:44³"\n')
+    (tmp_path / "gateway.toml").write_text('[host]\ninternet_check = "1.1.1.1:44³"\n', encoding="utf-8")
     errors = [str(e) for e in load_dir(tmp_path).errors]
     assert len(errors) == 1 and "must be host:port" in errors[0], errors
     (tmp_path / "gateway.toml").unlink()

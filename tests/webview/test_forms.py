@@ -9,6 +9,7 @@ import tomllib
 import httpx
 
 from tests.fix_gateway import Gateway
+from tests.wine import NO_OWNER_PID
 
 FORM = {"description": "", "cwd": "", "env": "", "group": "", "tags": "", "health_type": "", "health_path": "",
         "health_command": "", "domain": ""}
@@ -81,6 +82,7 @@ def test_field_errors_and_nothing_written(web: Gateway, http: httpx.Client) -> N
     assert sorted(p.name for p in web.config_dir.iterdir()) == before
 
 
+@NO_OWNER_PID
 def test_check_port(web: Gateway, http: httpx.Client) -> None:
     alpha = web.status()["alpha"]
     r = http.get("/check-port", params={"port": alpha["port"], "name": "alpha"})
@@ -162,6 +164,7 @@ def test_starting_points(web: Gateway, http: httpx.Client) -> None:
         assert "data-start-help" in page
 
 
+@NO_OWNER_PID
 def test_check_port_names_our_servers(web: Gateway, http: httpx.Client) -> None:
     alpha = web.status()["alpha"]
     mine = http.get("/check-port", params={"port": alpha["port"], "name": "alpha"}).json()["message"]
