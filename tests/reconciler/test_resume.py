@@ -168,13 +168,8 @@ def test_checks_failing_while_the_host_settles_are_not_counted(gateway: Gateway)
     pause(before["pid"], tree=True)
     pause(gateway.proc.pid)
     try:
-<<<<<<< HEAD
         time.sleep(JUMP + BEAT + 3)  # longer than any freeze the beat can miss
-        os.kill(gateway.proc.pid, signal.SIGCONT)  # the server stays stopped a while longer
-=======
-        time.sleep(JUMP + 3)
         carry_on(gateway.proc.pid)  # the server stays stopped a while longer
->>>>>>> issue-22-port
         gateway.wait_for(lambda s: "not counted" in (s["web"].get("health_error") or ""), 20,
                          "a failed check marked as not counted")
         time.sleep(4)  # four more 1 s checks fail while the server is still stopped: more than `failures`
