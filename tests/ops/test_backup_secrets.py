@@ -172,12 +172,17 @@ async def test_a_bad_member_replaces_nothing(store: Store, pg_dsn: str, schema_n
     assert not (tmp_path / "outside.toml").exists() and not list(folder.rglob(".*.restore.tmp"))
 
 
-async def test_links_twins_and_targets_are_checked_too(store: Store, pg_dsn: str, schema_name: str,
-                                                       tmp_path: Path) -> None:
-    box = secretbox.load_or_create(tmp_path / "data")
+def backed_up(pg_dsn: str, schema_name: str, tmp_path: Path) -> tuple[secretbox.Box, Path, Path]:
+    """This computer's key, the config folder and a backup of both."""
     folder = config_folder(tmp_path)
     archive = tmp_path / "b.tar.gz"
     backup(pg_dsn, schema_name, folder, archive)
+    return secretbox.load_or_create(tmp_path / "data"), folder, archive
+
+
+async def test_links_twins_and_targets_are_checked_too(store: Store, pg_dsn: str, schema_name: str,
+                                                       tmp_path: Path) -> None:
+    box, folder, archive = backed_up(pg_dsn, schema_name, tmp_path)
     link = with_member(archive, tmp_path / "link.tar.gz", "config/x.toml", b"", tarfile.SYMTYPE)
     with pytest.raises(BackupError, match="config/x.toml, which is not a plain file"):
         check(link, pg_dsn, schema_name, folder, box)
@@ -198,10 +203,7 @@ async def test_links_twins_and_targets_are_checked_too(store: Store, pg_dsn: str
 @wine_gap("CreateSymbolicLinkW says it made the link and makes nothing")
 async def test_a_link_in_the_folder_that_points_out_of_it_is_refused(store: Store, pg_dsn: str, schema_name: str,
                                                                      tmp_path: Path) -> None:
-    box = secretbox.load_or_create(tmp_path / "data")
-    folder = config_folder(tmp_path)
-    archive = tmp_path / "b.tar.gz"
-    backup(pg_dsn, schema_name, folder, archive)
+    box, folder, archive = backed_up(pg_dsn, schema_name, tmp_path)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (folder / "sub").symlink_to(outside, target_is_directory=True)  # a link in the folder that points out of it
