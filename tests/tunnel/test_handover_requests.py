@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,6 +159,8 @@ def test_the_edge_and_the_connectors_forward_balance_drain_and_fail_like_cloudfl
             assert edge.served[one_id] == served + 2 and edge.served[two_id] == 2
 
             # a graceful stop: no new requests for it; the one under way still finishes
+            if sys.platform == "win32":
+                return  # a SIGTERM to one connector is POSIX's (Windows' Ctrl-C stop: test_connector, the handovers)
             answers: list[int] = []
             slow = [threading.Thread(target=lambda: answers.append(edge.get("a.example.com", "/slow")[0]))
                     for _ in range(2)]
