@@ -117,11 +117,17 @@ def boot(config: Path, data: Path, ports: list[int], timeout: float, cut: bool =
             waiting = {p for p in waiting if not answers(p)}
             time.sleep(0.02)
         ready = time.monotonic() - started
+        while page is None:  # a stop before the page is up would be a kill (the servers then run on)
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"the page did not come up within {timeout}s")
+            if (data / "gateway.url").exists():
+                page = time.monotonic() - started
+            time.sleep(0.02)
         if frozen:
             back, event, restarted = freeze(proc, data, ports, frozen, timeout)
             print(f"after a {frozen:g}s freeze: all {len(ports)} servers answering {back:.2f}s after SIGCONT,"
                   f" host_resumed recorded after {event:.2f}s, {restarted} servers restarted")
-        return page or ready, ready
+        return page, ready
     finally:
         if cut and proc.poll() is None:
             cut_power(proc, data)
