@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reconciler.children import Table, descendants_in
 from reconciler.platform import current
 
 CHILDREN = Path(__file__).resolve().parent / "children"
@@ -86,8 +87,14 @@ class Reaper:
 
     @staticmethod
     def _descendants(proc: psutil.Process) -> list[psutil.Process]:
+        # not psutil's children(recursive=True): it checks create times against the root only, so on
+        # Windows a process whose dead parent's pid a test's child reused is taken for a grandchild
+        # (the lane's reaper killed the session's PostgreSQL, started by a pg_ctl that had exited)
         try:
-            return list(proc.children(recursive=True))
+            table: Table = {}
+            for other in psutil.process_iter(["ppid", "create_time"]):
+                table.setdefault(other.info["ppid"], []).append((other, other.info["create_time"] or 0.0))
+            return descendants_in(table, proc.pid, proc.create_time())
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return []
 
