@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
+
+from reconciler.platform import current
 
 LOGS = "logs"
 
@@ -27,11 +30,29 @@ def atomic_write(path: Path, text: str, *, mode: int | None = None, keep_previou
         if mode is not None:
             os.chmod(tmp, mode)  # the umask may have taken bits away
         if keep_previous and path.exists():
-            os.replace(path, path.with_name(path.name + ".prev"))
-        os.replace(tmp, path)
+            replace(path, path.with_name(path.name + ".prev"))
+        replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+HELD_OPEN_FOR = 2.0  # seconds a rename waits for another program to close the file (Windows)
+
+
+def replace(src: Path, dst: Path) -> None:
+    """`os.replace`, which on Windows is refused while another program reads `dst` (cloudflared
+    reading its config.yml, an editor, a virus scan): tried again for up to HELD_OPEN_FOR
+    seconds (node's graceful-fs does the same on Windows), then the error is raised."""
+    give_up = time.monotonic() + HELD_OPEN_FOR
+    while True:
+        try:
+            os.replace(src, dst)
+            return
+        except OSError as exc:
+            if not current().held_open(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.02)
 
 
 def write_secret(path: Path, text: str) -> None:

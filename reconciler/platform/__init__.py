@@ -156,6 +156,12 @@ class Platform(Protocol):
         BrokenPipeError on POSIX; on Windows the C runtime also says EINVAL for a pipe with no reader."""
         ...
 
+    def held_open(self, exc: OSError) -> bool:
+        """Whether a rename or delete was refused only because another program has the file open
+        right now (Windows: a sharing violation or access denied while cloudflared or an editor
+        reads it; it passes in a moment). Never on POSIX, where an open file can be replaced."""
+        ...
+
     def release_memory(self) -> bool:
         """Give the C heap's free pages back to the OS (Linux with glibc: `malloc_trim`,
         reconciler/platform/glibc.py); False where there is no such call (nothing was done)."""

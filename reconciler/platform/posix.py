@@ -201,6 +201,9 @@ class PosixPlatform:
     def closed_pipe(self, exc: OSError) -> bool:
         return isinstance(exc, BrokenPipeError)
 
+    def held_open(self, exc: OSError) -> bool:
+        return False
+
     def release_memory(self) -> bool:
         if SYSTEM != "linux":
             return False  # no malloc_trim in macOS's libc (malloc_zone_pressure_relief is untried)

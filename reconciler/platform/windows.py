@@ -315,6 +315,11 @@ class WindowsPlatform:
     def closed_pipe(self, exc: OSError) -> bool:
         return isinstance(exc, BrokenPipeError) or exc.errno == errno.EINVAL
 
+    def held_open(self, exc: OSError) -> bool:
+        # ERROR_ACCESS_DENIED (5), ERROR_SHARING_VIOLATION (32): a reader opened the file without
+        # FILE_SHARE_DELETE (Python's open() and Go's os.Open both do)
+        return isinstance(exc, PermissionError) and getattr(exc, "winerror", None) in (5, 32)
+
     def release_memory(self) -> bool:
         return False  # no malloc_trim in the Windows C runtime (HeapCompact is untried)
 

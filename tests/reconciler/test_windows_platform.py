@@ -180,3 +180,35 @@ def test_a_server_ended_by_ctrl_c_is_said_so() -> None:
     from reconciler.children import ExitStatus
 
     assert ExitStatus(0xC000013A, None).describe() == "stopped by Ctrl-C (exit code 0xC000013A)"
+
+
+def test_a_file_someone_reads_is_replaced_once_they_close_it(tmp_path) -> None:
+    """Windows refuses to rename over a file another program has open (Python's open() and Go's
+    os.Open share no delete right): cloudflared reading config.yml, an editor. The write waits
+    for the reader instead of failing the tunnel's reload; on POSIX it never has to."""
+    import threading
+    import time
+
+    from reconciler.fsutil import atomic_write
+
+    target = tmp_path / "config.yml"
+    target.write_text("old\n")
+    reader = open(target, encoding="utf-8")  # noqa: SIM115 - held open on purpose
+    closed_at: list[float] = []
+
+    def close_soon() -> None:
+        time.sleep(0.4)
+        closed_at.append(time.monotonic())
+        reader.close()
+
+    closer = threading.Thread(target=close_soon)
+    closer.start()
+    try:
+        atomic_write(target, "new\n")
+        done = time.monotonic()
+    finally:
+        closer.join()
+    assert target.read_text() == "new\n"
+    if sys.platform == "win32":
+        assert done >= closed_at[0]  # it waited for the reader, and did not give up
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp file left behind

@@ -93,6 +93,17 @@ class ReadinessWatch(threading.Thread):
         self.join(5)
 
 
+def text_of(config_yml: Path) -> str:
+    """config.yml as it is now. The gateway replaces it at any moment, and on Windows a read at
+    that instant is refused (the file is between names, or held by the rename): read again."""
+    for _ in range(100):
+        try:
+            return config_yml.read_text()
+        except (FileNotFoundError, PermissionError):
+            time.sleep(0.02)
+    return config_yml.read_text()
+
+
 def started(config_yml: Path) -> list[list[str]]:
     """Each start of the fake: [pid, hash of its config, its metrics port]."""
     path = config_yml.with_name(config_yml.name + ".starts")
@@ -107,7 +118,7 @@ def starts(config_yml: Path) -> list[str]:
 def no_handover_under_way(gw: Gateway, config_yml: Path) -> bool:
     """The main connector runs on the config.yml there is, and no other connector is alive."""
     main = gw.status()["cloudflared"]
-    digest = hashlib.sha256(config_yml.read_text().encode()).hexdigest()[:16]
+    digest = hashlib.sha256(text_of(config_yml).encode()).hexdigest()[:16]
     others = [int(line.split()[0]) for line in starts(config_yml) if int(line.split()[0]) != main["pid"]]
     return (main["phase"] == "running" and f"{main['pid']} {digest}" in starts(config_yml)
             and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in others))
@@ -132,8 +143,8 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     up = gateway.wait_phase("cloudflared", "running")
     assert up["port"] and up["health"] == "ok"
     blog = gateway.wait_phase("blog", "running")
-    wait(lambda: f'"http://127.0.0.1:{blog["port"]}"' in config_yml.read_text(), what="the blog's route")
-    text = config_yml.read_text()
+    wait(lambda: f'"http://127.0.0.1:{blog["port"]}"' in text_of(config_yml), what="the blog's route")
+    text = text_of(config_yml)
     assert f'tunnel: "{TUNNEL_ID}"' in text and '- hostname: "blog.example.com"' in text
     assert text.rstrip().endswith('- service: "http_status:404"')
     # the new route restarted the connector on the new config: it comes back ready
@@ -149,7 +160,7 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     watch.start()
     gateway.write("api", 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
                          'port = "auto"\n[domain]\nhostname = "api.example.com"\npath = "^/v1/.*$"\n')
-    wait(lambda: "api.example.com" in config_yml.read_text(), what="the api route")
+    wait(lambda: "api.example.com" in text_of(config_yml), what="the api route")
     assert "api.example.com" not in config_yml.with_name("config.yml.prev").read_text()
     # ... without a gap: a second connector serves the new routes while the main one restarts
     def handover(prefix: str) -> list[dict]:
@@ -164,7 +175,7 @@ def test_connector_runs_routes_restart_on_change_crash_and_stuck(gateway: Gatewa
     ready = handover("the second connector is ready")[-1]["seq"]
     restart = [s for s, e in seq.items() if e["to_phase"] == "stopping" and e["reason"] == "settings changed"]
     assert restart and all(ready < s for s in restart[-1:])  # the bridge was ready before the main stopped
-    digest_now = hashlib.sha256(config_yml.read_text().encode()).hexdigest()[:16]
+    digest_now = hashlib.sha256(text_of(config_yml).encode()).hexdigest()[:16]
     main = gateway.status()["cloudflared"]
     assert main["phase"] == "running" and f"{main['pid']} {digest_now}" in starts(config_yml)
     bridges = [int(line.split()[0]) for line in starts(config_yml)[before:] if int(line.split()[0]) != main["pid"]]
@@ -265,10 +276,10 @@ def test_a_route_cloudflared_refuses_is_left_out_and_named_while_the_others_run(
         gateway.write(name, 'command = ["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]\n'
                             f'port = "auto"\n[domain]\nhostname = "{name}.example.com"\n')
     gateway.start()
-    wait(lambda: config_yml.exists() and '"good.example.com"' in config_yml.read_text(), timeout=20,
+    wait(lambda: config_yml.exists() and '"good.example.com"' in text_of(config_yml), timeout=20,
          what="the good route written")
     gateway.wait_for(lambda s: s.get("cloudflared", {}).get("phase") == "running", what="the connector running")
-    assert "bad.example.com" not in config_yml.read_text()
+    assert "bad.example.com" not in text_of(config_yml)
     errors = "\n".join(gateway.client.status()["gateway"]["config_errors"])
     assert "bad.toml:3: domain.path: cloudflared refused this route: Rule #1 has an invalid regex" in errors
     assert gateway.status()["bad"]["phase"] == "running"  # only its route is refused; the server runs
