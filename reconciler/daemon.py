@@ -20,7 +20,7 @@ from reconciler.hostevents import listen as listen_host_events
 from reconciler.dark import DarkHours, beat_of
 from reconciler.instance import record_recovery, recovered_from
 from reconciler.power import PowerWatch, battery_alert
-from reconciler.resume import resume_forever
+from reconciler.resume import ResumeWatch
 from reconciler import secretbox
 from reconciler.config import LoadResult
 from reconciler.events import EventKind
@@ -171,9 +171,10 @@ class Daemon:
         dark = DarkHours(rt, store, loaded, lambda: self._sampling()[0], lambda: self.tunnel.plan, started=started,
                          unclean=recovered_from(settings.data_dir) is not None, adopted=adopted)
         runner.add("dark", dark.run)  # the hours it was off or asleep (reconciler/dark.py)
-        runner.add("dns", lambda: dns_forever(self))
+        runner.add("dns", lambda: dns_forever(self.tunnel, store, settings.data_dir))  # DNS routes follow the plan
         runner.add("cloudflared", lambda: cloudflared_forever(self.tunnel, settings.data_dir))  # fetched, kept up to date
-        runner.add("resume", lambda: resume_forever(self))  # sleep / freeze (reconciler/resume.py)
+        resume = ResumeWatch(rt, lambda name: self.reconciler.control("restart", [name], "resume"))
+        runner.add("resume", resume.run)  # sleep / freeze (reconciler/resume.py)
         power = PowerWatch(rt, lambda: battery_alert(loaded()))
         runner.add("power", power.run)  # battery, power plan (reconciler/power.py)
         if self.pg is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,7 @@ def look(rt: Any) -> None:
 
 
 class ResumeWatch:
-    def __init__(self, rt: Any, restart: Any = None, *, beat: float = BEAT, jump: float = JUMP,
+    def __init__(self, rt: Any, restart: Callable[[str], None] | None = None, *, beat: float = BEAT, jump: float = JUMP,
                  settle: float = SETTLE, tunnel_after: float = TUNNEL_AFTER, clock: Any = None) -> None:
         self.rt = rt
         self.restart = restart  # restart(name): an owner-like restart through the reconciler
@@ -161,14 +162,7 @@ class ResumeWatch:
         state = self.rt.state(TUNNEL)
         if resume != self.resumes or str(state.phase) != "running":
             return  # another resume came since (it checks), or the connector is not up to restart
-        if state.health_failures or state.health_error:
+        if (state.health_failures or state.health_error) and self.restart is not None:
             log.warning("cloudflared is not ready %.0fs after a resume: restarting it", self.tunnel_after)
             self.restart(TUNNEL)
 
-
-async def resume_forever(daemon: Any) -> None:
-    """The daemon's task: `daemon.rt`, and restarts through `daemon.reconciler`."""
-    def restart(name: str) -> None:
-        daemon.reconciler.control("restart", [name], "resume")
-
-    await ResumeWatch(daemon.rt, restart).run()
