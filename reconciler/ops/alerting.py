@@ -13,6 +13,7 @@ from reconciler.ops.notify import Alert, Dispatcher, NotifySettings, Record, Sen
 
 if TYPE_CHECKING:
     from reconciler.runtime import Runtime
+    from reconciler.sampler import Figures
     from reconciler.spec import ServerSpec
     from reconciler.store import Store
     from reconciler.store.sink import Sink
@@ -32,13 +33,13 @@ def recorder(pool: Any, targets: Callable[[], int]) -> Record:
     return record
 
 
-def watcher(rt: Any, sink: Any, settings: Callable[[], NotifySettings]) -> Callable[[], list[Alert]]:
+def watcher(figures: Figures, sink: Any, settings: Callable[[], NotifySettings]) -> Callable[[], list[Alert]]:
     """Polled conditions: disk use from the sampler's host figures, database unreachable."""
     state = {"disk": False, "db": False}
 
     def check() -> list[Alert]:
         out = []
-        disk = (rt.host or {}).get("disk_percent")
+        disk = (figures.host or {}).get("disk_percent")
         full = disk is not None and disk >= settings().disk_percent
         if full and not state["disk"]:
             out.append(Alert("disk", None, f"the data folder's disk is {disk:.0f}% full", "note"))
@@ -67,9 +68,10 @@ def server_truth(rt: Any, specs: Callable[[], Any], settings: Callable[[], Notif
     return truth
 
 
-def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded) -> Dispatcher:
+def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded, figures: Figures) -> Dispatcher:
     """Wire a dispatcher into a running gateway: observe the runtime's events, read `[notify]`
-    live from the loaded folder, record what is sent in `store`, watch `sink` for the database."""
+    live from the loaded folder, record what is sent in `store`, watch `sink` for the database
+    and the sampler's `figures` for the disk."""
     from reconciler.names import CONNECTOR
 
     settings = live_section(loaded, "notify", parse_settings, NotifySettings,
@@ -83,7 +85,7 @@ def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded) -> Dispatcher:
         return [Incident.from_row(r) for r in await store.load_open_incidents()]
 
     dispatcher = Dispatcher(settings, recorder(store.pool, lambda: len(settings().urls)),
-                            watcher(rt, sink, settings),
+                            watcher(figures, sink, settings),
                             server_truth=server_truth(rt, specs, settings, frozenset({CONNECTOR})),
                             put=rt.put, load=load, names=lambda: list(rt.states))
     rt.subscribe(dispatcher.observe)
