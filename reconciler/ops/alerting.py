@@ -10,26 +10,24 @@ from typing import TYPE_CHECKING, Any
 from reconciler.ops import Loaded, live_section
 from reconciler.ops.incidents import Incident, Truth, assess
 from reconciler.ops.notify import Alert, Dispatcher, NotifySettings, Record, Sent, TruthOf, parse_settings
+from reconciler.store.records import record_alert
 
 if TYPE_CHECKING:
     from reconciler.runtime import Runtime
     from reconciler.sampler import Figures
     from reconciler.spec import ServerSpec
+    from reconciler.store.db import Pool
     from reconciler.store import Store
     from reconciler.store.sink import Sink
 
 DATABASE_AFTER = 30.0  # seconds unreachable before it alerts
 
 
-INSERT = ("INSERT INTO alerts (kinds, servers, title, body, targets, ok, error) VALUES (%s, %s, %s, %s, %s, %s, %s)")
-
-
-def recorder(pool: Any, targets: Callable[[], int]) -> Record:
+def recorder(pool: Pool, targets: Callable[[], int]) -> Record:
+    """Each message sent (or not) as a row of `alerts` (reconciler/store/records.py)."""
     async def record(sent: Sent) -> None:
-        async with pool.connection(timeout=5) as conn:
-            await conn.execute(INSERT, (sorted({a.kind for a in sent.alerts}),
-                                        sorted({a.server or "gateway" for a in sent.alerts}),
-                                        sent.title, sent.body, targets(), sent.ok, sent.error))
+        await record_alert(pool, sorted({a.kind for a in sent.alerts}), sorted({a.server or "gateway" for a in sent.alerts}),
+                           sent.title, sent.body, targets(), sent.ok, sent.error)
     return record
 
 

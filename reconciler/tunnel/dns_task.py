@@ -93,7 +93,8 @@ async def dns_forever(tunnel: TunnelContext, store: Store | None, data_dir: Path
                 rt.event(EventKind.DNS_UNAVAILABLE, RESERVED, why, actor="gateway")
                 said_missing = why
             continue
-        from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync  # httpx: only with a tunnel to route
+        from reconciler.store.dns_records import Ledger
+        from reconciler.tunnel.dns import CloudflareAPI, sync  # httpx: only with a tunnel to route
 
         api = CloudflareAPI(settings.api_url, token)
         try:
