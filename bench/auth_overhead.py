@@ -36,7 +36,7 @@ async def ok(request: Any) -> PlainTextResponse:
 
 
 def app(layers: bool) -> Any:
-    gateway = SimpleNamespace(token=TOKEN, store=None, rt=SimpleNamespace(looked=lambda: None))
+    gateway = SimpleNamespace(token=TOKEN, store=None, attention=SimpleNamespace(looked=lambda: None))
     page = Page(gateway, secret=b"k" * 32, box=None, access=None)  # type: ignore[arg-type]
     middleware = [Middleware(doors.HostGuard, names=set), Middleware(Authenticate, page=page), Middleware(CsrfGuard)]
     built = Starlette(routes=[Route("/", ok, methods=["GET", "POST"])], middleware=middleware if layers else [])

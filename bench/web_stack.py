@@ -28,6 +28,7 @@ from uvicorn.server import ServerState
 
 from reconciler.config import load_dir
 from reconciler.runtime import Runtime
+from reconciler.sampler import Attention, Figures
 from reconciler.state import Phase
 from reconciler.state import ServerState as Running
 from webview import doors
@@ -80,7 +81,8 @@ def gateway(base: Path, servers: int) -> Any:
     sink = types.SimpleNamespace(unreachable_since=None, db_ok=True, pending=0)
     settings = types.SimpleNamespace(config_dir=config, data_dir=data, tunnel_host_port=("127.0.0.1", 0))
     return types.SimpleNamespace(settings=settings, rt=rt, reconciler=types.SimpleNamespace(result=result),
-                                 store=None, sink=sink, url="http://127.0.0.1:8765", token=TOKEN, db_label="none")
+                                 store=None, sink=sink, url="http://127.0.0.1:8765", token=TOKEN, db_label="none",
+                                 figures=Figures(), attention=Attention())
 
 
 async def bare(scope: Any, receive: Any, send: Any) -> None:

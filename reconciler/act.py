@@ -18,7 +18,7 @@ from reconciler.events import EventKind
 from reconciler.facts import EndedBy, ExitFact, HeldPort
 from reconciler.health import port_holder, port_is_free
 from reconciler.launch import log_path, spawn
-from reconciler.replace import start_replace
+from reconciler.replace import Reroute, start_replace
 from reconciler.runtime import Runtime
 from reconciler.spec import ServerSpec
 from reconciler.state import Phase
@@ -28,7 +28,8 @@ log = logging.getLogger("gateway")
 P = Phase
 
 
-async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
+async def act(rt: Runtime, action: Action, actor: str = "gateway", *, reroute: Reroute | None = None) -> None:
+    """Carry out one action; `reroute()`: the routes follow a server's new port (a `Replace`)."""
     if isinstance(action, Start):
         await _start(rt, action, actor)
     elif isinstance(action, Stop):
@@ -57,7 +58,7 @@ async def act(rt: Runtime, action: Action, actor: str = "gateway") -> None:
     elif isinstance(action, RollBack):
         _roll_back(rt, action, actor)
     elif isinstance(action, Replace):
-        start_replace(rt, action, actor)
+        start_replace(rt, action, actor, reroute)
 
 
 def _promote(rt: Runtime, action: Promote) -> None:

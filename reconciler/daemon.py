@@ -20,7 +20,7 @@ from reconciler.hostevents import listen as listen_host_events
 from reconciler.dark import DarkHours, beat_of
 from reconciler.instance import record_recovery, recovered_from
 from reconciler.power import PowerWatch, battery_alert
-from reconciler.resume import resume_forever
+from reconciler.resume import ResumeWatch
 from reconciler import secretbox
 from reconciler.config import LoadResult
 from reconciler.events import EventKind
@@ -33,7 +33,7 @@ from reconciler.remembered import restore
 from reconciler.runner import Runner
 from reconciler.runtime import Runtime
 from reconciler.checklog import MINUTE
-from reconciler.sampler import rollup_forever, sample_forever
+from reconciler.sampler import Attention, Figures, rollup_forever, sample_forever
 from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
 from reconciler.spec import HostSettings
 from reconciler.store import Store
@@ -74,6 +74,8 @@ class Daemon:
     crashed: str | None = None
     watchdog: threading.Timer | None = None  # from the servers' stop to the end of the process
     notifier: Dispatcher | None = None  # the alerts' dispatcher, once the background tasks run
+    figures: Figures = field(default_factory=Figures)  # the sampler's latest figures (the page, `status`, alerts)
+    attention: Attention = field(default_factory=Attention)  # the page says who looks; the sampler's rate follows
 
     async def open_database(self) -> str:
         dsn = self.settings.dsn
@@ -101,7 +103,7 @@ class Daemon:
         runner = Runner(self.rt)  # every background task, under one guard (reconciler/runner.py)
         assert self.store is not None
         self.notifier = add_ops_tasks(runner, self.rt, self.store, self.sink, self.settings, self._loaded,
-                                      self.reconciler.mark_config_dirty, self._dsn)  # alerts see every event
+                                      self.reconciler.mark_config_dirty, self._dsn, self.figures)  # alerts see every event
         # The servers first: uvicorn and the page are imported and built while they boot.
         core = asyncio.create_task(self.reconciler.run(), name="reconciler")
         await self.rt.wait_until(lambda: self.reconciler.passes > 0 or core.done(), 30.0)
@@ -166,14 +168,16 @@ class Daemon:
         assert store is not None
         if current().release_memory():  # start-up is over: what it freed goes back to the OS
             runner.add("memory", lambda: _release_memory_forever(current()))
-        runner.add("sampler", lambda: sample_forever(rt, settings.data_dir, self._sampling))
-        runner.add("rollup", lambda: rollup_forever(rt, store, beats=self._beats))
+        figures, attention = self.figures, self.attention
+        runner.add("sampler", lambda: sample_forever(rt, settings.data_dir, self._sampling, figures, attention))
+        runner.add("rollup", lambda: rollup_forever(figures, store, beats=self._beats))
         dark = DarkHours(rt, store, loaded, lambda: self._sampling()[0], lambda: self.tunnel.plan, started=started,
                          unclean=recovered_from(settings.data_dir) is not None, adopted=adopted)
         runner.add("dark", dark.run)  # the hours it was off or asleep (reconciler/dark.py)
-        runner.add("dns", lambda: dns_forever(self))
+        runner.add("dns", lambda: dns_forever(self.tunnel, store, settings.data_dir))  # DNS routes follow the plan
         runner.add("cloudflared", lambda: cloudflared_forever(self.tunnel, settings.data_dir))  # fetched, kept up to date
-        runner.add("resume", lambda: resume_forever(self))  # sleep / freeze (reconciler/resume.py)
+        resume = ResumeWatch(rt, lambda name: self.reconciler.control("restart", [name], "resume"))
+        runner.add("resume", resume.run)  # sleep / freeze (reconciler/resume.py)
         power = PowerWatch(rt, lambda: battery_alert(loaded()))
         runner.add("power", power.run)  # battery, power plan (reconciler/power.py)
         if self.pg is not None:

@@ -40,7 +40,6 @@ class Reconciler:
                  load_hooks: Sequence[LoadHook] = ()) -> None:
         self.rt = rt
         self.load_hooks = tuple(load_hooks)
-        rt.routes_changed = self.mark_config_dirty
         self.config_dir = config_dir
         self.tick = tick
         self.result: LoadResult | None = None
@@ -109,7 +108,7 @@ class Reconciler:
                        last_good=dict(rt.rollouts.last_good), failed=dict(rt.rollouts.failed),
                        answered=dict(rt.rollouts.answered),
                        last_known=dict(self.last_known),
-                       offline=rt.host.get("internet_ok") is False)
+                       offline=rt.internet_ok is False)
 
     def observed(self) -> Observed:
         return Observed(dict(self.rt.states), dict(self.rt.ports), frozenset(self.rt.busy_ports))
@@ -167,7 +166,7 @@ class Reconciler:
                 if self.rt.state(action.name).phase is not (planned_on.phase if planned_on else P.STOPPED):
                     break
                 try:
-                    await act(self.rt, action)
+                    await act(self.rt, action, reroute=self.mark_config_dirty)  # a moved port: reload, routes follow
                 except Exception as exc:  # a bug must not stop the supervision of every server
                     log.exception("acting on %s failed", action)
                     self.rt.event(EventKind.INTERNAL_ERROR, action.name, f"{type(action).__name__} failed: {exc!r}")

@@ -13,7 +13,6 @@ from reconciler.facts import CheckFact, ExitFact, as_dict
 from reconciler.health import HealthResult, probe
 from reconciler.platform import current
 from reconciler.reasons import Reason
-from reconciler.resume import look, nap, settling
 from reconciler.runtime import Runtime
 from reconciler.spec import RunningHealth, ServerSpec
 from reconciler.state import Phase
@@ -70,7 +69,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
                 return
             left = (state.started_at or time.monotonic()) + health.min_uptime - time.monotonic()
             if left > 0:
-                await nap(rt, left)
+                await rt.resume.nap(left)
                 continue
             rt.update(name, healthy_since=time.monotonic())
             rt.notify()
@@ -83,14 +82,14 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
         # first recorded check connects, so the response-time chart has a point at once.
         shared = state.phase is P.RUNNING and time.monotonic() - connected_at < REAL_CHECK_EVERY
         result = await probe(health, state.port, env=None, cwd=None, shared=shared)
-        look(rt)  # woken from a suspend since the last look: settling starts before this result counts
+        rt.resume.look()  # woken from a suspend since the last look: settling starts before this result counts
         if result.latency_ms is not None and state.phase is P.RUNNING:
             connected_at = time.monotonic()
         state = rt.state(name)  # as it is now: the probe took time
         if rt.children.get(name) is not child or state.phase not in (P.STARTING, P.RUNNING):
             return
         now = time.monotonic()
-        if state.phase is P.RUNNING and (result.ok or not settling(rt)):  # just after a sleep: not charged
+        if state.phase is P.RUNNING and (result.ok or not rt.resume.settling()):  # just after a sleep: not charged
             rt.checks.check(name, result.ok, result.latency_ms, result.error)
         if result.ok:
             # a check the listening table answered has no latency: the last measured one stays
@@ -105,9 +104,9 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
                 rt.notify()  # it answers again: the card and the alerts hear it now
             elif latency != state.last_latency_ms:
                 rt.update(name, last_latency_ms=latency)
-        elif state.phase is P.RUNNING and getattr(health, "needs_internet", False) and rt.host.get("internet_ok") is False:
+        elif state.phase is P.RUNNING and getattr(health, "needs_internet", False) and rt.internet_ok is False:
             rt.update(name, health_error=f"{result.error} (the internet is unreachable: not counted)")
-        elif state.phase is P.RUNNING and settling(rt):  # the host is waking up (reconciler/resume.py)
+        elif state.phase is P.RUNNING and rt.resume.settling():  # the host is waking up (reconciler/resume.py)
             rt.update(name, health_error=f"{result.error} (just after a sleep: not counted)")
         elif state.phase is P.RUNNING:
             fact = failing(state.not_answering, result, now, state.health_failures + 1)
@@ -130,7 +129,7 @@ async def _health_loop(rt: Runtime, name: str, child: Child, spec: ServerSpec) -
             starting_pause = min(SLOW_PROBE, starting_pause * PROBE_GROWTH)
         else:
             pause = on_the_beat(health.interval)  # type: ignore[union-attr]
-        await nap(rt, pause)  # asyncio.sleep, cut short by a resume: check again at once
+        await rt.resume.nap(pause)  # asyncio.sleep, cut short by a resume: check again at once
 
 
 def failing(fact: CheckFact | None, result: HealthResult, now: float, failures: int) -> CheckFact:

@@ -2,8 +2,9 @@
 
 1. the new version starts on a free port next to the running one (same log file);
 2. it answers its check within its start period -> it takes over: the server's port, its
-   process, its tunnel route (the loop reloads; the tunnel hands the route over with its
-   own two-connector swap), and only once the route points at it does the old version stop
+   process, its tunnel route (`reroute`, handed in by the loop, reads the folder again; the
+   tunnel hands the route over with its own two-connector swap, and says when it has through
+   `rt.routing.routes_applied`), and only once the route points at it does the old version stop
    gracefully, with the stop settings it ran with;
 3. it does not -> it is stopped, the change is remembered as failed (not tried again by
    itself, as a rollback is), and the running version never stopped.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from reconciler import observe
@@ -25,17 +27,20 @@ from reconciler.launch import first_answer, log_path, program_lines, spawn
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
 
+Reroute = Callable[[], None]  # a server's port moved: whatever routes to it follows (the loop's reload)
 ROUTE_WITHIN = 120.0  # seconds the tunnel may take to move the route before the old one stops anyway
 DRAIN = 2.0  # seconds the old version still serves after the route moved (requests under way, and
 # anyone who read the old port just before the switch)
 
 
-def start_replace(rt: Runtime, action: Replace, actor: str) -> None:
+def start_replace(rt: Runtime, action: Replace, actor: str, reroute: Reroute | None = None) -> None:
+    """Start the replace in the background; `reroute()` once the new version has the port (None:
+    nothing routes to the servers)."""
     rt.update(action.name, replacing=True)
-    rt.spawn_task(_replace(rt, action, actor))
+    rt.spawn_task(_replace(rt, action, actor, reroute))
 
 
-async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
+async def _replace(rt: Runtime, action: Replace, actor: str, reroute: Reroute | None) -> None:
     name, spec, port = action.name, action.spec, action.port
     old_state, old = rt.state(name), rt.children.get(name)
     old_spec = rt.rollouts.last_good.get(name)
@@ -78,7 +83,8 @@ async def _replace(rt: Runtime, action: Replace, actor: str) -> None:
                  f"(port {old_state.port}) stops once the route has moved", actor=actor,
                  detail={"port": port, "old_port": old_state.port, "pid": new.pid, "old_pid": old.pid})
         observe.watch_child(rt, name, new, spec)
-        rt.routes_changed()  # the loop reloads: the tunnel's route follows the new port
+        if reroute is not None:
+            reroute()  # the loop reloads: the tunnel's route follows the new port
         rt.notify()
         new = None  # it is the server now: not stopped below
         await rt.wait_until(lambda: rt.routing.routes_applied(name, port), ROUTE_WITHIN)

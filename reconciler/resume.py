@@ -4,13 +4,13 @@ a debugger, a VM paused), and keep the gap from looking like an outage.
 A timer that wakes every BEAT seconds compares how long it really slept with what it asked for,
 on two clocks: `time.monotonic` (stops during a suspend on Linux and macOS, runs on through a
 freeze) and `platform.suspend_clock` (counts through both: CLOCK_BOOTTIME, GetTickCount64).
-Between two beats, every health check looks too before its result is judged (`look`): a
+Between two beats, every health check looks too before its result is judged (`rt.resume.look()`): a
 suspend shows at any moment as the suspend clock ahead of the monotonic one, so the first
 check after a wake finds it, whatever the beat. Late by JUMP or more: one `host_resumed`
 event with how long, then
 
 - every server's count of failed health checks starts again from zero, and the loop runs at once;
-- for SETTLE seconds failed checks are not failures (`settling(rt)`; the network and the disks
+- for SETTLE seconds failed checks are not failures (`rt.resume.settling()`; the network and the disks
   are waking up) and alerts for servers going down stay quiet (ops.notify's Classifier);
 - the gap has no health samples, so availability (the share of passed checks) is not charged;
 - the cloudflared connector, known to stay down after a hibernation, is restarted if it is not
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,20 +66,39 @@ def _words(seconds: float) -> str:
         else f"{seconds / 3600:.1f} h"
 
 
-async def nap(rt: Any, seconds: float) -> None:
-    """`asyncio.sleep(seconds)`, cut short by a resume: a health loop that naps with it checks
-    again at once after the laptop wakes (after a suspend the monotonic clock stood still, so a
-    plain sleep would still have most of its time to run). As cheap as asyncio.sleep."""
-    loop = asyncio.get_running_loop()
-    woken: asyncio.Future[None] = loop.create_future()
-    timer = loop.call_later(seconds, _wake, woken)
-    sleepers = _sleepers(rt)
-    sleepers.add(woken)
-    try:
-        await woken
-    finally:
-        timer.cancel()
-        sleepers.discard(woken)
+class ResumeState:
+    """What a resume leaves for the health checks (reconciler/observe.py), which hold only the
+    runtime: it holds one (`rt.resume`), and only this module writes it. The settling window,
+    the checks napping, and the watch they ask between its beats."""
+
+    def __init__(self) -> None:
+        self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
+        self.sleepers: set[asyncio.Future[None]] = set()  # health loops napping (a resume wakes them)
+        self.watch: ResumeWatch | None = None  # the running watch, which the checks ask between its beats
+
+    async def nap(self, seconds: float) -> None:
+        """`asyncio.sleep(seconds)`, cut short by a resume: a health loop that naps with it checks
+        again at once after the laptop wakes (after a suspend the monotonic clock stood still, so a
+        plain sleep would still have most of its time to run). As cheap as asyncio.sleep."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, woken)
+        self.sleepers.add(woken)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            self.sleepers.discard(woken)
+
+    def settling(self, now: float | None = None) -> bool:
+        """Just after a resume: a failed check now says nothing about the server."""
+        return self.settling_until > (time.monotonic() if now is None else now)
+
+    def look(self) -> None:
+        """A health check is about to judge its result: a suspend since the last look is handled
+        first (settling starts, the failure counts are cleared), not at the watch's next beat."""
+        if self.watch is not None:
+            self.watch.look()
 
 
 def _wake(woken: asyncio.Future[None]) -> None:
@@ -86,28 +106,8 @@ def _wake(woken: asyncio.Future[None]) -> None:
         woken.set_result(None)
 
 
-def _sleepers(rt: Any) -> set[asyncio.Future[None]]:
-    found = getattr(rt, "resume_sleepers", None)
-    if found is None:
-        found = rt.resume_sleepers = set()
-    return found  # type: ignore[no-any-return]
-
-
-def settling(rt: Any, now: float | None = None) -> bool:
-    """Just after a resume: a failed check now says nothing about the server."""
-    return float(getattr(rt, "settling_until", 0.0)) > (time.monotonic() if now is None else now)
-
-
-def look(rt: Any) -> None:
-    """A health check is about to judge its result: a suspend since the last look is handled
-    first (settling starts, the failure counts are cleared), not at the watch's next beat."""
-    watch = getattr(rt, "resume_watch", None)
-    if watch is not None:
-        watch.look()
-
-
 class ResumeWatch:
-    def __init__(self, rt: Any, restart: Any = None, *, beat: float = BEAT, jump: float = JUMP,
+    def __init__(self, rt: Any, restart: Callable[[str], None] | None = None, *, beat: float = BEAT, jump: float = JUMP,
                  settle: float = SETTLE, tunnel_after: float = TUNNEL_AFTER, clock: Any = None) -> None:
         self.rt = rt
         self.restart = restart  # restart(name): an owner-like restart through the reconciler
@@ -117,7 +117,7 @@ class ResumeWatch:
         self.mark = (time.monotonic(), self.clock())  # both clocks at the last look
 
     async def run(self) -> None:
-        self.rt.resume_watch = self  # the checks look between beats (`look`)
+        self.rt.resume.watch = self  # the checks look between beats (`ResumeState.look`)
         while True:
             self.mark = (time.monotonic(), self.clock())
             await asyncio.sleep(self.beat)
@@ -144,14 +144,14 @@ class ResumeWatch:
     def resumed(self, found: Gap) -> None:
         rt = self.rt
         self.resumes += 1
-        rt.settling_until = time.monotonic() + self.settle
+        rt.resume.settling_until = time.monotonic() + self.settle
         for name, state in list(rt.states.items()):
             if state.health_failures or state.health_error:
                 rt.update(name, health_failures=0, health_error=None)
         rt.event(EventKind.HOST_RESUMED, None, found.describe(),
                  detail={"seconds": found.seconds, "slept": found.slept, "settle": self.settle})
         rt.notify()  # the loop looks at everything now
-        for woken in list(_sleepers(rt)):  # and every check that naps (`nap`) runs now
+        for woken in list(rt.resume.sleepers):  # and every check that naps (`ResumeState.nap`) runs now
             _wake(woken)
         if self.restart is not None and TUNNEL in rt.states:
             rt.spawn_task(self._tunnel_check(self.resumes))
@@ -161,14 +161,7 @@ class ResumeWatch:
         state = self.rt.state(TUNNEL)
         if resume != self.resumes or str(state.phase) != "running":
             return  # another resume came since (it checks), or the connector is not up to restart
-        if state.health_failures or state.health_error:
+        if (state.health_failures or state.health_error) and self.restart is not None:
             log.warning("cloudflared is not ready %.0fs after a resume: restarting it", self.tunnel_after)
             self.restart(TUNNEL)
 
-
-async def resume_forever(daemon: Any) -> None:
-    """The daemon's task: `daemon.rt`, and restarts through `daemon.reconciler`."""
-    def restart(name: str) -> None:
-        daemon.reconciler.control("restart", [name], "resume")
-
-    await ResumeWatch(daemon.rt, restart).run()

@@ -20,6 +20,7 @@ from reconciler.events import EventKind
 from reconciler.facts import as_dict
 from reconciler.own import NoRouting, OwnPart, Routing
 from reconciler.reasons import Reason
+from reconciler.resume import ResumeState
 from reconciler.rollout_memory import RolloutMemory
 from reconciler.state import Phase, ServerState
 
@@ -38,9 +39,6 @@ def to_wall(mono: float | None) -> str | None:
     return datetime.fromtimestamp(time.time() - (time.monotonic() - mono), timezone.utc).isoformat()
 
 
-LOOKING_FOR = 30.0  # seconds after a request (or a live page's last update) during which someone looks
-
-
 class Runtime:
     def __init__(self, data_dir: Path, config_dir: Path, put: Callable[[dict[str, Any]], None]) -> None:
         self.data_dir = data_dir
@@ -55,38 +53,22 @@ class Runtime:
         # each server's remembered versions (last good, answered, a failed change), loaded from
         # PostgreSQL at start (reconciler/remembered.py)
         self.rollouts = RolloutMemory(put)
-        self.specs: dict[str, Any] = {}  # the loaded specs (for settings that apply without a restart)
-        self.resources: dict[str, dict[str, float | int]] = {}  # latest CPU/RSS per server tree
-        self.host: dict[str, Any] = {}  # latest host figures
-        self.looked_at = -LOOKING_FOR  # monotonic: the last signed-in request to the page or the API
-        self.look_began = asyncio.Event()  # set when someone looks after nobody did (the sampler waits on it)
-        # availability (reconciler/store/availability.py): % over 24h, 7d, 30d and the month, dark hours counted
-        self.uptime: dict[str, dict[str, Any]] = {}
+        # the loaded specs, written by the loop at each load (Reconciler.load_config): the health
+        # checks and the sampler read the settings that apply without a restart
+        self.specs: dict[str, Any] = {}
+        # the internet answers (True), does not (False) or is not checked (None): the sampler's
+        # look, an input of the plan and of the checks (its other figures are its own: sampler.Figures)
+        self.internet_ok: bool | None = None
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # replaced on every change; waiters hold the old one
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.settling_until = 0.0  # monotonic: after a sleep or freeze, failed checks are not counted until then
-        self.resume_sleepers: set[Any] = set()  # health loops napping (reconciler/resume.py wakes them)
-        self.resume_watch: Any = None  # reconciler/resume.py's ResumeWatch, which the checks ask between its beats
-        self.routes_changed: Callable[[], None] = lambda: None  # ports moved: the tunnel's routes follow
+        # after a sleep or a freeze: the settling window, the checks napping (reconciler/resume.py writes it)
+        self.resume = ResumeState()
         # who routes traffic to the servers (the tunnel, set by its hook): has a route moved yet?
         self.routing: Routing = NoRouting()
         # the gateway's own parts that run as servers (reconciler/own.py), registered by their hook
         self.own_parts: dict[str, OwnPart] = {}
         self._listeners: list[tuple[Callable[[dict[str, Any]], None], frozenset[EventKind] | None]] = []
-
-    # --- who is looking -------------------------------------------------------------
-    def looked(self) -> None:
-        """A signed-in request to the page or the API, or an open live page (webview/stream.py,
-        every few seconds): figures are sampled at full rate for the next LOOKING_FOR seconds
-        (reconciler/sampler.py), and at once if nobody looked."""
-        now = time.monotonic()
-        if not self.looking(now):
-            self.look_began.set()
-        self.looked_at = now
-
-    def looking(self, now: float) -> bool:
-        return now - self.looked_at < LOOKING_FOR
 
     # --- recording -------------------------------------------------------------------
     def subscribe(self, listener: Callable[[dict[str, Any]], None], kinds: Iterable[EventKind] | None = None) -> None:

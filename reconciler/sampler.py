@@ -1,7 +1,10 @@
 """Figures over time: each server's process-tree CPU and memory, the host's CPU, memory,
 disk, battery and internet reachability, every few seconds; and the hourly rollup that
 keeps a year of history small. Samples go through the sink like events (never blocking
-the loop); the latest figures stay in memory for `status`."""
+the loop); the latest figures stay in memory for `status` and the page (`Figures`, the
+sampler's own, built by the daemon and handed to the page), read at full rate while someone
+looks (`Attention`, which the page tells). Whether the internet answers is also the engine's
+(`Runtime.internet_ok`: a plan holds a server that needs it, checks are not counted)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -28,6 +32,37 @@ ROLLUP_EVERY = 60.0  # seconds
 UNWATCHED_EVERY = 60.0  # seconds between figures while nobody looks (else the host's sample_every)
 RESCAN_NEVER = 1e9
 DOWN = frozenset({Phase.BACKOFF, Phase.ERROR, Phase.EXITED})
+LOOKING_FOR = 30.0  # seconds after a request (or a live page's last update) during which someone looks
+
+
+class Attention:
+    """Who looks: the page says so (`looked`: a signed-in request to the page or the API, or an
+    open live page every few seconds, webview/stream.py); the sampler reads its figures at full
+    rate for the next LOOKING_FOR seconds, and at once if nobody looked (`began`)."""
+
+    def __init__(self) -> None:
+        self.looked_at = -LOOKING_FOR  # monotonic: the last look
+        self.began = asyncio.Event()  # set when someone looks after nobody did (the sampler waits on it)
+
+    def looked(self) -> None:
+        now = time.monotonic()
+        if not self.looking(now):
+            self.began.set()
+        self.looked_at = now
+
+    def looking(self, now: float) -> bool:
+        return now - self.looked_at < LOOKING_FOR
+
+
+@dataclass
+class Figures:
+    """The sampler's latest figures, as the page, `status` and the disk alert read them."""
+
+    resources: dict[str, dict[str, float | int]] = field(default_factory=dict)  # CPU/RSS per server tree
+    host: dict[str, Any] = field(default_factory=dict)  # the host's, with `internet_ok`
+    # availability (reconciler/store/availability.py, by `rollup_forever`): % over 24h, 7d, 30d
+    # and the month, dark hours counted
+    uptime: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class TreeMeter:
@@ -117,12 +152,13 @@ async def internet_reachable(target: str, timeout: float = 2.0) -> bool | None:
     return True
 
 
-async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
-    """`settings()` -> (every seconds, internet target), read each round so edits apply.
+async def sample_forever(rt: Runtime, data_dir: Path, settings: Any, figures: Figures, attention: Attention) -> None:
+    """`settings()` -> (every seconds, internet target), read each round so edits apply; the
+    latest figures go to `figures`, whether the internet answers also to `rt.internet_ok`.
 
     Every round: the internet check, and a failed-check row for each server that is down.
     The figures (each process tree's CPU and memory, the host's) are read every round while
-    someone looks at the page or the API (`Runtime.looking`), else once every UNWATCHED_EVERY:
+    someone looks at the page or the API (`attention`), else once every UNWATCHED_EVERY:
     reading /proc for 100 trees every 10 s was a third of the gateway's idle CPU, for charts
     that nobody sees at that grain. A look after a quiet spell samples at once."""
     meter = TreeMeter()
@@ -130,23 +166,24 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
     while True:
         every, target = settings()
         now = time.monotonic()
-        measure = rt.looking(now) or now - measured_at >= max(every, UNWATCHED_EVERY) - every / 2
+        measure = attention.looking(now) or now - measured_at >= max(every, UNWATCHED_EVERY) - every / 2
         try:
             internet_ok = await internet_reachable(target)
             if measure:
                 roots = {name: child.pid for name, child in rt.children.items()}
-                figures = await asyncio.to_thread(meter.measure, roots)
+                measured = await asyncio.to_thread(meter.measure, roots)
                 host = await asyncio.to_thread(host_figures, data_dir)
         except (OSError, psutil.Error) as exc:  # a figure we cannot read is skipped, not fatal
             log.warning("sampling failed: %s", exc)
         else:
-            changed = internet_ok != rt.host.get("internet_ok")
+            changed = internet_ok != rt.internet_ok
             if measure:
                 measured_at = now
-                rt.resources = figures
-                for name, fig in figures.items():
+                figures.resources = measured
+                for name, fig in measured.items():
                     rt.put({"op": "resource", "server": name, **fig})
-            rt.host = {**(host if measure else rt.host), "internet_ok": internet_ok}
+            figures.host = {**(host if measure else figures.host), "internet_ok": internet_ok}
+            rt.internet_ok = internet_ok
             if changed:
                 rt.notify()  # a server waiting for the internet starts now (or a plan may hold one)
             for name, state in rt.states.items():
@@ -160,11 +197,11 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any) -> None:
                     # would be made of its failures alone (0.0 % for a bot that runs fine)
                     rt.checks.check(name, True, None, None)
             if measure or changed:
-                rt.put({"op": "host", **rt.host})
+                rt.put({"op": "host", **figures.host})
         rt.checks.flush()  # the minutes that are over, of servers whose checks stopped (the rest go with their next check)
-        rt.look_began.clear()
+        attention.began.clear()
         with contextlib.suppress(TimeoutError):  # a look after a quiet spell: figures now
-            await wait_for(rt.look_began.wait(), every)
+            await wait_for(attention.began.wait(), every)
 
 
 def unchecked(spec: Any) -> bool:
@@ -172,7 +209,7 @@ def unchecked(spec: Any) -> bool:
     return spec is not None and spec.effective_health().type in ("none", "running")
 
 
-async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY,
+async def rollup_forever(figures: Figures, store: Store, every: float = ROLLUP_EVERY,
                          beats: Callable[[], Mapping[str, float]] = dict) -> None:
     """Hourly rollups and retention, and the availability figures `status` and the page show
     (reconciler/store/availability.py; `beats()`: each server's beat in seconds)."""
@@ -180,7 +217,7 @@ async def rollup_forever(rt: Runtime, store: Store, every: float = ROLLUP_EVERY,
     while True:
         try:
             await store.rollup()
-            rt.uptime = await store.availability(beats())
+            figures.uptime = await store.availability(beats())
         except Exception as exc:  # noqa: BLE001 - the database may be away; the next round retries
             log.debug("rollup skipped: %s", exc)
         await asyncio.sleep(every)

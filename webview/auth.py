@@ -141,7 +141,7 @@ class Authenticate:
             return
         scope["auth"], scope["user"] = creds, user
         if creds.scopes:  # a person (or their phone, or `gateway status`) looks: figures at full rate
-            self.page.gateway.rt.looked()
+            self.page.gateway.attention.looked()
         state = scope.setdefault("state", {})
         state["user"] = user.display_name if PAGE in creds.scopes else None
         state["csrf"] = csrf_for(self.page.secret, user.key) if isinstance(user, GatewayUser) and \

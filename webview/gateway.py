@@ -4,10 +4,11 @@ satisfies them (checked when the page is built: `checked`); the page never impor
 the page into the engine.
 
 Reading: `reconciler.result` (the loaded folder), `rt` (`Live`: the servers' states, the
-operator's intents, ports, host and server figures, availability, rollouts, the gateway's
-own parts), `store` (history, samples, alerts, and the accounts' and tokens' SQL in
+operator's intents, ports, whether the internet answers, rollouts, the gateway's own parts),
+`figures` (`Sampled`: the sampler's host and server figures, availability), `store` (history, samples, alerts, and the accounts' and tokens' SQL in
 reconciler.store, which take it), `sink` (`Journal`: flushing before a read, whether the
-database answers), `notifier` (the alerts in force, a test alert). Acting: `rt.event` (to
+database answers), `notifier` (the alerts in force, a test alert). Acting: `attention.looked`
+(someone looks: the sampler's figures at full rate), `rt.event` (to
 record what the page did), `reconciler.control` (an owner's intent), files written into
 `settings.config_dir` (the watcher picks them up like any edit, `reconciler.mark_config_dirty`
 for a folder changed otherwise), `request_stop` (the gateway itself).
@@ -54,8 +55,8 @@ class Loaded(Protocol):
 
 class Live(Protocol):
     """The runtime (reconciler.runtime.Runtime) as the page reads it: what each card, the API and
-    /metrics show, and the three things the page does with it (record an event, say someone
-    looks, wait for a change)."""
+    /metrics show, and the two things the page does with it (record an event, wait for a
+    change)."""
 
     @property
     def states(self) -> Mapping[str, ServerState]: ...
@@ -67,13 +68,7 @@ class Live(Protocol):
     def ports(self) -> Mapping[str, int]: ...  # sticky automatic ports
 
     @property
-    def host(self) -> Mapping[str, Any]: ...  # the host line's latest figures (the sampler's, as it sends them)
-
-    @property
-    def resources(self) -> Mapping[str, Mapping[str, float | int]]: ...  # CPU, RSS per server tree
-
-    @property
-    def uptime(self) -> Mapping[str, Mapping[str, Any]]: ...  # availability per server and period
+    def internet_ok(self) -> bool | None: ...  # the sampler's look at the internet (the tunnel's state reads it)
 
     @property
     def rollouts(self) -> Rollouts: ...  # each server's remembered versions
@@ -86,12 +81,29 @@ class Live(Protocol):
 
     def state(self, name: str) -> ServerState: ...
 
-    def looked(self) -> None: ...  # a person (or a status client) looks: figures at full rate
-
     def event(self, kind: EventKind, server: str | None, reason: str, *, actor: str = "gateway",
               detail: dict[str, Any] | None = None) -> None: ...
 
     async def wait_until(self, done: Callable[[], bool], timeout: float) -> bool: ...
+
+
+class Sampled(Protocol):
+    """The sampler's latest figures (reconciler.sampler.Figures) as the page reads them."""
+
+    @property
+    def host(self) -> Mapping[str, Any]: ...  # the host line's latest figures (as the sampler sends them)
+
+    @property
+    def resources(self) -> Mapping[str, Mapping[str, float | int]]: ...  # CPU, RSS per server tree
+
+    @property
+    def uptime(self) -> Mapping[str, Mapping[str, Any]]: ...  # availability per server and period
+
+
+class Looking(Protocol):
+    """Who looks (reconciler.sampler.Attention): the page tells it, the sampler's rate follows."""
+
+    def looked(self) -> None: ...  # a person (or a status client) looks: figures at full rate
 
 
 class Rollouts(Protocol):
@@ -152,6 +164,12 @@ class Gateway(Protocol):
     def rt(self) -> Live: ...
 
     @property
+    def figures(self) -> Sampled: ...
+
+    @property
+    def attention(self) -> Looking: ...
+
+    @property
     def reconciler(self) -> Loaded: ...
 
     @property
@@ -188,9 +206,10 @@ def members(protocol: type) -> list[str]:
 
 
 def missing(daemon: object) -> list[str]:
-    """The doors the page uses that `daemon` does not have (by name, e.g. "rt.looked")."""
+    """The doors the page uses that `daemon` does not have (by name, e.g. "attention.looked")."""
     parts: list[tuple[str, object, type]] = [("", daemon, Gateway)]
-    for name, protocol in (("rt", Live), ("reconciler", Loaded), ("sink", Journal), ("pg", Postgres),
+    for name, protocol in (("rt", Live), ("figures", Sampled), ("attention", Looking), ("reconciler", Loaded),
+                           ("sink", Journal), ("pg", Postgres),
                            ("notifier", Notifier)):
         part = getattr(daemon, name, None)
         if part is not None:

@@ -142,7 +142,7 @@ def overview_model(daemon: Gateway, group: str | None, tag: str | None) -> dict[
     # groups holding a server that needs attention first, then by name
     ordered = sorted(groups.items(), key=lambda kv: (not any(c["w"]["attention"] for c in kv[1]), kv[0]))
     return {
-        "gateway": gateway_view(daemon), "host": daemon.rt.host, "hw": host_words(daemon.rt.host), "groups": ordered,
+        "gateway": gateway_view(daemon), "host": daemon.figures.host, "hw": host_words(daemon.figures.host), "groups": ordered,
         "all_groups": sorted({s["group"] for s in servers if s["group"]}),
         "all_tags": sorted({t for s in servers for t in s["tags"]}), "group": group, "tag": tag,
         "counts": counts(servers), "problems": config_problems(daemon),
@@ -218,5 +218,5 @@ class Cards:
         key = (daemon.rt.changed, int(time.monotonic()))
         if self._now is None or self._now[0] != key:
             cards = [card_view(daemon, name) for name in all_names(daemon)]
-            self._now = (key, [(view, (view["v"],)) for view in cards], sse("stats", stats(cards, daemon.rt.host)))
+            self._now = (key, [(view, (view["v"],)) for view in cards], sse("stats", stats(cards, daemon.figures.host)))
         return self._now[1], self._now[2]

@@ -43,7 +43,7 @@ async def stream(request: Request) -> StreamingResponse:
         yield "retry: 3000\n: connected\n\n"
         try:
             while not daemon.stop_event.is_set():
-                daemon.rt.looked()  # an open live page: its figures come at the full rate
+                daemon.attention.looked()  # an open live page: its figures come at the full rate
                 changed = asyncio.ensure_future(daemon.rt.changed.wait())
                 out = []
                 cards, stats_message = memory.now(daemon)

@@ -92,10 +92,10 @@ def server_view(daemon: Gateway, name: str, usage: Mapping[int, tuple[float, int
         "in_config": spec is not None,
         "domain": spec.domain.hostname if spec and spec.domain else None,
         "public_url": public_url(spec),  # https://HOSTNAME (Cloudflare's certificate)
-        "cpu_percent": _usage(usage, state.pid, alive, 0, rt.resources.get(name, {}).get("cpu_percent")),
-        "rss_bytes": _usage(usage, state.pid, alive, 1, rt.resources.get(name, {}).get("rss_bytes")),
+        "cpu_percent": _usage(usage, state.pid, alive, 0, daemon.figures.resources.get(name, {}).get("cpu_percent")),
+        "rss_bytes": _usage(usage, state.pid, alive, 1, daemon.figures.resources.get(name, {}).get("rss_bytes")),
         "health": _health_word(state.phase, spec, state.health_failures, state.health_error),
-        "uptime_pct": rt.uptime.get(name, {"24h": None, "7d": None, "30d": None}),
+        "uptime_pct": daemon.figures.uptime.get(name, {"24h": None, "7d": None, "30d": None}),
         # a change that failed and was rolled back (reconciler/rollout.py): not tried again by itself
         "rolled_back": rt.rollouts.failed_why.get(name, "it failed") if name in rt.rollouts.failed else None,
         "rolled_back_facts": (dict(rt.rollouts.failed_facts.get(name) or {}) if name in rt.rollouts.failed
@@ -144,7 +144,7 @@ def gateway_view(daemon: Gateway) -> dict[str, Any]:
         "database_unreachable_since": since.isoformat() if since else None,
         "pending_writes": sink.pending,
         "config_errors": [str(e) for e in result.errors] if result else [],
-        "host": dict(daemon.rt.host),
+        "host": dict(daemon.figures.host),
         "tunnel": tunnel_view(daemon.rt),
     }
 

@@ -10,35 +10,34 @@ from typing import TYPE_CHECKING, Any
 from reconciler.ops import Loaded, live_section
 from reconciler.ops.incidents import Incident, Truth, assess
 from reconciler.ops.notify import Alert, Dispatcher, NotifySettings, Record, Sent, TruthOf, parse_settings
+from reconciler.store.records import record_alert
 
 if TYPE_CHECKING:
     from reconciler.runtime import Runtime
+    from reconciler.sampler import Figures
     from reconciler.spec import ServerSpec
+    from reconciler.store.db import Pool
     from reconciler.store import Store
     from reconciler.store.sink import Sink
 
 DATABASE_AFTER = 30.0  # seconds unreachable before it alerts
 
 
-INSERT = ("INSERT INTO alerts (kinds, servers, title, body, targets, ok, error) VALUES (%s, %s, %s, %s, %s, %s, %s)")
-
-
-def recorder(pool: Any, targets: Callable[[], int]) -> Record:
+def recorder(pool: Pool, targets: Callable[[], int]) -> Record:
+    """Each message sent (or not) as a row of `alerts` (reconciler/store/records.py)."""
     async def record(sent: Sent) -> None:
-        async with pool.connection(timeout=5) as conn:
-            await conn.execute(INSERT, (sorted({a.kind for a in sent.alerts}),
-                                        sorted({a.server or "gateway" for a in sent.alerts}),
-                                        sent.title, sent.body, targets(), sent.ok, sent.error))
+        await record_alert(pool, sorted({a.kind for a in sent.alerts}), sorted({a.server or "gateway" for a in sent.alerts}),
+                           sent.title, sent.body, targets(), sent.ok, sent.error)
     return record
 
 
-def watcher(rt: Any, sink: Any, settings: Callable[[], NotifySettings]) -> Callable[[], list[Alert]]:
+def watcher(figures: Figures, sink: Any, settings: Callable[[], NotifySettings]) -> Callable[[], list[Alert]]:
     """Polled conditions: disk use from the sampler's host figures, database unreachable."""
     state = {"disk": False, "db": False}
 
     def check() -> list[Alert]:
         out = []
-        disk = (rt.host or {}).get("disk_percent")
+        disk = (figures.host or {}).get("disk_percent")
         full = disk is not None and disk >= settings().disk_percent
         if full and not state["disk"]:
             out.append(Alert("disk", None, f"the data folder's disk is {disk:.0f}% full", "note"))
@@ -67,9 +66,10 @@ def server_truth(rt: Any, specs: Callable[[], Any], settings: Callable[[], Notif
     return truth
 
 
-def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded) -> Dispatcher:
+def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded, figures: Figures) -> Dispatcher:
     """Wire a dispatcher into a running gateway: observe the runtime's events, read `[notify]`
-    live from the loaded folder, record what is sent in `store`, watch `sink` for the database."""
+    live from the loaded folder, record what is sent in `store`, watch `sink` for the database
+    and the sampler's `figures` for the disk."""
     from reconciler.names import CONNECTOR
 
     settings = live_section(loaded, "notify", parse_settings, NotifySettings,
@@ -83,7 +83,7 @@ def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded) -> Dispatcher:
         return [Incident.from_row(r) for r in await store.load_open_incidents()]
 
     dispatcher = Dispatcher(settings, recorder(store.pool, lambda: len(settings().urls)),
-                            watcher(rt, sink, settings),
+                            watcher(figures, sink, settings),
                             server_truth=server_truth(rt, specs, settings, frozenset({CONNECTOR})),
                             put=rt.put, load=load, names=lambda: list(rt.states))
     rt.subscribe(dispatcher.observe)

@@ -110,12 +110,13 @@ def pull(folder: Path) -> Pull:
     return Pull(True, before, after)
 
 
-RECORD = "INSERT INTO sync_commits (commit, previous, ok, error) VALUES (%s, %s, %s, %s)"
 
 
 async def pull_forever(rt: Runtime, store: Store, folder: Path, reload: Callable[[], None],
                        settings: Callable[[], SyncSettings]) -> None:
     """The daemon's task: pull `folder` on the `git_pull` schedule; record and report the outcome."""
+    from reconciler.store.records import record_pull  # the SQL of `sync_commits`
+
     while True:
         every = settings().git_pull
         await asyncio.sleep(every if every else IDLE_CHECK)
@@ -131,8 +132,7 @@ async def pull_forever(rt: Runtime, store: Store, folder: Path, reload: Callable
         else:
             rt.event(EventKind.SYNC_FAILED, None, result.error or "git pull failed", detail={"commit": result.after})
         try:
-            async with store.pool.connection(timeout=5) as conn:
-                await conn.execute(RECORD, (result.after, result.before, result.ok, result.error))
+            await record_pull(store.pool, result.after, result.before, result.ok, result.error)
         except Exception as exc:  # noqa: BLE001 - the database may be away: the event is queued anyway
             log.warning("git pull outcome not recorded in PostgreSQL: %s", exc)
 

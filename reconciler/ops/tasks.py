@@ -14,18 +14,20 @@ from reconciler.ops.notify import Dispatcher
 if TYPE_CHECKING:
     from reconciler.runner import Runner
     from reconciler.runtime import Runtime
+    from reconciler.sampler import Figures
     from reconciler.settings import Settings
     from reconciler.store import Store
     from reconciler.store.sink import Sink
 
 
 def add_ops_tasks(runner: Runner, rt: Runtime, store: Store, sink: Sink, settings: Settings, loaded: Loaded,
-                  reload: Callable[[], None], dsn: Callable[[], str | None]) -> Dispatcher:
+                  reload: Callable[[], None], dsn: Callable[[], str | None], figures: Figures) -> Dispatcher:
     """Add the operations' tasks to `runner`. `loaded()`: the folder as last loaded (its
     `[notify]` and `[sync]` are read live); `reload()`: read the folder again (a pull brought
     commits); `dsn()`: the database's address now. Returns the alerts' dispatcher (the page's
-    `notifier`): alerts see every event from the first start on."""
-    alerts = alerting.start(rt, store, sink, loaded)
+    `notifier`): alerts see every event from the first start on; `figures`: the sampler's (the
+    disk alert)."""
+    alerts = alerting.start(rt, store, sink, loaded, figures)
     sync = gitsync.live_settings(loaded)
     runner.add("log-rotation", lambda: rotate_forever(rt))
     runner.add("alerts", alerts.run)

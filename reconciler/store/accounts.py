@@ -9,7 +9,8 @@ from typing import Any, LiteralString
 
 from psycopg.rows import dict_row
 
-from reconciler.store.queries import CONNECT_TIMEOUT, Store
+from reconciler.store.db import CONNECT_TIMEOUT
+from reconciler.store.queries import Store
 
 
 async def rows(store: Store, query: LiteralString, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

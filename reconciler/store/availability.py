@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, LiteralString
 
+from reconciler.store.db import rows as read
+
 if TYPE_CHECKING:
-    from reconciler.store.queries import Store
+    from reconciler.store.db import Pool
 
 PROMISE = 99.0  # percent an owner can hold a server to on a laptop
 WINDOWS: dict[str, timedelta] = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -130,25 +132,25 @@ def month_length(now: datetime) -> float:
     return (following - start).total_seconds()
 
 
-async def check_shares(store: Store) -> dict[str, dict[str, float | None]]:
+async def check_shares(pool: Pool) -> dict[str, dict[str, float | None]]:
     """Per server: the share of passed checks over 24 h, 7 d and 30 d (0-100), dark hours left out."""
-    rows = await store._rows(_CHECK_SHARES)
+    rows = await read(pool, _CHECK_SHARES)
     return {r["server"]: {k: (None if r[k] is None else round(float(r[k]), 3)) for k in ("24h", "7d", "30d")}
             for r in rows}
 
 
-async def last_seen(store: Store, before: datetime) -> datetime | None:
+async def last_seen(pool: Pool, before: datetime) -> datetime | None:
     """When a gateway last wrote anything before `before` (the end of the previous run)."""
-    rows = await store._rows(_LAST_SEEN, {"before": before})
+    rows = await read(pool, _LAST_SEEN, {"before": before})
     return rows[0]["at"] if rows and rows[0]["at"] is not None else None
 
 
-async def darks_since(store: Store, since: datetime) -> list[Dark]:
-    rows = await store._rows(_DARK, {"since": since})  # recorded at (or after) its end: overlaps since
+async def darks_since(pool: Pool, since: datetime) -> list[Dark]:
+    rows = await read(pool, _DARK, {"since": since})  # recorded at (or after) its end: overlaps since
     return [d for d in (Dark.of(r["detail"]) for r in rows) if d is not None]
 
 
-async def compute(store: Store, beats: Mapping[str, float], now: datetime | None = None,
+async def compute(pool: Pool, beats: Mapping[str, float], now: datetime | None = None,
                   promise: float = PROMISE) -> dict[str, dict[str, Any]]:
     """Per server, for 24h, 7d, 30d and "month": the availability %, and the month's seconds down
     (failed beats and dark hours), the seconds the promise allows, and the dark seconds by cause.
@@ -156,9 +158,9 @@ async def compute(store: Store, beats: Mapping[str, float], now: datetime | None
     now = now or datetime.now(UTC).astimezone()
     starts = {key: now - length for key, length in WINDOWS.items()}
     starts["month"] = month_start(now)
-    rows = await store._rows(_BEATS, {"d1": starts["24h"], "d7": starts["7d"], "d30": starts["30d"],
+    rows = await read(pool, _BEATS, {"d1": starts["24h"], "d7": starts["7d"], "d30": starts["30d"],
                                       "month": starts["month"]})
-    darks = await darks_since(store, min(starts.values()))
+    darks = await darks_since(pool, min(starts.values()))
     counted = {r["server"]: r for r in rows}
     out: dict[str, dict[str, Any]] = {}
     for server in sorted(set(counted) | {s for d in darks for s in d.servers}):

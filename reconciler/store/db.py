@@ -1,6 +1,7 @@
 """Connections and schema migrations.
 
-`open_pool` gives an autocommit psycopg pool whose connections work in one schema.
+`open_pool` gives an autocommit psycopg pool whose connections work in one schema; `rows`
+reads a query's rows from it (the store and each module of its SQL read through it).
 `migrate` applies `migrations/NNNN_*.sql` in order, each once and in its own transaction,
 recorded in `schema_version`; an advisory lock makes concurrent gateways take turns.
 """
@@ -10,16 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
+CONNECT_TIMEOUT = 3.0  # seconds to wait for a pooled connection (an outage is noticed this fast)
 
 
 class MigrationError(RuntimeError):
@@ -106,3 +109,12 @@ async def open_pool(
         await pool.close()
         raise
     return pool
+
+
+async def rows(pool: Pool, query: LiteralString | sql.Composed, params: dict[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
+    """The rows of `query`, each a dict, on a connection of `pool`."""
+    async with pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, params)
+        return await cur.fetchall()

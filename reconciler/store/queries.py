@@ -14,15 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, LiteralString
 
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from reconciler.store import availability, incidents, rollouts
-from reconciler.store.db import Pool, migrate, open_pool
+from reconciler.store.db import CONNECT_TIMEOUT, Pool, migrate, open_pool, rows
 
 Op = dict[str, Any]
 Statement = tuple[LiteralString, dict[str, Any]]
-CONNECT_TIMEOUT = 3.0  # seconds to wait for a pooled connection (an outage is noticed this fast)
 
 
 class OpError(ValueError):
@@ -333,10 +331,7 @@ class Store:
     async def _rows(
         self, query: LiteralString | sql.Composed, params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        async with self.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(query, params)
-            return await cur.fetchall()
+        return await rows(self.pool, query, params)
 
     async def load_states(self) -> dict[str, dict[str, Any]]:
         rows = await self._rows("SELECT name, pid, create_time, start_mark, port, phase, spec_hash, started_at, restarts,"
@@ -398,16 +393,16 @@ class Store:
 
     async def uptime(self) -> dict[str, dict[str, float | None]]:
         """Per server: the share of passed health checks over 24 h, 7 d and 30 d (0-100)."""
-        return await availability.check_shares(self)
+        return await availability.check_shares(self.pool)
 
     async def availability(self, beats: Mapping[str, float], now: datetime | None = None) -> dict[str, dict[str, Any]]:
         """Per server: availability over 24 h, 7 d, 30 d and the month, dark hours counted
         (reconciler/store/availability.py)."""
-        return await availability.compute(self, beats, now)
+        return await availability.compute(self.pool, beats, now)
 
     async def last_seen(self, before: datetime) -> datetime | None:
         """When a gateway last wrote anything before `before`."""
-        return await availability.last_seen(self, before)
+        return await availability.last_seen(self.pool, before)
 
     async def series(self, server: str, since: datetime, hourly: bool) -> dict[str, list[dict[str, Any]]]:
         """Chart points for one server: health minutes and raw resource samples (26 h), or hourly

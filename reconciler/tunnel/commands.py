@@ -232,7 +232,8 @@ async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, h
                 zone: str | None, keep: tuple[str, ...] = ()) -> list[Any]:
     from reconciler.store import Store
     from reconciler.store.embedded import EmbeddedPostgres
-    from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync
+    from reconciler.store.dns_records import Ledger
+    from reconciler.tunnel.dns import CloudflareAPI, sync
 
     settings = resolve(args.config, args.data_dir)
     dsn: str = settings.dsn if settings.dsn else await asyncio.to_thread(EmbeddedPostgres(Path(settings.data_dir)).start)

@@ -6,7 +6,7 @@ list (``GET /zones/{z}/dns_records?name=``), create (``POST``) or update (``PATC
 only ever changed when the gateway created it (remembered in PostgreSQL, table
 ``tunnel_dns_records``). A record the gateway created is deleted once its hostname is gone from
 every server (the server or its domain was removed); a record it did not create is never
-touched. The base URL is configurable (tests run a local fake speaking the same v4 envelope).
+touched (its SQL: `reconciler/store/dns_records.py`). The base URL is configurable (tests run a local fake speaking the same v4 envelope).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.store.db import Pool
+from reconciler.store.dns_records import Ledger
 from reconciler.tunnel.cfapi import Client, CloudflareError
 
 __all__ = ["COMMENT", "CloudflareAPI", "CloudflareError", "Ledger", "Outcome", "sync", "target"]
@@ -49,35 +49,6 @@ class CloudflareAPI(Client):
 
     async def delete_record(self, zone: str, record_id: str, name: str) -> None:
         await self.call("DELETE", f"/zones/{zone}/dns_records/{record_id}", what={"zone": name})
-
-
-class Ledger:
-    """Which records the gateway created (PostgreSQL, table tunnel_dns_records)."""
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-
-    async def ours(self) -> set[str]:
-        async with self.pool.connection() as conn:
-            rows = await (await conn.execute("SELECT record_id FROM tunnel_dns_records")).fetchall()
-        return {r[0] for r in rows}
-
-    async def remember(self, record_id: str, zone: str, hostname: str, content: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO tunnel_dns_records (record_id, zone_id, hostname, content) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (record_id) DO UPDATE SET hostname = EXCLUDED.hostname, content = EXCLUDED.content,"
-                " updated_at = now()", (record_id, zone, hostname, content))
-
-    async def made(self) -> list[tuple[str, str, str, str]]:
-        """(record id, zone id, hostname, content) of every record the gateway created."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT record_id, zone_id, hostname, content FROM tunnel_dns_records")
-            return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
-
-    async def forget(self, record_id: str) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute("DELETE FROM tunnel_dns_records WHERE record_id = %s", (record_id,))
 
 
 @dataclass(frozen=True)

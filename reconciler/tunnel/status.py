@@ -65,7 +65,7 @@ def tunnel_view(rt: Any) -> dict[str, Any]:
     since = to_wall(up.since if up and up.since is not None else (st.exited_at or time.monotonic()))
     cause = (up.cause if up else None) or uplink.cause_of(rt)
     details = {"since": since, "cause": cause}
-    if up is not None and (up.held or rt.host.get("internet_ok") is False):
+    if up is not None and (up.held or rt.internet_ok is False):
         return {**base, **details, "state": "waiting for the internet",
                 "summary": "not reachable from outside: this laptop has no internet; cloudflared retries when "
                            "the internet is back"}

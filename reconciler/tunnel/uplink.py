@@ -97,7 +97,7 @@ def step(rt: Runtime, up: Uplink, plan: TunnelPlan | None, now: float, reload: C
     if plan is None or plan.settings is None or (plan.spec is None and not up.held):
         return
     st = rt.state(CONNECTOR)
-    internet = rt.host.get("internet_ok")
+    internet = rt.internet_ok
     offline = internet is False
     serves = st.phase is not Phase.RUNNING and bridged()  # a second connector serves meanwhile
     if is_up(st) or serves or rt.intents.get(CONNECTOR) == "stop":

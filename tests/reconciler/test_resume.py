@@ -18,7 +18,7 @@ import psutil
 import psycopg
 
 from reconciler.ops.notify import Classifier
-from reconciler.resume import BEAT, JUMP, Gap, ResumeWatch, gap, settling
+from reconciler.resume import BEAT, JUMP, Gap, ResumeWatch, gap
 from reconciler.runtime import Runtime
 from reconciler.state import Phase
 from tests.fix_gateway import Gateway
@@ -43,10 +43,10 @@ async def test_a_resume_resets_failure_counts_and_opens_a_settling_window(tmp_pa
     recorded: list[dict[str, Any]] = []
     rt = Runtime(tmp_path, tmp_path, recorded.append)
     rt.states["web"] = rt.state("web").advance(Phase.RUNNING, "test").update(health_failures=2, health_error="x")
-    assert not settling(rt)
+    assert not rt.resume.settling()
     ResumeWatch(rt, settle=20.0).resumed(Gap(30.0, False))
     assert rt.state("web").health_failures == 0 and rt.state("web").health_error is None
-    assert settling(rt) and not settling(rt, time.monotonic() + 21)
+    assert rt.resume.settling() and not rt.resume.settling(time.monotonic() + 21)
     [event] = [op for op in recorded if op.get("op") == "event"]
     assert event["kind"] == "host_resumed" and event["detail"] == {"seconds": 30.0, "slept": False, "settle": 20.0}
 
@@ -144,17 +144,15 @@ async def test_cloudflared_not_ready_after_a_resume_is_restarted(tmp_path: Path)
 
 
 async def test_a_resume_cuts_every_nap_short(tmp_path: Path) -> None:
-    from reconciler.resume import nap
-
     rt = Runtime(tmp_path, tmp_path, lambda op: None)
-    naps = [asyncio.ensure_future(nap(rt, 3600.0)) for _ in range(3)]
-    short = asyncio.ensure_future(nap(rt, 0.01))
+    naps = [asyncio.ensure_future(rt.resume.nap(3600.0)) for _ in range(3)]
+    short = asyncio.ensure_future(rt.resume.nap(0.01))
     await asyncio.wait_for(short, 5)  # a nap ends by itself too
     await asyncio.sleep(0)
-    assert not any(n.done() for n in naps) and len(rt.resume_sleepers) == 3
+    assert not any(n.done() for n in naps) and len(rt.resume.sleepers) == 3
     ResumeWatch(rt).resumed(Gap(600.0, True))
     await asyncio.wait_for(asyncio.gather(*naps), 5)
-    assert rt.resume_sleepers == set()
+    assert rt.resume.sleepers == set()
 
 
 def test_checks_failing_while_the_host_settles_are_not_counted(gateway: Gateway) -> None:
@@ -189,23 +187,21 @@ def test_checks_failing_while_the_host_settles_are_not_counted(gateway: Gateway)
 def test_a_check_finds_a_suspend_between_two_beats(tmp_path: Path) -> None:
     """The suspend clock ahead of the monotonic one since the last look is a suspend, found by
     the first check after the wake (`look`), whatever is left of the watch's beat."""
-    from reconciler.resume import look
-
     recorded: list[dict[str, Any]] = []
     rt = Runtime(tmp_path, tmp_path, recorded.append)
     suspend = [1000.0]
     watch = ResumeWatch(rt, clock=lambda: suspend[0])
-    rt.resume_watch = watch
-    look(rt)
-    assert not settling(rt) and recorded == []  # neither clock moved apart
+    rt.resume.watch = watch
+    rt.resume.look()
+    assert not rt.resume.settling() and recorded == []  # neither clock moved apart
     suspend[0] += 3.0  # less than JUMP
-    look(rt)
-    assert not settling(rt)
+    rt.resume.look()
+    assert not rt.resume.settling()
     suspend[0] += 40.0  # asleep: the monotonic clock stood still
-    look(rt)
-    assert settling(rt)
+    rt.resume.look()
+    assert rt.resume.settling()
     [event] = [op for op in recorded if op.get("op") == "event"]
     assert event["kind"] == "host_resumed" and event["detail"]["slept"] is True
     assert 40.0 <= event["detail"]["seconds"] <= 43.5
-    look(rt)  # the same suspend is found once
+    rt.resume.look()  # the same suspend is found once
     assert len([op for op in recorded if op.get("op") == "event"]) == 1

@@ -93,7 +93,9 @@ async def test_figures_come_once_while_nobody_looks_and_every_round_while_someon
     rt.set_phase("web", Phase.STARTING, Reason.CREATE)
     rt.set_phase("web", Phase.EXITED, Reason.CRASH)  # down: it should be up
     every = [0.05]
-    task = asyncio.create_task(sampler.sample_forever(rt, tmp_path, lambda: (every[0], "off")))
+    attention = sampler.Attention()
+    task = asyncio.create_task(sampler.sample_forever(rt, tmp_path, lambda: (every[0], "off"), sampler.Figures(),
+                                                      attention))
 
     def count(kind: str) -> int:
         if kind == "health":  # checks counted: in the minutes written and the one under way (reconciler/checklog.py)
@@ -107,30 +109,25 @@ async def test_figures_come_once_while_nobody_looks_and_every_round_while_someon
         assert [op["ok"] for op in ops if op["op"] == "health"] == [False]  # one row: the change
         assert sum(m.failures for m in rt.checks.open.values()) + sum(
             op["failures"] for op in ops if op["op"] == "health_minute") == count("health")
-        rt.looked()
+        attention.looked()
         rounds = count("health")
         await until(lambda: count("health") >= rounds + 5)
         assert count("host") >= 5  # every round while someone looks
         every[0] = 3600.0
-        rt.looked_at = -sampler_looking_for()  # nobody looked for a while
+        attention.looked_at = -sampler.LOOKING_FOR  # nobody looked for a while
         rounds = count("health")
         await until(lambda: count("health") > rounds)  # a round read the hour: then it waits
         await asyncio.sleep(0.3)
         rounds, hosts = count("health"), count("host")
         await asyncio.sleep(0.3)
         assert count("health") == rounds  # waiting for its hour
-        rt.looked()  # wakes the sampler, an hour before its next round
+        attention.looked()  # wakes the sampler, an hour before its next round
         await until(lambda: count("host") > hosts and count("health") > rounds)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-
-def sampler_looking_for() -> float:
-    from reconciler.runtime import LOOKING_FOR
-
-    return LOOKING_FOR
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

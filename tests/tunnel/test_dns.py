@@ -4,7 +4,8 @@ the ledger of created records in real PostgreSQL (the `store` fixture)."""
 from __future__ import annotations
 
 from reconciler.store import Store
-from reconciler.tunnel.dns import CloudflareAPI, Ledger, sync, target
+from reconciler.store.dns_records import Ledger
+from reconciler.tunnel.dns import CloudflareAPI, sync, target
 from tests.fix_db import rows
 from tests.tunnel.fake_cloudflare import FakeCloudflare
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -38,8 +37,7 @@ async def test_the_plan_is_read_once_then_only_when_it_is_loaded_again(
     tunnel.memory = memory = CountedMemory()
     monkeypatch.setattr(dns_task, "plan_of", lambda runtime: memory.plan)
     monkeypatch.setattr(getter, "LOOK_EVERY", 0.01)  # the getter's first look, after the start
-    daemon = SimpleNamespace(rt=rt, store=None, tunnel=tunnel, settings=SimpleNamespace(data_dir=tmp_path))
-    run = asyncio.ensure_future(dns_task.dns_forever(daemon) if task == "dns"  # type: ignore[arg-type]
+    run = asyncio.ensure_future(dns_task.dns_forever(tunnel, None, tmp_path) if task == "dns"
                                 else getter.cloudflared_forever(tunnel, tmp_path))
     try:
         while not memory.looks:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from reconciler.runtime import Runtime
+from reconciler.sampler import Figures
 from reconciler.reasons import Reason
 from reconciler.state import Phase, ServerState
 from tests.fix_gateway import Gateway
@@ -114,7 +115,7 @@ def _daemon(tmp_path: Path) -> Any:
     sink = types.SimpleNamespace(unreachable_since=None, db_ok=True, pending=0)
     settings = types.SimpleNamespace(config_dir=tmp_path, data_dir=tmp_path)
     return types.SimpleNamespace(settings=settings, rt=rt, reconciler=types.SimpleNamespace(result=None), store=None,
-                                 sink=sink, url="http://127.0.0.1:1", token="", db_label="test")
+                                 sink=sink, url="http://127.0.0.1:1", token="", db_label="test", figures=Figures())
 
 
 def test_answer_is_built_once_per_change_and_second(tmp_path: Path) -> None:

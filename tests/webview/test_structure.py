@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 import webview
-from webview.gateway import Gateway, Journal, Live, Loaded, Notifier, Postgres, checked, members, missing
+from webview.gateway import (Gateway, Journal, Live, Loaded, Looking, Notifier, Postgres, Sampled, checked, members,
+                             missing)
 
 MUTABLE = (dict, list, set, collections.deque, weakref.WeakKeyDictionary, weakref.WeakValueDictionary)
 
@@ -31,7 +32,8 @@ def test_no_module_of_the_page_keeps_memory() -> None:
 
 
 def _complete() -> SimpleNamespace:
-    parts = {"rt": Live, "reconciler": Loaded, "sink": Journal, "pg": Postgres, "notifier": Notifier}
+    parts = {"rt": Live, "figures": Sampled, "attention": Looking, "reconciler": Loaded, "sink": Journal,
+             "pg": Postgres, "notifier": Notifier}
     gateway = SimpleNamespace(**{name: None for name in members(Gateway)})
     for name, protocol in parts.items():
         setattr(gateway, name, SimpleNamespace(**{member: None for member in members(protocol)}))
@@ -39,11 +41,11 @@ def _complete() -> SimpleNamespace:
 
 
 def test_a_gateway_lacking_a_door_the_page_uses_is_refused_by_name() -> None:
-    assert "looked" in members(Live) and "notifier" in members(Gateway) and "select" in members(Loaded)
+    assert "looked" in members(Looking) and "notifier" in members(Gateway) and "select" in members(Loaded)
     gateway = _complete()
     assert missing(gateway) == [] and checked(gateway) is gateway
-    del gateway.rt.looked, gateway.notifier
-    assert missing(gateway) == ["notifier", "rt.looked"]
-    with pytest.raises(TypeError, match="the gateway has no notifier, rt.looked"):
+    del gateway.attention.looked, gateway.notifier
+    assert missing(gateway) == ["notifier", "attention.looked"]
+    with pytest.raises(TypeError, match="the gateway has no notifier, attention.looked"):
         checked(gateway)
     assert "rt" in missing(object()) and "request_stop" in missing(object())
