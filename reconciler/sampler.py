@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,13 +69,16 @@ class Figures:
 class TreeMeter:
     """CPU % (of one core) and RSS of whole process trees. CPU % is the delta of each
     process's CPU time since the previous sample (like psutil's cpu_percent, without its
-    look at the number of CPUs on every call), so each Process is kept with its last figure."""
+    look at the number of CPUs on every call), so each process is kept with its last figure.
+    On Linux each process is one read of /proc/PID/stat (parent, start, CPU times and RSS),
+    and the scan of the process table is that same read: psutil read two files per process
+    of a tree and made an object per process of the machine, most of the sampler's CPU at rest."""
 
     RESCAN_EVERY = 60.0  # seconds between full scans of the process table when no root changed
 
     def __init__(self) -> None:
-        # pid -> (its Process, its CPU seconds and when, at the last sample)
-        self.procs: dict[int, tuple[psutil.Process, float, float]] = {}
+        # pid -> (who it is: its Process, or its start on Linux; its CPU seconds and when, at the last sample)
+        self.procs: dict[int, tuple[Any, float, float]] = {}
         self.kids: dict[int, list[int]] = {}
         self.scanned_at = -RESCAN_NEVER
 
@@ -86,13 +90,16 @@ class TreeMeter:
         # once per server), and only now and then: reading /proc/*/stat for every process on
         # the machine is most of a sample's cost. A new or restarted server triggers a scan.
         now = time.monotonic()
-        if now - self.scanned_at > self.RESCAN_EVERY or any(pid not in self.procs for pid in roots.values()):
+        scan = now - self.scanned_at > self.RESCAN_EVERY or any(pid not in self.procs for pid in roots.values())
+        if PROC_STAT:
+            return self._measure_proc(roots, now, scan)
+        if scan:
             self.kids = {}
             for proc in psutil.process_iter(["ppid"]):
                 self.kids.setdefault(proc.info["ppid"], []).append(proc.pid)
             self.scanned_at = now
         kids = self.kids
-        seen: dict[int, tuple[psutil.Process, float, float]] = {}
+        seen: dict[int, tuple[Any, float, float]] = {}
         out: dict[str, dict[str, float | int]] = {}
         for name, root in roots.items():
             cpu, rss, todo = 0.0, 0, [root]
@@ -112,6 +119,60 @@ class TreeMeter:
             out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
         self.procs = seen
         return out
+
+    def _measure_proc(self, roots: dict[str, int], now: float, scan: bool) -> dict[str, dict[str, float | int]]:
+        table: dict[int, tuple[int, int, float, int, float]] | None = None
+        if scan:
+            table = {}
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and (stat := proc_stat(int(entry))) is not None:
+                    table[int(entry)] = stat
+            self.kids = {}
+            for pid, stat in table.items():
+                self.kids.setdefault(stat[0], []).append(pid)
+            self.scanned_at = now
+        kids = self.kids
+        seen: dict[int, tuple[Any, float, float]] = {}
+        out: dict[str, dict[str, float | int]] = {}
+        for name, root in roots.items():
+            cpu, rss, todo = 0.0, 0, [root]
+            while todo:
+                pid = todo.pop()
+                todo.extend(kids.get(pid, ()))
+                stat = table.get(pid) if table is not None else proc_stat(pid)
+                if stat is None:
+                    continue
+                _, start, seconds, resident, when = stat
+                rss += resident
+                seen[pid] = (start, seconds, when)
+                before = self.procs.get(pid)
+                if before is not None and before[0] == start and when > before[2]:  # the same process
+                    cpu += max(0.0, seconds - before[1]) / (when - before[2]) * 100
+            out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
+        self.procs = seen
+        return out
+
+
+PROC_STAT = os.path.exists("/proc/self/stat")  # Linux (and not macOS or Windows: psutil there)
+_TICKS = os.sysconf("SC_CLK_TCK") if PROC_STAT else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if PROC_STAT else 4096
+
+
+def proc_stat(pid: int) -> tuple[int, int, float, int, float] | None:
+    """(parent pid, start in clock ticks since boot, CPU seconds, RSS bytes, when read) of a
+    process, from one read of /proc/PID/stat (Linux, proc(5)); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    when = time.monotonic()
+    try:
+        fields = data[data.rindex(b")") + 2:].split()  # the name in brackets may hold spaces and brackets
+        return (int(fields[1]), int(fields[19]), (int(fields[11]) + int(fields[12])) / _TICKS,
+                int(fields[21]) * _PAGE, when)
+    except (ValueError, IndexError):
+        return None
 
 
 def host_figures(data_dir: Path) -> dict[str, Any]:

@@ -7,11 +7,13 @@ The few value types (`Duration`, `ServerName`, `PortSpec`) are defined once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import shlex
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self, Union
 
 from pydantic import (
     AfterValidator,
@@ -280,17 +282,32 @@ class ServerSpec(_Model):
         if self.health is not None:
             return self.health
         if self.port is not None:
-            return TcpHealth(type="tcp")
-        return NoHealth(type="none")
+            return _TCP  # one for all: every check asks (a model built per check was most of its cost)
+        return _NO_HEALTH
 
     def runtime_hash(self) -> str:
         """A digest of the fields that need a restart when they change.
 
         description, group, tags, health, restart and domain settings apply to a running
-        process without restarting it."""
+        process without restarting it. Made once per spec (it is frozen): the plan asks for it
+        for every server at every pass."""
+        return self._runtime_hash
+
+    @functools.cached_property
+    def _runtime_hash(self) -> str:  # kept in the instance's __dict__, which equality ignores
         runtime = self.model_dump(include={"command", "shell", "port", "cwd", "env"}, mode="json")
         text = json.dumps(runtime, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, without the digest of the original (`update` may change what it covers)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("_runtime_hash", None)
+        return copy
+
+
+_TCP = TcpHealth(type="tcp")  # the check of a server with a port and no [health]
+_NO_HEALTH = NoHealth(type="none")
 
 
 class DatabaseSettings(_Model):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from reconciler.store import Store
 
 log = logging.getLogger("gateway")
+TOKEN_LOOK_EVERY = 30.0  # seconds between looks for an API token while there is none (the resync's pace)
 CHECK_EVERY = 2.0  # seconds: a look again while the database is not there yet
 RETRY_START, RETRY_CAP = 5.0, 300.0
 ZONES_EVERY = 900.0  # seconds between two reads of the account's domains
@@ -92,6 +93,8 @@ async def dns_forever(tunnel: TunnelContext, store: Store | None, data_dir: Path
             if said_missing != why and hostnames:
                 rt.event(EventKind.DNS_UNAVAILABLE, RESERVED, why, actor="gateway")
                 said_missing = why
+            # a token file written later is no new plan (a load of the same plan wakes nobody): look again
+            wait = _sooner(wait, TOKEN_LOOK_EVERY)
             continue
         from reconciler.store.dns_records import Ledger
         from reconciler.tunnel.dns import CloudflareAPI, sync  # httpx: only with a tunnel to route

@@ -58,8 +58,9 @@ class Tunnel:
         plan = handover.hold(self, plan)  # a restart of a serving connector: a second connector first
         # no internet: the planner holds the connector (its check `needs_internet`), not this hook
         previous, mem.plan = mem.plan, plan
-        for changed in mem.waiters:
-            changed.set()
+        if plan != previous:  # the 30 s resync's load of the same plan wakes nobody (issue 27)
+            for changed in mem.waiters:
+                changed.set()
         self._register(plan.settings is not None)
         if plan.written:
             rt.event(EventKind.TUNNEL_CONFIG, CONNECTOR, f"wrote {plan.config_path}: {len(plan.rules) - 1} routes",
@@ -181,8 +182,8 @@ def plan_of(rt: object) -> TunnelPlan | None:
 
 
 def plan_changes(memory: Memory) -> asyncio.Event:
-    """An event set at every load of the tunnel's plan from now on (and set now: look once at the
-    start). A task that acts on the plan (DNS, fetching cloudflared) waits on it and clears it,
+    """An event set at every load that makes another tunnel plan from now on (and set now: look
+    once at the start). A task that acts on the plan (DNS, fetching cloudflared) waits on it and clears it,
     instead of looking at the plan every few seconds (issue 27)."""
     changed = asyncio.Event()
     changed.set()

@@ -565,3 +565,16 @@ def test_a_restart_by_the_gateway_itself_is_not_the_owners():
     assert run_plan([s], [after]).actions == (Start("web", s, 8080, Reason.WOKE_UP),)
     booted = ServerState("web", P.STOPPED, cause=Reason.SHUTDOWN)  # stopped with the previous gateway
     assert run_plan([s], [booted]).actions == (Start("web", s, 8080, Reason.BOOT),)
+
+
+def test_the_runtime_hash_is_made_once_and_a_copy_has_its_own() -> None:
+    """The digest is kept per spec (asked for every server at every pass, issue 27): an equal spec
+    stays equal whether or not it was asked, and a copy with a runtime field changed (the
+    roll-back's copy, reconciler/rollout.py) has the digest of what it holds."""
+    a, b = spec(), spec()
+    digest = a.runtime_hash()
+    assert a == b and b == a and a.runtime_hash() is digest
+    moved = a.model_copy(update={"port": 9090})
+    assert moved.runtime_hash() == spec(port=9090).runtime_hash() != digest
+    assert a.model_copy(update={"description": "same process"}).runtime_hash() == digest
+    assert a.effective_health() is b.effective_health()  # the default check is one frozen model

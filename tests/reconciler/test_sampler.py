@@ -134,3 +134,39 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+@pytest.mark.skipif(not sampler.PROC_STAT, reason="Linux's /proc/PID/stat")
+def test_one_read_of_proc_stat_says_what_psutil_says(busy_tree):
+    """The Linux path (one read of /proc/PID/stat per process, issue 27) gives psutil's parent,
+    CPU seconds and RSS; a pid with another start is not the process measured before."""
+    root, grandchild = busy_tree
+    time.sleep(0.3)
+    for pid in (root, grandchild):
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            ppid, cpu, rss = proc.ppid(), sum(proc.cpu_times()[:2]), proc.memory_info().rss
+        stat = sampler.proc_stat(pid)
+        assert stat is not None
+        assert stat[0] == ppid
+        assert cpu - 0.05 <= stat[2] <= cpu + 0.5  # it spins on between the two reads
+        assert abs(stat[3] - rss) < 4 << 20, (stat, rss)
+    meter = TreeMeter()
+    meter.measure({"busy": root})
+    start, seconds, when = meter.procs[root]
+    meter.procs[root] = (start + 1, 0.0, when - 1.0)  # as if the pid were now another process's
+    assert meter.measure({"busy": root})["busy"]["cpu_percent"] == 0.0
+
+
+def test_the_psutil_path_measures_trees_too(busy_tree, monkeypatch: pytest.MonkeyPatch):
+    """Where there is no /proc (macOS, Windows) psutil measures: the same trees."""
+    monkeypatch.setattr(sampler, "PROC_STAT", False)
+    root, grandchild = busy_tree
+    time.sleep(0.3)
+    meter = TreeMeter()
+    first = meter.measure({"busy": root})
+    time.sleep(0.3)
+    second = meter.measure({"busy": root})
+    assert first["busy"]["cpu_percent"] == 0.0 and second["busy"]["cpu_percent"] > 0, second
+    assert second["busy"]["rss_bytes"] > 64 << 20, second
+    assert set(meter.procs) == {root, grandchild}

@@ -4,6 +4,7 @@ again instead of looking at it every 2 s (reconciler/tunnel/hook.py `plan_change
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,22 @@ async def test_the_plan_is_read_once_then_only_when_it_is_loaded_again(
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
+
+
+async def test_a_load_that_makes_the_same_plan_wakes_nobody(tmp_path: Path) -> None:
+    """The 30 s resync loads the folder again: a plan equal to the last one sets no waiter (the
+    DNS task and the getter woke every 30 s for nothing); another plan does."""
+    from reconciler.config import load_dir
+
+    rt = Runtime(tmp_path, tmp_path, lambda op: None)
+    tunnel = hook.Tunnel(rt, tmp_path, reload=lambda: None)
+    changed = hook.plan_changes(tunnel.memory)
+    changed.clear()
+    await tunnel.load(load_dir(tmp_path))
+    assert changed.is_set()  # the first plan
+    changed.clear()
+    await tunnel.load(load_dir(tmp_path))
+    assert not changed.is_set()  # the same plan again
+    tunnel.memory.plan = dataclasses.replace(tunnel.memory.plan, missing="as if cloudflared were gone")
+    await tunnel.load(load_dir(tmp_path))
+    assert changed.is_set()
