@@ -1,5 +1,5 @@
 """Time the page's who-is-asking layers add to one request, in-process: the door, the Host check,
-the authentication backend and the CSRF guard (webview.doors, webview.auth) around an endpoint
+the authentication backend and the CSRF guard (webview.infra.doors, webview.infra.auth) around an endpoint
 that answers "ok", against the endpoint alone; for a request with the API token, one with
 nothing, and a POST with the API token. No network, no database (the token needs neither).
 
@@ -23,10 +23,10 @@ from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from webview import doors
-from webview.auth import Authenticate
-from webview.csrf import CsrfGuard
-from webview.page import Page
+from webview.infra import doors
+from webview.infra.auth import Authenticate
+from webview.infra.csrf import CsrfGuard
+from webview.infra.page import Page
 
 TOKEN = "t" * 43
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler.aio import run  # noqa: E402
+from reconciler.platform.aio import run  # noqa: E402
 from reconciler.store import Store  # noqa: E402
 from reconciler.store.embedded import EmbeddedPostgres  # noqa: E402
 

@@ -39,7 +39,7 @@ from benchlib import REPO, stop_process
 
 sys.path.insert(0, str(REPO))
 from reconciler.client import Client  # noqa: E402
-from reconciler.fsutil import atomic_write  # noqa: E402
+from reconciler.platform.fsutil import atomic_write  # noqa: E402
 
 CHILD = REPO / "bench" / "fault_child.py"
 OPENED = {"down", "not answering", "cannot start"}

@@ -634,7 +634,7 @@ def measure_one(peer: str, n: int, args: argparse.Namespace, root: Path) -> dict
               f"({', '.join(f'{1000 * a:.0f}' for a in adds)})", flush=True)
 
         # 5. idle RSS / CPU of the daemon, once nothing has asked it anything for --quiet seconds
-        # (the gateway samples figures at the full rate while someone looks: reconciler/sampler.py)
+        # (the gateway samples figures at the full rate while someone looks: reconciler/host/sampler.py)
         time.sleep(args.quiet)
         dpid = m.daemon_pid()
         assert dpid is not None

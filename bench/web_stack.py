@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvicorn
 from uvicorn.server import ServerState
 
-from reconciler.config import load_dir
-from reconciler.runtime import Runtime
-from reconciler.sampler import Attention, Figures
-from reconciler.state import Phase
-from reconciler.state import ServerState as Running
-from webview import doors
+from reconciler.core.state import Phase
+from reconciler.core.state import ServerState as Running
+from reconciler.engine.config import load_dir
+from reconciler.engine.runtime import Runtime
+from reconciler.host.sampler import Attention, Figures
 from webview.app import create_app
+from webview.infra import doors
 
 TOKEN = "bench-token"
 REQUEST = (b"GET /api/servers HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nAuthorization: Bearer " + TOKEN.encode()

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from reconciler import __version__, aio
+from reconciler import __version__
 from reconciler.client import ApiError, Client, NotRunning
-from reconciler.fsutil import server_log
-from reconciler.instance import AlreadyRunning, InstanceLock, listen_problem, wait_stopped
+from reconciler.host.instance import AlreadyRunning, InstanceLock, listen_problem, wait_stopped
 from reconciler.ops import cli as ops_cli
+from reconciler.platform import aio
 from reconciler.platform import current as current_platform
+from reconciler.platform.fsutil import server_log
 from reconciler.settings import (Settings, SettingsError, default_config_dir, default_data_dir, ensure_private_dir,
                                  peek, resolve)
 from reconciler.tunnel import commands as tunnel_cli
@@ -104,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data_dir = default_data_dir(args.data_dir)
     if args.no_browser:
         os.environ["GATEWAY_NO_BROWSER"] = "1"  # read by reconciler.platform.desktop
-    try:  # one gateway per data folder: before anything touches it (reconciler/instance.py)
+    try:  # one gateway per data folder: before anything touches it (reconciler/host/instance.py)
         lock = InstanceLock(data_dir).acquire()
     except AlreadyRunning as exc:
         print(f"gateway run: {exc}", file=sys.stderr)
@@ -306,7 +307,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from reconciler.config import load_dir
+    from reconciler.engine.config import load_dir
 
     folder = Path(args.dir or args.config or "gateway.d")
     if not folder.is_dir():
@@ -322,8 +323,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_try(args: argparse.Namespace) -> int:
-    from reconciler.config import load_file
-    from reconciler.trial import try_spec
+    from reconciler.engine.config import load_file
+    from reconciler.engine.trial import try_spec
 
     path = Path(args.file)
     loaded = load_file(path)

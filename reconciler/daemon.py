@@ -16,33 +16,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.hostevents import listen as listen_host_events
-from reconciler.dark import DarkHours, beat_of
-from reconciler.instance import record_recovery, recovered_from
-from reconciler.power import PowerWatch, battery_alert
-from reconciler.resume import ResumeWatch
-from reconciler import secretbox
-from reconciler.config import LoadResult
-from reconciler.events import EventKind
-from reconciler.fsutil import atomic_write, read_or_create_secret
-from reconciler.loop import Reconciler
+from reconciler.core.events import EventKind
+from reconciler.core.spec import HostSettings
+from reconciler.engine.checklog import MINUTE
+from reconciler.engine.config import LoadResult
+from reconciler.engine.loop import Reconciler
+from reconciler.engine.remembered import restore
+from reconciler.engine.resume import ResumeWatch
+from reconciler.engine.runner import Runner
+from reconciler.engine.runtime import Runtime
+from reconciler.host.hostevents import listen as listen_host_events
+from reconciler.host.instance import record_recovery, recovered_from
+from reconciler.host.power import PowerWatch, battery_alert
+from reconciler.host.sampler import Attention, Figures, rollup_forever, sample_forever
+from reconciler.host.watch import watch_folder
 from reconciler.ops.notify import Dispatcher
 from reconciler.ops.tasks import add_ops_tasks
 from reconciler.platform import Platform, current, desktop
-from reconciler.remembered import restore
-from reconciler.runner import Runner
-from reconciler.runtime import Runtime
-from reconciler.checklog import MINUTE
-from reconciler.sampler import Attention, Figures, rollup_forever, sample_forever
+from reconciler.platform.fsutil import atomic_write, read_or_create_secret
 from reconciler.settings import TOKEN_FILE, URL_FILE, Settings, ensure_private_dir
-from reconciler.spec import HostSettings
+from reconciler.store import secretbox
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
 from reconciler.store.sink import Sink
-from reconciler.tunnel.hook import Tunnel
+from reconciler.tunnel.dark import DarkHours, beat_of
 from reconciler.tunnel.dns_task import dns_forever
 from reconciler.tunnel.getter import cloudflared_forever
-from reconciler.watch import watch_folder
+from reconciler.tunnel.hook import Tunnel
 
 log = logging.getLogger("gateway")
 CANCEL_WITHIN = 5.0  # seconds a cancelled task has to end when the gateway stops
@@ -92,7 +92,7 @@ class Daemon:
         return dsn
 
     async def serve(self) -> None:
-        started = datetime.now(UTC)  # what came before is the previous run's (reconciler/dark.py)
+        started = datetime.now(UTC)  # what came before is the previous run's (reconciler/tunnel/dark.py)
         current().prepare_event_loop()
         ensure_private_dir(self.settings.data_dir)
         self.token = read_or_create_token(self.settings.data_dir)
@@ -100,7 +100,7 @@ class Daemon:
         adopted = await self._start_servers()
         sock = _listen(*self.settings.host_port)  # a taken address fails here, before any server starts
         self.url = _url_of(sock)
-        runner = Runner(self.rt)  # every background task, under one guard (reconciler/runner.py)
+        runner = Runner(self.rt)  # every background task, under one guard (reconciler/engine/runner.py)
         assert self.store is not None
         self.notifier = add_ops_tasks(runner, self.rt, self.store, self.sink, self.settings, self._loaded,
                                       self.reconciler.mark_config_dirty, self._dsn, self.figures)  # alerts see every event
@@ -158,7 +158,7 @@ class Daemon:
         result = self.reconciler.result
         assert result is not None
         self.rt.event(EventKind.GATEWAY_STARTED, None, f"{len(result.specs)} servers, {len(adopted)} adopted")
-        record_recovery(self.rt, settings.data_dir)  # after a kill or a power cut (reconciler/instance.py)
+        record_recovery(self.rt, settings.data_dir)  # after a kill or a power cut (reconciler/host/instance.py)
         self._install_signals()
         return adopted
 
@@ -173,13 +173,13 @@ class Daemon:
         runner.add("rollup", lambda: rollup_forever(figures, store, beats=self._beats))
         dark = DarkHours(rt, store, loaded, lambda: self._sampling()[0], lambda: self.tunnel.plan, started=started,
                          unclean=recovered_from(settings.data_dir) is not None, adopted=adopted)
-        runner.add("dark", dark.run)  # the hours it was off or asleep (reconciler/dark.py)
+        runner.add("dark", dark.run)  # the hours it was off or asleep (reconciler/tunnel/dark.py)
         runner.add("dns", lambda: dns_forever(self.tunnel, store, settings.data_dir))  # DNS routes follow the plan
         runner.add("cloudflared", lambda: cloudflared_forever(self.tunnel, settings.data_dir))  # fetched, kept up to date
         resume = ResumeWatch(rt, lambda name: self.reconciler.control("restart", [name], "resume"))
-        runner.add("resume", resume.run)  # sleep / freeze (reconciler/resume.py)
+        runner.add("resume", resume.run)  # sleep / freeze (reconciler/engine/resume.py)
         power = PowerWatch(rt, lambda: battery_alert(loaded()))
-        runner.add("power", power.run)  # battery, power plan (reconciler/power.py)
+        runner.add("power", power.run)  # battery, power plan (reconciler/host/power.py)
         if self.pg is not None:
             runner.add("database", self._supervise_database)
 
@@ -241,7 +241,7 @@ class Daemon:
         return self.settings.dsn or (self.pg.dsn if self.pg is not None else None)
 
     async def _seal_second_steps(self) -> None:
-        """Code app secrets sealed with the data folder's key (reconciler.secretbox); one this key
+        """Code app secrets sealed with the data folder's key (reconciler.store.secretbox); one this key
         cannot open is said once, in words."""
         try:
             sealed, unreadable = await secretbox.seal_users(self.store, secretbox.load_or_create(self.settings.data_dir))

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.client import ApiError, Client, NotRunning
-from reconciler.instance import holder, page_url, wait_stopped
+from reconciler.host.instance import holder, page_url, wait_stopped
 from reconciler.platform import console_python, current
 from reconciler.settings import default_data_dir
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.digits import plain_digits
-from reconciler.names import GATEWAY_FILE
+from reconciler.core.digits import plain_digits
+from reconciler.core.names import GATEWAY_FILE
 
 if TYPE_CHECKING:  # the schema (pydantic) loads when gateway.toml is read, not with these names
-    from reconciler.spec import GatewayFile
+    from reconciler.core.spec import GatewayFile
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
 TOKEN_FILE = "api-token"  # in the data folder: the local API's bearer token (0600)
@@ -74,8 +74,8 @@ def default_data_dir(arg: str | None) -> Path:
 def read_gateway_file(config_dir: Path) -> GatewayFile:
     """gateway.toml, or defaults when absent. A broken one is a loud error at start-up
     (the loader reports it in words; here the daemon only needs dsn and listen)."""
-    from reconciler.config import ConfigError, load_gateway_file
-    from reconciler.spec import GatewayFile
+    from reconciler.core.spec import GatewayFile
+    from reconciler.engine.config import ConfigError, load_gateway_file
 
     path = config_dir / GATEWAY_FILE
     if not path.exists():
@@ -106,7 +106,7 @@ def peek(config_dir: Path, listen: str | None = None) -> tuple[str | None, str]:
     boots while the rest is imported). A file that does not read says nothing here;
     `resolve` reports it."""
     try:
-        from reconciler.fsutil import read_regular  # never a pipe: it would block the start for good
+        from reconciler.platform.fsutil import read_regular  # never a pipe: it would block the start for good
 
         raw = tomllib.loads(read_regular(config_dir / GATEWAY_FILE).decode("utf-8-sig"))
         database, web = raw.get("database", {}), raw.get("web", {})

@@ -11,6 +11,6 @@ pytest_plugins = ("tests.fix_alone", "tests.fix_children", "tests.fix_db", "test
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], Any]]:
-    """The tests' event loops are the gateway's own (`reconciler.aio.run`): on Windows a selector
+    """The tests' event loops are the gateway's own (`reconciler.platform.aio.run`): on Windows a selector
     loop, the one psycopg's async mode accepts."""
     return {"loop": current().new_event_loop}

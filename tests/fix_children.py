@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from reconciler.children import Table, descendants_in
+from reconciler.engine.children import Table, descendants_in
 from reconciler.platform import current
 
 CHILDREN = Path(__file__).resolve().parent / "children"

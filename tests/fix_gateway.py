@@ -39,7 +39,7 @@ class Gateway:
         env = dict(os.environ, GATEWAY_DB_SCHEMA=self.schema)
         env.setdefault("GATEWAY_INTERNET_CHECK", "off")  # nothing beyond this machine
         env.setdefault("GATEWAY_NO_BROWSER", "1")  # a test gateway never opens a browser on first run
-        # health minutes of a second: a test reads them at once (reconciler/checklog.py; one test keeps 60 s)
+        # health minutes of a second: a test reads them at once (reconciler/engine/checklog.py; one test keeps 60 s)
         env.setdefault("GATEWAY_HEALTH_BUCKET", "1")
         env.pop("GATEWAY_DSN", None)
         if self.dsn:  # else: the gateway's own embedded PostgreSQL in its data folder

@@ -1,6 +1,6 @@
 """The security page (code app, recovery codes, passkeys, reaching the page from outside) and
 the users page (list, add, remove, change your password, sign out everywhere). Every POST
-here needs a signed-in session and the form's CSRF token (webview.auth)."""
+here needs a signed-in session and the form's CSRF token (webview.infra.auth)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.events import EventKind
+from reconciler.core.events import EventKind
 from reconciler.store import Store, accounts
-from webview import auth, cookies, doors, passkeys, signin, totp, users
-from webview.render import redirect, render
-from webview.page import gateway_of, page_of
+from webview import signin
+from webview.infra import auth, cookies, doors, passkeys, totp, users
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import redirect, render
 
 
 def _store(request: Request) -> Store:
@@ -162,7 +163,7 @@ async def passkey_remove(request: Request) -> Response:
 # --- your own password, asked again while signed in ------------------------------------------
 def own_password_wait(request: Request) -> float:
     """Seconds until this session may give its current password again (0: now). Only its own
-    wrong tries count: whatever strangers try at the sign-in never blocks it (webview.lockout)."""
+    wrong tries count: whatever strangers try at the sign-in never blocks it (webview.infra.lockout)."""
     return float(page_of(request).lockouts.own_password.retry_after(auth.signed_in(request).key))
 
 

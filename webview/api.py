@@ -1,7 +1,7 @@
 """The local JSON API the command line uses: status, control, events.
 
 Every request carries `Authorization: Bearer <token>`, the token being a file in the data
-folder only the user can read; it is accepted at the local door only (webview.auth)."""
+folder only the user can read; it is accepted at the local door only (webview.infra.auth)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webview import auth, users
 from webview.control import ControlError
 from webview.control import control as shared_control
-from webview.doors import is_tunnel
-from webview.page import gateway_of, page_of
-from webview.views import server_view, status_view
+from webview.infra import auth, users
+from webview.infra.doors import is_tunnel
+from webview.infra.page import gateway_of, page_of
+from webview.infra.views import server_view, status_view
 
 
 def _error(status: int, message: str) -> JSONResponse:

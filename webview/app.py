@@ -1,7 +1,7 @@
 """`create_app(page) -> Starlette`: the page, its live stream, the JSON API and /metrics,
-behind the security headers, the local door's Host check (webview.doors), the one
-authentication backend (webview.auth) and the CSRF check of every POST. What the app holds
-(the gateway, its keys, its memory) is one `webview.page.Page`, at `app.state.page`."""
+behind the security headers, the local door's Host check (webview.infra.doors), the one
+authentication backend (webview.infra.auth) and the CSRF check of every POST. What the app holds
+(the gateway, its keys, its memory) is one `webview.infra.page.Page`, at `app.state.page`."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from webview import (account, api, auth, cloudflare, doors, forms, pages, settings_ops, settings_pages,
-                     settings_tokens, setup, signin, stream)
-from webview.auth import Authenticate
-from webview.csrf import CsrfGuard
-from webview.gateway import Gateway
+from webview import (account, api, cloudflare, forms, pages, settings_ops, settings_pages, settings_tokens, setup,
+                     signin, stream)
+from webview.infra import auth, doors
+from webview.infra.auth import Authenticate
+from webview.infra.csrf import CsrfGuard
+from webview.infra.gateway import Gateway
+from webview.infra.page import Page
+from webview.infra.render import HERE, render
+from webview.infra.security import SecurityHeaders
 from webview.metrics import metrics
-from webview.page import Page
-from webview.render import HERE, render
-from webview.security import SecurityHeaders
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -69,8 +70,8 @@ def create_app(page: Page) -> Starlette:
     daemon = page.gateway
     routes = all_routes()
     undeclared = auth.undeclared(routes)
-    if undeclared:  # every route says what it requires (webview.auth.Guard); one that does not is a bug
-        raise RuntimeError(f"routes that declare no guard (webview.auth): {', '.join(undeclared)}")
+    if undeclared:  # every route says what it requires (webview.infra.auth.Guard); one that does not is a bug
+        raise RuntimeError(f"routes that declare no guard (webview.infra.auth): {', '.join(undeclared)}")
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders), Middleware(doors.HostGuard, names=lambda: _local_names(daemon)),

@@ -41,10 +41,10 @@ from reconciler.tunnel.connect import (
 )
 from reconciler.tunnel.hook import plan_of
 from reconciler.tunnel.status import public_url, tunnel_view
-from webview.doors import is_tunnel
-from webview import auth
-from webview.render import redirect, render
-from webview.page import gateway_of
+from webview.infra import auth
+from webview.infra.doors import is_tunnel
+from webview.infra.page import gateway_of
+from webview.infra.render import redirect, render
 
 WINGET = "winget install --id Cloudflare.cloudflared"
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the new [tunnel]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reconciler.state import ALIVE, Phase
+from reconciler.core.state import ALIVE, Phase
 
 if TYPE_CHECKING:
-    from webview.gateway import Gateway
+    from webview.infra.gateway import Gateway
 
 VERBS = ("start", "stop", "restart", "kill", "retry")
 SETTLED = {Phase.RUNNING, Phase.STOPPED, Phase.BACKOFF, Phase.ERROR}

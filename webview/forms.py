@@ -17,21 +17,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reconciler.digits import plain_digits
-from reconciler.events import EventKind
-from reconciler.fsutil import NotRegularFile, read_regular
-from reconciler.names import RESERVED_NAMES
+from reconciler.core.digits import plain_digits
+from reconciler.core.events import EventKind
+from reconciler.core.names import RESERVED_NAMES
+from reconciler.core.spec import ServerSpec
 from reconciler.ops import tomledit
-from reconciler.spec import ServerSpec
+from reconciler.platform.fsutil import NotRegularFile, read_regular
 from reconciler.tunnel.connector import domain_problems
-from webview import trying
 from webview.cmdline import CommandError, folder_problem, join_command, program_problem, split_command
+from webview.infra import trying
+from webview.infra import auth
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import redirect, render
 from webview.pages import NAME_RE, known
 from webview.portcheck import check_port, port_message
-from webview import auth
-from webview.render import redirect, render
 from webview.starters import STARTERS
-from webview.page import gateway_of, page_of
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
           "health_command", "domain")
@@ -274,7 +274,7 @@ async def save(request: Request) -> Response | trying.LiveTry:
             errors["domain"] = "; ".join(problems)
     if errors or spec is None or path is None:
         return _page(request, form, errors, adding, status=422, start=start)
-    if raw.get("action") == "try":  # nothing is saved: webview/trying.py
+    if raw.get("action") == "try":  # nothing is saved: webview/infra/trying.py
         if trying.wants_live(request):
             return trying.LiveTry(page_of(request).tries, daemon.settings, spec, adding)
         tried = await trying.tried(page_of(request).tries, daemon.settings, spec)

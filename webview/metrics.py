@@ -9,10 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from reconciler.state import Phase
-from webview import auth
-from webview.views import gateway_view, server_names, server_view
-from webview.page import gateway_of
+from reconciler.core.state import Phase
+from webview.infra import auth
+from webview.infra.page import gateway_of
+from webview.infra.views import gateway_view, server_names, server_view
 
 SERIES = [  # (name, type, help, view key)
     ("gateway_server_restarts_total", "counter", "Restarts since the gateway started.", "restarts"),

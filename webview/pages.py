@@ -15,23 +15,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.fsutil import server_log
-from reconciler.config import spec_to_toml
-from reconciler.rollout import in_force
-from reconciler.spec import NAME_PATTERN, ServerSpec
-from reconciler.state import Desired
+from reconciler.core.rollout import in_force
+from reconciler.core.spec import NAME_PATTERN, ServerSpec
+from reconciler.core.state import Desired
+from reconciler.engine.config import spec_to_toml
+from reconciler.platform.fsutil import server_log
 from webview import charts
 from webview.control import ControlError, control
-from webview.doors import door_of, is_tunnel
-from webview.overview import CSRF_SLOT, card_view, config_problems
-from webview import auth
-from webview.render import redirect, render
-from webview.views import server_names, server_view
-from webview.words import event_kinds, event_words
-from webview.page import gateway_of, page_of
+from webview.infra import auth
+from webview.infra.doors import door_of, is_tunnel
+from webview.infra.overview import CSRF_SLOT, card_view, config_problems
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import redirect, render
+from webview.infra.views import server_names, server_view
+from webview.infra.words import event_kinds, event_words
 
 if TYPE_CHECKING:
-    from webview.gateway import Gateway
+    from webview.infra.gateway import Gateway
 
 NAME_RE = re.compile(NAME_PATTERN)
 CONTROL_WAIT = 20.0  # seconds a button waits for the outcome before answering "still working"
@@ -108,7 +108,7 @@ async def detail_model(request: Request, name: str) -> dict[str, Any]:
 
 def version_in_force(daemon: Gateway, name: str, spec: ServerSpec | None) -> ServerSpec | None:
     """The version that runs: the file's, unless that exact version failed and was rolled back
-    (then the previous one's command, port, folder and environment: reconciler/rollout.py)."""
+    (then the previous one's command, port, folder and environment: reconciler/core/rollout.py)."""
     if spec is None:
         return None
     rt = daemon.rt

@@ -9,11 +9,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from reconciler.digits import plain_digits
-from reconciler.health import port_holder, port_is_free
-from webview import auth
-from webview.gateway import Gateway
-from webview.page import gateway_of
+from reconciler.core.digits import plain_digits
+from reconciler.engine.health import port_holder, port_is_free
+from webview.infra import auth
+from webview.infra.gateway import Gateway
+from webview.infra.page import gateway_of
 
 
 async def port_message(request: Request, raw: str, name: str = "") -> str:

@@ -1,4 +1,4 @@
-"""uvicorn on the daemon's own event loop, at two doors (webview.doors): the local one on the
+"""uvicorn on the daemon's own event loop, at two doors (webview.infra.doors): the local one on the
 socket the daemon bound before it started any server (so a taken address fails early), and
 the tunnel's own loopback listener, bound here. Imported only once the servers are spawned."""
 
@@ -17,12 +17,12 @@ from pathlib import Path
 import uvicorn
 import uvicorn.server
 
-from reconciler.fsutil import atomic_write
+from reconciler.platform.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE, SettingsError
-from webview import doors
 from webview.app import create_app
-from webview.gateway import checked
-from webview.page import Page
+from webview.infra import doors
+from webview.infra.gateway import checked
+from webview.infra.page import Page
 
 log = logging.getLogger("gateway")
 
@@ -121,11 +121,11 @@ def _bind_tunnel_door(host: str, port: int) -> socket.socket:
 def build(daemon: object) -> WebServer:
     """The server for the page and the local API at the local door, with the tunnel door
     beside it; `serve(sockets=[...])` runs both, the local one on the socket the daemon bound.
-    `daemon` is checked first for every door the page uses (webview.gateway)."""
+    `daemon` is checked first for every door the page uses (webview.infra.gateway)."""
     page = Page.open(checked(daemon))
     app = create_app(page)
     # proxy_headers off at both doors: the client address is the peer's (or, at the tunnel door only,
-    # Cf-Connecting-Ip: webview.doors.client_ip), never X-Forwarded-For
+    # Cf-Connecting-Ip: webview.infra.doors.client_ip), never X-Forwarded-For
     config = uvicorn.Config(doors.Door(app, doors.LOCAL), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False)
     tunnel, sock = None, None

@@ -23,9 +23,9 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
-from reconciler.digits import plain_digits
+from reconciler.core.digits import plain_digits
+from reconciler.core.spec import GatewayFile
 from reconciler.ops import section_errors, tomledit
-from reconciler.spec import GatewayFile
 
 Model = TypeVar("Model", bound=BaseModel)
 Kind = Literal["number", "lines", "checks", "choice", "text"]

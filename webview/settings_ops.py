@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from reconciler.events import EventKind
+from reconciler.core.events import EventKind
 from reconciler.ops.gitsync import SyncSettings
-from webview import auth, doors
-from webview.gateway import Gateway
-from webview.page import gateway_of, page_of
-from webview.render import redirect, render
+from webview.infra import auth, doors
+from webview.infra.gateway import Gateway
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import redirect, render
 from webview.settings_form import Setting, SettingsError, SettingsForm
 from webview.settings_pages import current_table, gateway_toml, in_force, save_form
 
@@ -127,7 +127,7 @@ async def backup_restore(request: Request) -> Response:
     anything happens; the owner then restores it with one more click."""
     from reconciler.ops.backup import BackupError
     from reconciler.ops.restore import check, restore
-    from reconciler.secretbox import SealError
+    from reconciler.store.secretbox import SealError
 
     form = await request.form()
     daemon = gateway_of(request)
@@ -171,7 +171,8 @@ async def _restored(request: Request, shown: str, done: Restored) -> Response:
     from urllib.parse import quote
 
     from reconciler.store import accounts
-    from webview import cookies, signin
+    from webview import signin
+    from webview.infra import cookies
 
     daemon, user = gateway_of(request), auth.signed_in(request)
     daemon.rt.event(EventKind.CONFIG_WRITTEN, None, f"restored from an uploaded backup ({shown})",

@@ -20,15 +20,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reconciler.fsutil import read_regular
+from reconciler.core.spec import GatewayFile, PortsSettings
 from reconciler.ops import tomledit
 from reconciler.ops.messages import load_apprise
 from reconciler.ops.notify import NotifySettings
-from reconciler.spec import GatewayFile, PortsSettings
-from webview import auth
-from webview.gateway import Notifier
-from webview.page import gateway_of
-from webview.render import redirect, render
+from reconciler.platform.fsutil import read_regular
+from webview.infra import auth
+from webview.infra.gateway import Notifier
+from webview.infra.page import gateway_of
+from webview.infra.render import redirect, render
 from webview.settings_form import Model, Setting, SettingsError, SettingsForm
 
 APPLY_WAIT = 5.0  # seconds to wait for the gateway to load the saved file

@@ -1,5 +1,5 @@
 """Settings -> API tokens: make a read-only API token (shown once) and revoke one. What a
-read-only token may do, and how it is looked up: webview.tokens."""
+read-only token may do, and how it is looked up: webview.infra.tokens."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reconciler.events import EventKind
+from reconciler.core.events import EventKind
 from reconciler.store import Store
 from reconciler.store import tokens as sql
-from webview import auth
-from webview.page import gateway_of, page_of
-from webview.render import redirect, render
+from webview.infra import auth
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import redirect, render
+from webview.infra.tokens import PREFIX, token_hash
 from webview.signin import Audit
-from webview.tokens import PREFIX, token_hash
 
 
 def _store(request: Request) -> Store:

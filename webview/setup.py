@@ -1,7 +1,7 @@
 """First run in the browser: with nobody set up yet, the page asks for the owner (name,
 password twice, a strength hint), then offers the optional steps (alerts, Cloudflare, start
 at boot), each skippable. Offered only at the local door to a browser on this machine (the
-scope "local", webview.auth); through the tunnel, never. Two setup forms sent at once make
+scope "local", webview.infra.auth); through the tunnel, never. Two setup forms sent at once make
 one owner (accounts.upsert_user locks the table)."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from reconciler.events import EventKind
+from reconciler.core.events import EventKind
 from reconciler.store import accounts
 from reconciler.tunnel.status import tunnel_view
-from webview import auth, settings_ops, signin, users
-from webview.render import render
-from webview.page import gateway_of, page_of
+from webview import settings_ops, signin
+from webview.infra import auth, users
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import render
 
 COMMON = frozenset({"password", "12345678", "123456789", "1234567890", "qwertyuiop", "iloveyou", "password1",
                     "11111111", "abcdefgh", "letmein1", "sunshine", "football", "welcome1", "admin123"})

@@ -3,7 +3,7 @@ at the tunnel door): a code from the code app, a recovery code, or a passkey. A 
 also signs in (it is two factors in itself: the device and the fingerprint / face / PIN).
 
 Wrong answers count per door and per address, and a second step's also per door and user
-(webview.lockout); past a limit that address (or that user's second step, at that door) is
+(webview.infra.lockout); past a limit that address (or that user's second step, at that door) is
 refused for a while, whatever the answer."""
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from reconciler.digits import plain_digits
-from reconciler.events import EventKind
-from reconciler.spec import quote as quoted
+from reconciler.core.digits import plain_digits
+from reconciler.core.events import EventKind
+from reconciler.core.spec import quote as quoted
 from reconciler.store import Store, accounts
-from webview import auth, cookies, doors, lockout, passkeys, totp, users
-from webview.lockout import LockOuts
-from webview.render import redirect, render
-from webview.security import PENDING_TTL, sign, unsign
-from webview.page import gateway_of, page_of
+from webview.infra import auth, cookies, doors, lockout, passkeys, totp, users
+from webview.infra.lockout import LockOuts
+from webview.infra.page import gateway_of, page_of
+from webview.infra.render import redirect, render
+from webview.infra.security import PENDING_TTL, sign, unsign
 
 
 def safe_next(raw: str | None) -> str:

@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from webview import auth
-from webview.doors import door_of
-from webview.overview import CSRF_SLOT, sse
-from webview.page import page_of
+from webview.infra import auth
+from webview.infra.doors import door_of
+from webview.infra.overview import CSRF_SLOT, sse
+from webview.infra.page import page_of
 
 STATS_EVERY = 5.0  # seconds between looks at the figures when nothing changes (sent when they moved)
 KEEPALIVE = 15.0

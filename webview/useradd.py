@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from reconciler import aio
 from reconciler.client import Client, NotRunning
+from reconciler.platform import aio
 from reconciler.settings import Settings
 from reconciler.store import Store
-from webview import users
-from webview.users import UserError
+from webview.infra import users
+from webview.infra.users import UserError
 
 
 def add_user(settings: Settings, name: str, password: str) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from reconciler.config import LoadResult
+    from reconciler.engine.config import LoadResult
 
 T = TypeVar("T")
 log = logging.getLogger("gateway")

@@ -13,11 +13,11 @@ from reconciler.ops.notify import Alert, Dispatcher, NotifySettings, Record, Sen
 from reconciler.store.records import record_alert
 
 if TYPE_CHECKING:
-    from reconciler.runtime import Runtime
-    from reconciler.sampler import Figures
-    from reconciler.spec import ServerSpec
-    from reconciler.store.db import Pool
+    from reconciler.core.spec import ServerSpec
+    from reconciler.engine.runtime import Runtime
+    from reconciler.host.sampler import Figures
     from reconciler.store import Store
+    from reconciler.store.db import Pool
     from reconciler.store.sink import Sink
 
 DATABASE_AFTER = 30.0  # seconds unreachable before it alerts
@@ -70,7 +70,7 @@ def start(rt: Runtime, store: Store, sink: Sink, loaded: Loaded, figures: Figure
     """Wire a dispatcher into a running gateway: observe the runtime's events, read `[notify]`
     live from the loaded folder, record what is sent in `store`, watch `sink` for the database
     and the sampler's `figures` for the disk."""
-    from reconciler.names import CONNECTOR
+    from reconciler.core.names import CONNECTOR
 
     settings = live_section(loaded, "notify", parse_settings, NotifySettings,
                             "alerts use the defaults and no URLs until fixed")

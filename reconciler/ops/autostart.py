@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.instance import holder, page_url
+from reconciler.host.instance import holder, page_url
 from reconciler.ops.autostart_files import (  # noqa: F401 - re-exported: the public names of autostart
     AT_BOOT,
     KINDS,

@@ -7,7 +7,7 @@
 
 What a backup never holds (issue 25, item 2): the sign-in sessions (a restore never brings an
 ended one back), a second-step secret in clear (the code app's secret is sealed with the data
-folder's key, reconciler.secretbox; a value not sealed yet is left out), and the data
+folder's key, reconciler.store.secretbox; a value not sealed yet is left out), and the data
 folder's own secrets (that key, the API token, the page's key). The archive is written 0600.
 
 Restore (reconciler/ops/restore.py) checks every member first, then replaces every table's
@@ -44,7 +44,7 @@ NOT_BACKED_UP = frozenset({"sessions", "api_tokens"})  # who may come in: never 
 # migration 0027) holds 26 h of detail whose counts are in health_hourly, which is restored
 RETIRED = frozenset({"health_samples"})
 KEPT_ON_RESTORE = frozenset({"api_tokens"})  # this machine's, like the api-token file: a restore leaves them
-SEALED_COLUMNS = {"users": ("totp_secret", "totp_pending")}  # kept only when sealed (reconciler.secretbox)
+SEALED_COLUMNS = {"users": ("totp_secret", "totp_pending")}  # kept only when sealed (reconciler.store.secretbox)
 
 
 class BackupError(Exception):
@@ -92,7 +92,7 @@ def _source(conn: psycopg.Connection[Any], schema: str, table: str) -> sql.Compo
     columns = [r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
         " ORDER BY ordinal_position", (schema, table))]
-    from reconciler.secretbox import PREFIX
+    from reconciler.store.secretbox import PREFIX
 
     shown = [sql.SQL("CASE WHEN starts_with({c}, {p}) THEN {c} END AS {c}").format(
         c=sql.Identifier(c), p=sql.Literal(PREFIX)) if c in sealed else sql.Identifier(c) for c in columns]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reconciler import aio
+from reconciler.platform import aio
 from reconciler.settings import resolve
 
 
@@ -62,9 +62,9 @@ def _gateway_running(data_dir: Any) -> bool:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from reconciler import secretbox
     from reconciler.ops.backup import BackupError, database, existing_rows
     from reconciler.ops.restore import check, restore
+    from reconciler.store import secretbox
 
     settings = resolve(args.config, args.data_dir)
     if _gateway_running(settings.data_dir):

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from reconciler.core.events import EventKind
+from reconciler.core.spec import parse_duration
 from reconciler.ops import Loaded, live_section, section_errors
 from reconciler.platform import current
-from reconciler.spec import parse_duration
-from reconciler.events import EventKind
 
 if TYPE_CHECKING:
-    from reconciler.runtime import Runtime
+    from reconciler.engine.runtime import Runtime
     from reconciler.store import Store
 
 log = logging.getLogger("gateway")

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.facts import CheckFact, ExitFact, HeldPort
-from reconciler.reasons import Reason
-from reconciler.spec import ServerSpec
-from reconciler.state import Phase, ServerState
+from reconciler.core.facts import CheckFact, ExitFact, HeldPort
+from reconciler.core.reasons import Reason
+from reconciler.core.spec import ServerSpec
+from reconciler.core.state import Phase, ServerState
 
 P = Phase
 SERVER_CAUSES = ("down", "health", "port_held")

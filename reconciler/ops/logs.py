@@ -31,8 +31,8 @@ from typing import IO, Any
 
 import psutil
 
-from reconciler.digits import plain_digits
-from reconciler.fsutil import server_log
+from reconciler.core.digits import plain_digits
+from reconciler.platform.fsutil import server_log
 
 log = logging.getLogger("gateway")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?i?b?)\s*$", re.IGNORECASE)

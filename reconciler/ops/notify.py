@@ -32,12 +32,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from reconciler.aio import wait_for
-from reconciler.events import EventKind as K
+from reconciler.core.events import EventKind as K
+from reconciler.core.spec import parse_duration
 from reconciler.ops import section_errors
 from reconciler.ops.incidents import Incident, Message, Policy, Tracker, Trouble, Truth
 from reconciler.ops.messages import TITLES, Alert, compose, deliver, load_apprise, severity
-from reconciler.spec import parse_duration
+from reconciler.platform.aio import wait_for
 
 __all__ = ["ALL_KINDS", "Alert", "Classifier", "Dispatcher", "NotifySettings", "NotifySettingsError", "Sent",
            "TITLES", "compose", "deliver", "load_apprise", "parse_settings", "severity"]
@@ -107,7 +107,7 @@ class Classifier:
             return None
         kind, server, reason = op.get("kind"), op.get("server"), op.get("reason") or ""
         detail = op.get("detail") or {}
-        if kind == K.HOST_RESUMED:  # reconciler/resume.py: a settling window follows
+        if kind == K.HOST_RESUMED:  # reconciler/engine/resume.py: a settling window follows
             self.quiet_until = now + float(detail.get("settle") or 0.0)
             return None
         if self.quiet(now) and kind in (K.ESCALATED, K.HEALTH_FAILED, K.ERROR, K.TUNNEL_OFFLINE):
@@ -130,7 +130,7 @@ class Classifier:
             return Alert("sync", None, reason, "note")
         if kind == K.ROLLED_BACK:
             return Alert("rollback", server, reason, "note")
-        if kind == K.BATTERY_LOW:  # reconciler/power.py raises it once per discharge
+        if kind == K.BATTERY_LOW:  # reconciler/host/power.py raises it once per discharge
             return Alert("battery", None, reason, "note")
         return None
 

@@ -27,8 +27,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from reconciler import aio, secretbox
-from reconciler.fsutil import file_kind
 from reconciler.ops.backup import (
     KEPT_ON_RESTORE,
     RETIRED,
@@ -40,7 +38,10 @@ from reconciler.ops.backup import (
     manifest_of,
     read_archive,
 )
-from reconciler.secretbox import Box
+from reconciler.platform import aio
+from reconciler.platform.fsutil import file_kind
+from reconciler.store import secretbox
+from reconciler.store.secretbox import Box
 
 _TABLE_MEMBER = re.compile(r"^db/([a-z_][a-z0-9_]*)\.csv$")
 SECRET_COLUMNS = ("totp_secret", "totp_pending")

@@ -1,5 +1,5 @@
 """The operations' background tasks, each built with what it uses and added to the gateway's
-runner (reconciler/runner.py), which restarts one that fails: log rotation, alerts, the git
+runner (reconciler/engine/runner.py), which restarts one that fails: log rotation, alerts, the git
 pull and the scheduled backup of `[sync]`."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from reconciler.ops.logs import rotate_forever
 from reconciler.ops.notify import Dispatcher
 
 if TYPE_CHECKING:
-    from reconciler.runner import Runner
-    from reconciler.runtime import Runtime
-    from reconciler.sampler import Figures
+    from reconciler.engine.runner import Runner
+    from reconciler.engine.runtime import Runtime
+    from reconciler.host.sampler import Figures
     from reconciler.settings import Settings
     from reconciler.store import Store
     from reconciler.store.sink import Sink

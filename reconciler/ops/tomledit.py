@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.fsutil import atomic_write, read_regular
+from reconciler.platform.fsutil import atomic_write, read_regular
 
 DELETE = object()  # a change that removes its key
 

@@ -35,7 +35,7 @@ class Platform(Protocol):
     reuse_address: bool  # set SO_REUSEADDR when testing whether a port is free (POSIX servers do)
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop every `asyncio` run of the gateway uses (`reconciler.aio.run`). Windows:
+        """The event loop every `asyncio` run of the gateway uses (`reconciler.platform.aio.run`). Windows:
         a selector loop, the one psycopg's async mode accepts (it refuses the Proactor, asyncio's
         default there); nothing the gateway runs needs the Proactor's pipes."""
         ...

@@ -1,5 +1,5 @@
 """The SQL of signing in: users, sessions, second factors (code app, recovery codes, passkeys).
-Tables from migrations 0001 and 0011. Hashing and the rules live in webview.users; here only
+Tables from migrations 0001 and 0011. Hashing and the rules live in webview.infra.users; here only
 reads and writes, each one statement or one transaction."""
 
 from __future__ import annotations

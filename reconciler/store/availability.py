@@ -1,16 +1,16 @@
 """Availability: the share of the time a server should have answered in which it did, over the
 last 24 h, 7 d, 30 d and this calendar month, against the 99 % an owner can promise. The one
 place it is computed. It reads health_hourly, which the rollup sums from the minutes
-(reconciler/checklog.py): the same checks as when every check was a row.
+(reconciler/engine/checklog.py): the same checks as when every check was a row.
 
 How it counts, like Uptime Kuma's UptimeCalculator (server/uptime-calculator.js): every check is a
 beat, up or down, summed per bucket (our minutes, then hourly rollups); the figure is up / (up + down). A
 server that should run but is down (backoff, error, exited) gets a down beat each sampling round,
-and one with no check gets an up beat each round it runs (reconciler/sampler.py).
+and one with no check gets an up beat each round it runs (reconciler/host/sampler.py).
 
 What Uptime Kuma does not count, and this does: the dark hours. While the laptop is off, asleep
 or without power nobody checks anything, so there are no beats at all, and a server that nobody
-could reach looked 100 % up. Those periods are recorded as `dark` events (reconciler/dark.py:
+could reach looked 100 % up. Those periods are recorded as `dark` events (reconciler/tunnel/dark.py:
 from the gateway's own records, and Cloudflare's view of the tunnel where the token allows),
 each naming the servers with a public address that were meant to run and the length of their
 beat. Here every such server is charged the beats it would have had: dark seconds / its beat.

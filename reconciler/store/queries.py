@@ -118,7 +118,7 @@ def _port(op: Op) -> list[Statement]:
     return [("DELETE FROM ports WHERE port = %(port)s AND name <> %(name)s", params), (_PORT, params)]
 
 
-_HEALTH = (  # a result that differs from the server's last one (reconciler/checklog.py)
+_HEALTH = (  # a result that differs from the server's last one (reconciler/engine/checklog.py)
     "INSERT INTO health_changes (at, server, ok, latency_ms, error)"
     " VALUES (%(at)s, %(server)s, %(ok)s, %(latency_ms)s, %(error)s) ON CONFLICT DO NOTHING"
 )
@@ -343,7 +343,7 @@ class Store:
         return {r["name"]: r["intent"] for r in rows}
 
     async def load_rollouts(self) -> list[dict[str, Any]]:
-        """Each server's last good version and failed change (reconciler/rollout.py)."""
+        """Each server's last good version and failed change (reconciler/core/rollout.py)."""
         return await self._rows(rollouts.LOAD)
 
     async def load_applied_specs(self) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from reconciler.aio import wait_for
+from reconciler.platform.aio import wait_for
 from reconciler.store.queries import KINDS, Op, OpError, Store
 
 log = logging.getLogger("gateway.sink")

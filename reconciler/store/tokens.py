@@ -1,5 +1,5 @@
 """The SQL of read-only API tokens (migration 0025): hashes only; the rules and the token
-itself live in webview.tokens."""
+itself live in webview.infra.tokens."""
 
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from reconciler import aio
 from reconciler.client import Client, NotRunning
+from reconciler.platform import aio
 from reconciler.settings import default_data_dir, resolve
 
 if TYPE_CHECKING:  # the schema and the connector load when a tunnel command runs, not with the CLI
-    from reconciler.config import ConfigError, LoadResult
+    from reconciler.engine.config import ConfigError, LoadResult
     from reconciler.tunnel.connector import TunnelPlan
 
 
@@ -51,7 +51,7 @@ def _plan(args: argparse.Namespace) -> TunnelPlan:
 
 
 def _load(args: argparse.Namespace) -> tuple[LoadResult, TunnelPlan]:
-    from reconciler.config import load_dir
+    from reconciler.engine.config import load_dir
     from reconciler.tunnel.connector import build
 
     settings = resolve(args.config, args.data_dir)
@@ -67,7 +67,7 @@ def domain_errors(result: LoadResult, folder: Path, data_dir: Path | None = None
     domains and the page's addresses the data folder knows), without writing."""
     import tempfile
 
-    from reconciler.names import CONNECTOR
+    from reconciler.core.names import CONNECTOR
     from reconciler.tunnel.connector import build, routes
 
     with tempfile.TemporaryDirectory(prefix="gateway-check-") as scratch:
@@ -231,8 +231,8 @@ def _dns(args: argparse.Namespace) -> int:
 async def _sync(args: argparse.Namespace, api_url: str, token: str, uuid: str, hostnames: list[str],  # noqa: PLR0913
                 zone: str | None, keep: tuple[str, ...] = ()) -> list[Any]:
     from reconciler.store import Store
-    from reconciler.store.embedded import EmbeddedPostgres
     from reconciler.store.dns_records import Ledger
+    from reconciler.store.embedded import EmbeddedPostgres
     from reconciler.tunnel.dns import CloudflareAPI, sync
 
     settings = resolve(args.config, args.data_dir)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.fsutil import write_secret
+from reconciler.platform.fsutil import write_secret
 from reconciler.tunnel.cfapi import DEFAULT_API, TUNNEL_EDIT, Client, CloudflareError
 
 DNS_ALL = ("add the DNS edit permission (Zone → DNS → Edit) with Zone Resources “All zones” (the link on the "

@@ -22,13 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.config import ConfigError, LoadResult, _line_of
-from reconciler.digits import plain_digits
-from reconciler.fsutil import atomic_write
-from reconciler.names import CONNECTOR, GATEWAY_FILE
+from reconciler.core.digits import plain_digits
+from reconciler.core.names import CONNECTOR, GATEWAY_FILE
+from reconciler.core.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
+from reconciler.core.spec import format_duration as fd
+from reconciler.engine.config import ConfigError, LoadResult, _line_of
+from reconciler.platform.fsutil import atomic_write
 from reconciler.settings import TUNNEL_URL_FILE, URL_FILE
-from reconciler.spec import HttpHealth, RestartSpec, ServerSpec, StopSpec
-from reconciler.spec import format_duration as fd
 from reconciler.tunnel import locate, validate
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname
 from reconciler.tunnel.ingress import Rule, render
@@ -37,7 +37,7 @@ from reconciler.tunnel.settings import TunnelSettings, parse
 
 __all__ = ["PAGE", "CONNECTOR", "RESERVED", "Known", "TunnelPlan", "build", "routes"]
 
-RESERVED = CONNECTOR  # the old name, still imported by tunnel/dns_task.py; new code: reconciler.names.CONNECTOR
+RESERVED = CONNECTOR  # the old name, still imported by tunnel/dns_task.py; new code: reconciler.core.names.CONNECTOR
 STOP_MARGIN = 5.0  # seconds past the grace period before a stop is forced
 SHUTDOWN_DRAIN = 2.0  # seconds requests under way get when the gateway stops (the OS allows a few)
 

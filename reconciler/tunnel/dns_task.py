@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.aio import wait_for
-from reconciler.events import EventKind
+from reconciler.core.events import EventKind
+from reconciler.platform.aio import wait_for
 from reconciler.tunnel.connector import RESERVED
 from reconciler.tunnel.hook import plan_changes, plan_of
 from reconciler.tunnel.memory import TunnelContext

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.fsutil import atomic_write
+from reconciler.platform.fsutil import atomic_write
 from reconciler.tunnel.release import LATEST_URL, Asset, Release, ReleaseError, asset_for, pick
 
 FOLDER = "cloudflared"

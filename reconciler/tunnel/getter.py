@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler.aio import wait_for
-from reconciler.events import EventKind
-from reconciler.names import CONNECTOR
+from reconciler.core.events import EventKind
+from reconciler.core.names import CONNECTOR
+from reconciler.platform.aio import wait_for
 from reconciler.tunnel import fetch
 from reconciler.tunnel.hook import getter_of
 from reconciler.tunnel.memory import RETRY_START, TunnelContext

@@ -30,18 +30,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.children import Child, SpawnError
-from reconciler.events import EventKind
-from reconciler.health import probe
-from reconciler.names import CONNECTOR
-from reconciler.spec import HttpHealth
-from reconciler.state import Phase
+from reconciler.core.events import EventKind
+from reconciler.core.names import CONNECTOR
+from reconciler.core.spec import HttpHealth
+from reconciler.core.state import Phase
+from reconciler.engine.children import Child, SpawnError
+from reconciler.engine.health import probe
 from reconciler.tunnel.memory import Handover, Memory, TunnelContext
 from reconciler.tunnel.routes import route_key
 from reconciler.tunnel.uplink import error_line
 
 if TYPE_CHECKING:
-    from reconciler.runtime import Runtime
+    from reconciler.engine.runtime import Runtime
     from reconciler.tunnel.connector import TunnelPlan
 
 READY_WITHIN = 30.0  # seconds the bridge has to become ready

@@ -4,9 +4,9 @@ way to ask for a reload), owning the tunnel's memory for one gateway (`tunnel/me
 Each load (`Tunnel.load`): build the plan (validated by the installed cloudflared), write
 config.yml when it changed, keep the running connector while a second one bridges the restart
 (`handover`), and hold the connector back while the internet is away (`uplink`). The connector
-is the gateway's own part (`reconciler.own`): registered here, so bulk actions leave it alone,
+is the gateway's own part (`reconciler.engine.own`): registered here, so bulk actions leave it alone,
 its restarts are bridged and a gateway stop ends it within a few seconds. The tunnel is also
-the runtime's `routing`: the no-gap change (reconciler/replace.py) asks it whether a route has
+the runtime's `routing`: the no-gap change (reconciler/engine/replace.py) asks it whether a route has
 moved. Readers that hold only the runtime (the page, `gateway status`, the DNS task) find the
 tunnel there: `tunnel_of(rt)`, `plan_of(rt)`.
 """
@@ -18,13 +18,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from reconciler.aio import wait_for
-from reconciler.config import LoadResult
-from reconciler.events import EventKind
-from reconciler.names import CONNECTOR
-from reconciler.own import OwnPart
-from reconciler.runtime import Runtime
-from reconciler.state import Phase
+from reconciler.core.events import EventKind
+from reconciler.core.names import CONNECTOR
+from reconciler.core.state import Phase
+from reconciler.engine.config import LoadResult
+from reconciler.engine.own import OwnPart
+from reconciler.engine.runtime import Runtime
+from reconciler.platform.aio import wait_for
 from reconciler.tunnel import handover, reach, uplink
 from reconciler.tunnel.connector import SHUTDOWN_DRAIN, TunnelPlan, build, ingress_hash, merge, write_config
 from reconciler.tunnel.memory import Getter, Memory
@@ -85,7 +85,7 @@ class Tunnel:
     def routes_applied(self, name: str, port: int) -> bool:
         """Does the running tunnel connector route `name` to `port` (true when there is no tunnel,
         or no route for it)? It does once it runs on the config that says so. The no-gap change
-        (reconciler/replace.py) stops the old version only then."""
+        (reconciler/engine/replace.py) stops the old version only then."""
         plan = self.memory.plan
         if plan is None or plan.settings is None or plan.spec is None or plan.text is None:
             return True
@@ -105,7 +105,7 @@ class Tunnel:
         return reach.reachable(self.rt, self.memory)
 
     def _register(self, configured: bool) -> None:
-        """The connector as the gateway's own part (see `reconciler.own`)."""
+        """The connector as the gateway's own part (see `reconciler.engine.own`)."""
         rt, mem = self.rt, self.memory
         if not configured:
             rt.own_parts.pop(CONNECTOR, None)
@@ -129,8 +129,8 @@ class Tunnel:
         its grace period (30 s) after a first signal and exits at once on a second: so the first
         signal now (the edge sends it nothing new from then on; requests under way go on), the
         second after most of `within`, and a kill only if even that is not heard."""
-        from reconciler.act import act
-        from reconciler.actions import Reason, Stop
+        from reconciler.core.actions import Reason, Stop
+        from reconciler.engine.act import act
         from reconciler.platform import current
 
         rt = self.rt

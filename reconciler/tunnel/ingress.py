@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.digits import plain_digits
+from reconciler.core.digits import plain_digits
 from reconciler.tunnel.goregex import go_regex_error
 from reconciler.tunnel.hostnames import HostnameError, check_works
 from reconciler.tunnel.origin import OriginError

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reconciler.tunnel.uplink import Uplink
 
 if TYPE_CHECKING:
-    from reconciler.children import Child
-    from reconciler.runtime import Runtime
-    from reconciler.spec import ServerSpec
+    from reconciler.core.spec import ServerSpec
+    from reconciler.engine.children import Child
+    from reconciler.engine.runtime import Runtime
     from reconciler.tunnel.connector import TunnelPlan
     from reconciler.tunnel.release import Release
 

@@ -11,14 +11,14 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from reconciler.health import probe
-from reconciler.names import CONNECTOR
-from reconciler.spec import HttpHealth
-from reconciler.state import Phase
+from reconciler.core.names import CONNECTOR
+from reconciler.core.spec import HttpHealth
+from reconciler.core.state import Phase
+from reconciler.engine.health import probe
 from reconciler.tunnel.memory import Memory
 
 if TYPE_CHECKING:
-    from reconciler.runtime import Runtime
+    from reconciler.engine.runtime import Runtime
 
 EVERY = 2.0  # seconds between looks
 TIMEOUT = "1s"

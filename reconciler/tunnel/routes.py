@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.config import ConfigError, _line_of
-from reconciler.digits import plain_digits
-from reconciler.spec import ServerSpec
+from reconciler.core.digits import plain_digits
+from reconciler.core.spec import ServerSpec
+from reconciler.engine.config import ConfigError, _line_of
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname, in_zones
 from reconciler.tunnel.ingress import (
     IngressError,

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reconciler.config import ConfigError, _line_of
-from reconciler.names import GATEWAY_FILE
-from reconciler.spec import Duration, PortSpec
+from reconciler.core.names import GATEWAY_FILE
+from reconciler.core.spec import Duration, PortSpec
+from reconciler.engine.config import ConfigError, _line_of
 from reconciler.tunnel.ingress import IngressError, check_origin
 
 DEFAULT_API = "https://api.cloudflare.com/client/v4"

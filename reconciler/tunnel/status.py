@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from reconciler.names import CONNECTOR
-from reconciler.runtime import to_wall
-from reconciler.spec import ServerSpec
-from reconciler.state import Phase
+from reconciler.core.names import CONNECTOR
+from reconciler.core.spec import ServerSpec
+from reconciler.core.state import Phase
+from reconciler.engine.runtime import to_wall
 from reconciler.tunnel import uplink
 from reconciler.tunnel.hook import tunnel_of
 from reconciler.tunnel.hostnames import HostnameError, ascii_hostname

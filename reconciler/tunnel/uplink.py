@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.aio import wait_for
-from reconciler.events import EventKind
-from reconciler.fsutil import server_log
-from reconciler.names import CONNECTOR
-from reconciler.runtime import to_wall
-from reconciler.state import Phase
+from reconciler.core.events import EventKind
+from reconciler.core.names import CONNECTOR
+from reconciler.core.state import Phase
+from reconciler.engine.runtime import to_wall
+from reconciler.platform.aio import wait_for
+from reconciler.platform.fsutil import server_log
 from reconciler.tunnel import locate
 
 if TYPE_CHECKING:
-    from reconciler.runtime import Runtime
+    from reconciler.engine.runtime import Runtime
     from reconciler.tunnel.connector import TunnelPlan
 
 TICK = 1.0  # seconds between looks when nothing changes (the internet check has its own pace)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from reconciler.children import Child  # noqa: E402
+from reconciler.engine.children import Child  # noqa: E402
 
 
 async def main() -> None:

@@ -8,7 +8,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from reconciler.children import Child
+from reconciler.engine.children import Child
 
 LOG = Path(sys.argv[1])
 HOW = sys.argv[2]

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from reconciler.instance import InstanceLock
+from reconciler.host.instance import InstanceLock
 from reconciler.ops import autostart as a
 
 # a Linux or macOS target, written the same from any OS (its paths stay POSIX paths on Windows too)

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reconciler import secretbox
 from reconciler.ops.backup import BackupError, backup, existing_rows, read_archive
 from reconciler.ops.restore import restore
+from reconciler.store import secretbox
 from reconciler.store import Store
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_db import drop_schema

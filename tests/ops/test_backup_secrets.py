@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reconciler import secretbox
 from reconciler.ops.backup import BackupError, backup, read_archive
 from reconciler.ops.restore import check, restore
+from reconciler.store import secretbox
 from reconciler.store import Store
 from tests.fix_db import drop_schema
 from tests.ops.test_backup import config_folder, dump

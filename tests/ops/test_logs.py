@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.children import Child
+from reconciler.engine.children import Child
 from reconciler.ops.logs import LogSettings, follow, log_files, parse_size, rotate, rotate_folder, tail
 from tests.fix_children import toml_str
 from tests.wine import wine_gap

@@ -18,7 +18,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from reconciler.facts import CheckFact, ExitFact, HeldPort
+from reconciler.core.facts import CheckFact, ExitFact, HeldPort
+from reconciler.core.reasons import Reason
+from reconciler.core.spec import HttpHealth, ServerSpec
+from reconciler.core.state import Phase, ServerState
 from reconciler.ops.alerting import recorder
 from reconciler.ops.incidents import Incident, Policy, Tracker, Trouble, Truth, assess
 from reconciler.ops.notify import (
@@ -30,9 +33,6 @@ from reconciler.ops.notify import (
     compose,
     parse_settings,
 )
-from reconciler.reasons import Reason
-from reconciler.spec import HttpHealth, ServerSpec
-from reconciler.state import Phase, ServerState
 from reconciler.store import Store
 from tests.fix_children import toml_str
 from tests.fix_db import rows
@@ -211,8 +211,8 @@ async def test_alerts_follow_the_state_recorded_and_survive_a_restart(receiver: 
     """A real dispatcher on a real runtime and sink: two servers escalate (one message), one comes
     back ("back up" within about up_for), and a gateway restart neither forgets the other's open
     incident nor tells it again; it is resolved after the restart."""
+    from reconciler.engine.runtime import Runtime
     from reconciler.ops.alerting import server_truth
-    from reconciler.runtime import Runtime
     from reconciler.store.sink import Sink
 
     settings = NotifySettings(urls=(receiver.url,), group="200ms", up_for="300ms", min_interval="0s")

@@ -1,11 +1,11 @@
-"""reconciler.aio.wait_for keeps a cancel that arrives as the awaited thing finishes: the case
+"""reconciler.platform.aio.wait_for keeps a cancel that arrives as the awaited thing finishes: the case
 Python 3.11's asyncio.wait_for loses (gh-86296), which made a gateway stop hang on the sampler."""
 
 import asyncio
 
 import pytest
 
-from reconciler.aio import wait_for
+from reconciler.platform.aio import wait_for
 
 
 async def _cancel_as_it_finishes(wait) -> bool:

@@ -1,7 +1,7 @@
 """Availability with the dark hours counted (reconciler/store/availability.py): the union of dark
 periods by cause, beats charged for them, the month against the 99 % promise; on a real
 PostgreSQL (hourly rollups and `dark` events as the gateway writes them); and Cloudflare's view of
-the tunnel (reconciler/dark.py) against the local stand-in of its API."""
+the tunnel (reconciler/tunnel/dark.py) against the local stand-in of its API."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.dark import cloudflare_span, public_beats
-from reconciler.spec import ServerSpec
+from reconciler.core.spec import ServerSpec
 from reconciler.store import Op, Store
 from reconciler.store.availability import Dark, dark_seconds, figure, month_length, month_start
 from reconciler.tunnel.cfapi import CloudflareError
+from reconciler.tunnel.dark import cloudflare_span, public_beats
 from tests.tunnel.fake_cloudflare import FakeCloudflare
 
 T = datetime(2026, 12, 10, 12, 0, tzinfo=UTC)

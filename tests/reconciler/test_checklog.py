@@ -1,4 +1,4 @@
-"""Health results as change rows and minutes (reconciler/checklog.py): pure, no database. What a
+"""Health results as change rows and minutes (reconciler/engine/checklog.py): pure, no database. What a
 minute says must be what the rows of every check said (availability and the chart read it)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.checklog import CheckLog
+from reconciler.engine.checklog import CheckLog
 
 T0 = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from reconciler.children import Child, ExitStatus, SpawnError
-from reconciler.health import port_answers
+from reconciler.engine.children import Child, ExitStatus, SpawnError
+from reconciler.engine.health import port_answers
 from reconciler.platform import current
 from tests.fix_children import Reaper, gone, program
 
@@ -313,7 +313,7 @@ def test_a_process_older_than_its_parent_pid_is_not_in_the_tree(reap: Reaper):
     """On Windows a process keeps the pid of a parent that exited, and the pid is soon another
     process's: the tree walk must not take an older process for the newer one's child (a
     server's kill ended the tests' PostgreSQL under Wine, whose pg_ctl had had the server's pid)."""
-    from reconciler.children import descendants_in
+    from reconciler.engine.children import descendants_in
 
     popens: list[subprocess.Popen[bytes]] = []
 

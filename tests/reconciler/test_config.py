@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import config
-from reconciler.config import ConfigError, find_cycles, is_server_file, load_dir, load_file, spec_to_toml
-from reconciler.spec import ServerSpec
+from reconciler.core.spec import ServerSpec
+from reconciler.engine import config
+from reconciler.engine.config import ConfigError, find_cycles, is_server_file, load_dir, load_file, spec_to_toml
 
 CMD = 'command = ["python", "-m", "http.server", "{port}"]\n'
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from reconciler.resume import BEAT, JUMP
+from reconciler.engine.resume import BEAT, JUMP
 from tests.fix_gateway import Gateway
 from tests.reconciler.test_loop import wait_until
 from tests.reconciler.test_power_loss import cut_power

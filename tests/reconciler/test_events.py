@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.events import EventKind
+from reconciler.core.events import EventKind
+from reconciler.engine.runtime import Runtime
 from reconciler.ops.notify import ALL_KINDS, Classifier
-from reconciler.runtime import Runtime
 
 SOURCE = Path(__file__).resolve().parents[2]
 EMITTED = re.compile(r"\.event\(\s*(?:EventKind|K)\.([A-Z_]+)")

@@ -14,9 +14,9 @@ from typing import Any
 import psutil
 import pytest
 
-from reconciler.children import Child
-from reconciler.health import HealthResult, port_answers, port_holder, port_is_free, probe
-from reconciler.spec import CommandHealth, HttpHealth, NoHealth, TcpHealth
+from reconciler.core.spec import CommandHealth, HttpHealth, NoHealth, TcpHealth
+from reconciler.engine.children import Child
+from reconciler.engine.health import HealthResult, port_answers, port_holder, port_is_free, probe
 from tests.fix_children import Reaper, program
 from tests.wine import NO_OWNER_PID
 
@@ -281,9 +281,9 @@ async def test_http_answer_that_is_not_http() -> None:
 def test_every_kind_of_check_has_its_probe_and_its_keys_known():
     import typing
 
-    from reconciler.config import _KNOWN_KEYS
-    from reconciler.health import PROBES
-    from reconciler.spec import HEALTH_KINDS, HealthSpec
+    from reconciler.core.spec import HEALTH_KINDS, HealthSpec
+    from reconciler.engine.config import _KNOWN_KEYS
+    from reconciler.engine.health import PROBES
 
     union = typing.get_args(typing.get_args(HealthSpec)[0])
     assert set(union) == set(HEALTH_KINDS) == set(PROBES)  # one list: a new kind cannot be half-added

@@ -1,6 +1,6 @@
 """Issue 27: health history as change rows and minutes keeps the meaning of what the page shows.
 The same half hour of checks is read the old way (a row per check: what the chart drew and
-availability counted) and the new way (reconciler/checklog.py -> PostgreSQL -> the rollup, the
+availability counted) and the new way (reconciler/engine/checklog.py -> PostgreSQL -> the rollup, the
 chart's series), against a real PostgreSQL."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.checklog import CheckLog
+from reconciler.engine.checklog import CheckLog
 from reconciler.store import Store
 from webview.charts import chart
 

@@ -10,7 +10,7 @@ from typing import get_args
 
 import pytest
 
-from reconciler.hostevents import DECISIONS, decide
+from reconciler.host.hostevents import DECISIONS, decide
 from reconciler.platform import HostEvent
 from reconciler.platform.windows import console_event
 from tests.fix_gateway import Gateway

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from reconciler.instance import LOCK_FILE, AlreadyRunning, InstanceLock, listen_problem
+from reconciler.host.instance import LOCK_FILE, AlreadyRunning, InstanceLock, listen_problem
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_gateway import REPO, Gateway
 from tests.wine import NO_OWNER_PID
@@ -72,7 +72,7 @@ def test_listen_problem_names_the_program_holding_the_port() -> None:
 def test_a_refused_bind_is_said_in_words_even_where_the_holder_cannot_be_named() -> None:
     import errno
 
-    from reconciler.instance import bind_refusal
+    from reconciler.host.instance import bind_refusal
 
     assert bind_refusal(OSError(errno.EADDRINUSE, "Address already in use")) == "another program is listening there"
     windows = OSError(10048, "windows error 0x2740")  # Winsock's number, as Wine words it

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from reconciler.client import Client
-from reconciler.instance import holder
+from reconciler.host.instance import holder
 from tests.fix_gateway import _drop_schema, kill_group
 
 SERVER = 'command = ["python", "-c", "import time\\nwhile True: time.sleep(1)"]\n'

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.actions import Answered, Forget, Kill, Mark, Promote, Reason, Replace, RollBack, Start, Stop
-from reconciler.backoff import Backoff
-from reconciler.plan import plan
-from reconciler.rollout import in_force
-from reconciler.spec import ServerSpec
-from reconciler.state import Desired, Observed, Phase, ServerState
+from reconciler.core.actions import Answered, Forget, Kill, Mark, Promote, Reason, Replace, RollBack, Start, Stop
+from reconciler.core.backoff import Backoff
+from reconciler.core.plan import plan
+from reconciler.core.rollout import in_force
+from reconciler.core.spec import ServerSpec
+from reconciler.core.state import Desired, Observed, Phase, ServerState
 
 P = Phase
 NOW = 1000.0
@@ -380,7 +380,7 @@ def test_a_stable_run_ended_by_a_restart_clears_the_failure_count(healthy_for: f
     assert stop == Stop("web", Reason.OPERATOR_RESTART, "TERM", 10.0, failures=failures_after)
 
 
-# --- health-gated changes (reconciler/rollout.py) ---------------------------------------------
+# --- health-gated changes (reconciler/core/rollout.py) ---------------------------------------------
 GOOD = spec("web", command=["python", "good.py", "{port}"])
 CHANGED = spec("web", command=["pyton", "good.py", "{port}"])
 
@@ -570,7 +570,7 @@ def test_a_restart_by_the_gateway_itself_is_not_the_owners():
 def test_the_runtime_hash_is_made_once_and_a_copy_has_its_own() -> None:
     """The digest is kept per spec (asked for every server at every pass, issue 27): an equal spec
     stays equal whether or not it was asked, and a copy with a runtime field changed (the
-    roll-back's copy, reconciler/rollout.py) has the digest of what it holds."""
+    roll-back's copy, reconciler/core/rollout.py) has the digest of what it holds."""
     a, b = spec(), spec()
     digest = a.runtime_hash()
     assert a == b and b == a and a.runtime_hash() is digest

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from reconciler import platform as platform_pkg
+from reconciler.core.spec import SignalName
 from reconciler.platform import current, wait_in_thread
 from reconciler.platform.windows import CREATE_NO_WINDOW, WindowsPlatform, stop_method
-from reconciler.spec import SignalName
 from tests.fix_children import Reaper, gone, program
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reconciler.engine.runtime import Runtime
+from reconciler.host.power import Battery, BatteryAlarm, PowerWatch
 from reconciler.ops.notify import Classifier
 from reconciler.platform.windows_power import (
     HIBERNATEIDLE,
@@ -17,8 +19,6 @@ from reconciler.platform.windows_power import (
     parse_query,
     warnings,
 )
-from reconciler.power import Battery, BatteryAlarm, PowerWatch
-from reconciler.runtime import Runtime
 
 RECORDED = Path(__file__).parent / "powercfg"
 

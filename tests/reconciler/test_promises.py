@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from reconciler.config import load_dir
+from reconciler.engine.config import load_dir
 from reconciler.store.embedded import EmbeddedPostgres
 from tests.fix_children import CHILDREN, toml_str
 from tests.fix_gateway import REPO, Gateway, finish, own_port_range
@@ -141,9 +141,9 @@ def test_a_crashed_servers_leftover_workers_are_ended_before_it_restarts(gateway
 
 # --- 4. a change saved while the folder is being read -------------------------------------
 async def test_a_change_during_the_read_is_read_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from reconciler import loop as loop_module
-    from reconciler.loop import Reconciler
-    from reconciler.runtime import Runtime
+    from reconciler.engine import loop as loop_module
+    from reconciler.engine.loop import Reconciler
+    from reconciler.engine.runtime import Runtime
 
     folder = tmp_path / "gateway.d"
     folder.mkdir()
@@ -184,7 +184,7 @@ def test_values_the_os_refuses_are_config_errors(tmp_path: Path):
 
 
 async def test_any_spawn_refusal_is_a_spawn_error(tmp_path: Path):
-    from reconciler.children import Child, SpawnError
+    from reconciler.engine.children import Child, SpawnError
 
     with pytest.raises(SpawnError, match="cannot start"):
         await Child.spawn([sys.executable, "-c", "print('a\0b')"], log_path=tmp_path / "log")
@@ -198,7 +198,7 @@ TOO_LARGE_GAP = wine_gap("CreateProcess takes a command line longer than 32,767 
 
 @TOO_LARGE_GAP
 async def test_a_spawn_too_large_for_the_os_is_said_in_words(tmp_path: Path):
-    from reconciler.children import Child, SpawnError
+    from reconciler.engine.children import Child, SpawnError
 
     if sys.platform == "win32":
         with pytest.raises(SpawnError, match=r"the command is too long for the OS \(4\d{4} characters"):
@@ -387,9 +387,9 @@ async def test_a_stop_during_a_pass_leaves_nothing_started(tmp_path: Path, monke
     import asyncio
     import threading
 
-    from reconciler import loop as loop_module
-    from reconciler.loop import Reconciler
-    from reconciler.runtime import Runtime
+    from reconciler.engine import loop as loop_module
+    from reconciler.engine.loop import Reconciler
+    from reconciler.engine.runtime import Runtime
 
     folder = tmp_path / "gateway.d"
     folder.mkdir()

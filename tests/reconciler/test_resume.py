@@ -17,10 +17,10 @@ from typing import Any
 import psutil
 import psycopg
 
+from reconciler.core.state import Phase
+from reconciler.engine.resume import BEAT, JUMP, Gap, ResumeWatch, gap
+from reconciler.engine.runtime import Runtime
 from reconciler.ops.notify import Classifier
-from reconciler.resume import BEAT, JUMP, Gap, ResumeWatch, gap
-from reconciler.runtime import Runtime
-from reconciler.state import Phase
 from tests.fix_gateway import Gateway
 from tests.ops.test_notify import Receiver, receiver  # noqa: F401 - the fixture
 

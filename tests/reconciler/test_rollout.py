@@ -224,8 +224,8 @@ def test_gateway_try_of_a_program_that_never_answers(tmp_path: Path, reap):
 
 def test_a_spec_as_postgresql_keeps_it_loads_again_unchanged():
     # every duration key round-trips (a new one missing from the list made the memory unusable)
-    from reconciler.config import format_durations
-    from reconciler.spec import ServerSpec
+    from reconciler.core.spec import ServerSpec
+    from reconciler.engine.config import format_durations
 
     spec = ServerSpec.model_validate({
         "name": "web", "command": ["x"], "port": "auto", "env": {"A": "1"},

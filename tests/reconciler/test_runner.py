@@ -7,9 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from reconciler.backoff import Backoff
-from reconciler.runner import Runner
-from reconciler.runtime import Runtime
+from reconciler.core.backoff import Backoff
+from reconciler.engine.runner import Runner
+from reconciler.engine.runtime import Runtime
 
 
 async def test_a_task_that_raises_is_recorded_and_started_again_with_backoff(tmp_path: Path) -> None:

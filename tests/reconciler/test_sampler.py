@@ -15,11 +15,11 @@ from typing import Any
 import psutil
 import pytest
 
-from reconciler import sampler
-from reconciler.reasons import Reason
-from reconciler.runtime import Runtime
-from reconciler.sampler import TreeMeter
-from reconciler.state import Phase
+from reconciler.core.reasons import Reason
+from reconciler.core.state import Phase
+from reconciler.engine.runtime import Runtime
+from reconciler.host import sampler
+from reconciler.host.sampler import TreeMeter
 from tests.wine import wine_gap
 
 # a parent that starts a grandchild holding 64 MB, then spins on the CPU
@@ -98,7 +98,7 @@ async def test_figures_come_once_while_nobody_looks_and_every_round_while_someon
                                                       attention))
 
     def count(kind: str) -> int:
-        if kind == "health":  # checks counted: in the minutes written and the one under way (reconciler/checklog.py)
+        if kind == "health":  # checks counted: in the minutes written and the one under way (reconciler/engine/checklog.py)
             return sum(op["checks"] for op in ops if op["op"] == "health_minute") + sum(
                 m.checks for m in rt.checks.open.values())
         return sum(op["op"] == kind for op in ops)

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler.loop import Reconciler
-from reconciler.reasons import Reason
-from reconciler.runtime import Runtime
-from reconciler.state import Phase
+from reconciler.core.reasons import Reason
+from reconciler.core.state import Phase
+from reconciler.engine.loop import Reconciler
+from reconciler.engine.runtime import Runtime
 
 CMD = 'command = ["python", "-c", "import time; time.sleep(60)"]\n'
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_dir
+from reconciler.engine.config import load_dir
 from tests.fix_gateway import REPO, Gateway
 from tests.reconciler.test_loop import HTTP
 

@@ -193,7 +193,7 @@ async def test_search_path_is_the_schema(store: Store, schema_name: str) -> None
 
 def minute_op(server: str, minute: datetime, checks: int, failures: int = 0, latencies: tuple[float, ...] = (),
               run: str = "r1") -> Op:
-    """A health_minute op as reconciler/checklog.py writes it."""
+    """A health_minute op as reconciler/engine/checklog.py writes it."""
     return {"op": "health_minute", "server": server, "minute": minute.isoformat(), "checks": checks,
             "failures": failures, "timed": len(latencies), "latency_min": min(latencies, default=None),
             "latency_avg": sum(latencies) / len(latencies) if latencies else None,

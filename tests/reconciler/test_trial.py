@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.spec import ServerSpec
-from reconciler.launch import try_length
-from reconciler.trial import try_spec
+from reconciler.core.spec import ServerSpec
+from reconciler.engine.launch import try_length
+from reconciler.engine.trial import try_spec
 from tests.fix_children import gone, program
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.host.watch import is_config_file, watch_folder
 from reconciler.platform import inotify
-from reconciler.watch import is_config_file, watch_folder
 
 pytestmark = pytest.mark.skipif(not inotify.available(), reason="no inotify on this system (watchfiles is used)")
 

@@ -86,7 +86,7 @@ async def _loop_kind() -> type:
 def test_the_gateway_runs_on_a_loop_psycopg_accepts() -> None:
     import asyncio
 
-    from reconciler import aio
+    from reconciler.platform import aio
 
     kind = aio.run(_loop_kind())
     if sys.platform == "win32":  # asyncio.run would make a ProactorEventLoop, which psycopg refuses
@@ -102,7 +102,7 @@ async def test_the_tests_run_on_the_gateways_loop() -> None:
 def _gateway_kind() -> type:
     import concurrent.futures
 
-    from reconciler import aio
+    from reconciler.platform import aio
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop of its own, outside this test's
         return pool.submit(aio.run, _loop_kind()).result()
@@ -142,7 +142,7 @@ async def stopped_its_own_way(argv: list[str], log: Path, ready: str) -> str:
     gateway does (timeout 30 s), check it ended by itself (exit code 0, no kill) and return its log."""
     import asyncio
 
-    from reconciler.children import Child
+    from reconciler.engine.children import Child
 
     child = await Child.spawn(argv, log_path=log)
     try:
@@ -177,7 +177,7 @@ async def test_a_program_that_ignores_ctrl_c_is_closed_by_its_window(tmp_path: P
 
 
 def test_a_server_ended_by_ctrl_c_is_said_so() -> None:
-    from reconciler.children import ExitStatus
+    from reconciler.engine.children import ExitStatus
 
     assert ExitStatus(0xC000013A, None).describe() == "stopped by Ctrl-C (exit code 0xC000013A)"
 
@@ -189,7 +189,7 @@ def test_a_file_someone_reads_is_replaced_once_they_close_it(tmp_path) -> None:
     import threading
     import time
 
-    from reconciler.fsutil import atomic_write
+    from reconciler.platform.fsutil import atomic_write
 
     target = tmp_path / "config.yml"
     target.write_text("old\n")

@@ -83,7 +83,7 @@ def test_not_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
 
 def test_dns(folder: Path, pg_dsn: str, schema_name: str, monkeypatch: pytest.MonkeyPatch,
              capsys: pytest.CaptureFixture[str]):
-    from reconciler import aio
+    from reconciler.platform import aio
 
     with FakeCloudflare() as cf:
         cf.add_zone("example.com")

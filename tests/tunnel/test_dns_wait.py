@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.runtime import Runtime
+from reconciler.engine.runtime import Runtime
 from reconciler.tunnel import dns_task, getter, hook
 from reconciler.tunnel.memory import Memory
 
@@ -59,7 +59,7 @@ async def test_the_plan_is_read_once_then_only_when_it_is_loaded_again(
 async def test_a_load_that_makes_the_same_plan_wakes_nobody(tmp_path: Path) -> None:
     """The 30 s resync loads the folder again: a plan equal to the last one sets no waiter (the
     DNS task and the getter woke every 30 s for nothing); another plan does."""
-    from reconciler.config import load_dir
+    from reconciler.engine.config import load_dir
 
     rt = Runtime(tmp_path, tmp_path, lambda op: None)
     tunnel = hook.Tunnel(rt, tmp_path, reload=lambda: None)

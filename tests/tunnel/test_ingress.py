@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_dir
+from reconciler.engine.config import load_dir
 from reconciler.tunnel.connector import build, routes, write_config
 from reconciler.tunnel.ingress import IngressError, Rule, check_rules, check_service, ordered, render
 

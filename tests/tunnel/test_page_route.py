@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.config import load_dir
+from reconciler.engine.config import load_dir
 from reconciler.settings import TUNNEL_URL_FILE
 from reconciler.tunnel.connector import build
 from tests.fix_children import toml_str

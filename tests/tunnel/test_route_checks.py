@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fix_children import toml_str
-from reconciler.config import load_dir
+from reconciler.engine.config import load_dir
 from reconciler.tunnel.connector import build, refused_key
 from reconciler.tunnel.goregex import go_regex_error
 from reconciler.tunnel.ingress import Rule, ordered, rule_dict, to_yaml

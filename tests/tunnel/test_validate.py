@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from reconciler.config import load_dir
+from reconciler.engine.config import load_dir
 from reconciler.tunnel.connector import build, ingress_hash, routes
 from reconciler.tunnel.ingress import Rule, render
 from reconciler.tunnel.validate import Verdict, run, screen

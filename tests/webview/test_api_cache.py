@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 
-from reconciler.runtime import Runtime
-from reconciler.sampler import Figures
-from reconciler.reasons import Reason
-from reconciler.state import Phase, ServerState
+from reconciler.core.reasons import Reason
+from reconciler.core.state import Phase, ServerState
+from reconciler.engine.runtime import Runtime
+from reconciler.host.sampler import Figures
 from tests.fix_gateway import Gateway
 from tests.webview.conftest import HTTP, url_of
 from webview.api import none_match
-from webview.views import ServersAnswer
+from webview.infra.views import ServersAnswer
 
 
 def token(gw: Gateway) -> dict[str, str]:

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 from tests.fix_gateway import Gateway
 from tests.webview.conftest import HTTP, USER, artifacts, cli, url_of
 from tests.webview.test_browser import browser, no_horizontal_scroll, sign_in  # noqa: F401 - fixture
-from webview.availability import availability_words, dark_words, pct
+from webview.infra.availability import availability_words, dark_words, pct
 
 CHECKED = '[health]\ntype = "tcp"\ninterval = "1s"\n'  # a beat a second: checks to count before the stop
 PUBLIC = HTTP + '[domain]\nhostname = "shop.example.com"\n' + CHECKED

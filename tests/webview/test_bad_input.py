@@ -63,7 +63,7 @@ def test_the_same_digits_in_gateway_toml_and_the_environment(tmp_path, monkeypat
     `invalid literal for int()`, or a traceback at start)."""
     import pytest
 
-    from reconciler.config import load_dir
+    from reconciler.engine.config import load_dir
     from reconciler.settings import SettingsError, resolve
 
     (tmp_path / "gateway.toml").write_text('[ports]\nrange = "2²000-29999"\n[host]\ninternet_check = "1.1.1.1:44³"\n',

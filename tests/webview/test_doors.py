@@ -2,7 +2,7 @@
 DNS rebinding) and never believes Cf-Connecting-Ip; the tunnel listener treats everything as
 remote (client address from Cf-Connecting-Ip, no API token, no sign-in without a second
 factor, https cookies); the local API token works at the local door only. Every POST needs
-a session and its CSRF token, and every route declares what it requires (webview.auth.Guard)."""
+a session and its CSRF token, and every route declares what it requires (webview.infra.auth.Guard)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from tests.fix_gateway import Gateway
 from tests.webview.conftest import HTTP, PASSWORD, USER, signed_in, url_of
 from webview.app import all_routes
-from webview.auth import Guard, action, guard_of, undeclared
+from webview.infra.auth import Guard, action, guard_of, undeclared
 
 SAME = {"sec-fetch-site": "same-origin"}
 
@@ -142,7 +142,7 @@ def test_every_post_needs_a_session_and_its_csrf_token(web: Gateway, path: str) 
 
 
 def test_every_route_declares_what_it_requires() -> None:
-    """One way to guard a route: each declares its webview.auth.Guard (`anyone` when nothing is
+    """One way to guard a route: each declares its webview.infra.auth.Guard (`anyone` when nothing is
     required), and the app is not built with one that does not."""
     assert undeclared(all_routes()) == []
 

@@ -151,7 +151,7 @@ def test_an_open_live_page_keeps_the_figures_at_the_full_rate(gw: Gateway, http:
     """Figures come every sample_every (1 s here) while someone looks, else once a minute. A look
     lasts LOOKING_FOR after a request; a live page left open with no request at all goes on
     being a look for as long as it is open."""
-    from reconciler.sampler import LOOKING_FOR
+    from reconciler.host.sampler import LOOKING_FOR
 
     with http.stream("GET", "/stream", params={"back": "/"}, timeout=30):  # the last request
         time.sleep(LOOKING_FOR + 12)  # the page sits open; nothing else asks

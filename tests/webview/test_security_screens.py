@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from reconciler import secretbox
 from reconciler.ops.backup import read_archive
+from reconciler.store import secretbox
 from tests.fix_gateway import Gateway
 from tests.ops.test_backup_secrets import with_member
 from tests.webview.conftest import USER, artifacts, signed_in, url_of

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from starlette.datastructures import FormData
 
+from reconciler.core.spec import GatewayFile
 from reconciler.ops import tomledit
 from reconciler.ops.notify import ALL_KINDS, NotifySettings
-from reconciler.spec import GatewayFile
 from webview.settings_form import Setting, SettingsError, SettingsForm
 from webview.settings_ops import SCHEDULE
 from webview.settings_pages import ALERTS, PORTS

@@ -1,6 +1,6 @@
 """The page's structure, as a newcomer relies on it: the memory of the running page is held by
-its app (webview.page.Page), never by a module; the page reaches the gateway only through the
-doors webview.gateway lists, and a gateway lacking one is refused by name when the page is built."""
+its app (webview.infra.page.Page), never by a module; the page reaches the gateway only through the
+doors webview.infra.gateway lists, and a gateway lacking one is refused by name when the page is built."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 import webview
-from webview.gateway import (Gateway, Journal, Live, Loaded, Looking, Notifier, Postgres, Sampled, checked, members,
+from webview.infra.gateway import (Gateway, Journal, Live, Loaded, Looking, Notifier, Postgres, Sampled, checked, members,
                              missing)
 
 MUTABLE = (dict, list, set, collections.deque, weakref.WeakKeyDictionary, weakref.WeakValueDictionary)
@@ -23,11 +23,11 @@ def test_no_module_of_the_page_keeps_memory() -> None:
     """Module-level dictionaries shared by every app (a test's, a bench's, the gateway's) were the
     page's caches: sessions, tokens, cards. Tables of words and constants (UPPER_CASE) are not memory."""
     kept = []
-    for info in pkgutil.iter_modules(webview.__path__):
-        module = importlib.import_module(f"webview.{info.name}")
+    for info in pkgutil.walk_packages(webview.__path__, "webview."):
+        module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             if isinstance(value, MUTABLE) and not name.lstrip("_").isupper() and name != "routes" and not name.startswith("__"):
-                kept.append(f"webview.{info.name}.{name}")
+                kept.append(f"{info.name}.{name}")
     assert kept == []
 
 

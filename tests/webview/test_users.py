@@ -96,7 +96,7 @@ def test_users_page_add_remove_password_and_sign_out_everywhere(gateway: Gateway
 
 def test_a_person_s_name_is_a_user_name() -> None:
     """"Ada Lovelace" was refused as "Your name" (letters, digits and . _ @ + - only)."""
-    from webview.users import UserError, check_name, normal_name
+    from webview.infra.users import UserError, check_name, normal_name
 
     for name in ("Ada Lovelace", "ada", "José Núñez", "李雷", "Seán O'Brien", "ada.l@example.com", "x" * 128):
         assert check_name(name) == name

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from webview.words import event_words, exit_words, last_printed, server_words
+from webview.infra.words import event_words, exit_words, last_printed, server_words
 
-# the typed facts the engine hands over (reconciler/facts.py), as the view carries them
+# the typed facts the engine hands over (reconciler/core/facts.py), as the view carries them
 CODE3 = {"code": 3, "signal": None, "signal_name": None, "by": "itself", "leftovers": 0}
 CRASHED = {"name": "bot", "phase": "backoff", "reason": "the process exited: failure 2 in a row",
            "cause": "the process exited", "ended": CODE3, "next_try_in_s": 11.6, "next_try_at_epoch": 2e9,
@@ -63,7 +63,7 @@ def test_exits_in_words_say_who_ended_it() -> None:
 
 def test_words_parse_no_english() -> None:
     """The page writes from facts: the engine's reason text decides nothing (the regexes are gone)."""
-    import webview.words as words
+    import webview.infra.words as words
 
     assert not [n for n in vars(words) if n.endswith("_RE")]
     lying = {**CRASHED, "reason": "port 80 is held by pid 1 (x); exited with code 9; next try in 99s"}
@@ -166,9 +166,9 @@ def test_who_asked_is_the_owner_only_when_it_was() -> None:
 def test_the_health_word_of_every_kind_of_check() -> None:
     """A program with no web page has no threshold of failed checks (mypy --strict found the card's
     health word reading one: an AttributeError, a 500, once such a program counted a failure)."""
-    from reconciler.spec import ServerSpec
-    from reconciler.state import Phase
-    from webview.views import _health_word
+    from reconciler.core.spec import ServerSpec
+    from reconciler.core.state import Phase
+    from webview.infra.views import _health_word
 
     def spec(health: dict[str, object]) -> ServerSpec:
         return ServerSpec.model_validate({"name": "x", "command": ["x"], "health": health})

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
-from reconciler.instance import holder
+from reconciler.host.instance import holder
 
 ZIP = Path(os.environ.get("GATEWAY_ZIP_DIR", "")) if os.environ.get("GATEWAY_ZIP_DIR") else None
 REPO = Path(__file__).resolve().parents[2]
