@@ -9,7 +9,7 @@ import asyncio
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
@@ -20,7 +20,7 @@ from starlette.routing import Route
 from reconciler.core.digits import plain_digits
 from reconciler.core.events import EventKind
 from reconciler.core.names import RESERVED_NAMES
-from reconciler.core.spec import ServerSpec
+from reconciler.core.spec import HEALTH_KINDS, ServerSpec
 from reconciler.ops import tomledit
 from reconciler.platform.fsutil import NotRegularFile, read_regular
 from reconciler.tunnel.connector import domain_problems
@@ -35,7 +35,14 @@ from webview.starters import STARTERS
 
 FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags", "health_type", "health_path",
           "health_command", "domain")
-HEALTH_TYPES = ("", "http", "tcp", "command", "running", "none")
+# the form's check choices, in the order the list shows them: each kind the spec knows
+# (reconciler/core/spec.py HEALTH_KINDS) with its words; "" is the automatic check
+HEALTH_CHOICES = {"": "Automatic (its port answers)", "http": "A web page answers (HTTP)", "tcp": "Its port answers",
+                  "command": "A command succeeds", "running": "It keeps running (no web page)", "none": "No check"}
+_kinds = {get_args(kind.model_fields["type"].annotation)[0] for kind in HEALTH_KINDS}
+if _kinds != HEALTH_CHOICES.keys() - {""}:  # a kind without words (or words for no kind) fails at import
+    raise RuntimeError(f"HEALTH_CHOICES and the spec's HEALTH_KINDS differ: {sorted(_kinds ^ (HEALTH_CHOICES.keys() - {''}))}")
+HEALTH_TYPES = tuple(HEALTH_CHOICES)
 # the settings of a check the form does not show, kept from the file when the form saves it
 KEPT_HEALTH_KEYS = {"running": ("min_uptime", "needs_internet"), "none": ()}
 CHECK_TIMING = ("interval", "timeout", "failures", "start_period")
@@ -212,7 +219,7 @@ async def _wait_applied(request: Request, check: Callable[[Mapping[str, ServerSp
 def _page(request: Request, values: dict[str, str], errors: dict[str, str], adding: bool, status: int = 200,
           note: str | None = None, start: str = "", tried: dict[str, Any] | None = None) -> Response:
     return render(request, "form.html", status=status, v=values, errors=errors, adding=adding,
-                  health_types=HEALTH_TYPES, note=note, starters=STARTERS, start=start,
+                  health_choices=HEALTH_CHOICES, note=note, starters=STARTERS, start=start,
                   start_help=STARTERS.get(start, {}).get("help", ""), tried=tried)
 
 

@@ -171,3 +171,18 @@ def test_check_port_names_our_servers(web: Gateway, http: httpx.Client) -> None:
     assert mine == f"Port {alpha['port']} is used by alpha itself (this server, pid {alpha['pid']}): that is fine."
     other = http.get("/check-port", params={"port": alpha["port"], "name": "new-one"}).json()["message"]
     assert f"used by your server alpha (pid {alpha['pid']})" in other
+
+
+def test_the_check_list_offers_every_kind_the_spec_knows_in_words(web: Gateway, http: httpx.Client) -> None:
+    import re
+    import typing
+
+    from reconciler.core.spec import HEALTH_KINDS
+
+    page = http.get("/new").text
+    select = page[page.index('name="health_type"'):]
+    select = select[: select.index("</select>")]
+    offered = dict(re.findall(r'<option value="([a-z]*)"[^>]*>([^<]+)</option>', select))
+    kinds = {typing.get_args(kind.model_fields["type"].annotation)[0] for kind in HEALTH_KINDS}
+    assert offered.keys() == kinds | {""}  # a new kind of check is offered by itself
+    assert all(words.strip() and words.strip() not in kinds for words in offered.values())  # words, not keys
