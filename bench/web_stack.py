@@ -32,6 +32,7 @@ from reconciler.engine.config import load_dir
 from reconciler.engine.runtime import Runtime
 from reconciler.host.sampler import Attention, Figures
 from webview.app import create_app
+from webview.infra.page import Page
 from webview.infra import doors
 
 TOKEN = "bench-token"
@@ -93,7 +94,8 @@ async def bare(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def measure(args: argparse.Namespace, base: Path) -> None:
-    app = bare if args.bare else doors.Door(create_app(gateway(base, args.servers)), doors.LOCAL)
+    app = bare if args.bare else doors.Door(create_app(Page(gateway(base, args.servers), secret=b"k" * 32, box=None, access=None)),  # type: ignore[arg-type]
+                                           doors.LOCAL)
     config = uvicorn.Config(app, http=args.http, log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False)
     config.load()
