@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.core.events import EventKind
+from reconciler.core.state import Phase, ServerState
 from reconciler.platform import current
 
 log = logging.getLogger("gateway")
@@ -106,8 +107,28 @@ def _wake(woken: asyncio.Future[None]) -> None:
         woken.set_result(None)
 
 
+class Resumable(Protocol):
+    """What a resume touches of the runtime (reconciler/engine/runtime.py `Runtime`): its own
+    state, each server's health record, one event, a wake-up of the loop."""
+
+    resume: ResumeState
+    states: dict[str, ServerState]
+
+    def state(self, name: str) -> ServerState: ...
+
+    def update(self, name: str, **changes: Any) -> ServerState: ...
+
+    def event(self, kind: EventKind, server: str | None, reason: str, *, actor: str = "gateway",
+              source: Phase | None = None, target: Phase | None = None,
+              detail: dict[str, Any] | None = None) -> None: ...
+
+    def notify(self) -> None: ...
+
+    def spawn_task(self, work: Coroutine[Any, Any, Any] | asyncio.Future[Any]) -> asyncio.Future[Any]: ...
+
+
 class ResumeWatch:
-    def __init__(self, rt: Any, restart: Callable[[str], None] | None = None, *, beat: float = BEAT, jump: float = JUMP,
+    def __init__(self, rt: Resumable, restart: Callable[[str], None] | None = None, *, beat: float = BEAT, jump: float = JUMP,
                  settle: float = SETTLE, tunnel_after: float = TUNNEL_AFTER, clock: Any = None) -> None:
         self.rt = rt
         self.restart = restart  # restart(name): an owner-like restart through the reconciler
