@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from reconciler.core.state import Phase
+from reconciler.platform import ProcessStat, ProcessStats, current
 from reconciler.platform.aio import wait_for
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class TreeMeter:
         self.procs: dict[int, tuple[Any, float, float]] = {}
         self.kids: dict[int, list[int]] = {}
         self.scanned_at = -RESCAN_NEVER
+        self.stats = current().process_stats()  # Linux: /proc/PID/stat; elsewhere psutil
 
     def measure(self, roots: dict[str, int]) -> dict[str, dict[str, float | int]]:
         if not roots:
@@ -91,8 +92,8 @@ class TreeMeter:
         # the machine is most of a sample's cost. A new or restarted server triggers a scan.
         now = time.monotonic()
         scan = now - self.scanned_at > self.RESCAN_EVERY or any(pid not in self.procs for pid in roots.values())
-        if PROC_STAT:
-            return self._measure_proc(roots, now, scan)
+        if self.stats is not None:
+            return self._measure_proc(self.stats, roots, now, scan)
         if scan:
             self.kids = {}
             for proc in psutil.process_iter(["ppid"]):
@@ -120,16 +121,14 @@ class TreeMeter:
         self.procs = seen
         return out
 
-    def _measure_proc(self, roots: dict[str, int], now: float, scan: bool) -> dict[str, dict[str, float | int]]:
-        table: dict[int, tuple[int, int, float, int, float]] | None = None
+    def _measure_proc(self, stats: ProcessStats, roots: dict[str, int], now: float,
+                      scan: bool) -> dict[str, dict[str, float | int]]:
+        table: dict[int, ProcessStat] | None = None
         if scan:
-            table = {}
-            for entry in os.listdir("/proc"):
-                if entry.isdigit() and (stat := proc_stat(int(entry))) is not None:
-                    table[int(entry)] = stat
+            table = stats.table()
             self.kids = {}
-            for pid, stat in table.items():
-                self.kids.setdefault(stat[0], []).append(pid)
+            for pid, row in table.items():
+                self.kids.setdefault(row[0], []).append(pid)
             self.scanned_at = now
         kids = self.kids
         seen: dict[int, tuple[Any, float, float]] = {}
@@ -139,7 +138,7 @@ class TreeMeter:
             while todo:
                 pid = todo.pop()
                 todo.extend(kids.get(pid, ()))
-                stat = table.get(pid) if table is not None else proc_stat(pid)
+                stat = table.get(pid) if table is not None else stats.stat(pid)
                 if stat is None:
                     continue
                 _, start, seconds, resident, when = stat
@@ -151,28 +150,6 @@ class TreeMeter:
             out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
         self.procs = seen
         return out
-
-
-PROC_STAT = os.path.exists("/proc/self/stat")  # Linux (and not macOS or Windows: psutil there)
-_TICKS = os.sysconf("SC_CLK_TCK") if PROC_STAT else 100
-_PAGE = os.sysconf("SC_PAGE_SIZE") if PROC_STAT else 4096
-
-
-def proc_stat(pid: int) -> tuple[int, int, float, int, float] | None:
-    """(parent pid, start in clock ticks since boot, CPU seconds, RSS bytes, when read) of a
-    process, from one read of /proc/PID/stat (Linux, proc(5)); None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-    except OSError:
-        return None
-    when = time.monotonic()
-    try:
-        fields = data[data.rindex(b")") + 2:].split()  # the name in brackets may hold spaces and brackets
-        return (int(fields[1]), int(fields[19]), (int(fields[11]) + int(fields[12])) / _TICKS,
-                int(fields[21]) * _PAGE, when)
-    except (ValueError, IndexError):
-        return None
 
 
 def host_figures(data_dir: Path) -> dict[str, Any]:

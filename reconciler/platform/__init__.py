@@ -28,6 +28,19 @@ if TYPE_CHECKING:
 HostEvent = Literal["interrupt", "terminate", "hangup", "close", "logoff", "shutdown", "signout"]
 
 
+# a process's figures from Linux's /proc/PID/stat: (parent pid, start in clock ticks since boot,
+# CPU seconds, RSS bytes, when read: monotonic)
+ProcessStat = tuple[int, int, float, int, float]
+
+
+class ProcessStats(Protocol):
+    """The process table read cheaply (reconciler/platform/linux_stat.py)."""
+
+    def stat(self, pid: int) -> ProcessStat | None: ...
+
+    def table(self) -> dict[int, ProcessStat]: ...
+
+
 class Platform(Protocol):
     """How to start, signal, wait for and kill a process tree on one OS."""
 
@@ -154,6 +167,12 @@ class Platform(Protocol):
     def closed_pipe(self, exc: OSError) -> bool:
         """Whether a write failed because the reader of our stdout is gone (`gateway status | head -1`):
         BrokenPipeError on POSIX; on Windows the C runtime also says EINVAL for a pipe with no reader."""
+        ...
+
+    def process_stats(self) -> ProcessStats | None:
+        """Linux: `reconciler.platform.linux_stat`, the process table at one read of /proc/PID/stat
+        per process (`stat(pid)`, `table()`); None elsewhere, where psutil measures (under Wine
+        Z:\\proc exists too, so the presence of /proc says nothing)."""
         ...
 
     def held_open(self, exc: OSError) -> bool:

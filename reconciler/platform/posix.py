@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import psutil
 
-from reconciler.platform import SYSTEM, HostEvent, alive, wait_in_thread
+from reconciler.platform import SYSTEM, HostEvent, ProcessStats, alive, wait_in_thread
 from reconciler.platform.listening import ListenTable, read_table
 
 # A spec's stop signal -> the POSIX signal. BREAK is the Windows graceful stop; here it means TERM.
@@ -203,6 +203,13 @@ class PosixPlatform:
 
     def held_open(self, exc: OSError) -> bool:
         return False
+
+    def process_stats(self) -> ProcessStats | None:
+        if SYSTEM != "linux":
+            return None  # macOS: no /proc (psutil's sysctl path)
+        from reconciler.platform import linux_stat
+
+        return linux_stat
 
     def release_memory(self) -> bool:
         if SYSTEM != "linux":

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Literal
 
 import psutil
 
-from reconciler.platform import HostEvent, alive, wait_in_thread
+from reconciler.platform import HostEvent, ProcessStats, alive, wait_in_thread
 from reconciler.platform.listening import ListenTable
 from reconciler.platform.windows_stop import CLOSE_AFTER, CTRL_BREAK_EVENT, CTRL_C_EVENT
 
@@ -314,6 +314,9 @@ class WindowsPlatform:
 
     def closed_pipe(self, exc: OSError) -> bool:
         return isinstance(exc, BrokenPipeError) or exc.errno == errno.EINVAL
+
+    def process_stats(self) -> ProcessStats | None:
+        return None  # psutil (NtQuerySystemInformation)
 
     def held_open(self, exc: OSError) -> bool:
         # ERROR_ACCESS_DENIED (5), ERROR_SHARING_VIOLATION (32): a reader opened the file without

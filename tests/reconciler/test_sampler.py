@@ -20,6 +20,7 @@ from reconciler.core.state import Phase
 from reconciler.engine.runtime import Runtime
 from reconciler.host import sampler
 from reconciler.host.sampler import TreeMeter
+from reconciler.platform import current
 from tests.wine import wine_gap
 
 # a parent that starts a grandchild holding 64 MB, then spins on the CPU
@@ -136,7 +137,7 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
-@pytest.mark.skipif(not sampler.PROC_STAT, reason="Linux's /proc/PID/stat")
+@pytest.mark.skipif(current().process_stats() is None, reason="Linux's /proc/PID/stat")
 def test_one_read_of_proc_stat_says_what_psutil_says(busy_tree):
     """The Linux path (one read of /proc/PID/stat per process, issue 27) gives psutil's parent,
     CPU seconds and RSS; a pid with another start is not the process measured before."""
@@ -146,7 +147,9 @@ def test_one_read_of_proc_stat_says_what_psutil_says(busy_tree):
         proc = psutil.Process(pid)
         with proc.oneshot():
             ppid, cpu, rss = proc.ppid(), sum(proc.cpu_times()[:2]), proc.memory_info().rss
-        stat = sampler.proc_stat(pid)
+        stats = current().process_stats()
+        assert stats is not None
+        stat = stats.stat(pid)
         assert stat is not None
         assert stat[0] == ppid
         assert cpu - 0.05 <= stat[2] <= cpu + 0.5  # it spins on between the two reads
@@ -160,10 +163,10 @@ def test_one_read_of_proc_stat_says_what_psutil_says(busy_tree):
 
 def test_the_psutil_path_measures_trees_too(busy_tree, monkeypatch: pytest.MonkeyPatch):
     """Where there is no /proc (macOS, Windows) psutil measures: the same trees."""
-    monkeypatch.setattr(sampler, "PROC_STAT", False)
     root, grandchild = busy_tree
     time.sleep(0.3)
     meter = TreeMeter()
+    meter.stats = None  # as on macOS and Windows
     first = meter.measure({"busy": root})
     time.sleep(0.3)
     second = meter.measure({"busy": root})
