@@ -173,3 +173,51 @@ def test_the_psutil_path_measures_trees_too(busy_tree, monkeypatch: pytest.Monke
     assert first["busy"]["cpu_percent"] == 0.0 and second["busy"]["cpu_percent"] > 0, second
     assert second["busy"]["rss_bytes"] > 64 << 20, second
     assert set(meter.procs) == {root, grandchild}
+
+
+async def test_the_internet_is_asked_every_round_only_while_something_acts_on_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At rest, with nobody looking and nothing that needs the internet, it is asked with the
+    figures (here: once an hour, so once); a server whose check needs the internet, or the
+    tunnel, has it asked every round, and so does someone looking at the page."""
+    from reconciler.core.spec import ServerSpec
+
+    monkeypatch.setattr(sampler, "UNWATCHED_EVERY", 3600.0)
+    asked: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    rt = Runtime(tmp_path, tmp_path, lambda op: None)
+    rt.specs = {"web": ServerSpec.model_validate({"name": "web", "command": ["x"], "port": 8000})}
+    attention = sampler.Attention()
+    rounds = [0]
+
+    def settings() -> tuple[float, str]:
+        rounds[0] += 1
+        return 0.05, target
+
+    task = asyncio.create_task(sampler.sample_forever(rt, tmp_path, settings, sampler.Figures(), attention))
+    try:
+        await until(lambda: rounds[0] >= 8)
+        assert len(asked) == 1 and rt.internet_ok is True  # the first round's, with the figures
+        rt.specs["bot"] = ServerSpec.model_validate(
+            {"name": "bot", "command": ["x"], "health": {"type": "running", "needs_internet": True}})
+        seen = len(asked)
+        await until(lambda: len(asked) >= seen + 4)  # every round now
+        del rt.specs["bot"]
+        await asyncio.sleep(0.2)
+        seen = len(asked)
+        await asyncio.sleep(0.3)
+        assert len(asked) == seen  # at rest again
+        attention.looked()
+        await until(lambda: len(asked) >= seen + 3)  # someone looks: every round
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        server.close()
+        await server.wait_closed()
