@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from reconciler.core.names import CONNECTOR
 from reconciler.core.state import Phase
 from reconciler.platform import ProcessStat, ProcessStats, current
 from reconciler.platform.aio import wait_for
@@ -206,13 +205,8 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any, figures: Fi
         every, target = settings()
         now = time.monotonic()
         measure = attention.looking(now) or now - measured_at >= max(every, UNWATCHED_EVERY) - every / 2
-        # the internet is asked every round only while the engine acts on the answer (a check
-        # that needs it, the tunnel's status) or someone looks; else with the figures, once a
-        # minute: a connect every 10 s (a timeout of 2 s where there is no route) was the most
-        # of the gateway's CPU at rest that nothing used
-        probe = measure or internet_matters(rt)
         try:
-            internet_ok = await internet_reachable(target) if probe else rt.internet_ok
+            internet_ok = await internet_reachable(target)
             if measure:
                 roots = {name: child.pid for name, child in rt.children.items()}
                 measured = await asyncio.to_thread(meter.measure, roots)
@@ -246,13 +240,6 @@ async def sample_forever(rt: Runtime, data_dir: Path, settings: Any, figures: Fi
         attention.began.clear()
         with contextlib.suppress(TimeoutError):  # a look after a quiet spell: figures now
             await wait_for(attention.began.wait(), every)
-
-
-def internet_matters(rt: Runtime) -> bool:
-    """Whether the engine acts on the internet check now: the tunnel runs (its status and its
-    uplink read it), or a server's check needs the internet (the plan holds it while offline)."""
-    return CONNECTOR in rt.states or any(getattr(spec.effective_health(), "needs_internet", False)
-                                         for spec in rt.specs.values())
 
 
 def unchecked(spec: Any) -> bool:
