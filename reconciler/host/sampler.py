@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from reconciler.core.state import Phase
-from reconciler.platform import ProcessStat, ProcessStats, current
+from reconciler.platform import ProcessStat, current
 from reconciler.platform.aio import wait_for
 
 if TYPE_CHECKING:
@@ -92,43 +92,16 @@ class TreeMeter:
         # the machine is most of a sample's cost. A new or restarted server triggers a scan.
         now = time.monotonic()
         scan = now - self.scanned_at > self.RESCAN_EVERY or any(pid not in self.procs for pid in roots.values())
-        if self.stats is not None:
-            return self._measure_proc(self.stats, roots, now, scan)
-        if scan:
-            self.kids = {}
-            for proc in psutil.process_iter(["ppid"]):
-                self.kids.setdefault(proc.info["ppid"], []).append(proc.pid)
-            self.scanned_at = now
-        kids = self.kids
-        seen: dict[int, tuple[Any, float, float]] = {}
-        out: dict[str, dict[str, float | int]] = {}
-        for name, root in roots.items():
-            cpu, rss, todo = 0.0, 0, [root]
-            while todo:
-                pid = todo.pop()
-                todo.extend(kids.get(pid, ()))
-                before = self.procs.get(pid)
-                try:
-                    proc = before[0] if before else psutil.Process(pid)
-                    times = proc.cpu_times()
-                    rss += proc.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-                seen[pid] = (proc, times.user + times.system, time.monotonic())
-                if before is not None and seen[pid][2] > before[2]:
-                    cpu += max(0.0, seen[pid][1] - before[1]) / (seen[pid][2] - before[2]) * 100
-            out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
-        self.procs = seen
-        return out
-
-    def _measure_proc(self, stats: ProcessStats, roots: dict[str, int], now: float,
-                      scan: bool) -> dict[str, dict[str, float | int]]:
         table: dict[int, ProcessStat] | None = None
         if scan:
-            table = stats.table()
+            if self.stats is not None:  # Linux: the whole table at one read per process
+                table = self.stats.table()
+                parents = [(pid, row[0]) for pid, row in table.items()]
+            else:
+                parents = [(proc.pid, proc.info["ppid"]) for proc in psutil.process_iter(["ppid"])]
             self.kids = {}
-            for pid, row in table.items():
-                self.kids.setdefault(row[0], []).append(pid)
+            for pid, ppid in parents:
+                self.kids.setdefault(ppid, []).append(pid)
             self.scanned_at = now
         kids = self.kids
         seen: dict[int, tuple[Any, float, float]] = {}
@@ -138,18 +111,33 @@ class TreeMeter:
             while todo:
                 pid = todo.pop()
                 todo.extend(kids.get(pid, ()))
-                stat = table.get(pid) if table is not None else stats.stat(pid)
-                if stat is None:
-                    continue
-                _, start, seconds, resident, when = stat
-                rss += resident
-                seen[pid] = (start, seconds, when)
                 before = self.procs.get(pid)
-                if before is not None and before[0] == start and when > before[2]:  # the same process
+                got = self._read(pid, before, table)
+                if got is None:
+                    continue
+                who, seconds, resident, when = got
+                rss += resident
+                seen[pid] = (who, seconds, when)
+                if before is not None and before[0] == who and when > before[2]:  # the same process
                     cpu += max(0.0, seconds - before[1]) / (when - before[2]) * 100
             out[name] = {"cpu_percent": round(cpu, 2), "rss_bytes": rss}
         self.procs = seen
         return out
+
+    def _read(self, pid: int, before: tuple[Any, float, float] | None,
+              table: dict[int, ProcessStat] | None) -> tuple[Any, float, int, float] | None:
+        """(who it is, CPU seconds, RSS bytes, when read) of one process, None when it is gone.
+        Who it is: its start on Linux (a reused pid has another), else its psutil Process
+        (equal only to the same process)."""
+        if self.stats is not None:
+            stat = table.get(pid) if table is not None else self.stats.stat(pid)
+            return None if stat is None else (stat[1], stat[2], stat[3], stat[4])
+        try:
+            proc = before[0] if before else psutil.Process(pid)
+            times = proc.cpu_times()
+            return proc, times.user + times.system, proc.memory_info().rss, time.monotonic()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
 
 
 def host_figures(data_dir: Path) -> dict[str, Any]:
