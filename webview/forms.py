@@ -39,10 +39,17 @@ FIELDS = ("name", "description", "command", "cwd", "port", "env", "group", "tags
 # (reconciler/core/spec.py HEALTH_KINDS) with its words; "" is the automatic check
 HEALTH_CHOICES = {"": "Automatic (its port answers)", "http": "A web page answers (HTTP)", "tcp": "Its port answers",
                   "command": "A command succeeds", "running": "It keeps running (no web page)", "none": "No check"}
-_kinds = {get_args(kind.model_fields["type"].annotation)[0] for kind in HEALTH_KINDS}
-if _kinds != HEALTH_CHOICES.keys() - {""}:  # a kind without words (or words for no kind) fails at import
-    raise RuntimeError(f"HEALTH_CHOICES and the spec's HEALTH_KINDS differ: {sorted(_kinds ^ (HEALTH_CHOICES.keys() - {''}))}")
-HEALTH_TYPES = tuple(HEALTH_CHOICES)
+
+
+def _every_kind_has_words() -> tuple[str, ...]:
+    """The form's check types; a kind of check without words (or words for no kind) fails at import."""
+    kinds = {get_args(kind.model_fields["type"].annotation)[0] for kind in HEALTH_KINDS}
+    if kinds != HEALTH_CHOICES.keys() - {""}:
+        raise RuntimeError(f"HEALTH_CHOICES and the spec's HEALTH_KINDS differ: {sorted(kinds ^ (HEALTH_CHOICES.keys() - {''}))}")
+    return tuple(HEALTH_CHOICES)
+
+
+HEALTH_TYPES = _every_kind_has_words()
 # the settings of a check the form does not show, kept from the file when the form saves it
 KEPT_HEALTH_KEYS = {"running": ("min_uptime", "needs_internet"), "none": ()}
 CHECK_TIMING = ("interval", "timeout", "failures", "start_period")
