@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reconciler.core.events import EventKind
+from reconciler.core.names import CONNECTOR
 from reconciler.core.state import Phase, ServerState
 from reconciler.platform import current
 
@@ -41,7 +42,6 @@ BEAT = 5.0  # seconds between two looks
 JUMP = 5.0  # this much later than asked: slept or frozen (a busy loop is late by milliseconds)
 SETTLE = 20.0  # seconds after a resume in which failed checks are not counted
 TUNNEL_AFTER = 15.0  # seconds after a resume: cloudflared not ready by then is restarted
-TUNNEL = "cloudflared"
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,15 @@ class ResumeWatch:
         rt.notify()  # the loop looks at everything now
         for woken in list(rt.resume.sleepers):  # and every check that naps (`ResumeState.nap`) runs now
             _wake(woken)
-        if self.restart is not None and TUNNEL in rt.states:
+        if self.restart is not None and CONNECTOR in rt.states:
             rt.spawn_task(self._tunnel_check(self.resumes))
 
     async def _tunnel_check(self, resume: int) -> None:
         await asyncio.sleep(self.tunnel_after)
-        state = self.rt.state(TUNNEL)
+        state = self.rt.state(CONNECTOR)
         if resume != self.resumes or str(state.phase) != "running":
             return  # another resume came since (it checks), or the connector is not up to restart
         if (state.health_failures or state.health_error) and self.restart is not None:
             log.warning("cloudflared is not ready %.0fs after a resume: restarting it", self.tunnel_after)
-            self.restart(TUNNEL)
+            self.restart(CONNECTOR)
 

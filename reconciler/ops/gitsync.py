@@ -30,6 +30,7 @@ from reconciler.core.events import EventKind
 from reconciler.core.spec import parse_duration
 from reconciler.ops import Loaded, live_section, section_errors
 from reconciler.platform import current
+from reconciler.store.records import record_pull
 
 if TYPE_CHECKING:
     from reconciler.engine.runtime import Runtime
@@ -110,13 +111,9 @@ def pull(folder: Path) -> Pull:
     return Pull(True, before, after)
 
 
-
-
 async def pull_forever(rt: Runtime, store: Store, folder: Path, reload: Callable[[], None],
                        settings: Callable[[], SyncSettings]) -> None:
     """The daemon's task: pull `folder` on the `git_pull` schedule; record and report the outcome."""
-    from reconciler.store.records import record_pull  # the SQL of `sync_commits`
-
     while True:
         every = settings().git_pull
         await asyncio.sleep(every if every else IDLE_CHECK)

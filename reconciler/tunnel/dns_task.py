@@ -51,7 +51,8 @@ def _sooner(a: float | None, b: float | None) -> float | None:
 
 async def dns_forever(tunnel: TunnelContext, store: Store | None, data_dir: Path) -> None:
     """The daemon's task, handed the tunnel (its runtime, memory and reload), the store (None: not
-    there yet) and the data folder (the account's domains). Wakes when the tunnel's plan is loaded again (`plan_changes`: a file, a setting, a port,
+    there yet) and the data folder (the account's domains). Wakes when the tunnel's plan is
+    loaded again (`plan_changes`: a file, a setting, a port,
     the resync), when a failed sync is due again, and when the domains are due a read; nothing
     else. It looked at the plan every 2 s before (issue 27: a wake-up every 2 s at rest)."""
     done: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None  # (tunnel id, hostnames, kept) synced
